@@ -1,0 +1,145 @@
+"""ROI preprocessing (paper §2.2, Figure 1): DICOM → square 299² bicubic → 3 channels → ``preprocess_input``.
+
+The steps, for one cropped ROI:
+
+1. :func:`read_dicom_image` reads the DICOM with pydicom, applies the modality LUT
+   (RescaleSlope / RescaleIntercept) and inverts MONOCHROME1 images so that bright = dense.
+2. The crop is min–max normalised to the float range [0, 255] (computed in float64, so 8-, 12- and
+   16-bit inputs of the same content give the same result; no quantisation to 8 bits).
+3. :func:`square_stretch` resizes the rectangular crop to ``size × size`` in one step, which is the
+   paper's "stretch the smaller side to make the ROI square, then resize to 299 × 299".
+4. Bicubic overshoot is clipped back to [0, 255], the grey channel is copied to three channels, and
+   ``keras.applications.inception_resnet_v2.preprocess_input`` maps [0, 255] to [-1, 1].
+
+Interpolation: everything in mcalc resizes with ``tf.image.resize(method="bicubic", antialias=True)``,
+the Keys cubic kernel (a = -0.5) widened when downscaling; it agrees with Pillow's
+``Image.resize(..., BICUBIC)`` to within about 0.005 grey levels on the 0–255 scale. Other
+``tf.image.resize`` methods can be chosen through :class:`PreprocessConfig.interpolation`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mcalc.errors import DataError
+
+#: Interpolation methods accepted by :class:`PreprocessConfig` (names of ``tf.image.resize`` methods).
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos3", "lanczos5", "area", "mitchellcubic", "gaussian")
+#: Smallest input size InceptionResNetV2 accepts (Keras' ``include_top=False`` minimum).
+MIN_IMAGE_SIZE = 75
+#: Version of the preprocessing recipe; bump it when the steps change so cached features are rebuilt.
+PREPROCESS_VERSION = 1
+
+
+@dataclass
+class PreprocessConfig:
+    """How a ROI is turned into a network input: output side length and interpolation method."""
+
+    image_size: int = 299
+    interpolation: str = "bicubic"
+
+    def __post_init__(self) -> None:
+        """Validate the size and interpolation name."""
+        if int(self.image_size) != self.image_size or self.image_size < 1:
+            raise ValueError(f"image_size must be a positive integer, got {self.image_size!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(
+                f"unknown interpolation {self.interpolation!r}; valid: {', '.join(INTERPOLATIONS)}"
+            )
+
+    def key(self) -> str:
+        """Stable string identifying this configuration (used in cache keys)."""
+        fields = ";".join(f"{k}={v}" for k, v in sorted(asdict(self).items()))
+        return f"preprocess-v{PREPROCESS_VERSION};{fields}"
+
+
+def read_dicom_image(path: str | Path) -> np.ndarray:
+    """Read a single-frame greyscale DICOM as float32 2-D, rescaled, with bright = dense."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except InvalidDicomError as exc:
+        raise DataError(f"{path}: not a DICOM file ({exc})") from None
+    except Exception as exc:  # pydicom raises assorted errors on damaged headers
+        raise DataError(f"{path}: unreadable DICOM ({type(exc).__name__}: {exc})") from None
+    if "PixelData" not in ds:
+        raise DataError(f"{path}: DICOM has no pixel data")
+    try:
+        raw = ds.pixel_array
+    except Exception as exc:  # truncated pixel data, unsupported transfer syntax, bad header values
+        raise DataError(f"{path}: cannot decode pixel data ({type(exc).__name__}: {exc})") from None
+    if raw.ndim != 2:
+        raise DataError(f"{path}: expected a single-frame greyscale image, got pixel array of shape {raw.shape}")
+    if raw.size == 0:
+        raise DataError(f"{path}: empty image (shape {raw.shape})")
+    from pydicom.pixels import apply_modality_lut
+
+    img = np.asarray(apply_modality_lut(raw, ds), dtype=np.float64)
+    if not np.all(np.isfinite(img)):
+        raise DataError(f"{path}: pixel values are not finite after rescaling")
+    lo, hi = float(img.min()), float(img.max())
+    if lo == hi:
+        raise DataError(f"{path}: constant image (every pixel = {lo:g}); nothing to classify")
+    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper() == "MONOCHROME1":
+        img = (hi + lo) - img
+    return img.astype(np.float32)
+
+
+def normalize_intensity(img: np.ndarray) -> np.ndarray:
+    """Min–max normalise a 2-D image to float32 [0, 255] (float64 arithmetic; constant → DataError)."""
+    arr = np.asarray(img, dtype=np.float64)
+    if arr.ndim != 2 or arr.size == 0:
+        raise DataError(f"ROI image must be a non-empty 2-D array, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise DataError("ROI image contains non-finite values")
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi == lo:
+        raise DataError(f"ROI image is constant (every pixel = {lo:g}); cannot normalise")
+    return ((arr - lo) * (255.0 / (hi - lo))).astype(np.float32)
+
+
+def square_stretch(img: np.ndarray, size: int, interpolation: str = "bicubic") -> np.ndarray:
+    """Resize a rectangular 2-D crop to ``size × size`` (stretching the shorter side), float32."""
+    import tensorflow as tf
+
+    arr = np.asarray(img, dtype=np.float32)
+    if arr.ndim != 2 or arr.size == 0:
+        raise DataError(f"ROI image must be a non-empty 2-D array, got shape {arr.shape}")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {interpolation!r}; valid: {', '.join(INTERPOLATIONS)}")
+    out = tf.image.resize(arr[..., None], (int(size), int(size)), method=interpolation, antialias=True)
+    return out.numpy()[..., 0].astype(np.float32)
+
+
+def preprocess_roi(img: np.ndarray, config: PreprocessConfig | None = None) -> np.ndarray:
+    """Turn a 2-D ROI into the network input: float32 ``(size, size, 3)`` in [-1, 1]."""
+    from keras.applications.inception_resnet_v2 import preprocess_input
+
+    config = config or PreprocessConfig()
+    grey = normalize_intensity(img)
+    resized = np.clip(square_stretch(grey, config.image_size, config.interpolation), 0.0, 255.0)
+    rgb = np.repeat(resized[..., None], 3, axis=-1)
+    return np.asarray(preprocess_input(rgb), dtype=np.float32)
+
+
+def load_roi(path: str | Path, config: PreprocessConfig | None = None) -> np.ndarray:
+    """Read a ROI DICOM and preprocess it for the network (float32 ``(size, size, 3)``)."""
+    img = read_dicom_image(path)
+    try:
+        return preprocess_roi(img, config)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
+
+
+def resize_for_display(img: np.ndarray, size: int = 299, interpolation: str = "bicubic") -> np.ndarray:
+    """One-channel ``size × size`` version of a ROI for display (Figure 1c), float32 in [0, 1]."""
+    grey = normalize_intensity(img)
+    return (np.clip(square_stretch(grey, size, interpolation), 0.0, 255.0) / 255.0).astype(np.float32)
