@@ -1,0 +1,42 @@
+# mcalc — two commands on a fresh machine with Python 3.11:
+#   make book   builds the whole book on the embedded default (the offline phantom)
+#   make test   runs the unit tests, then every notebook on a tiny phantom under nbval
+# Both create (or reuse) the virtual environment .venv themselves.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.mcalc-installed
+
+.PHONY: venv book test units notebooks-ci nbval book-ci benchmark clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+book: $(STAMP)
+	$(PY) -m mcalc book --profile default
+
+test: units nbval book-ci
+
+units: $(STAMP)
+	$(PY) -m pytest tests
+
+notebooks-ci: $(STAMP)
+	$(PY) -m mcalc notebooks --profile ci
+
+nbval: notebooks-ci
+	$(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 build/ci/notebooks
+
+book-ci: notebooks-ci
+	$(PY) -m mcalc book --profile ci --no-execute
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf _build build book/executed

@@ -1,0 +1,7 @@
+"""Allow ``python -m mcalc``."""
+
+import sys
+
+from mcalc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""Build the Jupyter Book from the executed notebooks and check that every table and figure of the paper is in it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from mcalc.errors import DataError
+from mcalc.pipeline import Profile
+
+#: Captions the book must show, one per table and figure of the paper ("Table 3 — ...").
+PAPER_ITEMS = tuple([f"Table {i}" for i in range(1, 6)] + [f"Figure {i}" for i in range(1, 8)])
+BOOK_FILES = ("_config.yml", "_toc.yml", "book")
+EXECUTED = Path("book/executed")
+
+
+def assemble(profile: Profile, target: Path) -> Path:
+    """Copy the book's sources and the profile's executed notebooks into ``target`` (for builds outside the repo root)."""
+    target = Path(target)
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name in BOOK_FILES:
+        src = Path(name)
+        if src.is_dir():
+            shutil.copytree(src, target / name, ignore=shutil.ignore_patterns("executed", "_build"))
+        else:
+            shutil.copy2(src, target / name)
+    shutil.copytree(profile.out_dir, target / EXECUTED)
+    return target
+
+
+def missing_items(html_dir: Path, items: tuple[str, ...] = PAPER_ITEMS) -> list[str]:
+    """The paper's tables/figures whose caption ("Table N —" / "Figure N —") appears on no page of the built HTML."""
+    text = "\n".join(p.read_text(errors="replace") for p in Path(html_dir).rglob("*.html"))
+    text = re.sub(r"<[^>]+>", "", text).replace("&#8212;", "—")
+    return [item for item in items if not re.search(rf"{item}\s*(—|&mdash;)", text)]
+
+
+def build_book(profile: Profile, source: Path | None = None) -> Path:
+    """Build the book with jupyter-book (no execution), fail on a missing page or paper item; return index.html."""
+    if source is None:
+        source = Path(".") if Path(profile.out_dir) == EXECUTED else assemble(profile, Path("build") / profile.name / "book")
+    source = Path(source)
+    provenance = Path(profile.results_dir) / "provenance.json"
+    if provenance.is_file():
+        shutil.copy2(provenance, source / EXECUTED / "provenance.json")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(source), "--all"]
+    completed = subprocess.run(cmd, check=False)
+    if completed.returncode != 0:
+        raise DataError(f"jupyter-book build failed (exit {completed.returncode}); see its output above")
+    index = source / "_build" / "html" / "index.html"
+    if not index.is_file():
+        raise DataError(f"the book build wrote no {index}")
+    missing = missing_items(index.parent)
+    if missing:
+        raise DataError(f"the built book lacks these items of the paper: {', '.join(missing)}")
+    return index

@@ -1,0 +1,187 @@
+"""Content-keyed, atomic on-disk cache of per-image feature rows.
+
+Layout and granularity: one ``.npz`` file per image row, at ``<root>/<key[:2]>/<key>.npz``, where the
+key is :func:`cache_key` of the image file's sha256, the preprocessing configuration, the backbone
+weights' identity and the Keras / TensorFlow versions (built by :func:`mcalc.model.extract_features`).
+Per-row files mean that an interrupted run resumes where it stopped (every finished batch is already
+on disk) and that changing one input file invalidates exactly its own row.
+
+Each file holds ``data`` (the row), ``sha256`` (digest of the row's bytes, dtype and shape) and
+``meta`` (a JSON string); it is written to a temporary file in the same directory and moved into
+place with :func:`os.replace`, so a reader never sees a half-written file. A file that cannot be
+read, has the wrong shape or fails its checksum is reported with a warning and treated as missing;
+the caller then recomputes and overwrites it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+_KEY_RE = re.compile(r"^[0-9a-f]{16,128}$")
+_CHUNK = 1 << 20
+
+
+def file_digest(path: str | Path, memo: dict[tuple[str, int, int], str] | None = None) -> str:
+    """sha256 hex digest of a file's bytes; ``memo`` (keyed by path, size, mtime_ns) avoids rereads."""
+    path = Path(path)
+    st = path.stat()
+    ident = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if memo is not None and ident in memo:
+        return memo[ident]
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    digest = h.hexdigest()
+    if memo is not None:
+        memo[ident] = digest
+    return digest
+
+
+def cache_key(*parts: object) -> str:
+    """sha256 hex key of the given parts (their ``str``), order-sensitive and unambiguous."""
+    h = hashlib.sha256()
+    for part in parts:
+        text = str(part).encode("utf-8")
+        h.update(len(text).to_bytes(8, "little"))
+        h.update(text)
+    return h.hexdigest()
+
+
+def array_digest(array: np.ndarray) -> str:
+    """sha256 hex digest of an array's dtype, shape and bytes."""
+    arr = np.ascontiguousarray(array)
+    h = hashlib.sha256(f"{arr.dtype.str}|{arr.shape}|".encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class FeatureCache:
+    """A directory of content-keyed ``.npz`` rows (see the module docstring for the layout)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        """Normalise ``root`` to a Path."""
+        self.root = Path(self.root)
+
+    def path_for(self, key: str) -> Path:
+        """File that holds the entry for ``key`` (a lowercase hex string)."""
+        if not isinstance(key, str) or not _KEY_RE.match(key):
+            raise ValueError(f"cache key must be a lowercase hex string (16-128 chars), got {key!r}")
+        return self.root / key[:2] / f"{key}.npz"
+
+    def load(self, key: str, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
+        """The stored array for ``key``, or None when absent or corrupt (corruption warns)."""
+        path = self.path_for(key)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                data = np.array(npz["data"])
+                stored = str(npz["sha256"])
+        except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as exc:
+            warnings.warn(f"corrupt cache file {path} ({type(exc).__name__}: {exc}); it will be rebuilt", stacklevel=2)
+            return None
+        if shape is not None and tuple(data.shape) != tuple(shape):
+            warnings.warn(
+                f"corrupt cache file {path}: shape {data.shape}, expected {tuple(shape)}; it will be rebuilt",
+                stacklevel=2,
+            )
+            return None
+        if array_digest(data) != stored:
+            warnings.warn(f"corrupt cache file {path}: checksum mismatch; it will be rebuilt", stacklevel=2)
+            return None
+        return data
+
+    def save(self, key: str, array: np.ndarray, meta: dict | None = None) -> Path:
+        """Store ``array`` (with JSON-able ``meta``) under ``key`` atomically; returns the file path."""
+        path = self.path_for(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arr = np.ascontiguousarray(array)
+        meta_json = json.dumps(meta or {}, sort_keys=True, default=str)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, data=arr, sha256=np.array(array_digest(arr)), meta=np.array(meta_json))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        return path
+
+    def meta(self, key: str) -> dict | None:
+        """The metadata stored with ``key``, or None when absent or unreadable."""
+        try:
+            with np.load(self.path_for(key), allow_pickle=False) as npz:
+                return json.loads(str(npz["meta"]))
+        except (FileNotFoundError, zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError):
+            return None
+
+
+@dataclass
+class CachedRows:
+    """Result of :func:`load_or_compute`: the stacked rows and which indices had to be computed."""
+
+    array: np.ndarray
+    computed: list[int] = field(default_factory=list)
+
+    @property
+    def n_cached(self) -> int:
+        """Number of rows served from the cache."""
+        return len(self.array) - len(self.computed)
+
+
+def load_or_compute(
+    keys: Sequence[str],
+    compute: Callable[[list[int]], Iterable[tuple[Sequence[int], np.ndarray]]],
+    cache: FeatureCache,
+    row_shape: tuple[int, ...],
+    meta: dict | None = None,
+    dtype: np.dtype | type = np.float32,
+) -> CachedRows:
+    """Rows for ``keys``: cached rows are loaded, the rest come from ``compute`` and are saved as they arrive.
+
+    ``compute(missing_indices)`` yields ``(indices, rows)`` chunks covering every missing index; each chunk
+    is written to the cache before the next is requested, so an interrupted call resumes where it stopped.
+    """
+    out = np.empty((len(keys), *row_shape), dtype=dtype)
+    missing: list[int] = []
+    for i, key in enumerate(keys):
+        row = cache.load(key, shape=row_shape)
+        if row is None:
+            missing.append(i)
+        else:
+            out[i] = row
+    if missing:
+        todo = set(missing)
+        for indices, rows in compute(list(missing)):
+            rows = np.asarray(rows)
+            indices = list(indices)
+            if rows.shape != (len(indices), *row_shape):
+                raise ValueError(f"compute returned rows of shape {rows.shape} for {len(indices)} indices, "
+                                 f"expected {(len(indices), *row_shape)}")
+            for idx, row in zip(indices, rows):
+                if idx not in todo:
+                    raise ValueError(f"compute returned index {idx}, which was not requested or came twice")
+                todo.discard(idx)
+                out[idx] = row
+                cache.save(keys[idx], row.astype(dtype, copy=False), meta)
+        if todo:
+            raise ValueError(f"compute did not return rows for indices {sorted(todo)[:10]}")
+    return CachedRows(array=out, computed=missing)

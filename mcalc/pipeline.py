@@ -1,0 +1,171 @@
+"""Execute the study's notebook templates with papermill, under a named profile (default or ci)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+NOTEBOOK_DIR = Path("notebooks")
+OPTIMIZERS = ("adam", "adagrad", "adadelta", "rmsprop")
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A consistent set of parameters for every notebook of one book build."""
+
+    name: str
+    data_source: str = "phantom"  # "phantom" or "cbis-ddsm"
+    data_root: str = "data/phantom"
+    phantom_scale: float = 1.0
+    seed: int = 0
+    image_size: int = 299
+    weights: str = "auto"
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    validation_size: float = 200
+    n_boot: int = 1000
+    cv_folds: int = 10
+    n_seeds: int = 5
+    results_dir: str = "results"
+    cache_dir: str = "cache"
+    out_dir: str = "book/executed"
+
+    def common(self) -> dict:
+        """Parameters every notebook takes."""
+        return {
+            "data_source": self.data_source,
+            "data_root": self.data_root,
+            "phantom_scale": self.phantom_scale,
+            "seed": self.seed,
+            "image_size": self.image_size,
+            "weights": self.weights,
+            "results_dir": self.results_dir,
+            "cache_dir": self.cache_dir,
+            "n_boot": self.n_boot,
+        }
+
+
+PROFILES = {
+    # The book: the phantom at the real size, the paper's settings.
+    "default": Profile(name="default"),
+    # CI and nbval: a tiny phantom, small images, few epochs. Each notebook runs in seconds.
+    "ci": Profile(
+        name="ci",
+        data_root="build/ci/data/phantom",
+        phantom_scale=0.03,
+        image_size=75,
+        epochs=3,
+        validation_size=0.2,
+        n_boot=50,
+        cv_folds=3,
+        n_seeds=2,
+        results_dir="build/ci/results",
+        cache_dir="build/ci/cache",
+        out_dir="build/ci/notebooks",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """One papermill execution: which template, the executed notebook's name, its own parameters."""
+
+    template: str
+    output: str
+    parameters: dict = field(default_factory=dict)
+
+
+def plan(profile: Profile) -> list[NotebookRun]:
+    """The executions that make the book, in order; the optimizer template runs once per optimizer."""
+    runs = [NotebookRun("01_data_curation", "01_data_curation"), NotebookRun("02_preprocessing", "02_preprocessing")]
+    train = {"epochs": profile.epochs, "batch_size": profile.batch_size, "learning_rate": profile.learning_rate,
+             "validation_size": profile.validation_size}
+    runs += [NotebookRun("03_optimizer", f"03_optimizer_{opt}", {"optimizer": opt, **train}) for opt in OPTIMIZERS]
+    runs += [
+        NotebookRun("04_glcm_baselines", "04_glcm_baselines", {"cv_folds": profile.cv_folds,
+                                                                 "validation_size": profile.validation_size}),
+        NotebookRun("05_comparison", "05_comparison"),
+    ]
+    optional = [
+        NotebookRun("06_leakage_audit", "06_leakage_audit", train),
+        NotebookRun("07_seed_variance", "07_seed_variance", {**train, "n_seeds": profile.n_seeds}),
+    ]
+    runs += [r for r in optional if (NOTEBOOK_DIR / f"{r.template}.py").is_file()]
+    return runs
+
+
+def relative_to_output(path: str, out_dir: str) -> str:
+    """Express a repo-relative path relative to the executed notebook's folder (its kernel's working directory)."""
+    return os.path.relpath(path, out_dir)
+
+
+def notebook_parameters(profile: Profile, run: NotebookRun) -> dict:
+    """All parameters injected into one execution, paths rewritten for the kernel's working directory."""
+    params = {**profile.common(), **run.parameters}
+    for key in ("data_root", "results_dir", "cache_dir"):
+        params[key] = relative_to_output(params[key], profile.out_dir)
+    return params
+
+
+def template_to_ipynb(template: Path, target: Path) -> Path:
+    """Convert a jupytext percent file to an .ipynb papermill can run (kernel set to this Python)."""
+    import jupytext
+
+    nb = jupytext.read(template)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata.setdefault("jupytext", {}).pop("formats", None)
+    jupytext.write(nb, target, fmt="ipynb")
+    return target
+
+
+def execute(run: NotebookRun, profile: Profile, notebook_dir: Path = NOTEBOOK_DIR, progress: bool = False) -> Path:
+    """Run one template with papermill into the profile's output folder; raises on a notebook error."""
+    import papermill
+
+    out_dir = Path(profile.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / f"{run.output}.ipynb"
+    with tempfile.TemporaryDirectory() as tmp:
+        source = template_to_ipynb(Path(notebook_dir) / f"{run.template}.py", Path(tmp) / f"{run.template}.ipynb")
+        papermill.execute_notebook(
+            str(source),
+            str(output),
+            parameters=notebook_parameters(profile, run),
+            kernel_name=KERNELSPEC["name"],
+            cwd=str(out_dir),
+            progress_bar=progress,
+            log_output=False,
+        )
+    return output
+
+
+def run_profile(profile: Profile, only: list[str] | None = None, progress: bool = False) -> list[tuple[Path, float]]:
+    """Execute every planned notebook (or those whose output name starts with one of ``only``); returns timings."""
+    done = []
+    for run in plan(profile):
+        if only and not any(run.output.startswith(o) for o in only):
+            continue
+        start = time.perf_counter()
+        print(f"[mcalc] executing {run.template} -> {profile.out_dir}/{run.output}.ipynb", flush=True)
+        path = execute(run, profile, progress=progress)
+        elapsed = time.perf_counter() - start
+        print(f"[mcalc]   done in {elapsed:.1f} s", flush=True)
+        done.append((path, elapsed))
+    return done
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """A named profile, with any fields overridden (``None`` values ignored)."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    return replace(PROFILES[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def profile_dict(profile: Profile) -> dict:
+    """The profile as a plain dict (for the book's appendix and logs)."""
+    return asdict(profile)
