@@ -1,0 +1,163 @@
+"""Derive the phantom's calibration figures from the official CBIS-DDSM calcification tables.
+
+Reads ``calc_case_description_{train,test}_set.csv`` (default: ``../shared/data/cbis-ddsm`` next
+to the repository) and writes two small files that ship with mcalc:
+
+* ``mcalc/data/calc_calibration.csv``: joint counts of split x pathology x calc type (normalised
+  spelling) x calc distribution x assessment x subtlety x breast density;
+* ``mcalc/data/calc_structure.json``: patients per split, images per patient, abnormalities per
+  image, the fraction of lesions seen in both CC and MLO, lesions per breast, bilateral patients.
+
+Only aggregate figures are written, never rows of the tables. Usage::
+
+    python tools/derive_calibration.py [--source DIR] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+SPLIT_FILES = {"train": "calc_case_description_train_set.csv", "test": "calc_case_description_test_set.csv"}
+CALIBRATION_COLUMNS = [
+    "split", "pathology", "calc_type", "calc_distribution", "assessment", "subtlety", "density", "count",
+]
+RENAME = {
+    "patient_id": "patient_id", "breast density": "density", "left or right breast": "side",
+    "image view": "view", "abnormality id": "abnormality_id", "calc type": "calc_type",
+    "calc distribution": "calc_distribution", "assessment": "assessment", "pathology": "pathology",
+    "subtlety": "subtlety",
+}
+SPELLING = {"LUCENT_CENTERED": "LUCENT_CENTER"}
+LESION_KEY = ["calc_type", "calc_distribution", "pathology", "assessment", "subtlety"]
+
+
+def default_source() -> Path:
+    """The shared CBIS-DDSM table folder next to the repository (``../shared/data/cbis-ddsm``)."""
+    return Path(__file__).resolve().parents[2] / "shared" / "data" / "cbis-ddsm"
+
+
+def normalise_term(value: str) -> str:
+    """Canonical spelling of a (compound) calc type/distribution: fixed synonyms, no repeated parts."""
+    if value in ("", "N/A", "NA"):
+        return "N/A"
+    parts: list[str] = []
+    for part in value.strip().split("-"):
+        part = SPELLING.get(part.strip(), part.strip())
+        if part not in parts:
+            parts.append(part)
+    return "-".join(parts)
+
+
+def read_split(source: Path, split: str) -> pd.DataFrame:
+    """One official calc table with short column names, normalised terms and a ``split`` column."""
+    path = source / SPLIT_FILES[split]
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in RENAME if c not in raw.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}")
+    df = raw[list(RENAME)].rename(columns=RENAME)
+    df["raw_calc_type"] = df["calc_type"]
+    df["calc_type"] = df["calc_type"].map(normalise_term)
+    df["calc_distribution"] = df["calc_distribution"].map(normalise_term)
+    for col in ("assessment", "subtlety", "density", "abnormality_id"):
+        df[col] = df[col].astype(int)
+    df["split"] = split
+    return df
+
+
+def joint_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """Counts per combination of split, pathology and the five descriptors."""
+    keys = CALIBRATION_COLUMNS[:-1]
+    out = df.groupby(keys).size().rename("count").reset_index()
+    return out.sort_values(keys, kind="mergesort").reset_index(drop=True)[CALIBRATION_COLUMNS]
+
+
+def _breast_lesions(group: pd.DataFrame) -> tuple[int, int]:
+    """(lesions, lesions seen in both views) of one breast: CC/MLO rows matched by their descriptors."""
+    cc = Counter(map(tuple, group.loc[group["view"] == "CC", LESION_KEY].to_numpy().tolist()))
+    mlo = Counter(map(tuple, group.loc[group["view"] == "MLO", LESION_KEY].to_numpy().tolist()))
+    pairs = sum((cc & mlo).values())
+    return len(group) - pairs, pairs
+
+
+def _distribution(values: pd.Series) -> dict[str, int]:
+    """Histogram of integer values as a JSON-friendly {value: count} dict."""
+    counts = values.value_counts().sort_index()
+    return {str(int(k)): int(v) for k, v in counts.items()}
+
+
+def structure(df: pd.DataFrame) -> dict:
+    """Patient/breast/image/lesion structure statistics of one split."""
+    breasts = df.groupby(["patient_id", "side"])
+    lesions = breasts.apply(_breast_lesions, include_groups=False)
+    n_lesions = lesions.map(lambda t: t[0])
+    n_pairs = lesions.map(lambda t: t[1])
+    images = df.groupby(["patient_id", "side", "view"]).size()
+    per_patient = images.groupby(level="patient_id").size()
+    sides = df.groupby("patient_id")["side"].nunique()
+    pairs_by_path: dict[str, float] = {}
+    for pathology, sub in df.groupby("pathology"):
+        lp = sub.groupby(["patient_id", "side"]).apply(_breast_lesions, include_groups=False)
+        pairs_by_path[str(pathology)] = round(2 * sum(t[1] for t in lp) / len(sub), 4)
+    n_single_cc = int((df["view"] == "CC").sum() - n_pairs.sum())
+    n_single_mlo = int((df["view"] == "MLO").sum() - n_pairs.sum())
+    lucent = df["calc_type"].str.contains("LUCENT_CENTER", regex=False)
+    centered = df["raw_calc_type"].str.contains("LUCENT_CENTERED", regex=False)
+    return {
+        "rois": int(len(df)),
+        "patients": int(df["patient_id"].nunique()),
+        "breasts": int(breasts.ngroups),
+        "images": int(len(images)),
+        "bilateral_patient_fraction": round(float((sides == 2).mean()), 4),
+        "lesions": int(n_lesions.sum()),
+        "lesions_in_both_views": int(n_pairs.sum()),
+        "both_views_lesion_fraction": round(float(n_pairs.sum() / n_lesions.sum()), 4),
+        "both_views_roi_fraction_by_pathology": pairs_by_path,
+        "single_view_mlo_fraction": round(n_single_mlo / max(1, n_single_cc + n_single_mlo), 4),
+        "lesions_per_breast": _distribution(n_lesions),
+        "images_per_patient": _distribution(per_patient),
+        "abnormalities_per_image": _distribution(images),
+        "patient_number_range": [int(df["patient_id"].str[2:].astype(int).min()),
+                                 int(df["patient_id"].str[2:].astype(int).max())],
+        "lucent_centered_spelling_fraction": round(float(centered.sum() / max(1, lucent.sum())), 4),
+    }
+
+
+def derive_calibration(source: Path) -> tuple[pd.DataFrame, dict]:
+    """Joint descriptor counts and structure statistics of the real calc tables in ``source``."""
+    frames = {split: read_split(source, split) for split in SPLIT_FILES}
+    both = pd.concat(frames.values(), ignore_index=True)
+    overlap = set(frames["train"]["patient_id"]) & set(frames["test"]["patient_id"])
+    info = {
+        "source": "CBIS-DDSM calc_case_description_{train,test}_set.csv (TCIA 2017)",
+        "patients_in_both_splits": len(overlap),
+        "splits": {split: structure(df) for split, df in frames.items()},
+    }
+    return joint_counts(both), info
+
+
+def write_calibration(table: pd.DataFrame, info: dict, out: Path) -> None:
+    """Write ``calc_calibration.csv`` and ``calc_structure.json`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "calc_calibration.csv", index=False, lineterminator="\n")
+    (out / "calc_structure.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", type=Path, default=default_source())
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "mcalc" / "data")
+    args = parser.parse_args(argv)
+    table, info = derive_calibration(args.source)
+    write_calibration(table, info, args.out)
+    print(f"{len(table)} combinations, {int(table['count'].sum())} ROIs -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
