@@ -1,0 +1,202 @@
+"""Tests for mcalc.cache: content keys, atomic writes, corruption detection, invalidation, resume."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcalc import cache as cache_mod
+from mcalc.cache import FeatureCache, array_digest, cache_key, file_digest, load_or_compute
+
+
+def fake_features(path: Path) -> np.ndarray:
+    """A deterministic 'feature row' computed from a file's bytes."""
+    data = np.frombuffer(path.read_bytes(), dtype=np.uint8).astype(np.float32)
+    return np.array([data.sum(), data.mean(), len(data), data[0]], dtype=np.float32)
+
+
+def make_inputs(root: Path, n: int = 6) -> list[Path]:
+    """Write ``n`` small distinct input files."""
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = root / f"img_{i}.bin"
+        p.write_bytes(bytes([i + 1]) * (10 + i))
+        paths.append(p)
+    return paths
+
+
+def run(paths: list[Path], cache: FeatureCache, calls: list[int], chunk: int = 2, fail_after: int | None = None):
+    """Feature rows for ``paths`` through the cache, recording which indices were computed."""
+    memo: dict = {}
+    keys = [cache_key("test-v1", file_digest(p, memo)) for p in paths]
+
+    def compute(missing: list[int]):
+        for n_chunk, start in enumerate(range(0, len(missing), chunk)):
+            if fail_after is not None and n_chunk >= fail_after:
+                raise KeyboardInterrupt("simulated interruption")
+            idx = missing[start : start + chunk]
+            calls.extend(idx)
+            yield idx, np.stack([fake_features(paths[i]) for i in idx])
+
+    return load_or_compute(keys, compute, cache, row_shape=(4,), meta={"what": "test"})
+
+
+def test_file_digest_and_keys(tmp_path: Path) -> None:
+    a, b = make_inputs(tmp_path, 2)
+    memo: dict = {}
+    assert file_digest(a, memo) == file_digest(a) != file_digest(b)
+    assert len(memo) == 1
+    assert cache_key("x", "y") == cache_key("x", "y")
+    assert cache_key("x", "y") != cache_key("y", "x")
+    assert cache_key("ab", "c") != cache_key("a", "bc")
+
+
+def test_save_load_roundtrip(tmp_path: Path) -> None:
+    fc = FeatureCache(tmp_path / "c")
+    key = cache_key("k")
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    fc.save(key, arr, {"n": 3})
+    np.testing.assert_array_equal(fc.load(key), arr)
+    assert fc.meta(key) == {"n": 3}
+    assert fc.load(cache_key("other")) is None
+    with pytest.raises(ValueError, match="hex"):
+        fc.path_for("../../etc/passwd")
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fc = FeatureCache(tmp_path)
+    key = cache_key("atomic")
+    old = np.ones(4, dtype=np.float32)
+    fc.save(key, old)
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cache_mod.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        fc.save(key, np.zeros(4, dtype=np.float32))
+    monkeypatch.undo()
+    np.testing.assert_array_equal(fc.load(key), old)
+    leftovers = [p for p in fc.path_for(key).parent.iterdir() if p.suffix == ".tmp"]
+    assert leftovers == []
+
+
+def test_interrupted_write_leaves_no_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fc = FeatureCache(tmp_path)
+    key = cache_key("interrupted")
+    real_savez = np.savez
+
+    def savez_then_die(fh, **arrays):
+        real_savez(fh, **arrays)
+        fh.flush()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache_mod.np, "savez", savez_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fc.save(key, np.ones(4, dtype=np.float32))
+    monkeypatch.undo()
+    assert not fc.path_for(key).exists()
+    assert list(fc.path_for(key).parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "bad_checksum", "wrong_shape", "empty"])
+def test_corrupt_file_detected_and_rebuilt(tmp_path: Path, damage: str) -> None:
+    paths = make_inputs(tmp_path / "in", 4)
+    fc = FeatureCache(tmp_path / "cache")
+    calls: list[int] = []
+    first = run(paths, fc, calls)
+    assert sorted(calls) == [0, 1, 2, 3]
+
+    key = cache_key("test-v1", file_digest(paths[2]))
+    target = fc.path_for(key)
+    raw = target.read_bytes()
+    if damage == "truncate":
+        target.write_bytes(raw[: len(raw) // 2])
+    elif damage == "garbage":
+        target.write_bytes(b"not a zip" * 10)
+    elif damage == "empty":
+        target.write_bytes(b"")
+    elif damage == "bad_checksum":
+        with zipfile.ZipFile(target) as zf:
+            stale_checksum = zf.read("sha256.npy")
+        # same shape, other values, the original (now stale) checksum
+        with zipfile.ZipFile(target, "w") as zf:
+            with zf.open("data.npy", "w") as fh:
+                np.lib.format.write_array(fh, np.full(4, 9.0, dtype=np.float32))
+            zf.writestr("sha256.npy", stale_checksum)
+            with zf.open("meta.npy", "w") as fh:
+                np.lib.format.write_array(fh, np.array("{}"))
+    elif damage == "wrong_shape":
+        arr = np.ones(5, dtype=np.float32)
+        with open(target, "wb") as fh:
+            np.savez(fh, data=arr, sha256=np.array(array_digest(arr)), meta=np.array("{}"))
+
+    calls.clear()
+    with pytest.warns(UserWarning, match="corrupt cache file"):
+        second = run(paths, fc, calls)
+    assert calls == [2]
+    np.testing.assert_array_equal(second.array, first.array)
+    # the rebuilt file is valid again: a third run computes nothing and warns nothing
+    calls.clear()
+    third = run(paths, fc, calls)
+    assert calls == [] and third.n_cached == 4
+
+
+def test_changing_one_input_invalidates_exactly_its_row(tmp_path: Path) -> None:
+    paths = make_inputs(tmp_path / "in", 6)
+    fc = FeatureCache(tmp_path / "cache")
+    calls: list[int] = []
+    before = run(paths, fc, calls).array
+    calls.clear()
+    paths[4].write_bytes(b"\x99" * 33)
+    after = run(paths, fc, calls)
+    assert calls == [4]
+    assert after.n_cached == 5
+    np.testing.assert_array_equal(np.delete(after.array, 4, axis=0), np.delete(before, 4, axis=0))
+    np.testing.assert_array_equal(after.array[4], fake_features(paths[4]))
+    assert not np.array_equal(after.array[4], before[4])
+
+
+def test_resume_after_interruption(tmp_path: Path) -> None:
+    paths = make_inputs(tmp_path / "in", 7)
+    fc = FeatureCache(tmp_path / "cache")
+    calls: list[int] = []
+    with pytest.raises(KeyboardInterrupt):
+        run(paths, fc, calls, chunk=2, fail_after=2)
+    assert calls == [0, 1, 2, 3]
+    calls.clear()
+    res = run(paths, fc, calls, chunk=2)
+    assert calls == [4, 5, 6]
+    expected = np.stack([fake_features(p) for p in paths])
+    np.testing.assert_array_equal(res.array, expected)
+
+
+def test_compute_contract_enforced(tmp_path: Path) -> None:
+    fc = FeatureCache(tmp_path)
+    keys = [cache_key(i) for i in range(3)]
+
+    def incomplete(missing):
+        yield missing[:1], np.zeros((1, 2), dtype=np.float32)
+
+    with pytest.raises(ValueError, match="did not return rows"):
+        load_or_compute(keys, incomplete, fc, row_shape=(2,))
+
+    def wrong_shape(missing):
+        yield missing, np.zeros((len(missing), 3), dtype=np.float32)
+
+    with pytest.raises(ValueError, match="shape"):
+        load_or_compute([cache_key("z")], wrong_shape, fc, row_shape=(2,))
+
+
+def test_no_temp_files_left_after_many_saves(tmp_path: Path) -> None:
+    fc = FeatureCache(tmp_path)
+    for i in range(20):
+        fc.save(cache_key(i), np.full(3, i, dtype=np.float32))
+    all_files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(all_files) == 20 and all(p.suffix == ".npz" for p in all_files)
+    assert not any(name.startswith(".") for _, _, files in os.walk(tmp_path) for name in files)
