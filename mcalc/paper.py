@@ -93,3 +93,14 @@ def headline_claims() -> pd.DataFrame:
     ]
     return pd.DataFrame(rows, columns=["claim_id", "claim", "paper_value"])
 
+
+
+def literature_anchors() -> pd.DataFrame:
+    """Published results on CBIS-DDSM under its official, patient-disjoint split: what the task allows."""
+    rows = [
+        ("Shen et al. 2019 [shen2019]", "VGG16/ResNet50 patch → whole-image classifier", None, 0.88, None,
+         "CBIS-DDSM official test split; whole images, calcifications and masses, benign vs malignant (best single model; 0.91 averaging four)"),
+        ("Mračko et al. 2024 [mracko2024]", "ResNet101 (fine-tuned)", 0.762, None, None,
+         "calcification ROIs, benign vs malignant; trained on CBIS-DDSM + OPTIMAM combined"),
+    ]
+    return pd.DataFrame(rows, columns=["article", "model", "accuracy", "auc", "sensitivity", "task_and_data"])

@@ -1,0 +1,271 @@
+"""Figures and captioned tables of the book: every one carries its caption and its provenance label."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from mcalc.curation import CLASSES
+from mcalc.provenance import Provenance
+
+CLASS_COLOURS = dict(zip(CLASSES, sns.color_palette("colorblind", 3)))
+
+
+def _caption_html(caption: str, provenance: Provenance | None) -> str:
+    """Bold 'Table N —'/'Figure N —' lead, the caption, and the provenance line."""
+    caption = html.escape(caption)
+    caption = re.sub(r"^((Table|Figure) \d+ —)", r"<strong>\1</strong>", caption)
+    prov = f"<br><em>{html.escape(provenance.label())}</em>" if provenance is not None else ""
+    return f"<p class='mcalc-caption'>{caption}{prov}</p>"
+
+
+def table_html(df: pd.DataFrame, caption: str, provenance: Provenance | None = None, precision: int = 3) -> str:
+    """A deterministic HTML rendering of a table with its caption and provenance (stable for nbval)."""
+    uid = hashlib.sha1(caption.encode()).hexdigest()[:8]
+    styler = df.style.format(precision=precision, na_rep="—").set_uuid(uid)
+    return _caption_html(caption, provenance) + styler.to_html()
+
+
+def show_table(df: pd.DataFrame, caption: str, provenance: Provenance | None = None, precision: int = 3) -> None:
+    """Display a table with its caption ("Table N — ...") and the provenance label under it."""
+    from IPython.display import HTML, display
+
+    if df is None or len(df) == 0:
+        display(HTML(_caption_html(caption, provenance) + "<p>(none)</p>"))
+        return
+    display(HTML(table_html(df, caption, provenance, precision)))
+
+
+def show_figure(fig: plt.Figure, caption: str, provenance: Provenance | None = None) -> None:
+    """Display a figure, then its caption ("Figure N — ...") with the provenance label; close the figure."""
+    from IPython.display import HTML, display
+
+    if provenance is not None:
+        fig.text(0.995, 0.005, provenance.label(), ha="right", va="bottom", fontsize=6, color="0.35")
+    display(fig)
+    display(HTML(_caption_html(caption, provenance)))
+    plt.close(fig)
+
+
+def _pick_per_class(manifest: pd.DataFrame, n: int, seed: int) -> dict[str, pd.DataFrame]:
+    """Up to ``n`` rows of each class, sampled reproducibly."""
+    return {c: g.sample(n=min(n, len(g)), random_state=seed) for c, g in manifest.groupby("pathology") if len(g)}
+
+
+def sample_grid(manifest: pd.DataFrame, n_per_class: int = 4, seed: int = 0) -> plt.Figure:
+    """A grid of cropped ROIs, one row per class."""
+    from mcalc.preprocessing import read_dicom_image
+
+    picks = _pick_per_class(manifest, n_per_class, seed)
+    fig, axes = plt.subplots(len(CLASSES), n_per_class, figsize=(2.2 * n_per_class, 2.3 * len(CLASSES)), squeeze=False)
+    for r, cls in enumerate(CLASSES):
+        rows = picks.get(cls, manifest.iloc[:0])
+        for c in range(n_per_class):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(rows):
+                row = rows.iloc[c]
+                ax.imshow(read_dicom_image(row["crop_path"]), cmap="gray")
+                ax.set_title(f"{row['calc_type']}\n{row['calc_distribution']}".lower()[:48], fontsize=6)
+        axes[r, 0].text(-0.08, 0.5, cls, transform=axes[r, 0].transAxes, rotation=90, ha="right", va="center", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(row0, row1, col0, col1) of the non-zero part of a mask."""
+    rows, cols = np.nonzero(mask)
+    return int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
+
+
+def figure1(manifest: pd.DataFrame, image_size: int = 299, seed: int = 0) -> plt.Figure:
+    """Figure 1: (a) the mammogram with the ROI box, (b) the cropped ROI, (c) the ROI resized to the input size."""
+    from matplotlib.patches import Rectangle
+
+    from mcalc.preprocessing import read_dicom_image, resize_for_display
+
+    picks = _pick_per_class(manifest, 1, seed)
+    fig, axes = plt.subplots(len(CLASSES), 3, figsize=(9, 3.2 * len(CLASSES)), squeeze=False)
+    for r, cls in enumerate(CLASSES):
+        for ax in axes[r]:
+            ax.axis("off")
+        if cls not in picks:
+            continue
+        row = picks[cls].iloc[0]
+        full = read_dicom_image(row["full_path"])
+        crop = read_dicom_image(row["crop_path"])
+        axes[r, 0].imshow(full, cmap="gray")
+        mask = read_dicom_image(row["mask_path"])
+        if mask.shape == full.shape and mask.max() > mask.min():
+            r0, r1, c0, c1 = _bbox(mask > mask.min())
+            axes[r, 0].add_patch(Rectangle((c0, r0), c1 - c0, r1 - r0, fill=False, edgecolor="red", linewidth=1.2))
+        axes[r, 0].set_title(f"(a) {cls}\n{row['roi_id']}", fontsize=7)
+        axes[r, 1].imshow(crop, cmap="gray")
+        axes[r, 1].set_title(f"(b) cropped ROI {crop.shape[1]} × {crop.shape[0]}", fontsize=7)
+        axes[r, 2].imshow(resize_for_display(crop, image_size), cmap="gray")
+        axes[r, 2].set_title(f"(c) resized {image_size} × {image_size}", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _shape(layer) -> str:
+    """A layer's output shape without the batch axis, as 'H × W × C'."""
+    shape = tuple(layer.output.shape)[1:]
+    return " × ".join(str(s) for s in shape)
+
+
+def backbone_stages(backbone) -> pd.DataFrame:
+    """InceptionResNetV2's stages (stem, blocks, reductions, pooling) read off the built Keras model."""
+    rules = [
+        (r"^block35_\d+$", "Inception-ResNet-A (block35)"),
+        (r"^mixed_6a$", "Reduction-A (mixed_6a)"),
+        (r"^block17_\d+$", "Inception-ResNet-B (block17)"),
+        (r"^mixed_7a$", "Reduction-B (mixed_7a)"),
+        (r"^block8_\d+$", "Inception-ResNet-C (block8)"),
+        (r"^conv_7b(_ac)?$", "Final 1×1 convolution (conv_7b)"),
+        (r"^(avg_pool|global_average_pooling2d.*)$", "Global average pooling"),
+    ]
+    stages: list[dict] = []
+    current = "Stem"
+    for layer in backbone.layers:
+        name = layer.name
+        for pattern, stage in rules:
+            if re.match(pattern, name):
+                current = stage
+                break
+        if not stages or stages[-1]["stage"] != current:
+            stages.append({"stage": current, "layers": 0, "repeats": 0, "output": ""})
+        stages[-1]["layers"] += 1
+        if re.match(r"^block(35|17|8)_\d+$", name):
+            stages[-1]["repeats"] += 1
+        stages[-1]["output"] = _shape(layer)
+    return pd.DataFrame(stages)
+
+
+def _draw_stack(ax, boxes: list[tuple[str, str]], colours: list) -> None:
+    """Draw labelled boxes top-to-bottom joined by arrows."""
+    n = len(boxes)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, n)
+    ax.axis("off")
+    for i, ((title, sub), colour) in enumerate(zip(boxes, colours)):
+        y = n - i - 0.5
+        ax.add_patch(plt.Rectangle((0.08, y - 0.32), 0.84, 0.64, facecolor=colour, edgecolor="0.2", linewidth=0.8))
+        ax.text(0.5, y + 0.09, title, ha="center", va="center", fontsize=8, weight="bold")
+        ax.text(0.5, y - 0.16, sub, ha="center", va="center", fontsize=7)
+        if i < n - 1:
+            ax.annotate("", xy=(0.5, y - 0.5), xytext=(0.5, y - 0.32), arrowprops={"arrowstyle": "->", "color": "0.3"})
+
+
+def figure2(model) -> plt.Figure:
+    """Figure 2: the proposed network (input → frozen backbone → Dense(128, ReLU) → Dense(3, softmax)), from the model."""
+    boxes, colours = [], []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            boxes.append(("Input (grey ROI copied to 3 channels)", _shape(layer)))
+        elif hasattr(layer, "layers") and len(layer.layers) > 50:
+            boxes.append((f"InceptionResNetV2, frozen ({layer.count_params():,} parameters)", f"pooled features {_shape(layer)}"))
+        elif kind == "Dense":
+            act = layer.get_config()["activation"]
+            boxes.append((f"Dense({layer.units}, {act})", f"{_shape(layer)} · {layer.count_params():,} trainable parameters"))
+        elif hasattr(layer, "layers"):
+            for sub in layer.layers:
+                if type(sub).__name__ == "Dense":
+                    act = sub.get_config()["activation"]
+                    boxes.append((f"Dense({sub.units}, {act})", f"{_shape(sub)} · {sub.count_params():,} trainable parameters"))
+        else:
+            continue
+        colours.append("#dbe9f6" if "Inception" in boxes[-1][0] else "#fde3c8")
+    while len(colours) < len(boxes):
+        colours.append("#fde3c8")
+    fig, ax = plt.subplots(figsize=(6, 0.9 * len(boxes) + 0.6))
+    _draw_stack(ax, boxes, colours)
+    fig.tight_layout()
+    return fig
+
+
+def _find_backbone(model):
+    """The InceptionResNetV2 sub-model inside the end-to-end model."""
+    for layer in model.layers:
+        if hasattr(layer, "layers") and len(layer.layers) > 50:
+            return layer
+    raise ValueError("no InceptionResNetV2 backbone found in the model")
+
+
+def figure3(model) -> plt.Figure:
+    """Figure 3: InceptionResNetV2's stages with their output grids, read off the built backbone."""
+    stages = backbone_stages(_find_backbone(model))
+    boxes = [
+        (row.stage + (f" × {row.repeats}" if row.repeats else ""), f"{row.layers} layers → {row.output}")
+        for row in stages.itertuples()
+    ]
+    palette = sns.color_palette("pastel", len(boxes))
+    fig, ax = plt.subplots(figsize=(6, 0.75 * len(boxes) + 0.6))
+    _draw_stack(ax, boxes, list(palette))
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history: pd.DataFrame, title: str = "") -> plt.Figure:
+    """The paper's per-optimizer figure: (a) loss, (b) accuracy, (c) sensitivity, training vs validation."""
+    panels = [("loss", "(a) loss (KL divergence)"), ("accuracy", "(b) accuracy"),
+              ("sensitivity_at_specificity", "(c) sensitivity at specificity 0.8")]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    epochs = np.arange(1, len(history) + 1)
+    for ax, (key, label) in zip(axes, panels):
+        ax.plot(epochs, history[key], marker="o", ms=3, label="training")
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], marker="s", ms=3, label="validation")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def roc_and_confusion(evaluation, title: str = "") -> plt.Figure:
+    """One-vs-rest ROC curves per class and the confusion matrix of one evaluation."""
+    fig, (ax_roc, ax_cm) = plt.subplots(1, 2, figsize=(10, 4))
+    for cls, (fpr, tpr) in evaluation.roc().items():
+        auc = evaluation.auc.get(cls, float("nan"))
+        ax_roc.plot(fpr, tpr, color=CLASS_COLOURS.get(cls), label=f"{cls} (AUC {auc:.2f})")
+    ax_roc.plot([0, 1], [0, 1], ls="--", color="0.6", lw=0.8)
+    ax_roc.set_xlabel("false-positive rate")
+    ax_roc.set_ylabel("true-positive rate")
+    ax_roc.legend(fontsize=7, loc="lower right")
+    cm = np.asarray(evaluation.confusion)
+    sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax_cm,
+                xticklabels=[c.replace("_", "\n") for c in CLASSES], yticklabels=[c.replace("_", "\n") for c in CLASSES])
+    ax_cm.set_xlabel("predicted")
+    ax_cm.set_ylabel("true")
+    ax_cm.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def roc_panel(evaluations: dict) -> plt.Figure:
+    """Macro-averaged one-vs-rest ROC curve of several models on one plot."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    grid = np.linspace(0, 1, 201)
+    for name, ev in evaluations.items():
+        curves = ev.roc()
+        tpr = np.mean([np.interp(grid, fpr, t) for fpr, t in curves.values()], axis=0)
+        ax.plot(grid, tpr, label=f"{name} (macro AUC {ev.auc_macro:.2f})")
+    ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=0.8)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig

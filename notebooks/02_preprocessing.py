@@ -1,0 +1,85 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 2. Preprocessing and the transfer-learning model (Sections 2.2–2.3, Figures 1–3, Table 2)
+#
+# Each cropped ROI is stretched to a square, resized to 299 × 299 with bicubic interpolation, its grey
+# level copied to three channels, and scaled by InceptionResNetV2's own `preprocess_input`. The
+# backbone is InceptionResNetV2 without its classification top, with global average pooling and
+# frozen weights; the paper adds Dense(128, ReLU) and Dense(3, softmax). Because the backbone is
+# frozen, its 1,536-dimensional features are computed here once and cached for every later chapter.
+
+# %% tags=["parameters"]
+data_source = "phantom"
+data_root = "data/phantom"
+phantom_scale = 1.0
+seed = 0
+image_size = 299  # the paper: 299 (the backbone accepts 75 and more)
+weights = "auto"  # "auto", "imagenet", "random" or a path to an .h5 file
+results_dir = "results"
+cache_dir = "cache"
+n_boot = 1000
+
+# %%
+import mcalc.study as study
+from mcalc import plots
+
+manifest = study.load_manifest(results_dir)
+weights_info = study.resolve_backbone_weights(weights)
+provenance = study.read_results_provenance(results_dir).with_weights(weights_info.used, weights_info.note)
+print(provenance.label())
+print(weights_info.note)
+
+# %% [markdown]
+# ## Figure 1 — mammogram, cropped ROI, resized ROI, per class
+
+# %%
+plots.show_figure(plots.figure1(manifest, image_size=image_size, seed=seed),
+                  f"Figure 1 — (a) full mammogram with the ROI box, (b) the cropped ROI, (c) the ROI resized to {image_size} × {image_size}, one row per class", provenance)
+
+# %% [markdown]
+# ## Table 2 — the architecture, read off the built model
+
+# %%
+# NBVAL_CHECK_OUTPUT
+model = study.build_paper_model(image_size, weights_info)
+plots.show_table(study.table2(model, image_size), "Table 2 — Architecture of the transfer-learning model: ours (read off the built Keras model) and the paper's", provenance)
+
+# %% [markdown]
+# ## Figure 2 — the proposed network, and Figure 3 — InceptionResNetV2
+#
+# Both are drawn from the built Keras model (layer names and output shapes), not redrawn by hand.
+
+# %%
+plots.show_figure(plots.figure2(model), "Figure 2 — The proposed network: frozen InceptionResNetV2 → Dense(128, ReLU) → Dense(3, softmax), with the output shape of each stage", provenance)
+
+# %%
+plots.show_figure(plots.figure3(model), "Figure 3 — InceptionResNetV2 as built: stem, Inception-ResNet-A/B/C blocks and reduction blocks with their output grids (35 × 35 → 17 × 17 → 8 × 8 at 299 px input)", provenance)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+plots.show_table(study.layer_summary(model), "Layer summary of the end-to-end model (trainable parameters are the head's only)", provenance)
+
+# %% [markdown]
+# ## Backbone features, computed once and cached
+#
+# The cache is keyed by the content of each DICOM file, the preprocessing and the weights, so a
+# later chapter (or a re-run) reuses it, and a changed input recomputes only its own row.
+
+# %%
+features = study.compute_features(manifest, image_size=image_size, weights_info=weights_info, cache_dir=cache_dir,
+                                  results_dir=results_dir, provenance=provenance)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"features: {features.shape[0]} ROIs × {features.shape[1]} dimensions")

@@ -1,0 +1,106 @@
+"""The notebook runner, the book checks, provenance labels and the notebook templates themselves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jupytext
+import pytest
+
+from mcalc.book import PAPER_ITEMS, missing_items
+from mcalc.pipeline import NOTEBOOK_DIR, OPTIMIZERS, PROFILES, get_profile, notebook_parameters, plan
+from mcalc.provenance import Provenance, data_provenance, read_provenance, write_provenance
+from mcalc.sphinxext import banner_html
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = sorted((ROOT / "notebooks").glob("*.py"))
+
+
+def _parameters_cell(path: Path):
+    """The cell tagged 'parameters' of a jupytext template."""
+    nb = jupytext.read(path)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{path.name} must have exactly one cell tagged 'parameters'"
+    return cells[0]
+
+
+def test_plan_runs_one_optimizer_template_four_times():
+    """The four optimizer chapters are one template executed with four different parameters."""
+    runs = [r for r in plan(PROFILES["default"]) if r.output.startswith("03_")]
+    assert {r.template for r in runs} == {"03_optimizer"}
+    assert [r.parameters["optimizer"] for r in runs] == list(OPTIMIZERS)
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_every_injected_parameter_is_declared_by_its_template(profile):
+    """papermill only warns about unknown parameters: catch a template that would ignore one."""
+    for run in plan(PROFILES[profile]):
+        declared = {}
+        exec(_parameters_cell(ROOT / NOTEBOOK_DIR / f"{run.template}.py").source, {}, declared)
+        missing = set(notebook_parameters(PROFILES[profile], run)) - set(declared)
+        assert not missing, f"{run.template} does not declare {missing}"
+
+
+def test_paths_are_rewritten_relative_to_the_executed_notebook():
+    """The kernel runs in the output folder, so repo-relative paths are re-expressed from there."""
+    prof = get_profile("ci")
+    params = notebook_parameters(prof, plan(prof)[0])
+    out = ROOT / prof.out_dir
+    assert (out / params["results_dir"]).resolve() == (ROOT / prof.results_dir).resolve()
+    assert not Path(params["data_root"]).is_absolute()
+
+
+def test_get_profile_overrides_and_rejects_unknown():
+    """Overrides replace fields (None keeps the profile's value); unknown profiles fail clearly."""
+    prof = get_profile("default", weights="random", image_size=None)
+    assert prof.weights == "random" and prof.image_size == 299
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("nope")
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
+def test_templates_are_thin(template):
+    """Notebooks call mcalc: no function or class definitions and no loops in their code cells."""
+    nb = jupytext.read(template)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for line in cell.source.splitlines():
+            stripped = line.lstrip()
+            assert not stripped.startswith(("def ", "class ", "for ", "while ")), f"{template.name}: {line}"
+
+
+def test_missing_items_finds_captions_in_html(tmp_path):
+    """The book check sees 'Table N —' captions in any page and reports the absent ones."""
+    (tmp_path / "a.html").write_text("<p><strong>Table 1 —</strong> counts</p><p>Figure 4 &#8212; curves</p>")
+    missing = missing_items(tmp_path)
+    assert "Table 1" not in missing and "Figure 4" not in missing
+    assert "Table 2" in missing and len(missing) == len(PAPER_ITEMS) - 2
+
+
+def test_provenance_labels_and_banner(tmp_path):
+    """Phantom data or random weights are named in the label and raise the banner; real + ImageNet do not."""
+    sim = Provenance(data="phantom", data_detail="scale 1").with_weights("random", "offline")
+    assert "PHANTOM" in sim.label() and "RANDOMLY" in sim.label()
+    assert sim.is_simulated and "phantom" in sim.banner()
+    real = Provenance(data="cbis-ddsm").with_weights("imagenet")
+    assert not real.is_simulated and real.banner() == ""
+    path = write_provenance(sim, tmp_path / "r" / "provenance.json")
+    assert read_provenance(path) == sim
+    assert read_provenance(tmp_path / "absent.json") is None
+
+
+def test_data_provenance_reads_the_phantom_marker(tmp_path):
+    """A folder with phantom.json is a phantom; any other folder is taken as a real download."""
+    (tmp_path / "phantom.json").write_text(json.dumps({"version": "9", "config": {"scale": 0.5, "seed": 3}}))
+    prov = data_provenance(tmp_path)
+    assert prov.data == "phantom" and "scale 0.5" in prov.data_detail and "seed 3" in prov.data_detail
+    assert data_provenance(tmp_path / "elsewhere").data == "cbis-ddsm"
+
+
+def test_banner_html_reads_the_book_provenance(tmp_path):
+    """The Sphinx banner warns when results are missing, and names phantom data when present."""
+    assert "No executed results" in banner_html(tmp_path)
+    write_provenance(Provenance(data="phantom"), tmp_path / "book" / "executed" / "provenance.json")
+    assert "phantom" in banner_html(tmp_path)
