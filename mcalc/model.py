@@ -1,0 +1,551 @@
+"""The paper's model (§2.3–3.4, Table 2): frozen InceptionResNetV2 + Dense(128, relu) + Dense(3, softmax).
+
+Because the backbone is frozen and its BatchNormalization layers run in inference mode, training the
+head on cached backbone features is the same computation as training the end-to-end model on
+images (``tests/test_model.py`` checks this to float tolerance). The pipeline therefore extracts the
+1536-d average-pooled features once per image (:func:`extract_features`, cached by content in
+:mod:`mcalc.cache`) and trains only the head (:func:`train_head`) for each of the four optimizers.
+
+Training is seeded and deterministic: the head's initial weights come from seeded initialisers,
+each epoch's batch order is a seeded permutation (:func:`epoch_orders`) fed to Keras unshuffled, and
+TensorFlow's op determinism is switched on. Loss: Kullback–Leibler divergence on one-hot targets;
+metrics: categorical accuracy, AUC (one-vs-rest pooled over the three classes, Keras' default) and
+sensitivity at 80 % specificity (pooled the same way), for training and validation.
+
+A GPU is used automatically when TensorFlow sees one; the device is logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from mcalc.cache import FeatureCache, cache_key, file_digest, load_or_compute
+from mcalc.errors import DataError, WeightsUnavailable
+from mcalc.preprocessing import MIN_IMAGE_SIZE, PreprocessConfig, load_roi
+
+if TYPE_CHECKING:
+    import keras
+
+log = logging.getLogger(__name__)
+
+#: The four optimizers compared in the paper (§3.1–3.4), in the paper's order.
+OPTIMIZERS = ("adam", "adagrad", "adadelta", "rmsprop")
+
+#: Hyper-parameters reported in §2.4 and §3.1–3.4 (learning rate 1e-4 for all four).
+PAPER_OPTIMIZER_SETTINGS: MappingProxyType = MappingProxyType(
+    {
+        "adam": MappingProxyType({"learning_rate": 1e-4, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}),
+        "adagrad": MappingProxyType({"learning_rate": 1e-4, "initial_accumulator_value": 0.1, "epsilon": 1e-7}),
+        "adadelta": MappingProxyType({"learning_rate": 1e-4, "rho": 0.95, "epsilon": 1e-7}),
+        "rmsprop": MappingProxyType({"learning_rate": 1e-4, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7}),
+    }
+)
+
+#: Width of InceptionResNetV2's average-pooled output.
+N_FEATURES = 1536
+#: Number of classes (mcalc.curation.CLASSES).
+N_CLASSES = 3
+#: Keras' ImageNet "notop" weights file for InceptionResNetV2, where Keras downloads it from, and its md5.
+IMAGENET_NOTOP_FILE = "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_NOTOP_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/inception_resnet_v2/" + IMAGENET_NOTOP_FILE
+)
+IMAGENET_NOTOP_MD5 = "d19885ff4a710c122648d3b5c3b684e4"
+#: Version of the feature recipe; bump it when extraction changes so cached features are rebuilt.
+FEATURES_VERSION = 1
+#: Column order of the training history (``val_*`` follow when validation data is given).
+HISTORY_METRICS = ("loss", "accuracy", "auc", "sensitivity_at_specificity")
+
+
+# --------------------------------------------------------------------------------------------------
+# optimizers and training configuration
+
+
+def make_optimizer(name: str, learning_rate: float | None = None, **overrides: Any) -> "keras.optimizers.Optimizer":
+    """A Keras optimizer with the paper's settings; ``learning_rate`` / ``overrides`` replace them."""
+    import keras
+
+    key = str(name).lower()
+    if key not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
+    settings = dict(PAPER_OPTIMIZER_SETTINGS[key])
+    if learning_rate is not None:
+        settings["learning_rate"] = float(learning_rate)
+    settings.update(overrides)
+    classes = {
+        "adam": keras.optimizers.Adam,
+        "adagrad": keras.optimizers.Adagrad,
+        "adadelta": keras.optimizers.Adadelta,
+        "rmsprop": keras.optimizers.RMSprop,
+    }
+    return classes[key](**settings)
+
+
+@dataclass
+class TrainConfig:
+    """Head-training settings; the defaults are the paper's (§2.4, §3: lr 1e-4, batch 32, 20 epochs)."""
+
+    optimizer: str = "adam"
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    epochs: int = 20
+    seed: int = 0
+    hidden_units: int = 128
+    optimizer_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Validate the optimizer name and the positive integers."""
+        if str(self.optimizer).lower() not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
+        for name in ("batch_size", "epochs", "hidden_units"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+
+
+@dataclass
+class TrainResult:
+    """Outcome of training: per-epoch history, the trained model, wall time and the configuration."""
+
+    history: pd.DataFrame
+    model: "keras.Model"
+    elapsed_s: float
+    config: TrainConfig
+
+
+# --------------------------------------------------------------------------------------------------
+# weights
+
+
+@dataclass
+class WeightsInfo:
+    """Which backbone weights were asked for and which are used (recorded in provenance labels)."""
+
+    requested: str
+    used: str  # "imagenet" | "random" | "file:<name>"
+    path: str | None
+    sha256: str | None
+    note: str
+
+    def identity(self, seed: int = 0) -> str:
+        """Content identity of the weights for cache keys: the file's sha256, or ``random:<seed>``."""
+        if self.used == "random":
+            return f"random:{int(seed)}"
+        if not self.sha256:
+            raise ValueError(f"weights {self.used!r} have no sha256; resolve them with resolve_weights()")
+        return f"sha256:{self.sha256}"
+
+
+def _sha256(path: Path) -> str:
+    """sha256 hex digest of a file."""
+    return file_digest(path)
+
+
+def _md5(path: Path) -> str:
+    """md5 hex digest of a file (Keras publishes md5 hashes for its weight files)."""
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def keras_home_dir(keras_home: str | os.PathLike | None = None) -> Path:
+    """Keras' cache folder: the argument, else $KERAS_HOME, else ~/.keras (read now, not at import)."""
+    return Path(keras_home or os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
+
+
+def _probe(url: str, timeout_s: float) -> str | None:
+    """None when the URL's host accepts a TCP connection within ``timeout_s``, else why not."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    outcome: dict[str, str] = {}
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+        except OSError as exc:
+            outcome["error"] = f"{type(exc).__name__}: {exc}"
+
+    worker = threading.Thread(target=connect, name="mcalc-weights-probe", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        return f"no answer from {host} within {timeout_s:g} s"
+    return outcome.get("error")
+
+
+def _download_imagenet(home: Path, timeout_s: float) -> tuple[Path | None, str]:
+    """Try Keras' download of the notop file into ``home/models``; (path, "") or (None, reason)."""
+    import keras
+
+    reason = _probe(IMAGENET_NOTOP_URL, timeout_s)
+    if reason:
+        return None, reason
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout_s)
+    try:
+        got = keras.utils.get_file(
+            IMAGENET_NOTOP_FILE,
+            IMAGENET_NOTOP_URL,
+            cache_subdir="models",
+            file_hash=IMAGENET_NOTOP_MD5,
+            cache_dir=str(home),
+        )
+    except Exception as exc:  # network errors, hash mismatch, unwritable folder
+        return None, f"download failed ({type(exc).__name__}: {exc})"
+    finally:
+        socket.setdefaulttimeout(previous)
+    return Path(got), ""
+
+
+def _resolve_imagenet(requested: str, home: Path, timeout_s: float) -> WeightsInfo:
+    """The ImageNet notop weights from ``home/models`` or Keras' download, else WeightsUnavailable."""
+    target = home / "models" / IMAGENET_NOTOP_FILE
+    if target.is_file():
+        if _md5(target) != IMAGENET_NOTOP_MD5:
+            raise WeightsUnavailable(
+                f"The InceptionResNetV2 ImageNet weights file {target} is incomplete or damaged (its md5 is "
+                f"not Keras' {IMAGENET_NOTOP_MD5}). Delete it and put a good copy of {IMAGENET_NOTOP_FILE} "
+                f"(from {IMAGENET_NOTOP_URL}) there, or run with weights=\"random\" or weights=\"auto\"."
+            ) from None
+        path, origin = target, f"found in {target.parent}"
+    else:
+        path, reason = _download_imagenet(home, timeout_s)
+        if path is None:
+            raise WeightsUnavailable(
+                f"The InceptionResNetV2 ImageNet weights are not available: {IMAGENET_NOTOP_FILE} is not in "
+                f"{target.parent} and downloading it from {IMAGENET_NOTOP_URL} failed ({reason}). To use the "
+                f"paper's ImageNet weights, fetch that file on a machine with internet access and put it at "
+                f"{target} (the folder is $KERAS_HOME/models, with KERAS_HOME defaulting to ~/.keras), or pass "
+                f"the file's path as the weights. To run without it, use weights=\"random\" (a seeded random "
+                f"backbone) or weights=\"auto\" (ImageNet when available, otherwise random, and the results "
+                f"say so)."
+            ) from None
+        origin = f"downloaded from {IMAGENET_NOTOP_URL}"
+    return WeightsInfo(
+        requested=requested,
+        used="imagenet",
+        path=str(path),
+        sha256=_sha256(path),
+        note=f"ImageNet weights ({IMAGENET_NOTOP_FILE}, {origin})",
+    )
+
+
+def resolve_weights(
+    spec: str = "auto", keras_home: str | os.PathLike | None = None, download_timeout_s: float = 10
+) -> WeightsInfo:
+    """Resolve a weights spec ("imagenet", "random", "auto" or a path to a .h5 file) to a WeightsInfo."""
+    text = str(spec)
+    home = keras_home_dir(keras_home)
+    low = text.strip().lower()
+    if low == "random":
+        return WeightsInfo("random", "random", None, None, "random initialisation (seeded); not ImageNet weights")
+    if low == "imagenet":
+        return _resolve_imagenet("imagenet", home, download_timeout_s)
+    if low == "auto":
+        try:
+            return _resolve_imagenet("auto", home, download_timeout_s)
+        except WeightsUnavailable as exc:
+            return WeightsInfo(
+                "auto", "random", None, None, f"random initialisation (seeded), because {exc}"
+            )
+    if low.endswith((".h5", ".hdf5")):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise WeightsUnavailable(
+                f"Backbone weights file {path} does not exist. Give the path of an existing .h5 or .weights.h5 "
+                f"file of an InceptionResNetV2 without top (e.g. Keras' {IMAGENET_NOTOP_FILE}), or use "
+                f"weights=\"imagenet\", \"random\" or \"auto\"."
+            ) from None
+        return WeightsInfo(text, f"file:{path.name}", str(path), _sha256(path), f"weights loaded from {path}")
+    raise ValueError(
+        f"unknown weights spec {text!r}: use \"imagenet\", \"random\", \"auto\" or a path to a .h5 / .weights.h5 file"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# models
+
+
+def compute_device() -> str:
+    """The device TensorFlow will run the backbone on ("GPU: ..." or "CPU")."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return "GPU: " + ", ".join(g.name for g in gpus) if gpus else "CPU"
+
+
+def build_backbone(image_size: int, weights: WeightsInfo, seed: int = 0) -> "keras.Model":
+    """Frozen InceptionResNetV2 (no top, average pooling) for ``image_size``² RGB input; 1536-d output."""
+    import keras
+
+    if int(image_size) < MIN_IMAGE_SIZE:
+        raise ValueError(f"image_size must be at least {MIN_IMAGE_SIZE} for InceptionResNetV2, got {image_size}")
+    keras.utils.set_random_seed(int(seed))
+    path = None if weights.used == "random" else weights.path
+    if weights.used != "random" and not path:
+        raise ValueError(f"weights {weights.used!r} have no file path; resolve them with resolve_weights()")
+    try:
+        with warnings.catch_warnings():  # a mismatched file triggers one warning per layer before the error
+            warnings.simplefilter("ignore")
+            backbone = keras.applications.InceptionResNetV2(
+                include_top=False,
+                weights=path,
+                input_shape=(int(image_size), int(image_size), 3),
+                pooling="avg",
+            )
+    except (ValueError, OSError, KeyError) as exc:
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise WeightsUnavailable(
+            f"Cannot load InceptionResNetV2 weights from {path} ({type(exc).__name__}: {first_line}). The file must hold "
+            f"the weights of an InceptionResNetV2 without top, saved as .h5 (Keras' {IMAGENET_NOTOP_FILE}) or "
+            f".weights.h5 (model.save_weights)."
+        ) from None
+    backbone.trainable = False
+    log.info("InceptionResNetV2 backbone %dx%d, weights %s, device %s", image_size, image_size, weights.used,
+             compute_device())
+    return backbone
+
+
+def build_head(n_features: int = N_FEATURES, hidden_units: int = 128, n_classes: int = N_CLASSES,
+               seed: int = 0) -> "keras.Model":
+    """The trainable head: Dense(hidden_units, relu) → Dense(n_classes, softmax), seeded Glorot init."""
+    import keras
+
+    inputs = keras.Input((int(n_features),), name="features")
+    hidden = keras.layers.Dense(
+        int(hidden_units), activation="relu", name="fc",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=int(seed)), bias_initializer="zeros",
+    )(inputs)
+    outputs = keras.layers.Dense(
+        int(n_classes), activation="softmax", name="predictions",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=int(seed) + 1), bias_initializer="zeros",
+    )(hidden)
+    return keras.Model(inputs, outputs, name="head")
+
+
+def build_model(image_size: int, weights: WeightsInfo, hidden_units: int = 128, seed: int = 0,
+                backbone: "keras.Model | None" = None) -> "keras.Model":
+    """The end-to-end paper model: image → frozen backbone (inference mode) → head (Figure 2, Table 2)."""
+    import keras
+
+    backbone = backbone if backbone is not None else build_backbone(image_size, weights, seed)
+    backbone.trainable = False
+    inputs = keras.Input((int(image_size), int(image_size), 3), name="roi")
+    features = backbone(inputs, training=False)
+    head = build_head(backbone.output_shape[-1], hidden_units, N_CLASSES, seed)
+    return keras.Model(inputs, head(features), name="inception_resnet_v2_transfer")
+
+
+def _shape_text(layer: Any) -> str:
+    """A layer's output shape as text, or "?" when Keras does not know it."""
+    try:
+        return str(tuple(layer.output.shape))
+    except (AttributeError, ValueError):
+        return "?"
+
+
+def architecture_summary(model: "keras.Model", expand: Sequence[str] = ("head",)) -> pd.DataFrame:
+    """Layers of ``model`` with type, output shape, activation and parameter counts (nested ``expand`` unrolled)."""
+    import keras
+
+    rows = []
+
+    def add(layer: Any, name: str) -> None:
+        activation = getattr(layer, "activation", None)
+        rows.append({
+            "layer": name,
+            "type": type(layer).__name__,
+            "output_shape": _shape_text(layer),
+            "activation": getattr(activation, "__name__", "") if activation is not None else "",
+            "params": int(layer.count_params()) if layer.built else 0,
+            "trainable_params": int(sum(int(np.prod(w.shape)) for w in layer.trainable_weights)),
+        })
+
+    for layer in model.layers:
+        add(layer, layer.name)
+        if layer.name in expand and isinstance(layer, keras.Model):
+            for sub in layer.layers:
+                if not isinstance(sub, keras.layers.InputLayer):
+                    add(sub, f"{layer.name}/{sub.name}")
+    return pd.DataFrame(rows, columns=["layer", "type", "output_shape", "activation", "params", "trainable_params"])
+
+
+# --------------------------------------------------------------------------------------------------
+# training
+
+
+def compile_model(model: "keras.Model", config: TrainConfig) -> "keras.Model":
+    """Compile with the configured optimizer, KL-divergence loss and the paper's metrics; returns ``model``."""
+    import keras
+
+    model.compile(
+        optimizer=make_optimizer(config.optimizer, config.learning_rate, **config.optimizer_kwargs),
+        loss=keras.losses.KLDivergence(),
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.AUC(name="auc"),
+            keras.metrics.SensitivityAtSpecificity(0.8, name="sensitivity_at_specificity"),
+        ],
+    )
+    return model
+
+
+def one_hot(labels: np.ndarray, n_classes: int = N_CLASSES) -> np.ndarray:
+    """Integer labels (N,) → float32 one-hot (N, n_classes); one-hot input is checked and passed through."""
+    y = np.asarray(labels)
+    if y.ndim == 2:
+        if y.shape[1] != n_classes:
+            raise DataError(f"one-hot targets have {y.shape[1]} columns, expected {n_classes}")
+        return y.astype(np.float32)
+    if y.ndim != 1 or (y.size and (y.min() < 0 or y.max() >= n_classes)) or not np.all(np.equal(np.mod(y, 1), 0)):
+        raise DataError(f"labels must be integers in [0, {n_classes}), got shape {y.shape}, values {np.unique(y)[:10]}")
+    return np.eye(n_classes, dtype=np.float32)[y.astype(int)]
+
+
+def epoch_orders(n: int, epochs: int, seed: int) -> list[np.ndarray]:
+    """The seeded sample order of every epoch (one permutation of ``range(n)`` per epoch)."""
+    rng = np.random.default_rng(int(seed))
+    return [rng.permutation(int(n)) for _ in range(int(epochs))]
+
+
+def make_deterministic(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and switch on TensorFlow's deterministic ops."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(int(seed))
+    tf.config.experimental.enable_op_determinism()
+
+
+def fit_epochs(model: "keras.Model", X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray | None,
+               y_val: np.ndarray | None, config: TrainConfig, verbose: int = 0) -> TrainResult:
+    """Train a compiled ``model`` for ``config.epochs`` epochs over seeded batch orders; history per epoch."""
+    make_deterministic(config.seed)
+    X = np.asarray(X_train, dtype=np.float32)
+    Y = one_hot(y_train)
+    if len(X) != len(Y) or len(X) == 0:
+        raise DataError(f"training inputs and labels must be non-empty and of equal length, got {len(X)} and {len(Y)}")
+    validation = None
+    if X_val is not None and y_val is not None:
+        validation = (np.asarray(X_val, dtype=np.float32), one_hot(y_val))
+    rows = []
+    start = time.perf_counter()
+    for epoch, order in enumerate(epoch_orders(len(X), config.epochs, config.seed)):
+        hist = model.fit(
+            X[order], Y[order], batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch,
+            shuffle=False, validation_data=validation, verbose=verbose,
+        )
+        rows.append({"epoch": epoch + 1, **{k: float(v[-1]) for k, v in hist.history.items()}})
+    elapsed = time.perf_counter() - start
+    history = pd.DataFrame(rows)
+    ordered = ["epoch", *HISTORY_METRICS, *(f"val_{m}" for m in HISTORY_METRICS)]
+    history = history[[c for c in ordered if c in history] + [c for c in history if c not in ordered]]
+    return TrainResult(history=history, model=model, elapsed_s=elapsed, config=config)
+
+
+def train_head(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray | None, y_val: np.ndarray | None,
+               config: TrainConfig) -> TrainResult:
+    """Train the Dense head on backbone features (seeded, deterministic); returns history and model."""
+    make_deterministic(config.seed)
+    X = np.asarray(X_train)
+    if X.ndim != 2:
+        raise DataError(f"features must be 2-D (samples, features), got shape {X.shape}")
+    head = compile_model(build_head(X.shape[1], config.hidden_units, N_CLASSES, config.seed), config)
+    return fit_epochs(head, X, y_train, X_val, y_val, config)
+
+
+# --------------------------------------------------------------------------------------------------
+# features
+
+
+def _prefetched_batches(paths: Sequence[str], batches: Sequence[Sequence[int]], preprocess: PreprocessConfig,
+                        workers: int, prefetch: int = 2) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Load and preprocess batches of ROIs on a thread pool, ``prefetch`` batches ahead of the consumer."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mcalc-roi")
+    pending: deque[tuple[list[int], list[Future]]] = deque()
+    try:
+        queue = iter(batches)
+        for batch in queue:
+            pending.append((list(batch), [pool.submit(load_roi, paths[i], preprocess) for i in batch]))
+            if len(pending) > prefetch:
+                break
+        while pending:
+            indices, futures = pending.popleft()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append((list(nxt), [pool.submit(load_roi, paths[i], preprocess) for i in nxt]))
+            yield indices, np.stack([f.result() for f in futures])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def extract_features(paths: list[str], preprocess: PreprocessConfig, weights: WeightsInfo, cache_dir: Path,
+                     batch_size: int = 32, progress: bool = True, seed: int = 0,
+                     backbone: "keras.Model | None" = None, workers: int | None = None) -> np.ndarray:
+    """Backbone features (N, 1536) of the ROI DICOMs at ``paths``, cached per image by content.
+
+    The cache key of a row is the image file's sha256, ``preprocess.key()``, the weights' identity
+    (file sha256 or ``random:<seed>``) and the Keras / TensorFlow versions. Rows already cached are
+    loaded; the rest are decoded on a thread pool (prefetching ahead of the backbone) and written as
+    each batch finishes. ``backbone`` may be passed to reuse a model built by :func:`build_backbone`
+    with the same ``weights``, ``seed`` and ``preprocess.image_size``; otherwise one is built only when
+    some row is missing.
+    """
+    import keras
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    paths = [str(p) for p in paths]
+    memo: dict = {}
+    digests = []
+    for p in paths:
+        try:
+            digests.append(file_digest(p, memo))
+        except FileNotFoundError:
+            raise DataError(f"{p}: ROI image file not found") from None
+    identity = weights.identity(seed)
+    versions = f"keras={keras.__version__};tf={tf.__version__}"
+    keys = [cache_key(f"features-v{FEATURES_VERSION}", d, preprocess.key(), identity, versions) for d in digests]
+    meta = {"preprocess": preprocess.key(), "weights": identity, "weights_used": weights.used, "versions": versions}
+    workers = int(workers or min(8, os.cpu_count() or 1))
+
+    def compute(missing: list[int]) -> Iterator[tuple[list[int], np.ndarray]]:
+        model = backbone if backbone is not None else build_backbone(preprocess.image_size, weights, seed)
+        if tuple(model.input_shape[1:3]) != (preprocess.image_size, preprocess.image_size):
+            raise ValueError(f"backbone input {model.input_shape} does not match image_size {preprocess.image_size}")
+        log.info("extracting features of %d images on %s", len(missing), compute_device())
+        batches = [missing[i : i + batch_size] for i in range(0, len(missing), batch_size)]
+        bar = tqdm(total=len(missing), desc="features", unit="img", disable=not progress)
+        try:
+            for indices, images in _prefetched_batches(paths, batches, preprocess, workers):
+                n = len(indices)
+                if n < batch_size:  # pad so every batch has one shape (one traced function)
+                    images = np.concatenate([images, np.zeros((batch_size - n, *images.shape[1:]), images.dtype)])
+                feats = np.asarray(model.predict_on_batch(images))[:n]
+                bar.update(n)
+                yield indices, feats
+        finally:
+            bar.close()
+
+    result = load_or_compute(keys, compute, FeatureCache(Path(cache_dir)), row_shape=(N_FEATURES,), meta=meta)
+    log.info("features: %d rows from cache, %d computed", result.n_cached, len(result.computed))
+    return result.array
