@@ -14,9 +14,10 @@ printed formulas would give on a confusion matrix.
 Bootstrap design (:func:`evaluate`): the resampling unit is the ROI, and a ROI's label and predicted
 probabilities are always resampled together (paired). Resampling is *stratified by true class*: the
 indices of each class are passed to ``scipy.stats.bootstrap`` as separate samples (``paired=False``),
-which resamples each class with replacement at its observed size. Every resample therefore contains
-every class, so the one-vs-rest AUC, per-class sensitivity and specificity are defined in every
-resample and no resample has to be skipped. The intervals are conditional on the observed class
+which resamples each class with replacement at its observed size (a class with a single ROI is
+kept as it is, since its only resample is itself). Every resample therefore contains every class,
+so the one-vs-rest AUC, per-class sensitivity and specificity are defined in every resample and no
+resample has to be skipped. The intervals are conditional on the observed class
 counts (slightly narrower for accuracy than an unstratified bootstrap would give). Where the BCa
 interval is undefined (a degenerate bootstrap distribution, e.g. a sensitivity of 1 in every
 resample), the percentile interval of the same resamples is reported instead.
@@ -380,11 +381,17 @@ def bootstrap_ci(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper CI bounds of the metric vector of :meth:`Evaluation.values` (class-stratified, paired)."""
     k = proba.shape[1]
-    strata = tuple(np.flatnonzero(y == c) for c in range(k))
+    by_class = [np.flatnonzero(y == c) for c in range(k)]
+    # a class with a single ROI resamples to that ROI every time: keep it fixed (scipy needs ≥ 2)
+    strata = tuple(idx for idx in by_class if len(idx) >= 2)
+    fixed = np.concatenate([idx for idx in by_class if len(idx) < 2] + [np.zeros(0, dtype=np.int64)])
+    if not strata:
+        n_metrics = len(_metric_vector(y, proba, k))
+        return np.full(n_metrics, np.nan), np.full(n_metrics, np.nan)
 
     def statistic(*idx: np.ndarray) -> np.ndarray:
         """Metrics of the resample made of the given ROI indices of every class."""
-        i = np.concatenate(idx)
+        i = np.concatenate((*idx, fixed))
         return _metric_vector(y[i], proba[i], k)
 
     scipy_method = {"bca": "BCa"}.get(method, method)
