@@ -25,6 +25,7 @@ splitters with a few derived seeds are candidates, and the fold minimising
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -122,7 +123,11 @@ def _grouped_holdout(y: np.ndarray, groups: np.ndarray, m: int, seed: int, n_cla
             continue
         for s in seeds:
             cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=int(s))
-            for _, hold in cv.split(x_dummy, y, groups):
+            with warnings.catch_warnings():
+                # rare classes are checked (and reported by name) after the split
+                warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+                folds = [hold for _, hold in cv.split(x_dummy, y, groups)]
+            for hold in folds:
                 p_fold = np.bincount(y[hold], minlength=n_classes) / len(hold)
                 score = abs(len(hold) - m) / m + float(np.abs(p_fold - p_all).sum())
                 key = (score, len(hold))
