@@ -269,3 +269,16 @@ def roc_panel(evaluations: dict) -> plt.Figure:
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def seed_spread(runs: pd.DataFrame, metrics: tuple[str, ...] = ("accuracy", "AUC", "sensitivity at specificity 0.8")) -> plt.Figure:
+    """Strip + box plot of test metrics per optimizer over seeds."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        sns.boxplot(data=runs, x="optimizer", y=metric, ax=ax, color="0.9", fliersize=0)
+        sns.stripplot(data=runs, x="optimizer", y=metric, ax=ax, hue="optimizer", legend=False, size=5, jitter=0.15)
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("")
+        ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    return fig

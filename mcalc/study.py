@@ -335,32 +335,40 @@ def _split_arrays(manifest: pd.DataFrame, validation_size: float, seed: int) -> 
     return {"train": train_pos[np.asarray(tr)], "validation": train_pos[np.asarray(va)], "test": test_pos}
 
 
-def run_optimizer(results_dir: str | Path, cache_dir: str | Path, image_size: int, weights: str, config,
-                  validation_size: float = 200, n_boot: int = 1000, progress: bool = True,
-                  save: bool = True, tag: str = "") -> OptimizerRun:
-    """Train the paper's head with one optimizer on the cached features; evaluate on validation and test; save JSON."""
+def fit_head(X: np.ndarray, y: np.ndarray, idx: dict[str, np.ndarray], config, n_boot: int = 1000):
+    """Train the head on idx['train'] (validating on idx['validation']); evaluate on validation and test."""
     from mcalc.model import predict_proba, train_head
 
+    result = train_head(X[idx["train"]], y[idx["train"]], X[idx["validation"]], y[idx["validation"]], config)
+    evals = {part: evaluate(y[idx[part]], predict_proba(result.model, X[idx[part]]), n_boot=n_boot, seed=config.seed)
+             for part in ("validation", "test")}
+    return result, evals
+
+
+def load_study_inputs(results_dir: str | Path, image_size: int, weights: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The usable manifest, its backbone features (checked against the asked image size and weights) and labels."""
     manifest = load_manifest(results_dir)
     X, meta = load_features(results_dir, manifest)
     if meta["image_size"] != image_size or meta["weights"]["requested"] != weights:
         raise DataError(f"the saved features were made at {meta['image_size']} px with weights "
                         f"{meta['weights']['requested']!r}, not {image_size} px / {weights!r}: re-run notebook 02 with these")
-    y = manifest["label"].to_numpy(dtype=int)
-    idx = _split_arrays(manifest, validation_size, config.seed)
-    result = train_head(X[idx["train"]], y[idx["train"]], X[idx["validation"]], y[idx["validation"]], config)
-    p_val = predict_proba(result.model, X[idx["validation"]])
-    p_test = predict_proba(result.model, X[idx["test"]])
-    prov = read_results_provenance(results_dir)
+    return manifest, X, manifest["label"].to_numpy(dtype=int)
+
+
+def run_optimizer(results_dir: str | Path, cache_dir: str | Path, image_size: int, weights: str, config,
+                  validation_size: float = 200, n_boot: int = 1000, split_seed: int | None = None,
+                  save: bool = True, tag: str = "") -> OptimizerRun:
+    """Train the paper's head with one optimizer on the cached features; evaluate on validation and test; save JSON."""
+    manifest, X, y = load_study_inputs(results_dir, image_size, weights)
+    idx = _split_arrays(manifest, validation_size, config.seed if split_seed is None else split_seed)
+    result, evals = fit_head(X, y, idx, config, n_boot=n_boot)
     run = OptimizerRun(
         optimizer=config.optimizer, config=asdict(config), history=result.history,
-        validation=evaluate(y[idx["validation"]], p_val, n_boot=n_boot, seed=config.seed),
-        test=evaluate(y[idx["test"]], p_test, n_boot=n_boot, seed=config.seed),
-        provenance=prov, split_sizes={k: int(len(v)) for k, v in idx.items()}, elapsed_s=round(result.elapsed_s, 3),
+        validation=evals["validation"], test=evals["test"], provenance=read_results_provenance(results_dir),
+        split_sizes={k: int(len(v)) for k, v in idx.items()}, elapsed_s=round(result.elapsed_s, 3),
     )
     if save:
-        name = f"cnn_{config.optimizer}{tag}.json"
-        run.path = write_json(run.to_dict(), Path(results_dir) / RUNS / name)
+        run.path = write_json(run.to_dict(), Path(results_dir) / RUNS / f"cnn_{config.optimizer}{tag}.json")
     return run
 
 
@@ -660,3 +668,133 @@ def gather_results(results_dir: str | Path) -> Results:
         raise DataError(f"no saved runs in {runs_dir}: run notebooks 03 and 04 first")
     order = [o for o in ("adam", "adagrad", "adadelta", "rmsprop") if o in cnn] + sorted(set(cnn) - set(FIGURE_OF_OPTIMIZER))
     return Results(cnn={k: cnn[k] for k in order}, baselines=base, provenance=read_results_provenance(results_dir))
+
+
+# ------------------------------------------------------------------------ 6. the leakage audit
+
+SPLIT_SCHEMES = {
+    "official": "(a) official split, patient-disjoint",
+    "roi_level": "(b) random ROI-level 80/20 (the paper's likely protocol)",
+    "patient_grouped": "(c) patient-grouped 80/20",
+}
+
+
+def scheme_indices(manifest: pd.DataFrame, scheme: str, validation_size: float, seed: int) -> dict[str, np.ndarray]:
+    """Train / validation / test row indices of the usable manifest under one split scheme."""
+    from mcalc.splits import patient_grouped_split, roi_level_split, validation_split
+
+    if scheme == "official":
+        return _split_arrays(manifest, validation_size, seed)
+    splitter = {"roi_level": roi_level_split, "patient_grouped": patient_grouped_split}[scheme]
+    train, test = splitter(manifest, test_fraction=0.2, seed=seed)
+    train, test = np.asarray(train), np.asarray(test)
+    n_val = int(validation_size) if validation_size >= 1 else float(validation_size)
+    if scheme == "roi_level":  # the leaky protocol holds its validation ROIs out at random too
+        tr, va = roi_level_split(manifest.iloc[train].reset_index(drop=True),
+                                 test_fraction=n_val / len(train) if n_val >= 1 else n_val, seed=seed)
+    else:
+        tr, va = validation_split(manifest.iloc[train].reset_index(drop=True), n_val=n_val, seed=seed)
+    return {"train": train[np.asarray(tr)], "validation": train[np.asarray(va)], "test": test}
+
+
+@dataclass
+class LeakageAudit:
+    """The same pipeline under three split schemes, with the leakage counts and the metadata shortcut."""
+
+    evaluations: dict[str, Evaluation]
+    leakage: pd.DataFrame
+    shortcut: pd.DataFrame
+    provenance: Provenance
+
+    def table(self) -> pd.DataFrame:
+        """Test accuracy / AUC / sensitivity at specificity 0.8 with CIs per split scheme, and the gap to (a)."""
+        rows = {}
+        base = self.evaluations["official"]
+        for scheme, ev in self.evaluations.items():
+            rows[SPLIT_SCHEMES[scheme]] = {
+                "test ROIs": ev.n, "accuracy": _fmt(ev.accuracy, ev.ci.get("accuracy")),
+                "AUC": _fmt(ev.auc_macro, ev.ci.get("auc_macro")),
+                "sensitivity at specificity 0.8": _fmt(ev.sensitivity_at_spec80, ev.ci.get("sensitivity_at_spec80")),
+                "accuracy gap to (a)": f"{ev.accuracy - base.accuracy:+.3f}",
+            }
+        out = pd.DataFrame(rows).T
+        out.index.name = "split scheme"
+        return out
+
+
+def leakage_audit(results_dir: str | Path, image_size: int, weights: str, config, validation_size: float = 200,
+                  n_boot: int = 1000) -> LeakageAudit:
+    """Train and evaluate the head under the official, ROI-level and patient-grouped splits; count the leaks."""
+    from mcalc import baselines as bl
+    from mcalc.splits import leakage_report
+
+    manifest, X, y = load_study_inputs(results_dir, image_size, weights)
+    evaluations, leaks, shortcut = {}, {}, {}
+    for scheme in SPLIT_SCHEMES:
+        idx = scheme_indices(manifest, scheme, validation_size, config.seed)
+        _, evals = fit_head(X, y, idx, config, n_boot=n_boot)
+        evaluations[scheme] = evals["test"]
+        train_rows = manifest.iloc[np.concatenate([idx["train"], idx["validation"]])]
+        test_rows = manifest.iloc[idx["test"]]
+        leaks[SPLIT_SCHEMES[scheme]] = leakage_report(train_rows, test_rows)
+        rule = evaluate(y[idx["test"]], bl.assessment_rule(train_rows, test_rows), n_boot=0)
+        bwc = test_rows["pathology"] == CLASSES[1]
+        shortcut[SPLIT_SCHEMES[scheme]] = {
+            "assessment-rule accuracy": round(rule.accuracy, 3),
+            "network accuracy": round(evals["test"].accuracy, 3),
+            f"{CLASSES[1]} with assessment 2": f"{int((test_rows.loc[bwc, 'assessment'] == 2).sum())} / {int(bwc.sum())}",
+        }
+    leak = pd.DataFrame(leaks).T
+    leak.index.name = "split scheme"
+    short = pd.DataFrame(shortcut).T
+    short.index.name = "split scheme"
+    return LeakageAudit(evaluations, leak, short, read_results_provenance(results_dir))
+
+
+# -------------------------------------------------------------------- 7. seed and optimizer variance
+
+
+def seed_variance(results_dir: str | Path, image_size: int, weights: str, config, n_seeds: int = 5,
+                  validation_size: float = 200, optimizers: tuple[str, ...] = ("adam", "adagrad", "adadelta", "rmsprop"),
+                  progress: bool = True) -> pd.DataFrame:
+    """Test metrics of every optimizer trained with ``n_seeds`` seeds on one fixed split (one row per run)."""
+    from dataclasses import replace
+
+    from tqdm.auto import tqdm
+
+    manifest, X, y = load_study_inputs(results_dir, image_size, weights)
+    idx = _split_arrays(manifest, validation_size, config.seed)
+    rows = []
+    jobs = [(opt, config.seed + s) for opt in optimizers for s in range(n_seeds)]
+    for opt, seed in tqdm(jobs, desc="optimizer × seed", disable=not progress):
+        _, evals = fit_head(X, y, idx, replace(config, optimizer=opt, seed=seed), n_boot=0)
+        ev = evals["test"]
+        rows.append({"optimizer": paper.PAPER_OPTIMIZER_NAMES[opt], "seed": seed, "accuracy": ev.accuracy,
+                     "AUC": ev.auc_macro, "sensitivity at specificity 0.8": ev.sensitivity_at_spec80, "loss": ev.loss_kl})
+    frame = pd.DataFrame(rows)
+    write_json({"rows": frame.to_dict(orient="records"), "provenance": read_results_provenance(results_dir).to_dict()},
+               Path(results_dir) / RUNS / "seed_variance.json")
+    return frame
+
+
+def variance_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per optimizer and metric: mean ± SD over seeds, and a Kruskal–Wallis test of 'the optimizers differ'."""
+    from scipy.stats import kruskal
+
+    metrics = ["accuracy", "AUC", "sensitivity at specificity 0.8"]
+    summary = frame.groupby("optimizer")[metrics].agg(["mean", "std"])
+    out = pd.DataFrame({m: [f"{summary.loc[o, (m, 'mean')]:.3f} ± {summary.loc[o, (m, 'std')]:.3f}" for o in summary.index]
+                        for m in metrics}, index=summary.index)
+    groups = {m: [g[m].to_numpy() for _, g in frame.groupby("optimizer")] for m in metrics}
+    row = {}
+    for m in metrics:
+        if np.ptp(np.concatenate(groups[m])) > 0 and min(len(g) for g in groups[m]) > 1:
+            row[m] = f"p = {kruskal(*groups[m]).pvalue:.3f}"
+        else:
+            row[m] = "—"
+    out.loc["Kruskal–Wallis across optimizers"] = row
+    t4 = paper.table4().loc[["adam", "adagrad", "adadelta", "rmsprop"]]
+    out.loc["paper: spread across optimizers"] = {
+        "accuracy": f"{t4['accuracy'].max() - t4['accuracy'].min():.2f}", "AUC": f"{t4['auc'].max() - t4['auc'].min():.2f}",
+        "sensitivity at specificity 0.8": f"{t4['sensitivity_at_spec80'].max() - t4['sensitivity_at_spec80'].min():.2f}"}
+    return out

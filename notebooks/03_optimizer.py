@@ -34,7 +34,7 @@ learning_rate = 1e-4
 batch_size = 32
 epochs = 20
 validation_size = 200  # ROIs (an int) or a fraction of the training split (a float < 1)
-train_backbone = "none"  # "none" (the paper's frozen backbone), "top" or "all" (fine-tuning, meant for a GPU)
+
 
 # %%
 import mcalc.study as study
@@ -43,7 +43,7 @@ from mcalc.model import TrainConfig
 
 config = TrainConfig(optimizer=optimizer, learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, seed=seed)
 run = study.run_optimizer(results_dir=results_dir, cache_dir=cache_dir, image_size=image_size, weights=weights,
-                          config=config, validation_size=validation_size, n_boot=n_boot, train_backbone=train_backbone)
+                          config=config, validation_size=validation_size, n_boot=n_boot)
 print(run.provenance.label())
 print(run.describe())
 

@@ -16,7 +16,8 @@
 # The paper compares its network with 14 second-order grey-level co-occurrence (Haralick) features
 # classified by an RBF-kernel SVM and by k-NN under 10-fold cross-validation. We compute the 14
 # features with mahotas on each cropped ROI, quantised to 64 grey levels (min–max over the ROI) and
-# averaged over the four directions; scaling is fitted inside each fold. Besides the 10-fold CV on the
+# averaged over the four directions; scaling is fitted inside each fold, and the folds are grouped by
+# patient so that no patient is on both sides of a fold. Besides the 10-fold CV on the
 # training split (the paper's protocol), every model is also fitted on the training split and
 # evaluated on the official test split, with the same metrics and CIs as the network. Two baselines the
 # paper omits are added: the majority class, and a rule on the BI-RADS `assessment` column alone.
