@@ -85,6 +85,30 @@ def _breast_lesions(group: pd.DataFrame) -> tuple[int, int]:
     return len(group) - pairs, pairs
 
 
+def _breast_layout(df: pd.DataFrame) -> dict:
+    """How lesions sit in breasts: single-view breasts, pairs per two-view breast, singles in those."""
+    sv_views: Counter = Counter()
+    sv_lesions: list[int] = []
+    bv_pairs: list[int] = []
+    bv_singles = 0
+    for _, group in df.groupby(["patient_id", "side"]):
+        views = set(group["view"])
+        lesions, pairs = _breast_lesions(group)
+        if len(views) == 1:
+            sv_views[next(iter(views))] += 1
+            sv_lesions.append(lesions)
+        else:
+            bv_pairs.append(pairs)
+            bv_singles += lesions - pairs
+    return {
+        "single_view_breasts": {v: int(sv_views.get(v, 0)) for v in ("CC", "MLO")},
+        "lesions_per_single_view_breast": _distribution(pd.Series(sv_lesions, dtype=int)),
+        "pairs_per_two_view_breast": _distribution(pd.Series(bv_pairs, dtype=int)),
+        "single_view_lesions_in_two_view_breasts": int(bv_singles),
+        "single_view_lesions_in_single_view_breasts": int(sum(sv_lesions)),
+    }
+
+
 def _distribution(values: pd.Series) -> dict[str, int]:
     """Histogram of integer values as a JSON-friendly {value: count} dict."""
     counts = values.value_counts().sort_index()
@@ -124,6 +148,7 @@ def structure(df: pd.DataFrame) -> dict:
         "abnormalities_per_image": _distribution(images),
         "patient_number_range": [int(df["patient_id"].str[2:].astype(int).min()),
                                  int(df["patient_id"].str[2:].astype(int).max())],
+        "breast_layout": _breast_layout(df),
         "lucent_centered_spelling_fraction": round(float(centered.sum() / max(1, lucent.sum())), 4),
     }
 
