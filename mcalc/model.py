@@ -179,6 +179,7 @@ def _probe(url: str, timeout_s: float) -> str | None:
     outcome: dict[str, str] = {}
 
     def connect() -> None:
+        """Open and close one TCP connection, recording the error if any."""
         try:
             socket.create_connection((host, port), timeout=timeout_s).close()
         except OSError as exc:
@@ -264,9 +265,7 @@ def resolve_weights(
         try:
             return _resolve_imagenet("auto", home, download_timeout_s)
         except WeightsUnavailable as exc:
-            return WeightsInfo(
-                "auto", "random", None, None, f"random initialisation (seeded), because {exc}"
-            )
+            return WeightsInfo("auto", "random", None, None, f"seeded random initialisation, not ImageNet. {exc}")
     if low.endswith((".h5", ".hdf5")):
         path = Path(text).expanduser()
         if not path.is_file():
@@ -370,6 +369,7 @@ def architecture_summary(model: "keras.Model", expand: Sequence[str] = ("head",)
     rows = []
 
     def add(layer: Any, name: str) -> None:
+        """Append one table row for ``layer``."""
         activation = getattr(layer, "activation", None)
         rows.append({
             "layer": name,
@@ -470,6 +470,8 @@ def train_head(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray | Non
     if X.ndim != 2:
         raise DataError(f"features must be 2-D (samples, features), got shape {X.shape}")
     head = compile_model(build_head(X.shape[1], config.hidden_units, N_CLASSES, config.seed), config)
+    log.info("training the head: %s, lr %g, batch %d, %d epochs, seed %d, on %s", config.optimizer,
+             config.learning_rate, config.batch_size, config.epochs, config.seed, compute_device())
     return fit_epochs(head, X, y_train, X_val, y_val, config)
 
 
@@ -529,6 +531,7 @@ def extract_features(paths: list[str], preprocess: PreprocessConfig, weights: We
     workers = int(workers or min(8, os.cpu_count() or 1))
 
     def compute(missing: list[int]) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Yield (indices, features) batch by batch for the rows missing from the cache."""
         model = backbone if backbone is not None else build_backbone(preprocess.image_size, weights, seed)
         if tuple(model.input_shape[1:3]) != (preprocess.image_size, preprocess.image_size):
             raise ValueError(f"backbone input {model.input_shape} does not match image_size {preprocess.image_size}")

@@ -115,7 +115,8 @@ def square_stretch(img: np.ndarray, size: int, interpolation: str = "bicubic") -
         raise DataError(f"ROI image must be a non-empty 2-D array, got shape {arr.shape}")
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"unknown interpolation {interpolation!r}; valid: {', '.join(INTERPOLATIONS)}")
-    out = tf.image.resize(arr[..., None], (int(size), int(size)), method=interpolation, antialias=True)
+    with tf.device("/CPU:0"):  # preprocessing runs on CPU threads while an accelerator runs the backbone
+        out = tf.image.resize(arr[..., None], (int(size), int(size)), method=interpolation, antialias=True)
     return out.numpy()[..., 0].astype(np.float32)
 
 

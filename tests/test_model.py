@@ -74,6 +74,17 @@ def roi_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], np.nda
     return paths, np.array(labels)
 
 
+@pytest.fixture
+def full_float32():
+    """Switch off TF32 (used on recent GPUs) for the test, so two computation paths round alike."""
+    import tensorflow as tf
+
+    before = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    yield
+    tf.config.experimental.enable_tensor_float_32_execution(before)
+
+
 # ----------------------------------------------------------------------------- optimizers
 
 
@@ -172,7 +183,7 @@ def test_loss_and_metrics() -> None:
 
 @pytest.mark.slow
 def test_cached_features_head_equals_end_to_end_training(backbone, random_weights, roi_set, tmp_path, caplog,
-                                                         monkeypatch):
+                                                         monkeypatch, full_float32):
     """Training the head on cached backbone features == training the frozen end-to-end model on images."""
     paths, labels = roi_set
     pre = PreprocessConfig(image_size=IMAGE_SIZE)
