@@ -475,6 +475,14 @@ def train_head(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray | Non
     return fit_epochs(head, X, y_train, X_val, y_val, config)
 
 
+def predict_proba(model: "keras.Model", X: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (N, 3) of a trained head (features in) or end-to-end model (images in)."""
+    X = np.asarray(X, dtype=np.float32)
+    if len(X) == 0:
+        return np.zeros((0, int(model.output_shape[-1])), dtype=np.float32)
+    return np.asarray(model.predict(X, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
 # --------------------------------------------------------------------------------------------------
 # features
 

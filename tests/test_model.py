@@ -177,6 +177,11 @@ def test_loss_and_metrics() -> None:
     probs = res.model.predict(X, verbose=0)
     expected = float(np.mean(-np.log(np.clip(probs[np.arange(12), y], 1e-7, 1.0))))
     assert res.model.evaluate(X, M.one_hot(y), verbose=0)[0] == pytest.approx(expected, rel=1e-4)
+    proba = M.predict_proba(res.model, X)
+    assert proba.shape == (12, 3) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba, probs, rtol=1e-6)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert M.predict_proba(res.model, X[:0]).shape == (0, 3)
     with pytest.raises(DataError, match="labels"):
         M.one_hot(np.array([0, 1, 3]))
 
