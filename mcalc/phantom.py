@@ -25,6 +25,7 @@ CC and MLO is the same particle set, rotated and compressed differently.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import multiprocessing
@@ -39,7 +40,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 from scipy import fft, ndimage, special
 from scipy.spatial import ConvexHull
 from skimage.draw import polygon as draw_polygon
@@ -73,7 +74,7 @@ SUBTLETY_CONTRAST = {1: 0.05, 2: 0.09, 3: 0.14, 4: 0.20, 5: 0.28}
 QUANTUM_NOISE = 0.004
 MAX_LESION_MM = 33.0  # largest crop side ~ 700 px at 0.05 mm, as on real crops
 MIN_LESION_MM = 6.0  # smallest crop side ~ 120 px at 0.05 mm
-CHORD_REF_MM = 0.5  # calcium chord length giving 63 % of a particle's weight (Beer-Lambert-like)
+CHORD_REF_MM = 0.8  # calcium chord length giving 63 % of a particle's weight (Beer-Lambert-like)
 FULL_ASPECT = 5.0 / 3.0  # height / width of a DDSM mammogram (~3000 x 5000 px)
 
 # Particle array columns: segment start (y, x) and end (y, x) in mm, radius mm, inner-radius ratio
@@ -316,13 +317,13 @@ def _element(kind: str, c: np.ndarray, theta: float, view: str, rng: np.random.G
                                     b[0] + s * normal[0], b[1] + s * normal[1], r, 0.8))
         return out
     if kind == "LUCENT_CENTER":
-        return [_sphere(c, 0.4 + 0.8 * u[0], 1.0, inner=0.55)]
+        return [_sphere(c, 0.4 + 0.8 * u[0], 1.0, inner=0.7)]
     if kind == "EGGSHELL":
         return [_sphere(c, 1.5 + 2.5 * u[0], 1.0, inner=0.88)]
     if kind == "COARSE":
         return [_sphere(c + rng.normal(0, 0.6, size=2), rng.uniform(0.4, 0.9), 1.1) for _ in range(4 + int(u[0] * 4))]
     if kind == "DYSTROPHIC":
-        out = [_sphere(c, 1.0 + u[0], 1.0, inner=0.6)]
+        out = [_sphere(c, 1.0 + u[0], 1.0, inner=0.7)]
         for _ in range(2 + int(u[1] * 3)):
             a = rng.uniform(0, 2 * math.pi)
             p0 = c + rng.normal(0, 0.8, size=2)
@@ -339,7 +340,7 @@ def _element(kind: str, c: np.ndarray, theta: float, view: str, rng: np.random.G
             return [_capsule(c[0], c[1] - half, c[0], c[1] + half, 0.15 + 0.15 * u[1], 1.0)]
         return [_sphere(c, 0.4 + 0.5 * u[0], 0.5, soft=True)]  # CC: round smudge
     if kind == "SKIN":
-        return [_sphere(c, 0.3 + 0.5 * u[0], 0.9, inner=0.5)]
+        return [_sphere(c, 0.3 + 0.5 * u[0], 0.9, inner=0.65)]
     return [_sphere(c, 0.1 + 0.35 * u[0], 0.9)]  # unspecified type
 
 
@@ -684,8 +685,9 @@ def _plan_split(split: str, calibration: pd.DataFrame, stats: dict, scale: float
 
 
 def _uid(seed: int, *parts: object) -> str:
-    """Deterministic DICOM UID from the seed and names."""
-    return generate_uid(prefix=None, entropy_srcs=[f"mcalc-phantom-{seed}", *map(str, parts)])
+    """Deterministic DICOM UID (2.25 + a 128-bit hash, like a UUID-derived UID) from the seed and names."""
+    text = "\x1f".join([f"mcalc-phantom-{seed}", *map(str, parts)])
+    return UID(f"2.25.{int(hashlib.sha256(text.encode()).hexdigest()[:32], 16)}")
 
 
 def _file_names(config: PhantomConfig, folder: str, kind: str, rng: np.random.Generator) -> dict:

@@ -1,0 +1,450 @@
+"""Tests of the offline CBIS-DDSM-shaped phantom (mcalc.phantom) and its calibration."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+from pydicom.errors import InvalidDicomError
+from scipy import ndimage
+
+from mcalc import phantom as ph
+from mcalc.errors import DataError
+
+REPO = Path(__file__).resolve().parents[1]
+SCALE = 0.03
+
+
+def shared_tables() -> Path:
+    """The real CBIS-DDSM calc tables next to the repository, or skip."""
+    path = REPO.parent / "shared" / "data" / "cbis-ddsm"
+    if not (path / "calc_case_description_train_set.csv").is_file():
+        pytest.skip(f"real CBIS-DDSM tables not found at {path}")
+    return path
+
+
+def load_tool():
+    """Import tools/derive_calibration.py as a module."""
+    spec = importlib.util.spec_from_file_location("derive_calibration", REPO / "tools" / "derive_calibration.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_table(root: Path, split: str) -> pd.DataFrame:
+    """One phantom case-description table as text."""
+    return pd.read_csv(root / ph.CSV_NAMES[split], dtype=str, keep_default_na=False)
+
+
+def all_rows(root: Path) -> pd.DataFrame:
+    """Both tables with a split column."""
+    return pd.concat([read_table(root, s).assign(split=s) for s in ph.SPLITS], ignore_index=True)
+
+
+def roi_id(row: pd.Series) -> str:
+    """ROI id from the top folder of the crop path."""
+    return row["cropped image file path"].split("/")[0]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> tuple[Path, ph.PhantomSummary, ph.PhantomConfig]:
+    """A small UID-layout phantom rendered in this process."""
+    out = tmp_path_factory.mktemp("phantom") / "a"
+    config = ph.PhantomConfig(scale=SCALE, seed=0, workers=1)
+    return out, ph.generate_phantom(out, config, progress=False), config
+
+
+@pytest.fixture(scope="module")
+def quirks(small) -> pd.DataFrame:
+    """quirks.csv of the small phantom."""
+    return pd.read_csv(small[0] / "quirks.csv", dtype=str, keep_default_na=False)
+
+
+# ------------------------------------------------------------------ calibration
+
+
+def test_calibration_file_matches_derivation():
+    """The packaged calibration is what tools/derive_calibration.py derives from the real tables."""
+    source = shared_tables()
+    table, info = load_tool().derive_calibration(source)
+    packaged = ph.load_calibration()
+    pd.testing.assert_frame_equal(table.reset_index(drop=True), packaged, check_dtype=False)
+    assert json.loads(json.dumps(info)) == ph.load_structure()
+
+
+def test_calibration_reproduces_real_totals():
+    """Counts per split x pathology are the real table sizes; spelling is normalised."""
+    cal = ph.load_calibration()
+    totals = cal.groupby(["split", "pathology"])["count"].sum()
+    assert totals["train"].to_dict() == {"BENIGN": 528, "BENIGN_WITHOUT_CALLBACK": 474, "MALIGNANT": 544}
+    assert totals["test"].to_dict() == {"BENIGN": 130, "BENIGN_WITHOUT_CALLBACK": 67, "MALIGNANT": 129}
+    assert not cal["calc_type"].str.contains("LUCENT_CENTERED").any()
+    assert "PLEOMORPHIC-PLEOMORPHIC" not in set(cal["calc_type"])
+    stats = ph.load_structure()["splits"]
+    assert (stats["train"]["patients"], stats["test"]["patients"]) == (602, 151)
+
+
+def test_normalise_term_in_tool():
+    """The derivation tool folds synonyms and repeated components."""
+    tool = load_tool()
+    assert tool.normalise_term("LUCENT_CENTERED") == "LUCENT_CENTER"
+    assert tool.normalise_term("PLEOMORPHIC-PLEOMORPHIC") == "PLEOMORPHIC"
+    assert tool.normalise_term("") == "N/A"
+
+
+# ------------------------------------------------------------------ sizes and structure
+
+
+def test_counts_follow_scale(small):
+    """ROIs per split x class are round(scale x real) (at least 1) in the summary and the CSVs."""
+    out, summary, config = small
+    real = ph.load_calibration().groupby(["split", "pathology"])["count"].sum()
+    rows = all_rows(out)
+    for split in ph.SPLITS:
+        got = rows[rows["split"] == split]["pathology"].value_counts()
+        for cls in ph.CLASSES:
+            expected = max(1, round(SCALE * int(real[(split, cls)])))
+            assert got.get(cls, 0) == expected == summary.counts.loc[split, cls]
+    assert summary.n_rois == len(rows)
+    for split in ph.SPLITS:
+        assert summary.n_patients[split] == rows[rows["split"] == split]["patient_id"].nunique()
+        real_patients = ph.load_structure()["splits"][split]["patients"]
+        assert abs(summary.n_patients[split] - SCALE * real_patients) <= max(3, 0.25 * SCALE * real_patients)
+
+
+@pytest.mark.parametrize("scale", [0.02, 0.005])
+def test_tiny_scales_keep_every_class(scale):
+    """Even tiny phantoms have all three classes in both splits."""
+    patients = ph.plan_phantom(ph.PhantomConfig(scale=scale))
+    found = {(p["split"], les["pathology"]) for p in patients for br in p["breasts"] for les in br["lesions"]}
+    assert found == {(s, c) for s in ph.SPLITS for c in ph.CLASSES}
+
+
+def test_full_scale_plan_matches_real_structure():
+    """scale 1 plans the real ROI counts with about the real numbers of patients and images."""
+    patients = ph.plan_phantom(ph.PhantomConfig(scale=1.0, seed=0))
+    stats = ph.load_structure()["splits"]
+    for split in ph.SPLITS:
+        sub = [p for p in patients if p["split"] == split]
+        images = [img for p in sub for img in p["images"]]
+        assert sum(len(img["rois"]) for img in images) == stats[split]["rois"]
+        assert abs(len(sub) - stats[split]["patients"]) <= 0.06 * stats[split]["patients"]
+        assert abs(len(images) - stats[split]["images"]) <= 0.08 * stats[split]["images"]
+        assert max(len(img["rois"]) for img in images) >= 3  # several abnormalities per image
+
+
+def test_patients_disjoint_between_splits(small):
+    """No patient appears in both splits."""
+    rows = all_rows(small[0])
+    train = set(rows.loc[rows["split"] == "train", "patient_id"])
+    test = set(rows.loc[rows["split"] == "test", "patient_id"])
+    assert train and test and not train & test
+
+
+def test_cc_mlo_siblings_present(small):
+    """Lesions seen in both views: same breast and abnormality id, identical descriptors, CC and MLO."""
+    rows = all_rows(small[0])
+    key = ["patient_id", "left or right breast", "abnormality id", "calc type", "calc distribution",
+           "pathology", "assessment", "subtlety"]
+    views = rows.groupby(key)["image view"].agg(lambda v: "+".join(sorted(v)))
+    pairs = int((views == "CC+MLO").sum())
+    assert pairs >= 0.25 * len(rows)
+
+
+def test_crop_and_siblings_look_alike():
+    """The same lesion in both views is the same particle set, moved but not reshaped."""
+    desc = {"calc_type": "PLEOMORPHIC", "calc_distribution": "CLUSTERED", "subtlety": 4, "density": 2}
+    cc = ph.lesion_particles(desc, np.random.default_rng(5), "CC")
+    mlo = ph._other_view(ph.lesion_particles(desc, np.random.default_rng(5), "MLO"), np.random.default_rng(6))
+    assert cc.shape == mlo.shape
+    np.testing.assert_allclose(cc[:, ph._R], mlo[:, ph._R])
+    assert not np.allclose(cc[:, :4], mlo[:, :4])
+
+
+# ------------------------------------------------------------------ tables
+
+
+def test_tables_have_the_official_schema(small):
+    """Official header, quoted trailing newline on every crop path, N/A for missing values."""
+    out = small[0]
+    for split in ph.SPLITS:
+        text = (out / ph.CSV_NAMES[split]).read_text()
+        header = next(csv.reader(io.StringIO(text)))
+        assert header == ph.CSV_HEADER
+        table = read_table(out, split)
+        assert table["cropped image file path"].str.endswith(".dcm\n").all()
+        assert table["ROI mask file path"].str.endswith("/000000.dcm").all()
+        assert table["image file path"].str.endswith("/000000.dcm").all()
+        assert (table["abnormality type"] == "calcification").all()
+        assert not (table == "").any().any()
+        prefix = ph.SPLIT_PREFIX[split] + "_"
+        assert table["image file path"].str.startswith(prefix).all()
+        assert "\r" not in text
+
+
+def test_header_is_the_real_one():
+    """The header equals the real calc table's header byte for byte."""
+    source = shared_tables()
+    with open(source / "calc_case_description_train_set.csv", newline="") as fh:
+        assert next(csv.reader(fh)) == ph.CSV_HEADER
+
+
+# ------------------------------------------------------------------ DICOM files
+
+
+def test_every_file_is_a_valid_dicom_except_quirks(small, quirks):
+    """Right modality, bit depth, spacing and shapes; binary full-size masks; faults only where recorded."""
+    out, _, config = small
+    damaged = set(quirks["file"])
+    rows = all_rows(out)
+    checked = 0
+    for _, row in rows.iterrows():
+        full_rel = f"{ph.DICOM_ROOT}/{row['image file path']}"
+        crop_rel = f"{ph.DICOM_ROOT}/{row['cropped image file path'].strip()}"
+        mask_rel = f"{ph.DICOM_ROOT}/{row['ROI mask file path']}"
+        if {full_rel, crop_rel, mask_rel} & damaged:
+            continue
+        full, crop, mask = (pydicom.dcmread(out / rel) for rel in (full_rel, crop_rel, mask_rel))
+        for ds, bits, spacing in ((full, 16, config.full_pixel_spacing_mm), (crop, 16, config.crop_pixel_spacing_mm),
+                                  (mask, 8, config.full_pixel_spacing_mm)):
+            assert ds.Modality == "MG" and ds.PhotometricInterpretation == "MONOCHROME2"
+            assert ds.BitsAllocated == bits and ds.BitsStored == bits
+            assert [float(v) for v in ds.PixelSpacing] == pytest.approx([spacing, spacing])
+        assert full.PatientID == row["image file path"].split("/")[0]
+        assert crop.PatientID == mask.PatientID == roi_id(row)
+        m = mask.pixel_array
+        assert m.shape == full.pixel_array.shape == config.full_shape
+        assert set(np.unique(m)) == {0, 255}
+        c = crop.pixel_array
+        assert 80 <= max(c.shape) <= 720
+        checked += 1
+    assert checked >= len(rows) - 3 * len(damaged) and checked > 0
+
+
+def test_crop_matches_the_full_image_under_the_mask(small, quirks):
+    """The crop is the mask's bounding box at fine resolution: block-averaged it equals the full image there."""
+    out, _, config = small
+    damaged = set(quirks["file"])
+    k = config.factor
+    correlations = []
+    for _, row in all_rows(out).iterrows():
+        rels = [f"{ph.DICOM_ROOT}/{p}" for p in (row["image file path"], row["cropped image file path"].strip(),
+                                                 row["ROI mask file path"])]
+        if set(rels) & damaged:
+            continue
+        full, crop, mask = (pydicom.dcmread(out / rel).pixel_array.astype(float) for rel in rels)
+        rows_, cols_ = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        r0, r1, c0, c1 = rows_[0], rows_[-1] + 1, cols_[0], cols_[-1] + 1
+        assert crop.shape == ((r1 - r0) * k, (c1 - c0) * k)
+        region = full[r0:r1, c0:c1]
+        coarse = crop.reshape(r1 - r0, k, c1 - c0, k).mean(axis=(1, 3))
+        residual = coarse - region  # what is left: the full image's own quantum noise
+        assert abs(residual.mean()) < 0.002 * 65535 and residual.std() < 0.008 * 65535
+        correlations.append(np.corrcoef(coarse.ravel(), region.ravel())[0, 1])
+        if int(row["subtlety"]) >= 4:  # the lesion's brightest detail lies inside the mask
+            tophat = ndimage.white_tophat(crop, size=2 * k + 1)
+            i, j = np.unravel_index(np.argmax(tophat), tophat.shape)
+            assert mask[r0 + i // k, c0 + j // k] > 0
+    assert len(correlations) > 10 and np.median(correlations) > 0.9
+
+
+def test_quirks_are_what_is_on_disk(small, quirks):
+    """Each recorded quirk is present: swapped crop/mask, truncated, non-DICOM, missing files."""
+    out, summary, config = small
+    assert set(quirks["kind"]) == set(ph.QUIRK_KINDS)
+    assert list(quirks.columns) == ph.QUIRK_COLUMNS
+    pd.testing.assert_frame_equal(quirks.astype(str), summary.quirks.astype(str))
+    ids = set(all_rows(out).apply(roi_id, axis=1))
+    for _, q in quirks.iterrows():
+        assert q["roi_id"] in ids
+        path = out / q["file"]
+        if q["kind"] == "missing_file":
+            assert not path.exists()
+        elif q["kind"] == "not_dicom":
+            with pytest.raises(InvalidDicomError):
+                pydicom.dcmread(path)
+        elif q["kind"] == "truncated_dicom":
+            with pytest.raises(Exception):
+                pydicom.dcmread(path).pixel_array  # noqa: B018
+        else:
+            stored_as_crop = pydicom.dcmread(path).pixel_array
+            stored_as_mask = pydicom.dcmread(path.with_name("000000.dcm")).pixel_array
+            assert stored_as_crop.shape == config.full_shape and set(np.unique(stored_as_crop)) == {0, 255}
+            assert stored_as_mask.dtype == np.uint16 and stored_as_mask.shape != config.full_shape
+    present = {p.relative_to(out).as_posix() for p in (out / ph.DICOM_ROOT).rglob("*.dcm")}
+    expected = set()
+    for _, row in all_rows(out).iterrows():
+        for col in ("image file path", "cropped image file path", "ROI mask file path"):
+            expected.add(f"{ph.DICOM_ROOT}/{row[col].strip()}")
+    assert present == expected - set(quirks.loc[quirks["kind"] == "missing_file", "file"])
+
+
+def test_quirk_count_follows_fraction():
+    """At least one quirk of each kind from 20 ROIs on, about the fraction above that, none when disabled."""
+    assert ph._quirk_kinds(19, 0.01) == []
+    assert sorted(set(ph._quirk_kinds(20, 0.01))) == sorted(ph.QUIRK_KINDS)
+    assert len(ph._quirk_kinds(1872, 0.01)) == 19
+    assert ph._quirk_kinds(1872, 0.0) == []
+
+
+# ------------------------------------------------------------------ determinism, folders, layouts
+
+
+@pytest.mark.slow
+def test_same_seed_same_bytes_across_workers(small, tmp_path):
+    """Same seed: identical tables, quirks and DICOM bytes, whether rendered in 1 or 2 processes."""
+    out_a, _, config = small
+    out_b = tmp_path / "b"
+    ph.generate_phantom(out_b, ph.PhantomConfig(scale=SCALE, seed=0, workers=2), progress=False)
+    for name in (*ph.CSV_NAMES.values(), "quirks.csv"):
+        assert (out_a / name).read_bytes() == (out_b / name).read_bytes()
+    files = sorted(p.relative_to(out_a) for p in (out_a / ph.DICOM_ROOT).rglob("*.dcm"))
+    assert files == sorted(p.relative_to(out_b) for p in (out_b / ph.DICOM_ROOT).rglob("*.dcm"))
+    for rel in files:
+        assert (out_a / rel).read_bytes() == (out_b / rel).read_bytes(), rel
+
+
+def test_different_seed_differs(small):
+    """Another seed gives other patients and descriptors."""
+    out_a = small[0]
+    plan = ph.plan_phantom(ph.PhantomConfig(scale=SCALE, seed=1))
+    ids_b = {p["patient_id"] for p in plan}
+    assert ids_b != set(all_rows(out_a)["patient_id"])
+
+
+def test_render_is_deterministic_and_seed_dependent():
+    """render_roi: same rng seed -> same pixels; another seed -> other pixels."""
+    desc = {"calc_type": "PUNCTATE", "calc_distribution": "CLUSTERED", "subtlety": 3, "density": 3}
+    a = ph.render_roi(desc, np.random.default_rng(1))
+    b = ph.render_roi(desc, np.random.default_rng(1))
+    c = ph.render_roi(desc, np.random.default_rng(2))
+    assert a.dtype == np.uint16 and np.array_equal(a, b)
+    assert a.shape != c.shape or not np.array_equal(a, c)
+
+
+def test_refuses_foreign_folder_and_regenerates_a_phantom(tmp_path):
+    """A non-empty folder without phantom.json is refused; a previous phantom is replaced cleanly."""
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="phantom.json"):
+        ph.generate_phantom(foreign, ph.PhantomConfig(scale=0.005, workers=1), progress=False)
+    assert (foreign / "notes.txt").read_text() == "mine"
+    out = tmp_path / "ph"
+    ph.generate_phantom(out, ph.PhantomConfig(scale=0.005, seed=1, workers=1), progress=False)
+    first = set(all_rows(out)["patient_id"])
+    ph.generate_phantom(out, ph.PhantomConfig(scale=0.005, seed=2, workers=1), progress=False)
+    second = all_rows(out)
+    assert set(second["patient_id"]) != first
+    ids = {p.name for p in (out / ph.DICOM_ROOT).iterdir()}
+    expected = set(second["image file path"].str.split("/").str[0]) | set(second.apply(roi_id, axis=1))
+    assert ids == expected  # nothing left over from the first phantom
+    meta = json.loads((out / "phantom.json").read_text())
+    assert meta["complete"] and meta["config"]["seed"] == 2 and meta["version"] == ph.PHANTOM_VERSION
+
+
+def test_nbia_layout(tmp_path):
+    """The NBIA layout: descriptive folders under each CSV top folder, 1-1.dcm / 1-2.dcm."""
+    out = tmp_path / "nbia"
+    config = ph.PhantomConfig(scale=0.01, seed=4, layout="nbia", workers=1, quirk_fraction=0.0)
+    ph.generate_phantom(out, config, progress=False)
+    rows = all_rows(out)
+    for _, row in rows.iterrows():
+        full_top = row["image file path"].split("/")[0]
+        fulls = list((out / ph.DICOM_ROOT / full_top).glob("*-DDSM-NA-*/1.000000-full mammogram images-*/1-1.dcm"))
+        assert len(fulls) == 1
+        roi_files = sorted((out / ph.DICOM_ROOT / roi_id(row)).glob("*-DDSM-NA-*/1.000000-ROI mask images-*/*.dcm"))
+        assert [p.name for p in roi_files] == ["1-1.dcm", "1-2.dcm"]
+        shapes = [pydicom.dcmread(p).pixel_array.shape for p in roi_files]
+        assert shapes[0] == config.full_shape and shapes[1] != config.full_shape
+
+
+def test_config_is_validated():
+    """Bad settings are refused with a message."""
+    with pytest.raises(ValueError, match="layout"):
+        ph.PhantomConfig(layout="flat")
+    with pytest.raises(ValueError, match="multiple"):
+        ph.PhantomConfig(full_pixel_spacing_mm=0.4, crop_pixel_spacing_mm=0.07)
+    with pytest.raises(ValueError, match="scale"):
+        ph.PhantomConfig(scale=0)
+
+
+# ------------------------------------------------------------------ pixels depend on descriptors only
+
+
+def bright_pixels(img: np.ndarray) -> int:
+    """Pixels of small bright detail (white top-hat) above a fixed level."""
+    tophat = ndimage.white_tophat(img.astype(float), size=31)
+    return int((tophat > 0.04 * 65535).sum())
+
+
+def test_parenchyma_brightens_with_density():
+    """Denser breasts are brighter on average (more fibroglandular tissue)."""
+    means = [float(np.mean([ph.parenchyma((128, 128), d, np.random.default_rng(s)).mean() for s in range(8)]))
+             for d in (1, 2, 3, 4)]
+    assert means == sorted(means) and means[3] - means[0] > 0.1
+    noise = ph._power_law_noise((256, 256), 3.0, np.random.default_rng(0))
+    spec = np.abs(np.fft.fft2(noise)) ** 2
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(256), np.fft.fftfreq(256), indexing="ij"))
+    low, high = spec[(f > 0.02) & (f < 0.04)].mean(), spec[(f > 0.16) & (f < 0.32)].mean()
+    slope = np.log(high / low) / np.log(0.24 / 0.03)
+    assert -3.5 < slope < -2.5  # power ~ 1/f^3
+
+
+def test_contrast_grows_with_subtlety():
+    """More bright calcification pixels at higher subtlety, the same lesion geometry otherwise."""
+    base = {"calc_type": "PLEOMORPHIC", "calc_distribution": "CLUSTERED", "density": 2}
+    counts = {s: sum(bright_pixels(ph.render_roi({**base, "subtlety": s}, np.random.default_rng(seed)))
+                     for seed in range(4)) for s in (1, 3, 5)}
+    assert counts[1] < counts[3] < counts[5]
+
+
+def lesion_area(kind: str, seed: int) -> int:
+    """Pixels the calcifications of one rendered ROI cover: subtlety 5 minus subtlety 1, same seed and background."""
+    desc = {"calc_type": kind, "calc_distribution": "CLUSTERED", "density": 2}
+    strong = ph.render_roi({**desc, "subtlety": 5}, np.random.default_rng(seed)).astype(float)
+    faint = ph.render_roi({**desc, "subtlety": 1}, np.random.default_rng(seed)).astype(float)
+    return int(((strong - faint) > 0.02 * 65535).sum())
+
+
+def test_calc_type_changes_the_pixels():
+    """Calc types differ in what they draw: coarse > round > punctate in calcified area."""
+    area = {kind: sum(lesion_area(kind, s) for s in range(4)) for kind in ("PUNCTATE", "ROUND_AND_REGULAR", "COARSE")}
+    assert area["COARSE"] > 2 * area["ROUND_AND_REGULAR"] > 0
+    assert area["ROUND_AND_REGULAR"] > 2 * area["PUNCTATE"] > 0
+
+
+def test_pathology_never_reaches_the_pixels():
+    """Identical descriptors and seeds, different pathology and assessment: identical pixels."""
+    desc = {"calc_type": "AMORPHOUS-PLEOMORPHIC", "calc_distribution": "SEGMENTAL", "subtlety": 3, "density": 4}
+    a = ph.render_roi({**desc, "pathology": "MALIGNANT", "assessment": 5}, np.random.default_rng(9))
+    b = ph.render_roi({**desc, "pathology": "BENIGN_WITHOUT_CALLBACK", "assessment": 2}, np.random.default_rng(9))
+    assert np.array_equal(a, b)
+    config = ph.PhantomConfig(scale=SCALE, seed=0)
+    patient = next(p for p in ph.plan_phantom(config) if len(p["images"]) >= 2)
+    other = copy.deepcopy(patient)
+    for br in other["breasts"]:
+        for les in br["lesions"]:
+            les["pathology"] = "MALIGNANT" if les["pathology"] != "MALIGNANT" else "BENIGN"
+            les["assessment"] = 2 if les["assessment"] != 2 else 5
+    files_a, files_b = ph.render_patient(patient, config), ph.render_patient(other, config)
+    assert files_a.keys() == files_b.keys()
+    for key in files_a:
+        assert np.array_equal(files_a[key][0], files_b[key][0])
+
+
+def test_unknown_density_and_bad_subtlety():
+    """Density outside 1-4 renders as an average breast; subtlety outside 1-5 is a DataError."""
+    img = ph.parenchyma((64, 64), 0, np.random.default_rng(0))
+    assert img.shape == (64, 64) and 0 < img.mean() < 1
+    with pytest.raises(DataError, match="subtlety"):
+        ph.render_roi({"calc_type": "PUNCTATE", "calc_distribution": "CLUSTERED", "subtlety": 7, "density": 2},
+                      np.random.default_rng(0))
