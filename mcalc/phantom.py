@@ -70,7 +70,7 @@ OWNED_NAMES = (DICOM_ROOT, *CSV_NAMES.values(), "phantom.json", "quirks.csv")
 AIR, FAT, GLAND, PECTORAL = 0.04, 0.30, 0.62, 0.66
 GLANDULAR_FRACTION = {1: 0.10, 2: 0.30, 3: 0.55, 4: 0.80}
 UNKNOWN_DENSITY_FRACTION = 0.40  # density N/A or out of range (the real tables have a 0)
-SUBTLETY_CONTRAST = {1: 0.05, 2: 0.09, 3: 0.14, 4: 0.20, 5: 0.28}
+SUBTLETY_CONTRAST = {1: 0.08, 2: 0.14, 3: 0.22, 4: 0.32, 5: 0.45}
 QUANTUM_NOISE = 0.004
 MAX_LESION_MM = 33.0  # largest crop side ~ 700 px at 0.05 mm, as on real crops
 MIN_LESION_MM = 6.0  # smallest crop side ~ 120 px at 0.05 mm
@@ -281,7 +281,7 @@ def _element(kind: str, c: np.ndarray, theta: float, view: str, rng: np.random.G
     """Particles of one calcification of a BI-RADS type centred at c (mm); theta = lesion orientation."""
     u = rng.uniform(size=8)  # fixed draw count for view-dependent shapes (both views stay aligned)
     if kind == "PUNCTATE":
-        return [_sphere(c, 0.08 + 0.14 * u[0], 1.0)]
+        return [_sphere(c, 0.10 + 0.15 * u[0], 1.0)]
     if kind == "ROUND_AND_REGULAR":
         return [_sphere(c, 0.25 + 0.35 * u[0], 1.0)]
     if kind == "AMORPHOUS":
