@@ -57,7 +57,7 @@ PROFILES = {
     "ci": Profile(
         name="ci",
         data_root="build/ci/data/phantom",
-        phantom_scale=0.03,
+        phantom_scale=0.05,
         image_size=75,
         epochs=3,
         validation_size=0.2,
