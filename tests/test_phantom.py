@@ -448,3 +448,29 @@ def test_unknown_density_and_bad_subtlety():
     with pytest.raises(DataError, match="subtlety"):
         ph.render_roi({"calc_type": "PUNCTATE", "calc_distribution": "CLUSTERED", "subtlety": 7, "density": 2},
                       np.random.default_rng(0))
+
+
+# ------------------------------------------------------------------ read back by the curation
+
+
+def test_curation_reads_the_phantom_like_a_download(small, quirks):
+    """Curating a phantom: every CSV row is ok or excluded; damaged files excluded, swaps corrected, as recorded."""
+    curation = pytest.importorskip("mcalc.curation")
+    out = small[0]
+    result = curation.curate(out, progress=False)
+    manifest = result.manifest
+    rows = all_rows(out)
+    assert len(manifest) == len(rows)
+    ok = manifest[manifest["status"] == "ok"]
+    excluded = manifest[manifest["status"] != "ok"]
+    assert len(ok) + len(excluded) == len(rows)
+    assert set(excluded["roi_id"]) == set(result.exclusions["roi_id"])
+    damaged = set(quirks.loc[quirks["kind"] != "crop_mask_swapped", "roi_id"])
+    swapped = set(quirks.loc[quirks["kind"] == "crop_mask_swapped", "roi_id"])
+    assert set(excluded["roi_id"]) == damaged
+    assert swapped <= set(ok["roi_id"])
+    assert set(ok.loc[ok["crop_mask_swapped"].astype(bool), "roi_id"]) == swapped
+    counts = ok.groupby(["split", "pathology"]).size()
+    for split in ph.SPLITS:
+        for cls in ph.CLASSES:
+            assert counts.get((split, cls), 0) >= 1
