@@ -32,12 +32,13 @@ def table_html(df: pd.DataFrame, caption: str, provenance: Provenance | None = N
     return _caption_html(caption, provenance) + styler.to_html()
 
 
-def show_table(df: pd.DataFrame, caption: str, provenance: Provenance | None = None, precision: int = 3) -> None:
-    """Display a table with its caption ("Table N — ...") and the provenance label under it."""
+def show_table(df: pd.DataFrame, caption: str, provenance: Provenance | None = None, precision: int = 3,
+               empty: str = "(none)") -> None:
+    """Display a table with its caption ("Table N — ...") and the provenance label under it (``empty`` if no rows)."""
     from IPython.display import HTML, display
 
     if df is None or len(df) == 0:
-        display(HTML(_caption_html(caption, provenance) + "<p>(none)</p>"))
+        display(HTML(_caption_html(caption, provenance) + f"<p>{html.escape(empty)}</p>"))
         return
     display(HTML(table_html(df, caption, provenance, precision)))
 

@@ -355,15 +355,34 @@ def load_study_inputs(results_dir: str | Path, image_size: int, weights: str) ->
     return manifest, X, manifest["label"].to_numpy(dtype=int)
 
 
+def fine_tune_head(manifest: pd.DataFrame, y: np.ndarray, idx: dict[str, np.ndarray], image_size: int, weights: str,
+                   config, train_backbone: str, n_boot: int = 1000):
+    """Fine-tune the backbone ('top' or 'all') with the head on streamed images; evaluate on validation and test."""
+    from mcalc.model import fine_tune, predict_images, resolve_weights
+    from mcalc.preprocessing import PreprocessConfig
+
+    pre = PreprocessConfig(image_size=image_size)
+    paths = manifest["crop_path"].to_numpy(dtype=str)
+    result = fine_tune(list(paths[idx["train"]]), y[idx["train"]], list(paths[idx["validation"]]), y[idx["validation"]],
+                       pre, resolve_weights(weights), config, train_backbone=train_backbone, seed=config.seed)
+    evals = {part: evaluate(y[idx[part]], predict_images(result.model, list(paths[idx[part]]), pre), n_boot=n_boot,
+                            seed=config.seed) for part in ("validation", "test")}
+    return result, evals
+
+
 def run_optimizer(results_dir: str | Path, cache_dir: str | Path, image_size: int, weights: str, config,
                   validation_size: float = 200, n_boot: int = 1000, split_seed: int | None = None,
-                  save: bool = True, tag: str = "") -> OptimizerRun:
-    """Train the paper's head with one optimizer on the cached features; evaluate on validation and test; save JSON."""
+                  train_backbone: str = "none", save: bool = True, tag: str = "") -> OptimizerRun:
+    """Train the paper's head with one optimizer (on cached features, or fine-tuning the backbone); evaluate; save JSON."""
     manifest, X, y = load_study_inputs(results_dir, image_size, weights)
     idx = _split_arrays(manifest, validation_size, config.seed if split_seed is None else split_seed)
-    result, evals = fit_head(X, y, idx, config, n_boot=n_boot)
+    if train_backbone == "none":
+        result, evals = fit_head(X, y, idx, config, n_boot=n_boot)
+    else:
+        result, evals = fine_tune_head(manifest, y, idx, image_size, weights, config, train_backbone, n_boot=n_boot)
+        tag = f"_finetune-{train_backbone}{tag}"
     run = OptimizerRun(
-        optimizer=config.optimizer, config=asdict(config), history=result.history,
+        optimizer=config.optimizer, config={**asdict(config), "train_backbone": train_backbone}, history=result.history,
         validation=evals["validation"], test=evals["test"], provenance=read_results_provenance(results_dir),
         split_sizes={k: int(len(v)) for k, v in idx.items()}, elapsed_s=round(result.elapsed_s, 3),
     )
@@ -504,10 +523,12 @@ class Results:
     cnn: dict[str, OptimizerRun]
     baselines: dict[str, BaselineRun]
     provenance: Provenance
+    finetuned: dict[str, OptimizerRun] = field(default_factory=dict)
 
     def run_names(self) -> list[str]:
         """Names of the runs found (CNN optimizers, then baselines)."""
-        return [f"cnn_{k}" for k in self.cnn] + [f"baseline_{k}" for k in self.baselines]
+        return ([f"cnn_{k}" for k in self.cnn] + [f"cnn_{k}" for k in self.finetuned]
+                + [f"baseline_{k}" for k in self.baselines])
 
     def best_cnn(self) -> OptimizerRun | None:
         """The optimizer run with the highest validation accuracy (the paper's selection criterion)."""
@@ -579,6 +600,23 @@ class Results:
                          "comparable with this task": "yes" if self.provenance.data != "phantom" else "no: phantom data"})
         out = pd.concat([t5, anchors, pd.DataFrame(ours)], ignore_index=True)
         return out.set_index("article")
+
+    def frozen_vs_finetuned(self) -> pd.DataFrame:
+        """Test metrics of each fine-tuned run beside the frozen run of the same optimizer (empty when none was run)."""
+        rows = {}
+        for name, run in self.finetuned.items():
+            frozen = self.cnn.get(run.optimizer)
+            mode = run.config.get("train_backbone", "?")
+            for label, r in ((f"{run.paper_name}, frozen backbone", frozen), (f"{run.paper_name}, fine-tuned ({mode})", run)):
+                if r is None:
+                    continue
+                ev = r.test
+                rows[label] = {"accuracy": _fmt(ev.accuracy, ev.ci.get("accuracy")), "AUC": _fmt(ev.auc_macro, ev.ci.get("auc_macro")),
+                               "sensitivity at specificity 0.8": _fmt(ev.sensitivity_at_spec80, ev.ci.get("sensitivity_at_spec80")),
+                               "epochs": r.config.get("epochs"), "training time (s)": r.elapsed_s}
+        out = pd.DataFrame(rows).T
+        out.index.name = "run (test split)"
+        return out
 
     def test_evaluations(self) -> dict[str, Evaluation]:
         """Test-split evaluations of every model, by display name."""
@@ -657,17 +695,21 @@ def gather_results(results_dir: str | Path) -> Results:
     """Read every saved run of the results folder."""
     runs_dir = Path(results_dir) / RUNS
     cnn: dict[str, OptimizerRun] = {}
+    finetuned: dict[str, OptimizerRun] = {}
     base: dict[str, BaselineRun] = {}
     for path in sorted(runs_dir.glob("*.json")):
         d = json.loads(path.read_text())
         if d.get("kind") == "cnn" and path.name == f"cnn_{d['name']}.json":
             cnn[d["name"]] = OptimizerRun.from_dict(d, path)
+        elif d.get("kind") == "cnn" and "_finetune-" in path.stem:
+            finetuned[path.stem.removeprefix("cnn_")] = OptimizerRun.from_dict(d, path)
         elif d.get("kind") == "baseline":
             base[d["name"]] = BaselineRun.from_dict(d)
     if not cnn and not base:
         raise DataError(f"no saved runs in {runs_dir}: run notebooks 03 and 04 first")
     order = [o for o in ("adam", "adagrad", "adadelta", "rmsprop") if o in cnn] + sorted(set(cnn) - set(FIGURE_OF_OPTIMIZER))
-    return Results(cnn={k: cnn[k] for k in order}, baselines=base, provenance=read_results_provenance(results_dir))
+    return Results(cnn={k: cnn[k] for k in order}, baselines=base, provenance=read_results_provenance(results_dir),
+                   finetuned=finetuned)
 
 
 # ------------------------------------------------------------------------ 6. the leakage audit

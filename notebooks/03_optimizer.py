@@ -34,6 +34,7 @@ learning_rate = 1e-4
 batch_size = 32
 epochs = 20
 validation_size = 200  # ROIs (an int) or a fraction of the training split (a float < 1)
+train_backbone = "none"  # "none": the paper's frozen backbone (cached features); "top" or "all": fine-tune (GPU advised)
 
 
 # %%
@@ -43,7 +44,8 @@ from mcalc.model import TrainConfig
 
 config = TrainConfig(optimizer=optimizer, learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, seed=seed)
 run = study.run_optimizer(results_dir=results_dir, cache_dir=cache_dir, image_size=image_size, weights=weights,
-                          config=config, validation_size=validation_size, n_boot=n_boot)
+                          config=config, validation_size=validation_size, n_boot=n_boot,
+                          train_backbone=train_backbone)
 print(run.provenance.label())
 print(run.describe())
 
