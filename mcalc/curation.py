@@ -1,23 +1,32 @@
-"""Curation of a CBIS-DDSM download: the official case-description tables and the DICOM tree → one manifest.
+"""Curation of a CBIS-DDSM download: the official case-description tables + the DICOM tree → a manifest.
 
-Every CSV record becomes one manifest row, usable (``status == "ok"``) or not; every unusable row is
-also in the exclusion report with its reason, and every crop/mask pair found swapped on disk is
-corrected and listed. Nothing is dropped silently.
+One manifest row per ROI of the tables, whatever happens to it: ``status`` is ``ok`` for a usable ROI,
+``excluded`` (with a ``reason`` and a ``detail`` naming the file) otherwise, or ``unchecked`` when the
+images were not opened (``check_images=False``: only the tables are parsed and the paths resolved by
+name; a row whose files are not found keeps ``unchecked`` and says so in ``note``).
 
-Paths are resolved in two layouts: the CSV's own UID layout (``Calc-Training_P_00005_RIGHT_CC/<uid>/
-<uid>/000000.dcm``, optionally below a ``CBIS-DDSM`` folder) and the NBIA downloader's descriptive
-layout (``Calc-Training_P_00005_RIGHT_CC_1/<date>-DDSM-NA-<n>/1.000000-ROI mask images-<n>/1-1.dcm``),
-matched by the series' top folder name. (The Kaggle JPEG re-release is not supported: it drops the
-DICOM headers that the crop/mask decision and the pixel spacing rely on.)
+What the tables need (see the collection's quirks): quoted newlines inside paths, ``N/A``/``NA`` for
+missing values, CRLF line ends, ``breast density`` vs ``breast_density``, ``LUCENT_CENTER`` vs
+``LUCENT_CENTERED`` and repeated terms (``PLEOMORPHIC-PLEOMORPHIC``) in the type columns, density 0.
+Compound types are written canonically: terms normalised, de-duplicated and sorted, joined by ``-``
+(``PUNCTATE-PLEOMORPHIC`` → ``PLEOMORPHIC-PUNCTATE``).
 
-Crop versus ROI mask is decided by content, never by the ``000000``/``000001`` file names: the mask
-has the full mammogram's size (from the DICOM headers); when the sizes cannot decide, the mask is the
-binary image.
+Where the files are: (1) the tables' UID paths below the root (or below ``CBIS-DDSM/`` there);
+(2) otherwise the NBIA downloader's descriptive layout, found by the top series folder name
+(``Calc-Training_P_00005_RIGHT_CC`` for the full image, ``..._1`` for the ROI's crop and mask). The
+Kaggle JPEG re-release (``csv/dicom_info.csv`` + ``jpeg/``) is not read: its files are lossy JPEG
+conversions with their own naming, not the DICOMs the tables describe.
+
+Which ROI file is the crop and which the mask is decided by content, never by file name: the mask has
+the full image's rows × columns (DICOM headers), and when the headers cannot tell, the mask is the one
+with at most two distinct pixel values. A table whose crop is really the mask is corrected and the ROI
+listed in the swaps table.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import re
@@ -27,432 +36,744 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pydicom
+from pydicom.errors import InvalidDicomError
 
 from mcalc.errors import DataError
 
 log = logging.getLogger(__name__)
 
 CLASSES = ("BENIGN", "BENIGN_WITHOUT_CALLBACK", "MALIGNANT")
-TABLE_FILES = {
-    ("calc", "train"): "calc_case_description_train_set.csv",
-    ("calc", "test"): "calc_case_description_test_set.csv",
-    ("mass", "train"): "mass_case_description_train_set.csv",
-    ("mass", "test"): "mass_case_description_test_set.csv",
+SPLITS = ("train", "test")
+ABNORMALITIES = ("calc", "mass")
+TABLE_FILES: dict[tuple[str, str], str] = {
+    (abn, split): f"{abn}_case_description_{split}_set.csv" for abn in ABNORMALITIES for split in SPLITS
 }
-ABNORMALITY_KEY = {"calcification": "calc", "mass": "mass"}
-SERIES_RE = re.compile(r"^(Calc|Mass)-(Training|Test)_(P_\d+)_(LEFT|RIGHT)_(CC|MLO)(?:_(\d+))?$")
-MANIFEST_COLUMNS = [
+MANIFEST_COLUMNS: list[str] = [
     "roi_id", "split", "patient_id", "side", "view", "image_id", "abnormality_id", "abnormality_type",
     "pathology", "label", "calc_type", "calc_distribution", "mass_shape", "mass_margins", "assessment",
     "subtlety", "density", "full_path", "crop_path", "mask_path", "crop_mask_swapped", "status", "reason",
-    "note", "source_file", "source_line",
+    "detail", "note", "source_file", "source_line",
 ]
-EXCLUSION_COLUMNS = ["roi_id", "split", "patient_id", "pathology", "reason", "detail", "source_file", "source_line"]
-SWAP_COLUMNS = ["roi_id", "crop_path", "mask_path"]
-#: Official column name (lower case, spaces) → tidy name.
-COLUMN_MAP = {
-    "patient_id": "patient_id", "breast density": "density", "left or right breast": "side", "image view": "view",
-    "abnormality id": "abnormality_id", "abnormality type": "abnormality_type", "calc type": "calc_type",
-    "calc distribution": "calc_distribution", "mass shape": "mass_shape", "mass margins": "mass_margins",
-    "assessment": "assessment", "pathology": "pathology", "subtlety": "subtlety", "image file path": "image_file",
-    "cropped image file path": "crop_file", "roi mask file path": "mask_file",
+EXCLUSION_COLUMNS: list[str] = ["roi_id", "split", "patient_id", "pathology", "reason", "detail", "source_file",
+                                "source_line"]
+SWAP_COLUMNS: list[str] = ["roi_id", "crop_path", "mask_path"]
+INT_COLUMNS = ("abnormality_id", "label", "assessment", "subtlety", "density")
+OPTIONAL_TEXT_COLUMNS = ("calc_type", "calc_distribution", "mass_shape", "mass_margins", "abnormality_type")
+DICOM_FOLDER = "CBIS-DDSM"
+SERIES_FOLDER = re.compile(r"^(Calc|Mass)-(Training|Test)_P_\d+_(LEFT|RIGHT)_(CC|MLO)(_\d+)?$")
+MISSING_STRINGS = frozenset({"", "N/A", "NA", "n/a", "na", "NaN", "nan", "None", "NULL", "null"})
+TERM_SYNONYMS = {"LUCENT_CENTERED": "LUCENT_CENTER"}
+SPLIT_PREFIX = {"train": "Training", "test": "Test"}
+ABNORMALITY_PREFIX = {"calc": "Calc", "mass": "Mass"}
+
+# canonical column → accepted header spellings (compared after lower-casing and turning "_" into " ")
+_HEADER_ALIASES = {
+    "patient_id": ("patient id",),
+    "density": ("breast density", "density"),
+    "side": ("left or right breast",),
+    "view": ("image view",),
+    "abnormality_id": ("abnormality id",),
+    "abnormality_type": ("abnormality type",),
+    "calc_type": ("calc type",),
+    "calc_distribution": ("calc distribution",),
+    "mass_shape": ("mass shape",),
+    "mass_margins": ("mass margins",),
+    "assessment": ("assessment",),
+    "pathology": ("pathology",),
+    "subtlety": ("subtlety",),
+    "image_path": ("image file path",),
+    "crop_csv_path": ("cropped image file path",),
+    "mask_csv_path": ("roi mask file path",),
 }
-REQUIRED = ["patient_id", "breast density", "left or right breast", "image view", "abnormality id", "pathology",
-            "assessment", "subtlety", "image file path", "cropped image file path", "roi mask file path"]
-MISSING = {"", "N/A", "NA", "NAN", "NONE", "NULL"}
-SPELLING = {"LUCENT_CENTERED": "LUCENT_CENTER"}
+_COMMON_REQUIRED = ("patient_id", "density", "side", "view", "abnormality_id", "abnormality_type", "assessment",
+                    "pathology", "subtlety", "image_path", "crop_csv_path", "mask_csv_path")
+_REQUIRED = {"calc": _COMMON_REQUIRED + ("calc_type", "calc_distribution"),
+             "mass": _COMMON_REQUIRED + ("mass_shape", "mass_margins")}
+_RANGES = {"density": (1, 4), "assessment": (0, 6), "subtlety": (1, 5)}
 
 
-# ----------------------------------------------------------------------------------------- tables
+# ------------------------------------------------------------------------------------------ tables
 
 
-def _column_key(name: str) -> str:
-    """Normalise an official column name ('breast_density', ' Breast Density ' → 'breast density')."""
-    return re.sub(r"\s+", " ", name.replace("_", " ").strip().lower()).replace("patient id", "patient_id")
+def abnormality_key(abnormality: str) -> str:
+    """'calc' or 'mass' from the accepted spellings ('calcification', 'calc', 'mass')."""
+    key = str(abnormality).strip().lower()
+    key = {"calcification": "calc", "calcifications": "calc", "masses": "mass"}.get(key, key)
+    if key not in ABNORMALITIES:
+        raise ValueError(f"abnormality must be 'calcification' (or 'calc') or 'mass', not {abnormality!r}")
+    return key
 
 
-def normalise_term(value: str | None) -> str | None:
-    """Canonical BI-RADS calc type/distribution: upper case, one spelling, duplicates in a compound removed."""
-    if value is None or pd.isna(value):
-        return None
-    parts = []
-    for part in str(value).upper().replace(" ", "_").split("-"):
-        part = SPELLING.get(part.strip("_"), part.strip("_"))
-        if part and part not in parts:
-            parts.append(part)
-    return "-".join(parts) or None
+def _header_key(name: str) -> str:
+    """A header cell compared loosely: trimmed, lower case, underscores as spaces, single spaces."""
+    return " ".join(str(name).replace("\ufeff", "").replace("_", " ").lower().split())
 
 
-def _clean(value: str) -> str | None:
-    """Strip whitespace and embedded newlines; the missing-value spellings become None."""
-    value = re.sub(r"[\r\n]+", "", value).strip()
-    return None if value.upper() in MISSING else value
-
-
-def _int_or_none(value: str | None) -> int | None:
-    """An integer field, or None when missing or not an integer."""
-    try:
-        return None if value is None else int(float(value))
-    except ValueError:
-        return None
-
-
-def read_case_table(path: Path, split: str, abnormality: str) -> pd.DataFrame:
-    """Read one official case-description table into tidy columns (quirks handled, nothing dropped)."""
-    path = Path(path)
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DataError(f"{path}: the file is empty") from None
-        keys = [_column_key(h) for h in header]
-        missing = [c for c in REQUIRED if c not in keys]
-        if missing:
-            raise DataError(f"{path}: missing required column(s) {missing}; found {header}")
-        records, line = [], reader.line_num + 1
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                line = reader.line_num + 1
-                continue
-            if len(row) != len(keys):
-                raise DataError(f"{path}, line {line}: {len(row)} fields where the header has {len(keys)}")
-            rec = {COLUMN_MAP[k]: _clean(v) for k, v in zip(keys, row) if k in COLUMN_MAP}
-            rec["source_line"] = line
-            records.append(rec)
-            line = reader.line_num + 1
-    df = pd.DataFrame.from_records(records)
-    for col in COLUMN_MAP.values():
-        if col not in df:
-            df[col] = None
-    prefix = {"calc": "Calc", "mass": "Mass"}[ABNORMALITY_KEY.get(abnormality, abnormality)]
-    phase = {"train": "Training", "test": "Test"}[split]
-    df["split"] = split
-    df["source_file"] = path.name
-    df["abnormality_id"] = df["abnormality_id"].map(_int_or_none).astype("Int64")
-    for col in ("assessment", "subtlety", "density"):
-        df[col] = df[col].map(_int_or_none).astype("Int64")
-    df["note"] = ""
-    bad_density = df["density"].notna() & ~df["density"].isin([1, 2, 3, 4])
-    df.loc[bad_density, "note"] = "density " + df.loc[bad_density, "density"].astype(str) + " out of range 1-4, set to NA"
-    df.loc[bad_density, "density"] = pd.NA
-    for col in ("calc_type", "calc_distribution", "mass_shape", "mass_margins"):
-        df[col] = df[col].map(normalise_term)
-    df["side"] = df["side"].str.upper()
-    df["view"] = df["view"].str.upper()
-    df["pathology"] = df["pathology"].str.upper()
-    df["image_id"] = df["patient_id"] + "_" + df["side"] + "_" + df["view"]
-    df["roi_id"] = f"{prefix}-{phase}_" + df["image_id"] + "_" + df["abnormality_id"].astype(str)
-    return df
-
-
-def find_case_tables(root: Path, abnormality: str = "calcification") -> dict[tuple[str, str], Path]:
-    """The official tables present at ``root`` or up to two folders below it (the shallowest copy of each)."""
-    root = Path(root)
-    key = ABNORMALITY_KEY[abnormality]
-    found: dict[tuple[str, str], Path] = {}
-    for depth_glob in ("", "*/", "*/*/"):
-        for (kind, split), name in TABLE_FILES.items():
-            if kind != key or (kind, split) in found:
-                continue
-            hits = sorted(root.glob(depth_glob + name))
-            if hits:
-                found[(kind, split)] = hits[0]
-    if not found:
-        names = [n for (k, _), n in TABLE_FILES.items() if k == key]
-        raise DataError(f"no CBIS-DDSM {abnormality} case-description table ({' or '.join(names)}) in {root} "
-                        "or two folders below it")
+def _canonical_columns(header: list[str], path: Path) -> dict[str, int]:
+    """Canonical column name → position in the header; DataError on a column given twice."""
+    lookup = {alias: canon for canon, aliases in _HEADER_ALIASES.items() for alias in aliases}
+    found: dict[str, int] = {}
+    for pos, cell in enumerate(header):
+        canon = lookup.get(_header_key(cell))
+        if canon is None:
+            continue
+        if canon in found:
+            raise DataError(f"{path}: column {canon!r} appears twice in the header "
+                            f"({header[found[canon]]!r} and {cell!r})")
+        found[canon] = pos
     return found
 
 
+def _clean(value: str | None) -> str | None:
+    """A cell trimmed, with embedded line breaks removed; None for the missing-value spellings."""
+    if value is None:
+        return None
+    text = re.sub(r"[\r\n]+", "", value).strip()
+    return None if text in MISSING_STRINGS else text
+
+
+def normalise_terms(value: str | None) -> str | None:
+    """A type value in canonical form: terms upper-cased, synonyms merged, de-duplicated, sorted, '-'-joined."""
+    if value is None:
+        return None
+    terms = {TERM_SYNONYMS.get(t, t) for t in (p.strip().upper().replace(" ", "_") for p in value.split("-")) if t}
+    return "-".join(sorted(terms)) if terms else None
+
+
+def _parse_int(value: str | None) -> int | None:
+    """An integer cell ('3', '3.0'); None when missing or not an integer."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() else None
+
+
+def _read_records(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and (start line, cells) of every non-empty record, with the csv module (quoted newlines, CRLF)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        text = Path(path).read_text(encoding="latin-1")
+    except OSError as exc:
+        raise DataError(f"cannot read case table {path}: {exc}") from exc
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise DataError(f"{path}: empty file, expected a CBIS-DDSM case-description table") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: cannot parse the header: {exc}") from exc
+    records, line = [], reader.line_num + 1
+    try:
+        for cells in reader:
+            if any(c.strip() for c in cells):
+                records.append((line, cells))
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise DataError(f"{path}, line {line}: cannot parse the record: {exc}") from exc
+    return header, records
+
+
+def _mark(row: dict, reason: str, detail: str) -> None:
+    """Mark a row excluded unless it already is (the first reason wins)."""
+    if row["status"] != "excluded":
+        row.update(status="excluded", reason=reason, detail=detail)
+
+
+def _note(row: dict, text: str) -> None:
+    """Append a note to a row."""
+    row["note"] = f"{row['note']}; {text}" if row["note"] else text
+
+
+def _tidy_record(cells: list[str], cols: dict[str, int], width: int, split: str, abn: str, source: str,
+                 line: int) -> dict:
+    """One table record → a tidy manifest row (paths still as written in the table, below the root)."""
+    raw = {canon: _clean(cells[pos]) if pos < len(cells) else None for canon, pos in cols.items()}
+    row = {c: None for c in MANIFEST_COLUMNS}
+    row.update(split=split, crop_mask_swapped=False, status="ok", reason="", detail="", note="",
+               source_file=source, source_line=line)
+    for key in ("patient_id", "abnormality_type"):
+        row[key] = raw.get(key)
+    for key in ("side", "view", "pathology"):
+        row[key] = raw[key].upper() if raw.get(key) else None
+    for key in ("calc_type", "calc_distribution", "mass_shape", "mass_margins"):
+        row[key] = normalise_terms(raw.get(key))
+    row["full_path"], row["crop_path"], row["mask_path"] = (raw.get("image_path"), raw.get("crop_csv_path"),
+                                                             raw.get("mask_csv_path"))
+    row["abnormality_id"] = _parse_int(raw.get("abnormality_id"))
+    for key, (lo, hi) in _RANGES.items():
+        value = _parse_int(raw.get(key))
+        if raw.get(key) is not None and value is None:
+            _note(row, f"{key} {raw[key]!r} is not an integer: set to NA")
+        elif value is not None and not lo <= value <= hi:
+            _note(row, f"{key} {value} outside {lo}-{hi}: set to NA")
+            value = None
+        row[key] = value
+    problems = []
+    if len(cells) < width or any(c.strip() for c in cells[width:]):
+        problems.append(f"{len(cells)} fields where the header has {width}")
+    if not row["patient_id"] or not re.fullmatch(r"P_\d+", row["patient_id"]):
+        problems.append(f"patient_id {raw.get('patient_id')!r}")
+    if row["side"] not in ("LEFT", "RIGHT"):
+        problems.append(f"left or right breast {raw.get('side')!r}")
+    if row["view"] not in ("CC", "MLO"):
+        problems.append(f"image view {raw.get('view')!r}")
+    if row["abnormality_id"] is None or row["abnormality_id"] < 1:
+        problems.append(f"abnormality id {raw.get('abnormality_id')!r}")
+    for key, name in (("full_path", "image file path"), ("crop_path", "cropped image file path"),
+                      ("mask_path", "ROI mask file path")):
+        if not row[key]:
+            problems.append(f"{name} missing")
+    if problems:
+        folder = (row["crop_path"] or "").split("/")[0]
+        row["roi_id"] = folder if SERIES_FOLDER.match(folder) else f"{source}:{line}"
+        _mark(row, "invalid_record", f"{source} line {line}: " + "; ".join(problems))
+    else:
+        image = f"{row['patient_id']}_{row['side']}_{row['view']}"
+        row["image_id"] = image
+        row["roi_id"] = f"{ABNORMALITY_PREFIX[abn]}-{SPLIT_PREFIX[split]}_{image}_{row['abnormality_id']}"
+        folder = row["crop_path"].split("/")[0]
+        if folder != row["roi_id"]:
+            _note(row, f"crop path folder {folder!r} differs from the ROI id")
+    if row["pathology"] in CLASSES:
+        row["label"] = CLASSES.index(row["pathology"])
+    else:
+        _mark(row, "unknown_pathology", f"{source} line {line}: pathology {raw.get('pathology')!r} "
+                                        f"is not one of {', '.join(CLASSES)}")
+    return row
+
+
+def _mark_duplicates(rows: list[dict]) -> None:
+    """Keep the first row of each ROI id; mark the later ones excluded as duplicates."""
+    first: dict[str, dict] = {}
+    for row in rows:
+        key = row["roi_id"]
+        if key in first:
+            kept = first[key]
+            _mark(row, "duplicate", f"same ROI as {kept['source_file']} line {kept['source_line']}")
+        else:
+            first[key] = row
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    """Manifest rows → a frame with the manifest's columns and dtypes."""
+    frame = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    return _set_dtypes(frame)
+
+
+def _set_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """The manifest's dtypes: nullable integers, a bool swap flag, integer source lines, text elsewhere."""
+    frame = frame.copy()
+    for col in INT_COLUMNS:
+        frame[col] = pd.array(pd.to_numeric(frame[col], errors="coerce"), dtype="Int64")
+    frame["crop_mask_swapped"] = frame["crop_mask_swapped"].astype(bool)
+    frame["source_line"] = pd.to_numeric(frame["source_line"]).astype("int64")
+    for col in MANIFEST_COLUMNS:
+        if col not in INT_COLUMNS and col not in ("crop_mask_swapped", "source_line"):
+            frame[col] = frame[col].astype("str")
+    for col in ("reason", "detail", "note"):
+        frame[col] = frame[col].fillna("")
+    return frame
+
+
+def read_case_table(path: Path, split: str, abnormality: str) -> pd.DataFrame:
+    """Read one official case-description table into manifest columns (paths as written, status/reason set)."""
+    path = Path(path)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    abn = abnormality_key(abnormality)
+    header, records = _read_records(path)
+    cols = _canonical_columns(header, path)
+    missing = [c for c in _REQUIRED[abn] if c not in cols]
+    if missing:
+        names = [_HEADER_ALIASES[c][0] for c in missing]
+        raise DataError(f"{path}: missing required column(s) {', '.join(repr(n) for n in names)} "
+                        f"(header: {', '.join(header)})")
+    rows = [_tidy_record(cells, cols, len(header), split, abn, path.name, line) for line, cells in records]
+    _mark_duplicates(rows)
+    return _frame(rows)
+
+
+def find_case_tables(root: Path, abnormality: str = "calcification") -> dict[tuple[str, str], Path]:
+    """The official tables of one abnormality found in root or one or two folder levels below it."""
+    root = Path(root)
+    abn = abnormality_key(abnormality)
+    wanted = {name: key for key, name in TABLE_FILES.items() if key[0] == abn}
+    if not root.is_dir():
+        raise DataError(f"data root {root} is not a folder")
+    found: dict[tuple[str, str], Path] = {}
+    level = [root]
+    for _depth in range(3):
+        below = []
+        for folder in level:
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name in wanted and entry.is_file() and wanted[entry.name] not in found:
+                    found[wanted[entry.name]] = folder / entry.name
+                elif entry.is_dir() and not entry.name.startswith(".") and not SERIES_FOLDER.match(entry.name):
+                    below.append(folder / entry.name)
+        level = below
+    if not found:
+        raise DataError(f"no CBIS-DDSM case-description table for {abn} found in {root} or two levels below "
+                        f"(expected {' and/or '.join(sorted(wanted))})")
+    return dict(sorted(found.items()))
+
+
+# --------------------------------------------------------------------------------------- the files
+
+
 def index_dicom_tree(root: Path) -> dict[str, list[Path]]:
-    """Map each series top folder ('Calc-Training_P_00005_RIGHT_CC[_1]') to the .dcm files below it."""
+    """Map each top series folder name (Calc-Training_P_00005_RIGHT_CC[_1]) to the .dcm files beneath it."""
     root = Path(root)
     index: dict[str, list[Path]] = {}
+    owner: dict[str, str | None] = {}
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        dcm = sorted(f for f in filenames if f.lower().endswith(".dcm"))
-        if not dcm:
-            continue
-        top = next((p for p in Path(dirpath).relative_to(root).parts if SERIES_RE.match(p)), None)
-        if top is not None:
-            index.setdefault(top, []).extend(Path(dirpath) / f for f in dcm)
-    return index
+        name = os.path.basename(dirpath)
+        parent = owner.get(os.path.dirname(dirpath))
+        series = name if parent is None and SERIES_FOLDER.match(name) else parent
+        owner[dirpath] = series
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if series is not None:
+            files = [Path(dirpath, f) for f in filenames if f.lower().endswith(".dcm")]
+            if files or series not in index:
+                index.setdefault(series, []).extend(files)
+    return {k: sorted(v) for k, v in index.items()}
 
 
-# ------------------------------------------------------------------------------------- DICOM checks
-
-
-@dataclass(frozen=True)
-class _Header:
-    """What the crop/mask decision needs from one DICOM file."""
-
-    path: Path
-    ok: bool
-    error: str = ""
-    rows: int = 0
-    cols: int = 0
-
-
-def _read_header(path: Path) -> _Header:
-    """Read a DICOM header; a missing, non-DICOM, truncated or pixel-less file gives ok=False with the reason."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    path = Path(path)
-    if not path.is_file():
-        return _Header(path, False, "missing_file")
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except InvalidDicomError:
-        return _Header(path, False, "not_dicom")
-    except Exception as exc:  # truncated or otherwise unreadable header
-        return _Header(path, False, f"unreadable_dicom ({type(exc).__name__})")
-    rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
-    if not rows or not cols:
-        return _Header(path, False, "no_pixel_data")
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if syntax is None or not syntax.is_compressed:
-        expected = rows * cols * int(getattr(ds, "BitsAllocated", 16)) // 8 * int(getattr(ds, "SamplesPerPixel", 1))
-        if path.stat().st_size < expected:
-            return _Header(path, False, f"truncated_dicom ({path.stat().st_size} bytes, pixel data alone needs {expected})")
-    return _Header(path, True, rows=rows, cols=cols)
-
-
-def _pixels(path: Path) -> np.ndarray | None:
-    """The pixel array of a DICOM file, or None when it cannot be decoded."""
-    import pydicom
-
-    try:
-        return pydicom.dcmread(path).pixel_array
-    except Exception:
-        return None
-
-
-def _is_binary(arr: np.ndarray) -> bool:
-    """At most two distinct values (a mask)."""
-    return np.unique(arr).size <= 2
+def _nbia_name(csv_name: str) -> str | None:
+    """The NBIA downloader's file name for a table file name ('000001.dcm' → '1-2.dcm')."""
+    match = re.fullmatch(r"0*(\d+)\.dcm", csv_name)
+    return f"1-{int(match.group(1)) + 1}.dcm" if match else None
 
 
 @dataclass
 class _Resolved:
-    """The outcome of resolving and checking one row's three images."""
+    """Where one ROI's files are: the full image and the two ROI files as the table names them."""
 
-    full: str = ""
-    crop: str = ""
-    mask: str = ""
+    full: str
+    claimed_crop: str
+    claimed_mask: str
+    claims_known: bool
+    missing: list[str] = field(default_factory=list)
+    ambiguous: str = ""
+
+
+class _Locator:
+    """Resolves table paths below a root: the UID layout first, then the NBIA layout by series folder."""
+
+    def __init__(self, root: Path) -> None:
+        """Prepare the lookup for root (the folder index is built on first need)."""
+        self.root = Path(root)
+        self.bases = [self.root, self.root / DICOM_FOLDER]
+        self._index: dict[str, list[Path]] | None = None
+
+    def index(self) -> dict[str, list[Path]]:
+        """The series folder index of the root (built once)."""
+        if self._index is None:
+            self._index = index_dicom_tree(self.root)
+        return self._index
+
+    def table_path(self, rel: str) -> str | None:
+        """The file a table path names below the root (or below CBIS-DDSM/), or None."""
+        for base in self.bases:
+            path = base / rel
+            if path.is_file():
+                return str(path)
+        return None
+
+    def expected(self, rel: str) -> str:
+        """Where a table path would be (for reports when it is absent)."""
+        base = self.bases[1] if self.bases[1].is_dir() else self.bases[0]
+        return str(base / rel)
+
+    def folder_files(self, *names: str) -> list[str]:
+        """The .dcm files under the first of the series folders that the index holds."""
+        index = self.index()
+        for name in dict.fromkeys(names):
+            if name in index:
+                return [str(p) for p in index[name]]
+        return []
+
+    def resolve(self, row: pd.Series) -> _Resolved:
+        """Resolve one manifest row's full image, crop and mask paths by name."""
+        full_rel, crop_rel, mask_rel = row["full_path"], row["crop_path"], row["mask_path"]
+        full_folder = f"{row['roi_id'].rsplit('_', 1)[0]}" if row["image_id"] else full_rel.split("/")[0]
+        roi_folders = (row["roi_id"], crop_rel.split("/")[0], mask_rel.split("/")[0])
+        out = _Resolved(full="", claimed_crop="", claimed_mask="", claims_known=crop_rel != mask_rel)
+        full = self.table_path(full_rel)
+        if full is None:
+            files = self.folder_files(full_folder, full_rel.split("/")[0])
+            if len(files) == 1:
+                full = files[0]
+            elif len(files) > 1:
+                out.ambiguous = f"full image folder {full_folder} holds {len(files)} files: {', '.join(files)}"
+        if full is None:
+            out.missing.append(f"full image {self.expected(full_rel)}")
+            full = self.expected(full_rel)
+        out.full = full
+        crop, mask = self.table_path(crop_rel), self.table_path(mask_rel)
+        if crop is not None and mask is not None and crop != mask:
+            out.claimed_crop, out.claimed_mask = crop, mask
+            return out
+        folder = self.folder_files(*roi_folders)
+        known = [p for p in (crop, mask) if p is not None]
+        extra = [f for f in folder if f not in known]
+        if known:  # one file found by its table path (or both paths name the same file): the other from the folder
+            other = extra[0] if len(extra) == 1 else None
+            if len(extra) > 1:
+                out.ambiguous = f"ROI folder {row['roi_id']} holds {len(folder)} files: {', '.join(folder)}"
+            if crop is not None and mask is not None:  # the same file twice in the table
+                out.claims_known = False
+                mask = other
+            elif crop is not None:
+                mask = other
+            else:
+                crop = other
+            if other is None and not out.ambiguous:
+                role = "ROI mask" if crop is not None else "cropped image"
+                rel = mask_rel if crop is not None else crop_rel
+                out.missing.append(f"{role} {self.expected(rel)}")
+            out.claimed_crop = crop or self.expected(crop_rel)
+            out.claimed_mask = mask or self.expected(mask_rel)
+            return out
+        if len(folder) == 2:
+            by_name = {Path(f).name: f for f in folder}
+            claim_crop, claim_mask = _nbia_name(crop_rel.rsplit("/", 1)[-1]), _nbia_name(mask_rel.rsplit("/", 1)[-1])
+            if out.claims_known and claim_crop in by_name and claim_mask in by_name and claim_crop != claim_mask:
+                out.claimed_crop, out.claimed_mask = by_name[claim_crop], by_name[claim_mask]
+            else:
+                out.claims_known = False
+                out.claimed_crop, out.claimed_mask = folder
+            return out
+        if len(folder) > 2:
+            out.ambiguous = f"ROI folder {row['roi_id']} holds {len(folder)} files: {', '.join(folder)}"
+        elif len(folder) == 1:
+            present = Path(folder[0]).name
+            role = ("ROI mask" if present == _nbia_name(crop_rel.rsplit("/", 1)[-1]) else
+                    "cropped image" if present == _nbia_name(mask_rel.rsplit("/", 1)[-1]) else
+                    "cropped image or ROI mask")
+            out.missing.append(f"{role} (only {folder[0]} in ROI folder {row['roi_id']})")
+        else:
+            out.missing.append(f"cropped image {self.expected(crop_rel)} and ROI mask {self.expected(mask_rel)}")
+        out.claimed_crop = folder[0] if folder else self.expected(crop_rel)
+        out.claimed_mask = folder[1] if len(folder) > 1 else self.expected(mask_rel)
+        return out
+
+
+@dataclass(frozen=True)
+class DicomHeader:
+    """What the header of one file says, or why it cannot be used (reason '' when usable)."""
+
+    path: str
+    reason: str = ""
+    detail: str = ""
+    rows: int = 0
+    columns: int = 0
+
+
+def read_dicom_header(path: str) -> DicomHeader:
+    """Read a DICOM header without pixels; check the pixel data is all there (uncompressed syntaxes)."""
+    if not os.path.isfile(path):
+        return DicomHeader(path, "missing_file", f"{path} not found")
+    try:
+        with open(path, "rb") as fh:
+            ds = pydicom.dcmread(fh, stop_before_pixels=True)
+            offset = fh.tell()
+    except InvalidDicomError as exc:
+        return DicomHeader(path, "not_dicom", f"{path} is not a DICOM file ({exc})")
+    except Exception as exc:  # noqa: BLE001 - any parse failure of a damaged file is reported, not raised
+        return DicomHeader(path, "corrupt_dicom", f"{path}: unreadable DICOM header ({type(exc).__name__}: {exc})")
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+    except (AttributeError, TypeError, ValueError):
+        return DicomHeader(path, "corrupt_dicom", f"{path}: no Rows/Columns in the DICOM header")
+    if rows < 1 or cols < 1:
+        return DicomHeader(path, "corrupt_dicom", f"{path}: image of {rows} x {cols} pixels")
+    size = os.path.getsize(path)
+    if offset >= size:
+        return DicomHeader(path, "corrupt_dicom", f"{path}: no pixel data (file ends after the header)")
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and not syntax.is_compressed:
+        bits = int(getattr(ds, "BitsAllocated", 16) or 16)
+        samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        expected = (rows * cols * samples * frames * bits + 7) // 8
+        available = size - offset - 8  # the pixel element's tag and length take at least 8 bytes
+        if available < expected:
+            return DicomHeader(path, "corrupt_dicom", f"{path}: truncated pixel data "
+                               f"({max(available, 0)} of {expected} bytes)")
+    return DicomHeader(path, rows=rows, columns=cols)
+
+
+def read_dicom_pixels(path: str) -> np.ndarray | str:
+    """The pixel array of a DICOM file, or a message saying why it cannot be read."""
+    try:
+        return np.asarray(pydicom.dcmread(path).pixel_array)
+    except Exception as exc:  # noqa: BLE001 - a damaged file is reported as an exclusion
+        return f"{path}: unreadable pixel data ({type(exc).__name__}: {exc})"
+
+
+def is_binary(pixels: np.ndarray) -> bool:
+    """True when an image holds at most two distinct values (a mask)."""
+    flat = pixels.ravel()
+    if flat.size == 0:
+        return True
+    rest = flat[flat != flat[0]]
+    return rest.size == 0 or bool((rest == rest[0]).all())
+
+
+@dataclass
+class _RowCheck:
+    """The outcome of checking one ROI's files."""
+
+    crop: str
+    mask: str
     swapped: bool = False
     reason: str = ""
     detail: str = ""
+    note: str = ""
 
 
-# ------------------------------------------------------------------------------------------ curate
+def _check_files(res: _Resolved) -> _RowCheck:
+    """Check one ROI's files by content and decide which ROI file is the crop and which the mask."""
+    out = _RowCheck(crop=res.claimed_crop, mask=res.claimed_mask)
+    if res.ambiguous:
+        out.reason, out.detail = "ambiguous_files", res.ambiguous
+        return out
+    if res.missing:
+        out.reason, out.detail = "missing_file", "not found: " + "; ".join(res.missing)
+        return out
+    full = read_dicom_header(res.full)
+    if full.reason:
+        out.reason, out.detail = full.reason, f"full image: {full.detail}"
+        return out
+    a, b = read_dicom_header(res.claimed_crop), read_dicom_header(res.claimed_mask)
+    for head, role in ((a, "cropped image (per table)"), (b, "ROI mask (per table)")):
+        if head.reason:
+            out.reason, out.detail = head.reason, f"{role}: {head.detail}"
+            return out
+    shape = (full.rows, full.columns)
+    full_size = [h for h in (a, b) if (h.rows, h.columns) == shape]
+    pixels: dict[str, np.ndarray] = {}
+    if len(full_size) == 1:
+        mask = full_size[0]
+    else:
+        for head in (a, b):
+            data = read_dicom_pixels(head.path)
+            if isinstance(data, str):
+                out.reason, out.detail = "corrupt_dicom", data
+                return out
+            pixels[head.path] = data
+        binary = [h for h in (a, b) if is_binary(pixels[h.path])]
+        if len(binary) != 1:
+            sizes = ", ".join(f"{h.path} {h.rows}x{h.columns}" for h in (a, b))
+            out.reason = "crop_mask_undecided"
+            out.detail = (f"cannot tell crop from mask: {len(binary)} of the two files are binary and "
+                          f"{len(full_size)} have the full image's size {shape[0]}x{shape[1]} ({sizes})")
+            return out
+        mask = binary[0]
+    crop = b if mask is a else a
+    out.crop, out.mask = crop.path, mask.path
+    out.swapped = res.claims_known and mask is a
+    if (mask.rows, mask.columns) != shape:
+        out.reason = "mask_size_mismatch"
+        out.detail = (f"ROI mask {mask.path} is {mask.rows}x{mask.columns}, "
+                      f"full image {full.path} is {shape[0]}x{shape[1]}")
+        return out
+    data = pixels.get(crop.path)
+    if data is None:
+        data = read_dicom_pixels(crop.path)
+    if isinstance(data, str):
+        out.reason, out.detail = "corrupt_dicom", f"cropped image: {data}"
+        return out
+    if data.size == 0 or np.ptp(data) == 0:
+        out.reason, out.detail = "empty_crop", f"cropped image {crop.path} is constant ({data.shape[0]}x{data.shape[1]})"
+        return out
+    if not res.claims_known:
+        out.note = "crop and mask told apart by content (the table does not name them apart)"
+    return out
+
+
+# ------------------------------------------------------------------------------------ curation
 
 
 @dataclass
 class CurationResult:
-    """The manifest (every row), the exclusion report, the corrected swaps, which tables were read."""
+    """A curated download: the manifest (every table row), the exclusion report, the corrected swaps."""
 
     manifest: pd.DataFrame
     exclusions: pd.DataFrame
     swaps: pd.DataFrame
-    tables: dict[str, str] = field(default_factory=dict)
-    is_phantom: bool = False
+    tables: dict[tuple[str, str], Path]
+    is_phantom: bool
+
+    def summary(self, status: str = "ok") -> pd.DataFrame:
+        """Counts of the rows with this status per split (rows) × pathology (columns), with totals."""
+        rows = self.manifest[self.manifest["status"] == status]
+        table = pd.crosstab(rows["split"], rows["pathology"])
+        table = table.reindex(index=[s for s in SPLITS], columns=list(CLASSES), fill_value=0).fillna(0).astype(int)
+        table.loc["total"] = table.sum()
+        table["total"] = table.sum(axis=1)
+        return table
 
     def usable(self) -> pd.DataFrame:
-        """The rows with status 'ok'."""
+        """The usable (status ok) rows, renumbered from 0."""
         return self.manifest[self.manifest["status"] == "ok"].reset_index(drop=True)
 
-    def summary(self) -> pd.DataFrame:
-        """Usable ROIs per split (rows) and pathology (columns)."""
-        u = self.usable()
-        return pd.crosstab(u["split"], u["pathology"]).reindex(columns=list(CLASSES), fill_value=0)
+
+class CurationWarning(UserWarning):
+    """Rows of a download that curation excluded (one warning per kind of exclusion, with its count)."""
 
 
-def _candidates(root: Path, csv_path: str | None) -> list[Path]:
-    """Where the CSV's own path may lie: below ROOT, or below ROOT/CBIS-DDSM."""
-    if not csv_path:
-        return []
-    rel = Path(csv_path.replace("\\", "/"))
-    return [p for p in (root / rel, root / "CBIS-DDSM" / rel) if p.is_file()]
+def _exclusions(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The exclusion report: one line per excluded row."""
+    ex = manifest[manifest["status"] == "excluded"]
+    return ex[EXCLUSION_COLUMNS].reset_index(drop=True)
 
 
-def _top(csv_path: str | None) -> str | None:
-    """The series top folder of a CSV path ('Calc-Training_P_00005_RIGHT_CC_1')."""
-    if not csv_path:
-        return None
-    first = csv_path.replace("\\", "/").split("/")[0]
-    return first if SERIES_RE.match(first) else None
+def _swaps(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The corrected crop/mask swaps: one line per ROI."""
+    return manifest.loc[manifest["crop_mask_swapped"], SWAP_COLUMNS].reset_index(drop=True)
 
 
-def _resolve_row(row: dict, root: Path, index: dict[str, list[Path]], headers: dict[Path, _Header]) -> _Resolved:
-    """Find the full image, crop and mask of one row and decide crop vs mask by content."""
-    out = _Resolved()
-    full = _candidates(root, row["image_file"]) or index.get(_top(row["image_file"]) or "", [])
-    if not full:
-        return _Resolved(reason="missing_file", detail=f"full mammogram {row['image_file']!r} not found under {root}")
-    if len(full) > 1:
-        return _Resolved(reason="ambiguous_files", detail=f"{len(full)} files for the full mammogram: {[str(p) for p in full[:3]]}")
-    out.full = str(full[0])
-    crop_csv, mask_csv = _candidates(root, row["crop_file"]), _candidates(root, row["mask_file"])
-    if crop_csv and mask_csv and crop_csv[0] != mask_csv[0]:
-        pair, named = [crop_csv[0], mask_csv[0]], True
-    else:
-        files = index.get(_top(row["crop_file"]) or _top(row["mask_file"]) or "", [])
-        pair, named = list(dict.fromkeys(files)), False
-    if len(pair) != 2:
-        absent = [name for name, hit in (("cropped image", crop_csv), ("ROI mask", mask_csv)) if not hit]
-        return _Resolved(full=out.full, reason="missing_file",
-                         detail=f"{' and '.join(absent) or 'crop/mask'} not found by its CSV path, and the ROI series folder "
-                                f"{_top(row['crop_file'])!r} holds {len(pair)} file(s) instead of a crop and a mask")
-    hf = headers[full[0]]
-    if not hf.ok:
-        return _Resolved(full=out.full, reason=hf.error.split(" ")[0], detail=f"full mammogram {full[0]}: {hf.error}")
-    ha, hb = headers[pair[0]], headers[pair[1]]
-    for h in (ha, hb):
-        if not h.ok:
-            return _Resolved(full=out.full, reason=h.error.split(" ")[0], detail=f"{h.path}: {h.error}")
-    size = (hf.rows, hf.cols)
-    a_full, b_full = (ha.rows, ha.cols) == size, (hb.rows, hb.cols) == size
-    if a_full != b_full:
-        crop, mask = (pair[1], pair[0]) if a_full else (pair[0], pair[1])
-    else:
-        pa, pb = _pixels(pair[0]), _pixels(pair[1])
-        if pa is None or pb is None:
-            bad = pair[0] if pa is None else pair[1]
-            return _Resolved(full=out.full, reason="unreadable_dicom", detail=f"{bad}: pixel data cannot be decoded")
-        a_bin, b_bin = _is_binary(pa), _is_binary(pb)
-        if a_bin == b_bin:
-            return _Resolved(full=out.full, reason="mask_not_identified",
-                             detail=f"cannot tell crop from mask: {pair[0].name} {pa.shape}, {pair[1].name} {pb.shape}, "
-                                    f"full image {size}")
-        crop, mask = (pair[1], pair[0]) if a_bin else (pair[0], pair[1])
-        hm = headers[mask]
-        if (hm.rows, hm.cols) != size:
-            return _Resolved(full=out.full, reason="mask_size_mismatch",
-                             detail=f"ROI mask {mask} is {hm.rows}x{hm.cols}, the mammogram {size[0]}x{size[1]}")
-    arr = _pixels(crop)
-    if arr is None:
-        return _Resolved(full=out.full, reason="unreadable_dicom", detail=f"{crop}: pixel data cannot be decoded")
-    if arr.size == 0 or arr.min() == arr.max():
-        return _Resolved(full=out.full, reason="empty_crop", detail=f"{crop}: the cropped ROI is empty or constant")
-    swapped = named and crop == pair[1]
-    return _Resolved(full=out.full, crop=str(crop), mask=str(mask), swapped=swapped)
+def _announce(manifest: pd.DataFrame) -> None:
+    """One warning per exclusion reason with its count; a log line for the rows with notes."""
+    counts = Counter(manifest.loc[manifest["status"] == "excluded", "reason"])
+    for reason, n in sorted(counts.items()):
+        warnings.warn(f"{n} ROI(s) excluded: {reason} (listed with the file at fault in the exclusion report)",
+                      CurationWarning, stacklevel=3)
+    noted = int((manifest["note"] != "").sum())
+    if noted:
+        log.info("%d ROI(s) kept with a note (for example density out of range set to NA)", noted)
 
 
-def curate(root: Path, abnormality: str = "calcification", check_images: bool = True,
-           progress: bool = True, workers: int = 4) -> CurationResult:
-    """Read the official tables under ``root``, resolve and check every image, and report every exclusion.
-
-    With ``check_images=False`` no DICOM file is opened or looked for: rows that are otherwise valid get
-    the status ``"unchecked"`` (for parsing the tables alone, e.g. without the images).
-    """
+def _map(func: Callable, items: list, workers: int, progress: bool, desc: str) -> list:
+    """Apply func to items in order with a small thread pool, with a progress bar when asked."""
     from tqdm.auto import tqdm
 
+    bar = tqdm(total=len(items), desc=desc, unit="ROI", disable=not progress)
+    try:
+        if workers <= 1:
+            out = []
+            for item in items:
+                out.append(func(item))
+                bar.update()
+            return out
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            out = []
+            for result in pool.map(func, items):
+                out.append(result)
+                bar.update()
+            return out
+    finally:
+        bar.close()
+
+
+def _read_tables(tables: dict[tuple[str, str], Path]) -> pd.DataFrame:
+    """Read and stack the tables (train before test), duplicates marked across them."""
+    frames = [read_case_table(path, split, abn) for (abn, split), path in
+              sorted(tables.items(), key=lambda kv: SPLITS.index(kv[0][1]))]
+    manifest = pd.concat(frames, ignore_index=True)
+    rows = manifest.to_dict("records")
+    _mark_duplicates(rows)
+    return _frame(rows)
+
+
+def curate(root: Path, abnormality: str = "calcification", check_images: bool = True, progress: bool = True,
+           workers: int = 4) -> CurationResult:
+    """Curate a CBIS-DDSM download (tables + DICOM tree, or a phantom) into a manifest and reports."""
     root = Path(root)
     tables = find_case_tables(root, abnormality)
-    frames = [read_case_table(path, split, abnormality) for (_, split), path in sorted(tables.items(), key=lambda kv: kv[0][1] != "train")]
-    df = pd.concat(frames, ignore_index=True)
-    df["status"], df["reason"], detail = "ok", "", [""] * len(df)
-    df["label"] = df["pathology"].map({c: i for i, c in enumerate(CLASSES)}).astype("Int64")
-    for col in ("full_path", "crop_path", "mask_path"):
-        df[col] = ""
-    df["crop_mask_swapped"] = False
-
-    def exclude(i: int, reason: str, text: str) -> None:
-        """Mark row i excluded (the first reason wins)."""
-        if df.at[i, "status"] != "excluded":
-            df.at[i, "status"], df.at[i, "reason"], detail[i] = "excluded", reason, text
-
-    for i in df.index[df["label"].isna()]:
-        exclude(i, "unknown_pathology", f"pathology {df.at[i, 'pathology']!r} is none of {list(CLASSES)}")
-    invalid = df[["patient_id", "side", "view", "abnormality_id", "image_file"]].isna().any(axis=1)
-    invalid |= ~df["side"].isin(["LEFT", "RIGHT"]) | ~df["view"].isin(["CC", "MLO"])
-    for i in df.index[invalid]:
-        exclude(i, "invalid_row", "missing or invalid patient id, side, view, abnormality id or image path")
-    for i in df.index[df.duplicated("roi_id", keep="first") & ~invalid]:
-        first = df.index[(df["roi_id"] == df.at[i, "roi_id"])][0]
-        exclude(i, "duplicate", f"same ROI as {df.at[first, 'source_file']} line {df.at[first, 'source_line']}")
-
-    todo = list(df.index[df["status"] == "ok"])
-    if not check_images:
-        for col, src in (("full_path", "image_file"), ("crop_path", "crop_file"), ("mask_path", "mask_file")):
-            df[col] = [str(root / p) if isinstance(p, str) else "" for p in df[src]]
-        df.loc[todo, "status"] = "unchecked"
-        todo = []
-    index = index_dicom_tree(root) if todo else {}
-    headers: dict[Path, _Header] = {}
-    if todo:
-        paths: set[Path] = set()
+    manifest = _read_tables(tables)
+    locator = _Locator(root)
+    rows = manifest.to_dict("records")
+    todo = [i for i, r in enumerate(rows) if r["status"] == "ok"]
+    resolved = {}
+    for i, r in enumerate(rows):
+        if r["full_path"] and r["crop_path"] and r["mask_path"]:
+            resolved[i] = locator.resolve(pd.Series(r))
+            rows[i]["full_path"] = resolved[i].full
+            rows[i]["crop_path"], rows[i]["mask_path"] = resolved[i].claimed_crop, resolved[i].claimed_mask
+    if check_images:
+        checks = _map(lambda i: _check_files(resolved[i]), todo, workers, progress, "checking ROI files")
+        for i, chk in zip(todo, checks):
+            row = rows[i]
+            row["crop_path"], row["mask_path"], row["crop_mask_swapped"] = chk.crop, chk.mask, chk.swapped
+            if chk.reason:
+                _mark(row, chk.reason, chk.detail)
+            if chk.note:
+                _note(row, chk.note)
+    else:
         for i in todo:
-            row = df.loc[i]
-            for p in _candidates(root, row["image_file"]) or index.get(_top(row["image_file"]) or "", []):
-                paths.add(p)
-            for col in ("crop_file", "mask_file"):
-                paths.update(_candidates(root, row[col]))
-            paths.update(index.get(_top(row["crop_file"]) or "", []))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            ordered = sorted(paths)
-            for p, h in zip(ordered, tqdm(pool.map(_read_header, ordered), total=len(ordered), desc="DICOM headers",
-                                          unit="file", disable=not progress)):
-                headers[p] = h
-
-    rows = df.loc[todo].to_dict(orient="index")
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {i: pool.submit(_resolve_row, rows[i], root, index, headers) for i in todo}
-        for i in tqdm(todo, desc="ROIs", unit="roi", disable=not progress):
-            res = futures[i].result()
-            df.at[i, "full_path"], df.at[i, "crop_path"], df.at[i, "mask_path"] = res.full, res.crop, res.mask
-            df.at[i, "crop_mask_swapped"] = res.swapped
-            if res.reason:
-                exclude(i, res.reason, res.detail)
-    df["detail"] = detail
-    exclusions = df[df["status"] == "excluded"].assign(detail=lambda d: d["detail"])[EXCLUSION_COLUMNS].reset_index(drop=True)
-    swaps = df[df["crop_mask_swapped"]][SWAP_COLUMNS].reset_index(drop=True)
-    for reason, n in Counter(exclusions["reason"]).items():
-        warnings.warn(f"curation: {n} ROI(s) excluded as {reason} (see the exclusion report)", stacklevel=2)
-    manifest = df[MANIFEST_COLUMNS].reset_index(drop=True)
-    return CurationResult(manifest=manifest, exclusions=exclusions, swaps=swaps,
-                          tables={f"{k}_{s}": str(p) for (k, s), p in tables.items()},
-                          is_phantom=(root / "phantom.json").is_file())
+            res = resolved[i]
+            rows[i]["status"] = "unchecked"
+            if res.missing or res.ambiguous:
+                _note(rows[i], "files not found: " + "; ".join(res.missing) if res.missing else res.ambiguous)
+    manifest = _frame(rows)
+    _announce(manifest)
+    return CurationResult(manifest=manifest, exclusions=_exclusions(manifest), swaps=_swaps(manifest),
+                          tables=tables, is_phantom=(root / "phantom.json").is_file())
 
 
-# -------------------------------------------------------------------------------------------- I/O
+# ------------------------------------------------------------------------------------------ files
 
 
-def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    """Write a CSV atomically (temporary file, then rename)."""
+def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a frame as CSV to a temporary file beside path, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            frame.to_csv(fh, index=False, lineterminator="\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
     return path
 
 
 def write_curation(result: CurationResult, manifest_path: Path) -> dict[str, Path]:
-    """Write the manifest, ``<stem>.exclusions.csv`` and ``<stem>.swaps.csv`` beside it; return their paths."""
+    """Write the manifest and, beside it, ``<stem>.exclusions.csv`` and ``<stem>.swaps.csv``; returns the paths."""
     manifest_path = Path(manifest_path)
     stem = manifest_path.with_suffix("")
-    return {
-        "manifest": _write_csv(result.manifest, manifest_path),
-        "exclusions": _write_csv(result.exclusions, Path(f"{stem}.exclusions.csv")),
-        "swaps": _write_csv(result.swaps, Path(f"{stem}.swaps.csv")),
-    }
+    paths = {"manifest": manifest_path,
+             "exclusions": stem.with_name(f"{stem.name}.exclusions.csv"),
+             "swaps": stem.with_name(f"{stem.name}.swaps.csv")}
+    _write_csv_atomic(result.manifest[MANIFEST_COLUMNS], paths["manifest"])
+    _write_csv_atomic(result.exclusions, paths["exclusions"])
+    _write_csv_atomic(result.swaps, paths["swaps"])
+    return paths
 
 
 def read_manifest(path: Path) -> pd.DataFrame:
-    """Read a manifest written by :func:`write_curation` with its dtypes."""
-    dtypes = {c: "string" for c in MANIFEST_COLUMNS}
-    dtypes.update({"abnormality_id": "Int64", "label": "Int64", "assessment": "Int64", "subtlety": "Int64",
-                   "density": "Int64", "source_line": "int64", "crop_mask_swapped": "bool"})
-    df = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values={c: [""] for c in dtypes if dtypes[c] == "Int64"})
-    missing = [c for c in MANIFEST_COLUMNS if c not in df]
+    """Read a manifest written by :func:`write_curation` back with the manifest's dtypes."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
+    except (OSError, pd.errors.ParserError) as exc:
+        raise DataError(f"cannot read manifest {path}: {exc}") from exc
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
-        raise DataError(f"{path}: not an mcalc manifest (missing columns {missing})")
-    for col in ("reason", "note", "full_path", "crop_path", "mask_path"):
-        df[col] = df[col].fillna("")
-    return df
+        raise DataError(f"{path}: not a curated manifest, missing column(s) {', '.join(missing)}")
+    for col in INT_COLUMNS:
+        frame[col] = frame[col].replace("", None)
+    for col in OPTIONAL_TEXT_COLUMNS + ("image_id",):
+        frame[col] = frame[col].replace("", None)
+    bad = ~frame["crop_mask_swapped"].isin(["True", "False"])
+    if bad.any():
+        raise DataError(f"{path}: crop_mask_swapped is {frame.loc[bad, 'crop_mask_swapped'].iloc[0]!r} "
+                        f"in row {int(bad.to_numpy().argmax()) + 2}, expected True or False")
+    frame["crop_mask_swapped"] = frame["crop_mask_swapped"] == "True"
+    return _set_dtypes(frame)
