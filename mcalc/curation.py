@@ -294,7 +294,7 @@ def read_case_table(path: Path, split: str, abnormality: str) -> pd.DataFrame:
     cols = _canonical_columns(header, path)
     missing = [c for c in _REQUIRED[abn] if c not in cols]
     if missing:
-        names = [_HEADER_ALIASES[c][0] for c in missing]
+        names = ["ROI mask file path" if c == "mask_csv_path" else _HEADER_ALIASES[c][0] for c in missing]
         raise DataError(f"{path}: missing required column(s) {', '.join(repr(n) for n in names)} "
                         f"(header: {', '.join(header)})")
     rows = [_tidy_record(cells, cols, len(header), split, abn, path.name, line) for line, cells in records]
@@ -449,9 +449,11 @@ class _Locator:
             return out
         if len(folder) == 2:
             by_name = {Path(f).name: f for f in folder}
-            claim_crop, claim_mask = _nbia_name(crop_rel.rsplit("/", 1)[-1]), _nbia_name(mask_rel.rsplit("/", 1)[-1])
-            if out.claims_known and claim_crop in by_name and claim_mask in by_name and claim_crop != claim_mask:
-                out.claimed_crop, out.claimed_mask = by_name[claim_crop], by_name[claim_mask]
+            crop_name, mask_name = crop_rel.rsplit("/", 1)[-1], mask_rel.rsplit("/", 1)[-1]
+            for claim_crop, claim_mask in ((crop_name, mask_name), (_nbia_name(crop_name), _nbia_name(mask_name))):
+                if out.claims_known and claim_crop != claim_mask and {claim_crop, claim_mask} <= set(by_name):
+                    out.claimed_crop, out.claimed_mask = by_name[claim_crop], by_name[claim_mask]
+                    break
             else:
                 out.claims_known = False
                 out.claimed_crop, out.claimed_mask = folder
@@ -496,23 +498,29 @@ def read_dicom_header(path: str) -> DicomHeader:
         return DicomHeader(path, "corrupt_dicom", f"{path}: unreadable DICOM header ({type(exc).__name__}: {exc})")
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
-    except (AttributeError, TypeError, ValueError):
+    except AttributeError:
         return DicomHeader(path, "corrupt_dicom", f"{path}: no Rows/Columns in the DICOM header")
+    except Exception as exc:  # noqa: BLE001 - a damaged value (wrong length, not a number) is reported
+        return DicomHeader(path, "corrupt_dicom", f"{path}: unreadable Rows/Columns ({type(exc).__name__}: {exc})")
     if rows < 1 or cols < 1:
         return DicomHeader(path, "corrupt_dicom", f"{path}: image of {rows} x {cols} pixels")
     size = os.path.getsize(path)
     if offset >= size:
         return DicomHeader(path, "corrupt_dicom", f"{path}: no pixel data (file ends after the header)")
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if syntax is not None and not syntax.is_compressed:
-        bits = int(getattr(ds, "BitsAllocated", 16) or 16)
-        samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
-        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-        expected = (rows * cols * samples * frames * bits + 7) // 8
-        available = size - offset - 8  # the pixel element's tag and length take at least 8 bytes
-        if available < expected:
-            return DicomHeader(path, "corrupt_dicom", f"{path}: truncated pixel data "
-                               f"({max(available, 0)} of {expected} bytes)")
+    try:
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        if syntax is not None and not syntax.is_compressed:
+            bits = int(getattr(ds, "BitsAllocated", 16) or 16)
+            samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+            frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+            expected = (rows * cols * samples * frames * bits + 7) // 8
+            # the pixel element's tag and length: 8 bytes (implicit VR) or 12 (explicit VR, OB/OW)
+            available = size - offset - (8 if syntax.is_implicit_VR else 12)
+            if available < expected:
+                return DicomHeader(path, "corrupt_dicom", f"{path}: truncated pixel data "
+                                   f"({max(available, 0)} of {expected} bytes)")
+    except Exception as exc:  # noqa: BLE001 - damaged header values are reported, not raised
+        return DicomHeader(path, "corrupt_dicom", f"{path}: unreadable DICOM header ({type(exc).__name__}: {exc})")
     return DicomHeader(path, rows=rows, columns=cols)
 
 
