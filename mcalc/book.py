@@ -13,7 +13,7 @@ from mcalc.pipeline import Profile
 
 #: Captions the book must show, one per table and figure of the paper ("Table 3 — ...").
 PAPER_ITEMS = tuple([f"Table {i}" for i in range(1, 6)] + [f"Figure {i}" for i in range(1, 8)])
-BOOK_FILES = ("_config.yml", "_toc.yml", "book")
+BOOK_FILES = ("_config.yml", "_toc.yml", "book", "benchmarks/RESULTS.md")
 EXECUTED = Path("book/executed")
 
 
@@ -25,6 +25,7 @@ def assemble(profile: Profile, target: Path) -> Path:
     target.mkdir(parents=True)
     for name in BOOK_FILES:
         src = Path(name)
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
             shutil.copytree(src, target / name, ignore=shutil.ignore_patterns("executed", "_build"))
         else:
@@ -49,7 +50,8 @@ def build_book(profile: Profile, source: Path | None = None) -> Path:
     if provenance.is_file():
         shutil.copy2(provenance, source / EXECUTED / "provenance.json")
     jb = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(source), "--all"]
+    # -W --keep-going: any Sphinx warning (a missing page, include or citation) fails the build, after reporting all.
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(source), "--all", "-W", "--keep-going"]
     completed = subprocess.run(cmd, check=False)
     if completed.returncode != 0:
         raise DataError(f"jupyter-book build failed (exit {completed.returncode}); see its output above")
