@@ -8,6 +8,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from mcalc.paper import PAPER_OPTIMIZER_NAMES
+
 NOTEBOOK_DIR = Path("notebooks")
 OPTIMIZERS = ("adam", "adagrad", "adadelta", "rmsprop")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -78,6 +80,7 @@ class NotebookRun:
     template: str
     output: str
     parameters: dict = field(default_factory=dict)
+    title: str | None = None  # replaces the template's first heading in the executed notebook
 
 
 def plan(profile: Profile) -> list[NotebookRun]:
@@ -85,7 +88,9 @@ def plan(profile: Profile) -> list[NotebookRun]:
     runs = [NotebookRun("01_data_curation", "01_data_curation"), NotebookRun("02_preprocessing", "02_preprocessing")]
     train = {"epochs": profile.epochs, "batch_size": profile.batch_size, "learning_rate": profile.learning_rate,
              "validation_size": profile.validation_size}
-    runs += [NotebookRun("03_optimizer", f"03_optimizer_{opt}", {"optimizer": opt, **train}) for opt in OPTIMIZERS]
+    runs += [NotebookRun("03_optimizer", f"03_optimizer_{opt}", {"optimizer": opt, **train},
+                         title=f"3.{i} InceptionResNetV2 with {PAPER_OPTIMIZER_NAMES[opt]} (Section 3.{i}, Figure {3 + i})")
+             for i, opt in enumerate(OPTIMIZERS, start=1)]
     runs += [
         NotebookRun("04_glcm_baselines", "04_glcm_baselines", {"cv_folds": profile.cv_folds,
                                                                  "validation_size": profile.validation_size}),
@@ -123,6 +128,19 @@ def template_to_ipynb(template: Path, target: Path) -> Path:
     return target
 
 
+def retitle(path: Path, title: str) -> None:
+    """Replace the first markdown heading of an executed notebook (one template, several chapters)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
+            first, _, rest = cell.source.lstrip().partition("\n")
+            cell.source = f"# {title}\n{rest}"
+            break
+    nbformat.write(nb, path)
+
+
 def execute(run: NotebookRun, profile: Profile, notebook_dir: Path = NOTEBOOK_DIR, progress: bool = False) -> Path:
     """Run one template with papermill into the profile's output folder; raises on a notebook error."""
     import papermill
@@ -141,6 +159,8 @@ def execute(run: NotebookRun, profile: Profile, notebook_dir: Path = NOTEBOOK_DI
             progress_bar=progress,
             log_output=False,
         )
+    if run.title:
+        retitle(output, run.title)
     return output
 
 

@@ -45,13 +45,17 @@ def show_table(df: pd.DataFrame, caption: str, provenance: Provenance | None = N
 
 def show_figure(fig: plt.Figure, caption: str, provenance: Provenance | None = None) -> None:
     """Display a figure, then its caption ("Figure N — ...") with the provenance label; close the figure."""
-    from IPython.display import HTML, display
+    import io
+
+    from IPython.display import HTML, Image, display
 
     if provenance is not None:
         fig.text(0.995, 0.005, provenance.label(), ha="right", va="bottom", fontsize=6, color="0.35")
-    display(fig)
-    display(HTML(_caption_html(caption, provenance)))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # independent of the kernel's matplotlib backend
     plt.close(fig)
+    display(Image(data=buffer.getvalue(), format="png"))
+    display(HTML(_caption_html(caption, provenance)))
 
 
 def _pick_per_class(manifest: pd.DataFrame, n: int, seed: int) -> dict[str, pd.DataFrame]:

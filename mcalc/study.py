@@ -545,8 +545,8 @@ class Results:
             last = run.history.iloc[-1] if run is not None else None
             rows[paper.PAPER_OPTIMIZER_NAMES[opt]] = {
                 "loss function": "Kullback–Leibler divergence",
-                "training loss": f"{'—' if last is None else format(last['loss'], '.4f')} | {t3.loc[opt, 'training_loss']:g}",
-                "training accuracy": f"{'—' if last is None else format(last['accuracy'], '.4f')} | {t3.loc[opt, 'training_accuracy']:g}",
+                "training loss": f"{'—' if last is None else format(last['loss'], '.4f')} | {t3.loc[opt, 'training_loss']:.4f}",
+                "training accuracy": f"{'—' if last is None else format(last['accuracy'], '.4f')} | {t3.loc[opt, 'training_accuracy']:.4f}",
             }
         out = pd.DataFrame(rows).T
         out.index.name = "optimizer"

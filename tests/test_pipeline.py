@@ -104,3 +104,18 @@ def test_banner_html_reads_the_book_provenance(tmp_path):
     assert "No executed results" in banner_html(tmp_path)
     write_provenance(Provenance(data="phantom"), tmp_path / "book" / "executed" / "provenance.json")
     assert "phantom" in banner_html(tmp_path)
+
+
+def test_optimizer_chapters_get_their_own_titles(tmp_path):
+    """Each execution of the one template is titled with its optimizer, section and figure."""
+    import nbformat
+
+    from mcalc.pipeline import retitle
+
+    runs = [r for r in plan(PROFILES["default"]) if r.output.startswith("03_")]
+    assert [r.title for r in runs][2] == "3.3 InceptionResNetV2 with ADADelta (Section 3.3, Figure 6)"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Template title\n\nLead text.")])
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, path)
+    retitle(path, "New title")
+    assert nbformat.read(path, as_version=4).cells[0].source == "# New title\n\nLead text."
