@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mcalc-installed
 
-.PHONY: venv book test units notebooks-ci nbval book-ci benchmark clean
+.PHONY: venv book test units notebooks-ci papermill-override nbval book-ci benchmark clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ venv: $(STAMP)
 book: $(STAMP)
 	$(PY) -m mcalc book --profile default
 
-test: units nbval book-ci
+test: units papermill-override nbval book-ci
 
 units: $(STAMP)
 	$(PY) -m pytest tests
@@ -29,7 +29,14 @@ units: $(STAMP)
 notebooks-ci: $(STAMP)
 	$(PY) -m mcalc notebooks --profile ci
 
-nbval: notebooks-ci
+# The README's re-run recipe: one template, other parameters, straight through papermill.
+papermill-override: notebooks-ci
+	$(VENV)/bin/jupytext --to ipynb --set-kernel python3 notebooks/03_optimizer.py -o build/ci/03_optimizer.ipynb
+	$(VENV)/bin/papermill --cwd . build/ci/03_optimizer.ipynb build/ci/03_optimizer_override.ipynb \
+		-p optimizer rmsprop -p learning_rate 1e-3 -p epochs 5 \
+		-p results_dir build/ci/results -p cache_dir build/ci/cache -p image_size 75 -p validation_size 0.2 -p n_boot 50
+
+nbval: notebooks-ci papermill-override
 	$(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 build/ci/notebooks
 
 book-ci: notebooks-ci
