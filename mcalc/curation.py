@@ -700,7 +700,7 @@ def _read_tables(tables: dict[tuple[str, str], Path]) -> pd.DataFrame:
 
 def curate(root: Path, abnormality: str = "calcification", check_images: bool = True, progress: bool = True,
            workers: int = 4) -> CurationResult:
-    """Curate a CBIS-DDSM download (tables + DICOM tree, or a phantom) into a manifest and reports."""
+    """Curate a download (tables + DICOM tree, or a phantom); check_images=False opens no file: rows 'unchecked'."""
     root = Path(root)
     tables = find_case_tables(root, abnormality)
     manifest = _read_tables(tables)

@@ -300,6 +300,7 @@ def build_download(root: Path, specs: list[tuple], layout: str, seed: int = 0) -
     n = [0]
 
     def uid() -> str:
+        """The next UID-looking folder name."""
         n[0] += 1
         return f"1.3.6.1.4.1.9590.100.1.2.{n[0]}"
 
