@@ -258,7 +258,8 @@ def _mark_duplicates(rows: list[dict]) -> None:
         key = row["roi_id"]
         if key in first:
             kept = first[key]
-            _mark(row, "duplicate", f"same ROI as {kept['source_file']} line {kept['source_line']}")
+            _mark(row, "duplicate", f"{row['source_file']} line {row['source_line']}: same ROI as "
+                                    f"{kept['source_file']} line {kept['source_line']}")
         else:
             first[key] = row
 

@@ -491,3 +491,204 @@ def test_write_and_read_manifest_round_trip(tmp_path):
     with pytest.raises(DataError, match="missing column"):
         pd.DataFrame({"roi_id": ["x"]}).to_csv(tmp_path / "bad.csv", index=False)
         cu.read_manifest(tmp_path / "bad.csv")
+
+
+# ------------------------------------------------------------------------------ more on the real tables
+
+
+def test_real_one_manifest_row_per_record_paths_below_root(real):
+    """len(manifest) is the number of records the csv module reads; every path is the root joined with it."""
+    root = shared_tables()
+    n = 0
+    for split in ("train", "test"):
+        with open(root / cu.TABLE_FILES[("calc", split)], newline="") as fh:
+            n += sum(1 for _ in csv.DictReader(fh))
+    assert len(real.manifest) == n
+    for col in ("full_path", "crop_path", "mask_path"):
+        assert real.manifest[col].str.startswith(str(root)).all()
+    assert (real.manifest["label"] == real.manifest["pathology"].map(cu.CLASSES.index)).all()
+
+
+@pytest.mark.parametrize("column", ["breast density", "cropped image file path"])
+def test_real_table_without_a_required_column(tmp_path, column):
+    """The real test table with one required column removed → DataError naming the column and the file."""
+    name = cu.TABLE_FILES[("calc", "test")]
+    frame = pd.read_csv(shared_tables() / name, dtype=str, keep_default_na=False)
+    frame.drop(columns=column).to_csv(tmp_path / name, index=False)
+    with pytest.raises(DataError, match=column) as err:
+        curate_quietly(tmp_path, check_images=False)
+    assert str(tmp_path / name) in str(err.value)
+
+
+def test_real_root_with_only_the_calc_test_table(tmp_path):
+    """A root holding only the calc test table curates to a test-only manifest of its 326 ROIs."""
+    name = cu.TABLE_FILES[("calc", "test")]
+    (tmp_path / name).write_bytes((shared_tables() / name).read_bytes())
+    result = curate_quietly(tmp_path, check_images=False)
+    assert list(result.tables) == [("calc", "test")]
+    assert len(result.manifest) == 326 and set(result.manifest["split"]) == {"test"}
+    assert result.manifest["note"].str.contains("files not found").all()  # no DICOM tree: said per row
+
+
+# ------------------------------------------------------------------------------ phantom round trips
+
+QUIRK_REASON = {"missing_file": "missing_file", "truncated_dicom": "corrupt_dicom", "not_dicom": "not_dicom"}
+
+
+@pytest.fixture(scope="module", params=["uid", "nbia"])
+def phantom(request, tmp_path_factory):
+    """A tiny phantom in one layout and its curation: (root, curation, quirks)."""
+    from mcalc import phantom as ph
+
+    root = tmp_path_factory.mktemp(f"phantom_{request.param}")
+    ph.generate_phantom(root, ph.PhantomConfig(scale=0.03, seed=3, workers=1, layout=request.param), progress=False)
+    quirks = pd.read_csv(root / "quirks.csv", dtype=str, keep_default_na=False)
+    return root, curate_quietly(root), quirks
+
+
+def test_phantom_every_row_accounted_for(phantom):
+    """Every CSV row of the phantom is in the manifest, ok or excluded; the report lists the excluded ones."""
+    root, result, _ = phantom
+    m = result.manifest
+    ids = set()
+    for split in ("train", "test"):
+        with open(root / cu.TABLE_FILES[("calc", split)], newline="") as fh:
+            ids |= {(split, r["cropped image file path"].split("/")[0]) for r in csv.DictReader(fh)}
+    assert len(m) == len(ids) == n_table_rows(root)
+    assert set(zip(m["split"], m["roi_id"])) == ids
+    ok, excluded = m["status"] == "ok", m["status"] == "excluded"
+    assert ok.sum() + excluded.sum() == len(m)
+    assert (m.loc[ok, "reason"] == "").all() and (m.loc[excluded, "reason"] != "").all()
+    pd.testing.assert_frame_equal(result.exclusions, m.loc[excluded, cu.EXCLUSION_COLUMNS].reset_index(drop=True))
+    assert result.is_phantom and result.summary().loc["total", "total"] == ok.sum()
+
+
+def test_phantom_exclusions_are_exactly_the_damaged_files(phantom):
+    """The excluded ROIs are those quirks.csv damaged, with the matching reason; the detail names the file."""
+    root, result, quirks = phantom
+    damaged = quirks[quirks["kind"] != "crop_mask_swapped"]
+    assert set(damaged["kind"]) == set(QUIRK_REASON)  # big enough to hold every kind of damage
+    ex = result.exclusions.set_index("roi_id")
+    assert set(ex.index) == set(damaged["roi_id"])
+    for _, q in damaged.iterrows():
+        assert ex.at[q["roi_id"], "reason"] == QUIRK_REASON[q["kind"]], q.to_dict()
+        detail, bad = ex.at[q["roi_id"], "detail"], str(root / q["file"])
+        # a missing NBIA file cannot be named by its own path: the detail names its ROI folder instead
+        assert bad in detail or (q["kind"] == "missing_file" and q["roi_id"] in detail), (detail, bad)
+
+
+def test_phantom_swaps_corrected(phantom):
+    """The ROIs whose crop and mask were swapped on disk are ok, flagged, and listed in the swaps table."""
+    root, result, quirks = phantom
+    swaps = quirks[quirks["kind"] == "crop_mask_swapped"]
+    assert len(swaps) >= 1
+    m = result.manifest.set_index("roi_id")
+    assert (m.loc[list(swaps["roi_id"]), "status"] == "ok").all()
+    assert set(m.index[m["crop_mask_swapped"]]) == set(swaps["roi_id"]) == set(result.swaps["roi_id"])
+    for _, q in swaps.iterrows():  # the file written as the crop now holds the mask
+        assert m.at[q["roi_id"], "mask_path"] == str(root / q["file"])
+
+
+def test_phantom_crop_and_mask_by_content(phantom):
+    """For ok rows (swapped ones included) the crop is the non-binary image, the mask binary and full-size."""
+    _, result, quirks = phantom
+    ok = result.usable()
+    swapped = ok["roi_id"].isin(set(quirks.loc[quirks["kind"] == "crop_mask_swapped", "roi_id"]))
+    for _, row in pd.concat([ok[swapped], ok[~swapped].head(4)]).iterrows():
+        full = pydicom.dcmread(row["full_path"]).pixel_array
+        crop = pydicom.dcmread(row["crop_path"]).pixel_array
+        mask = pydicom.dcmread(row["mask_path"]).pixel_array
+        assert mask.shape == full.shape and len(np.unique(mask)) == 2, row["roi_id"]
+        assert len(np.unique(crop)) > 2 and crop.shape != full.shape, row["roi_id"]
+
+
+def test_phantom_manifest_round_trip(phantom, tmp_path):
+    """write_curation / read_manifest keep every value and dtype of a phantom's manifest."""
+    result = phantom[1]
+    paths = cu.write_curation(result, tmp_path / "manifest.csv")
+    pd.testing.assert_frame_equal(cu.read_manifest(paths["manifest"]), result.manifest)
+    assert list(pd.read_csv(paths["swaps"])["roi_id"]) == list(result.swaps["roi_id"])
+
+
+# ------------------------------------------------------------------------------ more hand-made bad input
+
+
+def roi_files(root: Path, roi_folder: str, files: dict[str, np.ndarray | None]) -> None:
+    """Write the ROI files {path below the ROI folder: pixels} of a UID-layout ROI."""
+    for rel, px in files.items():
+        if px is not None:
+            write_dicom(root / "CBIS-DDSM" / roi_folder / rel, px)
+
+
+def test_two_series_both_named_000000(tmp_path):
+    """As in one real calc row: crop and mask in their own series folders, both 000000.dcm; content decides."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for patient, swap in (("P_00021", False), ("P_00022", True)):
+        rec = table_row(patient)
+        image, roi = rec[11].split("/")[0], rec[12].split("/")[0]
+        write_dicom(tmp_path / "CBIS-DDSM" / rec[11], pixels("full", rng))
+        crop, mask = pixels("crop", rng), pixels("mask", rng)
+        roi_files(tmp_path, roi, {"7.1/7.2/000000.dcm": mask if swap else crop,
+                                  "8.1/8.2/000000.dcm": crop if swap else mask})
+        rec[12], rec[13] = f"{roi}/7.1/7.2/000000.dcm\n", f"{roi}/8.1/8.2/000000.dcm"
+        rows.append(rec)
+        assert image != roi
+    write_table(tmp_path / cu.TABLE_FILES[("calc", "train")], rows)
+    m = curate_quietly(tmp_path).manifest.set_index("roi_id")
+    assert set(m["status"]) == {"ok"}
+    plain, swapped = m.loc["Calc-Training_P_00021_LEFT_CC_1"], m.loc["Calc-Training_P_00022_LEFT_CC_1"]
+    assert "/7.2/" in plain["crop_path"] and "/8.2/" in plain["mask_path"] and not plain["crop_mask_swapped"]
+    assert "/8.2/" in swapped["crop_path"] and "/7.2/" in swapped["mask_path"] and swapped["crop_mask_swapped"]
+
+
+def test_same_file_twice_without_a_second_file_is_reported(tmp_path):
+    """Both table paths naming one file and no other file in the ROI folder: excluded, never guessed."""
+    rng = np.random.default_rng(2)
+    rec = table_row("P_00023")
+    roi = rec[12].split("/")[0]
+    write_dicom(tmp_path / "CBIS-DDSM" / rec[11], pixels("full", rng))
+    roi_files(tmp_path, roi, {"1.2.5/1.2.6/000000.dcm": pixels("mask", rng)})
+    rec[12] = rec[13] + "\n"
+    write_table(tmp_path / cu.TABLE_FILES[("calc", "train")], [rec])
+    row = curate_quietly(tmp_path).manifest.iloc[0]
+    assert (row["status"], row["reason"]) == ("excluded", "missing_file")
+    assert roi in row["detail"]
+
+
+def test_all_zero_crop_excluded(tmp_path):
+    """An all-zero crop is excluded as empty, naming the crop file."""
+    rng = np.random.default_rng(3)
+    rec = table_row("P_00024")
+    write_dicom(tmp_path / "CBIS-DDSM" / rec[11], pixels("full", rng))
+    roi = rec[12].split("/")[0]
+    roi_files(tmp_path, roi, {"1.2.5/1.2.6/000001.dcm": np.zeros(CROP_SHAPE, np.uint16),
+                              "1.2.5/1.2.6/000000.dcm": pixels("mask", rng)})
+    write_table(tmp_path / cu.TABLE_FILES[("calc", "train")], [rec])
+    row = curate_quietly(tmp_path).manifest.iloc[0]
+    assert (row["status"], row["reason"]) == ("excluded", "empty_crop")
+    assert row["crop_path"] in row["detail"]
+
+
+@pytest.mark.parametrize("layout", ["uid", "nbia"])
+def test_every_exclusion_detail_names_a_file_or_the_row(tmp_path, layout):
+    """Each exclusion's detail names one of the ROI's files (or its folder) or the table file and line."""
+    build_download(tmp_path, FAULTY, layout)
+    result = curate_quietly(tmp_path)
+    m = result.manifest
+    assert len(result.exclusions) == (m["status"] == "excluded").sum() > 0
+    for _, e in result.exclusions.iterrows():
+        row = m[(m["source_file"] == e["source_file"]) & (m["source_line"] == e["source_line"])].iloc[0]
+        names = [row["full_path"], row["crop_path"], row["mask_path"], e["roi_id"],
+                 f"{e['source_file']} line {e['source_line']}"]
+        assert any(n and n in e["detail"] for n in names), (e["reason"], e["detail"])
+
+
+def test_read_manifest_rejects_a_bad_flag(tmp_path):
+    """A manifest whose crop_mask_swapped is not True/False is a DataError naming the file."""
+    row = {c: "" for c in cu.MANIFEST_COLUMNS}
+    row.update(crop_mask_swapped="maybe", source_line="2")
+    pd.DataFrame([row]).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(DataError, match="crop_mask_swapped") as err:
+        cu.read_manifest(tmp_path / "m.csv")
+    assert str(tmp_path / "m.csv") in str(err.value)
