@@ -295,7 +295,9 @@ def read_case_table(path: Path, split: str, abnormality: str) -> pd.DataFrame:
     cols = _canonical_columns(header, path)
     missing = [c for c in _REQUIRED[abn] if c not in cols]
     if missing:
-        names = ["ROI mask file path" if c == "mask_csv_path" else _HEADER_ALIASES[c][0] for c in missing]
+        official = {"patient_id": "patient_id", "mask_csv_path": "ROI mask file path",
+                    "density": "breast_density" if abn == "mass" else "breast density"}  # as the tables spell them
+        names = [official.get(c, _HEADER_ALIASES[c][0]) for c in missing]
         raise DataError(f"{path}: missing required column(s) {', '.join(repr(n) for n in names)} "
                         f"(header: {', '.join(header)})")
     rows = [_tidy_record(cells, cols, len(header), split, abn, path.name, line) for line, cells in records]
