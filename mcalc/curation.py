@@ -530,7 +530,10 @@ def read_dicom_header(path: str) -> DicomHeader:
 def read_dicom_pixels(path: str) -> np.ndarray | str:
     """The pixel array of a DICOM file, or a message saying why it cannot be read."""
     try:
-        return np.asarray(pydicom.dcmread(path).pixel_array)
+        ds = pydicom.dcmread(path)
+        if "PixelData" not in ds:  # Float / Double Float Pixel Data: not a mammogram the preprocessing reads
+            return f"{path}: no integer pixel data (PixelData element absent)"
+        return np.asarray(ds.pixel_array)
     except Exception as exc:  # noqa: BLE001 - a damaged file is reported as an exclusion
         return f"{path}: unreadable pixel data ({type(exc).__name__}: {exc})"
 

@@ -157,17 +157,25 @@ def test_one_bit_pixels_read_exactly(tmp_path):
     assert cu.is_binary(cu.read_dicom_pixels(str(path)))
 
 
-def test_float_pixel_data_is_a_clear_error(tmp_path):
-    """Float Pixel Data (no integer PixelData element) is a DataError naming the file."""
-    path = write_dicom(tmp_path / "float.dcm", texture(CROP_SHAPE, 2))
+def to_float_pixel_data(path: Path) -> Path:
+    """Rewrite a DICOM so that it holds Float Pixel Data instead of integer PixelData."""
     ds = pydicom.dcmread(path)
+    rows, cols = int(ds.Rows), int(ds.Columns)
     del ds.PixelData, ds.BitsStored, ds.HighBit, ds.PixelRepresentation
     ds.BitsAllocated = 32
-    ds.FloatPixelData = np.linspace(0, 1, CROP_SHAPE[0] * CROP_SHAPE[1], dtype=np.float32).tobytes()
+    ds.FloatPixelData = np.linspace(0, 1, rows * cols, dtype=np.float32).tobytes()
     ds.save_as(path)
+    return path
+
+
+def test_float_pixel_data_is_a_clear_error(tmp_path):
+    """Float Pixel Data: preprocessing raises a DataError naming the file; curation excludes such a crop."""
+    path = to_float_pixel_data(write_dicom(tmp_path / "float.dcm", texture(CROP_SHAPE, 2)))
     with pytest.raises(DataError) as err:
         read_dicom_image(path)
     assert str(path) in str(err.value)
+    message = cu.read_dicom_pixels(str(path))
+    assert isinstance(message, str) and str(path) in message
 
 
 def test_monochrome1_crop_inverted_and_all_zero_crop_refused(tmp_path):
@@ -196,6 +204,7 @@ FAULTS = {
     "missing_mask": ("excluded", "missing_file"),
     "truncated_crop": ("excluded", "corrupt_dicom"),
     "html_full": ("excluded", "not_dicom"),
+    "float_crop": ("excluded", "corrupt_dicom"),
     "duplicate": ("ok", ""),  # the first record is kept, the repeat is excluded
 }
 
@@ -230,6 +239,8 @@ def faulty_download(root: Path, faults: list[str | None]) -> None:
             (base / crop_rel).write_bytes(data[: len(data) - 7])
         elif fault == "html_full":
             (base / full_rel).write_text("<html>404 Not Found</html>\n")
+        elif fault == "float_crop":
+            to_float_pixel_data(base / crop_rel)
         pathology = "MALIGANT" if fault == "unknown_pathology" else ("BENIGN", "MALIGNANT")[i % 2]
         record = [pid, "2", "LEFT", "CC", "1", "calcification", "PUNCTATE", "CLUSTERED", "4", pathology, "3",
                   full_rel, crop_rel + "\n", mask_rel]
