@@ -71,6 +71,8 @@ def read_dicom_image(path: str | Path) -> np.ndarray:
     except Exception as exc:  # pydicom raises assorted errors on damaged headers
         raise DataError(f"{path}: unreadable DICOM ({type(exc).__name__}: {exc})") from None
     if "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise DataError(f"{path}: floating-point pixel data is not supported (mammograms store integer pixels)")
         raise DataError(f"{path}: DICOM has no pixel data")
     try:
         raw = ds.pixel_array
