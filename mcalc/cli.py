@@ -38,7 +38,8 @@ def _profile_from(args: argparse.Namespace):
     from mcalc.pipeline import get_profile
 
     return get_profile(args.profile, data_source=args.data_source, data_root=args.data_root,
-                       phantom_scale=args.scale, weights=args.weights, image_size=args.image_size)
+                       phantom_scale=args.scale, weights=args.weights, image_size=args.image_size,
+                       results_dir=args.results_dir, cache_dir=args.cache_dir, out_dir=args.out_dir)
 
 
 def _cmd_notebooks(args: argparse.Namespace) -> int:
@@ -70,6 +71,9 @@ def _add_profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=float, help="phantom scale (1 = the real CBIS-DDSM calc sizes)")
     p.add_argument("--weights", help="backbone weights: auto, imagenet, random, or a path to an .h5 file")
     p.add_argument("--image-size", type=int, help="backbone input size (the paper: 299; at least 75)")
+    p.add_argument("--results-dir", help="folder for the manifest, features and run records (default: the profile's)")
+    p.add_argument("--cache-dir", help="folder for the content-keyed feature caches (default: the profile's)")
+    p.add_argument("--out-dir", help="folder for the executed notebooks (default: the profile's; book/executed for the book)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
