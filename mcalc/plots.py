@@ -126,31 +126,37 @@ def _shape(layer) -> str:
 
 
 def backbone_stages(backbone) -> pd.DataFrame:
-    """InceptionResNetV2's stages (stem, blocks, reductions, pooling) read off the built Keras model."""
-    rules = [
-        (r"^block35_\d+$", "Inception-ResNet-A (block35)"),
-        (r"^mixed_6a$", "Reduction-A (mixed_6a)"),
-        (r"^block17_\d+$", "Inception-ResNet-B (block17)"),
-        (r"^mixed_7a$", "Reduction-B (mixed_7a)"),
-        (r"^block8_\d+$", "Inception-ResNet-C (block8)"),
-        (r"^conv_7b(_ac)?$", "Final 1×1 convolution (conv_7b)"),
-        (r"^(avg_pool|global_average_pooling2d.*)$", "Global average pooling"),
+    """InceptionResNetV2's stages (stem, blocks, reductions, pooling) read off the built Keras model.
+
+    A stage ends at a named layer (the branch convolutions inside a block are auto-named, so each stage
+    runs up to its last named layer): stem → mixed_5b; Inception-ResNet-A → last block35_*;
+    Reduction-A → mixed_6a; Inception-ResNet-B → last block17_*; Reduction-B → mixed_7a;
+    Inception-ResNet-C → the layer before conv_7b; the final 1×1 convolution → conv_7b_ac; then pooling.
+    """
+    names = [layer.name for layer in backbone.layers]
+
+    def last(prefix: str) -> int:
+        """Index of the last layer whose name starts with ``prefix``."""
+        return max(i for i, n in enumerate(names) if n.startswith(prefix))
+
+    ends = [
+        ("Stem", names.index("mixed_5b"), None),
+        ("Inception-ResNet-A (block35)", last("block35_"), r"^block35_\d+_mixed$"),
+        ("Reduction-A (mixed_6a)", names.index("mixed_6a"), None),
+        ("Inception-ResNet-B (block17)", last("block17_"), r"^block17_\d+_mixed$"),
+        ("Reduction-B (mixed_7a)", names.index("mixed_7a"), None),
+        ("Inception-ResNet-C (block8)", names.index("conv_7b") - 1, r"^block8_\d+_mixed$"),
+        ("Final 1×1 convolution (conv_7b)", last("conv_7b"), None),
+        ("Global average pooling", len(names) - 1, None),
     ]
-    stages: list[dict] = []
-    current = "Stem"
-    for layer in backbone.layers:
-        name = layer.name
-        for pattern, stage in rules:
-            if re.match(pattern, name):
-                current = stage
-                break
-        if not stages or stages[-1]["stage"] != current:
-            stages.append({"stage": current, "layers": 0, "repeats": 0, "output": ""})
-        stages[-1]["layers"] += 1
-        if re.match(r"^block(35|17|8)_\d+$", name):
-            stages[-1]["repeats"] += 1
-        stages[-1]["output"] = _shape(layer)
-    return pd.DataFrame(stages)
+    rows, begin = [], 0
+    for stage, stop, block in ends:
+        members = names[begin:stop + 1]
+        repeats = sum(bool(re.match(block, n)) for n in members) if block else 0
+        rows.append({"stage": stage, "layers": len(members), "repeats": repeats,
+                     "output": _shape(backbone.layers[stop])})
+        begin = stop + 1
+    return pd.DataFrame(rows)
 
 
 def _draw_stack(ax, boxes: list[tuple[str, str]], colours: list) -> None:
