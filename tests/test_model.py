@@ -329,3 +329,13 @@ def test_weights_files_load(backbone, tmp_path) -> None:
     M.build_head().save_weights(head_file)
     with pytest.raises(WeightsUnavailable, match="head.weights.h5"):
         M.build_backbone(IMAGE_SIZE, M.resolve_weights(str(head_file)))
+
+
+def test_update_sizes_show_adadelta_barely_moves_at_the_papers_learning_rate():
+    """Adam's first step is the learning rate; Adadelta at lr 1e-4 moves a weight hundreds of times less in 20 epochs."""
+    from mcalc.model import update_sizes
+
+    sizes = update_sizes(steps=50, gradients=(1.0,)).set_index("optimizer")
+    assert sizes.loc["adam", "after 1 step"] == pytest.approx(1e-4, rel=1e-3)
+    assert sizes.loc["adadelta", "after 50 steps"] * 100 < sizes.loc["adam", "after 50 steps"]
+    assert sizes.loc["rmsprop", "after 1 step"] == pytest.approx(1e-4 / (1 - 0.9) ** 0.5, rel=1e-3)
