@@ -93,7 +93,7 @@ def _check_proba(proba: Any, n: int | None, n_classes: int) -> np.ndarray:
     if off.any():
         row = int(np.flatnonzero(off)[0])
         raise DataError(f"proba: row {row} sums to {sums[row]:.6g}, not 1")
-    return p
+    return p / sums[:, None]  # float32 softmax rows sum to 1 only within ~1e-7: renormalise in float64
 
 
 def _require_all_classes(y: np.ndarray, classes: Sequence[str], what: str = "y_true") -> None:

@@ -511,7 +511,12 @@ def predict_proba(model: "keras.Model", X: np.ndarray, batch_size: int = 256) ->
     X = np.asarray(X, dtype=np.float32)
     if len(X) == 0:
         return np.zeros((0, int(model.output_shape[-1])), dtype=np.float32)
-    return np.asarray(model.predict(X, batch_size=batch_size, verbose=0), dtype=np.float32)
+    import keras
+
+    # Direct calls in inference mode, batch by batch: model.predict would build (and retrace) a new
+    # tf.function for every freshly trained head.
+    out = [keras.ops.convert_to_numpy(model(X[i:i + batch_size], training=False)) for i in range(0, len(X), batch_size)]
+    return np.concatenate(out).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------

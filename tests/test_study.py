@@ -117,7 +117,11 @@ def test_leakage_audit_and_seed_variance(tiny):
     assert list(audit.evaluations) == list(study.SPLIT_SCHEMES)
     official = audit.leakage.loc[study.SPLIT_SCHEMES["official"]]
     grouped = audit.leakage.loc[study.SPLIT_SCHEMES["patient_grouped"]]
-    assert official["same_patient"] == 0 and grouped["same_patient"] == 0
+    assert official["patients on both sides"] == 0 and grouped["patients on both sides"] == 0
+    assert official["same patient in training"].startswith("0 ") and grouped["same patient in training"].startswith("0 ")
+    roi_level = audit.leakage.loc[study.SPLIT_SCHEMES["roi_level"]]
+    assert roi_level["patients on both sides"] > 0
+    assert set(audit.memorisation) == set(study.SPLIT_SCHEMES) and all(0 <= v <= 1 for v in audit.memorisation.values())
     frame = study.seed_variance(results, SIZE, "random", config, n_seeds=2, validation_size=0.2, progress=False)
     assert len(frame) == 8 and set(frame["seed"]) == {0, 1}
     summary = study.variance_summary(frame)
