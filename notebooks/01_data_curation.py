@@ -23,7 +23,7 @@
 # %% tags=["parameters"]
 data_source = "phantom"  # "phantom" (generated offline) or "cbis-ddsm" (your download)
 data_root = "data/phantom"  # where the phantom is generated, or the folder of your download
-phantom_scale = 1.0  # 1 = the real sizes (1546 + 326 calcification ROIs)
+phantom_scale = 1.0  # 1.0 gives the real sizes: 1546 + 326 calcification ROIs
 seed = 0
 image_size = 299
 weights = "auto"

@@ -51,8 +51,10 @@ plots.show_figure(plots.figure1(manifest, image_size=image_size, seed=seed),
 # ## Table 2 — the architecture, read off the built model
 
 # %%
-# NBVAL_CHECK_OUTPUT
 model = study.build_paper_model(image_size, weights_info)
+
+# %%
+# NBVAL_CHECK_OUTPUT
 plots.show_table(study.table2(model, image_size), "Table 2 — Architecture of the transfer-learning model: ours (read off the built Keras model) and the paper's", provenance)
 
 # %% [markdown]

@@ -42,6 +42,19 @@ def test_every_injected_parameter_is_declared_by_its_template(profile):
         assert not missing, f"{run.template} does not declare {missing}"
 
 
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
+def test_papermill_sees_every_declared_parameter(template, tmp_path):
+    """papermill's own introspection (--help-notebook) lists every parameter; a comment with '=' hides one."""
+    import papermill
+
+    from mcalc.pipeline import template_to_ipynb
+
+    declared = {}
+    exec(_parameters_cell(template).source, {}, declared)
+    seen = papermill.inspect_notebook(str(template_to_ipynb(template, tmp_path / f"{template.stem}.ipynb")))
+    assert set(seen) == set(declared), f"papermill cannot parse {set(declared) - set(seen)} in {template.name}"
+
+
 def test_paths_are_rewritten_relative_to_the_executed_notebook():
     """The kernel runs in the output folder, so repo-relative paths are re-expressed from there."""
     prof = get_profile("ci")
