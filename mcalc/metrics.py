@@ -301,19 +301,32 @@ def _none_to_nan(v: float | None) -> float:
 
 
 def _metric_vector(y: np.ndarray, p: np.ndarray, n_classes: int) -> np.ndarray:
-    """All metrics of :meth:`Evaluation.values` for one (resampled) data set, in that order."""
+    """All metrics of :meth:`Evaluation.values` for one (resampled) data set, in that order.
+
+    Called once per bootstrap resample, so each scikit-learn routine runs once: the one-vs-rest counts
+    of ``multilabel_confusion_matrix`` give accuracy (TP summed over classes / n), sensitivity
+    TP / (TP + FN) and specificity TN / (TN + FP) — the values of ``accuracy_score``, ``recall_score``
+    and :func:`specificity_per_class` — and the macro AUC is the mean of the per-class
+    ``roc_auc_score(average=None)``, which is how scikit-learn defines ``average="macro"``.
+    ``tests/test_metrics.py`` checks both against the single-metric functions.
+    """
     pred = to_labels(p)
-    sens = sensitivity_per_class(y, pred, n_classes)
-    spec = specificity_per_class(y, pred, n_classes)
+    labels = list(range(n_classes))
+    mcm = multilabel_confusion_matrix(y, pred, labels=labels).astype(float)
+    tn, fp, fn, tp = mcm[:, 0, 0], mcm[:, 0, 1], mcm[:, 1, 0], mcm[:, 1, 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sens = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), np.nan)
+        spec = np.where(tn + fp > 0, tn / np.maximum(tn + fp, 1), np.nan)
+    auc = auc_per_class(y, p)
     head = [
-        accuracy(y, pred),
-        auc_macro(y, p),
+        float(tp.sum() / len(y)),
+        float(np.mean(auc)),
         sensitivity_at_specificity(np.eye(n_classes)[y], p, 0.8),
         float(np.mean(sens)),
         float(np.mean(spec)),
-        float(log_loss(y, p, labels=list(range(n_classes)))),
+        float(log_loss(y, p, labels=labels)),
     ]
-    return np.concatenate([head, auc_per_class(y, p), sens, spec])
+    return np.concatenate([head, auc, sens, spec])
 
 
 def evaluate(

@@ -158,6 +158,34 @@ def test_evaluate_point_estimates_match_functions() -> None:
     assert all(math.isnan(lo) and math.isnan(hi) for lo, hi in ev.ci.values())
 
 
+@pytest.mark.parametrize("case", ["informative", "one_class_never_predicted", "small"])
+def test_bootstrap_metric_vector_equals_scikit_learn_metric_by_metric(case: str) -> None:
+    """The per-resample vector (one confusion count, one AUC call) equals each scikit-learn metric called alone."""
+    from sklearn.metrics import accuracy_score, log_loss, recall_score, roc_auc_score
+
+    y, p = scored_data(12 if case == "small" else 150, 7)
+    if case == "one_class_never_predicted":
+        p[:, 1] *= 0.01
+        p /= p.sum(axis=1, keepdims=True)
+    pred = p.argmax(axis=1)
+    if case == "one_class_never_predicted":
+        assert 1 not in pred
+    vec = M._metric_vector(y, p, 3)
+    expected = np.concatenate([
+        [accuracy_score(y, pred),
+         roc_auc_score(y, p, multi_class="ovr", average="macro"),
+         M.sensitivity_at_specificity(M.one_hot(y), p),
+         np.mean(recall_score(y, pred, average=None, labels=[0, 1, 2], zero_division=np.nan)),
+         np.mean(M.specificity_per_class(y, pred)),
+         log_loss(y, p, labels=[0, 1, 2])],
+        roc_auc_score(y, p, multi_class="ovr", average=None),
+        recall_score(y, pred, average=None, labels=[0, 1, 2], zero_division=np.nan),
+        M.specificity_per_class(y, pred),
+    ])
+    assert len(vec) == len(M.evaluate(y, p, n_boot=0).values())
+    np.testing.assert_allclose(vec, expected, rtol=0, atol=1e-12)
+
+
 def test_evaluate_hand_worked_confusion() -> None:
     y, pred = labels_from_cm(CM)
     proba = np.full((len(y), 3), 0.1)

@@ -165,6 +165,21 @@ def test_training_is_deterministic_and_history_complete() -> None:
     assert not np.array_equal(a.model.get_weights()[0], c.model.get_weights()[0])
 
 
+def test_steps_per_execution_changes_nothing_but_speed(monkeypatch) -> None:
+    """Several batches per compiled call: the same weights and per-epoch history as one batch per call."""
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(0, 1, (70, 1536)).astype(np.float32), np.arange(70) % 3
+    cfg = M.TrainConfig(optimizer="rmsprop", learning_rate=1e-3, epochs=3, batch_size=8, seed=1)
+    assert M.STEPS_PER_EXECUTION > 1
+    grouped = M.train_head(X[:60], y[:60], X[60:], y[60:], cfg)  # 8 batches an epoch, the last one partial
+    monkeypatch.setattr(M, "STEPS_PER_EXECUTION", 1)
+    single = M.train_head(X[:60], y[:60], X[60:], y[60:], cfg)
+    for wa, wb in zip(grouped.model.get_weights(), single.model.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(grouped.history, single.history)
+
+
 def test_loss_and_metrics() -> None:
     rng = np.random.default_rng(1)
     X, y = rng.normal(0, 1, (12, 1536)).astype(np.float32), np.arange(12) % 3
