@@ -29,13 +29,19 @@ class Profile:
     epochs: int = 20
     batch_size: int = 32
     learning_rate: float = 1e-4
-    validation_size: float = 200
+    validation_size: float = 200  # ROIs at the real size (an int), or a fraction of the training split (< 1)
     n_boot: int = 1000
     cv_folds: int = 10
     n_seeds: int = 5
     results_dir: str = "results"
     cache_dir: str = "cache"
     out_dir: str = "book/executed"
+
+    def validation(self) -> float:
+        """The validation hold-out: a count scales with the phantom (200 ROIs at scale 1, 20 at 0.1); a fraction does not."""
+        if self.data_source == "phantom" and self.validation_size >= 1 and self.phantom_scale != 1:
+            return max(1, round(self.validation_size * self.phantom_scale))
+        return self.validation_size
 
     def common(self) -> dict:
         """Parameters every notebook takes."""
@@ -87,13 +93,13 @@ def plan(profile: Profile) -> list[NotebookRun]:
     """The executions that make the book, in order; the optimizer template runs once per optimizer."""
     runs = [NotebookRun("01_data_curation", "01_data_curation"), NotebookRun("02_preprocessing", "02_preprocessing")]
     train = {"epochs": profile.epochs, "batch_size": profile.batch_size, "learning_rate": profile.learning_rate,
-             "validation_size": profile.validation_size}
+             "validation_size": profile.validation()}
     runs += [NotebookRun("03_optimizer", f"03_optimizer_{opt}", {"optimizer": opt, **train},
                          title=f"3.{i} InceptionResNetV2 with {PAPER_OPTIMIZER_NAMES[opt]} (Section 3.{i}, Figure {3 + i})")
              for i, opt in enumerate(OPTIMIZERS, start=1)]
     runs += [
         NotebookRun("04_glcm_baselines", "04_glcm_baselines", {"cv_folds": profile.cv_folds,
-                                                                 "validation_size": profile.validation_size}),
+                                                                 "validation_size": profile.validation()}),
         NotebookRun("05_comparison", "05_comparison"),
     ]
     optional = [

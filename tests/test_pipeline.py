@@ -64,6 +64,18 @@ def test_paths_are_rewritten_relative_to_the_executed_notebook():
     assert not Path(params["data_root"]).is_absolute()
 
 
+def test_validation_hold_out_scales_with_the_phantom():
+    """200 validation ROIs at the real size; a smaller phantom holds out as many in proportion, real data 200."""
+    def injected(prof):
+        return {r.parameters["validation_size"] for r in plan(prof) if "validation_size" in r.parameters}
+
+    assert injected(get_profile("default")) == {200}
+    assert injected(get_profile("default", phantom_scale=0.1)) == {20}
+    assert injected(get_profile("default", phantom_scale=0.1, data_source="cbis-ddsm")) == {200}
+    assert injected(get_profile("ci")) == {0.2}
+    assert injected(get_profile("ci", phantom_scale=0.5)) == {0.2}
+
+
 def test_get_profile_overrides_and_rejects_unknown():
     """Overrides replace fields (None keeps the profile's value); unknown profiles fail clearly."""
     prof = get_profile("default", weights="random", image_size=None)
