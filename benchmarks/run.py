@@ -858,6 +858,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     p.add_argument("--book", action="store_true", help="also time the whole book at several phantom scales")
     p.add_argument("--write", action="store_true", help="also write the table to benchmarks/RESULTS.md")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the other sections (and other book scales) of the last run, benchmarks/results/latest.json")
     p.add_argument("--scale", type=float, help="phantom scale of the data and extraction sections (default 0.25)")
     p.add_argument("--book-scales", type=float, nargs="+", help="phantom scales of the book section")
     p.add_argument("--weights", default="random", help="backbone weights (cost does not depend on them)")
@@ -912,6 +914,22 @@ def run(cfg: BenchConfig, sections: list[str]) -> dict:
     return results
 
 
+def merge_results(prior: dict, new: dict, sections: list[str]) -> dict:
+    """The last run's figures with the sections just run replaced (book rows replaced scale by scale)."""
+    merged = {**prior, **{k: v for k, v in new.items() if k not in SECTIONS}}
+    for name in sections:
+        if name == "book" and prior.get("book") and new.get("book"):
+            rows = {r["scale"]: r for r in prior["book"]["rows"]} | {r["scale"]: r for r in new["book"]["rows"]}
+            merged["book"] = {"rows": [rows[k] for k in sorted(rows)]}
+        elif name in new:
+            merged[name] = new[name]
+    merged["argv"] = f"{prior.get('argv', '')}`, then (`--merge`) `python benchmarks/run.py{new.get('argv', '')}"
+    merged["benchmark_wall_s"] = prior.get("benchmark_wall_s", 0.0) + new.get("benchmark_wall_s", 0.0)
+    if prior.get("other_cpu_s") is not None and new.get("other_cpu_s") is not None:
+        merged["other_cpu_s"] = prior["other_cpu_s"] + new["other_cpu_s"]
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, save the raw figures (and RESULTS.md with --write)."""
     args = build_parser().parse_args(argv)
@@ -926,6 +944,9 @@ def main(argv: list[str] | None = None) -> int:
     results.update(date=time.strftime("%Y-%m-%d"), quick=bool(args.quick),
                    argv="".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
                    benchmark_wall_s=wall, other_cpu_s=other)
+    latest = args.results_dir / "latest.json"
+    if args.merge and latest.is_file():
+        results = merge_results(json.loads(latest.read_text()), results, sections)
     text = render(results)
     print(text)
     args.results_dir.mkdir(parents=True, exist_ok=True)

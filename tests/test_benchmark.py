@@ -64,3 +64,20 @@ def test_data_section_runs_at_tiny_scale_and_writes_its_table(bench, tmp_path):
     assert "`mcalc phantom`" in text and f"{raw['data']['n_rois']} ROIs" in text
     assert "| peak RSS ≤ 4 GB |" in text and "not measured (run with `--book`)" in text
     assert raw["machine"]["cores"] >= 1 and raw["machine"]["tensorflow"]
+
+
+def test_merge_keeps_other_sections_and_replaces_book_rows_by_scale(bench):
+    """--merge: a re-run section replaces the last run's, other sections and other book scales stay."""
+    prior = {"argv": " --book --write", "date": "d0", "benchmark_wall_s": 100.0, "other_cpu_s": 1.0,
+             "backbone": {"images_per_s": 10.0},
+             "book": {"rows": [{"scale": 0.1, "wall_s": 1.0, "returncode": 1}, {"scale": 1.0, "wall_s": 500.0, "returncode": 0}]}}
+    new = {"argv": " --only book --book-scales 0.1", "date": "d1", "benchmark_wall_s": 60.0, "other_cpu_s": 2.0,
+           "book": {"rows": [{"scale": 0.1, "wall_s": 55.0, "returncode": 0}]}}
+    merged = bench.merge_results(prior, new, ["book"])
+    assert merged["backbone"] == {"images_per_s": 10.0}
+    assert [(r["scale"], r["wall_s"], r["returncode"]) for r in merged["book"]["rows"]] == [(0.1, 55.0, 0), (1.0, 500.0, 0)]
+    assert merged["benchmark_wall_s"] == 160.0 and merged["other_cpu_s"] == 3.0
+    assert "--merge" in merged["argv"] and "--book-scales 0.1" in merged["argv"] and "--book --write" in merged["argv"]
+    assert merged["date"] == "d1"
+    only_backbone = bench.merge_results(prior, {"argv": "", "backbone": {"images_per_s": 12.0}}, ["backbone"])
+    assert only_backbone["backbone"] == {"images_per_s": 12.0} and only_backbone["book"] == prior["book"]
