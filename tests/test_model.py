@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 keras = pytest.importorskip("keras")
@@ -176,8 +177,7 @@ def test_steps_per_execution_changes_nothing_but_speed(monkeypatch) -> None:
     single = M.train_head(X[:60], y[:60], X[60:], y[60:], cfg)
     for wa, wb in zip(grouped.model.get_weights(), single.model.get_weights()):
         np.testing.assert_array_equal(wa, wb)
-    pd_testing = pytest.importorskip("pandas.testing")
-    pd_testing.assert_frame_equal(grouped.history, single.history)
+    pd.testing.assert_frame_equal(grouped.history, single.history)
 
 
 def test_loss_and_metrics() -> None:
