@@ -130,12 +130,19 @@ def sensitivity_per_class(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
     return recall_score(y_true, y_pred, labels=list(range(n_classes)), average=None, zero_division=np.nan)
 
 
+def _ovr_rates(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class one-vs-rest TP, sensitivity TP / (TP + FN) and specificity TN / (TN + FP) (NaN where undefined)."""
+    mcm = multilabel_confusion_matrix(y_true, y_pred, labels=list(range(n_classes))).astype(float)
+    tn, fp, fn, tp = mcm[:, 0, 0], mcm[:, 0, 1], mcm[:, 1, 0], mcm[:, 1, 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sens = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), np.nan)
+        spec = np.where(tn + fp > 0, tn / np.maximum(tn + fp, 1), np.nan)
+    return tp, sens, spec
+
+
 def specificity_per_class(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(CLASSES)) -> np.ndarray:
     """One-vs-rest specificity TN / (TN + FP) per class, from ``multilabel_confusion_matrix``."""
-    mcm = multilabel_confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
-    tn, fp = mcm[:, 0, 0].astype(float), mcm[:, 0, 1].astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(tn + fp > 0, tn / np.maximum(tn + fp, 1), np.nan)
+    return _ovr_rates(y_true, y_pred, n_classes)[2]
 
 
 def auc_per_class(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
@@ -312,11 +319,7 @@ def _metric_vector(y: np.ndarray, p: np.ndarray, n_classes: int) -> np.ndarray:
     """
     pred = to_labels(p)
     labels = list(range(n_classes))
-    mcm = multilabel_confusion_matrix(y, pred, labels=labels).astype(float)
-    tn, fp, fn, tp = mcm[:, 0, 0], mcm[:, 0, 1], mcm[:, 1, 0], mcm[:, 1, 1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sens = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), np.nan)
-        spec = np.where(tn + fp > 0, tn / np.maximum(tn + fp, 1), np.nan)
+    tp, sens, spec = _ovr_rates(y, pred, n_classes)
     auc = auc_per_class(y, p)
     head = [
         float(tp.sum() / len(y)),
