@@ -8,7 +8,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mcalc-installed
 
-.PHONY: venv book test units notebooks-ci papermill-override nbval book-ci benchmark clean
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mcalc tests benchmarks notebooks tools
+	$(VENV)/bin/ruff format --check mcalc tests benchmarks notebooks tools
+
+.PHONY: lint venv book test units notebooks-ci papermill-override nbval book-ci benchmark clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

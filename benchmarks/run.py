@@ -68,14 +68,27 @@ class BenchConfig:
     seed: int = 0
     work_dir: Path = Path("build/bench")
     features: Path = Path("results/features.npz")
-    check_learning_rate: dict = field(default_factory=lambda: {"adam": 1e-2, "adagrad": 1e-1, "adadelta": 1.0,
-                                                               "rmsprop": 1e-2})
+    check_learning_rate: dict = field(
+        default_factory=lambda: {"adam": 1e-2, "adagrad": 1e-1, "adadelta": 1.0, "rmsprop": 1e-2}
+    )
 
 
 #: Small sizes for ``--quick`` (a smoke run in well under a minute per section).
-QUICK = {"image_size": 75, "batch_size": 8, "repeats": 2, "conv_hw": 17, "conv_channels": 64, "conv_batch": 8,
-         "subset_train": 8, "subset_val": 4, "measured_epochs": 2, "epochs": 2, "full_scale": 0.02, "scale": 0.02,
-         "book_scales": (0.02,)}
+QUICK = {
+    "image_size": 75,
+    "batch_size": 8,
+    "repeats": 2,
+    "conv_hw": 17,
+    "conv_channels": 64,
+    "conv_batch": 8,
+    "subset_train": 8,
+    "subset_val": 4,
+    "measured_epochs": 2,
+    "epochs": 2,
+    "full_scale": 0.02,
+    "scale": 0.02,
+    "book_scales": (0.02,),
+}
 
 
 # ------------------------------------------------------------------------------------------ machine
@@ -111,9 +124,16 @@ def machine_info() -> dict:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count() or 1
-    return {"cpu": _cpu_model(), "cores": usable, "ram_gb": round(_ram_bytes() / GB, 1),
-            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "device": compute_device(), "platform": platform.platform()}
+    return {
+        "cpu": _cpu_model(),
+        "cores": usable,
+        "ram_gb": round(_ram_bytes() / GB, 1),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "device": compute_device(),
+        "platform": platform.platform(),
+    }
 
 
 def busy_cpu_s() -> float | None:
@@ -197,7 +217,9 @@ sys.exit(code)
 """
 
 
-def run_measured(command: list[str], log_path: Path, env: dict | None = None, interval_s: float = 0.1) -> ProcessCost:
+def run_measured(
+    command: list[str], log_path: Path, env: dict | None = None, interval_s: float = 0.1
+) -> ProcessCost:
     """Run ``command``, sampling its process tree's memory; wall time, peak RSS, exit status, output in ``log_path``.
 
     The command is started by a small launcher process, whose ``RUSAGE_CHILDREN`` gives the largest
@@ -210,8 +232,12 @@ def run_measured(command: list[str], log_path: Path, env: dict | None = None, in
     peak_tree = [0]
     with open(log_path, "wb") as log:
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(rss_file), *map(str, command)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCHER, str(rss_file), *map(str, command)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         done = threading.Event()
 
         def sample() -> None:
@@ -230,9 +256,14 @@ def run_measured(command: list[str], log_path: Path, env: dict | None = None, in
     except (OSError, ValueError):
         maxrss = 0
     maxrss = maxrss if sys.platform == "darwin" else maxrss * 1024
-    return ProcessCost(command=[str(c) for c in command], returncode=proc.returncode, wall_s=wall,
-                       peak_rss_bytes=int(maxrss), peak_tree_rss_bytes=int(max(peak_tree[0], maxrss)),
-                       log=str(log_path))
+    return ProcessCost(
+        command=[str(c) for c in command],
+        returncode=proc.returncode,
+        wall_s=wall,
+        peak_rss_bytes=int(maxrss),
+        peak_tree_rss_bytes=int(max(peak_tree[0], maxrss)),
+        log=str(log_path),
+    )
 
 
 def _tail(path: str, n: int = 5) -> str:
@@ -301,17 +332,29 @@ def conv_ceiling(cfg: BenchConfig) -> dict:
     conv = tf.function(lambda: tf.reduce_sum(tf.nn.conv2d(x, w, strides=1, padding="SAME")))
     median, times = _median_time(lambda: conv().numpy(), cfg.repeats)
     flops = 2 * hw * hw * k * k * c * c * n
-    return {"shape": f"{k}x{k} conv, {c}->{c} channels, {hw}x{hw}, batch {n}, SAME padding, float32",
-            "flops_per_call": flops, "median_s": median, "times_s": times, "flops_per_s": flops / median}
+    return {
+        "shape": f"{k}x{k} conv, {c}->{c} channels, {hw}x{hw}, batch {n}, SAME padding, float32",
+        "flops_per_call": flops,
+        "median_s": median,
+        "times_s": times,
+        "flops_per_s": flops / median,
+    }
 
 
 def bare_throughput(backbone, cfg: BenchConfig) -> dict:
     """Images/s of ``backbone.predict_on_batch`` on random tensors (batch ``batch_size``, median of repeats)."""
     rng = np.random.default_rng(cfg.seed)
-    batch = rng.uniform(-1, 1, (cfg.batch_size, cfg.image_size, cfg.image_size, 3)).astype(np.float32)
+    batch = rng.uniform(-1, 1, (cfg.batch_size, cfg.image_size, cfg.image_size, 3)).astype(
+        np.float32
+    )
     median, times = _median_time(lambda: np.asarray(backbone.predict_on_batch(batch)), cfg.repeats)
-    return {"batch": cfg.batch_size, "repeats": cfg.repeats, "median_s": median, "times_s": times,
-            "images_per_s": cfg.batch_size / median}
+    return {
+        "batch": cfg.batch_size,
+        "repeats": cfg.repeats,
+        "median_s": median,
+        "times_s": times,
+        "images_per_s": cfg.batch_size / median,
+    }
 
 
 def bench_backbone(backbone, cfg: BenchConfig) -> dict:
@@ -320,8 +363,14 @@ def bench_backbone(backbone, cfg: BenchConfig) -> dict:
     bare = bare_throughput(backbone, cfg)
     ceiling = conv_ceiling(cfg)
     achieved = flops * bare["images_per_s"]
-    return {"image_size": cfg.image_size, "flops_per_image": flops, **bare, "achieved_flops_per_s": achieved,
-            "ceiling": ceiling, "fraction_of_ceiling": achieved / ceiling["flops_per_s"]}
+    return {
+        "image_size": cfg.image_size,
+        "flops_per_image": flops,
+        **bare,
+        "achieved_flops_per_s": achieved,
+        "ceiling": ceiling,
+        "fraction_of_ceiling": achieved / ceiling["flops_per_s"],
+    }
 
 
 # ----------------------------------------------------------------------------------------- 3. data
@@ -348,23 +397,46 @@ def bench_data(cfg: BenchConfig) -> dict:
     _remove_phantom(root)
     logs = cfg.work_dir / "logs"
     python = sys.executable
-    phantom = run_measured([python, "-m", "mcalc", "phantom", str(root), "--scale", f"{cfg.scale:g}", "--seed",
-                            str(cfg.seed), "--quiet"], logs / "phantom.log")
+    phantom = run_measured(
+        [
+            python,
+            "-m",
+            "mcalc",
+            "phantom",
+            str(root),
+            "--scale",
+            f"{cfg.scale:g}",
+            "--seed",
+            str(cfg.seed),
+            "--quiet",
+        ],
+        logs / "phantom.log",
+    )
     if phantom.returncode != 0:
-        raise RuntimeError(f"mcalc phantom failed (exit {phantom.returncode}): {_tail(phantom.log)}")
+        raise RuntimeError(
+            f"mcalc phantom failed (exit {phantom.returncode}): {_tail(phantom.log)}"
+        )
     n_rois = int(json.loads((root / "phantom.json").read_text())["summary"]["n_rois"])
-    out = {"scale": cfg.scale, "n_rois": n_rois, "phantom": asdict(phantom),
-           "phantom_rois_per_s": n_rois / phantom.wall_s}
+    out = {
+        "scale": cfg.scale,
+        "n_rois": n_rois,
+        "phantom": asdict(phantom),
+        "phantom_rois_per_s": n_rois / phantom.wall_s,
+    }
     if importlib.util.find_spec("mcalc.curation") is None:
         out["curate"] = None
         out["curate_skipped"] = "mcalc.curation is not available in this checkout"
         return out
     manifest = cfg.work_dir / "curate" / f"phantom-{cfg.scale:g}" / "manifest.csv"
-    curate = run_measured([python, "-m", "mcalc", "curate", str(root), "--out", str(manifest), "--quiet"],
-                          logs / "curate.log")
+    curate = run_measured(
+        [python, "-m", "mcalc", "curate", str(root), "--out", str(manifest), "--quiet"],
+        logs / "curate.log",
+    )
     if curate.returncode != 0:
         raise RuntimeError(f"mcalc curate failed (exit {curate.returncode}): {_tail(curate.log)}")
-    out.update(curate=asdict(curate), curate_rois_per_s=n_rois / curate.wall_s, manifest=str(manifest))
+    out.update(
+        curate=asdict(curate), curate_rois_per_s=n_rois / curate.wall_s, manifest=str(manifest)
+    )
     return out
 
 
@@ -372,7 +444,11 @@ def _crop_paths_from_csvs(root: Path) -> tuple[list[str], list[str]]:
     """Crop DICOM paths of a phantom read from its CSVs, leaving out the ROIs of quirks.csv; (paths, left-out ids)."""
     import pandas as pd
 
-    bad = set(pd.read_csv(root / "quirks.csv")["roi_id"]) if (root / "quirks.csv").is_file() else set()
+    bad = (
+        set(pd.read_csv(root / "quirks.csv")["roi_id"])
+        if (root / "quirks.csv").is_file()
+        else set()
+    )
     paths, left_out = [], []
     for csv in sorted(root.glob("calc_case_description_*_set.csv")):
         table = pd.read_csv(csv, dtype=str)
@@ -392,11 +468,15 @@ def usable_crop_paths(root: Path) -> tuple[list[str], str]:
         from mcalc.curation import curate
     except ImportError:
         paths, left_out = _crop_paths_from_csvs(root)
-        return paths, (f"crop paths from the phantom's CSVs ({len(left_out)} ROIs with injected download faults "
-                       f"left out; mcalc.curation not available)")
+        return paths, (
+            f"crop paths from the phantom's CSVs ({len(left_out)} ROIs with injected download faults "
+            f"left out; mcalc.curation not available)"
+        )
     result = curate(root, progress=False)
     ok = result.manifest[result.manifest["status"] == "ok"]
-    return list(ok["crop_path"]), f"usable ROIs of the curated manifest ({len(result.manifest) - len(ok)} excluded)"
+    return list(
+        ok["crop_path"]
+    ), f"usable ROIs of the curated manifest ({len(result.manifest) - len(ok)} excluded)"
 
 
 # ----------------------------------------------------------------------------------- 4. extraction
@@ -429,8 +509,12 @@ def extraction_breakdown(paths: list[str], cfg: BenchConfig, n: int = 32) -> dic
             times[key] += dt
     shutil.rmtree(cache.root, ignore_errors=True)
     per_image = {k: v / len(sample) for k, v in times.items()}
-    return {"n": len(sample), "mean_crop_pixels": pixels / len(sample), "per_image_s": per_image,
-            "cpu_s_per_image": sum(per_image.values())}
+    return {
+        "n": len(sample),
+        "mean_crop_pixels": pixels / len(sample),
+        "per_image_s": per_image,
+        "cpu_s_per_image": sum(per_image.values()),
+    }
 
 
 def bench_extraction(backbone, weights, bare_images_per_s: float, cfg: BenchConfig) -> dict:
@@ -451,8 +535,16 @@ def bench_extraction(backbone, weights, bare_images_per_s: float, cfg: BenchConf
     _timed_method(backbone, "predict_on_batch", predict_times)
     try:
         start = time.perf_counter()
-        X = extract_features(paths, PreprocessConfig(image_size=cfg.image_size), weights, cache_dir,
-                             batch_size=cfg.batch_size, progress=False, seed=cfg.seed, backbone=backbone)
+        X = extract_features(
+            paths,
+            PreprocessConfig(image_size=cfg.image_size),
+            weights,
+            cache_dir,
+            batch_size=cfg.batch_size,
+            progress=False,
+            seed=cfg.seed,
+            backbone=backbone,
+        )
         wall = time.perf_counter() - start
     finally:
         del backbone.predict_on_batch  # the class's method again
@@ -460,20 +552,37 @@ def bench_extraction(backbone, weights, bare_images_per_s: float, cfg: BenchConf
     if X.shape != (len(paths), 1536) or not np.isfinite(X).all():
         raise RuntimeError(f"extract_features returned {X.shape} features for {len(paths)} images")
     rate = len(paths) / wall
-    bare_after = bare_throughput(backbone, cfg)["images_per_s"]  # the machine's speed drifts: bracket the run
+    bare_after = bare_throughput(backbone, cfg)[
+        "images_per_s"
+    ]  # the machine's speed drifts: bracket the run
     bare_mean = (bare_images_per_s + bare_after) / 2
     breakdown = extraction_breakdown(paths, cfg)
     backbone_s = 1.0 / bare_mean  # wall per image when the backbone has every core
-    n_computed = len(predict_times) * cfg.batch_size  # the last batch is padded to the full batch size
-    return {"n_images": len(paths), "paths": how, "wall_s": wall, "images_per_s": rate,
-            "bare_before_images_per_s": bare_images_per_s, "bare_after_images_per_s": bare_after,
-            "bare_images_per_s": bare_mean, "ratio": rate / bare_mean, "breakdown": breakdown,
-            "n_batches": len(predict_times), "n_computed": n_computed, "predict_s": sum(predict_times),
-            "predict_images_per_s": n_computed / sum(predict_times), "outside_predict_s": wall - sum(predict_times),
-            "padding_bound": len(paths) / n_computed,
-            # if the CPU steps only compete with the backbone for the same cores (no idle core to overlap on):
-            "serial_model_ratio": backbone_s * _cores() / (backbone_s * _cores() + breakdown["cpu_s_per_image"]),
-            "process_peak_rss_bytes": self_peak_rss()}
+    n_computed = (
+        len(predict_times) * cfg.batch_size
+    )  # the last batch is padded to the full batch size
+    return {
+        "n_images": len(paths),
+        "paths": how,
+        "wall_s": wall,
+        "images_per_s": rate,
+        "bare_before_images_per_s": bare_images_per_s,
+        "bare_after_images_per_s": bare_after,
+        "bare_images_per_s": bare_mean,
+        "ratio": rate / bare_mean,
+        "breakdown": breakdown,
+        "n_batches": len(predict_times),
+        "n_computed": n_computed,
+        "predict_s": sum(predict_times),
+        "predict_images_per_s": n_computed / sum(predict_times),
+        "outside_predict_s": wall - sum(predict_times),
+        "padding_bound": len(paths) / n_computed,
+        # if the CPU steps only compete with the backbone for the same cores (no idle core to overlap on):
+        "serial_model_ratio": backbone_s
+        * _cores()
+        / (backbone_s * _cores() + breakdown["cpu_s_per_image"]),
+        "process_peak_rss_bytes": self_peak_rss(),
+    }
 
 
 def _cores() -> int:
@@ -504,8 +613,13 @@ def full_sizes(cfg: BenchConfig) -> dict:
         n_all, source = len(features), f"{cfg.features} ({len(features)} cached feature rows)"
     n_train_split = round(n_all * rois["train"] / (rois["train"] + rois["test"]))
     n_val = 200 if n_train_split >= 1000 else max(1, round(0.2 * n_train_split))
-    return {"n_all": n_all, "n_train": n_train_split - n_val, "n_val": n_val, "source": source,
-            "features": features}
+    return {
+        "n_all": n_all,
+        "n_train": n_train_split - n_val,
+        "n_val": n_val,
+        "source": source,
+        "features": features,
+    }
 
 
 def _timed_method(obj, name: str, times: list[float]) -> None:
@@ -530,13 +644,16 @@ def _predict_features(backbone, images: np.ndarray, batch_size: int) -> np.ndarr
         batch = images[i : i + batch_size]
         n = len(batch)
         if n < batch_size:
-            batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]), batch.dtype)])
+            batch = np.concatenate(
+                [batch, np.zeros((batch_size - n, *batch.shape[1:]), batch.dtype)]
+            )
         out.append(np.asarray(backbone.predict_on_batch(batch))[:n])
     return np.concatenate(out)
 
 
-def bench_training(backbone, weights, extraction_images_per_s: float, extraction_source: str,
-                   cfg: BenchConfig) -> dict:
+def bench_training(
+    backbone, weights, extraction_images_per_s: float, extraction_source: str, cfg: BenchConfig
+) -> dict:
     """Section 2: cached-feature head training vs a naive frozen-backbone fit on images (4 optimizers)."""
     import tensorflow as tf
 
@@ -556,25 +673,47 @@ def bench_training(backbone, weights, extraction_images_per_s: float, extraction
         # (a) the naive path on the subset, and the same subset trained on its cached features
         subset = []
         for opt in M.OPTIMIZERS:
-            sub_cfg = M.TrainConfig(optimizer=opt, learning_rate=cfg.check_learning_rate[opt],
-                                    epochs=cfg.measured_epochs, batch_size=cfg.batch_size, seed=cfg.seed)
+            sub_cfg = M.TrainConfig(
+                optimizer=opt,
+                learning_rate=cfg.check_learning_rate[opt],
+                epochs=cfg.measured_epochs,
+                batch_size=cfg.batch_size,
+                seed=cfg.seed,
+            )
             cached = M.train_head(feats[tr], labels[tr], feats[va], labels[va], sub_cfg)
-            model = M.compile_model(M.build_model(size, weights, sub_cfg.hidden_units, seed=sub_cfg.seed,
-                                                  backbone=backbone), sub_cfg)
+            model = M.compile_model(
+                M.build_model(
+                    size, weights, sub_cfg.hidden_units, seed=sub_cfg.seed, backbone=backbone
+                ),
+                sub_cfg,
+            )
             epoch_times: list[float] = []
             _timed_method(model, "fit", epoch_times)
             start = time.perf_counter()
             naive = M.fit_epochs(model, images[tr], labels[tr], images[va], labels[va], sub_cfg)
             wall = time.perf_counter() - start
-            initial = M.build_head(feats.shape[1], sub_cfg.hidden_units, M.N_CLASSES, sub_cfg.seed).get_weights()
+            initial = M.build_head(
+                feats.shape[1], sub_cfg.hidden_units, M.N_CLASSES, sub_cfg.seed
+            ).get_weights()
             got_c, got_n = cached.model.get_weights(), model.get_layer("head").get_weights()
             diff = max(float(np.abs(a - b).max()) for a, b in zip(got_c, got_n))
             moved = max(float(np.abs(a - w0).max()) for a, w0 in zip(got_c, initial))
-            loss_diff = float(np.abs(cached.history["loss"].to_numpy() - naive.history["loss"].to_numpy()).max())
-            subset.append({"optimizer": opt, "learning_rate": sub_cfg.learning_rate, "naive_wall_s": wall,
-                           "naive_epoch_s": epoch_times, "cached_wall_s": cached.elapsed_s,
-                           "max_weight_diff": diff, "max_weight_change": moved, "max_loss_diff": loss_diff,
-                           "same_weights": bool(diff <= max(1e-5, 1e-3 * moved) and moved > 10 * diff)})
+            loss_diff = float(
+                np.abs(cached.history["loss"].to_numpy() - naive.history["loss"].to_numpy()).max()
+            )
+            subset.append(
+                {
+                    "optimizer": opt,
+                    "learning_rate": sub_cfg.learning_rate,
+                    "naive_wall_s": wall,
+                    "naive_epoch_s": epoch_times,
+                    "cached_wall_s": cached.elapsed_s,
+                    "max_weight_diff": diff,
+                    "max_weight_change": moved,
+                    "max_loss_diff": loss_diff,
+                    "same_weights": bool(diff <= max(1e-5, 1e-3 * moved) and moved > 10 * diff),
+                }
+            )
             del model
 
         # (b) the cached path at the full size: features (real ones when cached) + 4 × epochs of head training
@@ -586,7 +725,9 @@ def bench_training(backbone, weights, extraction_images_per_s: float, extraction
         a, b = sizes["n_train"], sizes["n_train"] + sizes["n_val"]
         full = []
         for opt in M.OPTIMIZERS:
-            full_cfg = M.TrainConfig(optimizer=opt, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed)
+            full_cfg = M.TrainConfig(
+                optimizer=opt, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed
+            )
             start = time.perf_counter()
             M.train_head(X[:a], y[:a], X[a:b], y[a:b], full_cfg)
             full.append({"optimizer": opt, "wall_s": time.perf_counter() - start})
@@ -603,22 +744,40 @@ def bench_training(backbone, weights, extraction_images_per_s: float, extraction
         times = row["naive_epoch_s"]
         row["naive_steady_epoch_s"] = steady
         row["naive_first_epoch_overhead_s"] = max(0.0, times[0] - steady)
-        row["naive_extrapolated_s"] = (row["naive_first_epoch_overhead_s"]
-                                       + cfg.epochs * steady * per_image_images / n_sub)
+        row["naive_extrapolated_s"] = (
+            row["naive_first_epoch_overhead_s"] + cfg.epochs * steady * per_image_images / n_sub
+        )
     extraction_s = sizes["n_all"] / extraction_images_per_s
     head_s = sum(r["wall_s"] for r in full)
     naive_measured = sum(r["naive_wall_s"] for r in subset)
     naive_extrapolated = sum(r["naive_extrapolated_s"] for r in subset)
-    return {"subset": {"n_train": cfg.subset_train, "n_val": cfg.subset_val, "epochs": cfg.measured_epochs,
-                       "image_size": size, "rows": subset, "naive_wall_s": naive_measured, "steady_epoch_s": steady},
-            "full": {**sizes, "epochs": cfg.epochs, "rows": full, "head_training_s": head_s,
-                     "features": "real cached features" if "cached feature rows" in sizes["source"]
-                     else "random features of the real shape",
-                     "extraction_s": extraction_s, "extraction_images_per_s": extraction_images_per_s,
-                     "extraction_source": extraction_source, "cached_total_s": extraction_s + head_s},
-            "naive_extrapolated_s": naive_extrapolated,
-            "speedup": naive_extrapolated / (extraction_s + head_s),
-            "same_weights": all(r["same_weights"] for r in subset)}
+    return {
+        "subset": {
+            "n_train": cfg.subset_train,
+            "n_val": cfg.subset_val,
+            "epochs": cfg.measured_epochs,
+            "image_size": size,
+            "rows": subset,
+            "naive_wall_s": naive_measured,
+            "steady_epoch_s": steady,
+        },
+        "full": {
+            **sizes,
+            "epochs": cfg.epochs,
+            "rows": full,
+            "head_training_s": head_s,
+            "features": "real cached features"
+            if "cached feature rows" in sizes["source"]
+            else "random features of the real shape",
+            "extraction_s": extraction_s,
+            "extraction_images_per_s": extraction_images_per_s,
+            "extraction_source": extraction_source,
+            "cached_total_s": extraction_s + head_s,
+        },
+        "naive_extrapolated_s": naive_extrapolated,
+        "speedup": naive_extrapolated / (extraction_s + head_s),
+        "same_weights": all(r["same_weights"] for r in subset),
+    }
 
 
 # ----------------------------------------------------------------------------------------- 5. book
@@ -645,9 +804,17 @@ def bench_book(cfg: BenchConfig) -> dict:
     for scale in cfg.book_scales:
         work = cfg.work_dir / "book" / f"scale-{scale:g}"
         shutil.rmtree(work, ignore_errors=True)
-        cost = run_measured([sys.executable, "-c", _BOOK_SCRIPT, f"{scale:g}", str(work)],
-                            cfg.work_dir / "logs" / f"book-{scale:g}.log")
-        rows.append({"scale": scale, **asdict(cost), "error": "" if cost.returncode == 0 else _tail(cost.log)})
+        cost = run_measured(
+            [sys.executable, "-c", _BOOK_SCRIPT, f"{scale:g}", str(work)],
+            cfg.work_dir / "logs" / f"book-{scale:g}.log",
+        )
+        rows.append(
+            {
+                "scale": scale,
+                **asdict(cost),
+                "error": "" if cost.returncode == 0 else _tail(cost.log),
+            }
+        )
     return {"rows": rows}
 
 
@@ -675,8 +842,11 @@ def _verdict(ok: bool | None) -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     """Markdown table lines."""
-    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
-            *("| " + " | ".join(str(c) for c in r) + " |" for r in rows)]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(str(c) for c in r) + " |" for r in rows),
+    ]
 
 
 def targets(results: dict) -> list[list[str]]:
@@ -686,12 +856,28 @@ def targets(results: dict) -> list[list[str]]:
     rows = []
     if full_book:
         ok = full_book["returncode"] == 0
-        rows.append(["whole book, default data (scale 1) ≤ 10 min", _t(full_book["wall_s"]) + ("" if ok else " (failed)"),
-                     _verdict(ok and full_book["wall_s"] <= TARGET_BOOK_S)])
-        rows.append(["peak RSS of the book ≤ 4 GB", _gb(full_book["peak_tree_rss_bytes"]) + " (process tree)",
-                     _verdict(full_book["peak_tree_rss_bytes"] <= TARGET_RSS_BYTES)])
+        rows.append(
+            [
+                "whole book, default data (scale 1) ≤ 10 min",
+                _t(full_book["wall_s"]) + ("" if ok else " (failed)"),
+                _verdict(ok and full_book["wall_s"] <= TARGET_BOOK_S),
+            ]
+        )
+        rows.append(
+            [
+                "peak RSS of the book ≤ 4 GB",
+                _gb(full_book["peak_tree_rss_bytes"]) + " (process tree)",
+                _verdict(full_book["peak_tree_rss_bytes"] <= TARGET_RSS_BYTES),
+            ]
+        )
     else:
-        rows.append(["whole book, default data (scale 1) ≤ 10 min", "not measured (run with `--book`)", "n/a"])
+        rows.append(
+            [
+                "whole book, default data (scale 1) ≤ 10 min",
+                "not measured (run with `--book`)",
+                "n/a",
+            ]
+        )
         steps = []
         if results.get("data"):
             d = results["data"]
@@ -699,41 +885,74 @@ def targets(results: dict) -> list[list[str]]:
             if d.get("curate"):
                 steps.append(("mcalc curate", d["curate"]["peak_tree_rss_bytes"]))
         if results.get("extraction"):
-            steps.append(("benchmark process (backbone, extraction)", results["extraction"]["process_peak_rss_bytes"]))
+            steps.append(
+                (
+                    "benchmark process (backbone, extraction)",
+                    results["extraction"]["process_peak_rss_bytes"],
+                )
+            )
         if steps:
             name, worst = max(steps, key=lambda s: s[1])
-            rows.append(["peak RSS ≤ 4 GB", f"whole book not measured; largest measured step: {name} {_gb(worst)}",
-                         _verdict(worst <= TARGET_RSS_BYTES) + " (steps only)"])
+            rows.append(
+                [
+                    "peak RSS ≤ 4 GB",
+                    f"whole book not measured; largest measured step: {name} {_gb(worst)}",
+                    _verdict(worst <= TARGET_RSS_BYTES) + " (steps only)",
+                ]
+            )
         else:
             rows.append(["peak RSS ≤ 4 GB", "not measured", "n/a"])
     tr = results.get("training")
     if tr:
-        rows.append([f"cached path ≥ {TARGET_SPEEDUP:g}× faster than naive (4 optimizers × {tr['full']['epochs']} epochs)",
-                     f"{tr['speedup']:.0f}× (naive extrapolated; weights identical: {'yes' if tr['same_weights'] else 'NO'})",
-                     _verdict(tr["speedup"] >= TARGET_SPEEDUP and tr["same_weights"])])
+        rows.append(
+            [
+                f"cached path ≥ {TARGET_SPEEDUP:g}× faster than naive (4 optimizers × {tr['full']['epochs']} epochs)",
+                f"{tr['speedup']:.0f}× (naive extrapolated; weights identical: {'yes' if tr['same_weights'] else 'NO'})",
+                _verdict(tr["speedup"] >= TARGET_SPEEDUP and tr["same_weights"]),
+            ]
+        )
     else:
         rows.append([f"cached path ≥ {TARGET_SPEEDUP:g}× faster than naive", "not measured", "n/a"])
     ex = results.get("extraction")
-    rows.append([f"end-to-end extraction ≥ {TARGET_EXTRACTION_RATIO:.0%} of bare backbone throughput",
-                 f"{ex['ratio']:.0%}" if ex else "not measured",
-                 _verdict(ex["ratio"] >= TARGET_EXTRACTION_RATIO) if ex else "n/a"])
+    rows.append(
+        [
+            f"end-to-end extraction ≥ {TARGET_EXTRACTION_RATIO:.0%} of bare backbone throughput",
+            f"{ex['ratio']:.0%}" if ex else "not measured",
+            _verdict(ex["ratio"] >= TARGET_EXTRACTION_RATIO) if ex else "n/a",
+        ]
+    )
     return rows
 
 
 def render(results: dict) -> str:
     """The markdown report of ``results``."""
     m, cfg = results["machine"], results["config"]
-    lines = [f"Measured {results['date']} with `python benchmarks/run.py{results['argv']}` "
-             f"({'quick sizes' if results['quick'] else 'full sizes'}; backbone weights: {cfg['weights']}, "
-             "which does not change any cost).", ""]
-    lines += _table(["machine", ""], [["CPU", m["cpu"]], ["cores", m["cores"]], ["RAM", f"{m['ram_gb']} GB"],
-                                      ["device", m["device"]], ["TensorFlow / Keras", f"{m['tensorflow']} / {m['keras']}"],
-                                      ["Python", m["python"]]])
+    lines = [
+        f"Measured {results['date']} with `python benchmarks/run.py{results['argv']}` "
+        f"({'quick sizes' if results['quick'] else 'full sizes'}; backbone weights: {cfg['weights']}, "
+        "which does not change any cost).",
+        "",
+    ]
+    lines += _table(
+        ["machine", ""],
+        [
+            ["CPU", m["cpu"]],
+            ["cores", m["cores"]],
+            ["RAM", f"{m['ram_gb']} GB"],
+            ["device", m["device"]],
+            ["TensorFlow / Keras", f"{m['tensorflow']} / {m['keras']}"],
+            ["Python", m["python"]],
+        ],
+    )
     if results.get("other_cpu_s") is not None:
         share = results["other_cpu_s"] / (results["benchmark_wall_s"] * m["cores"])
-        lines += ["", f"Benchmark wall time {_t(results['benchmark_wall_s'])}; CPU used meanwhile by other processes "
-                  f"and the system: {results['other_cpu_s']:.0f} core-seconds ({share:.0%} of the machine)"
-                  + (" — **the machine was not idle; the figures are disturbed**" if share > 0.1 else "") + "."]
+        lines += [
+            "",
+            f"Benchmark wall time {_t(results['benchmark_wall_s'])}; CPU used meanwhile by other processes "
+            f"and the system: {results['other_cpu_s']:.0f} core-seconds ({share:.0%} of the machine)"
+            + (" — **the machine was not idle; the figures are disturbed**" if share > 0.1 else "")
+            + ".",
+        ]
     lines += ["", "**Targets**", ""]
     lines += _table(["target", "measured", "verdict"], targets(results))
 
@@ -741,110 +960,225 @@ def render(results: dict) -> str:
     if bb:
         c = bb["ceiling"]
         lines += ["", "**1. Backbone forward throughput**", ""]
-        lines += _table(["quantity", "value"], [
-            [f"InceptionResNetV2 (no top, avg pool), {bb['image_size']}², random tensors, batch {bb['batch']}",
-             f"{bb['images_per_s']:.2f} images/s (median of {bb['repeats']} batches after 1 warm-up: "
-             f"{bb['median_s']:.2f} s/batch; range {min(bb['times_s']):.2f}–{max(bb['times_s']):.2f} s)"],
-            ["FLOPs per image (Conv2D + Dense layers of the built model)", f"{bb['flops_per_image'] / 1e9:.2f} GFLOP"],
-            ["achieved by the backbone", f"{bb['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s"],
-            [f"dense-convolution ceiling ({c['shape']})", f"{c['flops_per_s'] / 1e9:.1f} GFLOP/s "
-             f"(median {c['median_s']:.3f} s for {c['flops_per_call'] / 1e9:.1f} GFLOP)"],
-            ["backbone / ceiling", f"{bb['fraction_of_ceiling']:.0%}"],
-        ])
-        lines += ["", "FLOPs: 2·out_h·out_w·k_h·k_w·C_in·C_out summed over every Conv2D of the built model "
-                  "(Dense: 2·C_in·C_out); batch normalisation, activations, pooling and the residual sums are not "
-                  "counted. Ceiling: achieved FLOP/s = 2·H·W·k·k·C_in·C_out·N / median time of one TensorFlow "
-                  "`conv2d` call (1 warm-up call excluded)."]
+        lines += _table(
+            ["quantity", "value"],
+            [
+                [
+                    f"InceptionResNetV2 (no top, avg pool), {bb['image_size']}², random tensors, batch {bb['batch']}",
+                    f"{bb['images_per_s']:.2f} images/s (median of {bb['repeats']} batches after 1 warm-up: "
+                    f"{bb['median_s']:.2f} s/batch; range {min(bb['times_s']):.2f}–{max(bb['times_s']):.2f} s)",
+                ],
+                [
+                    "FLOPs per image (Conv2D + Dense layers of the built model)",
+                    f"{bb['flops_per_image'] / 1e9:.2f} GFLOP",
+                ],
+                ["achieved by the backbone", f"{bb['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s"],
+                [
+                    f"dense-convolution ceiling ({c['shape']})",
+                    f"{c['flops_per_s'] / 1e9:.1f} GFLOP/s "
+                    f"(median {c['median_s']:.3f} s for {c['flops_per_call'] / 1e9:.1f} GFLOP)",
+                ],
+                ["backbone / ceiling", f"{bb['fraction_of_ceiling']:.0%}"],
+            ],
+        )
+        lines += [
+            "",
+            "FLOPs: 2·out_h·out_w·k_h·k_w·C_in·C_out summed over every Conv2D of the built model "
+            "(Dense: 2·C_in·C_out); batch normalisation, activations, pooling and the residual sums are not "
+            "counted. Ceiling: achieved FLOP/s = 2·H·W·k·k·C_in·C_out·N / median time of one TensorFlow "
+            "`conv2d` call (1 warm-up call excluded).",
+        ]
 
     d = results.get("data")
     if d:
-        lines += ["", f"**3. Data: phantom generation and curation (scale {d['scale']:g}, {d['n_rois']} ROIs)**", ""]
-        rows = [["`mcalc phantom`", _t(d["phantom"]["wall_s"]), f"{d['phantom_rois_per_s']:.1f}",
-                 _gb(d["phantom"]["peak_rss_bytes"]), _gb(d["phantom"]["peak_tree_rss_bytes"])]]
+        lines += [
+            "",
+            f"**3. Data: phantom generation and curation (scale {d['scale']:g}, {d['n_rois']} ROIs)**",
+            "",
+        ]
+        rows = [
+            [
+                "`mcalc phantom`",
+                _t(d["phantom"]["wall_s"]),
+                f"{d['phantom_rois_per_s']:.1f}",
+                _gb(d["phantom"]["peak_rss_bytes"]),
+                _gb(d["phantom"]["peak_tree_rss_bytes"]),
+            ]
+        ]
         if d.get("curate"):
-            rows.append(["`mcalc curate`", _t(d["curate"]["wall_s"]), f"{d['curate_rois_per_s']:.1f}",
-                         _gb(d["curate"]["peak_rss_bytes"]), _gb(d["curate"]["peak_tree_rss_bytes"])])
+            rows.append(
+                [
+                    "`mcalc curate`",
+                    _t(d["curate"]["wall_s"]),
+                    f"{d['curate_rois_per_s']:.1f}",
+                    _gb(d["curate"]["peak_rss_bytes"]),
+                    _gb(d["curate"]["peak_tree_rss_bytes"]),
+                ]
+            )
         else:
             rows.append(["`mcalc curate`", "not measured", "", "", d.get("curate_skipped", "")])
-        lines += _table(["command", "wall", "ROIs/s", "peak RSS, largest process", "peak RSS, process tree"], rows)
-        lines += ["", "Each command runs as a subprocess (wall time includes interpreter start-up); largest process: "
-                  "the kernel's maximum resident set (getrusage of a launcher's children); process tree: summed RSS of the command and its "
-                  "workers, sampled at 10 Hz."]
+        lines += _table(
+            ["command", "wall", "ROIs/s", "peak RSS, largest process", "peak RSS, process tree"],
+            rows,
+        )
+        lines += [
+            "",
+            "Each command runs as a subprocess (wall time includes interpreter start-up); largest process: "
+            "the kernel's maximum resident set (getrusage of a launcher's children); process tree: summed RSS of the command and its "
+            "workers, sampled at 10 Hz.",
+        ]
 
     ex = results.get("extraction")
     if ex:
         br = ex["breakdown"]
         per = br["per_image_s"]
-        lines += ["", f"**4. Feature extraction end to end ({ex['n_images']} phantom ROIs, empty cache)**", ""]
-        lines += _table(["quantity", "value"], [
-            ["`extract_features` (sha256, DICOM read, crop normalisation, resize, backbone, cache writes)",
-             f"{ex['images_per_s']:.2f} images/s ({_t(ex['wall_s'])})"],
-            ["bare backbone, random tensors: mean of the measurements just before and just after",
-             f"{ex['bare_images_per_s']:.2f} images/s ({ex['bare_before_images_per_s']:.2f} before, "
-             f"{ex['bare_after_images_per_s']:.2f} after)"],
-            ["end to end / bare", f"{ex['ratio']:.0%}"],
-            [f"time inside `predict_on_batch` ({ex['n_batches']} batches of {results['config']['batch_size']}, "
-             f"{ex['n_computed']} images incl. the padded last batch)",
-             f"{_t(ex['predict_s'])} ({ex['predict_images_per_s']:.2f} images/s); outside it (hashing, waiting for "
-             f"decoding, cache writes): {_t(ex['outside_predict_s'])}"],
-            ["upper bound from padding the last batch alone", f"{ex['padding_bound']:.0%}"],
-            [f"CPU steps per image, one thread (mean of {br['n']}, crops of {br['mean_crop_pixels'] / 1e3:.0f} kpx)",
-             f"sha256 {per['sha256'] * 1e3:.1f} ms, DICOM read {per['dicom_read'] * 1e3:.1f} ms, "
-             f"normalise + resize + `preprocess_input` {per['preprocess'] * 1e3:.1f} ms, "
-             f"cache write {per['cache_write'] * 1e3:.1f} ms: {br['cpu_s_per_image'] * 1e3:.1f} ms"],
-            ["expected ratio if those steps only take cores from the backbone",
-             f"{ex['serial_model_ratio']:.0%}"],
-            ["peak RSS of the benchmark process after extraction", _gb(ex["process_peak_rss_bytes"])],
-        ])
+        lines += [
+            "",
+            f"**4. Feature extraction end to end ({ex['n_images']} phantom ROIs, empty cache)**",
+            "",
+        ]
+        lines += _table(
+            ["quantity", "value"],
+            [
+                [
+                    "`extract_features` (sha256, DICOM read, crop normalisation, resize, backbone, cache writes)",
+                    f"{ex['images_per_s']:.2f} images/s ({_t(ex['wall_s'])})",
+                ],
+                [
+                    "bare backbone, random tensors: mean of the measurements just before and just after",
+                    f"{ex['bare_images_per_s']:.2f} images/s ({ex['bare_before_images_per_s']:.2f} before, "
+                    f"{ex['bare_after_images_per_s']:.2f} after)",
+                ],
+                ["end to end / bare", f"{ex['ratio']:.0%}"],
+                [
+                    f"time inside `predict_on_batch` ({ex['n_batches']} batches of {results['config']['batch_size']}, "
+                    f"{ex['n_computed']} images incl. the padded last batch)",
+                    f"{_t(ex['predict_s'])} ({ex['predict_images_per_s']:.2f} images/s); outside it (hashing, waiting for "
+                    f"decoding, cache writes): {_t(ex['outside_predict_s'])}",
+                ],
+                ["upper bound from padding the last batch alone", f"{ex['padding_bound']:.0%}"],
+                [
+                    f"CPU steps per image, one thread (mean of {br['n']}, crops of {br['mean_crop_pixels'] / 1e3:.0f} kpx)",
+                    f"sha256 {per['sha256'] * 1e3:.1f} ms, DICOM read {per['dicom_read'] * 1e3:.1f} ms, "
+                    f"normalise + resize + `preprocess_input` {per['preprocess'] * 1e3:.1f} ms, "
+                    f"cache write {per['cache_write'] * 1e3:.1f} ms: {br['cpu_s_per_image'] * 1e3:.1f} ms",
+                ],
+                [
+                    "expected ratio if those steps only take cores from the backbone",
+                    f"{ex['serial_model_ratio']:.0%}",
+                ],
+                [
+                    "peak RSS of the benchmark process after extraction",
+                    _gb(ex["process_peak_rss_bytes"]),
+                ],
+            ],
+        )
         lines += ["", f"ROIs: {ex['paths']}."]
 
     tr = results.get("training")
     if tr:
         s, f = tr["subset"], tr["full"]
-        lines += ["", f"**2. Cached-feature head training vs naive frozen-backbone `model.fit` "
-                  f"(4 optimizers × {f['epochs']} epochs)**", ""]
-        lines += [f"Measured (naive) on a subset: {s['n_train']} training + {s['n_val']} validation ROIs "
-                  f"(random tensors), {s['image_size']} px, {s['epochs']} epochs per optimizer, batch "
-                  f"{results['config']['batch_size']}; the same subset trained on its backbone features gives the head "
-                  "weights compared below (a larger learning rate than the paper's, so that the weights move well "
-                  "beyond the tolerance; cost does not depend on it).", ""]
+        lines += [
+            "",
+            f"**2. Cached-feature head training vs naive frozen-backbone `model.fit` "
+            f"(4 optimizers × {f['epochs']} epochs)**",
+            "",
+        ]
+        lines += [
+            f"Measured (naive) on a subset: {s['n_train']} training + {s['n_val']} validation ROIs "
+            f"(random tensors), {s['image_size']} px, {s['epochs']} epochs per optimizer, batch "
+            f"{results['config']['batch_size']}; the same subset trained on its backbone features gives the head "
+            "weights compared below (a larger learning rate than the paper's, so that the weights move well "
+            "beyond the tolerance; cost does not depend on it).",
+            "",
+        ]
         rows = []
         for r in s["rows"]:
-            rows.append([r["optimizer"], f"{r['learning_rate']:g}", f"{r['naive_wall_s']:.1f} s",
-                         " / ".join(f"{t:.1f}" for t in r["naive_epoch_s"]) + " s",
-                         f"{r['max_weight_change']:.1e}", f"{r['max_weight_diff']:.1e}",
-                         "yes" if r["same_weights"] else "NO",
-                         _t(r["naive_extrapolated_s"])])
-        lines += _table(["optimizer", "lr (check)", "naive, measured", "per epoch", "max weight change",
-                         "max |cached − naive|", "same weights", "naive, extrapolated"], rows)
-        lines += ["", f"Extrapolated (naive): each optimizer's first-epoch overhead (its epoch 1 − the steady "
-                  f"epoch: tracing) + {f['epochs']} epochs × the steady epoch ({s['steady_epoch_s']:.2f} s, the "
-                  f"fastest later epoch of any optimizer, so the naive figure is a lower bound) × ({f['n_train']} + {f['n_val']}) / "
-                  f"({s['n_train']} + {s['n_val']}) ROIs, i.e. linear in epochs and in ROIs.", ""]
-        lines += _table(["path", "wall", "how"], [
-            ["naive, 4 optimizers, measured on the subset", _t(s["naive_wall_s"]), "measured"],
-            [f"naive, 4 optimizers × {f['epochs']} epochs, full size", _t(tr["naive_extrapolated_s"]),
-             "**extrapolated**"],
-            [f"cached: one feature extraction of {f['n_all']} ROIs", _t(f["extraction_s"]),
-             f"{f['n_all']} / {f['extraction_images_per_s']:.2f} images/s ({f['extraction_source']})"],
-            [f"cached: head training, 4 optimizers × {f['epochs']} epochs "
-             f"({f['n_train']} train + {f['n_val']} validation)",
-             _t(f["head_training_s"]), f"measured on {f['features']}: "
-             + ", ".join(f"{r['optimizer']} {r['wall_s']:.1f} s" for r in f["rows"])],
-            ["cached, total", _t(f["cached_total_s"]), ""],
-            ["**naive / cached**", f"**{tr['speedup']:.0f}×**", ""],
-        ])
-        lines += ["", f"Full size: {f['source']}; validation = 200 ROIs of the train split, as in the default profile "
-                  "(20 % below 1000 training ROIs)."]
+            rows.append(
+                [
+                    r["optimizer"],
+                    f"{r['learning_rate']:g}",
+                    f"{r['naive_wall_s']:.1f} s",
+                    " / ".join(f"{t:.1f}" for t in r["naive_epoch_s"]) + " s",
+                    f"{r['max_weight_change']:.1e}",
+                    f"{r['max_weight_diff']:.1e}",
+                    "yes" if r["same_weights"] else "NO",
+                    _t(r["naive_extrapolated_s"]),
+                ]
+            )
+        lines += _table(
+            [
+                "optimizer",
+                "lr (check)",
+                "naive, measured",
+                "per epoch",
+                "max weight change",
+                "max |cached − naive|",
+                "same weights",
+                "naive, extrapolated",
+            ],
+            rows,
+        )
+        lines += [
+            "",
+            f"Extrapolated (naive): each optimizer's first-epoch overhead (its epoch 1 − the steady "
+            f"epoch: tracing) + {f['epochs']} epochs × the steady epoch ({s['steady_epoch_s']:.2f} s, the "
+            f"fastest later epoch of any optimizer, so the naive figure is a lower bound) × ({f['n_train']} + {f['n_val']}) / "
+            f"({s['n_train']} + {s['n_val']}) ROIs, i.e. linear in epochs and in ROIs.",
+            "",
+        ]
+        lines += _table(
+            ["path", "wall", "how"],
+            [
+                ["naive, 4 optimizers, measured on the subset", _t(s["naive_wall_s"]), "measured"],
+                [
+                    f"naive, 4 optimizers × {f['epochs']} epochs, full size",
+                    _t(tr["naive_extrapolated_s"]),
+                    "**extrapolated**",
+                ],
+                [
+                    f"cached: one feature extraction of {f['n_all']} ROIs",
+                    _t(f["extraction_s"]),
+                    f"{f['n_all']} / {f['extraction_images_per_s']:.2f} images/s ({f['extraction_source']})",
+                ],
+                [
+                    f"cached: head training, 4 optimizers × {f['epochs']} epochs "
+                    f"({f['n_train']} train + {f['n_val']} validation)",
+                    _t(f["head_training_s"]),
+                    f"measured on {f['features']}: "
+                    + ", ".join(f"{r['optimizer']} {r['wall_s']:.1f} s" for r in f["rows"]),
+                ],
+                ["cached, total", _t(f["cached_total_s"]), ""],
+                ["**naive / cached**", f"**{tr['speedup']:.0f}×**", ""],
+            ],
+        )
+        lines += [
+            "",
+            f"Full size: {f['source']}; validation = 200 ROIs of the train split, as in the default profile "
+            "(20 % below 1000 training ROIs).",
+        ]
 
     bk = results.get("book")
     if bk:
         lines += ["", "**5. The whole book (`default` profile) by phantom scale**", ""]
-        lines += _table(["scale", "wall", "peak RSS, process tree", "peak RSS, largest process", "status"], [
-            [f"{r['scale']:g}", _t(r["wall_s"]), _gb(r["peak_tree_rss_bytes"]), _gb(r["peak_rss_bytes"]),
-             "ok" if r["returncode"] == 0 else f"failed: {r['error'][:200]}"] for r in bk["rows"]])
-        lines += ["", "Each scale in fresh data / results / cache folders (nothing shared, so the scale-1 row "
-                  "includes phantom generation and feature extraction)."]
+        lines += _table(
+            ["scale", "wall", "peak RSS, process tree", "peak RSS, largest process", "status"],
+            [
+                [
+                    f"{r['scale']:g}",
+                    _t(r["wall_s"]),
+                    _gb(r["peak_tree_rss_bytes"]),
+                    _gb(r["peak_rss_bytes"]),
+                    "ok" if r["returncode"] == 0 else f"failed: {r['error'][:200]}",
+                ]
+                for r in bk["rows"]
+            ],
+        )
+        lines += [
+            "",
+            "Each scale in fresh data / results / cache folders (nothing shared, so the scale-1 row "
+            "includes phantom generation and feature extraction).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -856,15 +1190,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
-    p.add_argument("--book", action="store_true", help="also time the whole book at several phantom scales")
-    p.add_argument("--write", action="store_true", help="also write the table to benchmarks/RESULTS.md")
-    p.add_argument("--merge", action="store_true",
-                   help="keep the other sections (and other book scales) of the last run, benchmarks/results/latest.json")
-    p.add_argument("--scale", type=float, help="phantom scale of the data and extraction sections (default 0.25)")
-    p.add_argument("--book-scales", type=float, nargs="+", help="phantom scales of the book section")
-    p.add_argument("--weights", default="random", help="backbone weights (cost does not depend on them)")
+    p.add_argument(
+        "--book", action="store_true", help="also time the whole book at several phantom scales"
+    )
+    p.add_argument(
+        "--write", action="store_true", help="also write the table to benchmarks/RESULTS.md"
+    )
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other sections (and other book scales) of the last run, benchmarks/results/latest.json",
+    )
+    p.add_argument(
+        "--scale",
+        type=float,
+        help="phantom scale of the data and extraction sections (default 0.25)",
+    )
+    p.add_argument(
+        "--book-scales", type=float, nargs="+", help="phantom scales of the book section"
+    )
+    p.add_argument(
+        "--weights", default="random", help="backbone weights (cost does not depend on them)"
+    )
     p.add_argument("--work-dir", type=Path, help="folder for generated data (default build/bench)")
-    p.add_argument("--results-dir", type=Path, default=HERE / "results", help="folder of the raw JSON figures")
+    p.add_argument(
+        "--results-dir", type=Path, default=HERE / "results", help="folder of the raw JSON figures"
+    )
     p.add_argument("--markdown", type=Path, default=HERE / "RESULTS.md", help="file --write writes")
     return p
 
@@ -872,15 +1223,21 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from(args: argparse.Namespace) -> BenchConfig:
     """The benchmark configuration from the command-line options."""
     cfg = BenchConfig(**QUICK) if args.quick else BenchConfig()
-    overrides = {"scale": args.scale, "weights": args.weights, "work_dir": args.work_dir,
-                 "book_scales": tuple(args.book_scales) if args.book_scales else None}
+    overrides = {
+        "scale": args.scale,
+        "weights": args.weights,
+        "work_dir": args.work_dir,
+        "book_scales": tuple(args.book_scales) if args.book_scales else None,
+    }
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def run(cfg: BenchConfig, sections: list[str]) -> dict:
     """Run the chosen sections (in the order backbone, data, extraction, training, book); raw results."""
-    results: dict = {"machine": machine_info(), "config": {k: (str(v) if isinstance(v, Path) else v)
-                                                            for k, v in asdict(cfg).items()}}
+    results: dict = {
+        "machine": machine_info(),
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+    }
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
     backbone = weights = None
     if {"backbone", "extraction", "training"} & set(sections):
@@ -904,7 +1261,10 @@ def run(cfg: BenchConfig, sections: list[str]) -> dict:
     if "training" in sections:
         print("[bench] 2. cached vs naive head training", file=sys.stderr, flush=True)
         if results.get("extraction"):
-            rate, source = results["extraction"]["images_per_s"], "end-to-end throughput of section 4"
+            rate, source = (
+                results["extraction"]["images_per_s"],
+                "end-to-end throughput of section 4",
+            )
         else:
             rate, source = bare, "bare backbone throughput (section 4 not run)"
         results["training"] = bench_training(backbone, weights, rate, source, cfg)
@@ -919,12 +1279,18 @@ def merge_results(prior: dict, new: dict, sections: list[str]) -> dict:
     merged = {**prior, **{k: v for k, v in new.items() if k not in SECTIONS}}
     for name in sections:
         if name == "book" and prior.get("book") and new.get("book"):
-            rows = {r["scale"]: r for r in prior["book"]["rows"]} | {r["scale"]: r for r in new["book"]["rows"]}
+            rows = {r["scale"]: r for r in prior["book"]["rows"]} | {
+                r["scale"]: r for r in new["book"]["rows"]
+            }
             merged["book"] = {"rows": [rows[k] for k in sorted(rows)]}
         elif name in new:
             merged[name] = new[name]
-    merged["argv"] = f"{prior.get('argv', '')}`, then (`--merge`) `python benchmarks/run.py{new.get('argv', '')}"
-    merged["benchmark_wall_s"] = prior.get("benchmark_wall_s", 0.0) + new.get("benchmark_wall_s", 0.0)
+    merged["argv"] = (
+        f"{prior.get('argv', '')}`, then (`--merge`) `python benchmarks/run.py{new.get('argv', '')}"
+    )
+    merged["benchmark_wall_s"] = prior.get("benchmark_wall_s", 0.0) + new.get(
+        "benchmark_wall_s", 0.0
+    )
     if prior.get("other_cpu_s") is not None and new.get("other_cpu_s") is not None:
         merged["other_cpu_s"] = prior["other_cpu_s"] + new["other_cpu_s"]
     return merged
@@ -941,9 +1307,13 @@ def main(argv: list[str] | None = None) -> int:
     results = run(cfg, sections)
     wall = time.perf_counter() - start
     other = None if busy0 is None else max(0.0, (busy_cpu_s() - busy0) - (own_cpu_s() - own0))
-    results.update(date=time.strftime("%Y-%m-%d"), quick=bool(args.quick),
-                   argv="".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
-                   benchmark_wall_s=wall, other_cpu_s=other)
+    results.update(
+        date=time.strftime("%Y-%m-%d"),
+        quick=bool(args.quick),
+        argv="".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
+        benchmark_wall_s=wall,
+        other_cpu_s=other,
+    )
     latest = args.results_dir / "latest.json"
     if args.merge and latest.is_file():
         results = merge_results(json.loads(latest.read_text()), results, sections)

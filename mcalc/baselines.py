@@ -18,11 +18,11 @@ reporting 10-fold cross-validated accuracy, AUC and sensitivity. Here:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -75,7 +75,9 @@ def quantise(image: np.ndarray, levels: int = 64) -> np.ndarray:
         raise DataError("image contains non-finite values")
     lo, hi = float(img.min()), float(img.max())
     if hi <= lo:
-        raise DataError(f"constant image (all pixels = {lo:g}): GLCM texture features are undefined")
+        raise DataError(
+            f"constant image (all pixels = {lo:g}): GLCM texture features are undefined"
+        )
     q = np.rint((img - lo) / (hi - lo) * (levels - 1))
     return q.astype(np.uint8)
 
@@ -94,7 +96,9 @@ def glcm_features(image: np.ndarray, levels: int = 64) -> np.ndarray:
     import mahotas
 
     q = quantise(image, levels)
-    feats = mahotas.features.haralick(q, ignore_zeros=False, compute_14th_feature=True, return_mean=True)
+    feats = mahotas.features.haralick(
+        q, ignore_zeros=False, compute_14th_feature=True, return_mean=True
+    )
     feats = np.asarray(feats, dtype=np.float64)
     if feats.shape != (14,):
         raise DataError(f"unexpected Haralick feature shape {feats.shape}")
@@ -147,7 +151,10 @@ def make_svm(seed: int = 0) -> Pipeline:
     """
     svc = SVC(kernel="rbf", random_state=seed)
     calibrated = CalibratedClassifierCV(
-        svc, method="sigmoid", ensemble=False, cv=StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+        svc,
+        method="sigmoid",
+        ensemble=False,
+        cv=StratifiedKFold(n_splits=5, shuffle=True, random_state=seed),
     )
     return Pipeline([("scale", StandardScaler()), ("svm", calibrated)])
 
@@ -157,7 +164,9 @@ def make_knn(k: int = 5) -> Pipeline:
     return Pipeline([("scale", StandardScaler()), ("knn", KNeighborsClassifier(n_neighbors=k))])
 
 
-def _check_xy(X: np.ndarray, y: np.ndarray, what: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _check_xy(
+    X: np.ndarray, y: np.ndarray, what: str, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate a feature matrix and its labels; every class must be present."""
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
@@ -203,12 +212,16 @@ def cross_validated_proba(
     return cross_val_predict(clone(pipeline), X, y, cv=cv, groups=groups, method="predict_proba")
 
 
-def fit_predict_proba(pipeline: Pipeline, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray) -> np.ndarray:
+def fit_predict_proba(
+    pipeline: Pipeline, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray
+) -> np.ndarray:
     """Fit a clone of ``pipeline`` on the training table and return test probabilities (n_test, 3)."""
     X_train, y_train = _check_xy(X_train, y_train, "fit_predict_proba", len(CLASSES))
     X_test = np.asarray(X_test, dtype=np.float64)
     if X_test.ndim != 2 or X_test.shape[1] != X_train.shape[1]:
-        raise DataError(f"fit_predict_proba: X_test shape {X_test.shape} does not match X_train {X_train.shape}")
+        raise DataError(
+            f"fit_predict_proba: X_test shape {X_test.shape} does not match X_train {X_train.shape}"
+        )
     if not np.all(np.isfinite(X_test)):
         row = int(np.flatnonzero(~np.isfinite(X_test).all(axis=1))[0])
         raise DataError(f"fit_predict_proba: non-finite feature in X_test row {row}")
@@ -219,7 +232,9 @@ def fit_predict_proba(pipeline: Pipeline, X_train: np.ndarray, y_train: np.ndarr
     return out
 
 
-def majority_baseline(y_train: np.ndarray, n_test: int, n_classes: int = len(CLASSES)) -> np.ndarray:
+def majority_baseline(
+    y_train: np.ndarray, n_test: int, n_classes: int = len(CLASSES)
+) -> np.ndarray:
     """Every test row gets the training class frequencies (argmax = majority class, AUC = 0.5)."""
     y = np.asarray(y_train, dtype=np.int64)
     if y.size == 0:
@@ -233,7 +248,9 @@ def _manifest_labels(manifest: pd.DataFrame, what: str) -> np.ndarray:
     if "label" in manifest.columns:
         y = manifest["label"]
         if y.isna().any():
-            raise DataError(f"{what}: missing label in row {manifest.index[y.isna().to_numpy()][0]!r}")
+            raise DataError(
+                f"{what}: missing label in row {manifest.index[y.isna().to_numpy()][0]!r}"
+            )
         return y.to_numpy().astype(np.int64)
     if "pathology" not in manifest.columns:
         raise DataError(f"{what}: needs a 'label' or 'pathology' column")
@@ -241,7 +258,9 @@ def _manifest_labels(manifest: pd.DataFrame, what: str) -> np.ndarray:
     y = manifest["pathology"].map(index)
     if y.isna().any():
         row = manifest.index[y.isna().to_numpy()][0]
-        raise DataError(f"{what}: unknown pathology {manifest.loc[row, 'pathology']!r} in row {row!r}")
+        raise DataError(
+            f"{what}: unknown pathology {manifest.loc[row, 'pathology']!r} in row {row!r}"
+        )
     return y.to_numpy().astype(np.int64)
 
 
@@ -258,9 +277,13 @@ def assessment_rule_table(manifest_train: pd.DataFrame, alpha: float = 1.0) -> p
     y = _manifest_labels(manifest_train, what)
     a = manifest_train["assessment"]
     if a.isna().any():
-        raise DataError(f"{what}: missing assessment in row {manifest_train.index[a.isna().to_numpy()][0]!r}")
+        raise DataError(
+            f"{what}: missing assessment in row {manifest_train.index[a.isna().to_numpy()][0]!r}"
+        )
     k = len(CLASSES)
-    counts = pd.crosstab(a.astype("int64").to_numpy(), y, dropna=False).reindex(columns=range(k), fill_value=0)
+    counts = pd.crosstab(a.astype("int64").to_numpy(), y, dropna=False).reindex(
+        columns=range(k), fill_value=0
+    )
     counts.loc["*"] = np.bincount(y, minlength=k)[:k]
     counts.columns = list(CLASSES)
     counts.index.name = "assessment"
@@ -272,7 +295,9 @@ def assessment_rule_table(manifest_train: pd.DataFrame, alpha: float = 1.0) -> p
     return table
 
 
-def assessment_rule(manifest_train: pd.DataFrame, manifest_test: pd.DataFrame, alpha: float = 1.0) -> np.ndarray:
+def assessment_rule(
+    manifest_train: pd.DataFrame, manifest_test: pd.DataFrame, alpha: float = 1.0
+) -> np.ndarray:
     """Metadata-only baseline: test probabilities = smoothed training class frequencies of its assessment.
 
     Argmax gives the most frequent training class of the ROI's BI-RADS assessment (on CBIS-DDSM,

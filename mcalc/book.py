@@ -44,17 +44,30 @@ def missing_items(html_dir: Path, items: tuple[str, ...] = PAPER_ITEMS) -> list[
 def build_book(profile: Profile, source: Path | None = None) -> Path:
     """Build the book with jupyter-book (no execution), fail on a missing page or paper item; return index.html."""
     if source is None:
-        source = Path(".") if Path(profile.out_dir) == EXECUTED else assemble(profile, Path("build") / profile.name / "book")
+        source = (
+            Path(".")
+            if Path(profile.out_dir) == EXECUTED
+            else assemble(profile, Path("build") / profile.name / "book")
+        )
     source = Path(source)
     provenance = Path(profile.results_dir) / "provenance.json"
     if provenance.is_file():
         shutil.copy2(provenance, source / EXECUTED / "provenance.json")
     jb = Path(sys.executable).with_name("jupyter-book")
     # -W --keep-going: any Sphinx warning (a missing page, include or citation) fails the build, after reporting all.
-    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(source), "--all", "-W", "--keep-going"]
+    cmd = [
+        str(jb) if jb.exists() else "jupyter-book",
+        "build",
+        str(source),
+        "--all",
+        "-W",
+        "--keep-going",
+    ]
     completed = subprocess.run(cmd, check=False)
     if completed.returncode != 0:
-        raise DataError(f"jupyter-book build failed (exit {completed.returncode}); see its output above")
+        raise DataError(
+            f"jupyter-book build failed (exit {completed.returncode}); see its output above"
+        )
     index = source / "_build" / "html" / "index.html"
     if not index.is_file():
         raise DataError(f"the book build wrote no {index}")

@@ -80,7 +80,9 @@ class FeatureCache:
     def path_for(self, key: str) -> Path:
         """File that holds the entry for ``key`` (a lowercase hex string)."""
         if not isinstance(key, str) or not _KEY_RE.match(key):
-            raise ValueError(f"cache key must be a lowercase hex string (16-128 chars), got {key!r}")
+            raise ValueError(
+                f"cache key must be a lowercase hex string (16-128 chars), got {key!r}"
+            )
         return self.root / key[:2] / f"{key}.npz"
 
     def load(self, key: str, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
@@ -93,7 +95,10 @@ class FeatureCache:
                 data = np.array(npz["data"])
                 stored = str(npz["sha256"])
         except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as exc:
-            warnings.warn(f"corrupt cache file {path} ({type(exc).__name__}: {exc}); it will be rebuilt", stacklevel=2)
+            warnings.warn(
+                f"corrupt cache file {path} ({type(exc).__name__}: {exc}); it will be rebuilt",
+                stacklevel=2,
+            )
             return None
         if shape is not None and tuple(data.shape) != tuple(shape):
             warnings.warn(
@@ -102,7 +107,9 @@ class FeatureCache:
             )
             return None
         if array_digest(data) != stored:
-            warnings.warn(f"corrupt cache file {path}: checksum mismatch; it will be rebuilt", stacklevel=2)
+            warnings.warn(
+                f"corrupt cache file {path}: checksum mismatch; it will be rebuilt", stacklevel=2
+            )
             return None
         return data
 
@@ -174,11 +181,15 @@ def load_or_compute(
             rows = np.asarray(rows)
             indices = list(indices)
             if rows.shape != (len(indices), *row_shape):
-                raise ValueError(f"compute returned rows of shape {rows.shape} for {len(indices)} indices, "
-                                 f"expected {(len(indices), *row_shape)}")
+                raise ValueError(
+                    f"compute returned rows of shape {rows.shape} for {len(indices)} indices, "
+                    f"expected {(len(indices), *row_shape)}"
+                )
             for idx, row in zip(indices, rows):
                 if idx not in todo:
-                    raise ValueError(f"compute returned index {idx}, which was not requested or came twice")
+                    raise ValueError(
+                        f"compute returned index {idx}, which was not requested or came twice"
+                    )
                 todo.discard(idx)
                 out[idx] = row
                 cache.save(keys[idx], row.astype(dtype, copy=False), meta)

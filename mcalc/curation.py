@@ -33,10 +33,10 @@ import re
 import tempfile
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -51,19 +51,58 @@ CLASSES = ("BENIGN", "BENIGN_WITHOUT_CALLBACK", "MALIGNANT")
 SPLITS = ("train", "test")
 ABNORMALITIES = ("calc", "mass")
 TABLE_FILES: dict[tuple[str, str], str] = {
-    (abn, split): f"{abn}_case_description_{split}_set.csv" for abn in ABNORMALITIES for split in SPLITS
+    (abn, split): f"{abn}_case_description_{split}_set.csv"
+    for abn in ABNORMALITIES
+    for split in SPLITS
 }
 MANIFEST_COLUMNS: list[str] = [
-    "roi_id", "split", "patient_id", "side", "view", "image_id", "abnormality_id", "abnormality_type",
-    "pathology", "label", "calc_type", "calc_distribution", "mass_shape", "mass_margins", "assessment",
-    "subtlety", "density", "full_path", "crop_path", "mask_path", "crop_mask_swapped", "status", "reason",
-    "detail", "note", "source_file", "source_line",
+    "roi_id",
+    "split",
+    "patient_id",
+    "side",
+    "view",
+    "image_id",
+    "abnormality_id",
+    "abnormality_type",
+    "pathology",
+    "label",
+    "calc_type",
+    "calc_distribution",
+    "mass_shape",
+    "mass_margins",
+    "assessment",
+    "subtlety",
+    "density",
+    "full_path",
+    "crop_path",
+    "mask_path",
+    "crop_mask_swapped",
+    "status",
+    "reason",
+    "detail",
+    "note",
+    "source_file",
+    "source_line",
 ]
-EXCLUSION_COLUMNS: list[str] = ["roi_id", "split", "patient_id", "pathology", "reason", "detail", "source_file",
-                                "source_line"]
+EXCLUSION_COLUMNS: list[str] = [
+    "roi_id",
+    "split",
+    "patient_id",
+    "pathology",
+    "reason",
+    "detail",
+    "source_file",
+    "source_line",
+]
 SWAP_COLUMNS: list[str] = ["roi_id", "crop_path", "mask_path"]
 INT_COLUMNS = ("abnormality_id", "label", "assessment", "subtlety", "density")
-OPTIONAL_TEXT_COLUMNS = ("calc_type", "calc_distribution", "mass_shape", "mass_margins", "abnormality_type")
+OPTIONAL_TEXT_COLUMNS = (
+    "calc_type",
+    "calc_distribution",
+    "mass_shape",
+    "mass_margins",
+    "abnormality_type",
+)
 DICOM_FOLDER = "CBIS-DDSM"
 SERIES_FOLDER = re.compile(r"^(Calc|Mass)-(Training|Test)_P_\d+_(LEFT|RIGHT)_(CC|MLO)(_\d+)?$")
 MISSING_STRINGS = frozenset({"", "N/A", "NA", "n/a", "na", "NaN", "nan", "None", "NULL", "null"})
@@ -90,10 +129,24 @@ _HEADER_ALIASES = {
     "crop_csv_path": ("cropped image file path",),
     "mask_csv_path": ("roi mask file path",),
 }
-_COMMON_REQUIRED = ("patient_id", "density", "side", "view", "abnormality_id", "abnormality_type", "assessment",
-                    "pathology", "subtlety", "image_path", "crop_csv_path", "mask_csv_path")
-_REQUIRED = {"calc": _COMMON_REQUIRED + ("calc_type", "calc_distribution"),
-             "mass": _COMMON_REQUIRED + ("mass_shape", "mass_margins")}
+_COMMON_REQUIRED = (
+    "patient_id",
+    "density",
+    "side",
+    "view",
+    "abnormality_id",
+    "abnormality_type",
+    "assessment",
+    "pathology",
+    "subtlety",
+    "image_path",
+    "crop_csv_path",
+    "mask_csv_path",
+)
+_REQUIRED = {
+    "calc": _COMMON_REQUIRED + ("calc_type", "calc_distribution"),
+    "mass": _COMMON_REQUIRED + ("mass_shape", "mass_margins"),
+}
 _RANGES = {"density": (1, 4), "assessment": (0, 6), "subtlety": (1, 5)}
 
 
@@ -105,7 +158,9 @@ def abnormality_key(abnormality: str) -> str:
     key = str(abnormality).strip().lower()
     key = {"calcification": "calc", "calcifications": "calc", "masses": "mass"}.get(key, key)
     if key not in ABNORMALITIES:
-        raise ValueError(f"abnormality must be 'calcification' (or 'calc') or 'mass', not {abnormality!r}")
+        raise ValueError(
+            f"abnormality must be 'calcification' (or 'calc') or 'mass', not {abnormality!r}"
+        )
     return key
 
 
@@ -123,8 +178,10 @@ def _canonical_columns(header: list[str], path: Path) -> dict[str, int]:
         if canon is None:
             continue
         if canon in found:
-            raise DataError(f"{path}: column {canon!r} appears twice in the header "
-                            f"({header[found[canon]]!r} and {cell!r})")
+            raise DataError(
+                f"{path}: column {canon!r} appears twice in the header "
+                f"({header[found[canon]]!r} and {cell!r})"
+            )
         found[canon] = pos
     return found
 
@@ -141,7 +198,11 @@ def normalise_terms(value: str | None) -> str | None:
     """A type value in canonical form: terms upper-cased, synonyms merged, de-duplicated, sorted, '-'-joined."""
     if value is None:
         return None
-    terms = {TERM_SYNONYMS.get(t, t) for t in (p.strip().upper().replace(" ", "_") for p in value.split("-")) if t}
+    terms = {
+        TERM_SYNONYMS.get(t, t)
+        for t in (p.strip().upper().replace(" ", "_") for p in value.split("-"))
+        if t
+    }
     return "-".join(sorted(terms)) if terms else None
 
 
@@ -168,7 +229,9 @@ def _read_records(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     try:
         header = next(reader)
     except StopIteration:
-        raise DataError(f"{path}: empty file, expected a CBIS-DDSM case-description table") from None
+        raise DataError(
+            f"{path}: empty file, expected a CBIS-DDSM case-description table"
+        ) from None
     except csv.Error as exc:
         raise DataError(f"{path}: cannot parse the header: {exc}") from exc
     records, line = [], reader.line_num + 1
@@ -193,21 +256,33 @@ def _note(row: dict, text: str) -> None:
     row["note"] = f"{row['note']}; {text}" if row["note"] else text
 
 
-def _tidy_record(cells: list[str], cols: dict[str, int], width: int, split: str, abn: str, source: str,
-                 line: int) -> dict:
+def _tidy_record(
+    cells: list[str], cols: dict[str, int], width: int, split: str, abn: str, source: str, line: int
+) -> dict:
     """One table record → a tidy manifest row (paths still as written in the table, below the root)."""
     raw = {canon: _clean(cells[pos]) if pos < len(cells) else None for canon, pos in cols.items()}
     row = {c: None for c in MANIFEST_COLUMNS}
-    row.update(split=split, crop_mask_swapped=False, status="ok", reason="", detail="", note="",
-               source_file=source, source_line=line)
+    row.update(
+        split=split,
+        crop_mask_swapped=False,
+        status="ok",
+        reason="",
+        detail="",
+        note="",
+        source_file=source,
+        source_line=line,
+    )
     for key in ("patient_id", "abnormality_type"):
         row[key] = raw.get(key)
     for key in ("side", "view", "pathology"):
         row[key] = raw[key].upper() if raw.get(key) else None
     for key in ("calc_type", "calc_distribution", "mass_shape", "mass_margins"):
         row[key] = normalise_terms(raw.get(key))
-    row["full_path"], row["crop_path"], row["mask_path"] = (raw.get("image_path"), raw.get("crop_csv_path"),
-                                                             raw.get("mask_csv_path"))
+    row["full_path"], row["crop_path"], row["mask_path"] = (
+        raw.get("image_path"),
+        raw.get("crop_csv_path"),
+        raw.get("mask_csv_path"),
+    )
     row["abnormality_id"] = _parse_int(raw.get("abnormality_id"))
     for key, (lo, hi) in _RANGES.items():
         value = _parse_int(raw.get(key))
@@ -228,8 +303,11 @@ def _tidy_record(cells: list[str], cols: dict[str, int], width: int, split: str,
         problems.append(f"image view {raw.get('view')!r}")
     if row["abnormality_id"] is None or row["abnormality_id"] < 1:
         problems.append(f"abnormality id {raw.get('abnormality_id')!r}")
-    for key, name in (("full_path", "image file path"), ("crop_path", "cropped image file path"),
-                      ("mask_path", "ROI mask file path")):
+    for key, name in (
+        ("full_path", "image file path"),
+        ("crop_path", "cropped image file path"),
+        ("mask_path", "ROI mask file path"),
+    ):
         if not row[key]:
             problems.append(f"{name} missing")
     if problems:
@@ -239,15 +317,21 @@ def _tidy_record(cells: list[str], cols: dict[str, int], width: int, split: str,
     else:
         image = f"{row['patient_id']}_{row['side']}_{row['view']}"
         row["image_id"] = image
-        row["roi_id"] = f"{ABNORMALITY_PREFIX[abn]}-{SPLIT_PREFIX[split]}_{image}_{row['abnormality_id']}"
+        row["roi_id"] = (
+            f"{ABNORMALITY_PREFIX[abn]}-{SPLIT_PREFIX[split]}_{image}_{row['abnormality_id']}"
+        )
         folder = row["crop_path"].split("/")[0]
         if folder != row["roi_id"]:
             _note(row, f"crop path folder {folder!r} differs from the ROI id")
     if row["pathology"] in CLASSES:
         row["label"] = CLASSES.index(row["pathology"])
     else:
-        _mark(row, "unknown_pathology", f"{source} line {line}: pathology {raw.get('pathology')!r} "
-                                        f"is not one of {', '.join(CLASSES)}")
+        _mark(
+            row,
+            "unknown_pathology",
+            f"{source} line {line}: pathology {raw.get('pathology')!r} "
+            f"is not one of {', '.join(CLASSES)}",
+        )
     return row
 
 
@@ -258,8 +342,12 @@ def _mark_duplicates(rows: list[dict]) -> None:
         key = row["roi_id"]
         if key in first:
             kept = first[key]
-            _mark(row, "duplicate", f"{row['source_file']} line {row['source_line']}: same ROI as "
-                                    f"{kept['source_file']} line {kept['source_line']}")
+            _mark(
+                row,
+                "duplicate",
+                f"{row['source_file']} line {row['source_line']}: same ROI as "
+                f"{kept['source_file']} line {kept['source_line']}",
+            )
         else:
             first[key] = row
 
@@ -295,12 +383,20 @@ def read_case_table(path: Path, split: str, abnormality: str) -> pd.DataFrame:
     cols = _canonical_columns(header, path)
     missing = [c for c in _REQUIRED[abn] if c not in cols]
     if missing:
-        official = {"patient_id": "patient_id", "mask_csv_path": "ROI mask file path",
-                    "density": "breast_density" if abn == "mass" else "breast density"}  # as the tables spell them
+        official = {
+            "patient_id": "patient_id",
+            "mask_csv_path": "ROI mask file path",
+            "density": "breast_density" if abn == "mass" else "breast density",
+        }  # as the tables spell them
         names = [official.get(c, _HEADER_ALIASES[c][0]) for c in missing]
-        raise DataError(f"{path}: missing required column(s) {', '.join(repr(n) for n in names)} "
-                        f"(header: {', '.join(header)})")
-    rows = [_tidy_record(cells, cols, len(header), split, abn, path.name, line) for line, cells in records]
+        raise DataError(
+            f"{path}: missing required column(s) {', '.join(repr(n) for n in names)} "
+            f"(header: {', '.join(header)})"
+        )
+    rows = [
+        _tidy_record(cells, cols, len(header), split, abn, path.name, line)
+        for line, cells in records
+    ]
     _mark_duplicates(rows)
     return _frame(rows)
 
@@ -324,12 +420,18 @@ def find_case_tables(root: Path, abnormality: str = "calcification") -> dict[tup
             for entry in entries:
                 if entry.name in wanted and entry.is_file() and wanted[entry.name] not in found:
                     found[wanted[entry.name]] = folder / entry.name
-                elif entry.is_dir() and not entry.name.startswith(".") and not SERIES_FOLDER.match(entry.name):
+                elif (
+                    entry.is_dir()
+                    and not entry.name.startswith(".")
+                    and not SERIES_FOLDER.match(entry.name)
+                ):
                     below.append(folder / entry.name)
         level = below
     if not found:
-        raise DataError(f"no CBIS-DDSM case-description table for {abn} found in {root} or two levels below "
-                        f"(expected {' and/or '.join(sorted(wanted))})")
+        raise DataError(
+            f"no CBIS-DDSM case-description table for {abn} found in {root} or two levels below "
+            f"(expected {' and/or '.join(sorted(wanted))})"
+        )
     return dict(sorted(found.items()))
 
 
@@ -411,16 +513,22 @@ class _Locator:
     def resolve(self, row: pd.Series) -> _Resolved:
         """Resolve one manifest row's full image, crop and mask paths by name."""
         full_rel, crop_rel, mask_rel = row["full_path"], row["crop_path"], row["mask_path"]
-        full_folder = f"{row['roi_id'].rsplit('_', 1)[0]}" if row["image_id"] else full_rel.split("/")[0]
+        full_folder = (
+            f"{row['roi_id'].rsplit('_', 1)[0]}" if row["image_id"] else full_rel.split("/")[0]
+        )
         roi_folders = (row["roi_id"], crop_rel.split("/")[0], mask_rel.split("/")[0])
-        out = _Resolved(full="", claimed_crop="", claimed_mask="", claims_known=crop_rel != mask_rel)
+        out = _Resolved(
+            full="", claimed_crop="", claimed_mask="", claims_known=crop_rel != mask_rel
+        )
         full = self.table_path(full_rel)
         if full is None:
             files = self.folder_files(full_folder, full_rel.split("/")[0])
             if len(files) == 1:
                 full = files[0]
             elif len(files) > 1:
-                out.ambiguous = f"full image folder {full_folder} holds {len(files)} files: {', '.join(files)}"
+                out.ambiguous = (
+                    f"full image folder {full_folder} holds {len(files)} files: {', '.join(files)}"
+                )
         if full is None:
             out.missing.append(f"full image {self.expected(full_rel)}")
             full = self.expected(full_rel)
@@ -435,7 +543,9 @@ class _Locator:
         if known:  # one file found by its table path (or both paths name the same file): the other from the folder
             other = extra[0] if len(extra) == 1 else None
             if len(extra) > 1:
-                out.ambiguous = f"ROI folder {row['roi_id']} holds {len(folder)} files: {', '.join(folder)}"
+                out.ambiguous = (
+                    f"ROI folder {row['roi_id']} holds {len(folder)} files: {', '.join(folder)}"
+                )
             if crop is not None and mask is not None:  # the same file twice in the table
                 out.claims_known = False
                 mask = other
@@ -453,8 +563,15 @@ class _Locator:
         if len(folder) == 2:
             by_name = {Path(f).name: f for f in folder}
             crop_name, mask_name = crop_rel.rsplit("/", 1)[-1], mask_rel.rsplit("/", 1)[-1]
-            for claim_crop, claim_mask in ((crop_name, mask_name), (_nbia_name(crop_name), _nbia_name(mask_name))):
-                if out.claims_known and claim_crop != claim_mask and {claim_crop, claim_mask} <= set(by_name):
+            for claim_crop, claim_mask in (
+                (crop_name, mask_name),
+                (_nbia_name(crop_name), _nbia_name(mask_name)),
+            ):
+                if (
+                    out.claims_known
+                    and claim_crop != claim_mask
+                    and {claim_crop, claim_mask} <= set(by_name)
+                ):
                     out.claimed_crop, out.claimed_mask = by_name[claim_crop], by_name[claim_mask]
                     break
             else:
@@ -462,15 +579,23 @@ class _Locator:
                 out.claimed_crop, out.claimed_mask = folder
             return out
         if len(folder) > 2:
-            out.ambiguous = f"ROI folder {row['roi_id']} holds {len(folder)} files: {', '.join(folder)}"
+            out.ambiguous = (
+                f"ROI folder {row['roi_id']} holds {len(folder)} files: {', '.join(folder)}"
+            )
         elif len(folder) == 1:
             present = Path(folder[0]).name
-            role = ("ROI mask" if present == _nbia_name(crop_rel.rsplit("/", 1)[-1]) else
-                    "cropped image" if present == _nbia_name(mask_rel.rsplit("/", 1)[-1]) else
-                    "cropped image or ROI mask")
+            role = (
+                "ROI mask"
+                if present == _nbia_name(crop_rel.rsplit("/", 1)[-1])
+                else "cropped image"
+                if present == _nbia_name(mask_rel.rsplit("/", 1)[-1])
+                else "cropped image or ROI mask"
+            )
             out.missing.append(f"{role} (only {folder[0]} in ROI folder {row['roi_id']})")
         else:
-            out.missing.append(f"cropped image {self.expected(crop_rel)} and ROI mask {self.expected(mask_rel)}")
+            out.missing.append(
+                f"cropped image {self.expected(crop_rel)} and ROI mask {self.expected(mask_rel)}"
+            )
         out.claimed_crop = folder[0] if folder else self.expected(crop_rel)
         out.claimed_mask = folder[1] if len(folder) > 1 else self.expected(mask_rel)
         return out
@@ -498,18 +623,24 @@ def read_dicom_header(path: str) -> DicomHeader:
     except InvalidDicomError as exc:
         return DicomHeader(path, "not_dicom", f"{path} is not a DICOM file ({exc})")
     except Exception as exc:  # noqa: BLE001 - any parse failure of a damaged file is reported, not raised
-        return DicomHeader(path, "corrupt_dicom", f"{path}: unreadable DICOM header ({type(exc).__name__}: {exc})")
+        return DicomHeader(
+            path, "corrupt_dicom", f"{path}: unreadable DICOM header ({type(exc).__name__}: {exc})"
+        )
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
     except AttributeError:
         return DicomHeader(path, "corrupt_dicom", f"{path}: no Rows/Columns in the DICOM header")
     except Exception as exc:  # noqa: BLE001 - a damaged value (wrong length, not a number) is reported
-        return DicomHeader(path, "corrupt_dicom", f"{path}: unreadable Rows/Columns ({type(exc).__name__}: {exc})")
+        return DicomHeader(
+            path, "corrupt_dicom", f"{path}: unreadable Rows/Columns ({type(exc).__name__}: {exc})"
+        )
     if rows < 1 or cols < 1:
         return DicomHeader(path, "corrupt_dicom", f"{path}: image of {rows} x {cols} pixels")
     size = os.path.getsize(path)
     if offset >= size:
-        return DicomHeader(path, "corrupt_dicom", f"{path}: no pixel data (file ends after the header)")
+        return DicomHeader(
+            path, "corrupt_dicom", f"{path}: no pixel data (file ends after the header)"
+        )
     try:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         if syntax is not None and not syntax.is_compressed:
@@ -520,10 +651,15 @@ def read_dicom_header(path: str) -> DicomHeader:
             # the pixel element's tag and length: 8 bytes (implicit VR) or 12 (explicit VR, OB/OW)
             available = size - offset - (8 if syntax.is_implicit_VR else 12)
             if available < expected:
-                return DicomHeader(path, "corrupt_dicom", f"{path}: truncated pixel data "
-                                   f"({max(available, 0)} of {expected} bytes)")
+                return DicomHeader(
+                    path,
+                    "corrupt_dicom",
+                    f"{path}: truncated pixel data ({max(available, 0)} of {expected} bytes)",
+                )
     except Exception as exc:  # noqa: BLE001 - damaged header values are reported, not raised
-        return DicomHeader(path, "corrupt_dicom", f"{path}: unreadable DICOM header ({type(exc).__name__}: {exc})")
+        return DicomHeader(
+            path, "corrupt_dicom", f"{path}: unreadable DICOM header ({type(exc).__name__}: {exc})"
+        )
     return DicomHeader(path, rows=rows, columns=cols)
 
 
@@ -531,7 +667,9 @@ def read_dicom_pixels(path: str) -> np.ndarray | str:
     """The pixel array of a DICOM file, or a message saying why it cannot be read."""
     try:
         ds = pydicom.dcmread(path)
-        if "PixelData" not in ds:  # Float / Double Float Pixel Data: not a mammogram the preprocessing reads
+        if (
+            "PixelData" not in ds
+        ):  # Float / Double Float Pixel Data: not a mammogram the preprocessing reads
             return f"{path}: no integer pixel data (PixelData element absent)"
         return np.asarray(ds.pixel_array)
     except Exception as exc:  # noqa: BLE001 - a damaged file is reported as an exclusion
@@ -593,8 +731,10 @@ def _check_files(res: _Resolved) -> _RowCheck:
         if len(binary) != 1:
             sizes = ", ".join(f"{h.path} {h.rows}x{h.columns}" for h in (a, b))
             out.reason = "crop_mask_undecided"
-            out.detail = (f"cannot tell crop from mask: {len(binary)} of the two files are binary and "
-                          f"{len(full_size)} have the full image's size {shape[0]}x{shape[1]} ({sizes})")
+            out.detail = (
+                f"cannot tell crop from mask: {len(binary)} of the two files are binary and "
+                f"{len(full_size)} have the full image's size {shape[0]}x{shape[1]} ({sizes})"
+            )
             return out
         mask = binary[0]
     crop = b if mask is a else a
@@ -602,8 +742,10 @@ def _check_files(res: _Resolved) -> _RowCheck:
     out.swapped = res.claims_known and mask is a
     if (mask.rows, mask.columns) != shape:
         out.reason = "mask_size_mismatch"
-        out.detail = (f"ROI mask {mask.path} is {mask.rows}x{mask.columns}, "
-                      f"full image {full.path} is {shape[0]}x{shape[1]}")
+        out.detail = (
+            f"ROI mask {mask.path} is {mask.rows}x{mask.columns}, "
+            f"full image {full.path} is {shape[0]}x{shape[1]}"
+        )
         return out
     data = pixels.get(crop.path)
     if data is None:
@@ -612,7 +754,10 @@ def _check_files(res: _Resolved) -> _RowCheck:
         out.reason, out.detail = "corrupt_dicom", f"cropped image: {data}"
         return out
     if data.size == 0 or np.ptp(data) == 0:
-        out.reason, out.detail = "empty_crop", f"cropped image {crop.path} is constant ({data.shape[0]}x{data.shape[1]})"
+        out.reason, out.detail = (
+            "empty_crop",
+            f"cropped image {crop.path} is constant ({data.shape[0]}x{data.shape[1]})",
+        )
         return out
     if not res.claims_known:
         out.note = "crop and mask told apart by content (the table does not name them apart)"
@@ -636,7 +781,11 @@ class CurationResult:
         """Counts of the rows with this status per split (rows) × pathology (columns), with totals."""
         rows = self.manifest[self.manifest["status"] == status]
         table = pd.crosstab(rows["split"], rows["pathology"])
-        table = table.reindex(index=[s for s in SPLITS], columns=list(CLASSES), fill_value=0).fillna(0).astype(int)
+        table = (
+            table.reindex(index=[s for s in SPLITS], columns=list(CLASSES), fill_value=0)
+            .fillna(0)
+            .astype(int)
+        )
         table.loc["total"] = table.sum()
         table["total"] = table.sum(axis=1)
         return table
@@ -665,8 +814,11 @@ def _announce(manifest: pd.DataFrame) -> None:
     """One warning per exclusion reason with its count; a log line for the rows with notes."""
     counts = Counter(manifest.loc[manifest["status"] == "excluded", "reason"])
     for reason, n in sorted(counts.items()):
-        warnings.warn(f"{n} ROI(s) excluded: {reason} (listed with the file at fault in the exclusion report)",
-                      CurationWarning, stacklevel=3)
+        warnings.warn(
+            f"{n} ROI(s) excluded: {reason} (listed with the file at fault in the exclusion report)",
+            CurationWarning,
+            stacklevel=3,
+        )
     noted = int((manifest["note"] != "").sum())
     if noted:
         log.info("%d ROI(s) kept with a note (for example density out of range set to NA)", noted)
@@ -696,16 +848,23 @@ def _map(func: Callable, items: list, workers: int, progress: bool, desc: str) -
 
 def _read_tables(tables: dict[tuple[str, str], Path]) -> pd.DataFrame:
     """Read and stack the tables (train before test), duplicates marked across them."""
-    frames = [read_case_table(path, split, abn) for (abn, split), path in
-              sorted(tables.items(), key=lambda kv: SPLITS.index(kv[0][1]))]
+    frames = [
+        read_case_table(path, split, abn)
+        for (abn, split), path in sorted(tables.items(), key=lambda kv: SPLITS.index(kv[0][1]))
+    ]
     manifest = pd.concat(frames, ignore_index=True)
     rows = manifest.to_dict("records")
     _mark_duplicates(rows)
     return _frame(rows)
 
 
-def curate(root: Path, abnormality: str = "calcification", check_images: bool = True, progress: bool = True,
-           workers: int = 4) -> CurationResult:
+def curate(
+    root: Path,
+    abnormality: str = "calcification",
+    check_images: bool = True,
+    progress: bool = True,
+    workers: int = 4,
+) -> CurationResult:
     """Curate a download (tables + DICOM tree, or a phantom); check_images=False opens no file: rows 'unchecked'."""
     root = Path(root)
     tables = find_case_tables(root, abnormality)
@@ -718,12 +877,21 @@ def curate(root: Path, abnormality: str = "calcification", check_images: bool = 
         if r["full_path"] and r["crop_path"] and r["mask_path"]:
             resolved[i] = locator.resolve(pd.Series(r))
             rows[i]["full_path"] = resolved[i].full
-            rows[i]["crop_path"], rows[i]["mask_path"] = resolved[i].claimed_crop, resolved[i].claimed_mask
+            rows[i]["crop_path"], rows[i]["mask_path"] = (
+                resolved[i].claimed_crop,
+                resolved[i].claimed_mask,
+            )
     if check_images:
-        checks = _map(lambda i: _check_files(resolved[i]), todo, workers, progress, "checking ROI files")
+        checks = _map(
+            lambda i: _check_files(resolved[i]), todo, workers, progress, "checking ROI files"
+        )
         for i, chk in zip(todo, checks):
             row = rows[i]
-            row["crop_path"], row["mask_path"], row["crop_mask_swapped"] = chk.crop, chk.mask, chk.swapped
+            row["crop_path"], row["mask_path"], row["crop_mask_swapped"] = (
+                chk.crop,
+                chk.mask,
+                chk.swapped,
+            )
             if chk.reason:
                 _mark(row, chk.reason, chk.detail)
             if chk.note:
@@ -733,11 +901,19 @@ def curate(root: Path, abnormality: str = "calcification", check_images: bool = 
             res = resolved[i]
             rows[i]["status"] = "unchecked"
             if res.missing or res.ambiguous:
-                _note(rows[i], "files not found: " + "; ".join(res.missing) if res.missing else res.ambiguous)
+                _note(
+                    rows[i],
+                    "files not found: " + "; ".join(res.missing) if res.missing else res.ambiguous,
+                )
     manifest = _frame(rows)
     _announce(manifest)
-    return CurationResult(manifest=manifest, exclusions=_exclusions(manifest), swaps=_swaps(manifest),
-                          tables=tables, is_phantom=(root / "phantom.json").is_file())
+    return CurationResult(
+        manifest=manifest,
+        exclusions=_exclusions(manifest),
+        swaps=_swaps(manifest),
+        tables=tables,
+        is_phantom=(root / "phantom.json").is_file(),
+    )
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -762,9 +938,11 @@ def write_curation(result: CurationResult, manifest_path: Path) -> dict[str, Pat
     """Write the manifest and, beside it, ``<stem>.exclusions.csv`` and ``<stem>.swaps.csv``; returns the paths."""
     manifest_path = Path(manifest_path)
     stem = manifest_path.with_suffix("")
-    paths = {"manifest": manifest_path,
-             "exclusions": stem.with_name(f"{stem.name}.exclusions.csv"),
-             "swaps": stem.with_name(f"{stem.name}.swaps.csv")}
+    paths = {
+        "manifest": manifest_path,
+        "exclusions": stem.with_name(f"{stem.name}.exclusions.csv"),
+        "swaps": stem.with_name(f"{stem.name}.swaps.csv"),
+    }
     _write_csv_atomic(result.manifest[MANIFEST_COLUMNS], paths["manifest"])
     _write_csv_atomic(result.exclusions, paths["exclusions"])
     _write_csv_atomic(result.swaps, paths["swaps"])
@@ -787,7 +965,9 @@ def read_manifest(path: Path) -> pd.DataFrame:
         frame[col] = frame[col].replace("", None)
     bad = ~frame["crop_mask_swapped"].isin(["True", "False"])
     if bad.any():
-        raise DataError(f"{path}: crop_mask_swapped is {frame.loc[bad, 'crop_mask_swapped'].iloc[0]!r} "
-                        f"in row {int(bad.to_numpy().argmax()) + 2}, expected True or False")
+        raise DataError(
+            f"{path}: crop_mask_swapped is {frame.loc[bad, 'crop_mask_swapped'].iloc[0]!r} "
+            f"in row {int(bad.to_numpy().argmax()) + 2}, expected True or False"
+        )
     frame["crop_mask_swapped"] = frame["crop_mask_swapped"] == "True"
     return _set_dtypes(frame)

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,12 +67,18 @@ def _check_labels(y_true: Any, n_classes: int, name: str = "y_true") -> np.ndarr
     if y.size == 0:
         raise DataError(f"{name}: empty")
     if not np.issubdtype(y.dtype, np.integer):
-        if not (np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y))):
+        if not (
+            np.issubdtype(y.dtype, np.floating)
+            and np.all(np.isfinite(y))
+            and np.all(y == np.round(y))
+        ):
             raise DataError(f"{name}: expected integer class indices, got dtype {y.dtype}")
         y = y.astype(int)
     bad = (y < 0) | (y >= n_classes)
     if bad.any():
-        raise DataError(f"{name}: value {y[bad][0]} at position {int(np.flatnonzero(bad)[0])} is not in 0..{n_classes - 1}")
+        raise DataError(
+            f"{name}: value {y[bad][0]} at position {int(np.flatnonzero(bad)[0])} is not in 0..{n_classes - 1}"
+        )
     return y.astype(np.int64)
 
 
@@ -93,7 +100,9 @@ def _check_proba(proba: Any, n: int | None, n_classes: int) -> np.ndarray:
     if off.any():
         row = int(np.flatnonzero(off)[0])
         raise DataError(f"proba: row {row} sums to {sums[row]:.6g}, not 1")
-    return p / sums[:, None]  # float32 softmax rows sum to 1 only within ~1e-7: renormalise in float64
+    return (
+        p / sums[:, None]
+    )  # float32 softmax rows sum to 1 only within ~1e-7: renormalise in float64
 
 
 def _require_all_classes(y: np.ndarray, classes: Sequence[str], what: str = "y_true") -> None:
@@ -101,7 +110,9 @@ def _require_all_classes(y: np.ndarray, classes: Sequence[str], what: str = "y_t
     present = np.bincount(y, minlength=len(classes))
     for k, c in enumerate(classes):
         if present[k] == 0:
-            raise DataError(f"{what}: class {c!r} (label {k}) has no example; AUC and sensitivity are undefined")
+            raise DataError(
+                f"{what}: class {c!r} (label {k}) has no example; AUC and sensitivity are undefined"
+            )
 
 
 def to_labels(proba: np.ndarray) -> np.ndarray:
@@ -125,12 +136,18 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(CLASS
     return confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
 
 
-def sensitivity_per_class(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(CLASSES)) -> np.ndarray:
+def sensitivity_per_class(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(CLASSES)
+) -> np.ndarray:
     """One-vs-rest sensitivity (recall) TP / (TP + FN) per class (``recall_score(average=None)``)."""
-    return recall_score(y_true, y_pred, labels=list(range(n_classes)), average=None, zero_division=np.nan)
+    return recall_score(
+        y_true, y_pred, labels=list(range(n_classes)), average=None, zero_division=np.nan
+    )
 
 
-def _ovr_rates(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _ovr_rates(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-class one-vs-rest TP, sensitivity TP / (TP + FN) and specificity TN / (TN + FP) (NaN where undefined)."""
     mcm = multilabel_confusion_matrix(y_true, y_pred, labels=list(range(n_classes))).astype(float)
     tn, fp, fn, tp = mcm[:, 0, 0], mcm[:, 0, 1], mcm[:, 1, 0], mcm[:, 1, 1]
@@ -140,7 +157,9 @@ def _ovr_rates(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple[
     return tp, sens, spec
 
 
-def specificity_per_class(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(CLASSES)) -> np.ndarray:
+def specificity_per_class(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(CLASSES)
+) -> np.ndarray:
     """One-vs-rest specificity TN / (TN + FP) per class, from ``multilabel_confusion_matrix``."""
     return _ovr_rates(y_true, y_pred, n_classes)[2]
 
@@ -149,14 +168,21 @@ def auc_per_class(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
     """One-vs-rest ROC AUC of each class (``roc_auc_score(average=None, multi_class="ovr")``)."""
     n_classes = np.asarray(proba).shape[1]
     return np.asarray(
-        roc_auc_score(y_true, proba, multi_class="ovr", average=None, labels=list(range(n_classes))), dtype=float
+        roc_auc_score(
+            y_true, proba, multi_class="ovr", average=None, labels=list(range(n_classes))
+        ),
+        dtype=float,
     )
 
 
 def auc_macro(y_true: np.ndarray, proba: np.ndarray) -> float:
     """Macro-averaged one-vs-rest ROC AUC (``roc_auc_score(average="macro", multi_class="ovr")``)."""
     n_classes = np.asarray(proba).shape[1]
-    return float(roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=list(range(n_classes))))
+    return float(
+        roc_auc_score(
+            y_true, proba, multi_class="ovr", average="macro", labels=list(range(n_classes))
+        )
+    )
 
 
 def roc_curves(
@@ -172,7 +198,9 @@ def roc_curves(
     return out
 
 
-def sensitivity_at_specificity(y_onehot: np.ndarray, proba: np.ndarray, specificity: float = 0.8) -> float:
+def sensitivity_at_specificity(
+    y_onehot: np.ndarray, proba: np.ndarray, specificity: float = 0.8
+) -> float:
     """Keras' ``SensitivityAtSpecificity`` on flattened one-hot labels: best TPR with 1 - FPR ≥ specificity.
 
     The paper's "sensitivity at specificity 0.8" is ``keras.metrics.SensitivityAtSpecificity(0.8)``
@@ -268,29 +296,50 @@ class Evaluation:
 
     def roc(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """One-vs-rest ROC curve of each class as (fpr, tpr) arrays."""
-        return {c: (np.asarray(f, dtype=float), np.asarray(t, dtype=float)) for c, (f, t) in self.roc_points.items()}
+        return {
+            c: (np.asarray(f, dtype=float), np.asarray(t, dtype=float))
+            for c, (f, t) in self.roc_points.items()
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (NaN becomes None)."""
         d = asdict(self)
         d["classes"] = list(self.classes)
         d["ci"] = {k: [_nan_to_none(lo), _nan_to_none(hi)] for k, (lo, hi) in self.ci.items()}
-        d["roc_points"] = {c: [list(map(float, f)), list(map(float, t))] for c, (f, t) in self.roc_points.items()}
+        d["roc_points"] = {
+            c: [list(map(float, f)), list(map(float, t))] for c, (f, t) in self.roc_points.items()
+        }
         d["confusion"] = [[int(v) for v in row] for row in self.confusion]
-        for key in ("accuracy", "auc_macro", "sensitivity_at_spec80", "sensitivity_macro", "specificity_macro", "loss_kl"):
+        for key in (
+            "accuracy",
+            "auc_macro",
+            "sensitivity_at_spec80",
+            "sensitivity_macro",
+            "specificity_macro",
+            "loss_kl",
+        ):
             d[key] = _nan_to_none(d[key])
         for key in ("auc", "sensitivity", "specificity"):
             d[key] = {c: _nan_to_none(v) for c, v in d[key].items()}
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Evaluation":
+    def from_dict(cls, d: dict[str, Any]) -> Evaluation:
         """Rebuild an Evaluation from :meth:`to_dict` output (None becomes NaN)."""
         d = dict(d)
         d["classes"] = tuple(d["classes"])
-        d["ci"] = {k: (_none_to_nan(lo), _none_to_nan(hi)) for k, (lo, hi) in d.get("ci", {}).items()}
+        d["ci"] = {
+            k: (_none_to_nan(lo), _none_to_nan(hi)) for k, (lo, hi) in d.get("ci", {}).items()
+        }
         d["roc_points"] = {c: (list(f), list(t)) for c, (f, t) in d.get("roc_points", {}).items()}
-        for key in ("accuracy", "auc_macro", "sensitivity_at_spec80", "sensitivity_macro", "specificity_macro", "loss_kl"):
+        for key in (
+            "accuracy",
+            "auc_macro",
+            "sensitivity_at_spec80",
+            "sensitivity_macro",
+            "specificity_macro",
+            "loss_kl",
+        ):
             d[key] = _none_to_nan(d[key])
         for key in ("auc", "sensitivity", "specificity"):
             d[key] = {c: _none_to_nan(v) for c, v in d[key].items()}
@@ -400,7 +449,9 @@ def bootstrap_ci(
     by_class = [np.flatnonzero(y == c) for c in range(k)]
     # a class with a single ROI resamples to that ROI every time: keep it fixed (scipy needs ≥ 2)
     strata = tuple(idx for idx in by_class if len(idx) >= 2)
-    fixed = np.concatenate([idx for idx in by_class if len(idx) < 2] + [np.zeros(0, dtype=np.int64)])
+    fixed = np.concatenate(
+        [idx for idx in by_class if len(idx) < 2] + [np.zeros(0, dtype=np.int64)]
+    )
     if not strata:
         n_metrics = len(_metric_vector(y, proba, k))
         return np.full(n_metrics, np.nan), np.full(n_metrics, np.nan)
@@ -426,7 +477,9 @@ def bootstrap_ci(
     lo = np.array(res.confidence_interval.low, dtype=float)
     hi = np.array(res.confidence_interval.high, dtype=float)
     bad = ~(np.isfinite(lo) & np.isfinite(hi))
-    if bad.any():  # BCa undefined for degenerate distributions: fall back to the percentile interval
+    if (
+        bad.any()
+    ):  # BCa undefined for degenerate distributions: fall back to the percentile interval
         alpha = (1 - confidence) / 2
         dist = res.bootstrap_distribution[bad]
         lo[bad] = np.nanquantile(dist, alpha, axis=-1)
@@ -450,7 +503,9 @@ def paper_formula_errata(cm: np.ndarray, classes: Sequence[str] = CLASSES) -> pd
     cm = np.asarray(cm)
     classes = tuple(classes)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(classes):
-        raise DataError(f"confusion matrix: expected shape ({len(classes)}, {len(classes)}), got {cm.shape}")
+        raise DataError(
+            f"confusion matrix: expected shape ({len(classes)}, {len(classes)}), got {cm.shape}"
+        )
     if (cm < 0).any() or not np.all(cm == np.round(cm)):
         raise DataError("confusion matrix: entries must be non-negative counts")
     cm = cm.astype(int)

@@ -58,10 +58,16 @@ OPTIMIZERS = ("adam", "adagrad", "adadelta", "rmsprop")
 #: Hyper-parameters reported in §2.4 and §3.1–3.4 (learning rate 1e-4 for all four).
 PAPER_OPTIMIZER_SETTINGS: MappingProxyType = MappingProxyType(
     {
-        "adam": MappingProxyType({"learning_rate": 1e-4, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}),
-        "adagrad": MappingProxyType({"learning_rate": 1e-4, "initial_accumulator_value": 0.1, "epsilon": 1e-7}),
+        "adam": MappingProxyType(
+            {"learning_rate": 1e-4, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+        ),
+        "adagrad": MappingProxyType(
+            {"learning_rate": 1e-4, "initial_accumulator_value": 0.1, "epsilon": 1e-7}
+        ),
         "adadelta": MappingProxyType({"learning_rate": 1e-4, "rho": 0.95, "epsilon": 1e-7}),
-        "rmsprop": MappingProxyType({"learning_rate": 1e-4, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7}),
+        "rmsprop": MappingProxyType(
+            {"learning_rate": 1e-4, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7}
+        ),
     }
 )
 
@@ -72,7 +78,8 @@ N_CLASSES = 3
 #: Keras' ImageNet "notop" weights file for InceptionResNetV2, where Keras downloads it from, and its md5.
 IMAGENET_NOTOP_FILE = "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_NOTOP_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/inception_resnet_v2/" + IMAGENET_NOTOP_FILE
+    "https://storage.googleapis.com/tensorflow/keras-applications/inception_resnet_v2/"
+    + IMAGENET_NOTOP_FILE
 )
 IMAGENET_NOTOP_MD5 = "d19885ff4a710c122648d3b5c3b684e4"
 #: Version of the feature recipe; bump it when extraction changes so cached features are rebuilt.
@@ -85,7 +92,9 @@ HISTORY_METRICS = ("loss", "accuracy", "auc", "sensitivity_at_specificity")
 # optimizers and training configuration
 
 
-def make_optimizer(name: str, learning_rate: float | None = None, **overrides: Any) -> "keras.optimizers.Optimizer":
+def make_optimizer(
+    name: str, learning_rate: float | None = None, **overrides: Any
+) -> keras.optimizers.Optimizer:
     """A Keras optimizer with the paper's settings; ``learning_rate`` / ``overrides`` replace them."""
     import keras
 
@@ -105,8 +114,9 @@ def make_optimizer(name: str, learning_rate: float | None = None, **overrides: A
     return classes[key](**settings)
 
 
-def update_sizes(steps: int = 860, gradients: tuple[float, ...] = (1.0, 0.01),
-                 learning_rate: float | None = None) -> "pd.DataFrame":
+def update_sizes(
+    steps: int = 860, gradients: tuple[float, ...] = (1.0, 0.01), learning_rate: float | None = None
+) -> pd.DataFrame:
     """How far each optimizer (the paper's settings) moves one weight under a constant gradient, after 1 and ``steps`` steps.
 
     The default 860 steps are 20 epochs of 43 batches (1,346 training ROIs at batch 32). This is a
@@ -127,7 +137,14 @@ def update_sizes(steps: int = 860, gradients: tuple[float, ...] = (1.0, 0.01),
                 opt.apply_gradients([(grad, var)])
                 if step in (1, steps):
                     moved.append(abs(float(keras.ops.convert_to_numpy(var))))
-            rows.append({"optimizer": name, "gradient": g, "after 1 step": moved[0], f"after {steps} steps": moved[-1]})
+            rows.append(
+                {
+                    "optimizer": name,
+                    "gradient": g,
+                    "after 1 step": moved[0],
+                    f"after {steps} steps": moved[-1],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -146,7 +163,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         """Validate the optimizer name and the positive integers."""
         if str(self.optimizer).lower() not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
+            raise ValueError(
+                f"unknown optimizer {self.optimizer!r}; valid optimizers: {', '.join(OPTIMIZERS)}"
+            )
         for name in ("batch_size", "epochs", "hidden_units"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -157,7 +176,7 @@ class TrainResult:
     """Outcome of training: per-epoch history, the trained model, wall time and the configuration."""
 
     history: pd.DataFrame
-    model: "keras.Model"
+    model: keras.Model
     elapsed_s: float
     config: TrainConfig
 
@@ -181,7 +200,9 @@ class WeightsInfo:
         if self.used == "random":
             return f"random:{int(seed)}"
         if not self.sha256:
-            raise ValueError(f"weights {self.used!r} have no sha256; resolve them with resolve_weights()")
+            raise ValueError(
+                f"weights {self.used!r} have no sha256; resolve them with resolve_weights()"
+            )
         return f"sha256:{self.sha256}"
 
 
@@ -259,7 +280,7 @@ def _resolve_imagenet(requested: str, home: Path, timeout_s: float) -> WeightsIn
             raise WeightsUnavailable(
                 f"The InceptionResNetV2 ImageNet weights file {target} is incomplete or damaged (its md5 is "
                 f"not Keras' {IMAGENET_NOTOP_MD5}). Delete it and put a good copy of {IMAGENET_NOTOP_FILE} "
-                f"(from {IMAGENET_NOTOP_URL}) there, or run with weights=\"random\" or weights=\"auto\"."
+                f'(from {IMAGENET_NOTOP_URL}) there, or run with weights="random" or weights="auto".'
             ) from None
         path, origin = target, f"found in {target.parent}"
     else:
@@ -270,8 +291,8 @@ def _resolve_imagenet(requested: str, home: Path, timeout_s: float) -> WeightsIn
                 f"{target.parent} and downloading it from {IMAGENET_NOTOP_URL} failed ({reason}). To use the "
                 f"paper's ImageNet weights, fetch that file on a machine with internet access and put it at "
                 f"{target} (the folder is $KERAS_HOME/models, with KERAS_HOME defaulting to ~/.keras), or pass "
-                f"the file's path as the weights. To run without it, use weights=\"random\" (a seeded random "
-                f"backbone) or weights=\"auto\" (ImageNet when available, otherwise random, and the results "
+                f'the file\'s path as the weights. To run without it, use weights="random" (a seeded random '
+                f'backbone) or weights="auto" (ImageNet when available, otherwise random, and the results '
                 f"say so)."
             ) from None
         origin = f"downloaded from {IMAGENET_NOTOP_URL}"
@@ -292,25 +313,31 @@ def resolve_weights(
     home = keras_home_dir(keras_home)
     low = text.strip().lower()
     if low == "random":
-        return WeightsInfo("random", "random", None, None, "random initialisation (seeded); not ImageNet weights")
+        return WeightsInfo(
+            "random", "random", None, None, "random initialisation (seeded); not ImageNet weights"
+        )
     if low == "imagenet":
         return _resolve_imagenet("imagenet", home, download_timeout_s)
     if low == "auto":
         try:
             return _resolve_imagenet("auto", home, download_timeout_s)
         except WeightsUnavailable as exc:
-            return WeightsInfo("auto", "random", None, None, f"seeded random initialisation, not ImageNet. {exc}")
+            return WeightsInfo(
+                "auto", "random", None, None, f"seeded random initialisation, not ImageNet. {exc}"
+            )
     if low.endswith((".h5", ".hdf5")):
         path = Path(text).expanduser()
         if not path.is_file():
             raise WeightsUnavailable(
                 f"Backbone weights file {path} does not exist. Give the path of an existing .h5 or .weights.h5 "
                 f"file of an InceptionResNetV2 without top (e.g. Keras' {IMAGENET_NOTOP_FILE}), or use "
-                f"weights=\"imagenet\", \"random\" or \"auto\"."
+                f'weights="imagenet", "random" or "auto".'
             ) from None
-        return WeightsInfo(text, f"file:{path.name}", str(path), _sha256(path), f"weights loaded from {path}")
+        return WeightsInfo(
+            text, f"file:{path.name}", str(path), _sha256(path), f"weights loaded from {path}"
+        )
     raise ValueError(
-        f"unknown weights spec {text!r}: use \"imagenet\", \"random\", \"auto\" or a path to a .h5 / .weights.h5 file"
+        f'unknown weights spec {text!r}: use "imagenet", "random", "auto" or a path to a .h5 / .weights.h5 file'
     )
 
 
@@ -326,18 +353,24 @@ def compute_device() -> str:
     return "GPU: " + ", ".join(g.name for g in gpus) if gpus else "CPU"
 
 
-def build_backbone(image_size: int, weights: WeightsInfo, seed: int = 0) -> "keras.Model":
+def build_backbone(image_size: int, weights: WeightsInfo, seed: int = 0) -> keras.Model:
     """Frozen InceptionResNetV2 (no top, average pooling) for ``image_size``² RGB input; 1536-d output."""
     import keras
 
     if int(image_size) < MIN_IMAGE_SIZE:
-        raise ValueError(f"image_size must be at least {MIN_IMAGE_SIZE} for InceptionResNetV2, got {image_size}")
+        raise ValueError(
+            f"image_size must be at least {MIN_IMAGE_SIZE} for InceptionResNetV2, got {image_size}"
+        )
     keras.utils.set_random_seed(int(seed))
     path = None if weights.used == "random" else weights.path
     if weights.used != "random" and not path:
-        raise ValueError(f"weights {weights.used!r} have no file path; resolve them with resolve_weights()")
+        raise ValueError(
+            f"weights {weights.used!r} have no file path; resolve them with resolve_weights()"
+        )
     try:
-        with warnings.catch_warnings():  # a mismatched file triggers one warning per layer before the error
+        with (
+            warnings.catch_warnings()
+        ):  # a mismatched file triggers one warning per layer before the error
             warnings.simplefilter("ignore")
             backbone = keras.applications.InceptionResNetV2(
                 include_top=False,
@@ -353,30 +386,47 @@ def build_backbone(image_size: int, weights: WeightsInfo, seed: int = 0) -> "ker
             f".weights.h5 (model.save_weights)."
         ) from None
     backbone.trainable = False
-    log.info("InceptionResNetV2 backbone %dx%d, weights %s, device %s", image_size, image_size, weights.used,
-             compute_device())
+    log.info(
+        "InceptionResNetV2 backbone %dx%d, weights %s, device %s",
+        image_size,
+        image_size,
+        weights.used,
+        compute_device(),
+    )
     return backbone
 
 
-def build_head(n_features: int = N_FEATURES, hidden_units: int = 128, n_classes: int = N_CLASSES,
-               seed: int = 0) -> "keras.Model":
+def build_head(
+    n_features: int = N_FEATURES, hidden_units: int = 128, n_classes: int = N_CLASSES, seed: int = 0
+) -> keras.Model:
     """The trainable head: Dense(hidden_units, relu) → Dense(n_classes, softmax), seeded Glorot init."""
     import keras
 
     inputs = keras.Input((int(n_features),), name="features")
     hidden = keras.layers.Dense(
-        int(hidden_units), activation="relu", name="fc",
-        kernel_initializer=keras.initializers.GlorotUniform(seed=int(seed)), bias_initializer="zeros",
+        int(hidden_units),
+        activation="relu",
+        name="fc",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=int(seed)),
+        bias_initializer="zeros",
     )(inputs)
     outputs = keras.layers.Dense(
-        int(n_classes), activation="softmax", name="predictions",
-        kernel_initializer=keras.initializers.GlorotUniform(seed=int(seed) + 1), bias_initializer="zeros",
+        int(n_classes),
+        activation="softmax",
+        name="predictions",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=int(seed) + 1),
+        bias_initializer="zeros",
     )(hidden)
     return keras.Model(inputs, outputs, name="head")
 
 
-def build_model(image_size: int, weights: WeightsInfo, hidden_units: int = 128, seed: int = 0,
-                backbone: "keras.Model | None" = None) -> "keras.Model":
+def build_model(
+    image_size: int,
+    weights: WeightsInfo,
+    hidden_units: int = 128,
+    seed: int = 0,
+    backbone: keras.Model | None = None,
+) -> keras.Model:
     """The end-to-end paper model: image → frozen backbone (inference mode) → head (Figure 2, Table 2)."""
     import keras
 
@@ -396,7 +446,7 @@ def _shape_text(layer: Any) -> str:
         return "?"
 
 
-def architecture_summary(model: "keras.Model", expand: Sequence[str] = ("head",)) -> pd.DataFrame:
+def architecture_summary(model: keras.Model, expand: Sequence[str] = ("head",)) -> pd.DataFrame:
     """Layers of ``model`` with type, output shape, activation and parameter counts (nested ``expand`` unrolled)."""
     import keras
 
@@ -405,14 +455,18 @@ def architecture_summary(model: "keras.Model", expand: Sequence[str] = ("head",)
     def add(layer: Any, name: str) -> None:
         """Append one table row for ``layer``."""
         activation = getattr(layer, "activation", None)
-        rows.append({
-            "layer": name,
-            "type": type(layer).__name__,
-            "output_shape": _shape_text(layer),
-            "activation": getattr(activation, "__name__", "") if activation is not None else "",
-            "params": int(layer.count_params()) if layer.built else 0,
-            "trainable_params": int(sum(int(np.prod(w.shape)) for w in layer.trainable_weights)),
-        })
+        rows.append(
+            {
+                "layer": name,
+                "type": type(layer).__name__,
+                "output_shape": _shape_text(layer),
+                "activation": getattr(activation, "__name__", "") if activation is not None else "",
+                "params": int(layer.count_params()) if layer.built else 0,
+                "trainable_params": int(
+                    sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+                ),
+            }
+        )
 
     for layer in model.layers:
         add(layer, layer.name)
@@ -420,7 +474,9 @@ def architecture_summary(model: "keras.Model", expand: Sequence[str] = ("head",)
             for sub in layer.layers:
                 if not isinstance(sub, keras.layers.InputLayer):
                     add(sub, f"{layer.name}/{sub.name}")
-    return pd.DataFrame(rows, columns=["layer", "type", "output_shape", "activation", "params", "trainable_params"])
+    return pd.DataFrame(
+        rows, columns=["layer", "type", "output_shape", "activation", "params", "trainable_params"]
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -433,7 +489,9 @@ def architecture_summary(model: "keras.Model", expand: Sequence[str] = ("head",)
 STEPS_PER_EXECUTION = 32
 
 
-def compile_model(model: "keras.Model", config: TrainConfig, steps_per_execution: int = 1) -> "keras.Model":
+def compile_model(
+    model: keras.Model, config: TrainConfig, steps_per_execution: int = 1
+) -> keras.Model:
     """Compile with the configured optimizer, KL-divergence loss and the paper's metrics; returns ``model``."""
     import keras
 
@@ -457,8 +515,14 @@ def one_hot(labels: np.ndarray, n_classes: int = N_CLASSES) -> np.ndarray:
         if y.shape[1] != n_classes:
             raise DataError(f"one-hot targets have {y.shape[1]} columns, expected {n_classes}")
         return y.astype(np.float32)
-    if y.ndim != 1 or (y.size and (y.min() < 0 or y.max() >= n_classes)) or not np.all(np.equal(np.mod(y, 1), 0)):
-        raise DataError(f"labels must be integers in [0, {n_classes}), got shape {y.shape}, values {np.unique(y)[:10]}")
+    if (
+        y.ndim != 1
+        or (y.size and (y.min() < 0 or y.max() >= n_classes))
+        or not np.all(np.equal(np.mod(y, 1), 0))
+    ):
+        raise DataError(
+            f"labels must be integers in [0, {n_classes}), got shape {y.shape}, values {np.unique(y)[:10]}"
+        )
     return np.eye(n_classes, dtype=np.float32)[y.astype(int)]
 
 
@@ -477,14 +541,23 @@ def make_deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def fit_epochs(model: "keras.Model", X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray | None,
-               y_val: np.ndarray | None, config: TrainConfig, verbose: int = 0) -> TrainResult:
+def fit_epochs(
+    model: keras.Model,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray | None,
+    y_val: np.ndarray | None,
+    config: TrainConfig,
+    verbose: int = 0,
+) -> TrainResult:
     """Train a compiled ``model`` for ``config.epochs`` epochs over seeded batch orders; history per epoch."""
     make_deterministic(config.seed)
     X = np.asarray(X_train, dtype=np.float32)
     Y = one_hot(y_train)
     if len(X) != len(Y) or len(X) == 0:
-        raise DataError(f"training inputs and labels must be non-empty and of equal length, got {len(X)} and {len(Y)}")
+        raise DataError(
+            f"training inputs and labels must be non-empty and of equal length, got {len(X)} and {len(Y)}"
+        )
     validation = None
     if X_val is not None and y_val is not None:
         validation = (np.asarray(X_val, dtype=np.float32), one_hot(y_val))
@@ -492,29 +565,52 @@ def fit_epochs(model: "keras.Model", X_train: np.ndarray, y_train: np.ndarray, X
     start = time.perf_counter()
     for epoch, order in enumerate(epoch_orders(len(X), config.epochs, config.seed)):
         hist = model.fit(
-            X[order], Y[order], batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch,
-            shuffle=False, validation_data=validation, verbose=verbose,
+            X[order],
+            Y[order],
+            batch_size=config.batch_size,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            shuffle=False,
+            validation_data=validation,
+            verbose=verbose,
         )
         rows.append({"epoch": epoch + 1, **{k: float(v[-1]) for k, v in hist.history.items()}})
     elapsed = time.perf_counter() - start
-    return TrainResult(history=_ordered_history(pd.DataFrame(rows)), model=model, elapsed_s=elapsed, config=config)
+    return TrainResult(
+        history=_ordered_history(pd.DataFrame(rows)), model=model, elapsed_s=elapsed, config=config
+    )
 
 
-def train_head(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray | None, y_val: np.ndarray | None,
-               config: TrainConfig) -> TrainResult:
+def train_head(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray | None,
+    y_val: np.ndarray | None,
+    config: TrainConfig,
+) -> TrainResult:
     """Train the Dense head on backbone features (seeded, deterministic); returns history and model."""
     make_deterministic(config.seed)
     X = np.asarray(X_train)
     if X.ndim != 2:
         raise DataError(f"features must be 2-D (samples, features), got shape {X.shape}")
-    head = compile_model(build_head(X.shape[1], config.hidden_units, N_CLASSES, config.seed), config,
-                         steps_per_execution=STEPS_PER_EXECUTION)
-    log.info("training the head: %s, lr %g, batch %d, %d epochs, seed %d, on %s", config.optimizer,
-             config.learning_rate, config.batch_size, config.epochs, config.seed, compute_device())
+    head = compile_model(
+        build_head(X.shape[1], config.hidden_units, N_CLASSES, config.seed),
+        config,
+        steps_per_execution=STEPS_PER_EXECUTION,
+    )
+    log.info(
+        "training the head: %s, lr %g, batch %d, %d epochs, seed %d, on %s",
+        config.optimizer,
+        config.learning_rate,
+        config.batch_size,
+        config.epochs,
+        config.seed,
+        compute_device(),
+    )
     return fit_epochs(head, X, y_train, X_val, y_val, config)
 
 
-def predict_proba(model: "keras.Model", X: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def predict_proba(model: keras.Model, X: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Class probabilities (N, 3) of a trained head (features in) or end-to-end model (images in)."""
     X = np.asarray(X, dtype=np.float32)
     if len(X) == 0:
@@ -523,7 +619,10 @@ def predict_proba(model: "keras.Model", X: np.ndarray, batch_size: int = 256) ->
 
     # Direct calls in inference mode, batch by batch: model.predict would build (and retrace) a new
     # tf.function for every freshly trained head.
-    out = [keras.ops.convert_to_numpy(model(X[i:i + batch_size], training=False)) for i in range(0, len(X), batch_size)]
+    out = [
+        keras.ops.convert_to_numpy(model(X[i : i + batch_size], training=False))
+        for i in range(0, len(X), batch_size)
+    ]
     return np.concatenate(out).astype(np.float32)
 
 
@@ -531,30 +630,47 @@ def predict_proba(model: "keras.Model", X: np.ndarray, batch_size: int = 256) ->
 # features
 
 
-def _prefetched_batches(paths: Sequence[str], batches: Sequence[Sequence[int]], preprocess: PreprocessConfig,
-                        workers: int, prefetch: int = 2) -> Iterator[tuple[list[int], np.ndarray]]:
+def _prefetched_batches(
+    paths: Sequence[str],
+    batches: Sequence[Sequence[int]],
+    preprocess: PreprocessConfig,
+    workers: int,
+    prefetch: int = 2,
+) -> Iterator[tuple[list[int], np.ndarray]]:
     """Load and preprocess batches of ROIs on a thread pool, ``prefetch`` batches ahead of the consumer."""
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mcalc-roi")
     pending: deque[tuple[list[int], list[Future]]] = deque()
     try:
         queue = iter(batches)
         for batch in queue:
-            pending.append((list(batch), [pool.submit(load_roi, paths[i], preprocess) for i in batch]))
+            pending.append(
+                (list(batch), [pool.submit(load_roi, paths[i], preprocess) for i in batch])
+            )
             if len(pending) > prefetch:
                 break
         while pending:
             indices, futures = pending.popleft()
             nxt = next(queue, None)
             if nxt is not None:
-                pending.append((list(nxt), [pool.submit(load_roi, paths[i], preprocess) for i in nxt]))
+                pending.append(
+                    (list(nxt), [pool.submit(load_roi, paths[i], preprocess) for i in nxt])
+                )
             yield indices, np.stack([f.result() for f in futures])
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def extract_features(paths: list[str], preprocess: PreprocessConfig, weights: WeightsInfo, cache_dir: Path,
-                     batch_size: int = 32, progress: bool = True, seed: int = 0,
-                     backbone: "keras.Model | None" = None, workers: int | None = None) -> np.ndarray:
+def extract_features(
+    paths: list[str],
+    preprocess: PreprocessConfig,
+    weights: WeightsInfo,
+    cache_dir: Path,
+    batch_size: int = 32,
+    progress: bool = True,
+    seed: int = 0,
+    backbone: keras.Model | None = None,
+    workers: int | None = None,
+) -> np.ndarray:
     """Backbone features (N, 1536) of the ROI DICOMs at ``paths``, cached per image by content.
 
     The cache key of a row is the image file's sha256, ``preprocess.key()``, the weights' identity
@@ -578,15 +694,29 @@ def extract_features(paths: list[str], preprocess: PreprocessConfig, weights: We
             raise DataError(f"{p}: ROI image file not found") from None
     identity = weights.identity(seed)
     versions = f"keras={keras.__version__};tf={tf.__version__}"
-    keys = [cache_key(f"features-v{FEATURES_VERSION}", d, preprocess.key(), identity, versions) for d in digests]
-    meta = {"preprocess": preprocess.key(), "weights": identity, "weights_used": weights.used, "versions": versions}
+    keys = [
+        cache_key(f"features-v{FEATURES_VERSION}", d, preprocess.key(), identity, versions)
+        for d in digests
+    ]
+    meta = {
+        "preprocess": preprocess.key(),
+        "weights": identity,
+        "weights_used": weights.used,
+        "versions": versions,
+    }
     workers = int(workers or min(8, os.cpu_count() or 1))
 
     def compute(missing: list[int]) -> Iterator[tuple[list[int], np.ndarray]]:
         """Yield (indices, features) batch by batch for the rows missing from the cache."""
-        model = backbone if backbone is not None else build_backbone(preprocess.image_size, weights, seed)
+        model = (
+            backbone
+            if backbone is not None
+            else build_backbone(preprocess.image_size, weights, seed)
+        )
         if tuple(model.input_shape[1:3]) != (preprocess.image_size, preprocess.image_size):
-            raise ValueError(f"backbone input {model.input_shape} does not match image_size {preprocess.image_size}")
+            raise ValueError(
+                f"backbone input {model.input_shape} does not match image_size {preprocess.image_size}"
+            )
         log.info("extracting features of %d images on %s", len(missing), compute_device())
         batches = [missing[i : i + batch_size] for i in range(0, len(missing), batch_size)]
         bar = tqdm(total=len(missing), desc="features", unit="img", disable=not progress)
@@ -594,14 +724,18 @@ def extract_features(paths: list[str], preprocess: PreprocessConfig, weights: We
             for indices, images in _prefetched_batches(paths, batches, preprocess, workers):
                 n = len(indices)
                 if n < batch_size:  # pad so every batch has one shape (one traced function)
-                    images = np.concatenate([images, np.zeros((batch_size - n, *images.shape[1:]), images.dtype)])
+                    images = np.concatenate(
+                        [images, np.zeros((batch_size - n, *images.shape[1:]), images.dtype)]
+                    )
                 feats = np.asarray(model.predict_on_batch(images))[:n]
                 bar.update(n)
                 yield indices, feats
         finally:
             bar.close()
 
-    result = load_or_compute(keys, compute, FeatureCache(Path(cache_dir)), row_shape=(N_FEATURES,), meta=meta)
+    result = load_or_compute(
+        keys, compute, FeatureCache(Path(cache_dir)), row_shape=(N_FEATURES,), meta=meta
+    )
     log.info("features: %d rows from cache, %d computed", result.n_cached, len(result.computed))
     return result.array
 
@@ -617,24 +751,28 @@ TRAIN_BACKBONE = ("none", "top", "all")
 TOP_STAGE_AFTER = "mixed_7a"
 
 
-def find_backbone(model_or_backbone: "keras.Model") -> "keras.Model":
+def find_backbone(model_or_backbone: keras.Model) -> keras.Model:
     """The InceptionResNetV2 inside an end-to-end model (or the backbone itself); ValueError if none."""
     import keras
 
     def is_backbone(m: Any) -> bool:
         """Whether ``m`` is a Keras model with InceptionResNetV2's reduction-B layer."""
-        return isinstance(m, keras.Model) and any(layer.name == TOP_STAGE_AFTER for layer in m.layers)
+        return isinstance(m, keras.Model) and any(
+            layer.name == TOP_STAGE_AFTER for layer in m.layers
+        )
 
     if is_backbone(model_or_backbone):
         return model_or_backbone
     for layer in model_or_backbone.layers:
         if is_backbone(layer):
             return layer
-    raise ValueError(f"model {model_or_backbone.name!r} contains no InceptionResNetV2 backbone "
-                     f"(no nested model with a {TOP_STAGE_AFTER!r} layer)")
+    raise ValueError(
+        f"model {model_or_backbone.name!r} contains no InceptionResNetV2 backbone "
+        f"(no nested model with a {TOP_STAGE_AFTER!r} layer)"
+    )
 
 
-def top_stage_layers(backbone: "keras.Model") -> list:
+def top_stage_layers(backbone: keras.Model) -> list:
     """The backbone's Inception-ResNet-C stage: every layer after ``mixed_7a`` in topological order.
 
     The block's branch convolutions have auto-generated names (``conv2d_N``), so the stage is found by
@@ -642,16 +780,18 @@ def top_stage_layers(backbone: "keras.Model") -> list:
     """
     names = [layer.name for layer in backbone.layers]
     if TOP_STAGE_AFTER not in names:
-        raise ValueError(f"backbone {backbone.name!r} has no {TOP_STAGE_AFTER!r} layer; is it an InceptionResNetV2?")
+        raise ValueError(
+            f"backbone {backbone.name!r} has no {TOP_STAGE_AFTER!r} layer; is it an InceptionResNetV2?"
+        )
     return list(backbone.layers[names.index(TOP_STAGE_AFTER) + 1 :])
 
 
-def count_trainable_params(model: "keras.Model") -> int:
+def count_trainable_params(model: keras.Model) -> int:
     """Number of trainable scalar parameters of ``model``."""
     return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
 
 
-def set_backbone_trainable(model_or_backbone: "keras.Model", train_backbone: str) -> int:
+def set_backbone_trainable(model_or_backbone: keras.Model, train_backbone: str) -> int:
     """Freeze ("none") or unfreeze the top stage ("top") / all ("all") of the backbone; trainable parameter count.
 
     BatchNormalization layers stay frozen in every case: their beta / moving statistics are not
@@ -666,18 +806,26 @@ def set_backbone_trainable(model_or_backbone: "keras.Model", train_backbone: str
 
     mode = str(train_backbone).lower()
     if mode not in TRAIN_BACKBONE:
-        raise ValueError(f"unknown train_backbone {train_backbone!r}; valid: {', '.join(TRAIN_BACKBONE)}")
+        raise ValueError(
+            f"unknown train_backbone {train_backbone!r}; valid: {', '.join(TRAIN_BACKBONE)}"
+        )
     backbone = find_backbone(model_or_backbone)
     if mode == "none":
         backbone.trainable = False
     else:
-        backbone.trainable = True  # propagates to every layer; the frozen ones are switched back below
+        backbone.trainable = (
+            True  # propagates to every layer; the frozen ones are switched back below
+        )
         top = {id(layer) for layer in top_stage_layers(backbone)}
         for layer in backbone.layers:
-            if isinstance(layer, keras.layers.BatchNormalization) or (mode == "top" and id(layer) not in top):
+            if isinstance(layer, keras.layers.BatchNormalization) or (
+                mode == "top" and id(layer) not in top
+            ):
                 layer.trainable = False
     n = count_trainable_params(model_or_backbone)
-    log.info("backbone trainability %r: %d trainable parameters in %s", mode, n, model_or_backbone.name)
+    log.info(
+        "backbone trainability %r: %d trainable parameters in %s", mode, n, model_or_backbone.name
+    )
     return n
 
 
@@ -691,9 +839,15 @@ def _roi_loader(paths: Sequence[str], preprocess: PreprocessConfig) -> Any:
     return load
 
 
-def image_dataset(paths: Sequence[str], labels: np.ndarray | None, preprocess: PreprocessConfig,
-                  batch_size: int = 32, shuffle_seed: int | None = None, epochs: int = 1,
-                  parallel: int | None = None) -> "tf.data.Dataset":
+def image_dataset(
+    paths: Sequence[str],
+    labels: np.ndarray | None,
+    preprocess: PreprocessConfig,
+    batch_size: int = 32,
+    shuffle_seed: int | None = None,
+    epochs: int = 1,
+    parallel: int | None = None,
+) -> tf.data.Dataset:
     """A tf.data stream of ROI image batches (and one-hot labels) for ``epochs`` passes over ``paths``.
 
     Each pass is ordered by :func:`epoch_orders` (``shuffle_seed``) or kept in the given order
@@ -728,7 +882,7 @@ def image_dataset(paths: Sequence[str], labels: np.ndarray | None, preprocess: P
     loader = _roi_loader(paths, preprocess)
     calls = tf.data.AUTOTUNE if parallel is None else int(parallel)
 
-    def decode(index: "tf.Tensor") -> Any:
+    def decode(index: tf.Tensor) -> Any:
         """Index → image (and its one-hot label)."""
         image = tf.numpy_function(loader, [index], tf.float32, stateful=False, name="load_roi")
         image.set_shape((size, size, 3))
@@ -736,7 +890,7 @@ def image_dataset(paths: Sequence[str], labels: np.ndarray | None, preprocess: P
             return image
         return image, tf.gather(tf.constant(Y), index)
 
-    def one_pass(order: np.ndarray) -> "tf.data.Dataset":
+    def one_pass(order: np.ndarray) -> tf.data.Dataset:
         """One epoch: decode in ``order`` and batch."""
         ds = tf.data.Dataset.from_tensor_slices(np.asarray(order, dtype=np.int64))
         return ds.map(decode, num_parallel_calls=calls, deterministic=True).batch(int(batch_size))
@@ -756,10 +910,20 @@ def _data_error_from(exc: Exception) -> DataError | None:
     return DataError(text[text.rindex(marker) + len(marker) :].strip().splitlines()[0])
 
 
-def fine_tune(train_paths: Sequence[str], y_train: np.ndarray, val_paths: Sequence[str] | None,
-              y_val: np.ndarray | None, preprocess: PreprocessConfig, weights: WeightsInfo, config: TrainConfig,
-              train_backbone: str = "top", seed: int = 0, backbone: "keras.Model | None" = None,
-              run_eagerly: bool = False, verbose: int = 0) -> TrainResult:
+def fine_tune(
+    train_paths: Sequence[str],
+    y_train: np.ndarray,
+    val_paths: Sequence[str] | None,
+    y_val: np.ndarray | None,
+    preprocess: PreprocessConfig,
+    weights: WeightsInfo,
+    config: TrainConfig,
+    train_backbone: str = "top",
+    seed: int = 0,
+    backbone: keras.Model | None = None,
+    run_eagerly: bool = False,
+    verbose: int = 0,
+) -> TrainResult:
     """Train the end-to-end model on streamed ROI images with part of the backbone trainable.
 
     ``train_backbone`` is one of :data:`TRAIN_BACKBONE` (see :func:`set_backbone_trainable`; BatchNormalization
@@ -778,33 +942,62 @@ def fine_tune(train_paths: Sequence[str], y_train: np.ndarray, val_paths: Sequen
         raise ValueError("give both val_paths and y_val, or neither")
     if backbone is None:
         backbone = build_backbone(preprocess.image_size, weights, seed)
-    model = build_model(preprocess.image_size, weights, config.hidden_units, seed=config.seed, backbone=backbone)
+    model = build_model(
+        preprocess.image_size, weights, config.hidden_units, seed=config.seed, backbone=backbone
+    )
     n_trainable = set_backbone_trainable(model, train_backbone)
     make_deterministic(config.seed)
     compile_model(model, config)
     model.run_eagerly = bool(run_eagerly)
     train_paths = list(train_paths)
-    train = image_dataset(train_paths, y_train, preprocess, config.batch_size, shuffle_seed=config.seed,
-                          epochs=config.epochs)
+    train = image_dataset(
+        train_paths,
+        y_train,
+        preprocess,
+        config.batch_size,
+        shuffle_seed=config.seed,
+        epochs=config.epochs,
+    )
     validation = None
     if val_paths is not None and len(val_paths):
-        validation = image_dataset(list(val_paths), y_val, preprocess, config.batch_size, shuffle_seed=None)
+        validation = image_dataset(
+            list(val_paths), y_val, preprocess, config.batch_size, shuffle_seed=None
+        )
     steps = -(-len(train_paths) // int(config.batch_size))
-    log.info("fine-tuning (backbone %s, %d trainable parameters): %s, lr %g, batch %d, %d epochs, seed %d, on %s",
-             train_backbone, n_trainable, config.optimizer, config.learning_rate, config.batch_size, config.epochs,
-             config.seed, compute_device())
+    log.info(
+        "fine-tuning (backbone %s, %d trainable parameters): %s, lr %g, batch %d, %d epochs, seed %d, on %s",
+        train_backbone,
+        n_trainable,
+        config.optimizer,
+        config.learning_rate,
+        config.batch_size,
+        config.epochs,
+        config.seed,
+        compute_device(),
+    )
     start = time.perf_counter()
     try:
-        hist = model.fit(train, epochs=int(config.epochs), steps_per_epoch=steps, validation_data=validation,
-                         shuffle=False, verbose=verbose)
+        hist = model.fit(
+            train,
+            epochs=int(config.epochs),
+            steps_per_epoch=steps,
+            validation_data=validation,
+            shuffle=False,
+            verbose=verbose,
+        )
     except tf.errors.OpError as exc:
         error = _data_error_from(exc)
         if error is None:
             raise
         raise error from None
     elapsed = time.perf_counter() - start
-    rows = [{"epoch": e + 1, **{k: float(v[e]) for k, v in hist.history.items()}} for e in range(int(config.epochs))]
-    return TrainResult(history=_ordered_history(pd.DataFrame(rows)), model=model, elapsed_s=elapsed, config=config)
+    rows = [
+        {"epoch": e + 1, **{k: float(v[e]) for k, v in hist.history.items()}}
+        for e in range(int(config.epochs))
+    ]
+    return TrainResult(
+        history=_ordered_history(pd.DataFrame(rows)), model=model, elapsed_s=elapsed, config=config
+    )
 
 
 def _ordered_history(history: pd.DataFrame) -> pd.DataFrame:
@@ -813,8 +1006,9 @@ def _ordered_history(history: pd.DataFrame) -> pd.DataFrame:
     return history[[c for c in ordered if c in history] + [c for c in history if c not in ordered]]
 
 
-def predict_images(model: "keras.Model", paths: Sequence[str], preprocess: PreprocessConfig,
-                   batch_size: int = 32) -> np.ndarray:
+def predict_images(
+    model: keras.Model, paths: Sequence[str], preprocess: PreprocessConfig, batch_size: int = 32
+) -> np.ndarray:
     """Class probabilities (N, 3) of an end-to-end model for the ROI DICOMs at ``paths`` (streamed, in order)."""
     import tensorflow as tf
 

@@ -11,7 +11,12 @@ CITATION = (
 )
 
 #: Optimizer names as the paper spells them, keyed by mcalc's names.
-PAPER_OPTIMIZER_NAMES = {"adam": "ADAM", "adagrad": "ADAGrad", "adadelta": "ADADelta", "rmsprop": "RMSProp"}
+PAPER_OPTIMIZER_NAMES = {
+    "adam": "ADAM",
+    "adagrad": "ADAGrad",
+    "adadelta": "ADADelta",
+    "rmsprop": "RMSProp",
+}
 
 
 def table1() -> pd.DataFrame:
@@ -69,16 +74,60 @@ def table4() -> pd.DataFrame:
 def table5() -> pd.DataFrame:
     """Table 5: the paper's literature comparison, normalised to fractions (the paper mixes % and fractions)."""
     rows = [
-        ("Ribli et al. [11]", "faster R-CNN", 0.92, 0.95, 0.96, "INbreast; lesion detection (masses and calcifications)"),
+        (
+            "Ribli et al. [11]",
+            "faster R-CNN",
+            0.92,
+            0.95,
+            0.96,
+            "INbreast; lesion detection (masses and calcifications)",
+        ),
         ("Arevalo et al. [12]", "CNN", 0.90, 0.82, 0.85, "BCDR-F03 film; masses only"),
         ("Dhungel et al. [13]", "CNN", 0.92, 0.93, 0.98, "INbreast; masses only"),
-        ("Becker et al. [14]", "CNN", 0.81, 0.89, 0.87, "private digital mammograms; cancer detection"),
-        ("Proposed DL model with ADAM", "Inception ResNetV2", 0.93, 0.95, 0.96, "CBIS-DDSM calcifications, 3 classes"),
-        ("Proposed DL model with ADAGrad", "Inception ResNetV2", 0.93, 0.93, 0.93, "CBIS-DDSM calcifications, 3 classes"),
-        ("Proposed DL model with ADADelta", "Inception ResNetV2", 0.94, 0.96, 0.97, "CBIS-DDSM calcifications, 3 classes"),
-        ("Proposed DL model with RMSProp", "Inception ResNetV2", 0.92, 0.95, 0.95, "CBIS-DDSM calcifications, 3 classes"),
+        (
+            "Becker et al. [14]",
+            "CNN",
+            0.81,
+            0.89,
+            0.87,
+            "private digital mammograms; cancer detection",
+        ),
+        (
+            "Proposed DL model with ADAM",
+            "Inception ResNetV2",
+            0.93,
+            0.95,
+            0.96,
+            "CBIS-DDSM calcifications, 3 classes",
+        ),
+        (
+            "Proposed DL model with ADAGrad",
+            "Inception ResNetV2",
+            0.93,
+            0.93,
+            0.93,
+            "CBIS-DDSM calcifications, 3 classes",
+        ),
+        (
+            "Proposed DL model with ADADelta",
+            "Inception ResNetV2",
+            0.94,
+            0.96,
+            0.97,
+            "CBIS-DDSM calcifications, 3 classes",
+        ),
+        (
+            "Proposed DL model with RMSProp",
+            "Inception ResNetV2",
+            0.92,
+            0.95,
+            0.95,
+            "CBIS-DDSM calcifications, 3 classes",
+        ),
     ]
-    return pd.DataFrame(rows, columns=["article", "model", "accuracy", "auc", "sensitivity", "task_and_data"])
+    return pd.DataFrame(
+        rows, columns=["article", "model", "accuracy", "auc", "sensitivity", "task_and_data"]
+    )
 
 
 def headline_claims() -> pd.DataFrame:
@@ -88,19 +137,40 @@ def headline_claims() -> pd.DataFrame:
         ("auc", "AUC 0.96 (ADADelta)", 0.96),
         ("sensitivity_at_spec80", "Sensitivity 0.97 at specificity 0.80 (ADADelta)", 0.97),
         ("specificity", "Specificity 0.80", 0.80),
-        ("beats_classical", "Outperforms classical machine learning (GLCM + SVM 0.91, k-NN 0.89 accuracy)", None),
-        ("optimizer_insensitive", "Performs efficiently irrespective of the optimizer (0.92-0.94 accuracy)", None),
+        (
+            "beats_classical",
+            "Outperforms classical machine learning (GLCM + SVM 0.91, k-NN 0.89 accuracy)",
+            None,
+        ),
+        (
+            "optimizer_insensitive",
+            "Performs efficiently irrespective of the optimizer (0.92-0.94 accuracy)",
+            None,
+        ),
     ]
     return pd.DataFrame(rows, columns=["claim_id", "claim", "paper_value"])
-
 
 
 def literature_anchors() -> pd.DataFrame:
     """Published results on CBIS-DDSM under its official, patient-disjoint split: what the task allows."""
     rows = [
-        ("Shen et al. 2019 [shen2019]", "VGG16/ResNet50 patch → whole-image classifier", None, 0.88, None,
-         "CBIS-DDSM official test split; whole images, calcifications and masses, benign vs malignant (best single model; 0.91 averaging four)"),
-        ("Mračko et al. 2024 [mracko2024]", "ResNet101 (fine-tuned)", 0.762, None, None,
-         "calcification ROIs, benign vs malignant; trained on CBIS-DDSM + OPTIMAM combined"),
+        (
+            "Shen et al. 2019 [shen2019]",
+            "VGG16/ResNet50 patch → whole-image classifier",
+            None,
+            0.88,
+            None,
+            "CBIS-DDSM official test split; whole images, calcifications and masses, benign vs malignant (best single model; 0.91 averaging four)",
+        ),
+        (
+            "Mračko et al. 2024 [mracko2024]",
+            "ResNet101 (fine-tuned)",
+            0.762,
+            None,
+            None,
+            "calcification ROIs, benign vs malignant; trained on CBIS-DDSM + OPTIMAM combined",
+        ),
     ]
-    return pd.DataFrame(rows, columns=["article", "model", "accuracy", "auc", "sensitivity", "task_and_data"])
+    return pd.DataFrame(
+        rows, columns=["article", "model", "accuracy", "auc", "sensitivity", "task_and_data"]
+    )

@@ -38,7 +38,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 from scipy import fft, ndimage, special
@@ -53,11 +52,25 @@ PHANTOM_VERSION = "1.0"
 # Same order as mcalc.curation.CLASSES (kept here so the phantom does not depend on curation).
 CLASSES = ("BENIGN", "BENIGN_WITHOUT_CALLBACK", "MALIGNANT")
 SPLITS = ("train", "test")
-CSV_NAMES = {"train": "calc_case_description_train_set.csv", "test": "calc_case_description_test_set.csv"}
+CSV_NAMES = {
+    "train": "calc_case_description_train_set.csv",
+    "test": "calc_case_description_test_set.csv",
+}
 CSV_HEADER = [
-    "patient_id", "breast density", "left or right breast", "image view", "abnormality id",
-    "abnormality type", "calc type", "calc distribution", "assessment", "pathology", "subtlety",
-    "image file path", "cropped image file path", "ROI mask file path",
+    "patient_id",
+    "breast density",
+    "left or right breast",
+    "image view",
+    "abnormality id",
+    "abnormality type",
+    "calc type",
+    "calc distribution",
+    "assessment",
+    "pathology",
+    "subtlety",
+    "image file path",
+    "cropped image file path",
+    "ROI mask file path",
 ]
 SPLIT_PREFIX = {"train": "Calc-Training", "test": "Calc-Test"}
 DICOM_ROOT = "CBIS-DDSM"
@@ -124,8 +137,10 @@ class PhantomConfig:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         ratio = self.full_pixel_spacing_mm / self.crop_pixel_spacing_mm
         if self.crop_pixel_spacing_mm <= 0 or abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
-            raise ValueError("full_pixel_spacing_mm must be an integer multiple of crop_pixel_spacing_mm, "
-                             f"got {self.full_pixel_spacing_mm} / {self.crop_pixel_spacing_mm}")
+            raise ValueError(
+                "full_pixel_spacing_mm must be an integer multiple of crop_pixel_spacing_mm, "
+                f"got {self.full_pixel_spacing_mm} / {self.crop_pixel_spacing_mm}"
+            )
 
     @property
     def factor(self) -> int:
@@ -152,8 +167,10 @@ class PhantomSummary:
 
     def __str__(self) -> str:
         """A short human-readable account."""
-        lines = [f"phantom in {self.out}: {self.n_rois} ROIs, {self.n_images} full images, "
-                 f"patients {self.n_patients}, {len(self.quirks)} quirk rows, {self.elapsed_s:.1f} s"]
+        lines = [
+            f"phantom in {self.out}: {self.n_rois} ROIs, {self.n_images} full images, "
+            f"patients {self.n_patients}, {len(self.quirks)} quirk rows, {self.elapsed_s:.1f} s"
+        ]
         lines.append(self.counts.to_string())
         return "\n".join(lines)
 
@@ -166,8 +183,19 @@ def load_calibration() -> pd.DataFrame:
     """The packaged joint descriptor counts (split, pathology, calc_type, ..., density, count)."""
     ref = resources.files("mcalc") / "data" / "calc_calibration.csv"
     with ref.open("r") as fh:
-        table = pd.read_csv(fh, dtype={"calc_type": str, "calc_distribution": str}, keep_default_na=False)
-    expected = ["split", "pathology", "calc_type", "calc_distribution", "assessment", "subtlety", "density", "count"]
+        table = pd.read_csv(
+            fh, dtype={"calc_type": str, "calc_distribution": str}, keep_default_na=False
+        )
+    expected = [
+        "split",
+        "pathology",
+        "calc_type",
+        "calc_distribution",
+        "assessment",
+        "subtlety",
+        "density",
+        "count",
+    ]
     if list(table.columns) != expected:
         raise DataError(f"calc_calibration.csv: columns {list(table.columns)}, expected {expected}")
     return table
@@ -183,8 +211,9 @@ def load_structure() -> dict:
 # parenchyma and breast
 
 
-def _power_law_noise(shape: tuple[int, int], beta: float, rng: np.random.Generator,
-                     highpass: float = 0.0) -> np.ndarray:
+def _power_law_noise(
+    shape: tuple[int, int], beta: float, rng: np.random.Generator, highpass: float = 0.0
+) -> np.ndarray:
     """Zero-mean, unit-variance noise with power spectrum 1/f^beta (f in cycles/pixel), optionally high-passed."""
     white = rng.standard_normal(shape)
     spec = fft.rfft2(white)
@@ -208,7 +237,9 @@ def _glandular_fraction(density: object) -> float:
         return UNKNOWN_DENSITY_FRACTION
 
 
-def parenchyma(shape: tuple[int, int], density: object, rng: np.random.Generator, beta: float = 3.0) -> np.ndarray:
+def parenchyma(
+    shape: tuple[int, int], density: object, rng: np.random.Generator, beta: float = 3.0
+) -> np.ndarray:
     """Breast tissue texture in [0, 1]: 1/f^beta noise thresholded to the density's glandular fraction."""
     noise = _power_law_noise(tuple(int(s) for s in shape), beta, rng)
     frac = _glandular_fraction(density)
@@ -217,15 +248,16 @@ def parenchyma(shape: tuple[int, int], density: object, rng: np.random.Generator
     return (FAT + (GLAND - FAT) * gland).astype(np.float32)
 
 
-def _breast_image(shape: tuple[int, int], density: object, view: str, geom: dict,
-                  rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+def _breast_image(
+    shape: tuple[int, int], density: object, view: str, geom: dict, rng: np.random.Generator
+) -> tuple[np.ndarray, dict]:
     """Noise-free full mammogram (chest wall at column 0) and the breast outline used for placement."""
     h, w = shape
     tissue = parenchyma(shape, density, rng)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     cy, ay, ax = geom["cy"] * h, geom["ay"] * h, geom["ax"] * w
     rho = np.sqrt(((yy - cy) / ay) ** 2 + (xx / ax) ** 2)
-    thickness = np.sqrt(np.clip(1.0 - rho ** 2, 0.0, 1.0))
+    thickness = np.sqrt(np.clip(1.0 - rho**2, 0.0, 1.0))
     profile = np.clip(thickness / 0.3, 0.0, 1.0) ** 0.5
     img = AIR + profile * (tissue - AIR)
     outline = {"cy": cy, "ay": ay, "ax": ax, "py": 0.0, "px": 0.0}
@@ -244,7 +276,11 @@ def _breast_image(shape: tuple[int, int], density: object, view: str, geom: dict
 
 def _split_terms(value: object) -> list[str]:
     """Components of a (compound) calc type or distribution; [] for N/A."""
-    text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value).strip()
+    text = (
+        ""
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else str(value).strip()
+    )
     if text in ("", "N/A", "NA"):
         return []
     parts = []
@@ -255,19 +291,35 @@ def _split_terms(value: object) -> list[str]:
     return parts
 
 
-def _capsule(y0: float, x0: float, y1: float, x1: float, r: float, w: float,
-             inner: float = 0.0, soft: bool = False) -> list[float]:
+def _capsule(
+    y0: float,
+    x0: float,
+    y1: float,
+    x1: float,
+    r: float,
+    w: float,
+    inner: float = 0.0,
+    soft: bool = False,
+) -> list[float]:
     """One particle row."""
     return [y0, x0, y1, x1, r, inner, w, 1.0 if soft else 0.0]
 
 
-def _sphere(c: np.ndarray, r: float, w: float, inner: float = 0.0, soft: bool = False) -> list[float]:
+def _sphere(
+    c: np.ndarray, r: float, w: float, inner: float = 0.0, soft: bool = False
+) -> list[float]:
     """A sphere (inner > 0: a shell) centred at c."""
     return _capsule(c[0], c[1], c[0], c[1], r, w, inner, soft)
 
 
-def _polyline(start: np.ndarray, angle: float, n: int, seg: tuple[float, float], turn: float,
-              rng: np.random.Generator) -> list[np.ndarray]:
+def _polyline(
+    start: np.ndarray,
+    angle: float,
+    n: int,
+    seg: tuple[float, float],
+    turn: float,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
     """Vertices of a random polyline starting at start along angle."""
     pts = [np.asarray(start, dtype=float)]
     for _ in range(n):
@@ -277,7 +329,9 @@ def _polyline(start: np.ndarray, angle: float, n: int, seg: tuple[float, float],
     return pts
 
 
-def _element(kind: str, c: np.ndarray, theta: float, view: str, rng: np.random.Generator) -> list[list[float]]:
+def _element(
+    kind: str, c: np.ndarray, theta: float, view: str, rng: np.random.Generator
+) -> list[list[float]]:
     """Particles of one calcification of a BI-RADS type centred at c (mm); theta = lesion orientation."""
     u = rng.uniform(size=8)  # fixed draw count for view-dependent shapes (both views stay aligned)
     if kind == "PUNCTATE":
@@ -294,34 +348,56 @@ def _element(kind: str, c: np.ndarray, theta: float, view: str, rng: np.random.G
             off = rng.normal(0.0, 0.12, size=2)
             p0 = c + off
             p1 = p0 + length * np.array([math.sin(a), math.cos(a)])
-            out.append(_capsule(p0[0], p0[1], p1[0], p1[1], rng.uniform(0.07, 0.25), 0.7 + 0.4 * u[1 + i]))
+            out.append(
+                _capsule(p0[0], p0[1], p1[0], p1[1], rng.uniform(0.07, 0.25), 0.7 + 0.4 * u[1 + i])
+            )
         return out
     if kind == "FINE_LINEAR_BRANCHING":
         r = 0.05 + 0.05 * u[0]
         pts = _polyline(c, theta + rng.normal(0, 0.4), 3 + int(u[1] * 4), (0.4, 1.0), 0.35, rng)
         out = [_capsule(a[0], a[1], b[0], b[1], r, 1.4) for a, b in zip(pts[:-1], pts[1:])]
         if u[2] < 0.6:
-            side = _polyline(pts[len(pts) // 2], theta + rng.choice([-0.7, 0.7]), 2, (0.4, 0.8), 0.3, rng)
+            side = _polyline(
+                pts[len(pts) // 2], theta + rng.choice([-0.7, 0.7]), 2, (0.4, 0.8), 0.3, rng
+            )
             out += [_capsule(a[0], a[1], b[0], b[1], r, 1.4) for a, b in zip(side[:-1], side[1:])]
         return out
     if kind == "VASCULAR":
         sep, r = 0.8 + 0.8 * u[0], 0.08 + 0.07 * u[1]
         n = 8 + int(u[2] * 6)
-        pts = _polyline(c - 0.5 * n * 1.5 * np.array([math.sin(theta), math.cos(theta)]), theta, n, (1.0, 2.0), 0.1, rng)
+        pts = _polyline(
+            c - 0.5 * n * 1.5 * np.array([math.sin(theta), math.cos(theta)]),
+            theta,
+            n,
+            (1.0, 2.0),
+            0.1,
+            rng,
+        )
         out = []
         for a, b in zip(pts[:-1], pts[1:]):
             d = (b - a) / max(1e-9, float(np.hypot(*(b - a))))
             normal = np.array([-d[1], d[0]]) * sep / 2
             for s in (-1, 1):
-                out.append(_capsule(a[0] + s * normal[0], a[1] + s * normal[1],
-                                    b[0] + s * normal[0], b[1] + s * normal[1], r, 0.8))
+                out.append(
+                    _capsule(
+                        a[0] + s * normal[0],
+                        a[1] + s * normal[1],
+                        b[0] + s * normal[0],
+                        b[1] + s * normal[1],
+                        r,
+                        0.8,
+                    )
+                )
         return out
     if kind == "LUCENT_CENTER":
         return [_sphere(c, 0.4 + 0.8 * u[0], 1.0, inner=0.7)]
     if kind == "EGGSHELL":
         return [_sphere(c, 1.5 + 2.5 * u[0], 1.0, inner=0.88)]
     if kind == "COARSE":
-        return [_sphere(c + rng.normal(0, 0.6, size=2), rng.uniform(0.4, 0.9), 1.1) for _ in range(4 + int(u[0] * 4))]
+        return [
+            _sphere(c + rng.normal(0, 0.6, size=2), rng.uniform(0.4, 0.9), 1.1)
+            for _ in range(4 + int(u[0] * 4))
+        ]
     if kind == "DYSTROPHIC":
         out = [_sphere(c, 1.0 + u[0], 1.0, inner=0.7)]
         for _ in range(2 + int(u[1] * 3)):
@@ -333,7 +409,16 @@ def _element(kind: str, c: np.ndarray, theta: float, view: str, rng: np.random.G
     if kind == "LARGE_RODLIKE":
         a = theta + 0.25 * (u[0] - 0.5) * 2
         half = 0.5 * (3.0 + 5.0 * u[1]) * np.array([math.sin(a), math.cos(a)])
-        return [_capsule(c[0] - half[0], c[1] - half[1], c[0] + half[0], c[1] + half[1], 0.3 + 0.3 * u[2], 1.2)]
+        return [
+            _capsule(
+                c[0] - half[0],
+                c[1] - half[1],
+                c[0] + half[0],
+                c[1] + half[1],
+                0.3 + 0.3 * u[2],
+                1.2,
+            )
+        ]
     if kind == "MILK_OF_CALCIUM":
         if view == "MLO":  # tea-cup: a horizontal sediment line
             half = 0.4 + 0.4 * u[0]
@@ -345,13 +430,29 @@ def _element(kind: str, c: np.ndarray, theta: float, view: str, rng: np.random.G
 
 
 ELEMENT_COUNT = {
-    "PUNCTATE": (6, 16), "ROUND_AND_REGULAR": (3, 10), "AMORPHOUS": (10, 25), "PLEOMORPHIC": (6, 18),
-    "FINE_LINEAR_BRANCHING": (2, 5), "VASCULAR": (1, 2), "LUCENT_CENTER": (2, 7), "EGGSHELL": (1, 3),
-    "COARSE": (1, 3), "DYSTROPHIC": (1, 3), "LARGE_RODLIKE": (2, 6), "MILK_OF_CALCIUM": (3, 8),
-    "SKIN": (3, 8), "": (3, 10),
+    "PUNCTATE": (6, 16),
+    "ROUND_AND_REGULAR": (3, 10),
+    "AMORPHOUS": (10, 25),
+    "PLEOMORPHIC": (6, 18),
+    "FINE_LINEAR_BRANCHING": (2, 5),
+    "VASCULAR": (1, 2),
+    "LUCENT_CENTER": (2, 7),
+    "EGGSHELL": (1, 3),
+    "COARSE": (1, 3),
+    "DYSTROPHIC": (1, 3),
+    "LARGE_RODLIKE": (2, 6),
+    "MILK_OF_CALCIUM": (3, 8),
+    "SKIN": (3, 8),
+    "": (3, 10),
 }
-DISTRIBUTION_COUNT = {"CLUSTERED": 1.0, "LINEAR": 1.0, "SEGMENTAL": 1.5, "REGIONAL": 2.0,
-                      "DIFFUSELY_SCATTERED": 1.5, "": 0.8}
+DISTRIBUTION_COUNT = {
+    "CLUSTERED": 1.0,
+    "LINEAR": 1.0,
+    "SEGMENTAL": 1.5,
+    "REGIONAL": 2.0,
+    "DIFFUSELY_SCATTERED": 1.5,
+    "": 0.8,
+}
 
 
 def _arrangement(kind: str, n: int, theta: float, rng: np.random.Generator) -> np.ndarray:
@@ -368,7 +469,9 @@ def _arrangement(kind: str, n: int, theta: float, rng: np.random.Generator) -> n
         t, a = length * np.sqrt(rng.uniform(size=n)), rng.uniform(-half, half, n)
         local = np.c_[t * np.sin(a), t * np.cos(a) - length / 2]
     elif kind in ("REGIONAL", "DIFFUSELY_SCATTERED"):
-        big, small = ((9.0, 14.0), (6.0, 10.0)) if kind == "REGIONAL" else ((12.0, 15.0), (10.0, 14.0))
+        big, small = (
+            ((9.0, 14.0), (6.0, 10.0)) if kind == "REGIONAL" else ((12.0, 15.0), (10.0, 14.0))
+        )
         a_ax, b_ax = rng.uniform(*big), rng.uniform(*small)
         r, a = np.sqrt(rng.uniform(size=n)), rng.uniform(0, 2 * np.pi, n)
         local = np.c_[b_ax * r * np.sin(a), a_ax * r * np.cos(a)]
@@ -448,8 +551,9 @@ def _other_view(parts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _draw_particles(shape: tuple[int, int], origin_mm: tuple[float, float], spacing: float,
-                    parts: np.ndarray) -> np.ndarray:
+def _draw_particles(
+    shape: tuple[int, int], origin_mm: tuple[float, float], spacing: float, parts: np.ndarray
+) -> np.ndarray:
     """Attenuation layer of the particles on a grid whose pixel (0, 0) starts at origin_mm (y, x)."""
     layer = np.zeros(shape, dtype=np.float32)
     oy, ox = origin_mm
@@ -499,7 +603,9 @@ def _mask_polygon(parts: np.ndarray, centre_mm: np.ndarray) -> np.ndarray:
     ring = np.c_[np.sin(ang), np.cos(ang)]
     pad = (parts[:, _R] * np.where(parts[:, _SOFT] > 0, 2.5, 1.0) + margin)[:, None, None]
     ends = np.stack([parts[:, [_Y0, _X0]], parts[:, [_Y1, _X1]]], axis=1)  # N x 2 x 2
-    pts = (ends[:, :, None, :] + pad[:, :, :, None] * ring[None, None, :, :]).reshape(-1, 2) + centre_mm
+    pts = (ends[:, :, None, :] + pad[:, :, :, None] * ring[None, None, :, :]).reshape(
+        -1, 2
+    ) + centre_mm
     hull = ConvexHull(pts)
     return pts[hull.vertices]
 
@@ -512,7 +618,9 @@ def _rasterise(poly_mm: np.ndarray, shape: tuple[int, int], spacing: float) -> n
     return mask
 
 
-def _band_detail(shape: tuple[int, int], factor: int, full_rows: int, rng: np.random.Generator) -> np.ndarray:
+def _band_detail(
+    shape: tuple[int, int], factor: int, full_rows: int, rng: np.random.Generator
+) -> np.ndarray:
     """Fine-scale parenchyma detail: the 1/f^3 band between the full image's and the crop's Nyquist."""
     if factor <= 1:
         return np.zeros(shape, dtype=np.float32)
@@ -523,14 +631,21 @@ def _band_detail(shape: tuple[int, int], factor: int, full_rows: int, rng: np.ra
     return (noise * 0.5 * (GLAND - FAT) * math.sqrt(ratio)).astype(np.float32)
 
 
-def _compose_crop(background: np.ndarray, bbox: tuple[int, int, int, int], factor: int, spacing: float,
-                  parts: np.ndarray, contrast: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _compose_crop(
+    background: np.ndarray,
+    bbox: tuple[int, int, int, int],
+    factor: int,
+    spacing: float,
+    parts: np.ndarray,
+    contrast: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
     """(crop in [0, 1] on the fine grid, lesion layer block-averaged to the full grid) for bbox r0, r1, c0, c1."""
     r0, r1, c0, c1 = bbox
     pad = 2
-    region = np.pad(background, pad, mode="edge")[r0:r1 + 2 * pad, c0:c1 + 2 * pad]
+    region = np.pad(background, pad, mode="edge")[r0 : r1 + 2 * pad, c0 : c1 + 2 * pad]
     up = ndimage.zoom(region, factor, order=3, grid_mode=True, mode="nearest")
-    up = up[pad * factor:(pad + r1 - r0) * factor, pad * factor:(pad + c1 - c0) * factor]
+    up = up[pad * factor : (pad + r1 - r0) * factor, pad * factor : (pad + c1 - c0) * factor]
     shape = up.shape
     full_spacing = spacing * factor
     lesion = _draw_particles(shape, (r0 * full_spacing, c0 * full_spacing), spacing, parts)
@@ -552,8 +667,12 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def render_roi(descriptor: dict, rng: np.random.Generator, crop_pixel_spacing_mm: float = 0.05,
-               full_pixel_spacing_mm: float = 0.4) -> np.ndarray:
+def render_roi(
+    descriptor: dict,
+    rng: np.random.Generator,
+    crop_pixel_spacing_mm: float = 0.05,
+    full_pixel_spacing_mm: float = 0.4,
+) -> np.ndarray:
     """Cropped ROI (uint16) of one abnormality from its descriptors alone (calc type, distribution, subtlety, density, view).
 
     Pathology, assessment and any other key of the descriptor are ignored.
@@ -571,7 +690,9 @@ def render_roi(descriptor: dict, rng: np.random.Generator, crop_pixel_spacing_mm
     shifted = parts.copy()
     shifted[:, [_Y0, _Y1]] += centre[0]
     shifted[:, [_X0, _X1]] += centre[1]
-    crop, _ = _compose_crop(background, _bbox(mask), factor, crop_pixel_spacing_mm, shifted, contrast, rng)
+    crop, _ = _compose_crop(
+        background, _bbox(mask), factor, crop_pixel_spacing_mm, shifted, contrast, rng
+    )
     return _to_uint16(crop)
 
 
@@ -589,10 +710,16 @@ def _sample_distribution(dist: dict[str, int], rng: np.random.Generator) -> int:
 def _target_counts(calibration: pd.DataFrame, scale: float) -> dict[tuple[str, str], int]:
     """ROIs per (split, pathology): round(scale x real), at least 1."""
     real = calibration.groupby(["split", "pathology"])["count"].sum()
-    return {(s, p): max(1, int(round(scale * int(real.get((s, p), 0))))) for s in SPLITS for p in CLASSES}
+    return {
+        (s, p): max(1, int(round(scale * int(real.get((s, p), 0)))))
+        for s in SPLITS
+        for p in CLASSES
+    }
 
 
-def _chunks(items: list, hist: dict[str, int], rng: np.random.Generator, least: int = 1) -> list[list]:
+def _chunks(
+    items: list, hist: dict[str, int], rng: np.random.Generator, least: int = 1
+) -> list[list]:
     """Cut items into consecutive groups whose sizes are drawn from a histogram (sizes < least dropped)."""
     hist = {k: v for k, v in hist.items() if int(k) >= least} or {str(least): 1}
     out = []
@@ -606,7 +733,10 @@ def _chunks(items: list, hist: dict[str, int], rng: np.random.Generator, least: 
 def _group_breasts(lesions: list[dict], stats: dict, rng: np.random.Generator) -> list[list[dict]]:
     """Lesions of one density -> breasts, with the real mix of single-view and two-view breasts."""
     layout = stats["breast_layout"]
-    in_sv, in_bv = layout["single_view_lesions_in_single_view_breasts"], layout["single_view_lesions_in_two_view_breasts"]
+    in_sv, in_bv = (
+        layout["single_view_lesions_in_single_view_breasts"],
+        layout["single_view_lesions_in_two_view_breasts"],
+    )
     to_sv = in_sv / max(1, in_sv + in_bv)
     pairs = [les for les in lesions if len(les["views"]) == 2]
     singles = [les for les in lesions if len(les["views"]) == 1]
@@ -615,8 +745,11 @@ def _group_breasts(lesions: list[dict], stats: dict, rng: np.random.Generator) -
         (sv_pool if rng.uniform() < to_sv else bv_pool).append(les)
     breasts = []
     for view in ("CC", "MLO"):
-        breasts += _chunks([les for les in sv_pool if les["views"] == (view,)],
-                           layout["lesions_per_single_view_breast"], rng)
+        breasts += _chunks(
+            [les for les in sv_pool if les["views"] == (view,)],
+            layout["lesions_per_single_view_breast"],
+            rng,
+        )
     two_view = _chunks(pairs, layout["pairs_per_two_view_breast"], rng, least=1)
     hist = layout["pairs_per_two_view_breast"]
     zero_share = hist.get("0", 0) / max(1, sum(hist.values()))
@@ -634,8 +767,14 @@ def _group_breasts(lesions: list[dict], stats: dict, rng: np.random.Generator) -
     return breasts + two_view
 
 
-def _plan_split(split: str, calibration: pd.DataFrame, stats: dict, scale: float,
-                rng: np.random.Generator, spelling: bool) -> list[dict]:
+def _plan_split(
+    split: str,
+    calibration: pd.DataFrame,
+    stats: dict,
+    scale: float,
+    rng: np.random.Generator,
+    spelling: bool,
+) -> list[dict]:
     """Patients (each with breasts, each with lesions) of one split."""
     lesions = []
     cal = calibration[calibration["split"] == split]
@@ -654,20 +793,37 @@ def _plan_split(split: str, calibration: pd.DataFrame, stats: dict, scale: float
             else:
                 views = ("MLO",) if rng.uniform() < stats["single_view_mlo_fraction"] else ("CC",)
             written = row["calc_type"]
-            if spelling and "LUCENT_CENTER" in written and rng.uniform() < stats["lucent_centered_spelling_fraction"]:
+            if (
+                spelling
+                and "LUCENT_CENTER" in written
+                and rng.uniform() < stats["lucent_centered_spelling_fraction"]
+            ):
                 written = written.replace("LUCENT_CENTER", "LUCENT_CENTERED")
-            lesions.append({
-                "pathology": pathology, "calc_type": row["calc_type"], "calc_type_written": written,
-                "calc_distribution": row["calc_distribution"], "assessment": int(row["assessment"]),
-                "subtlety": int(row["subtlety"]), "density": int(row["density"]), "views": views,
-            })
+            lesions.append(
+                {
+                    "pathology": pathology,
+                    "calc_type": row["calc_type"],
+                    "calc_type_written": written,
+                    "calc_distribution": row["calc_distribution"],
+                    "assessment": int(row["assessment"]),
+                    "subtlety": int(row["subtlety"]),
+                    "density": int(row["density"]),
+                    "views": views,
+                }
+            )
     # breasts: lesions of equal density grouped as in the real tables (see _group_breasts)
     breasts = []
     for density in sorted({les["density"] for les in lesions}):
-        group = [lesions[i] for i in rng.permutation(len(lesions)) if lesions[i]["density"] == density]
-        breasts += [{"density": density, "lesions": chunk} for chunk in _group_breasts(group, stats, rng)]
+        group = [
+            lesions[i] for i in rng.permutation(len(lesions)) if lesions[i]["density"] == density
+        ]
+        breasts += [
+            {"density": density, "lesions": chunk} for chunk in _group_breasts(group, stats, rng)
+        ]
     # patients: breasts of equal density paired into bilateral patients at the real rate
-    pair_prob = float(stats["bilateral_patient_fraction"])  # each patient is bilateral with this probability
+    pair_prob = float(
+        stats["bilateral_patient_fraction"]
+    )  # each patient is bilateral with this probability
     patients = []
     for density in sorted({br["density"] for br in breasts}):
         group = [br for br in breasts if br["density"] == density]
@@ -696,33 +852,47 @@ def _file_names(config: PhantomConfig, folder: str, kind: str, rng: np.random.Ge
     csv_dir = f"{folder}/{study}/{series}"
     if config.layout == "uid":
         disk_dir = f"{DICOM_ROOT}/{csv_dir}"
-        names = {"full": "000000.dcm"} if kind == "full" else {"mask": "000000.dcm", "crop": "000001.dcm"}
+        names = (
+            {"full": "000000.dcm"}
+            if kind == "full"
+            else {"mask": "000000.dcm", "crop": "000001.dcm"}
+        )
     else:
         month, day = int(rng.integers(7, 10)), int(rng.integers(1, 29))
         series_name = "full mammogram images" if kind == "full" else "ROI mask images"
-        disk_dir = (f"{DICOM_ROOT}/{folder}/{month:02d}-{day:02d}-2016-DDSM-NA-{int(rng.integers(10000, 99999))}/"
-                    f"1.000000-{series_name}-{int(rng.integers(10000, 99999))}")
+        disk_dir = (
+            f"{DICOM_ROOT}/{folder}/{month:02d}-{day:02d}-2016-DDSM-NA-{int(rng.integers(10000, 99999))}/"
+            f"1.000000-{series_name}-{int(rng.integers(10000, 99999))}"
+        )
         names = {"full": "1-1.dcm"} if kind == "full" else {"mask": "1-1.dcm", "crop": "1-2.dcm"}
     out = {"study_uid": study, "series_uid": series}
     if kind == "full":
         out.update(csv_full=f"{csv_dir}/000000.dcm", disk_full=f"{disk_dir}/{names['full']}")
     else:
-        out.update(csv_crop=f"{csv_dir}/000001.dcm", csv_mask=f"{csv_dir}/000000.dcm",
-                   disk_crop=f"{disk_dir}/{names['crop']}", disk_mask=f"{disk_dir}/{names['mask']}")
+        out.update(
+            csv_crop=f"{csv_dir}/000001.dcm",
+            csv_mask=f"{csv_dir}/000000.dcm",
+            disk_crop=f"{disk_dir}/{names['crop']}",
+            disk_mask=f"{disk_dir}/{names['mask']}",
+        )
     return out
 
 
-def plan_phantom(config: PhantomConfig, calibration: pd.DataFrame | None = None,
-                 stats: dict | None = None) -> list[dict]:
+def plan_phantom(
+    config: PhantomConfig, calibration: pd.DataFrame | None = None, stats: dict | None = None
+) -> list[dict]:
     """Every patient of the phantom with breasts, images, ROIs, descriptors, file names and seeds."""
     calibration = load_calibration() if calibration is None else calibration
     stats = load_structure() if stats is None else stats
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0]))
     patients = []
     for split in SPLITS:
-        patients += _plan_split(split, calibration, stats["splits"][split], config.scale, rng,
-                                config.spelling_variants)
-    upper = max(max(s["patient_number_range"][1] for s in stats["splits"].values()), 2 * len(patients))
+        patients += _plan_split(
+            split, calibration, stats["splits"][split], config.scale, rng, config.spelling_variants
+        )
+    upper = max(
+        max(s["patient_number_range"][1] for s in stats["splits"].values()), 2 * len(patients)
+    )
     numbers = rng.choice(np.arange(1, upper + 1), size=len(patients), replace=False)
     names_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
     for patient, number in zip(patients, numbers):
@@ -738,12 +908,24 @@ def plan_phantom(config: PhantomConfig, calibration: pd.DataFrame | None = None,
                 if not visible:
                     continue
                 folder = f"{prefix}_{pid}_{breast['side']}_{view}"
-                image = {"folder": folder, "side": breast["side"], "view": view, "breast": bi,
-                         **_file_names(config, folder, "full", names_rng), "rois": []}
+                image = {
+                    "folder": folder,
+                    "side": breast["side"],
+                    "view": view,
+                    "breast": bi,
+                    **_file_names(config, folder, "full", names_rng),
+                    "rois": [],
+                }
                 for abn_id, les in enumerate(visible, start=1):
                     roi_id = f"{folder}_{abn_id}"
-                    image["rois"].append({"roi_id": roi_id, "abnormality_id": abn_id, "lesion": les["key"],
-                                          **_file_names(config, roi_id, "roi", names_rng)})
+                    image["rois"].append(
+                        {
+                            "roi_id": roi_id,
+                            "abnormality_id": abn_id,
+                            "lesion": les["key"],
+                            **_file_names(config, roi_id, "roi", names_rng),
+                        }
+                    )
                 images.append(image)
         patient["images"] = images
     patients.sort(key=lambda p: (SPLITS.index(p["split"]), p["patient_id"]))
@@ -756,21 +938,31 @@ def plan_phantom(config: PhantomConfig, calibration: pd.DataFrame | None = None,
 
 def _render_descriptor(les: dict) -> dict:
     """The descriptors a renderer may see: never pathology nor assessment."""
-    return {"calc_type": les["calc_type"], "calc_distribution": les["calc_distribution"],
-            "subtlety": les["subtlety"], "density": les["density"]}
+    return {
+        "calc_type": les["calc_type"],
+        "calc_distribution": les["calc_distribution"],
+        "subtlety": les["subtlety"],
+        "density": les["density"],
+    }
 
 
-def _place(radius: float, outline: dict, spacing: float, taken: list[tuple[np.ndarray, float]],
-           shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+def _place(
+    radius: float,
+    outline: dict,
+    spacing: float,
+    taken: list[tuple[np.ndarray, float]],
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Lesion centre (mm, chest wall at x=0) inside the breast, clear of the muscle and other lesions."""
     h_mm, w_mm = shape[0] * spacing, shape[1] * spacing
     cy, ay, ax = outline["cy"] * spacing, outline["ay"] * spacing, outline["ax"] * spacing
     py, px = outline["py"] * spacing, outline["px"] * spacing
     best = None
-    for attempt in range(400):
+    for _attempt in range(400):
         y = rng.uniform(radius + 1, h_mm - radius - 1)
         x = rng.uniform(radius + 2, max(radius + 3, min(w_mm, ax) - radius - 1))
-        inside = ((x + radius) / ax) ** 2 + ((abs(y - cy) + radius) / ay) ** 2 <= 0.92 ** 2
+        inside = ((x + radius) / ax) ** 2 + ((abs(y - cy) + radius) / ay) ** 2 <= 0.92**2
         clear_muscle = px == 0 or (x - radius) / px + (y - radius) / py >= 1.05
         clear = all(np.hypot(*(np.array([y, x]) - c)) >= radius + r + 1.0 for c, r in taken)
         if inside and clear_muscle and clear:
@@ -783,18 +975,36 @@ def _place(radius: float, outline: dict, spacing: float, taken: list[tuple[np.nd
 def render_patient(patient: dict, config: PhantomConfig) -> dict[str, tuple[np.ndarray, dict]]:
     """Pixels of every file of one patient: {disk path: (array, DICOM attributes)}; pathology is never read."""
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 2, patient["number"]]))
-    spacing_full, spacing_crop, factor = config.full_pixel_spacing_mm, config.crop_pixel_spacing_mm, config.factor
+    spacing_full, spacing_crop, factor = (
+        config.full_pixel_spacing_mm,
+        config.crop_pixel_spacing_mm,
+        config.factor,
+    )
     shape = config.full_shape
     lesions = {les["key"]: les for br in patient["breasts"] for les in br["lesions"]}
     lesion_seed = {key: int(rng.integers(0, 2**63)) for key in sorted(lesions)}
     breast_geom = {}
     for bi in range(len(patient["breasts"])):
-        breast_geom[bi] = {"cy": rng.uniform(0.45, 0.55), "ay": rng.uniform(0.36, 0.46),
-                           "ax": rng.uniform(0.70, 0.92), "py": rng.uniform(0.35, 0.5), "px": rng.uniform(0.25, 0.4)}
+        breast_geom[bi] = {
+            "cy": rng.uniform(0.45, 0.55),
+            "ay": rng.uniform(0.36, 0.46),
+            "ax": rng.uniform(0.70, 0.92),
+            "py": rng.uniform(0.35, 0.5),
+            "px": rng.uniform(0.25, 0.4),
+        }
     files: dict[str, tuple[np.ndarray, dict]] = {}
     for image in patient["images"]:
-        img_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 3, patient["number"],
-                                                                image["breast"], ("CC", "MLO").index(image["view"])]))
+        img_rng = np.random.default_rng(
+            np.random.SeedSequence(
+                [
+                    config.seed,
+                    3,
+                    patient["number"],
+                    image["breast"],
+                    ("CC", "MLO").index(image["view"]),
+                ]
+            )
+        )
         geom = dict(breast_geom[image["breast"]])
         geom.update({k: v * img_rng.uniform(0.95, 1.05) for k, v in geom.items()})
         background, outline = _breast_image(shape, patient["density"], image["view"], geom, img_rng)
@@ -803,11 +1013,15 @@ def render_patient(patient: dict, config: PhantomConfig) -> dict[str, tuple[np.n
         for roi in image["rois"]:
             les = lesions[roi["lesion"]]
             desc = _render_descriptor(les)
-            parts = lesion_particles(desc, np.random.default_rng(lesion_seed[roi["lesion"]]), image["view"])
+            parts = lesion_particles(
+                desc, np.random.default_rng(lesion_seed[roi["lesion"]]), image["view"]
+            )
             if image["view"] == "MLO" and "CC" in les["views"]:
                 parts = _other_view(parts, np.random.default_rng([lesion_seed[roi["lesion"]], 1]))
             lo, hi = _extent(parts)
-            radius = float(np.linalg.norm(np.maximum(np.abs(lo), np.abs(hi)))) + _margin(float(np.max(hi - lo)))
+            radius = float(np.linalg.norm(np.maximum(np.abs(lo), np.abs(hi)))) + _margin(
+                float(np.max(hi - lo))
+            )
             centre = _place(radius, outline, spacing_full, taken, shape, img_rng)
             taken.append((centre, radius))
             absolute = parts.copy()
@@ -820,27 +1034,59 @@ def render_patient(patient: dict, config: PhantomConfig) -> dict[str, tuple[np.n
             box = _bbox(mask)
             others = [p[2] for p in placed if p[0] is not roi and _overlaps(_bbox(p[3]), box)]
             parts_in_crop = np.concatenate([absolute, *others]) if others else absolute
-            crop_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 4, patient["number"],
-                                                                     image["breast"], ("CC", "MLO").index(image["view"]),
-                                                                     roi["abnormality_id"]]))
-            crop, coarse = _compose_crop(background, box, factor, spacing_crop, parts_in_crop,
-                                         _contrast(desc["subtlety"]), crop_rng)
-            if others:  # the full image gets each lesion once: redo the coarse layer with own particles
-                own = _draw_particles(crop.shape, (box[0] * spacing_full, box[2] * spacing_full), spacing_crop, absolute)
+            crop_rng = np.random.default_rng(
+                np.random.SeedSequence(
+                    [
+                        config.seed,
+                        4,
+                        patient["number"],
+                        image["breast"],
+                        ("CC", "MLO").index(image["view"]),
+                        roi["abnormality_id"],
+                    ]
+                )
+            )
+            crop, coarse = _compose_crop(
+                background,
+                box,
+                factor,
+                spacing_crop,
+                parts_in_crop,
+                _contrast(desc["subtlety"]),
+                crop_rng,
+            )
+            if (
+                others
+            ):  # the full image gets each lesion once: redo the coarse layer with own particles
+                own = _draw_particles(
+                    crop.shape,
+                    (box[0] * spacing_full, box[2] * spacing_full),
+                    spacing_crop,
+                    absolute,
+                )
                 own = ndimage.gaussian_filter(own, 0.7) * _contrast(desc["subtlety"])
-                coarse = own.reshape(box[1] - box[0], factor, box[3] - box[2], factor).mean(axis=(1, 3))
-            full[box[0]:box[1], box[2]:box[3]] += coarse
+                coarse = own.reshape(box[1] - box[0], factor, box[3] - box[2], factor).mean(
+                    axis=(1, 3)
+                )
+            full[box[0] : box[1], box[2] : box[3]] += coarse
             flip = image["side"] == "RIGHT"
             attrs = _attributes(patient, image, roi, "crop")
-            files[roi["disk_crop"]] = (_to_uint16(crop[:, ::-1] if flip else crop),
-                                       {**attrs, "spacing": spacing_crop})
+            files[roi["disk_crop"]] = (
+                _to_uint16(crop[:, ::-1] if flip else crop),
+                {**attrs, "spacing": spacing_crop},
+            )
             mask_px = (mask[:, ::-1] if flip else mask).astype(np.uint8) * 255
-            files[roi["disk_mask"]] = (mask_px, {**_attributes(patient, image, roi, "mask"), "spacing": spacing_full})
+            files[roi["disk_mask"]] = (
+                mask_px,
+                {**_attributes(patient, image, roi, "mask"), "spacing": spacing_full},
+            )
         full = full + img_rng.normal(0.0, QUANTUM_NOISE, shape).astype(np.float32)
         if image["side"] == "RIGHT":
             full = full[:, ::-1]
-        files[image["disk_full"]] = (_to_uint16(full), {**_attributes(patient, image, None, "full"),
-                                                        "spacing": spacing_full})
+        files[image["disk_full"]] = (
+            _to_uint16(full),
+            {**_attributes(patient, image, None, "full"), "spacing": spacing_full},
+        )
     return files
 
 
@@ -849,16 +1095,26 @@ def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> boo
     return a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
 
 
-SERIES_DESCRIPTION = {"full": "full mammogram images", "crop": "cropped images", "mask": "ROI mask images"}
+SERIES_DESCRIPTION = {
+    "full": "full mammogram images",
+    "crop": "cropped images",
+    "mask": "ROI mask images",
+}
 
 
 def _attributes(patient: dict, image: dict, roi: dict | None, role: str) -> dict:
     """DICOM attributes of one file."""
     owner = image if roi is None else roi
     folder = image["folder"] if roi is None else roi["roi_id"]
-    return {"patient_id": folder, "study_uid": owner["study_uid"], "series_uid": owner["series_uid"],
-            "description": SERIES_DESCRIPTION[role], "laterality": image["side"][0], "view": image["view"],
-            "instance": 2 if role == "crop" else 1}
+    return {
+        "patient_id": folder,
+        "study_uid": owner["study_uid"],
+        "series_uid": owner["series_uid"],
+        "description": SERIES_DESCRIPTION[role],
+        "laterality": image["side"][0],
+        "view": image["view"],
+        "instance": 2 if role == "crop" else 1,
+    }
 
 
 def _write_dicom(path: Path, pixels: np.ndarray, attrs: dict, seed: int, name: str) -> None:
@@ -921,12 +1177,24 @@ def _csv_rows(patients: list[dict], split: str) -> list[list[str]]:
         for image in patient["images"]:
             for roi in image["rois"]:
                 les = lesions[roi["lesion"]]
-                rows.append([
-                    patient["patient_id"], str(les["density"]), image["side"], image["view"],
-                    str(roi["abnormality_id"]), "calcification", les["calc_type_written"],
-                    les["calc_distribution"], str(les["assessment"]), les["pathology"], str(les["subtlety"]),
-                    image["csv_full"], roi["csv_crop"] + "\n", roi["csv_mask"],
-                ])
+                rows.append(
+                    [
+                        patient["patient_id"],
+                        str(les["density"]),
+                        image["side"],
+                        image["view"],
+                        str(roi["abnormality_id"]),
+                        "calcification",
+                        les["calc_type_written"],
+                        les["calc_distribution"],
+                        str(les["assessment"]),
+                        les["pathology"],
+                        str(les["subtlety"]),
+                        image["csv_full"],
+                        roi["csv_crop"] + "\n",
+                        roi["csv_mask"],
+                    ]
+                )
     rows.sort(key=lambda r: (r[0], r[2], r[3], int(r[4])))
     return rows
 
@@ -966,9 +1234,11 @@ def _inject_quirks(out: Path, patients: list[dict], config: PhantomConfig) -> pd
     rows = []
     for kind in kinds:
         # a damaging quirk must leave at least two usable ROIs in every split x pathology group
-        for pos, idx in enumerate(order):
+        for pos, idx in enumerate(order):  # noqa: B007 - pos is used after the loop
             keys = images[idx][1]
-            if kind == "crop_mask_swapped" or all(groups[k] - keys.count(k) >= min(2, groups[k]) for k in keys):
+            if kind == "crop_mask_swapped" or all(
+                groups[k] - keys.count(k) >= min(2, groups[k]) for k in keys
+            ):
                 break
         else:
             continue
@@ -984,8 +1254,15 @@ def _inject_quirks(out: Path, patients: list[dict], config: PhantomConfig) -> pd
             crop.rename(tmp)
             mask.rename(crop)
             tmp.rename(mask)
-            rows.append([roi["roi_id"], kind, "crop+mask", roi["disk_crop"],
-                         f"crop stored as {mask.name}, mask as {crop.name}"])
+            rows.append(
+                [
+                    roi["roi_id"],
+                    kind,
+                    "crop+mask",
+                    roi["disk_crop"],
+                    f"crop stored as {mask.name}, mask as {crop.name}",
+                ]
+            )
             continue
         role = str(rng.choice(["crop", "mask", "full"], p=[0.4, 0.4, 0.2]))
         rel = image["disk_full"] if role == "full" else roi[f"disk_{role}"]
@@ -996,15 +1273,21 @@ def _inject_quirks(out: Path, patients: list[dict], config: PhantomConfig) -> pd
             path.write_bytes(data[:keep])
             detail = f"truncated to {keep} of {len(data)} bytes"
         elif kind == "not_dicom":
-            path.write_text("<html><head><title>503 Service Unavailable</title></head>"
-                            "<body>The server is temporarily unable to service your request.</body></html>\n")
+            path.write_text(
+                "<html><head><title>503 Service Unavailable</title></head>"
+                "<body>The server is temporarily unable to service your request.</body></html>\n"
+            )
             detail = "an HTML error page saved under a .dcm name"
         else:
             path.unlink()
             detail = "file absent from the download"
         affected = image["rois"] if role == "full" else [roi]
         rows += [[r["roi_id"], kind, role, rel, detail] for r in affected]
-    return pd.DataFrame(rows, columns=QUIRK_COLUMNS).sort_values(["roi_id", "kind"], kind="mergesort").reset_index(drop=True)
+    return (
+        pd.DataFrame(rows, columns=QUIRK_COLUMNS)
+        .sort_values(["roi_id", "kind"], kind="mergesort")
+        .reset_index(drop=True)
+    )
 
 
 def _prepare_out(out: Path) -> None:
@@ -1013,7 +1296,9 @@ def _prepare_out(out: Path) -> None:
         raise DataError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         if not (out / "phantom.json").is_file():
-            raise DataError(f"{out}: folder is not empty and holds no phantom.json; refusing to write a phantom into it")
+            raise DataError(
+                f"{out}: folder is not empty and holds no phantom.json; refusing to write a phantom into it"
+            )
         for name in OWNED_NAMES:
             target = out / name
             if target.is_dir():
@@ -1025,8 +1310,15 @@ def _prepare_out(out: Path) -> None:
 
 def _marker(config: PhantomConfig, complete: bool, extra: dict | None = None) -> str:
     """Text of phantom.json."""
-    meta = {"generator": "mcalc.phantom", "version": PHANTOM_VERSION, "mcalc_version": __version__,
-            "seed": config.seed, "config": asdict(config), "complete": complete, **(extra or {})}
+    meta = {
+        "generator": "mcalc.phantom",
+        "version": PHANTOM_VERSION,
+        "mcalc_version": __version__,
+        "seed": config.seed,
+        "config": asdict(config),
+        "complete": complete,
+        **(extra or {}),
+    }
     return json.dumps(meta, indent=2, sort_keys=True) + "\n"
 
 
@@ -1066,11 +1358,23 @@ def generate_phantom(out: Path, config: PhantomConfig, progress: bool = True) ->
                 counts.loc[p["split"], lesions_by_key[roi["lesion"]]["pathology"]] += 1
     counts.index.name = "split"
     n_rois = int(counts.to_numpy().sum())
-    summary = {"n_rois": n_rois, "n_images": n_images, "n_patients": n_patients,
-               "rois": {s: {c: int(counts.loc[s, c]) for c in CLASSES} for s in SPLITS}, "n_quirk_rows": len(quirks)}
+    summary = {
+        "n_rois": n_rois,
+        "n_images": n_images,
+        "n_patients": n_patients,
+        "rois": {s: {c: int(counts.loc[s, c]) for c in CLASSES} for s in SPLITS},
+        "n_quirk_rows": len(quirks),
+    }
     (out / "phantom.json").write_text(_marker(config, complete=True, extra={"summary": summary}))
-    return PhantomSummary(out=out, counts=counts, n_patients=n_patients, n_images=n_images, n_rois=n_rois,
-                          quirks=quirks, elapsed_s=time.perf_counter() - start)
+    return PhantomSummary(
+        out=out,
+        counts=counts,
+        n_patients=n_patients,
+        n_images=n_images,
+        n_rois=n_rois,
+        quirks=quirks,
+        elapsed_s=time.perf_counter() - start,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1084,7 +1388,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layout", default="uid", choices=LAYOUTS)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    config = PhantomConfig(scale=args.scale, seed=args.seed, layout=args.layout, workers=args.workers)
+    config = PhantomConfig(
+        scale=args.scale, seed=args.seed, layout=args.layout, workers=args.workers
+    )
     print(generate_phantom(args.out, config))
 
 

@@ -29,7 +29,9 @@ class Profile:
     epochs: int = 20
     batch_size: int = 32
     learning_rate: float = 1e-4
-    validation_size: float = 200  # ROIs at the real size (an int), or a fraction of the training split (< 1)
+    validation_size: float = (
+        200  # ROIs at the real size (an int), or a fraction of the training split (< 1)
+    )
     n_boot: int = 1000
     cv_folds: int = 10
     n_seeds: int = 5
@@ -91,15 +93,31 @@ class NotebookRun:
 
 def plan(profile: Profile) -> list[NotebookRun]:
     """The executions that make the book, in order; the optimizer template runs once per optimizer."""
-    runs = [NotebookRun("01_data_curation", "01_data_curation"), NotebookRun("02_preprocessing", "02_preprocessing")]
-    train = {"epochs": profile.epochs, "batch_size": profile.batch_size, "learning_rate": profile.learning_rate,
-             "validation_size": profile.validation()}
-    runs += [NotebookRun("03_optimizer", f"03_optimizer_{opt}", {"optimizer": opt, **train},
-                         title=f"3.{i} InceptionResNetV2 with {PAPER_OPTIMIZER_NAMES[opt]} (Section 3.{i}, Figure {3 + i})")
-             for i, opt in enumerate(OPTIMIZERS, start=1)]
+    runs = [
+        NotebookRun("01_data_curation", "01_data_curation"),
+        NotebookRun("02_preprocessing", "02_preprocessing"),
+    ]
+    train = {
+        "epochs": profile.epochs,
+        "batch_size": profile.batch_size,
+        "learning_rate": profile.learning_rate,
+        "validation_size": profile.validation(),
+    }
     runs += [
-        NotebookRun("04_glcm_baselines", "04_glcm_baselines", {"cv_folds": profile.cv_folds,
-                                                                 "validation_size": profile.validation()}),
+        NotebookRun(
+            "03_optimizer",
+            f"03_optimizer_{opt}",
+            {"optimizer": opt, **train},
+            title=f"3.{i} InceptionResNetV2 with {PAPER_OPTIMIZER_NAMES[opt]} (Section 3.{i}, Figure {3 + i})",
+        )
+        for i, opt in enumerate(OPTIMIZERS, start=1)
+    ]
+    runs += [
+        NotebookRun(
+            "04_glcm_baselines",
+            "04_glcm_baselines",
+            {"cv_folds": profile.cv_folds, "validation_size": profile.validation()},
+        ),
         NotebookRun("05_comparison", "05_comparison"),
     ]
     optional = [
@@ -147,7 +165,9 @@ def retitle(path: Path, title: str) -> None:
     nbformat.write(nb, path)
 
 
-def execute(run: NotebookRun, profile: Profile, notebook_dir: Path = NOTEBOOK_DIR, progress: bool = False) -> Path:
+def execute(
+    run: NotebookRun, profile: Profile, notebook_dir: Path = NOTEBOOK_DIR, progress: bool = False
+) -> Path:
     """Run one template with papermill into the profile's output folder; raises on a notebook error."""
     import papermill
 
@@ -155,7 +175,9 @@ def execute(run: NotebookRun, profile: Profile, notebook_dir: Path = NOTEBOOK_DI
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{run.output}.ipynb"
     with tempfile.TemporaryDirectory() as tmp:
-        source = template_to_ipynb(Path(notebook_dir) / f"{run.template}.py", Path(tmp) / f"{run.template}.ipynb")
+        source = template_to_ipynb(
+            Path(notebook_dir) / f"{run.template}.py", Path(tmp) / f"{run.template}.ipynb"
+        )
         papermill.execute_notebook(
             str(source),
             str(output),
@@ -170,14 +192,18 @@ def execute(run: NotebookRun, profile: Profile, notebook_dir: Path = NOTEBOOK_DI
     return output
 
 
-def run_profile(profile: Profile, only: list[str] | None = None, progress: bool = False) -> list[tuple[Path, float]]:
+def run_profile(
+    profile: Profile, only: list[str] | None = None, progress: bool = False
+) -> list[tuple[Path, float]]:
     """Execute every planned notebook (or those whose output name starts with one of ``only``); returns timings."""
     done = []
     for run in plan(profile):
         if only and not any(run.output.startswith(o) for o in only):
             continue
         start = time.perf_counter()
-        print(f"[mcalc] executing {run.template} -> {profile.out_dir}/{run.output}.ipynb", flush=True)
+        print(
+            f"[mcalc] executing {run.template} -> {profile.out_dir}/{run.output}.ipynb", flush=True
+        )
         path = execute(run, profile, progress=progress)
         elapsed = time.perf_counter() - start
         print(f"[mcalc]   done in {elapsed:.1f} s", flush=True)

@@ -25,15 +25,22 @@ def _caption_html(caption: str, provenance: Provenance | None) -> str:
     return f"<p class='mcalc-caption'>{caption}{prov}</p>"
 
 
-def table_html(df: pd.DataFrame, caption: str, provenance: Provenance | None = None, precision: int = 3) -> str:
+def table_html(
+    df: pd.DataFrame, caption: str, provenance: Provenance | None = None, precision: int = 3
+) -> str:
     """A deterministic HTML rendering of a table with its caption and provenance (stable for nbval)."""
     uid = hashlib.sha1(caption.encode()).hexdigest()[:8]
     styler = df.style.format(precision=precision, na_rep="—").set_uuid(uid)
     return _caption_html(caption, provenance) + styler.to_html()
 
 
-def show_table(df: pd.DataFrame, caption: str, provenance: Provenance | None = None, precision: int = 3,
-               empty: str = "(none)") -> None:
+def show_table(
+    df: pd.DataFrame,
+    caption: str,
+    provenance: Provenance | None = None,
+    precision: int = 3,
+    empty: str = "(none)",
+) -> None:
     """Display a table with its caption ("Table N — ...") and the provenance label under it (``empty`` if no rows)."""
     from IPython.display import HTML, display
 
@@ -50,9 +57,13 @@ def show_figure(fig: plt.Figure, caption: str, provenance: Provenance | None = N
     from IPython.display import HTML, Image, display
 
     if provenance is not None:
-        fig.text(0.995, 0.005, provenance.label(), ha="right", va="bottom", fontsize=6, color="0.35")
+        fig.text(
+            0.995, 0.005, provenance.label(), ha="right", va="bottom", fontsize=6, color="0.35"
+        )
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # independent of the kernel's matplotlib backend
+    fig.savefig(
+        buffer, format="png", dpi=110, bbox_inches="tight"
+    )  # independent of the kernel's matplotlib backend
     plt.close(fig)
     display(Image(data=buffer.getvalue(), format="png"))
     display(HTML(_caption_html(caption, provenance)))
@@ -60,7 +71,11 @@ def show_figure(fig: plt.Figure, caption: str, provenance: Provenance | None = N
 
 def _pick_per_class(manifest: pd.DataFrame, n: int, seed: int) -> dict[str, pd.DataFrame]:
     """Up to ``n`` rows of each class, sampled reproducibly."""
-    return {c: g.sample(n=min(n, len(g)), random_state=seed) for c, g in manifest.groupby("pathology") if len(g)}
+    return {
+        c: g.sample(n=min(n, len(g)), random_state=seed)
+        for c, g in manifest.groupby("pathology")
+        if len(g)
+    }
 
 
 def sample_grid(manifest: pd.DataFrame, n_per_class: int = 4, seed: int = 0) -> plt.Figure:
@@ -68,7 +83,9 @@ def sample_grid(manifest: pd.DataFrame, n_per_class: int = 4, seed: int = 0) -> 
     from mcalc.preprocessing import read_dicom_image
 
     picks = _pick_per_class(manifest, n_per_class, seed)
-    fig, axes = plt.subplots(len(CLASSES), n_per_class, figsize=(2.2 * n_per_class, 2.3 * len(CLASSES)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(CLASSES), n_per_class, figsize=(2.2 * n_per_class, 2.3 * len(CLASSES)), squeeze=False
+    )
     for r, cls in enumerate(CLASSES):
         rows = picks.get(cls, manifest.iloc[:0])
         for c in range(n_per_class):
@@ -77,8 +94,19 @@ def sample_grid(manifest: pd.DataFrame, n_per_class: int = 4, seed: int = 0) -> 
             if c < len(rows):
                 row = rows.iloc[c]
                 ax.imshow(read_dicom_image(row["crop_path"]), cmap="gray")
-                ax.set_title(f"{row['calc_type']}\n{row['calc_distribution']}".lower()[:48], fontsize=6)
-        axes[r, 0].text(-0.08, 0.5, cls, transform=axes[r, 0].transAxes, rotation=90, ha="right", va="center", fontsize=8)
+                ax.set_title(
+                    f"{row['calc_type']}\n{row['calc_distribution']}".lower()[:48], fontsize=6
+                )
+        axes[r, 0].text(
+            -0.08,
+            0.5,
+            cls,
+            transform=axes[r, 0].transAxes,
+            rotation=90,
+            ha="right",
+            va="center",
+            fontsize=8,
+        )
     fig.tight_layout()
     return fig
 
@@ -109,7 +137,9 @@ def figure1(manifest: pd.DataFrame, image_size: int = 299, seed: int = 0) -> plt
         mask = read_dicom_image(row["mask_path"])
         if mask.shape == full.shape and mask.max() > mask.min():
             r0, r1, c0, c1 = _bbox(mask > mask.min())
-            axes[r, 0].add_patch(Rectangle((c0, r0), c1 - c0, r1 - r0, fill=False, edgecolor="red", linewidth=1.2))
+            axes[r, 0].add_patch(
+                Rectangle((c0, r0), c1 - c0, r1 - r0, fill=False, edgecolor="red", linewidth=1.2)
+            )
         axes[r, 0].set_title(f"(a) {cls}\n{row['roi_id']}", fontsize=7)
         axes[r, 1].imshow(crop, cmap="gray")
         axes[r, 1].set_title(f"(b) cropped ROI {crop.shape[1]} × {crop.shape[0]}", fontsize=7)
@@ -151,10 +181,16 @@ def backbone_stages(backbone) -> pd.DataFrame:
     ]
     rows, begin = [], 0
     for stage, stop, block in ends:
-        members = names[begin:stop + 1]
+        members = names[begin : stop + 1]
         repeats = sum(bool(re.match(block, n)) for n in members) if block else 0
-        rows.append({"stage": stage, "layers": len(members), "repeats": repeats,
-                     "output": _shape(backbone.layers[stop])})
+        rows.append(
+            {
+                "stage": stage,
+                "layers": len(members),
+                "repeats": repeats,
+                "output": _shape(backbone.layers[stop]),
+            }
+        )
         begin = stop + 1
     return pd.DataFrame(rows)
 
@@ -167,11 +203,20 @@ def _draw_stack(ax, boxes: list[tuple[str, str]], colours: list) -> None:
     ax.axis("off")
     for i, ((title, sub), colour) in enumerate(zip(boxes, colours)):
         y = n - i - 0.5
-        ax.add_patch(plt.Rectangle((0.08, y - 0.32), 0.84, 0.64, facecolor=colour, edgecolor="0.2", linewidth=0.8))
+        ax.add_patch(
+            plt.Rectangle(
+                (0.08, y - 0.32), 0.84, 0.64, facecolor=colour, edgecolor="0.2", linewidth=0.8
+            )
+        )
         ax.text(0.5, y + 0.09, title, ha="center", va="center", fontsize=8, weight="bold")
         ax.text(0.5, y - 0.16, sub, ha="center", va="center", fontsize=7)
         if i < n - 1:
-            ax.annotate("", xy=(0.5, y - 0.5), xytext=(0.5, y - 0.32), arrowprops={"arrowstyle": "->", "color": "0.3"})
+            ax.annotate(
+                "",
+                xy=(0.5, y - 0.5),
+                xytext=(0.5, y - 0.32),
+                arrowprops={"arrowstyle": "->", "color": "0.3"},
+            )
 
 
 def figure2(model) -> plt.Figure:
@@ -182,15 +227,30 @@ def figure2(model) -> plt.Figure:
         if kind == "InputLayer":
             boxes.append(("Input (grey ROI copied to 3 channels)", _shape(layer)))
         elif hasattr(layer, "layers") and len(layer.layers) > 50:
-            boxes.append((f"InceptionResNetV2, frozen ({layer.count_params():,} parameters)", f"pooled features {_shape(layer)}"))
+            boxes.append(
+                (
+                    f"InceptionResNetV2, frozen ({layer.count_params():,} parameters)",
+                    f"pooled features {_shape(layer)}",
+                )
+            )
         elif kind == "Dense":
             act = layer.get_config()["activation"]
-            boxes.append((f"Dense({layer.units}, {act})", f"{_shape(layer)} · {layer.count_params():,} trainable parameters"))
+            boxes.append(
+                (
+                    f"Dense({layer.units}, {act})",
+                    f"{_shape(layer)} · {layer.count_params():,} trainable parameters",
+                )
+            )
         elif hasattr(layer, "layers"):
             for sub in layer.layers:
                 if type(sub).__name__ == "Dense":
                     act = sub.get_config()["activation"]
-                    boxes.append((f"Dense({sub.units}, {act})", f"{_shape(sub)} · {sub.count_params():,} trainable parameters"))
+                    boxes.append(
+                        (
+                            f"Dense({sub.units}, {act})",
+                            f"{_shape(sub)} · {sub.count_params():,} trainable parameters",
+                        )
+                    )
         else:
             continue
         colours.append("#dbe9f6" if "Inception" in boxes[-1][0] else "#fde3c8")
@@ -214,7 +274,10 @@ def figure3(model) -> plt.Figure:
     """Figure 3: InceptionResNetV2's stages with their output grids, read off the built backbone."""
     stages = backbone_stages(_find_backbone(model))
     boxes = [
-        (row.stage + (f" × {row.repeats}" if row.repeats else ""), f"{row.layers} layers → {row.output}")
+        (
+            row.stage + (f" × {row.repeats}" if row.repeats else ""),
+            f"{row.layers} layers → {row.output}",
+        )
         for row in stages.itertuples()
     ]
     palette = sns.color_palette("pastel", len(boxes))
@@ -226,8 +289,11 @@ def figure3(model) -> plt.Figure:
 
 def training_curves(history: pd.DataFrame, title: str = "") -> plt.Figure:
     """The paper's per-optimizer figure: (a) loss, (b) accuracy, (c) sensitivity, training vs validation."""
-    panels = [("loss", "(a) loss (KL divergence)"), ("accuracy", "(b) accuracy"),
-              ("sensitivity_at_specificity", "(c) sensitivity at specificity 0.8")]
+    panels = [
+        ("loss", "(a) loss (KL divergence)"),
+        ("accuracy", "(b) accuracy"),
+        ("sensitivity_at_specificity", "(c) sensitivity at specificity 0.8"),
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     epochs = np.arange(1, len(history) + 1)
     for ax, (key, label) in zip(axes, panels):
@@ -255,8 +321,16 @@ def roc_and_confusion(evaluation, title: str = "") -> plt.Figure:
     ax_roc.set_ylabel("true-positive rate")
     ax_roc.legend(fontsize=7, loc="lower right")
     cm = np.asarray(evaluation.confusion)
-    sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax_cm,
-                xticklabels=[c.replace("_", "\n") for c in CLASSES], yticklabels=[c.replace("_", "\n") for c in CLASSES])
+    sns.heatmap(
+        cm,
+        annot=True,
+        fmt="d",
+        cmap="Blues",
+        cbar=False,
+        ax=ax_cm,
+        xticklabels=[c.replace("_", "\n") for c in CLASSES],
+        yticklabels=[c.replace("_", "\n") for c in CLASSES],
+    )
     ax_cm.set_xlabel("predicted")
     ax_cm.set_ylabel("true")
     ax_cm.tick_params(labelsize=7)
@@ -282,12 +356,24 @@ def roc_panel(evaluations: dict) -> plt.Figure:
     return fig
 
 
-def seed_spread(runs: pd.DataFrame, metrics: tuple[str, ...] = ("accuracy", "AUC", "sensitivity at specificity 0.8")) -> plt.Figure:
+def seed_spread(
+    runs: pd.DataFrame,
+    metrics: tuple[str, ...] = ("accuracy", "AUC", "sensitivity at specificity 0.8"),
+) -> plt.Figure:
     """Strip + box plot of test metrics per optimizer over seeds."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         sns.boxplot(data=runs, x="optimizer", y=metric, ax=ax, color="0.9", fliersize=0)
-        sns.stripplot(data=runs, x="optimizer", y=metric, ax=ax, hue="optimizer", legend=False, size=5, jitter=0.15)
+        sns.stripplot(
+            data=runs,
+            x="optimizer",
+            y=metric,
+            ax=ax,
+            hue="optimizer",
+            legend=False,
+            size=5,
+            jitter=0.15,
+        )
         ax.set_title(metric, fontsize=9)
         ax.set_xlabel("")
         ax.tick_params(axis="x", labelsize=8)

@@ -27,7 +27,16 @@ import numpy as np
 from mcalc.errors import DataError
 
 #: Interpolation methods accepted by :class:`PreprocessConfig` (names of ``tf.image.resize`` methods).
-INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos3", "lanczos5", "area", "mitchellcubic", "gaussian")
+INTERPOLATIONS = (
+    "bicubic",
+    "bilinear",
+    "nearest",
+    "lanczos3",
+    "lanczos5",
+    "area",
+    "mitchellcubic",
+    "gaussian",
+)
 #: Smallest input size InceptionResNetV2 accepts (Keras' ``include_top=False`` minimum).
 MIN_IMAGE_SIZE = 75
 #: Version of the preprocessing recipe; bump it when the steps change so cached features are rebuilt.
@@ -72,14 +81,18 @@ def read_dicom_image(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: unreadable DICOM ({type(exc).__name__}: {exc})") from None
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-            raise DataError(f"{path}: floating-point pixel data is not supported (mammograms store integer pixels)")
+            raise DataError(
+                f"{path}: floating-point pixel data is not supported (mammograms store integer pixels)"
+            )
         raise DataError(f"{path}: DICOM has no pixel data")
     try:
         raw = ds.pixel_array
     except Exception as exc:  # truncated pixel data, unsupported transfer syntax, bad header values
         raise DataError(f"{path}: cannot decode pixel data ({type(exc).__name__}: {exc})") from None
     if raw.ndim != 2:
-        raise DataError(f"{path}: expected a single-frame greyscale image, got pixel array of shape {raw.shape}")
+        raise DataError(
+            f"{path}: expected a single-frame greyscale image, got pixel array of shape {raw.shape}"
+        )
     if raw.size == 0:
         raise DataError(f"{path}: empty image (shape {raw.shape})")
     from pydicom.pixels import apply_modality_lut
@@ -116,9 +129,15 @@ def square_stretch(img: np.ndarray, size: int, interpolation: str = "bicubic") -
     if arr.ndim != 2 or arr.size == 0:
         raise DataError(f"ROI image must be a non-empty 2-D array, got shape {arr.shape}")
     if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"unknown interpolation {interpolation!r}; valid: {', '.join(INTERPOLATIONS)}")
-    with tf.device("/CPU:0"):  # preprocessing runs on CPU threads while an accelerator runs the backbone
-        out = tf.image.resize(arr[..., None], (int(size), int(size)), method=interpolation, antialias=True)
+        raise ValueError(
+            f"unknown interpolation {interpolation!r}; valid: {', '.join(INTERPOLATIONS)}"
+        )
+    with tf.device(
+        "/CPU:0"
+    ):  # preprocessing runs on CPU threads while an accelerator runs the backbone
+        out = tf.image.resize(
+            arr[..., None], (int(size), int(size)), method=interpolation, antialias=True
+        )
     return out.numpy()[..., 0].astype(np.float32)
 
 
@@ -142,7 +161,11 @@ def load_roi(path: str | Path, config: PreprocessConfig | None = None) -> np.nda
         raise DataError(f"{path}: {exc}") from None
 
 
-def resize_for_display(img: np.ndarray, size: int = 299, interpolation: str = "bicubic") -> np.ndarray:
+def resize_for_display(
+    img: np.ndarray, size: int = 299, interpolation: str = "bicubic"
+) -> np.ndarray:
     """One-channel ``size × size`` version of a ROI for display (Figure 1c), float32 in [0, 1]."""
     grey = normalize_intensity(img)
-    return (np.clip(square_stretch(grey, size, interpolation), 0.0, 255.0) / 255.0).astype(np.float32)
+    return (np.clip(square_stretch(grey, size, interpolation), 0.0, 255.0) / 255.0).astype(
+        np.float32
+    )

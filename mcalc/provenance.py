@@ -48,19 +48,23 @@ class Provenance:
             parts.append("a randomly initialised backbone, not ImageNet weights")
         if not parts:
             return ""
-        return "The results on this page were produced with " + " and ".join(parts) + ": they test the pipeline, not the paper's numbers."
+        return (
+            "The results on this page were produced with "
+            + " and ".join(parts)
+            + ": they test the pipeline, not the paper's numbers."
+        )
 
     def to_dict(self) -> dict:
         """JSON-serialisable form."""
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Provenance":
+    def from_dict(cls, d: dict) -> Provenance:
         """Inverse of :meth:`to_dict` (unknown keys ignored)."""
         keys = cls.__dataclass_fields__.keys()
         return cls(**{k: v for k, v in d.items() if k in keys})
 
-    def with_weights(self, weights: str, detail: str = "") -> "Provenance":
+    def with_weights(self, weights: str, detail: str = "") -> Provenance:
         """A copy naming the backbone weights used."""
         d = self.to_dict()
         d.update(weights=weights, weights_detail=detail)

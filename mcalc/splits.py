@@ -26,7 +26,7 @@ splitters with a few derived seeds are candidates, and the fold minimising
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -108,7 +108,9 @@ def _n_held_out(n: int, size: int | float, what: str) -> int:
     return m
 
 
-def _grouped_holdout(y: np.ndarray, groups: np.ndarray, m: int, seed: int, n_classes: int) -> np.ndarray:
+def _grouped_holdout(
+    y: np.ndarray, groups: np.ndarray, m: int, seed: int, n_classes: int
+) -> np.ndarray:
     """Boolean mask of a patient-grouped, label-stratified held-out set of about ``m`` ROIs."""
     n = len(y)
     n_groups = len(np.unique(groups))
@@ -125,7 +127,9 @@ def _grouped_holdout(y: np.ndarray, groups: np.ndarray, m: int, seed: int, n_cla
             cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=int(s))
             with warnings.catch_warnings():
                 # rare classes are checked (and reported by name) after the split
-                warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+                warnings.filterwarnings(
+                    "ignore", message="The least populated class", category=UserWarning
+                )
                 folds = [hold for _, hold in cv.split(x_dummy, y, groups)]
             for hold in folds:
                 p_fold = np.bincount(y[hold], minlength=n_classes) / len(hold)
@@ -140,7 +144,9 @@ def _grouped_holdout(y: np.ndarray, groups: np.ndarray, m: int, seed: int, n_cla
     return mask
 
 
-def _finish(y: np.ndarray, held: np.ndarray, names: tuple[str, str], classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def _finish(
+    y: np.ndarray, held: np.ndarray, names: tuple[str, str], classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions of both sides, after checking every class is on both."""
     check_classes_present(y[~held], names[0], classes)
     check_classes_present(y[held], names[1], classes)
@@ -148,7 +154,10 @@ def _finish(y: np.ndarray, held: np.ndarray, names: tuple[str, str], classes: Se
 
 
 def validation_split(
-    manifest_train: pd.DataFrame, n_val: int | float = 200, seed: int = 0, classes: Sequence[str] = CLASSES
+    manifest_train: pd.DataFrame,
+    n_val: int | float = 200,
+    seed: int = 0,
+    classes: Sequence[str] = CLASSES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Patient-grouped, label-stratified (train, validation) positions with about ``n_val`` validation ROIs."""
     what = "validation_split"
@@ -161,7 +170,10 @@ def validation_split(
 
 
 def patient_grouped_split(
-    manifest: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0, classes: Sequence[str] = CLASSES
+    manifest: pd.DataFrame,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    classes: Sequence[str] = CLASSES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Patient-grouped, label-stratified (train, test) positions with about ``test_fraction`` of the ROIs held out."""
     what = "patient_grouped_split"
@@ -174,7 +186,10 @@ def patient_grouped_split(
 
 
 def roi_level_split(
-    manifest: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0, classes: Sequence[str] = CLASSES
+    manifest: pd.DataFrame,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    classes: Sequence[str] = CLASSES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Random label-stratified (train, test) positions at ROI level, ignoring patients (leaky by design)."""
     what = "roi_level_split"
@@ -224,7 +239,9 @@ def leakage_report(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, int | f
     n_test = len(te)
     counts = {
         "same_roi": int(te["roi_id"].isin(set(tr["roi_id"])).sum()),
-        "same_lesion_other_view": n_matching(["patient_id", "side", "abnormality_id"], other_view=True),
+        "same_lesion_other_view": n_matching(
+            ["patient_id", "side", "abnormality_id"], other_view=True
+        ),
         "same_breast_other_view": n_matching(["patient_id", "side"], other_view=True),
         "same_image": n_matching(["image_id"], other_view=False),
         "same_patient": n_matching(["patient_id"], other_view=False),

@@ -29,7 +29,12 @@ FEATURES = "features.npz"
 FEATURES_META = "features.json"
 RUNS = "runs"
 PAPER_CLASS_ORDER = ("BENIGN_WITHOUT_CALLBACK", "BENIGN", "MALIGNANT")
-FIGURE_OF_OPTIMIZER = {"adam": "Figure 4", "adagrad": "Figure 5", "adadelta": "Figure 6", "rmsprop": "Figure 7"}
+FIGURE_OF_OPTIMIZER = {
+    "adam": "Figure 4",
+    "adagrad": "Figure 5",
+    "adadelta": "Figure 6",
+    "rmsprop": "Figure 7",
+}
 
 
 # --------------------------------------------------------------------------------------------- I/O
@@ -65,21 +70,31 @@ def ensure_phantom(root: Path, scale: float, seed: int, progress: bool = True) -
     marker = Path(root) / "phantom.json"
     if marker.is_file():
         meta = json.loads(marker.read_text())
-        if meta.get("config") == json.loads(json.dumps(asdict(config))) and meta.get("complete", True):
+        if meta.get("config") == json.loads(json.dumps(asdict(config))) and meta.get(
+            "complete", True
+        ):
             return
     generate_phantom(Path(root), config, progress=progress)
 
 
-def prepare_data(data_source: str, data_root: str | Path, phantom_scale: float = 1.0, seed: int = 0,
-                 results_dir: str | Path = "results", progress: bool = True) -> CurationResult:
+def prepare_data(
+    data_source: str,
+    data_root: str | Path,
+    phantom_scale: float = 1.0,
+    seed: int = 0,
+    results_dir: str | Path = "results",
+    progress: bool = True,
+) -> CurationResult:
     """Curate the data (generating the phantom first when asked) and write the manifest and provenance."""
     root = Path(data_root)
     if data_source == "phantom":
         ensure_phantom(root, phantom_scale, seed, progress=progress)
     elif data_source == "cbis-ddsm":
         if not root.is_dir():
-            raise DataError(f"data_root {root} does not exist: point it at your CBIS-DDSM download "
-                            "(the case-description CSVs with the DICOM tree below them)")
+            raise DataError(
+                f"data_root {root} does not exist: point it at your CBIS-DDSM download "
+                "(the case-description CSVs with the DICOM tree below them)"
+            )
     else:
         raise ValueError(f"data_source must be 'phantom' or 'cbis-ddsm', not {data_source!r}")
     result = curate(root, progress=progress)
@@ -108,17 +123,27 @@ def official_counts() -> pd.DataFrame:
 def table1(curation: CurationResult) -> pd.DataFrame:
     """Table 1: ROIs per class and split — ours (usable), the paper's, and the official tables'."""
     usable = curation.usable()
-    ours = usable.groupby(["pathology", "split"]).size().unstack("split").reindex(PAPER_CLASS_ORDER).fillna(0).astype(int)
+    ours = (
+        usable.groupby(["pathology", "split"])
+        .size()
+        .unstack("split")
+        .reindex(PAPER_CLASS_ORDER)
+        .fillna(0)
+        .astype(int)
+    )
     printed = paper.table1().reindex(PAPER_CLASS_ORDER)
     official = official_counts().reindex(PAPER_CLASS_ORDER)
-    out = pd.DataFrame({
-        ("ours", "training"): ours.get("train", 0),
-        ("ours", "testing"): ours.get("test", 0),
-        ("paper", "training"): printed["Training"],
-        ("paper", "testing"): printed["Testing"],
-        ("official CBIS-DDSM", "training"): official["train"],
-        ("official CBIS-DDSM", "testing"): official["test"],
-    }, index=pd.Index(PAPER_CLASS_ORDER, name="class"))
+    out = pd.DataFrame(
+        {
+            ("ours", "training"): ours.get("train", 0),
+            ("ours", "testing"): ours.get("test", 0),
+            ("paper", "training"): printed["Training"],
+            ("paper", "testing"): printed["Testing"],
+            ("official CBIS-DDSM", "training"): official["train"],
+            ("official CBIS-DDSM", "testing"): official["test"],
+        },
+        index=pd.Index(PAPER_CLASS_ORDER, name="class"),
+    )
     out.loc["total"] = out.sum()
     out.columns = pd.MultiIndex.from_tuples(out.columns)
     return out
@@ -128,12 +153,18 @@ def curation_report(curation: CurationResult) -> pd.DataFrame:
     """Per split: rows read, usable, excluded, and crop/mask swaps corrected."""
     m = curation.manifest
     swapped = m["crop_mask_swapped"].astype(bool)
-    rep = pd.DataFrame({
-        "rows read": m.groupby("split").size(),
-        "usable": m[m["status"] == "ok"].groupby("split").size(),
-        "excluded": m[m["status"] != "ok"].groupby("split").size(),
-        "crop/mask swaps corrected": m[swapped].groupby("split").size(),
-    }).fillna(0).astype(int)
+    rep = (
+        pd.DataFrame(
+            {
+                "rows read": m.groupby("split").size(),
+                "usable": m[m["status"] == "ok"].groupby("split").size(),
+                "excluded": m[m["status"] != "ok"].groupby("split").size(),
+                "crop/mask swaps corrected": m[swapped].groupby("split").size(),
+            }
+        )
+        .fillna(0)
+        .astype(int)
+    )
     rep.index.name = "split"
     return rep
 
@@ -141,7 +172,9 @@ def curation_report(curation: CurationResult) -> pd.DataFrame:
 def crosstab(curation: CurationResult, column: str) -> pd.DataFrame:
     """Usable ROIs: counts of pathology (columns) by the values of ``column`` (rows), per split."""
     u = curation.usable()
-    return pd.crosstab([u["split"], u[column]], u["pathology"]).reindex(columns=list(CLASSES), fill_value=0)
+    return pd.crosstab([u["split"], u[column]], u["pathology"]).reindex(
+        columns=list(CLASSES), fill_value=0
+    )
 
 
 # ------------------------------------------------------------------- 2. preprocessing and the model
@@ -199,15 +232,24 @@ def layer_summary(model) -> pd.DataFrame:
     return architecture_summary(model)
 
 
-def compute_features(manifest: pd.DataFrame, image_size: int, weights_info, cache_dir: str | Path,
-                     results_dir: str | Path, provenance: Provenance, progress: bool = True) -> np.ndarray:
+def compute_features(
+    manifest: pd.DataFrame,
+    image_size: int,
+    weights_info,
+    cache_dir: str | Path,
+    results_dir: str | Path,
+    provenance: Provenance,
+    progress: bool = True,
+) -> np.ndarray:
     """Backbone features of every usable ROI (through the content-keyed cache), saved to the results folder."""
     from mcalc.model import extract_features
     from mcalc.preprocessing import PreprocessConfig
 
     config = PreprocessConfig(image_size=image_size)
     start = time.perf_counter()
-    X = extract_features(list(manifest["crop_path"]), config, weights_info, Path(cache_dir), progress=progress)
+    X = extract_features(
+        list(manifest["crop_path"]), config, weights_info, Path(cache_dir), progress=progress
+    )
     elapsed = time.perf_counter() - start
     results = Path(results_dir)
     results.mkdir(parents=True, exist_ok=True)
@@ -215,8 +257,15 @@ def compute_features(manifest: pd.DataFrame, image_size: int, weights_info, cach
     os.close(fd)
     np.savez(tmp, X=X, roi_id=manifest["roi_id"].to_numpy(dtype=str))
     os.replace(tmp, results / FEATURES)
-    write_json({"image_size": image_size, "weights": asdict(weights_info), "n": int(len(X)),
-                "elapsed_s": round(elapsed, 2)}, results / FEATURES_META)
+    write_json(
+        {
+            "image_size": image_size,
+            "weights": asdict(weights_info),
+            "n": int(len(X)),
+            "elapsed_s": round(elapsed, 2),
+        },
+        results / FEATURES_META,
+    )
     write_provenance(provenance, results / PROVENANCE)
     return X
 
@@ -277,52 +326,88 @@ class OptimizerRun:
     def describe(self) -> str:
         """One line: the split sizes and the settings."""
         c = self.config
-        return (f"{self.paper_name}: lr {c['learning_rate']:g}, batch {c['batch_size']}, {c['epochs']} epochs, "
-                f"seed {c['seed']}; train {self.split_sizes['train']} / validation {self.split_sizes['validation']} "
-                f"/ test {self.split_sizes['test']} ROIs; head trained in {self.elapsed_s:.1f} s")
+        return (
+            f"{self.paper_name}: lr {c['learning_rate']:g}, batch {c['batch_size']}, {c['epochs']} epochs, "
+            f"seed {c['seed']}; train {self.split_sizes['train']} / validation {self.split_sizes['validation']} "
+            f"/ test {self.split_sizes['test']} ROIs; head trained in {self.elapsed_s:.1f} s"
+        )
 
     def table3_row(self) -> pd.DataFrame:
         """Table 3 row: training loss and accuracy at the last epoch, ours and the paper's."""
         last = self.history.iloc[-1]
         p = paper.table3().loc[self.optimizer] if self.optimizer in paper.table3().index else None
-        return pd.DataFrame({
-            "training loss": [f"{last['loss']:.4f}", _paper_fmt(None if p is None else p["training_loss"])],
-            "training accuracy": [f"{last['accuracy']:.4f}", _paper_fmt(None if p is None else p["training_accuracy"])],
-        }, index=pd.Index(["ours", "paper"], name=self.paper_name))
+        return pd.DataFrame(
+            {
+                "training loss": [
+                    f"{last['loss']:.4f}",
+                    _paper_fmt(None if p is None else p["training_loss"]),
+                ],
+                "training accuracy": [
+                    f"{last['accuracy']:.4f}",
+                    _paper_fmt(None if p is None else p["training_accuracy"]),
+                ],
+            },
+            index=pd.Index(["ours", "paper"], name=self.paper_name),
+        )
 
     def table4_row(self) -> pd.DataFrame:
         """Table 4 row: loss, accuracy, AUC, sensitivity at specificity 0.8 — ours (validation, test) and the paper's."""
         rows = {}
         for name, ev in (("ours, validation", self.validation), ("ours, test", self.test)):
-            rows[name] = {"loss": _fmt(ev.loss_kl), "accuracy": _fmt(ev.accuracy, ev.ci.get("accuracy")),
-                          "AUC": _fmt(ev.auc_macro, ev.ci.get("auc_macro")),
-                          "sensitivity at specificity 0.8": _fmt(ev.sensitivity_at_spec80, ev.ci.get("sensitivity_at_spec80"))}
+            rows[name] = {
+                "loss": _fmt(ev.loss_kl),
+                "accuracy": _fmt(ev.accuracy, ev.ci.get("accuracy")),
+                "AUC": _fmt(ev.auc_macro, ev.ci.get("auc_macro")),
+                "sensitivity at specificity 0.8": _fmt(
+                    ev.sensitivity_at_spec80, ev.ci.get("sensitivity_at_spec80")
+                ),
+            }
         t4 = paper.table4()
         if self.optimizer in t4.index:
             p = t4.loc[self.optimizer]
-            rows["paper"] = {"loss": _paper_fmt(p["loss"]), "accuracy": _paper_fmt(p["accuracy"]), "AUC": _paper_fmt(p["auc"]),
-                             "sensitivity at specificity 0.8": _paper_fmt(p["sensitivity_at_spec80"])}
+            rows["paper"] = {
+                "loss": _paper_fmt(p["loss"]),
+                "accuracy": _paper_fmt(p["accuracy"]),
+                "AUC": _paper_fmt(p["auc"]),
+                "sensitivity at specificity 0.8": _paper_fmt(p["sensitivity_at_spec80"]),
+            }
         out = pd.DataFrame(rows).T
         out.index.name = self.paper_name
         return out
 
     def to_dict(self) -> dict:
         """JSON-serialisable record (what notebook 05 reads back)."""
-        return {"kind": "cnn", "name": self.optimizer, "config": self.config,
-                "history": self.history.to_dict(orient="list"), "validation": self.validation.to_dict(),
-                "test": self.test.to_dict(), "provenance": self.provenance.to_dict(), "split_sizes": self.split_sizes,
-                "elapsed_s": self.elapsed_s}
+        return {
+            "kind": "cnn",
+            "name": self.optimizer,
+            "config": self.config,
+            "history": self.history.to_dict(orient="list"),
+            "validation": self.validation.to_dict(),
+            "test": self.test.to_dict(),
+            "provenance": self.provenance.to_dict(),
+            "split_sizes": self.split_sizes,
+            "elapsed_s": self.elapsed_s,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict, path: Path = Path(".")) -> "OptimizerRun":
+    def from_dict(cls, d: dict, path: Path = Path(".")) -> OptimizerRun:
         """Inverse of :meth:`to_dict`."""
-        return cls(optimizer=d["name"], config=d["config"], history=pd.DataFrame(d["history"]),
-                   validation=Evaluation.from_dict(d["validation"]), test=Evaluation.from_dict(d["test"]),
-                   provenance=Provenance.from_dict(d["provenance"]), split_sizes=d["split_sizes"],
-                   elapsed_s=d["elapsed_s"], path=path)
+        return cls(
+            optimizer=d["name"],
+            config=d["config"],
+            history=pd.DataFrame(d["history"]),
+            validation=Evaluation.from_dict(d["validation"]),
+            test=Evaluation.from_dict(d["test"]),
+            provenance=Provenance.from_dict(d["provenance"]),
+            split_sizes=d["split_sizes"],
+            elapsed_s=d["elapsed_s"],
+            path=path,
+        )
 
 
-def _split_arrays(manifest: pd.DataFrame, validation_size: float, seed: int) -> dict[str, np.ndarray]:
+def _split_arrays(
+    manifest: pd.DataFrame, validation_size: float, seed: int
+) -> dict[str, np.ndarray]:
     """Row indices of the manifest for train / validation (patient-grouped, from the official train split) / test."""
     from mcalc.splits import validation_split
 
@@ -331,63 +416,124 @@ def _split_arrays(manifest: pd.DataFrame, validation_size: float, seed: int) -> 
     if len(train_pos) == 0 or len(test_pos) == 0:
         raise DataError("the manifest needs usable ROIs in both the train and the test split")
     n_val = int(validation_size) if validation_size >= 1 else float(validation_size)
-    tr, va = validation_split(manifest.iloc[train_pos].reset_index(drop=True), n_val=n_val, seed=seed)
-    return {"train": train_pos[np.asarray(tr)], "validation": train_pos[np.asarray(va)], "test": test_pos}
+    tr, va = validation_split(
+        manifest.iloc[train_pos].reset_index(drop=True), n_val=n_val, seed=seed
+    )
+    return {
+        "train": train_pos[np.asarray(tr)],
+        "validation": train_pos[np.asarray(va)],
+        "test": test_pos,
+    }
 
 
 def fit_head(X: np.ndarray, y: np.ndarray, idx: dict[str, np.ndarray], config, n_boot: int = 1000):
     """Train the head on idx['train'] (validating on idx['validation']); evaluate on validation and test."""
     from mcalc.model import predict_proba, train_head
 
-    result = train_head(X[idx["train"]], y[idx["train"]], X[idx["validation"]], y[idx["validation"]], config)
-    evals = {part: evaluate(y[idx[part]], predict_proba(result.model, X[idx[part]]), n_boot=n_boot, seed=config.seed)
-             for part in ("validation", "test")}
+    result = train_head(
+        X[idx["train"]], y[idx["train"]], X[idx["validation"]], y[idx["validation"]], config
+    )
+    evals = {
+        part: evaluate(
+            y[idx[part]], predict_proba(result.model, X[idx[part]]), n_boot=n_boot, seed=config.seed
+        )
+        for part in ("validation", "test")
+    }
     return result, evals
 
 
-def load_study_inputs(results_dir: str | Path, image_size: int, weights: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+def load_study_inputs(
+    results_dir: str | Path, image_size: int, weights: str
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """The usable manifest, its backbone features (checked against the asked image size and weights) and labels."""
     manifest = load_manifest(results_dir)
     X, meta = load_features(results_dir, manifest)
     if meta["image_size"] != image_size or meta["weights"]["requested"] != weights:
-        raise DataError(f"the saved features were made at {meta['image_size']} px with weights "
-                        f"{meta['weights']['requested']!r}, not {image_size} px / {weights!r}: re-run notebook 02 with these")
+        raise DataError(
+            f"the saved features were made at {meta['image_size']} px with weights "
+            f"{meta['weights']['requested']!r}, not {image_size} px / {weights!r}: re-run notebook 02 with these"
+        )
     return manifest, X, manifest["label"].to_numpy(dtype=int)
 
 
-def fine_tune_head(manifest: pd.DataFrame, y: np.ndarray, idx: dict[str, np.ndarray], image_size: int, weights: str,
-                   config, train_backbone: str, n_boot: int = 1000):
+def fine_tune_head(
+    manifest: pd.DataFrame,
+    y: np.ndarray,
+    idx: dict[str, np.ndarray],
+    image_size: int,
+    weights: str,
+    config,
+    train_backbone: str,
+    n_boot: int = 1000,
+):
     """Fine-tune the backbone ('top' or 'all') with the head on streamed images; evaluate on validation and test."""
     from mcalc.model import fine_tune, predict_images, resolve_weights
     from mcalc.preprocessing import PreprocessConfig
 
     pre = PreprocessConfig(image_size=image_size)
     paths = manifest["crop_path"].to_numpy(dtype=str)
-    result = fine_tune(list(paths[idx["train"]]), y[idx["train"]], list(paths[idx["validation"]]), y[idx["validation"]],
-                       pre, resolve_weights(weights), config, train_backbone=train_backbone, seed=config.seed)
-    evals = {part: evaluate(y[idx[part]], predict_images(result.model, list(paths[idx[part]]), pre), n_boot=n_boot,
-                            seed=config.seed) for part in ("validation", "test")}
+    result = fine_tune(
+        list(paths[idx["train"]]),
+        y[idx["train"]],
+        list(paths[idx["validation"]]),
+        y[idx["validation"]],
+        pre,
+        resolve_weights(weights),
+        config,
+        train_backbone=train_backbone,
+        seed=config.seed,
+    )
+    evals = {
+        part: evaluate(
+            y[idx[part]],
+            predict_images(result.model, list(paths[idx[part]]), pre),
+            n_boot=n_boot,
+            seed=config.seed,
+        )
+        for part in ("validation", "test")
+    }
     return result, evals
 
 
-def run_optimizer(results_dir: str | Path, cache_dir: str | Path, image_size: int, weights: str, config,
-                  validation_size: float = 200, n_boot: int = 1000, split_seed: int | None = None,
-                  train_backbone: str = "none", save: bool = True, tag: str = "") -> OptimizerRun:
+def run_optimizer(
+    results_dir: str | Path,
+    cache_dir: str | Path,
+    image_size: int,
+    weights: str,
+    config,
+    validation_size: float = 200,
+    n_boot: int = 1000,
+    split_seed: int | None = None,
+    train_backbone: str = "none",
+    save: bool = True,
+    tag: str = "",
+) -> OptimizerRun:
     """Train the paper's head with one optimizer (on cached features, or fine-tuning the backbone); evaluate; save JSON."""
     manifest, X, y = load_study_inputs(results_dir, image_size, weights)
-    idx = _split_arrays(manifest, validation_size, config.seed if split_seed is None else split_seed)
+    idx = _split_arrays(
+        manifest, validation_size, config.seed if split_seed is None else split_seed
+    )
     if train_backbone == "none":
         result, evals = fit_head(X, y, idx, config, n_boot=n_boot)
     else:
-        result, evals = fine_tune_head(manifest, y, idx, image_size, weights, config, train_backbone, n_boot=n_boot)
+        result, evals = fine_tune_head(
+            manifest, y, idx, image_size, weights, config, train_backbone, n_boot=n_boot
+        )
         tag = f"_finetune-{train_backbone}{tag}"
     run = OptimizerRun(
-        optimizer=config.optimizer, config={**asdict(config), "train_backbone": train_backbone}, history=result.history,
-        validation=evals["validation"], test=evals["test"], provenance=read_results_provenance(results_dir),
-        split_sizes={k: int(len(v)) for k, v in idx.items()}, elapsed_s=round(result.elapsed_s, 3),
+        optimizer=config.optimizer,
+        config={**asdict(config), "train_backbone": train_backbone},
+        history=result.history,
+        validation=evals["validation"],
+        test=evals["test"],
+        provenance=read_results_provenance(results_dir),
+        split_sizes={k: int(len(v)) for k, v in idx.items()},
+        elapsed_s=round(result.elapsed_s, 3),
     )
     if save:
-        run.path = write_json(run.to_dict(), Path(results_dir) / RUNS / f"cnn_{config.optimizer}{tag}.json")
+        run.path = write_json(
+            run.to_dict(), Path(results_dir) / RUNS / f"cnn_{config.optimizer}{tag}.json"
+        )
     return run
 
 
@@ -406,16 +552,25 @@ class BaselineRun:
 
     def to_dict(self) -> dict:
         """JSON-serialisable record."""
-        return {"kind": "baseline", "name": self.name, "label": self.label, "config": self.config,
-                "evaluations": {k: v.to_dict() for k, v in self.evaluations.items()},
-                "provenance": self.provenance.to_dict()}
+        return {
+            "kind": "baseline",
+            "name": self.name,
+            "label": self.label,
+            "config": self.config,
+            "evaluations": {k: v.to_dict() for k, v in self.evaluations.items()},
+            "provenance": self.provenance.to_dict(),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BaselineRun":
+    def from_dict(cls, d: dict) -> BaselineRun:
         """Inverse of :meth:`to_dict`."""
-        return cls(name=d["name"], label=d["label"], config=d.get("config", {}),
-                   evaluations={k: Evaluation.from_dict(v) for k, v in d["evaluations"].items()},
-                   provenance=Provenance.from_dict(d["provenance"]))
+        return cls(
+            name=d["name"],
+            label=d["label"],
+            config=d.get("config", {}),
+            evaluations={k: Evaluation.from_dict(v) for k, v in d["evaluations"].items()},
+            provenance=Provenance.from_dict(d["provenance"]),
+        )
 
 
 @dataclass
@@ -433,12 +588,21 @@ class BaselineResults:
         for key in ("svm", "knn"):
             run = self.runs[key]
             for protocol, ev in run.evaluations.items():
-                rows[f"{run.label}, ours ({'10-fold CV on train' if protocol == 'cv' else 'test split'})"] = {
-                    "accuracy": _fmt(ev.accuracy, ev.ci.get("accuracy")), "AUC": _fmt(ev.auc_macro, ev.ci.get("auc_macro")),
-                    "sensitivity at specificity 0.8": _fmt(ev.sensitivity_at_spec80, ev.ci.get("sensitivity_at_spec80"))}
+                rows[
+                    f"{run.label}, ours ({'10-fold CV on train' if protocol == 'cv' else 'test split'})"
+                ] = {
+                    "accuracy": _fmt(ev.accuracy, ev.ci.get("accuracy")),
+                    "AUC": _fmt(ev.auc_macro, ev.ci.get("auc_macro")),
+                    "sensitivity at specificity 0.8": _fmt(
+                        ev.sensitivity_at_spec80, ev.ci.get("sensitivity_at_spec80")
+                    ),
+                }
             p = t4.loc[key]
-            rows[f"{run.label}, paper"] = {"accuracy": _paper_fmt(p["accuracy"]), "AUC": _paper_fmt(p["auc"]),
-                                           "sensitivity at specificity 0.8": _paper_fmt(p["sensitivity_at_spec80"])}
+            rows[f"{run.label}, paper"] = {
+                "accuracy": _paper_fmt(p["accuracy"]),
+                "AUC": _paper_fmt(p["auc"]),
+                "sensitivity at specificity 0.8": _paper_fmt(p["sensitivity_at_spec80"]),
+            }
         out = pd.DataFrame(rows).T
         out.index.name = "model"
         return out
@@ -448,10 +612,14 @@ class BaselineResults:
         rows = {}
         for key in ("majority", "assessment"):
             ev = self.runs[key].evaluations["test"]
-            rows[self.runs[key].label] = {"accuracy": _fmt(ev.accuracy, ev.ci.get("accuracy")),
-                                          "AUC": _fmt(ev.auc_macro, ev.ci.get("auc_macro")),
-                                          "sensitivity at specificity 0.8": _fmt(ev.sensitivity_at_spec80, ev.ci.get("sensitivity_at_spec80")),
-                                          f"sensitivity[{CLASSES[1]}]": _fmt(ev.sensitivity[CLASSES[1]])}
+            rows[self.runs[key].label] = {
+                "accuracy": _fmt(ev.accuracy, ev.ci.get("accuracy")),
+                "AUC": _fmt(ev.auc_macro, ev.ci.get("auc_macro")),
+                "sensitivity at specificity 0.8": _fmt(
+                    ev.sensitivity_at_spec80, ev.ci.get("sensitivity_at_spec80")
+                ),
+                f"sensitivity[{CLASSES[1]}]": _fmt(ev.sensitivity[CLASSES[1]]),
+            }
         out = pd.DataFrame(rows).T
         out.index.name = "model"
         return out
@@ -461,7 +629,9 @@ class BaselineResults:
         return {r.label: r.evaluations["test"] for r in self.runs.values()}
 
 
-def glcm_matrix(paths: list[str], levels: int, cache_dir: str | Path, progress: bool = True) -> np.ndarray:
+def glcm_matrix(
+    paths: list[str], levels: int, cache_dir: str | Path, progress: bool = True
+) -> np.ndarray:
     """The 14 Haralick features of each ROI, through the content-keyed cache."""
     from mcalc.baselines import glcm_feature_matrix
     from mcalc.cache import FeatureCache, cache_key, file_digest, load_or_compute
@@ -470,14 +640,25 @@ def glcm_matrix(paths: list[str], levels: int, cache_dir: str | Path, progress: 
     keys = [cache_key("glcm", levels, file_digest(p, memo)) for p in paths]
 
     def compute(missing: list[int]):
-        yield missing, glcm_feature_matrix([paths[i] for i in missing], levels=levels, progress=progress)
+        yield (
+            missing,
+            glcm_feature_matrix([paths[i] for i in missing], levels=levels, progress=progress),
+        )
 
     cache = FeatureCache(Path(cache_dir) / "glcm")
     return load_or_compute(keys, compute, cache, row_shape=(14,), meta={"levels": levels}).array
 
 
-def run_baselines(results_dir: str | Path, cache_dir: str | Path, cv_folds: int = 10, levels: int = 64, k: int = 5,
-                  seed: int = 0, n_boot: int = 1000, progress: bool = True) -> BaselineResults:
+def run_baselines(
+    results_dir: str | Path,
+    cache_dir: str | Path,
+    cv_folds: int = 10,
+    levels: int = 64,
+    k: int = 5,
+    seed: int = 0,
+    n_boot: int = 1000,
+    progress: bool = True,
+) -> BaselineResults:
     """GLCM + SVM / k-NN (CV on train and the test split), majority class and the assessment rule; save JSON."""
     from mcalc import baselines as bl
 
@@ -489,18 +670,38 @@ def run_baselines(results_dir: str | Path, cache_dir: str | Path, cv_folds: int 
     tr, te = np.flatnonzero(is_train), np.flatnonzero(~is_train)
     groups = manifest["patient_id"].to_numpy()[tr]
     runs: dict[str, BaselineRun] = {}
-    for key, label, make in (("svm", "GLCM + SVM (RBF)", lambda: bl.make_svm(seed)),
-                             ("knn", f"GLCM + k-NN (k={k})", lambda: bl.make_knn(k))):
-        cv = bl.cross_validated_proba(F[tr], y[tr], make(), n_splits=cv_folds, seed=seed, groups=groups)
+    for key, label, make in (
+        ("svm", "GLCM + SVM (RBF)", lambda: bl.make_svm(seed)),
+        ("knn", f"GLCM + k-NN (k={k})", lambda: bl.make_knn(k)),
+    ):
+        cv = bl.cross_validated_proba(
+            F[tr], y[tr], make(), n_splits=cv_folds, seed=seed, groups=groups
+        )
         test = bl.fit_predict_proba(make(), F[tr], y[tr], F[te])
-        runs[key] = BaselineRun(key, label, {"cv": evaluate(y[tr], cv, n_boot=n_boot, seed=seed),
-                                             "test": evaluate(y[te], test, n_boot=n_boot, seed=seed)}, prov,
-                                {"cv_folds": cv_folds, "levels": levels, "k": k, "cv_grouped_by": "patient"})
+        runs[key] = BaselineRun(
+            key,
+            label,
+            {
+                "cv": evaluate(y[tr], cv, n_boot=n_boot, seed=seed),
+                "test": evaluate(y[te], test, n_boot=n_boot, seed=seed),
+            },
+            prov,
+            {"cv_folds": cv_folds, "levels": levels, "k": k, "cv_grouped_by": "patient"},
+        )
     majority = bl.majority_baseline(y[tr], len(te))
     rule = bl.assessment_rule(manifest.iloc[tr], manifest.iloc[te])
-    runs["majority"] = BaselineRun("majority", "Majority class", {"test": evaluate(y[te], majority, n_boot=n_boot, seed=seed)}, prov)
-    runs["assessment"] = BaselineRun("assessment", "BI-RADS assessment only (metadata rule)",
-                                     {"test": evaluate(y[te], rule, n_boot=n_boot, seed=seed)}, prov)
+    runs["majority"] = BaselineRun(
+        "majority",
+        "Majority class",
+        {"test": evaluate(y[te], majority, n_boot=n_boot, seed=seed)},
+        prov,
+    )
+    runs["assessment"] = BaselineRun(
+        "assessment",
+        "BI-RADS assessment only (metadata rule)",
+        {"test": evaluate(y[te], rule, n_boot=n_boot, seed=seed)},
+        prov,
+    )
     for run in runs.values():
         write_json(run.to_dict(), Path(results_dir) / RUNS / f"baseline_{run.name}.json")
     return BaselineResults(features=F, runs=runs, provenance=prov)
@@ -527,8 +728,11 @@ class Results:
 
     def run_names(self) -> list[str]:
         """Names of the runs found (CNN optimizers, then baselines)."""
-        return ([f"cnn_{k}" for k in self.cnn] + [f"cnn_{k}" for k in self.finetuned]
-                + [f"baseline_{k}" for k in self.baselines])
+        return (
+            [f"cnn_{k}" for k in self.cnn]
+            + [f"cnn_{k}" for k in self.finetuned]
+            + [f"baseline_{k}" for k in self.baselines]
+        )
 
     def best_cnn(self) -> OptimizerRun | None:
         """The optimizer run with the highest validation accuracy (the paper's selection criterion)."""
@@ -556,29 +760,57 @@ class Results:
         """Table 4 in full on the test split: 'ours [95% CI] | paper' per model and metric."""
         t4 = paper.table4()
         rows = {}
-        models = [(opt, self.cnn.get(opt), "test") for opt in ("adam", "adagrad", "adadelta", "rmsprop")]
+        models = [
+            (opt, self.cnn.get(opt), "test") for opt in ("adam", "adagrad", "adadelta", "rmsprop")
+        ]
         models += [(key, self.baselines.get(key), "test") for key in ("svm", "knn")]
         for key, run, _ in models:
-            ev = None if run is None else (run.test if isinstance(run, OptimizerRun) else run.evaluations["test"])
-            name = (f"InceptionResNetV2, {paper.PAPER_OPTIMIZER_NAMES[key]}" if key in paper.PAPER_OPTIMIZER_NAMES
-                    else run.label if run is not None else key)
+            ev = (
+                None
+                if run is None
+                else (run.test if isinstance(run, OptimizerRun) else run.evaluations["test"])
+            )
+            name = (
+                f"InceptionResNetV2, {paper.PAPER_OPTIMIZER_NAMES[key]}"
+                if key in paper.PAPER_OPTIMIZER_NAMES
+                else run.label
+                if run is not None
+                else key
+            )
             p = t4.loc[key]
-            cell = lambda v, ci, pv: f"{'—' if ev is None else _fmt(v, ci)} | {_paper_fmt(pv)}"  # noqa: E731
+
+            def cell(v, ci, pv, ev=ev):
+                return f"{'—' if ev is None else _fmt(v, ci)} | {_paper_fmt(pv)}"
+
             rows[name] = {
-                "loss": cell(None if ev is None or key in ("svm", "knn") else ev.loss_kl, None, p["loss"]),
-                "accuracy": cell(None if ev is None else ev.accuracy, None if ev is None else ev.ci.get("accuracy"), p["accuracy"]),
-                "AUC": cell(None if ev is None else ev.auc_macro, None if ev is None else ev.ci.get("auc_macro"), p["auc"]),
-                "sensitivity at specificity 0.8": cell(None if ev is None else ev.sensitivity_at_spec80,
-                                                       None if ev is None else ev.ci.get("sensitivity_at_spec80"),
-                                                       p["sensitivity_at_spec80"]),
+                "loss": cell(
+                    None if ev is None or key in ("svm", "knn") else ev.loss_kl, None, p["loss"]
+                ),
+                "accuracy": cell(
+                    None if ev is None else ev.accuracy,
+                    None if ev is None else ev.ci.get("accuracy"),
+                    p["accuracy"],
+                ),
+                "AUC": cell(
+                    None if ev is None else ev.auc_macro,
+                    None if ev is None else ev.ci.get("auc_macro"),
+                    p["auc"],
+                ),
+                "sensitivity at specificity 0.8": cell(
+                    None if ev is None else ev.sensitivity_at_spec80,
+                    None if ev is None else ev.ci.get("sensitivity_at_spec80"),
+                    p["sensitivity_at_spec80"],
+                ),
             }
         for key in ("majority", "assessment"):
             if key in self.baselines:
                 ev = self.baselines[key].evaluations["test"]
-                rows[self.baselines[key].label] = {"loss": "— | not in paper",
-                                                   "accuracy": f"{_fmt(ev.accuracy, ev.ci.get('accuracy'))} | not in paper",
-                                                   "AUC": f"{_fmt(ev.auc_macro, ev.ci.get('auc_macro'))} | not in paper",
-                                                   "sensitivity at specificity 0.8": f"{_fmt(ev.sensitivity_at_spec80, ev.ci.get('sensitivity_at_spec80'))} | not in paper"}
+                rows[self.baselines[key].label] = {
+                    "loss": "— | not in paper",
+                    "accuracy": f"{_fmt(ev.accuracy, ev.ci.get('accuracy'))} | not in paper",
+                    "AUC": f"{_fmt(ev.auc_macro, ev.ci.get('auc_macro'))} | not in paper",
+                    "sensitivity at specificity 0.8": f"{_fmt(ev.sensitivity_at_spec80, ev.ci.get('sensitivity_at_spec80'))} | not in paper",
+                }
         out = pd.DataFrame(rows).T
         out.index.name = "model (ours | paper)"
         return out
@@ -586,42 +818,70 @@ class Results:
     def table5(self) -> pd.DataFrame:
         """Table 5: the paper's rows (annotated), anchors on the same task, and ours."""
         t5 = paper.table5()
-        t5["comparable with this task"] = [COMPARABLE.get(a, "the paper's own claim") for a in t5["article"]]
+        t5["comparable with this task"] = [
+            COMPARABLE.get(a, "the paper's own claim") for a in t5["article"]
+        ]
         anchors = paper.literature_anchors()
         anchors["comparable with this task"] = "partly: CBIS-DDSM, patient-disjoint, but 2 classes"
         ours = []
         label = "phantom data" if self.provenance.data == "phantom" else "real CBIS-DDSM"
         for opt, run in self.cnn.items():
             ev = run.test
-            ours.append({"article": f"This study, {paper.PAPER_OPTIMIZER_NAMES.get(opt, opt)} ({label})",
-                         "model": "InceptionResNetV2 (frozen) + head", "accuracy": ev.accuracy, "auc": ev.auc_macro,
-                         "sensitivity": ev.sensitivity_at_spec80,
-                         "task_and_data": "CBIS-DDSM calcifications, 3 classes, official test split",
-                         "comparable with this task": "yes" if self.provenance.data != "phantom" else "no: phantom data"})
+            ours.append(
+                {
+                    "article": f"This study, {paper.PAPER_OPTIMIZER_NAMES.get(opt, opt)} ({label})",
+                    "model": "InceptionResNetV2 (frozen) + head",
+                    "accuracy": ev.accuracy,
+                    "auc": ev.auc_macro,
+                    "sensitivity": ev.sensitivity_at_spec80,
+                    "task_and_data": "CBIS-DDSM calcifications, 3 classes, official test split",
+                    "comparable with this task": "yes"
+                    if self.provenance.data != "phantom"
+                    else "no: phantom data",
+                }
+            )
         out = pd.concat([t5, anchors, pd.DataFrame(ours)], ignore_index=True)
         return out.set_index("article")
 
     def frozen_vs_finetuned(self) -> pd.DataFrame:
         """Test metrics of each fine-tuned run beside the frozen run of the same optimizer (empty when none was run)."""
         rows = {}
-        for name, run in self.finetuned.items():
+        for _name, run in self.finetuned.items():
             frozen = self.cnn.get(run.optimizer)
             mode = run.config.get("train_backbone", "?")
-            for label, r in ((f"{run.paper_name}, frozen backbone", frozen), (f"{run.paper_name}, fine-tuned ({mode})", run)):
+            for label, r in (
+                (f"{run.paper_name}, frozen backbone", frozen),
+                (f"{run.paper_name}, fine-tuned ({mode})", run),
+            ):
                 if r is None:
                     continue
                 ev = r.test
-                rows[label] = {"accuracy": _fmt(ev.accuracy, ev.ci.get("accuracy")), "AUC": _fmt(ev.auc_macro, ev.ci.get("auc_macro")),
-                               "sensitivity at specificity 0.8": _fmt(ev.sensitivity_at_spec80, ev.ci.get("sensitivity_at_spec80")),
-                               "epochs": r.config.get("epochs"), "training time (s)": r.elapsed_s}
+                rows[label] = {
+                    "accuracy": _fmt(ev.accuracy, ev.ci.get("accuracy")),
+                    "AUC": _fmt(ev.auc_macro, ev.ci.get("auc_macro")),
+                    "sensitivity at specificity 0.8": _fmt(
+                        ev.sensitivity_at_spec80, ev.ci.get("sensitivity_at_spec80")
+                    ),
+                    "epochs": r.config.get("epochs"),
+                    "training time (s)": r.elapsed_s,
+                }
         out = pd.DataFrame(rows).T
         out.index.name = "run (test split)"
         return out
 
     def test_evaluations(self) -> dict[str, Evaluation]:
         """Test-split evaluations of every model, by display name."""
-        out = {f"InceptionResNetV2 {paper.PAPER_OPTIMIZER_NAMES.get(k, k)}": r.test for k, r in self.cnn.items()}
-        out.update({b.label: b.evaluations["test"] for b in self.baselines.values() if "test" in b.evaluations})
+        out = {
+            f"InceptionResNetV2 {paper.PAPER_OPTIMIZER_NAMES.get(k, k)}": r.test
+            for k, r in self.cnn.items()
+        }
+        out.update(
+            {
+                b.label: b.evaluations["test"]
+                for b in self.baselines.values()
+                if "test" in b.evaluations
+            }
+        )
         return out
 
     def formula_errata(self) -> pd.DataFrame:
@@ -652,42 +912,78 @@ def verdict_table(results: Results) -> pd.DataFrame:
     claims = paper.headline_claims().set_index("claim_id")
     prov = results.provenance
     simulated = prov.is_simulated
-    why_not = ("the book ran on " + ("the offline phantom" if prov.data == "phantom" else "real data")
-               + (" with a randomly initialised backbone" if prov.weights == "random" else "")
-               + ": its numbers test the pipeline, not the paper's")
+    why_not = (
+        "the book ran on "
+        + ("the offline phantom" if prov.data == "phantom" else "real data")
+        + (" with a randomly initialised backbone" if prov.weights == "random" else "")
+        + ": its numbers test the pipeline, not the paper's"
+    )
     rows = []
     ada = results.cnn.get("adadelta") or results.best_cnn()
     for claim_id in ("accuracy", "auc", "sensitivity_at_spec80"):
         metric = {"auc": "auc_macro"}.get(claim_id, claim_id)
         claim = claims.loc[claim_id]
         if ada is None:
-            rows.append((claim["claim"], "not testable here", "no network was trained in this build"))
+            rows.append(
+                (claim["claim"], "not testable here", "no network was trained in this build")
+            )
             continue
         status, detail = _judge(claim["paper_value"], ada.test, metric)
-        rows.append((claim["claim"], "not testable here" if simulated else status,
-                     f"{detail} ({ada.paper_name}, test split)" + (f"; {why_not}" if simulated else "")))
-    rows.append((claims.loc["specificity", "claim"], "not testable as stated",
-                 "0.80 is the fixed operating point of the sensitivity-at-specificity metric, not a measurement; "
-                 + (f"our per-class specificities: {', '.join(f'{c} {v:.2f}' for c, v in ada.test.specificity.items())}"
-                    if ada is not None else "no network was trained")))
+        rows.append(
+            (
+                claim["claim"],
+                "not testable here" if simulated else status,
+                f"{detail} ({ada.paper_name}, test split)" + (f"; {why_not}" if simulated else ""),
+            )
+        )
+    rows.append(
+        (
+            claims.loc["specificity", "claim"],
+            "not testable as stated",
+            "0.80 is the fixed operating point of the sensitivity-at-specificity metric, not a measurement; "
+            + (
+                f"our per-class specificities: {', '.join(f'{c} {v:.2f}' for c, v in ada.test.specificity.items())}"
+                if ada is not None
+                else "no network was trained"
+            ),
+        )
+    )
     svm = results.baselines.get("svm")
     best = results.best_cnn()
     if best is not None and svm is not None:
         gap = best.test.accuracy - svm.evaluations["test"].accuracy
         status = "reproduced" if gap > 0 else "not reproduced"
-        detail = (f"best network ({best.paper_name}) test accuracy {best.test.accuracy:.3f} vs GLCM + SVM "
-                  f"{svm.evaluations['test'].accuracy:.3f} (difference {gap:+.3f})")
-        rows.append((claims.loc["beats_classical", "claim"], "not testable here" if simulated else status,
-                     detail + (f"; {why_not}" if simulated else "")))
+        detail = (
+            f"best network ({best.paper_name}) test accuracy {best.test.accuracy:.3f} vs GLCM + SVM "
+            f"{svm.evaluations['test'].accuracy:.3f} (difference {gap:+.3f})"
+        )
+        rows.append(
+            (
+                claims.loc["beats_classical", "claim"],
+                "not testable here" if simulated else status,
+                detail + (f"; {why_not}" if simulated else ""),
+            )
+        )
     else:
-        rows.append((claims.loc["beats_classical", "claim"], "not testable here", "needs both the network and the SVM runs"))
+        rows.append(
+            (
+                claims.loc["beats_classical", "claim"],
+                "not testable here",
+                "needs both the network and the SVM runs",
+            )
+        )
     if len(results.cnn) >= 2:
         accs = {r.paper_name: r.test.accuracy for r in results.cnn.values()}
         spread = max(accs.values()) - min(accs.values())
         detail = f"test accuracy spread across optimizers {spread:.3f} ({', '.join(f'{k} {v:.3f}' for k, v in accs.items())}); chapter 7 compares it with seed noise"
         status = "reproduced" if spread <= 0.05 else "not reproduced"
-        rows.append((claims.loc["optimizer_insensitive", "claim"], "not testable here" if simulated else status,
-                     detail + (f"; {why_not}" if simulated else "")))
+        rows.append(
+            (
+                claims.loc["optimizer_insensitive", "claim"],
+                "not testable here" if simulated else status,
+                detail + (f"; {why_not}" if simulated else ""),
+            )
+        )
     return pd.DataFrame(rows, columns=["claim", "verdict", "reason"]).set_index("claim")
 
 
@@ -707,9 +1003,15 @@ def gather_results(results_dir: str | Path) -> Results:
             base[d["name"]] = BaselineRun.from_dict(d)
     if not cnn and not base:
         raise DataError(f"no saved runs in {runs_dir}: run notebooks 03 and 04 first")
-    order = [o for o in ("adam", "adagrad", "adadelta", "rmsprop") if o in cnn] + sorted(set(cnn) - set(FIGURE_OF_OPTIMIZER))
-    return Results(cnn={k: cnn[k] for k in order}, baselines=base, provenance=read_results_provenance(results_dir),
-                   finetuned=finetuned)
+    order = [o for o in ("adam", "adagrad", "adadelta", "rmsprop") if o in cnn] + sorted(
+        set(cnn) - set(FIGURE_OF_OPTIMIZER)
+    )
+    return Results(
+        cnn={k: cnn[k] for k in order},
+        baselines=base,
+        provenance=read_results_provenance(results_dir),
+        finetuned=finetuned,
+    )
 
 
 # ------------------------------------------------------------------------ 6. the leakage audit
@@ -721,7 +1023,9 @@ SPLIT_SCHEMES = {
 }
 
 
-def scheme_indices(manifest: pd.DataFrame, scheme: str, validation_size: float, seed: int) -> dict[str, np.ndarray]:
+def scheme_indices(
+    manifest: pd.DataFrame, scheme: str, validation_size: float, seed: int
+) -> dict[str, np.ndarray]:
     """Train / validation / test row indices of the usable manifest under one split scheme."""
     from mcalc.splits import patient_grouped_split, roi_level_split, validation_split
 
@@ -732,10 +1036,15 @@ def scheme_indices(manifest: pd.DataFrame, scheme: str, validation_size: float, 
     train, test = np.asarray(train), np.asarray(test)
     n_val = int(validation_size) if validation_size >= 1 else float(validation_size)
     if scheme == "roi_level":  # the leaky protocol holds its validation ROIs out at random too
-        tr, va = roi_level_split(manifest.iloc[train].reset_index(drop=True),
-                                 test_fraction=n_val / len(train) if n_val >= 1 else n_val, seed=seed)
+        tr, va = roi_level_split(
+            manifest.iloc[train].reset_index(drop=True),
+            test_fraction=n_val / len(train) if n_val >= 1 else n_val,
+            seed=seed,
+        )
     else:
-        tr, va = validation_split(manifest.iloc[train].reset_index(drop=True), n_val=n_val, seed=seed)
+        tr, va = validation_split(
+            manifest.iloc[train].reset_index(drop=True), n_val=n_val, seed=seed
+        )
     return {"train": train[np.asarray(tr)], "validation": train[np.asarray(va)], "test": test}
 
 
@@ -755,9 +1064,12 @@ class LeakageAudit:
         base = self.evaluations["official"]
         for scheme, ev in self.evaluations.items():
             rows[SPLIT_SCHEMES[scheme]] = {
-                "test ROIs": ev.n, "accuracy": _fmt(ev.accuracy, ev.ci.get("accuracy")),
+                "test ROIs": ev.n,
+                "accuracy": _fmt(ev.accuracy, ev.ci.get("accuracy")),
                 "AUC": _fmt(ev.auc_macro, ev.ci.get("auc_macro")),
-                "sensitivity at specificity 0.8": _fmt(ev.sensitivity_at_spec80, ev.ci.get("sensitivity_at_spec80")),
+                "sensitivity at specificity 0.8": _fmt(
+                    ev.sensitivity_at_spec80, ev.ci.get("sensitivity_at_spec80")
+                ),
                 "accuracy gap to (a)": f"{ev.accuracy - base.accuracy:+.3f}",
                 "1-NN accuracy on the features": f"{self.memorisation.get(scheme, float('nan')):.3f}",
             }
@@ -766,15 +1078,21 @@ class LeakageAudit:
         return out
 
 
-def leakage_audit(results_dir: str | Path, image_size: int, weights: str, config, validation_size: float = 200,
-                  n_boot: int = 1000) -> LeakageAudit:
+def leakage_audit(
+    results_dir: str | Path,
+    image_size: int,
+    weights: str,
+    config,
+    validation_size: float = 200,
+    n_boot: int = 1000,
+) -> LeakageAudit:
     """Train and evaluate the head under the official, ROI-level and patient-grouped splits; count the leaks."""
-    from mcalc import baselines as bl
-    from mcalc.splits import leakage_report
-
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    from mcalc import baselines as bl
+    from mcalc.splits import leakage_report
 
     manifest, X, y = load_study_inputs(results_dir, image_size, weights)
     evaluations, leaks, shortcut, memo = {}, {}, {}, {}
@@ -786,7 +1104,9 @@ def leakage_audit(results_dir: str | Path, image_size: int, weights: str, config
         train_rows = manifest.iloc[fit_rows]
         test_rows = manifest.iloc[idx["test"]]
         # A pure memoriser: the nearest training ROI's label. It gains most when a sibling view is in training.
-        nn = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=1)).fit(X[fit_rows], y[fit_rows])
+        nn = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=1)).fit(
+            X[fit_rows], y[fit_rows]
+        )
         memo[scheme] = float((nn.predict(X[idx["test"]]) == y[idx["test"]]).mean())
         leaks[SPLIT_SCHEMES[scheme]] = _leak_row(leakage_report(train_rows, test_rows))
         rule = evaluate(y[idx["test"]], bl.assessment_rule(train_rows, test_rows), n_boot=0)
@@ -807,8 +1127,12 @@ def _leak_row(report: dict) -> dict[str, str | int]:
     """A leakage report as table cells: counts of test ROIs with their share."""
     n = report["n_test"]
     cells: dict[str, str | int] = {"training ROIs": int(report["n_train"]), "test ROIs": int(n)}
-    for key, label in (("same_lesion_other_view", "same lesion, other view"), ("same_breast_other_view", "same breast, other view"),
-                       ("same_image", "same mammogram"), ("same_patient", "same patient")):
+    for key, label in (
+        ("same_lesion_other_view", "same lesion, other view"),
+        ("same_breast_other_view", "same breast, other view"),
+        ("same_image", "same mammogram"),
+        ("same_patient", "same patient"),
+    ):
         cells[f"{label} in training"] = f"{int(report[key])} ({report[key] / n:.0%})" if n else "0"
     cells["patients on both sides"] = int(report["shared_patients"])
     return cells
@@ -817,9 +1141,16 @@ def _leak_row(report: dict) -> dict[str, str | int]:
 # -------------------------------------------------------------------- 7. seed and optimizer variance
 
 
-def seed_variance(results_dir: str | Path, image_size: int, weights: str, config, n_seeds: int = 5,
-                  validation_size: float = 200, optimizers: tuple[str, ...] = ("adam", "adagrad", "adadelta", "rmsprop"),
-                  progress: bool = True) -> pd.DataFrame:
+def seed_variance(
+    results_dir: str | Path,
+    image_size: int,
+    weights: str,
+    config,
+    n_seeds: int = 5,
+    validation_size: float = 200,
+    optimizers: tuple[str, ...] = ("adam", "adagrad", "adadelta", "rmsprop"),
+    progress: bool = True,
+) -> pd.DataFrame:
     """Test metrics of every optimizer trained with ``n_seeds`` seeds on one fixed split (one row per run)."""
     from dataclasses import replace
 
@@ -832,11 +1163,24 @@ def seed_variance(results_dir: str | Path, image_size: int, weights: str, config
     for opt, seed in tqdm(jobs, desc="optimizer × seed", disable=not progress):
         _, evals = fit_head(X, y, idx, replace(config, optimizer=opt, seed=seed), n_boot=0)
         ev = evals["test"]
-        rows.append({"optimizer": paper.PAPER_OPTIMIZER_NAMES[opt], "seed": seed, "accuracy": ev.accuracy,
-                     "AUC": ev.auc_macro, "sensitivity at specificity 0.8": ev.sensitivity_at_spec80, "loss": ev.loss_kl})
+        rows.append(
+            {
+                "optimizer": paper.PAPER_OPTIMIZER_NAMES[opt],
+                "seed": seed,
+                "accuracy": ev.accuracy,
+                "AUC": ev.auc_macro,
+                "sensitivity at specificity 0.8": ev.sensitivity_at_spec80,
+                "loss": ev.loss_kl,
+            }
+        )
     frame = pd.DataFrame(rows)
-    write_json({"rows": frame.to_dict(orient="records"), "provenance": read_results_provenance(results_dir).to_dict()},
-               Path(results_dir) / RUNS / "seed_variance.json")
+    write_json(
+        {
+            "rows": frame.to_dict(orient="records"),
+            "provenance": read_results_provenance(results_dir).to_dict(),
+        },
+        Path(results_dir) / RUNS / "seed_variance.json",
+    )
     return frame
 
 
@@ -846,8 +1190,16 @@ def variance_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
     metrics = ["accuracy", "AUC", "sensitivity at specificity 0.8"]
     summary = frame.groupby("optimizer")[metrics].agg(["mean", "std"])
-    out = pd.DataFrame({m: [f"{summary.loc[o, (m, 'mean')]:.3f} ± {summary.loc[o, (m, 'std')]:.3f}" for o in summary.index]
-                        for m in metrics}, index=summary.index)
+    out = pd.DataFrame(
+        {
+            m: [
+                f"{summary.loc[o, (m, 'mean')]:.3f} ± {summary.loc[o, (m, 'std')]:.3f}"
+                for o in summary.index
+            ]
+            for m in metrics
+        },
+        index=summary.index,
+    )
     groups = {m: [g[m].to_numpy() for _, g in frame.groupby("optimizer")] for m in metrics}
     row = {}
     for m in metrics:
@@ -858,6 +1210,8 @@ def variance_summary(frame: pd.DataFrame) -> pd.DataFrame:
     out.loc["Kruskal–Wallis across optimizers"] = row
     t4 = paper.table4().loc[["adam", "adagrad", "adadelta", "rmsprop"]]
     out.loc["paper: spread across optimizers"] = {
-        "accuracy": f"{t4['accuracy'].max() - t4['accuracy'].min():.2f}", "AUC": f"{t4['auc'].max() - t4['auc'].min():.2f}",
-        "sensitivity at specificity 0.8": f"{t4['sensitivity_at_spec80'].max() - t4['sensitivity_at_spec80'].min():.2f}"}
+        "accuracy": f"{t4['accuracy'].max() - t4['accuracy'].min():.2f}",
+        "AUC": f"{t4['auc'].max() - t4['auc'].min():.2f}",
+        "sensitivity at specificity 0.8": f"{t4['sensitivity_at_spec80'].max() - t4['sensitivity_at_spec80'].min():.2f}",
+    }
     return out

@@ -35,7 +35,9 @@ n_boot = 1000
 import mcalc.study as study
 from mcalc import plots
 
-curation = study.prepare_data(data_source, data_root, phantom_scale=phantom_scale, seed=seed, results_dir=results_dir)
+curation = study.prepare_data(
+    data_source, data_root, phantom_scale=phantom_scale, seed=seed, results_dir=results_dir
+)
 provenance = study.read_results_provenance(results_dir)
 print(provenance.label())
 
@@ -48,7 +50,11 @@ print(provenance.label())
 # %%
 # NBVAL_CHECK_OUTPUT
 table1 = study.table1(curation)
-plots.show_table(table1, "Table 1 — Number of ROI images per class: ours, the paper's, the official CBIS-DDSM tables", provenance)
+plots.show_table(
+    table1,
+    "Table 1 — Number of ROI images per class: ours, the paper's, the official CBIS-DDSM tables",
+    provenance,
+)
 
 # %% [markdown]
 # ## What curation excluded or corrected
@@ -60,10 +66,16 @@ plots.show_table(table1, "Table 1 — Number of ROI images per class: ours, the 
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(study.curation_report(curation), "Curation report — rows read, usable, excluded and corrected, per split", provenance)
+plots.show_table(
+    study.curation_report(curation),
+    "Curation report — rows read, usable, excluded and corrected, per split",
+    provenance,
+)
 
 # %%
-plots.show_table(curation.exclusions, "Exclusions — one line per excluded ROI, with its reason", provenance)
+plots.show_table(
+    curation.exclusions, "Exclusions — one line per excluded ROI, with its reason", provenance
+)
 
 # %%
 plots.show_table(curation.swaps, "Corrected crop/mask swaps", provenance)
@@ -76,10 +88,18 @@ plots.show_table(curation.swaps, "Corrected crop/mask swaps", provenance)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(study.crosstab(curation, "assessment"), "Pathology by BI-RADS assessment (usable ROIs)", provenance)
+plots.show_table(
+    study.crosstab(curation, "assessment"),
+    "Pathology by BI-RADS assessment (usable ROIs)",
+    provenance,
+)
 
 # %% [markdown]
 # ## Sample ROIs per class
 
 # %%
-plots.show_figure(plots.sample_grid(curation.usable(), n_per_class=4, seed=seed), "Sample ROIs — four cropped ROIs per class, as curated", provenance)
+plots.show_figure(
+    plots.sample_grid(curation.usable(), n_per_class=4, seed=seed),
+    "Sample ROIs — four cropped ROIs per class, as curated",
+    provenance,
+)

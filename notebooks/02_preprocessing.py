@@ -36,7 +36,9 @@ from mcalc import plots
 
 manifest = study.load_manifest(results_dir)
 weights_info = study.resolve_backbone_weights(weights)
-provenance = study.read_results_provenance(results_dir).with_weights(weights_info.used, weights_info.note)
+provenance = study.read_results_provenance(results_dir).with_weights(
+    weights_info.used, weights_info.note
+)
 print(provenance.label())
 print(weights_info.note)
 
@@ -44,8 +46,11 @@ print(weights_info.note)
 # ## Figure 1 — mammogram, cropped ROI, resized ROI, per class
 
 # %%
-plots.show_figure(plots.figure1(manifest, image_size=image_size, seed=seed),
-                  f"Figure 1 — (a) full mammogram with the ROI box, (b) the cropped ROI, (c) the ROI resized to {image_size} × {image_size}, one row per class", provenance)
+plots.show_figure(
+    plots.figure1(manifest, image_size=image_size, seed=seed),
+    f"Figure 1 — (a) full mammogram with the ROI box, (b) the cropped ROI, (c) the ROI resized to {image_size} × {image_size}, one row per class",
+    provenance,
+)
 
 # %% [markdown]
 # ## Table 2 — the architecture, read off the built model
@@ -55,7 +60,11 @@ model = study.build_paper_model(image_size, weights_info)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(study.table2(model, image_size), "Table 2 — Architecture of the transfer-learning model: ours (read off the built Keras model) and the paper's", provenance)
+plots.show_table(
+    study.table2(model, image_size),
+    "Table 2 — Architecture of the transfer-learning model: ours (read off the built Keras model) and the paper's",
+    provenance,
+)
 
 # %% [markdown]
 # ## Figure 2 — the proposed network, and Figure 3 — InceptionResNetV2
@@ -63,14 +72,26 @@ plots.show_table(study.table2(model, image_size), "Table 2 — Architecture of t
 # Both are drawn from the built Keras model (layer names and output shapes), not redrawn by hand.
 
 # %%
-plots.show_figure(plots.figure2(model), "Figure 2 — The proposed network: frozen InceptionResNetV2 → Dense(128, ReLU) → Dense(3, softmax), with the output shape of each stage", provenance)
+plots.show_figure(
+    plots.figure2(model),
+    "Figure 2 — The proposed network: frozen InceptionResNetV2 → Dense(128, ReLU) → Dense(3, softmax), with the output shape of each stage",
+    provenance,
+)
 
 # %%
-plots.show_figure(plots.figure3(model), "Figure 3 — InceptionResNetV2 as built: stem, Inception-ResNet-A/B/C blocks and reduction blocks with their output grids (35 × 35 → 17 × 17 → 8 × 8 at 299 px input)", provenance)
+plots.show_figure(
+    plots.figure3(model),
+    "Figure 3 — InceptionResNetV2 as built: stem, Inception-ResNet-A/B/C blocks and reduction blocks with their output grids (35 × 35 → 17 × 17 → 8 × 8 at 299 px input)",
+    provenance,
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(study.layer_summary(model), "Layer summary of the end-to-end model (trainable parameters are the head's only)", provenance)
+plots.show_table(
+    study.layer_summary(model),
+    "Layer summary of the end-to-end model (trainable parameters are the head's only)",
+    provenance,
+)
 
 # %% [markdown]
 # ## Backbone features, computed once and cached
@@ -79,8 +100,14 @@ plots.show_table(study.layer_summary(model), "Layer summary of the end-to-end mo
 # later chapter (or a re-run) reuses it, and a changed input recomputes only its own row.
 
 # %%
-features = study.compute_features(manifest, image_size=image_size, weights_info=weights_info, cache_dir=cache_dir,
-                                  results_dir=results_dir, provenance=provenance)
+features = study.compute_features(
+    manifest,
+    image_size=image_size,
+    weights_info=weights_info,
+    cache_dir=cache_dir,
+    results_dir=results_dir,
+    provenance=provenance,
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -42,10 +42,23 @@ import mcalc.study as study
 from mcalc import plots
 from mcalc.model import TrainConfig
 
-config = TrainConfig(optimizer=optimizer, learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, seed=seed)
-run = study.run_optimizer(results_dir=results_dir, cache_dir=cache_dir, image_size=image_size, weights=weights,
-                          config=config, validation_size=validation_size, n_boot=n_boot,
-                          train_backbone=train_backbone)
+config = TrainConfig(
+    optimizer=optimizer,
+    learning_rate=learning_rate,
+    batch_size=batch_size,
+    epochs=epochs,
+    seed=seed,
+)
+run = study.run_optimizer(
+    results_dir=results_dir,
+    cache_dir=cache_dir,
+    image_size=image_size,
+    weights=weights,
+    config=config,
+    validation_size=validation_size,
+    n_boot=n_boot,
+    train_backbone=train_backbone,
+)
 print(run.provenance.label())
 print(run.describe())
 
@@ -56,18 +69,28 @@ print(run.describe())
 # the paper plots and tabulates.
 
 # %%
-plots.show_figure(plots.training_curves(run.history, title=run.paper_name),
-                  f"{run.figure_label} — Output obtained using the {run.paper_name} optimizer: (a) loss function; (b) accuracy; (c) sensitivity at specificity 0.8; training and validation per epoch",
-                  run.provenance)
+plots.show_figure(
+    plots.training_curves(run.history, title=run.paper_name),
+    f"{run.figure_label} — Output obtained using the {run.paper_name} optimizer: (a) loss function; (b) accuracy; (c) sensitivity at specificity 0.8; training and validation per epoch",
+    run.provenance,
+)
 
 # %% [markdown]
 # ## Table 3 and Table 4 rows for this optimizer, beside the paper's
 
 # %%
-plots.show_table(run.table3_row(), f"Table 3 — Training loss and accuracy after the last epoch, {run.paper_name}: ours and the paper's", run.provenance)
+plots.show_table(
+    run.table3_row(),
+    f"Table 3 — Training loss and accuracy after the last epoch, {run.paper_name}: ours and the paper's",
+    run.provenance,
+)
 
 # %%
-plots.show_table(run.table4_row(), f"Table 4 — Validation and test loss, accuracy, AUC and sensitivity at specificity 0.8 with 95% bootstrap CIs, {run.paper_name}: ours and the paper's", run.provenance)
+plots.show_table(
+    run.table4_row(),
+    f"Table 4 — Validation and test loss, accuracy, AUC and sensitivity at specificity 0.8 with 95% bootstrap CIs, {run.paper_name}: ours and the paper's",
+    run.provenance,
+)
 
 # %% [markdown]
 # ## All metrics on the official test split, per class
@@ -75,11 +98,18 @@ plots.show_table(run.table4_row(), f"Table 4 — Validation and test loss, accur
 # Specificity here is TN / (TN + FP), not the paper's Eq. 4.
 
 # %%
-plots.show_table(run.test.table(), f"Test metrics, {run.paper_name} — point estimates and 95% bootstrap CIs", run.provenance)
+plots.show_table(
+    run.test.table(),
+    f"Test metrics, {run.paper_name} — point estimates and 95% bootstrap CIs",
+    run.provenance,
+)
 
 # %%
-plots.show_figure(plots.roc_and_confusion(run.test, title=run.paper_name),
-                  f"ROC curves (one vs rest) and confusion matrix on the test split, {run.paper_name}", run.provenance)
+plots.show_figure(
+    plots.roc_and_confusion(run.test, title=run.paper_name),
+    f"ROC curves (one vs rest) and confusion matrix on the test split, {run.paper_name}",
+    run.provenance,
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT

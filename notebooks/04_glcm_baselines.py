@@ -41,19 +41,32 @@ validation_size = 200
 import mcalc.study as study
 from mcalc import plots
 
-baselines = study.run_baselines(results_dir=results_dir, cache_dir=cache_dir, cv_folds=cv_folds, levels=glcm_levels,
-                                k=knn_neighbors, seed=seed, n_boot=n_boot)
+baselines = study.run_baselines(
+    results_dir=results_dir,
+    cache_dir=cache_dir,
+    cv_folds=cv_folds,
+    levels=glcm_levels,
+    k=knn_neighbors,
+    seed=seed,
+    n_boot=n_boot,
+)
 print(baselines.provenance.label())
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"GLCM features: {baselines.features.shape[0]} ROIs × {baselines.features.shape[1]} Haralick features; {cv_folds}-fold CV")
+print(
+    f"GLCM features: {baselines.features.shape[0]} ROIs × {baselines.features.shape[1]} Haralick features; {cv_folds}-fold CV"
+)
 
 # %% [markdown]
 # ## Table 4 — the SVM and k-NN rows, beside the paper's
 
 # %%
-plots.show_table(baselines.table4_rows(), "Table 4 — GLCM + SVM (RBF) and GLCM + k-NN: 10-fold cross-validation on the training split and the official test split, with 95% bootstrap CIs; the paper's values beside", baselines.provenance)
+plots.show_table(
+    baselines.table4_rows(),
+    "Table 4 — GLCM + SVM (RBF) and GLCM + k-NN: 10-fold cross-validation on the training split and the official test split, with 95% bootstrap CIs; the paper's values beside",
+    baselines.provenance,
+)
 
 # %% [markdown]
 # ## Baselines the paper omits
@@ -64,7 +77,15 @@ plots.show_table(baselines.table4_rows(), "Table 4 — GLCM + SVM (RBF) and GLCM
 # BENIGN_WITHOUT_CALLBACK is almost exactly assessment 2. Any image model has to beat both.
 
 # %%
-plots.show_table(baselines.reference_rows(), "Majority-class and assessment-only baselines on the test split, with 95% bootstrap CIs", baselines.provenance)
+plots.show_table(
+    baselines.reference_rows(),
+    "Majority-class and assessment-only baselines on the test split, with 95% bootstrap CIs",
+    baselines.provenance,
+)
 
 # %%
-plots.show_figure(plots.roc_panel(baselines.test_evaluations()), "ROC curves (macro one-vs-rest shown per model) of the baselines on the test split", baselines.provenance)
+plots.show_figure(
+    plots.roc_panel(baselines.test_evaluations()),
+    "ROC curves (macro one-vs-rest shown per model) of the baselines on the test split",
+    baselines.provenance,
+)

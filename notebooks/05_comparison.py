@@ -42,10 +42,18 @@ print(results.provenance.label())
 print("runs found:", ", ".join(results.run_names()))
 
 # %%
-plots.show_table(results.table3(), "Table 3 — Training loss and accuracy per optimizer (KL divergence, lr 1e-4, batch 32): ours | paper", results.provenance)
+plots.show_table(
+    results.table3(),
+    "Table 3 — Training loss and accuracy per optimizer (KL divergence, lr 1e-4, batch 32): ours | paper",
+    results.provenance,
+)
 
 # %%
-plots.show_table(results.table4(), "Table 4 — Loss, accuracy, AUC and sensitivity at specificity 0.8 per model on the official test split: ours [95% CI] | paper", results.provenance)
+plots.show_table(
+    results.table4(),
+    "Table 4 — Loss, accuracy, AUC and sensitivity at specificity 0.8 per model on the official test split: ours [95% CI] | paper",
+    results.provenance,
+)
 
 # %% [markdown]
 # ## Table 5 — the literature comparison
@@ -55,10 +63,18 @@ plots.show_table(results.table4(), "Table 4 — Loss, accuracy, AUC and sensitiv
 # anchors on CBIS-DDSM calcifications, and our own results.
 
 # %%
-plots.show_table(results.table5(), "Table 5 — Comparison with existing techniques: the paper's rows (normalised to fractions, annotated), anchors on the same task, and ours", results.provenance)
+plots.show_table(
+    results.table5(),
+    "Table 5 — Comparison with existing techniques: the paper's rows (normalised to fractions, annotated), anchors on the same task, and ours",
+    results.provenance,
+)
 
 # %%
-plots.show_figure(plots.roc_panel(results.test_evaluations()), "ROC curves of every model on the official test split (macro-average of the one-vs-rest curves)", results.provenance)
+plots.show_figure(
+    plots.roc_panel(results.test_evaluations()),
+    "ROC curves of every model on the official test split (macro-average of the one-vs-rest curves)",
+    results.provenance,
+)
 
 # %% [markdown]
 # ## Can all four optimizers reach 98% training accuracy at learning rate 1e-4?
@@ -72,11 +88,18 @@ plots.show_figure(plots.roc_panel(results.test_evaluations()), "ROC curves of ev
 # for Adadelta, or with the "0.001" of its Conclusions, than with 1e-4.
 
 # %%
-step_sizes = update_sizes()  # the first use of TensorFlow here: its start-up log lines land in this unchecked cell
+step_sizes = (
+    update_sizes()
+)  # the first use of TensorFlow here: its start-up log lines land in this unchecked cell
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(step_sizes, "How far one weight moves under a constant gradient with each optimizer's paper settings (lr 1e-4), after 1 step and after 20 epochs of 43 batches", None, precision=7)
+plots.show_table(
+    step_sizes,
+    "How far one weight moves under a constant gradient with each optimizer's paper settings (lr 1e-4), after 1 step and after 20 epochs of 43 batches",
+    None,
+    precision=7,
+)
 
 # %% [markdown]
 # ## The paper's formulas, evaluated
@@ -85,7 +108,11 @@ plots.show_table(step_sizes, "How far one weight moves under a constant gradient
 # against the correct definitions, on the confusion matrix of the best network here.
 
 # %%
-plots.show_table(results.formula_errata(), "The paper's Eq. 4 and Eq. 5 beside the correct specificity and accuracy, per class, on our test confusion matrix", results.provenance)
+plots.show_table(
+    results.formula_errata(),
+    "The paper's Eq. 4 and Eq. 5 beside the correct specificity and accuracy, per class, on our test confusion matrix",
+    results.provenance,
+)
 
 # %% [markdown]
 # ## Frozen versus fine-tuned backbone
@@ -97,11 +124,19 @@ plots.show_table(results.formula_errata(), "The paper's Eq. 4 and Eq. 5 beside t
 # found in this book's results are compared here with the frozen run of the same optimizer.
 
 # %%
-plots.show_table(results.frozen_vs_finetuned(), "Frozen versus fine-tuned backbone on the test split", results.provenance,
-                 empty="No fine-tuned run exists in this build: the book was built on a CPU, where fine-tuning InceptionResNetV2 at 299 px for 20 epochs takes hours. Execute notebooks/03_optimizer.py with -p train_backbone top on a GPU to add one.")
+plots.show_table(
+    results.frozen_vs_finetuned(),
+    "Frozen versus fine-tuned backbone on the test split",
+    results.provenance,
+    empty="No fine-tuned run exists in this build: the book was built on a CPU, where fine-tuning InceptionResNetV2 at 299 px for 20 epochs takes hours. Execute notebooks/03_optimizer.py with -p train_backbone top on a GPU to add one.",
+)
 
 # %% [markdown]
 # ## Verdict: one row per claim of the paper
 
 # %%
-plots.show_table(results.verdicts(), "Verdict — each claim of the paper: reproduced, not reproduced, or not testable here, and why", results.provenance)
+plots.show_table(
+    results.verdicts(),
+    "Verdict — each claim of the paper: reproduced, not reproduced, or not testable here, and why",
+    results.provenance,
+)

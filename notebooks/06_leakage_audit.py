@@ -43,8 +43,16 @@ import mcalc.study as study
 from mcalc import plots
 from mcalc.model import TrainConfig
 
-config = TrainConfig(optimizer=optimizer, learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, seed=seed)
-audit = study.leakage_audit(results_dir, image_size, weights, config, validation_size=validation_size, n_boot=n_boot)
+config = TrainConfig(
+    optimizer=optimizer,
+    learning_rate=learning_rate,
+    batch_size=batch_size,
+    epochs=epochs,
+    seed=seed,
+)
+audit = study.leakage_audit(
+    results_dir, image_size, weights, config, validation_size=validation_size, n_boot=n_boot
+)
 print(audit.provenance.label())
 
 # %% [markdown]
@@ -53,15 +61,30 @@ print(audit.provenance.label())
 # head, which averages over many ROIs, gains less.
 
 # %%
-plots.show_table(audit.table(), "Leakage audit — test metrics of the same pipeline under three split schemes, with 95% bootstrap CIs, and a 1-nearest-neighbour memoriser", audit.provenance)
+plots.show_table(
+    audit.table(),
+    "Leakage audit — test metrics of the same pipeline under three split schemes, with 95% bootstrap CIs, and a 1-nearest-neighbour memoriser",
+    audit.provenance,
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(audit.leakage, "Leakage audit — test ROIs with a relative in training (same lesion in the other view, same breast, same mammogram, same patient)", audit.provenance)
+plots.show_table(
+    audit.leakage,
+    "Leakage audit — test ROIs with a relative in training (same lesion in the other view, same breast, same mammogram, same patient)",
+    audit.provenance,
+)
 
 # %%
-plots.show_table(audit.shortcut, "Leakage audit — the metadata shortcut: accuracy of the assessment-only rule beside the network's, per split scheme", audit.provenance)
+plots.show_table(
+    audit.shortcut,
+    "Leakage audit — the metadata shortcut: accuracy of the assessment-only rule beside the network's, per split scheme",
+    audit.provenance,
+)
 
 # %%
-plots.show_figure(plots.roc_panel({study.SPLIT_SCHEMES[k]: v for k, v in audit.evaluations.items()}),
-                  "Leakage audit — ROC curves (macro one-vs-rest) of the same pipeline under the three split schemes", audit.provenance)
+plots.show_figure(
+    plots.roc_panel({study.SPLIT_SCHEMES[k]: v for k, v in audit.evaluations.items()}),
+    "Leakage audit — ROC curves (macro one-vs-rest) of the same pipeline under the three split schemes",
+    audit.provenance,
+)

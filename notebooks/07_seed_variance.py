@@ -41,16 +41,28 @@ from mcalc import plots
 from mcalc.model import TrainConfig
 
 config = TrainConfig(learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, seed=seed)
-runs = study.seed_variance(results_dir, image_size, weights, config, n_seeds=n_seeds, validation_size=validation_size)
+runs = study.seed_variance(
+    results_dir, image_size, weights, config, n_seeds=n_seeds, validation_size=validation_size
+)
 provenance = study.read_results_provenance(results_dir)
 print(provenance.label())
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"{len(runs)} runs: {runs['optimizer'].nunique()} optimizers × {runs['seed'].nunique()} seeds")
+print(
+    f"{len(runs)} runs: {runs['optimizer'].nunique()} optimizers × {runs['seed'].nunique()} seeds"
+)
 
 # %%
-plots.show_figure(plots.seed_spread(runs), f"Seed variance — test metrics of each optimizer over {n_seeds} seeds (points: runs; boxes: spread)", provenance)
+plots.show_figure(
+    plots.seed_spread(runs),
+    f"Seed variance — test metrics of each optimizer over {n_seeds} seeds (points: runs; boxes: spread)",
+    provenance,
+)
 
 # %%
-plots.show_table(study.variance_summary(runs), "Seed variance — mean ± SD over seeds per optimizer, a Kruskal–Wallis test of the optimizer effect, and the paper's spread across optimizers", provenance)
+plots.show_table(
+    study.variance_summary(runs),
+    "Seed variance — mean ± SD over seeds per optimizer, a Kruskal–Wallis test of the optimizer effect, and the paper's spread across optimizers",
+    provenance,
+)

@@ -80,7 +80,9 @@ def test_glcm_shape_names_and_mahotas_directly() -> None:
     feats = B.glcm_features(img, levels=64)
     assert feats.shape == (14,) == (len(B.HARALICK_NAMES),)
     q = np.rint((img - img.min()) / (img.max() - img.min()) * 63).astype(np.uint8)
-    direct = mahotas.features.haralick(q, ignore_zeros=False, compute_14th_feature=True, return_mean=True)
+    direct = mahotas.features.haralick(
+        q, ignore_zeros=False, compute_14th_feature=True, return_mean=True
+    )
     np.testing.assert_array_equal(feats, direct)
     assert B.quantise(img, 64).max() == 63 and B.quantise(img, 64).min() == 0
 
@@ -135,7 +137,8 @@ def test_glcm_feature_matrix_reads_dicoms(tmp_path: Path) -> None:
 def test_glcm_feature_matrix_process_pool_same_as_serial(tmp_path: Path) -> None:
     paths = [write_dicom(tmp_path / f"roi{i}.dcm", noise_image(i) * 16) for i in range(5)]
     np.testing.assert_array_equal(
-        B.glcm_feature_matrix(paths, workers=2, progress=False), B.glcm_feature_matrix(paths, workers=1, progress=False)
+        B.glcm_feature_matrix(paths, workers=2, progress=False),
+        B.glcm_feature_matrix(paths, workers=1, progress=False),
     )
 
 
@@ -148,7 +151,9 @@ def test_glcm_feature_matrix_error_names_file(tmp_path: Path) -> None:
 
 def test_pipelines_scale_inside() -> None:
     svm, knn = B.make_svm(0), B.make_knn(7)
-    assert isinstance(svm.steps[0][1], StandardScaler) and isinstance(knn.steps[0][1], StandardScaler)
+    assert isinstance(svm.steps[0][1], StandardScaler) and isinstance(
+        knn.steps[0][1], StandardScaler
+    )
     assert knn.steps[-1][1].n_neighbors == 7
 
 
@@ -196,7 +201,9 @@ def test_cross_validated_proba_grouped() -> None:
 def test_fit_predict_proba_and_bad_input() -> None:
     X, y = features_dataset(90, seed=3)
     proba = B.fit_predict_proba(B.make_knn(5), X[:60], y[:60], X[60:])
-    expected = Pipeline([("s", StandardScaler()), ("k", KNeighborsClassifier(5))]).fit(X[:60], y[:60])
+    expected = Pipeline([("s", StandardScaler()), ("k", KNeighborsClassifier(5))]).fit(
+        X[:60], y[:60]
+    )
     np.testing.assert_allclose(proba, expected.predict_proba(X[60:]))
     with pytest.raises(DataError, match="MALIGNANT"):
         B.fit_predict_proba(B.make_knn(5), X[y != 2], y[y != 2], X)
@@ -224,7 +231,9 @@ def test_assessment_rule_small() -> None:
     np.testing.assert_allclose(proba[0], [2 / 6, 3 / 6, 1 / 6])  # (1+1, 2+1, 0+1) / (3+3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert proba.argmax(axis=1)[:3].tolist() == [1, 0, 2]
-    np.testing.assert_allclose(proba[3], [(3 + 1) / 11, (2 + 1) / 11, (3 + 1) / 11])  # unseen value 3: overall
+    np.testing.assert_allclose(
+        proba[3], [(3 + 1) / 11, (2 + 1) / 11, (3 + 1) / 11]
+    )  # unseen value 3: overall
     table = B.assessment_rule_table(train)
     assert table.loc[2, "rule"] == "BENIGN_WITHOUT_CALLBACK" and table.loc[4, "n"] == 3
     with pytest.raises(DataError, match="assessment"):

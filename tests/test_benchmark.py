@@ -28,7 +28,9 @@ def test_flop_count_of_a_small_model_follows_the_formula(bench):
     keras = pytest.importorskip("keras")
 
     inner_in = keras.Input((9, 9, 2))
-    inner = keras.Model(inner_in, keras.layers.Conv2D(4, 3, strides=2, padding="same")(inner_in))  # 5x5 out
+    inner = keras.Model(
+        inner_in, keras.layers.Conv2D(4, 3, strides=2, padding="same")(inner_in)
+    )  # 5x5 out
     x_in = keras.Input((11, 11, 1))
     x = keras.layers.Conv2D(2, (3, 3))(x_in)  # 9x9 out
     x = inner(x)
@@ -53,13 +55,29 @@ def test_measured_subprocess_reports_exit_status_and_memory(bench, tmp_path):
 def test_data_section_runs_at_tiny_scale_and_writes_its_table(bench, tmp_path):
     """`--quick --only data` generates (and curates, when curation exists) a tiny phantom and reports on it."""
     markdown = tmp_path / "RESULTS.md"
-    code = bench.main(["--quick", "--only", "data", "--scale", "0.01", "--work-dir", str(tmp_path / "work"),
-                       "--results-dir", str(tmp_path / "raw"), "--markdown", str(markdown), "--write"])
+    code = bench.main(
+        [
+            "--quick",
+            "--only",
+            "data",
+            "--scale",
+            "0.01",
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--results-dir",
+            str(tmp_path / "raw"),
+            "--markdown",
+            str(markdown),
+            "--write",
+        ]
+    )
     assert code == 0
     raw = json.loads((tmp_path / "raw" / "latest.json").read_text())
     phantom = json.loads((tmp_path / "work" / "data" / "phantom-0.01" / "phantom.json").read_text())
     assert raw["data"]["n_rois"] == phantom["summary"]["n_rois"] > 0
-    assert raw["data"]["phantom"]["returncode"] == 0 and raw["data"]["phantom"]["peak_rss_bytes"] > 0
+    assert (
+        raw["data"]["phantom"]["returncode"] == 0 and raw["data"]["phantom"]["peak_rss_bytes"] > 0
+    )
     text = markdown.read_text()
     assert "`mcalc phantom`" in text and f"{raw['data']['n_rois']} ROIs" in text
     assert "| peak RSS ≤ 4 GB |" in text and "not measured (run with `--book`)" in text
@@ -68,16 +86,43 @@ def test_data_section_runs_at_tiny_scale_and_writes_its_table(bench, tmp_path):
 
 def test_merge_keeps_other_sections_and_replaces_book_rows_by_scale(bench):
     """--merge: a re-run section replaces the last run's, other sections and other book scales stay."""
-    prior = {"argv": " --book --write", "date": "d0", "benchmark_wall_s": 100.0, "other_cpu_s": 1.0,
-             "backbone": {"images_per_s": 10.0},
-             "book": {"rows": [{"scale": 0.1, "wall_s": 1.0, "returncode": 1}, {"scale": 1.0, "wall_s": 500.0, "returncode": 0}]}}
-    new = {"argv": " --only book --book-scales 0.1", "date": "d1", "benchmark_wall_s": 60.0, "other_cpu_s": 2.0,
-           "book": {"rows": [{"scale": 0.1, "wall_s": 55.0, "returncode": 0}]}}
+    prior = {
+        "argv": " --book --write",
+        "date": "d0",
+        "benchmark_wall_s": 100.0,
+        "other_cpu_s": 1.0,
+        "backbone": {"images_per_s": 10.0},
+        "book": {
+            "rows": [
+                {"scale": 0.1, "wall_s": 1.0, "returncode": 1},
+                {"scale": 1.0, "wall_s": 500.0, "returncode": 0},
+            ]
+        },
+    }
+    new = {
+        "argv": " --only book --book-scales 0.1",
+        "date": "d1",
+        "benchmark_wall_s": 60.0,
+        "other_cpu_s": 2.0,
+        "book": {"rows": [{"scale": 0.1, "wall_s": 55.0, "returncode": 0}]},
+    }
     merged = bench.merge_results(prior, new, ["book"])
     assert merged["backbone"] == {"images_per_s": 10.0}
-    assert [(r["scale"], r["wall_s"], r["returncode"]) for r in merged["book"]["rows"]] == [(0.1, 55.0, 0), (1.0, 500.0, 0)]
+    assert [(r["scale"], r["wall_s"], r["returncode"]) for r in merged["book"]["rows"]] == [
+        (0.1, 55.0, 0),
+        (1.0, 500.0, 0),
+    ]
     assert merged["benchmark_wall_s"] == 160.0 and merged["other_cpu_s"] == 3.0
-    assert "--merge" in merged["argv"] and "--book-scales 0.1" in merged["argv"] and "--book --write" in merged["argv"]
+    assert (
+        "--merge" in merged["argv"]
+        and "--book-scales 0.1" in merged["argv"]
+        and "--book --write" in merged["argv"]
+    )
     assert merged["date"] == "d1"
-    only_backbone = bench.merge_results(prior, {"argv": "", "backbone": {"images_per_s": 12.0}}, ["backbone"])
-    assert only_backbone["backbone"] == {"images_per_s": 12.0} and only_backbone["book"] == prior["book"]
+    only_backbone = bench.merge_results(
+        prior, {"argv": "", "backbone": {"images_per_s": 12.0}}, ["backbone"]
+    )
+    assert (
+        only_backbone["backbone"] == {"images_per_s": 12.0}
+        and only_backbone["book"] == prior["book"]
+    )

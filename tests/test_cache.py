@@ -30,7 +30,13 @@ def make_inputs(root: Path, n: int = 6) -> list[Path]:
     return paths
 
 
-def run(paths: list[Path], cache: FeatureCache, calls: list[int], chunk: int = 2, fail_after: int | None = None):
+def run(
+    paths: list[Path],
+    cache: FeatureCache,
+    calls: list[int],
+    chunk: int = 2,
+    fail_after: int | None = None,
+):
     """Feature rows for ``paths`` through the cache, recording which indices were computed."""
     memo: dict = {}
     keys = [cache_key("test-v1", file_digest(p, memo)) for p in paths]
@@ -68,7 +74,9 @@ def test_save_load_roundtrip(tmp_path: Path) -> None:
         fc.path_for("../../etc/passwd")
 
 
-def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_atomic_write_keeps_old_file_on_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fc = FeatureCache(tmp_path)
     key = cache_key("atomic")
     old = np.ones(4, dtype=np.float32)

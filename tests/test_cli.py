@@ -29,7 +29,9 @@ def test_help_of_every_subcommand(command, capsys):
 
 def test_console_entry_point_runs_as_module():
     """`python -m mcalc --help` works (the installed `mcalc` script calls the same main)."""
-    out = subprocess.run([sys.executable, "-m", "mcalc", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "mcalc", "--help"], capture_output=True, text=True, check=True
+    )
     assert "curate" in out.stdout and "phantom" in out.stdout
 
 

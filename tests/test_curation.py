@@ -22,9 +22,20 @@ REPO = Path(__file__).resolve().parents[1]
 FULL_SHAPE = (40, 32)
 CROP_SHAPE = (10, 8)
 HEADER = [
-    "patient_id", "breast density", "left or right breast", "image view", "abnormality id", "abnormality type",
-    "calc type", "calc distribution", "assessment", "pathology", "subtlety", "image file path",
-    "cropped image file path", "ROI mask file path",
+    "patient_id",
+    "breast density",
+    "left or right breast",
+    "image view",
+    "abnormality id",
+    "abnormality type",
+    "calc type",
+    "calc distribution",
+    "assessment",
+    "pathology",
+    "subtlety",
+    "image file path",
+    "cropped image file path",
+    "ROI mask file path",
 ]
 
 
@@ -52,10 +63,19 @@ def real() -> cu.CurationResult:
     return curate_quietly(shared_tables(), check_images=False)
 
 
-@pytest.mark.parametrize("split, n, counts, patients, images", [
-    ("train", 1546, {"MALIGNANT": 544, "BENIGN": 528, "BENIGN_WITHOUT_CALLBACK": 474}, 602, 1227),
-    ("test", 326, {"MALIGNANT": 129, "BENIGN": 130, "BENIGN_WITHOUT_CALLBACK": 67}, 151, 284),
-])
+@pytest.mark.parametrize(
+    "split, n, counts, patients, images",
+    [
+        (
+            "train",
+            1546,
+            {"MALIGNANT": 544, "BENIGN": 528, "BENIGN_WITHOUT_CALLBACK": 474},
+            602,
+            1227,
+        ),
+        ("test", 326, {"MALIGNANT": 129, "BENIGN": 130, "BENIGN_WITHOUT_CALLBACK": 67}, 151, 284),
+    ],
+)
 def test_real_calc_table_counts(real, split, n, counts, patients, images):
     """ROIs per class, patients and distinct mammograms of the official calc tables."""
     m = real.manifest[real.manifest["split"] == split]
@@ -100,8 +120,14 @@ def test_real_density_zero_becomes_na_with_a_note(real):
 
 def test_real_calc_types_normalised(real):
     """One spelling of LUCENT_CENTER, no repeated terms, compounds in one canonical (sorted) order."""
-    raw = pd.concat([pd.read_csv(shared_tables() / cu.TABLE_FILES[("calc", s)], dtype=str, keep_default_na=False)
-                     for s in ("train", "test")])
+    raw = pd.concat(
+        [
+            pd.read_csv(
+                shared_tables() / cu.TABLE_FILES[("calc", s)], dtype=str, keep_default_na=False
+            )
+            for s in ("train", "test")
+        ]
+    )
     assert raw["calc type"].str.contains("LUCENT_CENTERED").any()
     assert (raw["calc type"] == "PLEOMORPHIC-PLEOMORPHIC").any()
     types = real.manifest["calc_type"].dropna()
@@ -113,7 +139,9 @@ def test_real_calc_types_normalised(real):
     assert {"AMORPHOUS-PLEOMORPHIC", "PLEOMORPHIC-PUNCTATE"} <= set(types)
     # N/A is missing, not a category
     assert (raw["calc type"] == "N/A").sum() == real.manifest["calc_type"].isna().sum() > 0
-    assert real.manifest["calc_distribution"].isna().sum() == (raw["calc distribution"] == "N/A").sum()
+    assert (
+        real.manifest["calc_distribution"].isna().sum() == (raw["calc distribution"] == "N/A").sum()
+    )
 
 
 def test_real_bwc_is_almost_assessment_2(real):
@@ -131,7 +159,10 @@ def test_real_mass_tables_parse():
     """The mass tables (density column 'breast_density', mask path with the newline) parse too."""
     root = shared_tables()
     headers = {k: next(csv.reader(open(root / n, newline=""))) for k, n in cu.TABLE_FILES.items()}
-    assert "breast_density" in headers[("mass", "train")] and "breast density" in headers[("calc", "train")]
+    assert (
+        "breast_density" in headers[("mass", "train")]
+        and "breast density" in headers[("calc", "train")]
+    )
     result = curate_quietly(root, abnormality="mass", check_images=False)
     m = result.manifest
     assert set(result.tables) == {("mass", "train"), ("mass", "test")}
@@ -169,13 +200,34 @@ def write_table(path: Path, rows: list[list[str]], header: list[str] = HEADER) -
     return path
 
 
-def table_row(patient="P_00001", side="LEFT", view="CC", abn=1, pathology="BENIGN", density="2",
-              calc_type="PUNCTATE", split="train") -> list[str]:
+def table_row(
+    patient="P_00001",
+    side="LEFT",
+    view="CC",
+    abn=1,
+    pathology="BENIGN",
+    density="2",
+    calc_type="PUNCTATE",
+    split="train",
+) -> list[str]:
     """One calc table record with UID-looking paths."""
     folder = f"Calc-{cu.SPLIT_PREFIX[split]}_{patient}_{side}_{view}"
-    return [patient, density, side, view, str(abn), "calcification", calc_type, "CLUSTERED", "3", pathology, "3",
-            f"{folder}/1.2.3/1.2.4/000000.dcm", f"{folder}_{abn}/1.2.5/1.2.6/000001.dcm\n",
-            f"{folder}_{abn}/1.2.5/1.2.6/000000.dcm"]
+    return [
+        patient,
+        density,
+        side,
+        view,
+        str(abn),
+        "calcification",
+        calc_type,
+        "CLUSTERED",
+        "3",
+        pathology,
+        "3",
+        f"{folder}/1.2.3/1.2.4/000000.dcm",
+        f"{folder}_{abn}/1.2.5/1.2.6/000001.dcm\n",
+        f"{folder}_{abn}/1.2.5/1.2.6/000000.dcm",
+    ]
 
 
 def test_missing_columns_is_a_data_error(tmp_path):
@@ -204,15 +256,32 @@ def test_table_rows_marked_not_dropped(tmp_path):
     path = write_table(tmp_path / "t.csv", rows)
     df = cu.read_case_table(path, "train", "calc")
     assert len(df) == len(rows)
-    assert list(df["source_line"]) == [2, 4, 6, 8, 10, 11]  # quoted newlines make records span two lines
+    assert list(df["source_line"]) == [
+        2,
+        4,
+        6,
+        8,
+        10,
+        11,
+    ]  # quoted newlines make records span two lines
     assert list(df["status"]) == ["ok", "excluded", "excluded", "ok", "excluded", "excluded"]
-    assert list(df["reason"]) == ["", "unknown_pathology", "duplicate", "", "invalid_record", "invalid_record"]
+    assert list(df["reason"]) == [
+        "",
+        "unknown_pathology",
+        "duplicate",
+        "",
+        "invalid_record",
+        "invalid_record",
+    ]
     assert "line 2" in df.loc[2, "detail"] and "UNPROVEN" in df.loc[1, "detail"]
     assert "fields" in df.loc[4, "detail"] and "XCC" in df.loc[5, "detail"]
     assert pd.isna(df.loc[3, "density"]) and "density 7" in df.loc[3, "note"]
     assert df.loc[3, "calc_type"] == "LUCENT_CENTER-PUNCTATE"
     assert pd.isna(df.loc[1, "label"]) and df.loc[0, "label"] == cu.CLASSES.index("BENIGN")
-    assert df.loc[0, "roi_id"] == "Calc-Training_P_00001_LEFT_CC_1" and df.loc[0, "image_id"] == "P_00001_LEFT_CC"
+    assert (
+        df.loc[0, "roi_id"] == "Calc-Training_P_00001_LEFT_CC_1"
+        and df.loc[0, "image_id"] == "P_00001_LEFT_CC"
+    )
 
 
 def test_find_case_tables(tmp_path):
@@ -220,11 +289,17 @@ def test_find_case_tables(tmp_path):
     with pytest.raises(DataError, match="calc_case_description"):
         cu.find_case_tables(tmp_path)
     (tmp_path / "tables" / "csv").mkdir(parents=True)
-    write_table(tmp_path / "tables" / "csv" / cu.TABLE_FILES[("calc", "test")], [table_row(split="test")])
-    assert cu.find_case_tables(tmp_path) == {("calc", "test"): tmp_path / "tables" / "csv" /
-                                             cu.TABLE_FILES[("calc", "test")]}
+    write_table(
+        tmp_path / "tables" / "csv" / cu.TABLE_FILES[("calc", "test")], [table_row(split="test")]
+    )
+    assert cu.find_case_tables(tmp_path) == {
+        ("calc", "test"): tmp_path / "tables" / "csv" / cu.TABLE_FILES[("calc", "test")]
+    }
     write_table(tmp_path / cu.TABLE_FILES[("calc", "train")], [table_row()])
-    assert set(cu.find_case_tables(tmp_path, "calcification")) == {("calc", "train"), ("calc", "test")}
+    assert set(cu.find_case_tables(tmp_path, "calcification")) == {
+        ("calc", "train"),
+        ("calc", "test"),
+    }
     with pytest.raises(DataError, match="mass"):
         cu.find_case_tables(tmp_path, "mass")
     with pytest.raises(ValueError):
@@ -243,13 +318,18 @@ def write_dicom(path: Path, pixels: np.ndarray) -> Path:
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.SOPClassUID, ds.SOPInstanceUID = (
+        SecondaryCaptureImageStorage,
+        meta.MediaStorageSOPInstanceUID,
+    )
     ds.Modality = "MG"
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.Rows, ds.Columns = pixels.shape
     ds.BitsAllocated = ds.BitsStored = bits
     ds.HighBit, ds.PixelRepresentation = bits - 1, 0
-    ds.PixelData = np.ascontiguousarray(pixels.astype(np.uint8 if bits == 8 else np.uint16)).tobytes()
+    ds.PixelData = np.ascontiguousarray(
+        pixels.astype(np.uint8 if bits == 8 else np.uint16)
+    ).tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
@@ -261,7 +341,9 @@ def pixels(kind: str, rng: np.random.Generator, shape: tuple[int, int] | None = 
         mask = np.zeros(shape or FULL_SHAPE, np.uint8)
         mask[5:15, 6:14] = 255
         return mask
-    return rng.integers(200, 4000, shape or (FULL_SHAPE if kind == "full" else CROP_SHAPE)).astype(np.uint16)
+    return rng.integers(200, 4000, shape or (FULL_SHAPE if kind == "full" else CROP_SHAPE)).astype(
+        np.uint16
+    )
 
 
 #: ROI specs of the synthetic downloads: (split, patient, side, view, abnormality id, pathology, fault)
@@ -285,9 +367,14 @@ FAULTY = [
     ("test", "P_00019", "RIGHT", "MLO", 1, "BENIGN", "truncated_full_header"),
 ]
 EXPECTED_REASON = {
-    "missing_crop": "missing_file", "truncated_mask": "corrupt_dicom", "html_crop": "not_dicom",
-    "small_mask": "mask_size_mismatch", "empty_crop": "empty_crop", "duplicate": "duplicate",
-    "missing_full": "missing_file", "truncated_full_header": "corrupt_dicom",
+    "missing_crop": "missing_file",
+    "truncated_mask": "corrupt_dicom",
+    "html_crop": "not_dicom",
+    "small_mask": "mask_size_mismatch",
+    "empty_crop": "empty_crop",
+    "duplicate": "duplicate",
+    "missing_full": "missing_file",
+    "truncated_full_header": "corrupt_dicom",
 }
 
 
@@ -313,8 +400,14 @@ def build_download(root: Path, specs: list[tuple], layout: str, seed: int = 0) -
                 full_disk = root / "CBIS-DDSM" / full_csv
             else:
                 full_csv = f"{image_folder}/{uid()}/{uid()}/000000.dcm"
-                full_disk = (root / "CBIS-DDSM" / image_folder / "08-07-2016-DDSM-NA-12345" /
-                             "1.000000-full mammogram images-67890" / "1-1.dcm")
+                full_disk = (
+                    root
+                    / "CBIS-DDSM"
+                    / image_folder
+                    / "08-07-2016-DDSM-NA-12345"
+                    / "1.000000-full mammogram images-67890"
+                    / "1-1.dcm"
+                )
             write_dicom(full_disk, pixels("full", rng))
             fulls[image_folder] = (full_csv, full_disk)
         full_csv, full_disk = fulls[image_folder]
@@ -323,7 +416,13 @@ def build_download(root: Path, specs: list[tuple], layout: str, seed: int = 0) -
         if layout == "uid":
             crop_disk, mask_disk = root / "CBIS-DDSM" / crop_csv, root / "CBIS-DDSM" / mask_csv
         else:
-            folder = root / "CBIS-DDSM" / roi_folder / "08-07-2016-DDSM-NA-23456" / "1.000000-ROI mask images-78901"
+            folder = (
+                root
+                / "CBIS-DDSM"
+                / roi_folder
+                / "08-07-2016-DDSM-NA-23456"
+                / "1.000000-ROI mask images-78901"
+            )
             crop_disk, mask_disk = folder / "1-2.dcm", folder / "1-1.dcm"
         crop_px = pixels("crop", rng, FULL_SHAPE if fault == "full_size_crop_swap" else None)
         mask_px = pixels("mask", rng, (20, 16) if fault == "small_mask" else None)
@@ -346,13 +445,32 @@ def build_download(root: Path, specs: list[tuple], layout: str, seed: int = 0) -
             full_disk.write_bytes(full_disk.read_bytes()[:200])
         if fault == "same_path":
             crop_csv = mask_csv
-        record = [patient, "3", side, view, str(abn), "calcification", "PUNCTATE-PLEOMORPHIC", "N/A", "4", pathology,
-                  "3", full_csv, crop_csv + "\n", mask_csv]
+        record = [
+            patient,
+            "3",
+            side,
+            view,
+            str(abn),
+            "calcification",
+            "PUNCTATE-PLEOMORPHIC",
+            "N/A",
+            "4",
+            pathology,
+            "3",
+            full_csv,
+            crop_csv + "\n",
+            mask_csv,
+        ]
         rows[split].append(record)
         if fault == "duplicate":
             rows[split].append(list(record))
-        truth[roi_folder] = {"full": full_disk, "crop": crop_disk, "mask": mask_disk, "fault": fault,
-                             "pathology": pathology}
+        truth[roi_folder] = {
+            "full": full_disk,
+            "crop": crop_disk,
+            "mask": mask_disk,
+            "fault": fault,
+            "pathology": pathology,
+        }
     for split, records in rows.items():
         if records:
             write_table(root / cu.TABLE_FILES[("calc", split)], records)
@@ -414,7 +532,9 @@ def test_faulty_tree_excludes_each_fault_with_its_reason(tmp_path, layout):
         elif t["pathology"] not in cu.CLASSES:
             assert list(rows["reason"]) == ["unknown_pathology"]
         elif t["fault"] == "duplicate":
-            assert list(rows["status"]) == ["ok", "excluded"] and rows["reason"].iloc[1] == "duplicate"
+            assert (
+                list(rows["status"]) == ["ok", "excluded"] and rows["reason"].iloc[1] == "duplicate"
+            )
         else:
             assert list(rows["reason"]) == [EXPECTED_REASON[t["fault"]]], roi
     excluded = m[m["status"] == "excluded"]
@@ -459,7 +579,9 @@ def test_relative_root_gives_relative_paths_and_phantom_flag(tmp_path, monkeypat
     row = result.manifest.iloc[0]
     assert row["status"] == "ok" and result.is_phantom
     for col in ("full_path", "crop_path", "mask_path"):
-        assert not os.path.isabs(row[col]) and row[col].startswith("dl") and Path(row[col]).is_file()
+        assert (
+            not os.path.isabs(row[col]) and row[col].startswith("dl") and Path(row[col]).is_file()
+        )
 
 
 def test_index_dicom_tree(tmp_path):
@@ -467,11 +589,20 @@ def test_index_dicom_tree(tmp_path):
     truth = build_download(tmp_path, CLEAN[:2], "nbia")
     (tmp_path / "CBIS-DDSM" / "notes.txt").write_text("not a series")
     index = cu.index_dicom_tree(tmp_path)
-    assert set(index) == {"Calc-Training_P_00005_RIGHT_CC", "Calc-Training_P_00005_RIGHT_CC_1",
-                          "Calc-Training_P_00005_RIGHT_CC_2"}
-    assert index["Calc-Training_P_00005_RIGHT_CC"] == [truth["Calc-Training_P_00005_RIGHT_CC_1"]["full"]]
+    assert set(index) == {
+        "Calc-Training_P_00005_RIGHT_CC",
+        "Calc-Training_P_00005_RIGHT_CC_1",
+        "Calc-Training_P_00005_RIGHT_CC_2",
+    }
+    assert index["Calc-Training_P_00005_RIGHT_CC"] == [
+        truth["Calc-Training_P_00005_RIGHT_CC_1"]["full"]
+    ]
     assert sorted(index["Calc-Training_P_00005_RIGHT_CC_2"]) == sorted(
-        [truth["Calc-Training_P_00005_RIGHT_CC_2"]["crop"], truth["Calc-Training_P_00005_RIGHT_CC_2"]["mask"]])
+        [
+            truth["Calc-Training_P_00005_RIGHT_CC_2"]["crop"],
+            truth["Calc-Training_P_00005_RIGHT_CC_2"]["mask"],
+        ]
+    )
 
 
 def test_write_and_read_manifest_round_trip(tmp_path):
@@ -479,10 +610,14 @@ def test_write_and_read_manifest_round_trip(tmp_path):
     build_download(tmp_path / "dl", FAULTY, "uid")
     result = curate_quietly(tmp_path / "dl")
     paths = cu.write_curation(result, tmp_path / "out" / "manifest.csv")
-    assert paths == {"manifest": tmp_path / "out" / "manifest.csv",
-                     "exclusions": tmp_path / "out" / "manifest.exclusions.csv",
-                     "swaps": tmp_path / "out" / "manifest.swaps.csv"}
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths.values())
+    assert paths == {
+        "manifest": tmp_path / "out" / "manifest.csv",
+        "exclusions": tmp_path / "out" / "manifest.exclusions.csv",
+        "swaps": tmp_path / "out" / "manifest.swaps.csv",
+    }
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        p.name for p in paths.values()
+    )
     back = cu.read_manifest(paths["manifest"])
     pd.testing.assert_frame_equal(back, result.manifest)
     assert back["label"].dtype == "Int64" and back["crop_mask_swapped"].dtype == bool
@@ -527,12 +662,18 @@ def test_real_root_with_only_the_calc_test_table(tmp_path):
     result = curate_quietly(tmp_path, check_images=False)
     assert list(result.tables) == [("calc", "test")]
     assert len(result.manifest) == 326 and set(result.manifest["split"]) == {"test"}
-    assert result.manifest["note"].str.contains("files not found").all()  # no DICOM tree: said per row
+    assert (
+        result.manifest["note"].str.contains("files not found").all()
+    )  # no DICOM tree: said per row
 
 
 # ------------------------------------------------------------------------------ phantom round trips
 
-QUIRK_REASON = {"missing_file": "missing_file", "truncated_dicom": "corrupt_dicom", "not_dicom": "not_dicom"}
+QUIRK_REASON = {
+    "missing_file": "missing_file",
+    "truncated_dicom": "corrupt_dicom",
+    "not_dicom": "not_dicom",
+}
 
 
 @pytest.fixture(scope="module", params=["uid", "nbia"])
@@ -541,7 +682,9 @@ def phantom(request, tmp_path_factory):
     from mcalc import phantom as ph
 
     root = tmp_path_factory.mktemp(f"phantom_{request.param}")
-    ph.generate_phantom(root, ph.PhantomConfig(scale=0.03, seed=3, workers=1, layout=request.param), progress=False)
+    ph.generate_phantom(
+        root, ph.PhantomConfig(scale=0.03, seed=3, workers=1, layout=request.param), progress=False
+    )
     quirks = pd.read_csv(root / "quirks.csv", dtype=str, keep_default_na=False)
     return root, curate_quietly(root), quirks
 
@@ -559,7 +702,9 @@ def test_phantom_every_row_accounted_for(phantom):
     ok, excluded = m["status"] == "ok", m["status"] == "excluded"
     assert ok.sum() + excluded.sum() == len(m)
     assert (m.loc[ok, "reason"] == "").all() and (m.loc[excluded, "reason"] != "").all()
-    pd.testing.assert_frame_equal(result.exclusions, m.loc[excluded, cu.EXCLUSION_COLUMNS].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        result.exclusions, m.loc[excluded, cu.EXCLUSION_COLUMNS].reset_index(drop=True)
+    )
     assert result.is_phantom and result.summary().loc["total", "total"] == ok.sum()
 
 
@@ -574,7 +719,10 @@ def test_phantom_exclusions_are_exactly_the_damaged_files(phantom):
         assert ex.at[q["roi_id"], "reason"] == QUIRK_REASON[q["kind"]], q.to_dict()
         detail, bad = ex.at[q["roi_id"], "detail"], str(root / q["file"])
         # a missing NBIA file cannot be named by its own path: the detail names its ROI folder instead
-        assert bad in detail or (q["kind"] == "missing_file" and q["roi_id"] in detail), (detail, bad)
+        assert bad in detail or (q["kind"] == "missing_file" and q["roi_id"] in detail), (
+            detail,
+            bad,
+        )
 
 
 def test_phantom_swaps_corrected(phantom):
@@ -584,7 +732,9 @@ def test_phantom_swaps_corrected(phantom):
     assert len(swaps) >= 1
     m = result.manifest.set_index("roi_id")
     assert (m.loc[list(swaps["roi_id"]), "status"] == "ok").all()
-    assert set(m.index[m["crop_mask_swapped"]]) == set(swaps["roi_id"]) == set(result.swaps["roi_id"])
+    assert (
+        set(m.index[m["crop_mask_swapped"]]) == set(swaps["roi_id"]) == set(result.swaps["roi_id"])
+    )
     for _, q in swaps.iterrows():  # the file written as the crop now holds the mask
         assert m.at[q["roi_id"], "mask_path"] == str(root / q["file"])
 
@@ -629,17 +779,34 @@ def test_two_series_both_named_000000(tmp_path):
         image, roi = rec[11].split("/")[0], rec[12].split("/")[0]
         write_dicom(tmp_path / "CBIS-DDSM" / rec[11], pixels("full", rng))
         crop, mask = pixels("crop", rng), pixels("mask", rng)
-        roi_files(tmp_path, roi, {"7.1/7.2/000000.dcm": mask if swap else crop,
-                                  "8.1/8.2/000000.dcm": crop if swap else mask})
+        roi_files(
+            tmp_path,
+            roi,
+            {
+                "7.1/7.2/000000.dcm": mask if swap else crop,
+                "8.1/8.2/000000.dcm": crop if swap else mask,
+            },
+        )
         rec[12], rec[13] = f"{roi}/7.1/7.2/000000.dcm\n", f"{roi}/8.1/8.2/000000.dcm"
         rows.append(rec)
         assert image != roi
     write_table(tmp_path / cu.TABLE_FILES[("calc", "train")], rows)
     m = curate_quietly(tmp_path).manifest.set_index("roi_id")
     assert set(m["status"]) == {"ok"}
-    plain, swapped = m.loc["Calc-Training_P_00021_LEFT_CC_1"], m.loc["Calc-Training_P_00022_LEFT_CC_1"]
-    assert "/7.2/" in plain["crop_path"] and "/8.2/" in plain["mask_path"] and not plain["crop_mask_swapped"]
-    assert "/8.2/" in swapped["crop_path"] and "/7.2/" in swapped["mask_path"] and swapped["crop_mask_swapped"]
+    plain, swapped = (
+        m.loc["Calc-Training_P_00021_LEFT_CC_1"],
+        m.loc["Calc-Training_P_00022_LEFT_CC_1"],
+    )
+    assert (
+        "/7.2/" in plain["crop_path"]
+        and "/8.2/" in plain["mask_path"]
+        and not plain["crop_mask_swapped"]
+    )
+    assert (
+        "/8.2/" in swapped["crop_path"]
+        and "/7.2/" in swapped["mask_path"]
+        and swapped["crop_mask_swapped"]
+    )
 
 
 def test_same_file_twice_without_a_second_file_is_reported(tmp_path):
@@ -662,8 +829,14 @@ def test_all_zero_crop_excluded(tmp_path):
     rec = table_row("P_00024")
     write_dicom(tmp_path / "CBIS-DDSM" / rec[11], pixels("full", rng))
     roi = rec[12].split("/")[0]
-    roi_files(tmp_path, roi, {"1.2.5/1.2.6/000001.dcm": np.zeros(CROP_SHAPE, np.uint16),
-                              "1.2.5/1.2.6/000000.dcm": pixels("mask", rng)})
+    roi_files(
+        tmp_path,
+        roi,
+        {
+            "1.2.5/1.2.6/000001.dcm": np.zeros(CROP_SHAPE, np.uint16),
+            "1.2.5/1.2.6/000000.dcm": pixels("mask", rng),
+        },
+    )
     write_table(tmp_path / cu.TABLE_FILES[("calc", "train")], [rec])
     row = curate_quietly(tmp_path).manifest.iloc[0]
     assert (row["status"], row["reason"]) == ("excluded", "empty_crop")
@@ -678,9 +851,16 @@ def test_every_exclusion_detail_names_a_file_or_the_row(tmp_path, layout):
     m = result.manifest
     assert len(result.exclusions) == (m["status"] == "excluded").sum() > 0
     for _, e in result.exclusions.iterrows():
-        row = m[(m["source_file"] == e["source_file"]) & (m["source_line"] == e["source_line"])].iloc[0]
-        names = [row["full_path"], row["crop_path"], row["mask_path"], e["roi_id"],
-                 f"{e['source_file']} line {e['source_line']}"]
+        row = m[
+            (m["source_file"] == e["source_file"]) & (m["source_line"] == e["source_line"])
+        ].iloc[0]
+        names = [
+            row["full_path"],
+            row["crop_path"],
+            row["mask_path"],
+            e["roi_id"],
+            f"{e['source_file']} line {e['source_line']}",
+        ]
         assert any(n and n in e["detail"] for n in names), (e["reason"], e["detail"])
 
 

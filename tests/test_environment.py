@@ -59,7 +59,9 @@ def test_jupyter_book_pinned_below_2():
     assert _pyproject_specs()["jupyter-book"] == ">=1.0,<2"
 
 
-@pytest.mark.parametrize("name", ["_config.yml", "_toc.yml", "environment.yml", "README.md", ".ci/run"])
+@pytest.mark.parametrize(
+    "name", ["_config.yml", "_toc.yml", "environment.yml", "README.md", ".ci/run"]
+)
 def test_layout_files_exist(name):
     """The files the design fixes at the top of the repository are present."""
     assert (ROOT / name).is_file()

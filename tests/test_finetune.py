@@ -16,8 +16,17 @@ from mcalc.preprocessing import PreprocessConfig, load_roi  # noqa: E402
 IMAGE_SIZE = 75
 PRE = PreprocessConfig(image_size=IMAGE_SIZE)
 HEAD_PARAMS = 1536 * 128 + 128 + 128 * 3 + 3
-HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "auc", "sensitivity_at_specificity",
-                   "val_loss", "val_accuracy", "val_auc", "val_sensitivity_at_specificity"]
+HISTORY_COLUMNS = [
+    "epoch",
+    "loss",
+    "accuracy",
+    "auc",
+    "sensitivity_at_specificity",
+    "val_loss",
+    "val_accuracy",
+    "val_auc",
+    "val_sensitivity_at_specificity",
+]
 
 
 def write_roi_dicom(path: Path, pixels: np.ndarray) -> Path:
@@ -30,7 +39,10 @@ def write_roi_dicom(path: Path, pixels: np.ndarray) -> Path:
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.SOPClassUID, ds.SOPInstanceUID = (
+        meta.MediaStorageSOPClassUID,
+        meta.MediaStorageSOPInstanceUID,
+    )
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
@@ -49,8 +61,14 @@ def rois(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], np.ndarra
         label = i % 3
         h, w = 30 + 2 * i, 44 - i
         yy, xx = np.mgrid[0:h, 0:w]
-        img = 2000 + 1500 * np.sin(xx / (3 + 4 * label)) * np.cos(yy / (5 + label)) + rng.normal(0, 300, (h, w))
-        paths.append(str(write_roi_dicom(root / f"roi_{i:02d}.dcm", np.clip(img + 800 * label, 0, 65535))))
+        img = (
+            2000
+            + 1500 * np.sin(xx / (3 + 4 * label)) * np.cos(yy / (5 + label))
+            + rng.normal(0, 300, (h, w))
+        )
+        paths.append(
+            str(write_roi_dicom(root / f"roi_{i:02d}.dcm", np.clip(img + 800 * label, 0, 65535)))
+        )
         labels.append(label)
     return paths, np.array(labels)
 
@@ -82,8 +100,14 @@ def weights_by_layer(backbone) -> dict[str, list[np.ndarray]]:
 
 def changed_layers(before: dict[str, list[np.ndarray]], backbone) -> set[str]:
     """Names of the layers whose weights differ from ``before``."""
-    return {layer.name for layer in backbone.layers
-            if any(not np.array_equal(a, np.array(b)) for a, b in zip(before[layer.name], layer.get_weights()))}
+    return {
+        layer.name
+        for layer in backbone.layers
+        if any(
+            not np.array_equal(a, np.array(b))
+            for a, b in zip(before[layer.name], layer.get_weights())
+        )
+    }
 
 
 def stage_names(backbone) -> tuple[list[str], list[str]]:
@@ -148,7 +172,9 @@ def test_image_dataset_order_batches_and_content(rois) -> None:
     np.testing.assert_array_equal(images, expected[order])
     assert images.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE, 3) and images.dtype == np.float32
 
-    again = np.concatenate([x.numpy() for x, _ in M.image_dataset(paths, labels, PRE, 2, shuffle_seed=3, epochs=2)])
+    again = np.concatenate(
+        [x.numpy() for x, _ in M.image_dataset(paths, labels, PRE, 2, shuffle_seed=3, epochs=2)]
+    )
     np.testing.assert_array_equal(again, images)
     plain = [x.numpy() for x in M.image_dataset(paths, None, PRE, batch_size=4, shuffle_seed=None)]
     assert [len(x) for x in plain] == [4, 1]
@@ -164,12 +190,18 @@ def test_image_dataset_and_predict_images_errors(rois, tmp_path) -> None:
     with pytest.raises(DataError, match="labels must be integers"):
         M.image_dataset(paths[:3], np.array([0, 1, 5]), PRE)
 
-    tiny = keras.Sequential([keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3)), keras.layers.GlobalAveragePooling2D(),
-                             keras.layers.Dense(3, activation="softmax")])
+    tiny = keras.Sequential(
+        [
+            keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3)),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     proba = M.predict_images(tiny, paths[:5], PRE, batch_size=2)
     assert proba.shape == (5, 3) and proba.dtype == np.float32
-    np.testing.assert_allclose(proba, tiny.predict(np.stack([load_roi(p, PRE) for p in paths[:5]]), verbose=0),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        proba, tiny.predict(np.stack([load_roi(p, PRE) for p in paths[:5]]), verbose=0), rtol=1e-6
+    )
     assert M.predict_images(tiny, [], PRE).shape == (0, 3)
     broken = tmp_path / "broken.dcm"
     broken.write_bytes(b"not a dicom file at all")
@@ -186,10 +218,23 @@ def test_fine_tune_top_changes_only_the_last_stage(backbone, random_weights, roi
     paths, labels = rois
     before = weights_by_layer(backbone)
     cfg = M.TrainConfig(optimizer="adam", learning_rate=1e-3, epochs=2, batch_size=4, seed=1)
-    res = M.fine_tune(paths[:8], labels[:8], paths[8:], labels[8:], PRE, random_weights, cfg, "top",
-                      backbone=backbone, run_eagerly=True)
+    res = M.fine_tune(
+        paths[:8],
+        labels[:8],
+        paths[8:],
+        labels[8:],
+        PRE,
+        random_weights,
+        cfg,
+        "top",
+        backbone=backbone,
+        run_eagerly=True,
+    )
     assert list(res.history.columns[: len(HISTORY_COLUMNS)]) == HISTORY_COLUMNS
-    assert list(res.history["epoch"]) == [1, 2] and np.isfinite(res.history.to_numpy(dtype=float)).all()
+    assert (
+        list(res.history["epoch"]) == [1, 2]
+        and np.isfinite(res.history.to_numpy(dtype=float)).all()
+    )
     assert res.elapsed_s > 0 and res.config is cfg
     n_trainable = M.count_trainable_params(res.model)
     assert HEAD_PARAMS < n_trainable < res.model.count_params()
@@ -198,9 +243,14 @@ def test_fine_tune_top_changes_only_the_last_stage(backbone, random_weights, roi
     below, above = stage_names(backbone)
     assert {"block8_1_conv", "block8_10_conv", "conv_7b"} <= changed
     assert changed <= set(above) and not changed & set(below)
-    assert not any(isinstance(backbone.get_layer(n), keras.layers.BatchNormalization) for n in changed)
+    assert not any(
+        isinstance(backbone.get_layer(n), keras.layers.BatchNormalization) for n in changed
+    )
     head_before = M.build_head(seed=cfg.seed).get_weights()
-    assert all(not np.array_equal(a, b) for a, b in zip(head_before, res.model.get_layer("head").get_weights()))
+    assert all(
+        not np.array_equal(a, b)
+        for a, b in zip(head_before, res.model.get_layer("head").get_weights())
+    )
 
     proba = M.predict_images(res.model, paths, PRE, batch_size=4)
     assert proba.shape == (12, 3)
@@ -213,22 +263,41 @@ def test_fine_tune_top_changes_only_the_last_stage(backbone, random_weights, roi
 def test_fine_tune_all_changes_the_stem(backbone, random_weights, rois) -> None:
     paths, labels = rois
     before = weights_by_layer(backbone)
-    bn_params = sum(layer.count_params() for layer in backbone.layers
-                    if isinstance(layer, keras.layers.BatchNormalization))
+    bn_params = sum(
+        layer.count_params()
+        for layer in backbone.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    )
     cfg = M.TrainConfig(optimizer="rmsprop", learning_rate=1e-3, epochs=1, batch_size=4, seed=2)
-    res = M.fine_tune(paths[:8], labels[:8], None, None, PRE, random_weights, cfg, "all", backbone=backbone,
-                      run_eagerly=True)
+    res = M.fine_tune(
+        paths[:8],
+        labels[:8],
+        None,
+        None,
+        PRE,
+        random_weights,
+        cfg,
+        "all",
+        backbone=backbone,
+        run_eagerly=True,
+    )
     assert list(res.history.columns) == HISTORY_COLUMNS[:5] and len(res.history) == 1
     assert M.count_trainable_params(res.model) == res.model.count_params() - bn_params
     changed = changed_layers(before, backbone)
     below, above = stage_names(backbone)
-    first_conv = next(layer.name for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D))
+    first_conv = next(
+        layer.name for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D)
+    )
     assert first_conv in changed and "conv_7b" in changed and changed & set(below)
-    assert not any(isinstance(backbone.get_layer(n), keras.layers.BatchNormalization) for n in changed)
+    assert not any(
+        isinstance(backbone.get_layer(n), keras.layers.BatchNormalization) for n in changed
+    )
 
 
 @pytest.mark.slow
-def test_fine_tune_none_is_train_head_on_cached_features(backbone, random_weights, rois, tmp_path) -> None:
+def test_fine_tune_none_is_train_head_on_cached_features(
+    backbone, random_weights, rois, tmp_path
+) -> None:
     """Frozen backbone, compiled graph (the default path): the image stream trains the head as train_head does."""
     import tensorflow as tf
 
@@ -238,18 +307,36 @@ def test_fine_tune_none_is_train_head_on_cached_features(backbone, random_weight
     tf.config.experimental.enable_tensor_float_32_execution(False)
     try:
         cfg = M.TrainConfig(optimizer="adam", learning_rate=1e-2, epochs=2, batch_size=4, seed=3)
-        res = M.fine_tune(paths[:8], labels[:8], paths[8:], labels[8:], PRE, random_weights, cfg, "none",
-                          backbone=backbone)
+        res = M.fine_tune(
+            paths[:8],
+            labels[:8],
+            paths[8:],
+            labels[8:],
+            PRE,
+            random_weights,
+            cfg,
+            "none",
+            backbone=backbone,
+        )
         assert not res.model.run_eagerly
-        features = M.extract_features(paths, PRE, random_weights, tmp_path / "cache", batch_size=4,
-                                      progress=False, backbone=backbone)
+        features = M.extract_features(
+            paths,
+            PRE,
+            random_weights,
+            tmp_path / "cache",
+            batch_size=4,
+            progress=False,
+            backbone=backbone,
+        )
         cached = M.train_head(features[:8], labels[:8], features[8:], labels[8:], cfg)
     finally:
         tf.config.experimental.enable_tensor_float_32_execution(tf32)
     assert changed_layers(before, backbone) == set()
     assert M.count_trainable_params(res.model) == HEAD_PARAMS
     initial = M.build_head(seed=cfg.seed).get_weights()
-    for w_stream, w_cached, w0 in zip(res.model.get_layer("head").get_weights(), cached.model.get_weights(), initial):
+    for w_stream, w_cached, w0 in zip(
+        res.model.get_layer("head").get_weights(), cached.model.get_weights(), initial
+    ):
         np.testing.assert_allclose(w_stream, w_cached, atol=1e-5)
         assert np.abs(w_stream - w0).max() > 1e-3
     np.testing.assert_allclose(res.history["loss"], cached.history["loss"], rtol=1e-4)
@@ -265,10 +352,25 @@ def test_fine_tune_is_deterministic(backbone, shared_backbone, random_weights, r
     runs = []
     for _ in range(2):
         backbone.set_weights(shared_backbone[1])
-        res = M.fine_tune(paths[:8], labels[:8], paths[8:], labels[8:], PRE, random_weights, cfg, "top",
-                          backbone=backbone, run_eagerly=True)
-        runs.append((res.history, res.model.get_layer("head").get_weights(),
-                     [np.array(w) for w in backbone.get_layer("block8_1_conv").get_weights()]))
+        res = M.fine_tune(
+            paths[:8],
+            labels[:8],
+            paths[8:],
+            labels[8:],
+            PRE,
+            random_weights,
+            cfg,
+            "top",
+            backbone=backbone,
+            run_eagerly=True,
+        )
+        runs.append(
+            (
+                res.history,
+                res.model.get_layer("head").get_weights(),
+                [np.array(w) for w in backbone.get_layer("block8_1_conv").get_weights()],
+            )
+        )
     (h1, head1, b1), (h2, head2, b2) = runs
     assert h1.equals(h2)
     for a, b in zip(head1 + b1, head2 + b2):

@@ -47,7 +47,9 @@ HAND_SENS_AT_SPEC80 = 5 / 6
 
 def labels_from_cm(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(y_true, y_pred) pairs reproducing the counts of a confusion matrix."""
-    pairs = [(t, p) for t in range(cm.shape[0]) for p in range(cm.shape[1]) for _ in range(cm[t, p])]
+    pairs = [
+        (t, p) for t in range(cm.shape[0]) for p in range(cm.shape[1]) for _ in range(cm[t, p])
+    ]
     y_true, y_pred = zip(*pairs)
     return np.array(y_true), np.array(y_pred)
 
@@ -75,12 +77,18 @@ def test_paper_formula_errata_hand_worked() -> None:
     df = M.paper_formula_errata(CM)
     per_class = df[df["class"] != "all"]
     assert list(per_class["class"]) == list(M.CLASSES)
-    assert per_class[["TP", "FN", "FP", "TN"]].to_numpy().tolist() == [[5, 3, 1, 16], [6, 2, 4, 13], [7, 2, 2, 14]]
+    assert per_class[["TP", "FN", "FP", "TN"]].to_numpy().tolist() == [
+        [5, 3, 1, 16],
+        [6, 2, 4, 13],
+        [7, 2, 2, 14],
+    ]
     np.testing.assert_allclose(per_class["specificity_eq4_paper"], HAND_SPEC_EQ4)
     np.testing.assert_allclose(per_class["specificity_correct"], HAND_SPEC)
     np.testing.assert_allclose(per_class["accuracy_eq5_paper"], HAND_ACC_EQ5)
     np.testing.assert_allclose(per_class["accuracy_correct"], HAND_ACC_OVR)
-    np.testing.assert_allclose(per_class["specificity_error"], np.subtract(HAND_SPEC_EQ4, HAND_SPEC))
+    np.testing.assert_allclose(
+        per_class["specificity_error"], np.subtract(HAND_SPEC_EQ4, HAND_SPEC)
+    )
     overall = df[df["class"] == "all"].iloc[0]
     assert overall["accuracy_correct"] == pytest.approx(HAND_ACC)
     # the printed Eq. 5 exceeds 1 here: it is not a proportion
@@ -128,7 +136,9 @@ def test_sensitivity_at_specificity_matches_keras() -> None:
         assert float(fine.result()) == pytest.approx(ours, abs=1e-2)
         coarse = keras.metrics.SensitivityAtSpecificity(0.8)  # the paper's 200 thresholds
         coarse.update_state(onehot, p)
-        assert float(coarse.result()) <= ours + 1e-6  # its thresholds are a subset of the ROC points
+        assert (
+            float(coarse.result()) <= ours + 1e-6
+        )  # its thresholds are a subset of the ROC points
         assert float(coarse.result()) == pytest.approx(ours, abs=3e-2)
 
 
@@ -171,17 +181,23 @@ def test_bootstrap_metric_vector_equals_scikit_learn_metric_by_metric(case: str)
     if case == "one_class_never_predicted":
         assert 1 not in pred
     vec = M._metric_vector(y, p, 3)
-    expected = np.concatenate([
-        [accuracy_score(y, pred),
-         roc_auc_score(y, p, multi_class="ovr", average="macro"),
-         M.sensitivity_at_specificity(M.one_hot(y), p),
-         np.mean(recall_score(y, pred, average=None, labels=[0, 1, 2], zero_division=np.nan)),
-         np.mean(M.specificity_per_class(y, pred)),
-         log_loss(y, p, labels=[0, 1, 2])],
-        roc_auc_score(y, p, multi_class="ovr", average=None),
-        recall_score(y, pred, average=None, labels=[0, 1, 2], zero_division=np.nan),
-        M.specificity_per_class(y, pred),
-    ])
+    expected = np.concatenate(
+        [
+            [
+                accuracy_score(y, pred),
+                roc_auc_score(y, p, multi_class="ovr", average="macro"),
+                M.sensitivity_at_specificity(M.one_hot(y), p),
+                np.mean(
+                    recall_score(y, pred, average=None, labels=[0, 1, 2], zero_division=np.nan)
+                ),
+                np.mean(M.specificity_per_class(y, pred)),
+                log_loss(y, p, labels=[0, 1, 2]),
+            ],
+            roc_auc_score(y, p, multi_class="ovr", average=None),
+            recall_score(y, pred, average=None, labels=[0, 1, 2], zero_division=np.nan),
+            M.specificity_per_class(y, pred),
+        ]
+    )
     assert len(vec) == len(M.evaluate(y, p, n_boot=0).values())
     np.testing.assert_allclose(vec, expected, rtol=0, atol=1e-12)
 
@@ -203,7 +219,13 @@ def test_bootstrap_ci_contains_point_and_narrows_with_n() -> None:
     small = M.evaluate(y_small, p_small, n_boot=100, seed=0).table().set_index("metric")
     large = M.evaluate(y_large, p_large, n_boot=100, seed=0).table().set_index("metric")
     for table in (small, large):
-        for name in ("accuracy", "auc_macro", "sensitivity_at_spec80", "sensitivity_macro", "loss_kl"):
+        for name in (
+            "accuracy",
+            "auc_macro",
+            "sensitivity_at_spec80",
+            "sensitivity_macro",
+            "loss_kl",
+        ):
             lo, v, hi = table.loc[name, ["ci_low", "value", "ci_high"]]
             assert lo <= v <= hi, name
     width = lambda t, m: t.loc[m, "ci_high"] - t.loc[m, "ci_low"]  # noqa: E731
@@ -230,7 +252,11 @@ def test_bootstrap_every_resample_has_every_class() -> None:
     ev = M.evaluate(y, p, n_boot=50, seed=0)
     assert all(np.isfinite(ev.ci[f"auc[{c}]"]).all() for c in M.CLASSES)
     # the single ROI is drawn every time, so its class's sensitivity never varies
-    assert ev.ci["sensitivity[MALIGNANT]"][0] == ev.ci["sensitivity[MALIGNANT]"][1] == ev.sensitivity["MALIGNANT"]
+    assert (
+        ev.ci["sensitivity[MALIGNANT]"][0]
+        == ev.ci["sensitivity[MALIGNANT]"][1]
+        == ev.sensitivity["MALIGNANT"]
+    )
 
 
 def test_json_round_trip() -> None:
@@ -253,9 +279,13 @@ def test_table_and_confusion_frame_layout() -> None:
     ev = M.evaluate(y, p, n_boot=0)
     table = ev.table()
     assert list(table.columns) == ["metric", "value", "ci_low", "ci_high"]
-    assert {"accuracy", "auc_macro", "sensitivity_at_spec80", "auc[MALIGNANT]", "specificity[BENIGN]"} <= set(
-        table["metric"]
-    )
+    assert {
+        "accuracy",
+        "auc_macro",
+        "sensitivity_at_spec80",
+        "auc[MALIGNANT]",
+        "specificity[BENIGN]",
+    } <= set(table["metric"])
     frame = ev.confusion_frame()
     assert list(frame.index) == list(M.CLASSES) == list(frame.columns)
 

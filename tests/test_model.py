@@ -38,7 +38,10 @@ def write_roi_dicom(path: Path, pixels: np.ndarray) -> Path:
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.SOPClassUID, ds.SOPInstanceUID = (
+        meta.MediaStorageSOPClassUID,
+        meta.MediaStorageSOPInstanceUID,
+    )
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
@@ -133,13 +136,23 @@ def test_end_to_end_model_and_summary(backbone, random_weights) -> None:
     model = M.build_model(IMAGE_SIZE, random_weights, backbone=backbone)
     assert model.output_shape == (None, 3)
     table = M.architecture_summary(model)
-    assert list(table.columns) == ["layer", "type", "output_shape", "activation", "params", "trainable_params"]
+    assert list(table.columns) == [
+        "layer",
+        "type",
+        "output_shape",
+        "activation",
+        "params",
+        "trainable_params",
+    ]
     rows = table.set_index("layer")
     assert rows.loc["roi", "output_shape"] == f"(None, {IMAGE_SIZE}, {IMAGE_SIZE}, 3)"
     assert rows.loc["inception_resnet_v2", "output_shape"] == "(None, 1536)"
     assert rows.loc["inception_resnet_v2", "trainable_params"] == 0
     assert rows.loc["inception_resnet_v2", "params"] == backbone.count_params() > 50_000_000
-    assert rows.loc["head/fc", "activation"] == "relu" and rows.loc["head/fc", "output_shape"] == "(None, 128)"
+    assert (
+        rows.loc["head/fc", "activation"] == "relu"
+        and rows.loc["head/fc", "output_shape"] == "(None, 128)"
+    )
     assert rows.loc["head/predictions", "activation"] == "softmax"
     assert rows.loc["head/predictions", "output_shape"] == "(None, 3)"
     assert table["trainable_params"].iloc[:3].sum() == 1536 * 128 + 128 + 128 * 3 + 3
@@ -157,12 +170,27 @@ def test_training_is_deterministic_and_history_complete() -> None:
     for wa, wb in zip(a.model.get_weights(), b.model.get_weights()):
         np.testing.assert_array_equal(wa, wb)
     assert a.history.equals(b.history)
-    expected = ["epoch", "loss", "accuracy", "auc", "sensitivity_at_specificity",
-                "val_loss", "val_accuracy", "val_auc", "val_sensitivity_at_specificity"]
+    expected = [
+        "epoch",
+        "loss",
+        "accuracy",
+        "auc",
+        "sensitivity_at_specificity",
+        "val_loss",
+        "val_accuracy",
+        "val_auc",
+        "val_sensitivity_at_specificity",
+    ]
     assert list(a.history.columns[: len(expected)]) == expected
     assert list(a.history["epoch"]) == [1, 2, 3]
     assert a.elapsed_s > 0
-    c = M.train_head(X[:30], y[:30], X[30:], y[30:], M.TrainConfig(optimizer="adagrad", epochs=3, batch_size=8, seed=6))
+    c = M.train_head(
+        X[:30],
+        y[:30],
+        X[30:],
+        y[30:],
+        M.TrainConfig(optimizer="adagrad", epochs=3, batch_size=8, seed=6),
+    )
     assert not np.array_equal(a.model.get_weights()[0], c.model.get_weights()[0])
 
 
@@ -172,7 +200,9 @@ def test_steps_per_execution_changes_nothing_but_speed(monkeypatch) -> None:
     X, y = rng.normal(0, 1, (70, 1536)).astype(np.float32), np.arange(70) % 3
     cfg = M.TrainConfig(optimizer="rmsprop", learning_rate=1e-3, epochs=3, batch_size=8, seed=1)
     assert M.STEPS_PER_EXECUTION > 1
-    grouped = M.train_head(X[:60], y[:60], X[60:], y[60:], cfg)  # 8 batches an epoch, the last one partial
+    grouped = M.train_head(
+        X[:60], y[:60], X[60:], y[60:], cfg
+    )  # 8 batches an epoch, the last one partial
     monkeypatch.setattr(M, "STEPS_PER_EXECUTION", 1)
     single = M.train_head(X[:60], y[:60], X[60:], y[60:], cfg)
     for wa, wb in zip(grouped.model.get_weights(), single.model.get_weights()):
@@ -186,7 +216,11 @@ def test_loss_and_metrics() -> None:
     res = M.train_head(X, y, None, None, M.TrainConfig(epochs=1, batch_size=12))
     assert isinstance(res.model.loss, keras.losses.KLDivergence)
     compiled = [m for m in res.model.metrics if hasattr(m, "metrics")][0].metrics
-    assert [type(m).__name__ for m in compiled] == ["CategoricalAccuracy", "AUC", "SensitivityAtSpecificity"]
+    assert [type(m).__name__ for m in compiled] == [
+        "CategoricalAccuracy",
+        "AUC",
+        "SensitivityAtSpecificity",
+    ]
     assert compiled[2].specificity == pytest.approx(0.8)
     # KL divergence against one-hot targets is -log p(true class), averaged
     probs = res.model.predict(X, verbose=0)
@@ -202,13 +236,21 @@ def test_loss_and_metrics() -> None:
 
 
 @pytest.mark.slow
-def test_cached_features_head_equals_end_to_end_training(backbone, random_weights, roi_set, tmp_path, caplog,
-                                                         monkeypatch, full_float32):
+def test_cached_features_head_equals_end_to_end_training(
+    backbone, random_weights, roi_set, tmp_path, caplog, monkeypatch, full_float32
+):
     """Training the head on cached backbone features == training the frozen end-to-end model on images."""
     paths, labels = roi_set
     pre = PreprocessConfig(image_size=IMAGE_SIZE)
-    features = M.extract_features(paths, pre, random_weights, tmp_path / "cache", batch_size=8,
-                                  progress=False, backbone=backbone)
+    features = M.extract_features(
+        paths,
+        pre,
+        random_weights,
+        tmp_path / "cache",
+        batch_size=8,
+        progress=False,
+        backbone=backbone,
+    )
     assert features.shape == (16, 1536) and np.isfinite(features).all()
     images = np.stack([load_roi(p, pre) for p in paths])
 
@@ -216,11 +258,15 @@ def test_cached_features_head_equals_end_to_end_training(backbone, random_weight
     cfg = M.TrainConfig(optimizer="adam", learning_rate=1e-2, epochs=2, batch_size=8, seed=3)
     tr, va = slice(0, 12), slice(12, 16)
     cached = M.train_head(features[tr], labels[tr], features[va], labels[va], cfg)
-    e2e_model = M.compile_model(M.build_model(IMAGE_SIZE, random_weights, seed=3, backbone=backbone), cfg)
+    e2e_model = M.compile_model(
+        M.build_model(IMAGE_SIZE, random_weights, seed=3, backbone=backbone), cfg
+    )
     e2e = M.fit_epochs(e2e_model, images[tr], labels[tr], images[va], labels[va], cfg)
 
     initial = M.build_head(seed=3).get_weights()
-    for w_cached, w_e2e, w0 in zip(cached.model.get_weights(), e2e_model.get_layer("head").get_weights(), initial):
+    for w_cached, w_e2e, w0 in zip(
+        cached.model.get_weights(), e2e_model.get_layer("head").get_weights(), initial
+    ):
         np.testing.assert_allclose(w_cached, w_e2e, atol=1e-5)
         assert np.abs(w_cached - w0).max() > 1e-3  # training really changed the weights
     np.testing.assert_allclose(cached.history["loss"], e2e.history["loss"], rtol=1e-4)
@@ -233,7 +279,9 @@ def test_cached_features_head_equals_end_to_end_training(backbone, random_weight
     caplog.set_level(logging.INFO, logger="mcalc.model")
     with monkeypatch.context() as patch:
         patch.setattr(M, "build_backbone", no_build)
-        again = M.extract_features(paths, pre, random_weights, tmp_path / "cache", batch_size=8, progress=False)
+        again = M.extract_features(
+            paths, pre, random_weights, tmp_path / "cache", batch_size=8, progress=False
+        )
     np.testing.assert_array_equal(again, features)
     assert "16 rows from cache, 0 computed" in caplog.text
 
@@ -244,8 +292,15 @@ def test_cached_features_head_equals_end_to_end_training(backbone, random_weight
     try:
         rng = np.random.default_rng(99)
         write_roi_dicom(changed, rng.integers(0, 4000, (30, 50)))
-        third = M.extract_features(paths, pre, random_weights, tmp_path / "cache", batch_size=8,
-                                   progress=False, backbone=backbone)
+        third = M.extract_features(
+            paths,
+            pre,
+            random_weights,
+            tmp_path / "cache",
+            batch_size=8,
+            progress=False,
+            backbone=backbone,
+        )
     finally:
         changed.write_bytes(original_bytes)
     assert "15 rows from cache, 1 computed" in caplog.text
@@ -255,8 +310,13 @@ def test_cached_features_head_equals_end_to_end_training(backbone, random_weight
 
 def test_extract_features_missing_file(random_weights, tmp_path) -> None:
     with pytest.raises(DataError, match="nowhere.dcm"):
-        M.extract_features([str(tmp_path / "nowhere.dcm")], PreprocessConfig(IMAGE_SIZE), random_weights,
-                           tmp_path / "cache", progress=False)
+        M.extract_features(
+            [str(tmp_path / "nowhere.dcm")],
+            PreprocessConfig(IMAGE_SIZE),
+            random_weights,
+            tmp_path / "cache",
+            progress=False,
+        )
 
 
 # ----------------------------------------------------------------------------- weights
@@ -337,7 +397,9 @@ def test_weights_files_load(backbone, tmp_path) -> None:
     for path in (new_format, legacy):
         info = M.resolve_weights(str(path))
         assert info.used == f"file:{path.name}" and len(info.sha256) == 64
-        loaded = M.build_backbone(IMAGE_SIZE, info, seed=1)  # seed 1 would give other random weights
+        loaded = M.build_backbone(
+            IMAGE_SIZE, info, seed=1
+        )  # seed 1 would give other random weights
         assert all(np.array_equal(a, b) for a, b in zip(reference, loaded.get_weights()))
 
     head_file = tmp_path / "head.weights.h5"

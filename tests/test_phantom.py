@@ -33,7 +33,9 @@ def shared_tables() -> Path:
 
 def load_tool():
     """Import tools/derive_calibration.py as a module."""
-    spec = importlib.util.spec_from_file_location("derive_calibration", REPO / "tools" / "derive_calibration.py")
+    spec = importlib.util.spec_from_file_location(
+        "derive_calibration", REPO / "tools" / "derive_calibration.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -84,8 +86,16 @@ def test_calibration_reproduces_real_totals():
     """Counts per split x pathology are the real table sizes; spelling is normalised."""
     cal = ph.load_calibration()
     totals = cal.groupby(["split", "pathology"])["count"].sum()
-    assert totals["train"].to_dict() == {"BENIGN": 528, "BENIGN_WITHOUT_CALLBACK": 474, "MALIGNANT": 544}
-    assert totals["test"].to_dict() == {"BENIGN": 130, "BENIGN_WITHOUT_CALLBACK": 67, "MALIGNANT": 129}
+    assert totals["train"].to_dict() == {
+        "BENIGN": 528,
+        "BENIGN_WITHOUT_CALLBACK": 474,
+        "MALIGNANT": 544,
+    }
+    assert totals["test"].to_dict() == {
+        "BENIGN": 130,
+        "BENIGN_WITHOUT_CALLBACK": 67,
+        "MALIGNANT": 129,
+    }
     assert not cal["calc_type"].str.contains("LUCENT_CENTERED").any()
     assert "PLEOMORPHIC-PLEOMORPHIC" not in set(cal["calc_type"])
     stats = ph.load_structure()["splits"]
@@ -117,14 +127,21 @@ def test_counts_follow_scale(small):
     for split in ph.SPLITS:
         assert summary.n_patients[split] == rows[rows["split"] == split]["patient_id"].nunique()
         real_patients = ph.load_structure()["splits"][split]["patients"]
-        assert abs(summary.n_patients[split] - SCALE * real_patients) <= max(3, 0.25 * SCALE * real_patients)
+        assert abs(summary.n_patients[split] - SCALE * real_patients) <= max(
+            3, 0.25 * SCALE * real_patients
+        )
 
 
 @pytest.mark.parametrize("scale", [0.02, 0.005])
 def test_tiny_scales_keep_every_class(scale):
     """Even tiny phantoms have all three classes in both splits."""
     patients = ph.plan_phantom(ph.PhantomConfig(scale=scale))
-    found = {(p["split"], les["pathology"]) for p in patients for br in p["breasts"] for les in br["lesions"]}
+    found = {
+        (p["split"], les["pathology"])
+        for p in patients
+        for br in p["breasts"]
+        for les in br["lesions"]
+    }
     assert found == {(s, c) for s in ph.SPLITS for c in ph.CLASSES}
 
 
@@ -152,8 +169,16 @@ def test_patients_disjoint_between_splits(small):
 def test_cc_mlo_siblings_present(small):
     """Lesions seen in both views: same breast and abnormality id, identical descriptors, CC and MLO."""
     rows = all_rows(small[0])
-    key = ["patient_id", "left or right breast", "abnormality id", "calc type", "calc distribution",
-           "pathology", "assessment", "subtlety"]
+    key = [
+        "patient_id",
+        "left or right breast",
+        "abnormality id",
+        "calc type",
+        "calc distribution",
+        "pathology",
+        "assessment",
+        "subtlety",
+    ]
     views = rows.groupby(key)["image view"].agg(lambda v: "+".join(sorted(v)))
     pairs = int((views == "CC+MLO").sum())
     assert pairs >= 0.25 * len(rows)
@@ -161,9 +186,16 @@ def test_cc_mlo_siblings_present(small):
 
 def test_crop_and_siblings_look_alike():
     """The same lesion in both views is the same particle set, moved but not reshaped."""
-    desc = {"calc_type": "PLEOMORPHIC", "calc_distribution": "CLUSTERED", "subtlety": 4, "density": 2}
+    desc = {
+        "calc_type": "PLEOMORPHIC",
+        "calc_distribution": "CLUSTERED",
+        "subtlety": 4,
+        "density": 2,
+    }
     cc = ph.lesion_particles(desc, np.random.default_rng(5), "CC")
-    mlo = ph._other_view(ph.lesion_particles(desc, np.random.default_rng(5), "MLO"), np.random.default_rng(6))
+    mlo = ph._other_view(
+        ph.lesion_particles(desc, np.random.default_rng(5), "MLO"), np.random.default_rng(6)
+    )
     assert cc.shape == mlo.shape
     np.testing.assert_allclose(cc[:, ph._R], mlo[:, ph._R])
     assert not np.allclose(cc[:, :4], mlo[:, :4])
@@ -213,8 +245,11 @@ def test_every_file_is_a_valid_dicom_except_quirks(small, quirks):
         if {full_rel, crop_rel, mask_rel} & damaged:
             continue
         full, crop, mask = (pydicom.dcmread(out / rel) for rel in (full_rel, crop_rel, mask_rel))
-        for ds, bits, spacing in ((full, 16, config.full_pixel_spacing_mm), (crop, 16, config.crop_pixel_spacing_mm),
-                                  (mask, 8, config.full_pixel_spacing_mm)):
+        for ds, bits, spacing in (
+            (full, 16, config.full_pixel_spacing_mm),
+            (crop, 16, config.crop_pixel_spacing_mm),
+            (mask, 8, config.full_pixel_spacing_mm),
+        ):
             assert ds.Modality == "MG" and ds.PhotometricInterpretation == "MONOCHROME2"
             assert ds.BitsAllocated == bits and ds.BitsStored == bits
             assert [float(v) for v in ds.PixelSpacing] == pytest.approx([spacing, spacing])
@@ -236,8 +271,14 @@ def test_crop_matches_the_full_image_under_the_mask(small, quirks):
     k = config.factor
     correlations = []
     for _, row in all_rows(out).iterrows():
-        rels = [f"{ph.DICOM_ROOT}/{p}" for p in (row["image file path"], row["cropped image file path"].strip(),
-                                                 row["ROI mask file path"])]
+        rels = [
+            f"{ph.DICOM_ROOT}/{p}"
+            for p in (
+                row["image file path"],
+                row["cropped image file path"].strip(),
+                row["ROI mask file path"],
+            )
+        ]
         if set(rels) & damaged:
             continue
         full, crop, mask = (pydicom.dcmread(out / rel).pixel_array.astype(float) for rel in rels)
@@ -272,12 +313,15 @@ def test_quirks_are_what_is_on_disk(small, quirks):
             with pytest.raises(InvalidDicomError):
                 pydicom.dcmread(path)
         elif q["kind"] == "truncated_dicom":
-            with pytest.raises(Exception):
+            with pytest.raises(Exception):  # noqa: B017 - any pydicom/numpy read error
                 pydicom.dcmread(path).pixel_array  # noqa: B018
         else:
             stored_as_crop = pydicom.dcmread(path).pixel_array
             stored_as_mask = pydicom.dcmread(path.with_name("000000.dcm")).pixel_array
-            assert stored_as_crop.shape == config.full_shape and set(np.unique(stored_as_crop)) == {0, 255}
+            assert stored_as_crop.shape == config.full_shape and set(np.unique(stored_as_crop)) == {
+                0,
+                255,
+            }
             assert stored_as_mask.dtype == np.uint16 and stored_as_mask.shape != config.full_shape
     present = {p.relative_to(out).as_posix() for p in (out / ph.DICOM_ROOT).rglob("*.dcm")}
     expected = set()
@@ -345,10 +389,14 @@ def test_refuses_foreign_folder_and_regenerates_a_phantom(tmp_path):
     second = all_rows(out)
     assert set(second["patient_id"]) != first
     ids = {p.name for p in (out / ph.DICOM_ROOT).iterdir()}
-    expected = set(second["image file path"].str.split("/").str[0]) | set(second.apply(roi_id, axis=1))
+    expected = set(second["image file path"].str.split("/").str[0]) | set(
+        second.apply(roi_id, axis=1)
+    )
     assert ids == expected  # nothing left over from the first phantom
     meta = json.loads((out / "phantom.json").read_text())
-    assert meta["complete"] and meta["config"]["seed"] == 2 and meta["version"] == ph.PHANTOM_VERSION
+    assert (
+        meta["complete"] and meta["config"]["seed"] == 2 and meta["version"] == ph.PHANTOM_VERSION
+    )
 
 
 def test_nbia_layout(tmp_path):
@@ -359,9 +407,15 @@ def test_nbia_layout(tmp_path):
     rows = all_rows(out)
     for _, row in rows.iterrows():
         full_top = row["image file path"].split("/")[0]
-        fulls = list((out / ph.DICOM_ROOT / full_top).glob("*-DDSM-NA-*/1.000000-full mammogram images-*/1-1.dcm"))
+        fulls = list(
+            (out / ph.DICOM_ROOT / full_top).glob(
+                "*-DDSM-NA-*/1.000000-full mammogram images-*/1-1.dcm"
+            )
+        )
         assert len(fulls) == 1
-        roi_files = sorted((out / ph.DICOM_ROOT / roi_id(row)).glob("*-DDSM-NA-*/1.000000-ROI mask images-*/*.dcm"))
+        roi_files = sorted(
+            (out / ph.DICOM_ROOT / roi_id(row)).glob("*-DDSM-NA-*/1.000000-ROI mask images-*/*.dcm")
+        )
         assert [p.name for p in roi_files] == ["1-1.dcm", "1-2.dcm"]
         shapes = [pydicom.dcmread(p).pixel_array.shape for p in roi_files]
         assert shapes[0] == config.full_shape and shapes[1] != config.full_shape
@@ -388,8 +442,14 @@ def bright_pixels(img: np.ndarray) -> int:
 
 def test_parenchyma_brightens_with_density():
     """Denser breasts are brighter on average (more fibroglandular tissue)."""
-    means = [float(np.mean([ph.parenchyma((128, 128), d, np.random.default_rng(s)).mean() for s in range(8)]))
-             for d in (1, 2, 3, 4)]
+    means = [
+        float(
+            np.mean(
+                [ph.parenchyma((128, 128), d, np.random.default_rng(s)).mean() for s in range(8)]
+            )
+        )
+        for d in (1, 2, 3, 4)
+    ]
     assert means == sorted(means) and means[3] - means[0] > 0.1
     noise = ph._power_law_noise((256, 256), 3.0, np.random.default_rng(0))
     spec = np.abs(np.fft.fft2(noise)) ** 2
@@ -402,8 +462,13 @@ def test_parenchyma_brightens_with_density():
 def test_contrast_grows_with_subtlety():
     """More bright calcification pixels at higher subtlety, the same lesion geometry otherwise."""
     base = {"calc_type": "PLEOMORPHIC", "calc_distribution": "CLUSTERED", "density": 2}
-    counts = {s: sum(bright_pixels(ph.render_roi({**base, "subtlety": s}, np.random.default_rng(seed)))
-                     for seed in range(4)) for s in (1, 3, 5)}
+    counts = {
+        s: sum(
+            bright_pixels(ph.render_roi({**base, "subtlety": s}, np.random.default_rng(seed)))
+            for seed in range(4)
+        )
+        for s in (1, 3, 5)
+    }
     assert counts[1] < counts[3] < counts[5]
 
 
@@ -417,16 +482,26 @@ def lesion_area(kind: str, seed: int) -> int:
 
 def test_calc_type_changes_the_pixels():
     """Calc types differ in what they draw: coarse > round > punctate in calcified area."""
-    area = {kind: sum(lesion_area(kind, s) for s in range(4)) for kind in ("PUNCTATE", "ROUND_AND_REGULAR", "COARSE")}
+    area = {
+        kind: sum(lesion_area(kind, s) for s in range(4))
+        for kind in ("PUNCTATE", "ROUND_AND_REGULAR", "COARSE")
+    }
     assert area["COARSE"] > 2 * area["ROUND_AND_REGULAR"] > 0
     assert area["ROUND_AND_REGULAR"] > 2 * area["PUNCTATE"] > 0
 
 
 def test_pathology_never_reaches_the_pixels():
     """Identical descriptors and seeds, different pathology and assessment: identical pixels."""
-    desc = {"calc_type": "AMORPHOUS-PLEOMORPHIC", "calc_distribution": "SEGMENTAL", "subtlety": 3, "density": 4}
+    desc = {
+        "calc_type": "AMORPHOUS-PLEOMORPHIC",
+        "calc_distribution": "SEGMENTAL",
+        "subtlety": 3,
+        "density": 4,
+    }
     a = ph.render_roi({**desc, "pathology": "MALIGNANT", "assessment": 5}, np.random.default_rng(9))
-    b = ph.render_roi({**desc, "pathology": "BENIGN_WITHOUT_CALLBACK", "assessment": 2}, np.random.default_rng(9))
+    b = ph.render_roi(
+        {**desc, "pathology": "BENIGN_WITHOUT_CALLBACK", "assessment": 2}, np.random.default_rng(9)
+    )
     assert np.array_equal(a, b)
     config = ph.PhantomConfig(scale=SCALE, seed=0)
     patient = next(p for p in ph.plan_phantom(config) if len(p["images"]) >= 2)
@@ -446,8 +521,15 @@ def test_unknown_density_and_bad_subtlety():
     img = ph.parenchyma((64, 64), 0, np.random.default_rng(0))
     assert img.shape == (64, 64) and 0 < img.mean() < 1
     with pytest.raises(DataError, match="subtlety"):
-        ph.render_roi({"calc_type": "PUNCTATE", "calc_distribution": "CLUSTERED", "subtlety": 7, "density": 2},
-                      np.random.default_rng(0))
+        ph.render_roi(
+            {
+                "calc_type": "PUNCTATE",
+                "calc_distribution": "CLUSTERED",
+                "subtlety": 7,
+                "density": 2,
+            },
+            np.random.default_rng(0),
+        )
 
 
 # ------------------------------------------------------------------ read back by the curation

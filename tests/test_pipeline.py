@@ -9,7 +9,14 @@ import jupytext
 import pytest
 
 from mcalc.book import PAPER_ITEMS, missing_items
-from mcalc.pipeline import NOTEBOOK_DIR, OPTIMIZERS, PROFILES, get_profile, notebook_parameters, plan
+from mcalc.pipeline import (
+    NOTEBOOK_DIR,
+    OPTIMIZERS,
+    PROFILES,
+    get_profile,
+    notebook_parameters,
+    plan,
+)
 from mcalc.provenance import Provenance, data_provenance, read_provenance, write_provenance
 from mcalc.sphinxext import banner_html
 
@@ -51,8 +58,12 @@ def test_papermill_sees_every_declared_parameter(template, tmp_path):
 
     declared = {}
     exec(_parameters_cell(template).source, {}, declared)
-    seen = papermill.inspect_notebook(str(template_to_ipynb(template, tmp_path / f"{template.stem}.ipynb")))
-    assert set(seen) == set(declared), f"papermill cannot parse {set(declared) - set(seen)} in {template.name}"
+    seen = papermill.inspect_notebook(
+        str(template_to_ipynb(template, tmp_path / f"{template.stem}.ipynb"))
+    )
+    assert set(seen) == set(declared), (
+        f"papermill cannot parse {set(declared) - set(seen)} in {template.name}"
+    )
 
 
 def test_paths_are_rewritten_relative_to_the_executed_notebook():
@@ -66,8 +77,11 @@ def test_paths_are_rewritten_relative_to_the_executed_notebook():
 
 def test_validation_hold_out_scales_with_the_phantom():
     """200 validation ROIs at the real size; a smaller phantom holds out as many in proportion, real data 200."""
+
     def injected(prof):
-        return {r.parameters["validation_size"] for r in plan(prof) if "validation_size" in r.parameters}
+        return {
+            r.parameters["validation_size"] for r in plan(prof) if "validation_size" in r.parameters
+        }
 
     assert injected(get_profile("default")) == {200}
     assert injected(get_profile("default", phantom_scale=0.1)) == {20}
@@ -93,12 +107,16 @@ def test_templates_are_thin(template):
             continue
         for line in cell.source.splitlines():
             stripped = line.lstrip()
-            assert not stripped.startswith(("def ", "class ", "for ", "while ")), f"{template.name}: {line}"
+            assert not stripped.startswith(("def ", "class ", "for ", "while ")), (
+                f"{template.name}: {line}"
+            )
 
 
 def test_missing_items_finds_captions_in_html(tmp_path):
     """The book check sees 'Table N —' captions in any page and reports the absent ones."""
-    (tmp_path / "a.html").write_text("<p><strong>Table 1 —</strong> counts</p><p>Figure 4 &#8212; curves</p>")
+    (tmp_path / "a.html").write_text(
+        "<p><strong>Table 1 —</strong> counts</p><p>Figure 4 &#8212; curves</p>"
+    )
     missing = missing_items(tmp_path)
     assert "Table 1" not in missing and "Figure 4" not in missing
     assert "Table 2" in missing and len(missing) == len(PAPER_ITEMS) - 2
@@ -118,9 +136,13 @@ def test_provenance_labels_and_banner(tmp_path):
 
 def test_data_provenance_reads_the_phantom_marker(tmp_path):
     """A folder with phantom.json is a phantom; any other folder is taken as a real download."""
-    (tmp_path / "phantom.json").write_text(json.dumps({"version": "9", "config": {"scale": 0.5, "seed": 3}}))
+    (tmp_path / "phantom.json").write_text(
+        json.dumps({"version": "9", "config": {"scale": 0.5, "seed": 3}})
+    )
     prov = data_provenance(tmp_path)
-    assert prov.data == "phantom" and "scale 0.5" in prov.data_detail and "seed 3" in prov.data_detail
+    assert (
+        prov.data == "phantom" and "scale 0.5" in prov.data_detail and "seed 3" in prov.data_detail
+    )
     assert data_provenance(tmp_path / "elsewhere").data == "cbis-ddsm"
 
 
@@ -138,8 +160,12 @@ def test_optimizer_chapters_get_their_own_titles(tmp_path):
     from mcalc.pipeline import retitle
 
     runs = [r for r in plan(PROFILES["default"]) if r.output.startswith("03_")]
-    assert [r.title for r in runs][2] == "3.3 InceptionResNetV2 with ADADelta (Section 3.3, Figure 6)"
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Template title\n\nLead text.")])
+    assert [r.title for r in runs][
+        2
+    ] == "3.3 InceptionResNetV2 with ADADelta (Section 3.3, Figure 6)"
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("# Template title\n\nLead text.")]
+    )
     path = tmp_path / "x.ipynb"
     nbformat.write(nb, path)
     retitle(path, "New title")

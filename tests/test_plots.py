@@ -23,7 +23,10 @@ def test_backbone_stages_cover_every_layer_with_the_paper_block_counts(paper_mod
     backbone = plots._find_backbone(paper_model)
     stages = plots.backbone_stages(backbone)
     assert stages["layers"].sum() == len(backbone.layers)
-    assert dict(zip(stages["stage"].str.split(" ").str[0], stages["repeats"]))["Inception-ResNet-A"] == 10
+    assert (
+        dict(zip(stages["stage"].str.split(" ").str[0], stages["repeats"]))["Inception-ResNet-A"]
+        == 10
+    )
     assert stages.set_index("stage")["repeats"].filter(like="block17").item() == 20
     assert stages.set_index("stage")["repeats"].filter(like="block8").item() == 10
     assert stages["output"].iloc[-1] == "1536"

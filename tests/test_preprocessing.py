@@ -97,7 +97,9 @@ def test_rescale_slope_intercept_applied(tmp_path: Path, content: np.ndarray) ->
 
 def test_monochrome1_inverted(tmp_path: Path, content: np.ndarray) -> None:
     m2 = read_dicom_image(write_dicom(tmp_path / "m2.dcm", content))
-    m1 = read_dicom_image(write_dicom(tmp_path / "m1.dcm", 255 - content, photometric="MONOCHROME1"))
+    m1 = read_dicom_image(
+        write_dicom(tmp_path / "m1.dcm", 255 - content, photometric="MONOCHROME1")
+    )
     np.testing.assert_allclose(m1 - m1.min(), m2 - m2.min())
     # the bright spot stays bright after inversion
     assert m1[11, 22] == m1.max()
@@ -108,7 +110,9 @@ def test_non_square_stretched_to_square() -> None:
     wide = np.tile(np.linspace(0, 1, 200, dtype=np.float32), (50, 1))
     out = square_stretch(wide, 100)
     assert out.shape == (100, 100)
-    np.testing.assert_allclose(out[0], out[-1], atol=1e-5)  # rows identical: pure stretch, no crop/pad
+    np.testing.assert_allclose(
+        out[0], out[-1], atol=1e-5
+    )  # rows identical: pure stretch, no crop/pad
     assert out[:, 0].mean() < 0.02 and out[:, -1].mean() > 0.98
     np.testing.assert_allclose(out[50], np.linspace(0, 1, 100), atol=0.02)
     tall = wide.T

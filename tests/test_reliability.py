@@ -26,18 +26,36 @@ from mcalc.errors import DataError
 from mcalc.preprocessing import load_roi, read_dicom_image
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 FULL_SHAPE = (32, 24)
 CROP_SHAPE = (12, 10)
 CALC_HEADER = [
-    "patient_id", "breast density", "left or right breast", "image view", "abnormality id", "abnormality type",
-    "calc type", "calc distribution", "assessment", "pathology", "subtlety", "image file path",
-    "cropped image file path", "ROI mask file path",
+    "patient_id",
+    "breast density",
+    "left or right breast",
+    "image view",
+    "abnormality id",
+    "abnormality type",
+    "calc type",
+    "calc distribution",
+    "assessment",
+    "pathology",
+    "subtlety",
+    "image file path",
+    "cropped image file path",
+    "ROI mask file path",
 ]
 
 
-def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int | None = None,
-                bits_allocated: int | None = None) -> Path:
+def write_dicom(
+    path: Path,
+    pixels: np.ndarray,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    bits_allocated: int | None = None,
+) -> Path:
     """Write an uncompressed single-frame greyscale DICOM (8 or 16 bits from the dtype unless told)."""
     bits = bits_allocated or pixels.dtype.itemsize * 8
     meta = FileMetaDataset()
@@ -46,7 +64,10 @@ def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2"
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.SOPClassUID, ds.SOPInstanceUID = (
+        SecondaryCaptureImageStorage,
+        meta.MediaStorageSOPInstanceUID,
+    )
     ds.Modality = "MG"
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
     ds.Rows, ds.Columns = pixels.shape
@@ -106,7 +127,7 @@ def test_corrupt_bytes_never_escape_as_another_error(valid_dicom, data):
     folder, raw, _ = valid_dicom
     start = data.draw(st.integers(0, len(raw) - 1), label="start")
     junk = data.draw(st.binary(min_size=1, max_size=64), label="junk")
-    damaged = raw[:start] + junk + raw[start + len(junk):]
+    damaged = raw[:start] + junk + raw[start + len(junk) :]
     path = folder / "corrupt.dcm"
     path.write_bytes(damaged)
     with warnings.catch_warnings():
@@ -123,7 +144,9 @@ def test_corrupt_bytes_never_escape_as_another_error(valid_dicom, data):
     assert isinstance(pixels, (np.ndarray, str))
 
 
-@pytest.mark.parametrize("content", [b"", b"<html><body>503 Service Unavailable</body></html>\n", b"\0" * 400])
+@pytest.mark.parametrize(
+    "content", [b"", b"<html><body>503 Service Unavailable</body></html>\n", b"\0" * 400]
+)
 def test_non_dicom_file_with_dcm_name(tmp_path, content):
     """A file that is not DICOM but named .dcm: DataError naming it; curation reports not_dicom."""
     path = tmp_path / "000001.dcm"
@@ -218,7 +241,11 @@ def faulty_download(root: Path, faults: list[str | None]) -> None:
         full_rel = f"{image}/1.1/1.2/000000.dcm"
         crop_rel, mask_rel = f"{image}_1/2.1/2.2/000001.dcm", f"{image}_1/2.1/2.2/000000.dcm"
         base = root / "CBIS-DDSM"
-        crop = np.zeros(CROP_SHAPE, np.uint16) if fault == "zero_crop" else texture(CROP_SHAPE, 100 + i)
+        crop = (
+            np.zeros(CROP_SHAPE, np.uint16)
+            if fault == "zero_crop"
+            else texture(CROP_SHAPE, 100 + i)
+        )
         mask_shape = (FULL_SHAPE[0] - 4, FULL_SHAPE[1]) if fault == "mask_size" else FULL_SHAPE
         write_dicom(base / full_rel, texture(FULL_SHAPE, i))
         if fault == "monochrome1_mask":
@@ -242,8 +269,22 @@ def faulty_download(root: Path, faults: list[str | None]) -> None:
         elif fault == "float_crop":
             to_float_pixel_data(base / crop_rel)
         pathology = "MALIGANT" if fault == "unknown_pathology" else ("BENIGN", "MALIGNANT")[i % 2]
-        record = [pid, "2", "LEFT", "CC", "1", "calcification", "PUNCTATE", "CLUSTERED", "4", pathology, "3",
-                  full_rel, crop_rel + "\n", mask_rel]
+        record = [
+            pid,
+            "2",
+            "LEFT",
+            "CC",
+            "1",
+            "calcification",
+            "PUNCTATE",
+            "CLUSTERED",
+            "4",
+            pathology,
+            "3",
+            full_rel,
+            crop_rel + "\n",
+            mask_rel,
+        ]
         rows += [record, record] if fault == "duplicate" else [record]
     with open(root / cu.TABLE_FILES[("calc", "train")], "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
@@ -251,7 +292,9 @@ def faulty_download(root: Path, faults: list[str | None]) -> None:
         writer.writerows(rows)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(faults=st.lists(st.sampled_from(list(FAULTS)), min_size=1, max_size=6))
 def test_faulty_download_nothing_lost(tmp_path_factory, faults):
     """Any mix of faults: one manifest row per table record, each fault excluded with its reason or corrected."""
@@ -264,7 +307,10 @@ def test_faulty_download_nothing_lost(tmp_path_factory, faults):
     assert len(m) == len(faults) + faults.count("duplicate")
     for i, fault in enumerate(faults):
         rows = m[m["patient_id"] == f"P_{i + 1:05d}"]
-        assert (rows["status"].iloc[0], rows["reason"].iloc[0]) == FAULTS[fault], (fault, rows["detail"].iloc[0])
+        assert (rows["status"].iloc[0], rows["reason"].iloc[0]) == FAULTS[fault], (
+            fault,
+            rows["detail"].iloc[0],
+        )
         assert bool(rows["crop_mask_swapped"].iloc[0]) == (fault == "swap")
         if fault == "duplicate":
             assert list(rows["reason"]) == ["", "duplicate"]
@@ -298,8 +344,11 @@ def test_table_missing_any_required_column_names_it(tmp_path_factory, column):
 
 def small_manifest(n_per_class: int = 12) -> pd.DataFrame:
     """Manifest rows with label and patient_id, two ROIs per patient, every class present."""
-    rows = [{"patient_id": f"P_{k * 100 + i // 2:05d}", "label": k, "pathology": cu.CLASSES[k]}
-            for k in range(len(cu.CLASSES)) for i in range(n_per_class)]
+    rows = [
+        {"patient_id": f"P_{k * 100 + i // 2:05d}", "label": k, "pathology": cu.CLASSES[k]}
+        for k in range(len(cu.CLASSES))
+        for i in range(n_per_class)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -329,7 +378,9 @@ def test_glcm_cache_resumes_and_rebuilds_a_corrupt_file(tmp_path, monkeypatch):
     """study.glcm_matrix: a partial earlier run is reused, a corrupt cache file rebuilt, the values identical."""
     from mcalc import baselines, study
 
-    paths = [str(write_dicom(tmp_path / f"roi{i}.dcm", texture((20 + i, 16), 10 + i))) for i in range(4)]
+    paths = [
+        str(write_dicom(tmp_path / f"roi{i}.dcm", texture((20 + i, 16), 10 + i))) for i in range(4)
+    ]
     real = baselines.glcm_feature_matrix
     asked: list[list[str]] = []
 
@@ -343,7 +394,9 @@ def test_glcm_cache_resumes_and_rebuilds_a_corrupt_file(tmp_path, monkeypatch):
     full = study.glcm_matrix(paths, 16, cache, progress=False)
     assert asked == [paths[:2], paths[2:]]
     np.testing.assert_array_equal(full[:2], first)
-    np.testing.assert_array_equal(full, real(paths, levels=16, workers=1, progress=False).astype(full.dtype))
+    np.testing.assert_array_equal(
+        full, real(paths, levels=16, workers=1, progress=False).astype(full.dtype)
+    )
     files = sorted((cache / "glcm").rglob("*.npz"))
     assert len(files) == 4
     files[0].write_bytes(files[0].read_bytes()[:50])  # a torn write
@@ -351,7 +404,10 @@ def test_glcm_cache_resumes_and_rebuilds_a_corrupt_file(tmp_path, monkeypatch):
         again = study.glcm_matrix(paths, 16, cache, progress=False)
     assert len(asked) == 3 and len(asked[2]) == 1
     np.testing.assert_array_equal(again, full)
-    assert study.glcm_matrix(paths, 16, cache, progress=False).tolist() == full.tolist() and len(asked) == 3
+    assert (
+        study.glcm_matrix(paths, 16, cache, progress=False).tolist() == full.tolist()
+        and len(asked) == 3
+    )
 
 
 # ------------------------------------------------------------------------------ determinism
@@ -404,7 +460,16 @@ def test_glcm_baselines_cross_validation_deterministic():
 
 # ------------------------------------------------------------------------------ nothing loads pickles
 
-PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "joblib", "shelve", "marshal", "cloudpickle"}
+PICKLE_MODULES = {
+    "pickle",
+    "cPickle",
+    "_pickle",
+    "dill",
+    "joblib",
+    "shelve",
+    "marshal",
+    "cloudpickle",
+}
 
 
 def unsafe_calls(source: str, name: str) -> list[str]:
@@ -412,21 +477,41 @@ def unsafe_calls(source: str, name: str) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(source, filename=name)):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            found += [f"{name}:{node.lineno} imports {m}" for m in mods if m.split(".")[0] in PICKLE_MODULES]
+            mods = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+            )
+            found += [
+                f"{name}:{node.lineno} imports {m}"
+                for m in mods
+                if m.split(".")[0] in PICKLE_MODULES
+            ]
         elif isinstance(node, ast.Call):
             func = node.func
-            fname = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            fname = (
+                func.id
+                if isinstance(func, ast.Name)
+                else func.attr
+                if isinstance(func, ast.Attribute)
+                else ""
+            )
             if fname in ("eval", "exec") and isinstance(func, ast.Name):
                 found.append(f"{name}:{node.lineno} calls {fname}()")
             if fname in ("read_pickle", "to_pickle"):
                 found.append(f"{name}:{node.lineno} calls {fname}()")
             keywords = {k.arg: k.value for k in node.keywords}
-            if "allow_pickle" in keywords and not (isinstance(keywords["allow_pickle"], ast.Constant)
-                                                   and keywords["allow_pickle"].value is False):
+            if "allow_pickle" in keywords and not (
+                isinstance(keywords["allow_pickle"], ast.Constant)
+                and keywords["allow_pickle"].value is False
+            ):
                 found.append(f"{name}:{node.lineno} passes allow_pickle other than False")
-            is_np_load = (isinstance(func, ast.Attribute) and func.attr == "load" and isinstance(func.value, ast.Name)
-                          and func.value.id in ("np", "numpy"))
+            is_np_load = (
+                isinstance(func, ast.Attribute)
+                and func.attr == "load"
+                and isinstance(func.value, ast.Name)
+                and func.value.id in ("np", "numpy")
+            )
             if is_np_load and "allow_pickle" not in keywords:
                 found.append(f"{name}:{node.lineno} np.load without allow_pickle=False")
     return found
@@ -434,18 +519,38 @@ def unsafe_calls(source: str, name: str) -> list[str]:
 
 def test_unsafe_call_finder_finds_them():
     """The scanner flags each kind of unsafe call (so the next test can fail)."""
-    snippets = ["import pickle", "from joblib import load", "eval('1')", "exec('x = 1')", "np.load('a.npy')",
-                "np.load('a.npz', allow_pickle=True)", "pd.read_pickle('a')"]
+    snippets = [
+        "import pickle",
+        "from joblib import load",
+        "eval('1')",
+        "exec('x = 1')",
+        "np.load('a.npy')",
+        "np.load('a.npz', allow_pickle=True)",
+        "pd.read_pickle('a')",
+    ]
     for snippet in snippets:
         assert unsafe_calls(snippet, "snippet"), snippet
-    assert unsafe_calls("np.load('a.npz', allow_pickle=False)\nmodel.evaluate(x)\nre.compile('x')", "ok") == []
+    assert (
+        unsafe_calls(
+            "np.load('a.npz', allow_pickle=False)\nmodel.evaluate(x)\nre.compile('x')", "ok"
+        )
+        == []
+    )
 
 
 def test_nothing_loads_pickles_or_evaluates_code():
     """mcalc, its notebooks and tools never unpickle, eval or exec; every np.load has allow_pickle=False."""
-    files = [p for folder in ("mcalc", "notebooks", "tools") for p in sorted((REPO / folder).rglob("*.py"))]
+    files = [
+        p
+        for folder in ("mcalc", "notebooks", "tools")
+        for p in sorted((REPO / folder).rglob("*.py"))
+    ]
     assert any(p.name == "cache.py" for p in files)
-    problems = [hit for p in files for hit in unsafe_calls(p.read_text(encoding="utf-8"), str(p.relative_to(REPO)))]
+    problems = [
+        hit
+        for p in files
+        for hit in unsafe_calls(p.read_text(encoding="utf-8"), str(p.relative_to(REPO)))
+    ]
     assert problems == []
     text = "\n".join(p.read_text(encoding="utf-8") for p in files)
     assert "allow_pickle=True" not in text and "pickle.load" not in text

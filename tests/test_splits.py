@@ -53,7 +53,10 @@ def synthetic_manifest(n_patients: int = 120, seed: int = 0) -> pd.DataFrame:
 
 def load_real(split: str) -> pd.DataFrame:
     """The real calcification table as a minimal manifest (pandas only)."""
-    name = {"train": "calc_case_description_train_set.csv", "test": "calc_case_description_test_set.csv"}[split]
+    name = {
+        "train": "calc_case_description_train_set.csv",
+        "test": "calc_case_description_test_set.csv",
+    }[split]
     raw = pd.read_csv(shared_dir() / name)
     df = pd.DataFrame(
         {
@@ -138,7 +141,10 @@ def test_missing_class_raises_naming_class_and_split() -> None:
         S.roi_level_split(no_bwc)
     # MALIGNANT in one patient only: it cannot be on both sides of a patient-grouped split
     one_patient = pd.concat(
-        [m[m["label"] != 2], pd.DataFrame([roi("P_99999", "LEFT", "CC", 1, 2), roi("P_99999", "LEFT", "MLO", 1, 2)])],
+        [
+            m[m["label"] != 2],
+            pd.DataFrame([roi("P_99999", "LEFT", "CC", 1, 2), roi("P_99999", "LEFT", "MLO", 1, 2)]),
+        ],
         ignore_index=True,
     )
     with pytest.raises(DataError, match=r"'MALIGNANT'.*(training|validation) split"):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -23,7 +21,9 @@ def tiny(tmp_path_factory):
     """A tiny phantom curated, with random-weight features at 75 px: (results_dir, cache_dir, curation)."""
     root = tmp_path_factory.mktemp("study")
     results, cache = root / "results", root / "cache"
-    curation = study.prepare_data("phantom", root / "data", phantom_scale=0.05, seed=1, results_dir=results, progress=False)
+    curation = study.prepare_data(
+        "phantom", root / "data", phantom_scale=0.05, seed=1, results_dir=results, progress=False
+    )
     manifest = study.load_manifest(results)
     weights = study.resolve_backbone_weights("random")
     prov = study.read_results_provenance(results).with_weights(weights.used, weights.note)
@@ -46,8 +46,14 @@ def test_table1_counts_match_the_manifest(tiny):
     t1 = study.table1(curation)
     usable = curation.usable()
     for cls in study.PAPER_CLASS_ORDER:
-        assert t1.loc[cls, ("ours", "training")] == ((usable.pathology == cls) & (usable.split == "train")).sum()
-        assert t1.loc[cls, ("ours", "testing")] == ((usable.pathology == cls) & (usable.split == "test")).sum()
+        assert (
+            t1.loc[cls, ("ours", "training")]
+            == ((usable.pathology == cls) & (usable.split == "train")).sum()
+        )
+        assert (
+            t1.loc[cls, ("ours", "testing")]
+            == ((usable.pathology == cls) & (usable.split == "test")).sum()
+        )
     assert t1.loc["MALIGNANT", ("paper", "training")] == 545
     assert t1.loc["MALIGNANT", ("official CBIS-DDSM", "training")] == 544
     assert t1.loc["total", ("official CBIS-DDSM", "testing")] == 326
@@ -69,7 +75,9 @@ def test_features_must_match_the_asked_settings(tiny):
     """A run asking for other image size or weights than the saved features is refused with a clear message."""
     results, cache, _ = tiny
     with pytest.raises(DataError, match="re-run notebook 02"):
-        study.run_optimizer(results, cache, image_size=299, weights="random", config=TrainConfig(epochs=1))
+        study.run_optimizer(
+            results, cache, image_size=299, weights="random", config=TrainConfig(epochs=1)
+        )
 
 
 def test_optimizer_runs_are_saved_and_deterministic(tiny):
@@ -77,7 +85,9 @@ def test_optimizer_runs_are_saved_and_deterministic(tiny):
     results, cache, _ = tiny
     config = TrainConfig(optimizer="adadelta", epochs=2, batch_size=8, seed=3)
     a = study.run_optimizer(results, cache, SIZE, "random", config, validation_size=0.2, n_boot=20)
-    b = study.run_optimizer(results, cache, SIZE, "random", config, validation_size=0.2, n_boot=20, save=False)
+    b = study.run_optimizer(
+        results, cache, SIZE, "random", config, validation_size=0.2, n_boot=20, save=False
+    )
     assert a.test.to_dict() == b.test.to_dict()
     pd.testing.assert_frame_equal(a.history, b.history)
     again = study.OptimizerRun.from_dict(json.loads(a.path.read_text()))
@@ -90,8 +100,15 @@ def test_comparison_gathers_runs_and_judges_claims(tiny):
     """With all four optimizers and the baselines saved, Tables 3–5 and the verdict are complete."""
     results, cache, _ = tiny
     for opt in ("adam", "adagrad", "adadelta", "rmsprop"):
-        study.run_optimizer(results, cache, SIZE, "random", TrainConfig(optimizer=opt, epochs=1, batch_size=8),
-                            validation_size=0.2, n_boot=10)
+        study.run_optimizer(
+            results,
+            cache,
+            SIZE,
+            "random",
+            TrainConfig(optimizer=opt, epochs=1, batch_size=8),
+            validation_size=0.2,
+            n_boot=10,
+        )
     base = study.run_baselines(results, cache, cv_folds=3, seed=0, n_boot=10, progress=False)
     assert base.features.shape[1] == 14
     assert {"svm", "knn", "majority", "assessment"} <= set(base.runs)
@@ -100,10 +117,16 @@ def test_comparison_gathers_runs_and_judges_claims(tiny):
     assert len(res.table3()) == 4 and len(res.table4()) == 8
     assert all(" | " in cell for cell in res.table4()["accuracy"])
     t5 = res.table5()
-    assert "Shen et al. 2019 [shen2019]" in t5.index and t5.filter(like="This study", axis=0).shape[0] == 4
+    assert (
+        "Shen et al. 2019 [shen2019]" in t5.index
+        and t5.filter(like="This study", axis=0).shape[0] == 4
+    )
     verdicts = res.verdicts()
     # On the phantom with random weights, numeric claims cannot be judged: the verdict says so.
-    assert (verdicts.loc[verdicts.index.str.contains("accuracy 94%|AUC 0.96", regex=True), "verdict"] == "not testable here").all()
+    assert (
+        verdicts.loc[verdicts.index.str.contains("accuracy 94%|AUC 0.96", regex=True), "verdict"]
+        == "not testable here"
+    ).all()
     assert len(verdicts) == 6
     errata = res.formula_errata()
     assert not errata.empty
@@ -118,11 +141,17 @@ def test_leakage_audit_and_seed_variance(tiny):
     official = audit.leakage.loc[study.SPLIT_SCHEMES["official"]]
     grouped = audit.leakage.loc[study.SPLIT_SCHEMES["patient_grouped"]]
     assert official["patients on both sides"] == 0 and grouped["patients on both sides"] == 0
-    assert official["same patient in training"].startswith("0 ") and grouped["same patient in training"].startswith("0 ")
+    assert official["same patient in training"].startswith("0 ") and grouped[
+        "same patient in training"
+    ].startswith("0 ")
     roi_level = audit.leakage.loc[study.SPLIT_SCHEMES["roi_level"]]
     assert roi_level["patients on both sides"] > 0
-    assert set(audit.memorisation) == set(study.SPLIT_SCHEMES) and all(0 <= v <= 1 for v in audit.memorisation.values())
-    frame = study.seed_variance(results, SIZE, "random", config, n_seeds=2, validation_size=0.2, progress=False)
+    assert set(audit.memorisation) == set(study.SPLIT_SCHEMES) and all(
+        0 <= v <= 1 for v in audit.memorisation.values()
+    )
+    frame = study.seed_variance(
+        results, SIZE, "random", config, n_seeds=2, validation_size=0.2, progress=False
+    )
     assert len(frame) == 8 and set(frame["seed"]) == {0, 1}
     summary = study.variance_summary(frame)
     assert "Kruskal–Wallis across optimizers" in summary.index

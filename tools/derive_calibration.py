@@ -22,14 +22,30 @@ from pathlib import Path
 
 import pandas as pd
 
-SPLIT_FILES = {"train": "calc_case_description_train_set.csv", "test": "calc_case_description_test_set.csv"}
+SPLIT_FILES = {
+    "train": "calc_case_description_train_set.csv",
+    "test": "calc_case_description_test_set.csv",
+}
 CALIBRATION_COLUMNS = [
-    "split", "pathology", "calc_type", "calc_distribution", "assessment", "subtlety", "density", "count",
+    "split",
+    "pathology",
+    "calc_type",
+    "calc_distribution",
+    "assessment",
+    "subtlety",
+    "density",
+    "count",
 ]
 RENAME = {
-    "patient_id": "patient_id", "breast density": "density", "left or right breast": "side",
-    "image view": "view", "abnormality id": "abnormality_id", "calc type": "calc_type",
-    "calc distribution": "calc_distribution", "assessment": "assessment", "pathology": "pathology",
+    "patient_id": "patient_id",
+    "breast density": "density",
+    "left or right breast": "side",
+    "image view": "view",
+    "abnormality id": "abnormality_id",
+    "calc type": "calc_type",
+    "calc distribution": "calc_distribution",
+    "assessment": "assessment",
+    "pathology": "pathology",
     "subtlety": "subtlety",
 }
 SPELLING = {"LUCENT_CENTERED": "LUCENT_CENTER"}
@@ -146,8 +162,10 @@ def structure(df: pd.DataFrame) -> dict:
         "lesions_per_breast": _distribution(n_lesions),
         "images_per_patient": _distribution(per_patient),
         "abnormalities_per_image": _distribution(images),
-        "patient_number_range": [int(df["patient_id"].str[2:].astype(int).min()),
-                                 int(df["patient_id"].str[2:].astype(int).max())],
+        "patient_number_range": [
+            int(df["patient_id"].str[2:].astype(int).min()),
+            int(df["patient_id"].str[2:].astype(int).max()),
+        ],
         "breast_layout": _breast_layout(df),
         "lucent_centered_spelling_fraction": round(float(centered.sum() / max(1, lucent.sum())), 4),
     }
@@ -177,7 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=default_source())
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "mcalc" / "data")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "mcalc" / "data"
+    )
     args = parser.parse_args(argv)
     table, info = derive_calibration(args.source)
     write_calibration(table, info, args.out)
