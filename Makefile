@@ -8,10 +8,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mcalc-installed
 
-lint: $(STAMP)
-	$(VENV)/bin/ruff check mcalc tests benchmarks notebooks tools
-	$(VENV)/bin/ruff format --check mcalc tests benchmarks notebooks tools
-
 .PHONY: lint venv book test units notebooks-ci papermill-override nbval book-ci benchmark clean
 
 $(STAMP): pyproject.toml
@@ -29,6 +25,10 @@ test: units papermill-override nbval book-ci
 
 units: $(STAMP)
 	$(PY) -m pytest tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mcalc tests benchmarks notebooks tools
+	$(VENV)/bin/ruff format --check mcalc tests benchmarks notebooks tools
 
 notebooks-ci: $(STAMP)
 	$(PY) -m mcalc notebooks --profile ci
