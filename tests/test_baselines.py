@@ -9,8 +9,7 @@ import mahotas
 import numpy as np
 import pandas as pd
 import pytest
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from conftest import shared_tables, write_dicom
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
@@ -22,35 +21,6 @@ from mcalc import metrics as M
 from mcalc.errors import DataError
 
 CLASSES = ("BENIGN", "BENIGN_WITHOUT_CALLBACK", "MALIGNANT")
-
-
-def shared_dir() -> Path:
-    """The shared data folder next to the repository, or skip the test."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "cbis-ddsm"
-    if not (path / "calc_case_description_test_set.csv").is_file():
-        pytest.skip(f"real CBIS-DDSM case-description CSVs not available at {path}")
-    return path
-
-
-def write_dicom(path: Path, pixels: np.ndarray) -> Path:
-    """Write a minimal single-frame MONOCHROME2 uint16 DICOM."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "MG"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.PixelData = np.ascontiguousarray(pixels.astype(np.uint16)).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def noise_image(seed: int = 0, shape: tuple[int, int] = (48, 40)) -> np.ndarray:
@@ -241,7 +211,7 @@ def test_assessment_rule_small() -> None:
 
 
 def test_assessment_rule_real_tables() -> None:
-    folder = shared_dir()
+    folder = shared_tables()
     train = pd.read_csv(folder / "calc_case_description_train_set.csv")[["assessment", "pathology"]]
     test = pd.read_csv(folder / "calc_case_description_test_set.csv")[["assessment", "pathology"]]
     with warnings.catch_warnings():

@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from conftest import shared_tables, write_dicom
 
 from mcalc import curation as cu
 from mcalc.errors import DataError
@@ -37,14 +36,6 @@ HEADER = [
     "cropped image file path",
     "ROI mask file path",
 ]
-
-
-def shared_tables() -> Path:
-    """The real CBIS-DDSM case-description tables beside the repository, or skip."""
-    path = REPO.parent / "shared" / "data" / "cbis-ddsm"
-    if not (path / cu.TABLE_FILES[("calc", "train")]).is_file():
-        pytest.skip(f"the real CBIS-DDSM case-description tables are not at {path}")
-    return path
 
 
 def curate_quietly(root: Path, **kwargs) -> cu.CurationResult:
@@ -307,32 +298,6 @@ def test_find_case_tables(tmp_path):
 
 
 # ------------------------------------------------------------------------------ tiny DICOM trees
-
-
-def write_dicom(path: Path, pixels: np.ndarray) -> Path:
-    """Write an uncompressed MONOCHROME2 DICOM file (8 bits for uint8 pixels, 16 otherwise)."""
-    bits = 8 if pixels.dtype == np.uint8 else 16
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = (
-        SecondaryCaptureImageStorage,
-        meta.MediaStorageSOPInstanceUID,
-    )
-    ds.Modality = "MG"
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.BitsAllocated = ds.BitsStored = bits
-    ds.HighBit, ds.PixelRepresentation = bits - 1, 0
-    ds.PixelData = np.ascontiguousarray(
-        pixels.astype(np.uint8 if bits == 8 else np.uint16)
-    ).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def pixels(kind: str, rng: np.random.Generator, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -677,14 +642,9 @@ QUIRK_REASON = {
 
 
 @pytest.fixture(scope="module", params=["uid", "nbia"])
-def phantom(request, tmp_path_factory):
+def phantom(request, make_phantom):
     """A tiny phantom in one layout and its curation: (root, curation, quirks)."""
-    from mcalc import phantom as ph
-
-    root = tmp_path_factory.mktemp(f"phantom_{request.param}")
-    ph.generate_phantom(
-        root, ph.PhantomConfig(scale=0.03, seed=3, workers=1, layout=request.param), progress=False
-    )
+    root = make_phantom(0.03, seed=3, layout=request.param)
     quirks = pd.read_csv(root / "quirks.csv", dtype=str, keep_default_na=False)
     return root, curate_quietly(root), quirks
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import keras
 import numpy as np
 import pytest
+from conftest import textured_rois
 
-keras = pytest.importorskip("keras")
-
-from mcalc import model as M  # noqa: E402
-from mcalc.errors import DataError  # noqa: E402
-from mcalc.preprocessing import PreprocessConfig, load_roi  # noqa: E402
+from mcalc import model as M
+from mcalc.errors import DataError
+from mcalc.preprocessing import PreprocessConfig, load_roi
 
 IMAGE_SIZE = 75
 PRE = PreprocessConfig(image_size=IMAGE_SIZE)
@@ -29,48 +27,10 @@ HISTORY_COLUMNS = [
 ]
 
 
-def write_roi_dicom(path: Path, pixels: np.ndarray) -> Path:
-    """A minimal 16-bit greyscale DICOM."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = (
-        meta.MediaStorageSOPClassUID,
-        meta.MediaStorageSOPInstanceUID,
-    )
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 @pytest.fixture(scope="module")
 def rois(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], np.ndarray]:
     """12 small rectangular ROI DICOMs of three textures, with labels 0, 1, 2, 0, ..."""
-    root = tmp_path_factory.mktemp("rois")
-    rng = np.random.default_rng(11)
-    paths, labels = [], []
-    for i in range(12):
-        label = i % 3
-        h, w = 30 + 2 * i, 44 - i
-        yy, xx = np.mgrid[0:h, 0:w]
-        img = (
-            2000
-            + 1500 * np.sin(xx / (3 + 4 * label)) * np.cos(yy / (5 + label))
-            + rng.normal(0, 300, (h, w))
-        )
-        paths.append(
-            str(write_roi_dicom(root / f"roi_{i:02d}.dcm", np.clip(img + 800 * label, 0, 65535)))
-        )
-        labels.append(label)
-    return paths, np.array(labels)
+    return textured_rois(tmp_path_factory.mktemp("rois"), 12, 11, lambda i: (30 + 2 * i, 44 - i))
 
 
 @pytest.fixture(scope="module")

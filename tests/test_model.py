@@ -7,15 +7,15 @@ import socket
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import textured_rois, write_dicom
 
-keras = pytest.importorskip("keras")
-
-from mcalc import model as M  # noqa: E402
-from mcalc.errors import DataError, WeightsUnavailable  # noqa: E402
-from mcalc.preprocessing import PreprocessConfig, load_roi  # noqa: E402
+from mcalc import model as M
+from mcalc.errors import DataError, WeightsUnavailable
+from mcalc.preprocessing import PreprocessConfig, load_roi
 
 IMAGE_SIZE = 75
 
@@ -26,28 +26,6 @@ PAPER = {
     "adadelta": {"learning_rate": 1e-4, "rho": 0.95, "epsilon": 1e-7},
     "rmsprop": {"learning_rate": 1e-4, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7},
 }
-
-
-def write_roi_dicom(path: Path, pixels: np.ndarray) -> Path:
-    """A minimal 16-bit greyscale DICOM."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = (
-        meta.MediaStorageSOPClassUID,
-        meta.MediaStorageSOPInstanceUID,
-    )
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +42,7 @@ def backbone(random_weights: M.WeightsInfo):
 @pytest.fixture(scope="module")
 def roi_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], np.ndarray]:
     """16 small rectangular ROI DICOMs of three textures, with labels."""
-    root = tmp_path_factory.mktemp("rois")
-    rng = np.random.default_rng(7)
-    paths, labels = [], []
-    for i in range(16):
-        label = i % 3
-        h, w = 40 + 3 * i, 60 - 2 * i
-        yy, xx = np.mgrid[0:h, 0:w]
-        base = 2000 + 1500 * np.sin(xx / (3 + 4 * label)) * np.cos(yy / (5 + label))
-        img = base + rng.normal(0, 300, (h, w)) + 800 * label
-        paths.append(str(write_roi_dicom(root / f"roi_{i:02d}.dcm", np.clip(img, 0, 65535))))
-        labels.append(label)
-    return paths, np.array(labels)
+    return textured_rois(tmp_path_factory.mktemp("rois"), 16, 7, lambda i: (40 + 3 * i, 60 - 2 * i))
 
 
 @pytest.fixture
@@ -291,7 +258,7 @@ def test_cached_features_head_equals_end_to_end_training(
     original_bytes = changed.read_bytes()
     try:
         rng = np.random.default_rng(99)
-        write_roi_dicom(changed, rng.integers(0, 4000, (30, 50)))
+        write_dicom(changed, rng.integers(0, 4000, (30, 50)))
         third = M.extract_features(
             paths,
             pre,

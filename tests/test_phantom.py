@@ -13,22 +13,16 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
+from conftest import shared_tables
 from pydicom.errors import InvalidDicomError
 from scipy import ndimage
 
 from mcalc import phantom as ph
+from mcalc.curation import curate
 from mcalc.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 SCALE = 0.03
-
-
-def shared_tables() -> Path:
-    """The real CBIS-DDSM calc tables next to the repository, or skip."""
-    path = REPO.parent / "shared" / "data" / "cbis-ddsm"
-    if not (path / "calc_case_description_train_set.csv").is_file():
-        pytest.skip(f"real CBIS-DDSM tables not found at {path}")
-    return path
 
 
 def load_tool():
@@ -537,9 +531,8 @@ def test_unknown_density_and_bad_subtlety():
 
 def test_curation_reads_the_phantom_like_a_download(small, quirks):
     """Curating a phantom: every CSV row is ok or excluded; damaged files excluded, swaps corrected, as recorded."""
-    curation = pytest.importorskip("mcalc.curation")
     out = small[0]
-    result = curation.curate(out, progress=False)
+    result = curate(out, progress=False)
     manifest = result.manifest
     rows = all_rows(out)
     assert len(manifest) == len(rows)

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from conftest import write_dicom
 
 from mcalc.errors import DataError
 from mcalc.preprocessing import (
@@ -19,39 +18,6 @@ from mcalc.preprocessing import (
     resize_for_display,
     square_stretch,
 )
-
-
-def write_dicom(
-    path: Path,
-    pixels: np.ndarray,
-    bits_stored: int | None = None,
-    photometric: str = "MONOCHROME2",
-    slope: float | None = None,
-    intercept: float | None = None,
-) -> Path:
-    """Write a minimal single-frame greyscale DICOM holding ``pixels`` (uint8 or uint16)."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "MG"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    bits = pixels.dtype.itemsize * 8
-    ds.BitsAllocated = bits
-    ds.BitsStored = bits_stored or bits
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = 0
-    if slope is not None:
-        ds.RescaleSlope = slope
-        ds.RescaleIntercept = intercept or 0.0
-    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 @pytest.fixture

@@ -15,11 +15,9 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
+from conftest import write_dicom
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.pixels import pack_bits
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from mcalc import curation as cu
 from mcalc.errors import DataError
@@ -47,37 +45,6 @@ CALC_HEADER = [
     "cropped image file path",
     "ROI mask file path",
 ]
-
-
-def write_dicom(
-    path: Path,
-    pixels: np.ndarray,
-    photometric: str = "MONOCHROME2",
-    bits_stored: int | None = None,
-    bits_allocated: int | None = None,
-) -> Path:
-    """Write an uncompressed single-frame greyscale DICOM (8 or 16 bits from the dtype unless told)."""
-    bits = bits_allocated or pixels.dtype.itemsize * 8
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = (
-        SecondaryCaptureImageStorage,
-        meta.MediaStorageSOPInstanceUID,
-    )
-    ds.Modality = "MG"
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.Rows, ds.Columns = pixels.shape
-    ds.BitsAllocated = bits
-    ds.BitsStored = bits_stored or bits
-    ds.HighBit, ds.PixelRepresentation = ds.BitsStored - 1, 0
-    ds.PixelData = pack_bits(pixels) if bits == 1 else np.ascontiguousarray(pixels).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def texture(shape: tuple[int, int], seed: int) -> np.ndarray:

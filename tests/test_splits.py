@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import shared_tables
 
 from mcalc import splits as S
 from mcalc.errors import DataError
 
 CLASSES = ("BENIGN", "BENIGN_WITHOUT_CALLBACK", "MALIGNANT")
-
-
-def shared_dir() -> Path:
-    """The shared data folder next to the repository, or skip the test."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "cbis-ddsm"
-    if not (path / "calc_case_description_train_set.csv").is_file():
-        pytest.skip(f"real CBIS-DDSM case-description CSVs not available at {path}")
-    return path
 
 
 def roi(patient: str, side: str, view: str, abn: int, label: int = 0) -> dict:
@@ -57,7 +48,7 @@ def load_real(split: str) -> pd.DataFrame:
         "train": "calc_case_description_train_set.csv",
         "test": "calc_case_description_test_set.csv",
     }[split]
-    raw = pd.read_csv(shared_dir() / name)
+    raw = pd.read_csv(shared_tables() / name)
     df = pd.DataFrame(
         {
             "patient_id": raw["patient_id"],
