@@ -30,7 +30,6 @@ import io
 import logging
 import os
 import re
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -43,7 +42,9 @@ import pandas as pd
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from mcalc.errors import DataError
+from mcalc.errors import DataError, UnusableImage
+from mcalc.fsio import write_files
+from mcalc.preprocessing import check_dicom_image
 
 log = logging.getLogger(__name__)
 
@@ -375,6 +376,13 @@ def _set_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
 
 def read_case_table(path: Path, split: str, abnormality: str) -> pd.DataFrame:
     """Read one official case-description table into manifest columns (paths as written, status/reason set)."""
+    rows = _table_rows(path, split, abnormality)
+    _mark_duplicates(rows)
+    return _frame(rows)
+
+
+def _table_rows(path: Path, split: str, abnormality: str) -> list[dict]:
+    """One manifest row (a dict; missing cells None) per record of a case-description table."""
     path = Path(path)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
@@ -393,12 +401,10 @@ def read_case_table(path: Path, split: str, abnormality: str) -> pd.DataFrame:
             f"{path}: missing required column(s) {', '.join(repr(n) for n in names)} "
             f"(header: {', '.join(header)})"
         )
-    rows = [
+    return [
         _tidy_record(cells, cols, len(header), split, abn, path.name, line)
         for line, cells in records
     ]
-    _mark_duplicates(rows)
-    return _frame(rows)
 
 
 def find_case_tables(root: Path, abnormality: str = "calcification") -> dict[tuple[str, str], Path]:
@@ -407,8 +413,14 @@ def find_case_tables(root: Path, abnormality: str = "calcification") -> dict[tup
     abn = abnormality_key(abnormality)
     wanted = {name: key for key, name in TABLE_FILES.items() if key[0] == abn}
     if not root.is_dir():
-        raise DataError(f"data root {root} is not a folder")
+        detail = ""
+        try:
+            root.stat()
+        except OSError as exc:
+            detail = f" ({exc.strerror or exc})"
+        raise DataError(f"data root {root} is not a folder{detail}")
     found: dict[tuple[str, str], Path] = {}
+    skipped: list[str] = []
     level = [root]
     for _depth in range(3):
         below = []
@@ -418,15 +430,27 @@ def find_case_tables(root: Path, abnormality: str = "calcification") -> dict[tup
             except OSError:
                 continue
             for entry in entries:
-                if entry.name in wanted and entry.is_file() and wanted[entry.name] not in found:
+                try:
+                    is_file, is_dir = entry.is_file(), entry.is_dir()
+                except OSError as exc:  # a symlink loop (ELOOP), a vanished or unreadable entry
+                    skipped.append(f"{folder / entry.name} ({exc.strerror or exc})")
+                    continue
+                if entry.name in wanted and is_file and wanted[entry.name] not in found:
                     found[wanted[entry.name]] = folder / entry.name
                 elif (
-                    entry.is_dir()
+                    is_dir
                     and not entry.name.startswith(".")
                     and not SERIES_FOLDER.match(entry.name)
                 ):
                     below.append(folder / entry.name)
         level = below
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable entr{'y' if len(skipped) == 1 else 'ies'} while "
+            f"looking for the case tables: {'; '.join(skipped)}",
+            CurationWarning,
+            stacklevel=2,
+        )
     if not found:
         raise DataError(
             f"no CBIS-DDSM case-description table for {abn} found in {root} or two levels below "
@@ -472,16 +496,47 @@ class _Resolved:
     claims_known: bool
     missing: list[str] = field(default_factory=list)
     ambiguous: str = ""
+    outside: list[str] = field(default_factory=list)
+
+
+#: The layouts the locator tries, in order (named in the message when no image is found at all).
+LAYOUTS_TRIED = (
+    "the tables' UID paths below ROOT or ROOT/CBIS-DDSM",
+    "the NBIA downloader's series folders (Calc-Training_P_00005_RIGHT_CC[_1]/...) anywhere below ROOT",
+)
+
+
+def _escapes(rel: str) -> bool:
+    """True when a table path is absolute or climbs out with '..' (it names no file below the root)."""
+    text = rel.replace("\\", "/")
+    return (
+        os.path.isabs(rel)
+        or text.startswith(("/", "~"))
+        or re.match(r"^[A-Za-z]:", text) is not None
+        or ".." in text.split("/")
+    )
 
 
 class _Locator:
-    """Resolves table paths below a root: the UID layout first, then the NBIA layout by series folder."""
+    """Resolves table paths below a root: the UID layout first, then the NBIA layout by series folder.
+
+    Nothing outside the data root is ever used: a table path that is absolute or climbs out with
+    '..', and a file that resolves (after symlinks) outside ROOT and ROOT/CBIS-DDSM (which may be a
+    link to the disk holding the images), are reported as ``outside_root`` and never opened.
+    """
 
     def __init__(self, root: Path) -> None:
         """Prepare the lookup for root (the folder index is built on first need)."""
         self.root = Path(root)
         self.bases = [self.root, self.root / DICOM_FOLDER]
+        self.allowed = sorted({os.path.realpath(b) for b in self.bases})
+        self.hits = 0  # files found by name: 0 after every row means no image under the root at all
         self._index: dict[str, list[Path]] | None = None
+
+    def inside(self, path: str | Path) -> bool:
+        """True when path, after symlinks, lies within the data root."""
+        real = os.path.realpath(path)
+        return any(real == a or real.startswith(a.rstrip(os.sep) + os.sep) for a in self.allowed)
 
     def index(self) -> dict[str, list[Path]]:
         """The series folder index of the root (built once)."""
@@ -491,9 +546,12 @@ class _Locator:
 
     def table_path(self, rel: str) -> str | None:
         """The file a table path names below the root (or below CBIS-DDSM/), or None."""
+        if _escapes(rel):
+            return None
         for base in self.bases:
             path = base / rel
             if path.is_file():
+                self.hits += 1
                 return str(path)
         return None
 
@@ -507,11 +565,29 @@ class _Locator:
         index = self.index()
         for name in dict.fromkeys(names):
             if name in index:
+                self.hits += bool(index[name])
                 return [str(p) for p in index[name]]
         return []
 
-    def resolve(self, row: pd.Series) -> _Resolved:
-        """Resolve one manifest row's full image, crop and mask paths by name."""
+    def resolve(self, row: dict) -> _Resolved:
+        """Resolve one manifest row's full image, crop and mask paths by name, all within the root."""
+        out = self._by_name(row)
+        for role, rel, path in (
+            ("image file path", row["full_path"], out.full),
+            ("cropped image file path", row["crop_path"], out.claimed_crop),
+            ("ROI mask file path", row["mask_path"], out.claimed_mask),
+        ):
+            if _escapes(rel):
+                out.outside.append(f"{role} {rel!r} leaves the data root {self.root}")
+            elif os.path.lexists(path) and not self.inside(path):
+                out.outside.append(
+                    f"{role}: {path} resolves to {os.path.realpath(path)}, "
+                    f"outside the data root {self.root}"
+                )
+        return out
+
+    def _by_name(self, row: dict) -> _Resolved:
+        """Where one row's files are by name (UID paths, then series folders); nothing is opened."""
         full_rel, crop_rel, mask_rel = row["full_path"], row["crop_path"], row["mask_path"]
         full_folder = (
             f"{row['roi_id'].rsplit('_', 1)[0]}" if row["image_id"] else full_rel.split("/")[0]
@@ -700,6 +776,9 @@ class _RowCheck:
 def _check_files(res: _Resolved) -> _RowCheck:
     """Check one ROI's files by content and decide which ROI file is the crop and which the mask."""
     out = _RowCheck(crop=res.claimed_crop, mask=res.claimed_mask)
+    if res.outside:
+        out.reason, out.detail = "outside_root", "; ".join(res.outside)
+        return out
     if res.ambiguous:
         out.reason, out.detail = "ambiguous_files", res.ambiguous
         return out
@@ -747,20 +826,15 @@ def _check_files(res: _Resolved) -> _RowCheck:
             f"full image {full.path} is {shape[0]}x{shape[1]}"
         )
         return out
-    data = pixels.get(crop.path)
-    if data is None:
-        data = read_dicom_pixels(crop.path)
-    if isinstance(data, str):
-        out.reason, out.detail = "corrupt_dicom", f"cropped image: {data}"
+    try:  # the very check the preprocessing applies to the crop
+        _, image_note = check_dicom_image(crop.path)
+    except UnusableImage as exc:
+        out.reason, out.detail = exc.reason, f"cropped image: {exc}"
         return out
-    if data.size == 0 or np.ptp(data) == 0:
-        out.reason, out.detail = (
-            "empty_crop",
-            f"cropped image {crop.path} is constant ({data.shape[0]}x{data.shape[1]})",
-        )
-        return out
+    notes = [image_note] if image_note else []
     if not res.claims_known:
-        out.note = "crop and mask told apart by content (the table does not name them apart)"
+        notes.append("crop and mask told apart by content (the table does not name them apart)")
+    out.note = "; ".join(notes)
     return out
 
 
@@ -846,16 +920,15 @@ def _map(func: Callable, items: list, workers: int, progress: bool, desc: str) -
         bar.close()
 
 
-def _read_tables(tables: dict[tuple[str, str], Path]) -> pd.DataFrame:
-    """Read and stack the tables (train before test), duplicates marked across them."""
-    frames = [
-        read_case_table(path, split, abn)
+def _read_tables(tables: dict[tuple[str, str], Path]) -> list[dict]:
+    """Read and stack the tables' rows (train before test), duplicates marked across them."""
+    rows = [
+        row
         for (abn, split), path in sorted(tables.items(), key=lambda kv: SPLITS.index(kv[0][1]))
+        for row in _table_rows(path, split, abn)
     ]
-    manifest = pd.concat(frames, ignore_index=True)
-    rows = manifest.to_dict("records")
     _mark_duplicates(rows)
-    return _frame(rows)
+    return rows
 
 
 def curate(
@@ -868,19 +941,27 @@ def curate(
     """Curate a download (tables + DICOM tree, or a phantom); check_images=False opens no file: rows 'unchecked'."""
     root = Path(root)
     tables = find_case_tables(root, abnormality)
-    manifest = _read_tables(tables)
+    rows = _read_tables(tables)
     locator = _Locator(root)
-    rows = manifest.to_dict("records")
     todo = [i for i, r in enumerate(rows) if r["status"] == "ok"]
     resolved = {}
     for i, r in enumerate(rows):
         if r["full_path"] and r["crop_path"] and r["mask_path"]:
-            resolved[i] = locator.resolve(pd.Series(r))
+            resolved[i] = locator.resolve(r)
             rows[i]["full_path"] = resolved[i].full
             rows[i]["crop_path"], rows[i]["mask_path"] = (
                 resolved[i].claimed_crop,
                 resolved[i].claimed_mask,
             )
+            if resolved[i].outside:  # known without opening anything, so also without images
+                _mark(rows[i], "outside_root", "; ".join(resolved[i].outside))
+    todo = [i for i in todo if rows[i]["status"] == "ok"]
+    if check_images and todo and locator.hits == 0:
+        raise DataError(
+            f"no image found under {root} for any of the {len(todo)} ROIs of "
+            f"{', '.join(p.name for p in tables.values())}; layouts tried: "
+            f"{'; '.join(LAYOUTS_TRIED)} (is the DICOM tree downloaded into this folder?)"
+        )
     if check_images:
         checks = _map(
             lambda i: _check_files(resolved[i]), todo, workers, progress, "checking ROI files"
@@ -919,33 +1000,38 @@ def curate(
 # ------------------------------------------------------------------------------------------ files
 
 
-def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> Path:
-    """Write a frame as CSV to a temporary file beside path, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            frame.to_csv(fh, index=False, lineterminator="\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+def _csv_writer(frame: pd.DataFrame) -> Callable:
+    """A function writing frame as CSV (LF line ends) to an open text file."""
+    return lambda fh: frame.to_csv(fh, index=False, lineterminator="\n")
 
 
-def write_curation(result: CurationResult, manifest_path: Path) -> dict[str, Path]:
-    """Write the manifest and, beside it, ``<stem>.exclusions.csv`` and ``<stem>.swaps.csv``; returns the paths."""
+def curation_paths(manifest_path: Path) -> dict[str, Path]:
+    """The manifest and, beside it, ``<stem>.exclusions.csv`` and ``<stem>.swaps.csv``."""
     manifest_path = Path(manifest_path)
     stem = manifest_path.with_suffix("")
-    paths = {
+    return {
         "manifest": manifest_path,
         "exclusions": stem.with_name(f"{stem.name}.exclusions.csv"),
         "swaps": stem.with_name(f"{stem.name}.swaps.csv"),
     }
-    _write_csv_atomic(result.manifest[MANIFEST_COLUMNS], paths["manifest"])
-    _write_csv_atomic(result.exclusions, paths["exclusions"])
-    _write_csv_atomic(result.swaps, paths["swaps"])
+
+
+def write_curation(result: CurationResult, manifest_path: Path) -> dict[str, Path]:
+    """Write the manifest, exclusions and swaps as one set (all three replaced, or none); returns the paths."""
+    paths = curation_paths(manifest_path)
+    frames = {
+        "manifest": result.manifest[MANIFEST_COLUMNS],
+        "exclusions": result.exclusions,
+        "swaps": result.swaps,
+    }
+    try:
+        write_files({paths[k]: _csv_writer(frames[k]) for k in paths})
+    except OSError as exc:
+        raise DataError(
+            f"cannot write the curation to {paths['manifest']} "
+            f"({exc.strerror or exc}{': ' + exc.filename if exc.filename else ''}); "
+            "nothing was changed there"
+        ) from exc
     return paths
 
 

@@ -5,5 +5,14 @@ class DataError(ValueError):
     """Input data that cannot be used: the message names the file, row or column at fault."""
 
 
+class UnusableImage(DataError):
+    """An image file the preprocessing cannot use; ``reason`` is the curation's exclusion reason for it."""
+
+    def __init__(self, message: str, reason: str = "unusable_image") -> None:
+        """The message (naming the file) and the exclusion reason."""
+        super().__init__(message)
+        self.reason = reason
+
+
 class WeightsUnavailable(RuntimeError):
     """Backbone weights that were asked for but cannot be obtained (offline, missing file)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mcalc.errors import DataError
+from mcalc.errors import DataError, UnusableImage
 
 #: Interpolation methods accepted by :class:`PreprocessConfig` (names of ``tf.image.resize`` methods).
 INTERPOLATIONS = (
@@ -65,8 +65,19 @@ class PreprocessConfig:
         return f"preprocess-v{PREPROCESS_VERSION};{fields}"
 
 
-def read_dicom_image(path: str | Path) -> np.ndarray:
-    """Read a single-frame greyscale DICOM as float32 2-D, rescaled, with bright = dense."""
+#: Photometric interpretations of a greyscale image (MONOCHROME1 is inverted to bright = dense).
+GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
+
+
+def check_dicom_image(path: str | Path) -> tuple[np.ndarray, str]:
+    """The ONE readability check of a ROI image (curation and preprocessing): float32 2-D pixels and a note.
+
+    Reads with pydicom, applies the modality LUT (RescaleSlope / RescaleIntercept) and inverts
+    MONOCHROME1 so that bright = dense. Raises :class:`~mcalc.errors.UnusableImage` (with the
+    curation's exclusion reason) for a file that is missing, not DICOM, damaged, not one greyscale
+    frame, not finite after rescaling or constant. The note is '' or says what was assumed (a colour
+    photometric interpretation with one sample per pixel is read as grey).
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -74,38 +85,67 @@ def read_dicom_image(path: str | Path) -> np.ndarray:
     try:
         ds = pydicom.dcmread(path)
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        raise UnusableImage(f"{path}: file not found", "missing_file") from None
     except InvalidDicomError as exc:
-        raise DataError(f"{path}: not a DICOM file ({exc})") from None
+        raise UnusableImage(f"{path}: not a DICOM file ({exc})", "not_dicom") from None
     except Exception as exc:  # pydicom raises assorted errors on damaged headers
-        raise DataError(f"{path}: unreadable DICOM ({type(exc).__name__}: {exc})") from None
+        raise UnusableImage(
+            f"{path}: unreadable DICOM ({type(exc).__name__}: {exc})", "corrupt_dicom"
+        ) from None
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-            raise DataError(
-                f"{path}: floating-point pixel data is not supported (mammograms store integer pixels)"
+            raise UnusableImage(
+                f"{path}: floating-point pixel data is not supported (mammograms store integer pixels)",
+                "unsupported_image",
             )
-        raise DataError(f"{path}: DICOM has no pixel data")
+        raise UnusableImage(f"{path}: DICOM has no pixel data", "corrupt_dicom")
     try:
         raw = ds.pixel_array
     except Exception as exc:  # truncated pixel data, unsupported transfer syntax, bad header values
-        raise DataError(f"{path}: cannot decode pixel data ({type(exc).__name__}: {exc})") from None
+        raise UnusableImage(
+            f"{path}: cannot decode pixel data ({type(exc).__name__}: {exc})", "corrupt_dicom"
+        ) from None
     if raw.ndim != 2:
-        raise DataError(
-            f"{path}: expected a single-frame greyscale image, got pixel array of shape {raw.shape}"
+        raise UnusableImage(
+            f"{path}: expected a single-frame greyscale image, got pixel array of shape {raw.shape} "
+            f"(frames {ds.get('NumberOfFrames', 1)}, samples per pixel {ds.get('SamplesPerPixel', 1)}, "
+            f"bits allocated {ds.get('BitsAllocated', '?')})",
+            "unsupported_image",
         )
     if raw.size == 0:
-        raise DataError(f"{path}: empty image (shape {raw.shape})")
+        raise UnusableImage(f"{path}: empty image (shape {raw.shape})", "empty_crop")
     from pydicom.pixels import apply_modality_lut
 
-    img = np.asarray(apply_modality_lut(raw, ds), dtype=np.float64)
+    try:
+        img = np.asarray(apply_modality_lut(raw, ds), dtype=np.float64)
+    except Exception as exc:  # a damaged RescaleSlope / Intercept or LUT
+        raise UnusableImage(
+            f"{path}: cannot apply the modality rescale ({type(exc).__name__}: {exc})",
+            "unsupported_image",
+        ) from None
     if not np.all(np.isfinite(img)):
-        raise DataError(f"{path}: pixel values are not finite after rescaling")
+        raise UnusableImage(
+            f"{path}: pixel values are not finite after rescaling (RescaleSlope "
+            f"{ds.get('RescaleSlope', 1)!s}, RescaleIntercept {ds.get('RescaleIntercept', 0)!s})",
+            "unsupported_image",
+        )
     lo, hi = float(img.min()), float(img.max())
     if lo == hi:
-        raise DataError(f"{path}: constant image (every pixel = {lo:g}); nothing to classify")
-    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper() == "MONOCHROME1":
+        raise UnusableImage(
+            f"{path}: constant image (every pixel = {lo:g}); nothing to classify", "empty_crop"
+        )
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    note = ""
+    if photometric == "MONOCHROME1":
         img = (hi + lo) - img
-    return img.astype(np.float32)
+    elif photometric not in GREYSCALE:
+        note = f"{path.name}: photometric interpretation {photometric} with one sample per pixel, read as grey"
+    return img.astype(np.float32), note
+
+
+def read_dicom_image(path: str | Path) -> np.ndarray:
+    """Read a single-frame greyscale DICOM as float32 2-D, rescaled, with bright = dense (see check_dicom_image)."""
+    return check_dicom_image(path)[0]
 
 
 def normalize_intensity(img: np.ndarray) -> np.ndarray:

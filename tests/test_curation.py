@@ -832,3 +832,227 @@ def test_read_manifest_rejects_a_bad_flag(tmp_path):
     with pytest.raises(DataError, match="crop_mask_swapped") as err:
         cu.read_manifest(tmp_path / "m.csv")
     assert str(tmp_path / "m.csv") in str(err.value)
+
+
+# ------------------------------------------------------------- damaged tables, escapes, loops (#9)
+
+
+def damaged_line(kind: str) -> str:
+    """One calc record (no quoted line break) damaged as named, as a line of table text."""
+    cells = table_row("P_00002")
+    cells[12] = cells[12].strip()
+    if kind == "empty_path":
+        cells[11] = ""
+    elif kind == "na_path":
+        cells[12] = "N/A"
+    elif kind == "short_row":
+        cells = cells[:9]
+    line = ",".join(cells)
+    if kind == "unbalanced_quote":
+        line = line.replace(",BENIGN,", ',"BENIGN,', 1)
+    return line + "\n"
+
+
+@pytest.mark.parametrize("check_images", [True, False])
+@pytest.mark.parametrize("kind", ["empty_path", "na_path", "short_row", "unbalanced_quote"])
+def test_damaged_record_is_an_invalid_record_naming_file_and_line(tmp_path, kind, check_images):
+    """An empty / N/A path cell, a short row, an unbalanced quote: an invalid_record row, never a crash."""
+    build_download(tmp_path, CLEAN[:1], "uid")  # real files, so the good row can be checked
+    table = tmp_path / cu.TABLE_FILES[("calc", "train")]
+    table.write_text(table.read_text() + damaged_line(kind))
+    m = curate_quietly(tmp_path, check_images=check_images).manifest
+    assert len(m) == 2
+    assert m.iloc[0]["status"] == ("ok" if check_images else "unchecked")
+    row = m.iloc[1]
+    assert (row["status"], row["reason"]) == ("excluded", "invalid_record")
+    assert row["detail"].startswith(f"{table.name} line {row['source_line']}: ")
+    assert row["source_line"] == 4  # header, a record with a quoted line break, then this one
+
+
+@pytest.mark.parametrize("check_images", [True, False])
+@pytest.mark.parametrize(
+    "where", ["dotdot", "absolute", "etc_passwd", "symlink_out", "dir_link_out"]
+)
+def test_paths_outside_the_root_are_excluded_unopened(tmp_path, where, check_images, monkeypatch):
+    """A table path leaving the root ('..', absolute, /etc/passwd, a symlink out) is outside_root, never opened."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    truth = build_download(root, CLEAN[:1], "uid")
+    t = next(iter(truth.values()))
+    table = root / cu.TABLE_FILES[("calc", "train")]
+    rows = list(csv.reader(open(table, newline="")))
+    rec = rows[1]
+    outside.mkdir()
+    stolen = outside / "full.dcm"
+    stolen.write_bytes(t["full"].read_bytes())
+    if where == "dotdot":
+        rec[11] = "../../outside/full.dcm"
+    elif where == "absolute":
+        rec[11] = str(stolen)
+    elif where == "etc_passwd":
+        rec[11] = "/etc/passwd"
+    elif where == "symlink_out":
+        t["full"].unlink()
+        t["full"].symlink_to(stolen)
+    else:
+        folder = t["full"].parent
+        moved = outside / "series"
+        folder.rename(moved)
+        folder.symlink_to(moved, target_is_directory=True)
+    write_table(table, rows[1:])
+    opened = []
+    real_open = open
+
+    def spy(file, *args, **kwargs):
+        """Record every file opened below the outside folder or /etc."""
+        if str(file).startswith((str(outside), "/etc")):
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", spy)
+    row = curate_quietly(root, check_images=check_images).manifest.iloc[0]
+    monkeypatch.undo()
+    assert (row["status"], row["reason"]) == ("excluded", "outside_root")
+    assert "data root" in row["detail"]
+    assert opened == []
+
+
+def test_outside_root_allows_a_linked_cbis_ddsm_folder(tmp_path):
+    """ROOT/CBIS-DDSM may be a link to the disk with the images: its files are inside the data root."""
+    disk = tmp_path / "disk"
+    build_download(disk, CLEAN[:1], "uid")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "CBIS-DDSM").symlink_to(disk / "CBIS-DDSM", target_is_directory=True)
+    for split in ("train",):
+        name = cu.TABLE_FILES[("calc", split)]
+        (root / name).write_bytes((disk / name).read_bytes())
+    row = curate_quietly(root).manifest.iloc[0]
+    assert row["status"] == "ok", row["detail"]
+
+
+@pytest.mark.parametrize("level", ["root", "cbis"])
+def test_symlink_loop_is_skipped_and_reported(tmp_path, level):
+    """A symlink loop beside the tables or inside CBIS-DDSM/ is skipped with a warning, never a crash or hang."""
+    build_download(tmp_path, CLEAN[:1], "uid")
+    where = tmp_path if level == "root" else tmp_path / "CBIS-DDSM"
+    (where / "loop_a").symlink_to(where / "loop_b")
+    (where / "loop_b").symlink_to(where / "loop_a")
+    (where / "self").symlink_to(where / "self")
+    with (
+        pytest.warns(cu.CurationWarning, match="skipped.*loop_a")
+        if level == "root"
+        else (warnings.catch_warnings())
+    ):
+        result = cu.curate(tmp_path, progress=False)
+    assert list(result.manifest["status"]) == ["ok"]
+
+
+def test_a_root_that_is_a_symlink_loop_is_a_data_error(tmp_path):
+    """ROOT itself a symlink loop: a DataError saying so."""
+    (tmp_path / "root").symlink_to(tmp_path / "root")
+    with pytest.raises(DataError, match="not a folder.*symbolic links"):
+        cu.find_case_tables(tmp_path / "root")
+
+
+def damage_crop(path: Path, kind: str) -> None:
+    """Rewrite a crop DICOM with one fault that the preprocessing cannot use (or a colour label)."""
+    ds = pydicom.dcmread(path)
+    px = ds.pixel_array
+    if kind == "two_frames":
+        ds.NumberOfFrames, ds.Rows = 2, px.shape[0] // 2
+    elif kind == "three_samples":
+        ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
+        ds.PixelData = np.repeat(px, 3).astype(np.uint16).tobytes()
+    elif kind == "bits8_holding_16":
+        ds.BitsAllocated = ds.BitsStored = 8
+        ds.HighBit = 7
+    elif kind == "nan_slope":
+        ds.RescaleSlope, ds.RescaleIntercept = "NaN", "0"
+    else:
+        ds.PhotometricInterpretation = kind
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.save_as(path)
+
+
+@pytest.mark.parametrize("kind", ["two_frames", "three_samples", "bits8_holding_16", "nan_slope"])
+def test_curation_rejects_what_preprocessing_rejects(tmp_path, kind):
+    """A crop the preprocessing cannot read is excluded by curation with the same check's message."""
+    from mcalc.preprocessing import read_dicom_image
+
+    truth = build_download(tmp_path, CLEAN[:1], "uid")
+    crop = next(iter(truth.values()))["crop"]
+    damage_crop(crop, kind)
+    with pytest.raises(DataError) as err, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        read_dicom_image(crop)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        row = curate_quietly(tmp_path).manifest.iloc[0]
+    assert (row["status"], row["reason"]) == ("excluded", "unsupported_image")
+    assert str(err.value) in row["detail"]
+
+
+@pytest.mark.parametrize("photometric", ["RGB", "PALETTE COLOR"])
+def test_colour_label_with_one_sample_is_read_as_grey_with_a_note(tmp_path, photometric):
+    """RGB / PALETTE COLOR with one sample per pixel: kept, and the row's note says it was read as grey."""
+    truth = build_download(tmp_path, CLEAN[:1], "uid")
+    damage_crop(next(iter(truth.values()))["crop"], photometric)
+    row = curate_quietly(tmp_path).manifest.iloc[0]
+    assert row["status"] == "ok"
+    assert f"photometric interpretation {photometric}" in row["note"]
+    assert "read as grey" in row["note"]
+
+
+def test_tables_without_any_image_stop_with_the_layouts_tried(tmp_path):
+    """A root with tables but no image at all is a DataError naming the root and the layouts tried."""
+    build_download(tmp_path, CLEAN, "uid")
+    import shutil
+
+    shutil.rmtree(tmp_path / "CBIS-DDSM")
+    with pytest.raises(DataError, match="no image found under") as err:
+        curate_quietly(tmp_path)
+    assert str(tmp_path) in str(err.value) and "NBIA" in str(err.value)
+    assert len(curate_quietly(tmp_path, check_images=False).manifest) == len(CLEAN)
+
+
+def test_curation_outputs_are_written_as_a_set(tmp_path, monkeypatch):
+    """A failing write of the exclusions leaves the previous manifest, exclusions and swaps untouched."""
+    build_download(tmp_path / "dl", CLEAN, "uid")
+    result = curate_quietly(tmp_path / "dl")
+    paths = cu.curation_paths(tmp_path / "out" / "m.csv")
+    for path in paths.values():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(f"previous {path.name}\n")
+    original = pd.DataFrame.to_csv
+
+    def failing(self, fh=None, *args, **kwargs):
+        """Fail while writing the exclusion report."""
+        if list(self.columns) == cu.EXCLUSION_COLUMNS:
+            raise OSError(28, "No space left on device")
+        return original(self, fh, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", failing)
+    with pytest.raises(DataError, match="No space left on device"):
+        cu.write_curation(result, paths["manifest"])
+    monkeypatch.undo()
+    for path in paths.values():
+        assert path.read_text() == f"previous {path.name}\n"
+    assert sorted(p.name for p in paths["manifest"].parent.iterdir()) == sorted(
+        p.name for p in paths.values()
+    )  # no temporary file left behind
+    cu.write_curation(result, paths["manifest"])
+    assert len(cu.read_manifest(paths["manifest"])) == len(CLEAN)
+
+
+def test_curation_outputs_follow_the_umask(tmp_path):
+    """Manifest, exclusions and swaps get the permissions of any new file (0666 less the umask)."""
+    build_download(tmp_path / "dl", CLEAN[:1], "uid")
+    result = curate_quietly(tmp_path / "dl")
+    old = os.umask(0o022)
+    try:
+        paths = cu.write_curation(result, tmp_path / "out" / "m.csv")
+    finally:
+        os.umask(old)
+    for path in paths.values():
+        assert (path.stat().st_mode & 0o777) == 0o644, path
