@@ -11,16 +11,35 @@ accuracy = (TP + TN + FP) / (TP + FP + FN). This module uses the correct definit
 (specificity = TN / (TN + FP), accuracy = correct / total); :func:`paper_formula_errata` shows what the
 printed formulas would give on a confusion matrix.
 
-Bootstrap design (:func:`evaluate`): the resampling unit is the ROI, and a ROI's label and predicted
-probabilities are always resampled together (paired). Resampling is *stratified by true class*: the
-indices of each class are passed to ``scipy.stats.bootstrap`` as separate samples (``paired=False``),
-which resamples each class with replacement at its observed size (a class with a single ROI is
-kept as it is, since its only resample is itself). Every resample therefore contains every class,
-so the one-vs-rest AUC, per-class sensitivity and specificity are defined in every resample and no
-resample has to be skipped. The intervals are conditional on the observed class
-counts (slightly narrower for accuracy than an unstratified bootstrap would give). Where the BCa
-interval is undefined (a degenerate bootstrap distribution, e.g. a sensitivity of 1 in every
-resample), the percentile interval of the same resamples is reported instead.
+Bootstrap design (:func:`evaluate`, :func:`cluster_bootstrap`): the resampling unit is the
+**patient**. CBIS-DDSM ROIs are clustered — the two views (CC, MLO) of one lesion, several lesions
+of one breast, both breasts of one patient — so ROIs are not independent, and a bootstrap over ROIs
+gives intervals that are too narrow (most of all for BENIGN_WITHOUT_CALLBACK, whose test ROIs come
+from a handful of patients). Patients are drawn with replacement and each drawn patient brings *all*
+of their ROIs, labels and predicted probabilities together (paired). ``scipy.stats.bootstrap``
+resamples the patient *indices*; the statistic turns each resample into a weight per ROI (how often
+its patient was drawn) and computes every metric of every resample at once from those weights
+(vectorised: no Python loop over resamples), which equals the metric on the resample written out
+ROI by ROI (``tests/test_metrics.py`` checks this against scikit-learn).
+
+Resampling is *stratified*: each patient is assigned to the class most of their ROIs have (ties to
+the first in class order) and the patients of each class are resampled separately at their observed
+number, so that every class is present in every resample and the per-class metrics are defined; a
+class whose patients number one is kept as it is (its only resample is itself). Where a per-class
+metric is still undefined in a resample (a class held only by a minority of some patient's ROIs),
+the interval is read from the resamples where it is defined. Where the BCa interval is undefined
+(a degenerate bootstrap distribution, e.g. a sensitivity of 1 in every resample), the percentile
+interval of the same resamples is reported instead. ``unit="roi"`` (or no ``groups``) gives the
+ROI-level bootstrap, kept only to show how much too narrow it is (the book's methods page).
+
+Each :class:`Evaluation` states the numbers its intervals rest on: ``resampling_unit``, ROIs,
+lesions (patient, side, abnormality id — one lesion seen in two views is one lesion) and patients,
+overall and per class (:attr:`Evaluation.counts`).
+
+Two areas under the ROC curve are reported. ``auc_pooled`` is the paper's: Keras' ``AUC`` metric on
+one-hot targets flattens labels and scores, so every (ROI, class) pair is one binary decision (the
+micro average, ``roc_auc_score(average="micro")``). ``auc_macro`` is scikit-learn's mean of the
+one-vs-rest AUCs of the three classes, a different number (it weighs the small classes more).
 """
 
 from __future__ import annotations
@@ -100,9 +119,11 @@ def _check_proba(proba: Any, n: int | None, n_classes: int) -> np.ndarray:
     if off.any():
         row = int(np.flatnonzero(off)[0])
         raise DataError(f"proba: row {row} sums to {sums[row]:.6g}, not 1")
-    return (
-        p / sums[:, None]
-    )  # float32 softmax rows sum to 1 only within ~1e-7: renormalise in float64
+    # float32 softmax rows sum to 1 only within ~1e-7: renormalise them in float64, but leave rows
+    # that sum to 1 up to float64 rounding (k-NN fractions, hand-made scores) as they are, so that
+    # equal scores stay equal (ties matter to the AUC)
+    rescale = np.abs(sums - 1) > 1e-12
+    return np.where(rescale[:, None], p / sums[:, None], p)
 
 
 def _require_all_classes(y: np.ndarray, classes: Sequence[str], what: str = "y_true") -> None:
@@ -185,6 +206,19 @@ def auc_macro(y_true: np.ndarray, proba: np.ndarray) -> float:
     )
 
 
+def auc_pooled(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Pooled (micro) ROC AUC of the one-hot targets: Keras' ``AUC`` metric as the paper used it.
+
+    ``keras.metrics.AUC()`` on one-hot labels flattens labels and scores (every (ROI, class) pair is
+    one binary decision), which is ``roc_auc_score(one_hot, proba, average="micro")``. Keras
+    approximates the curve on ``num_thresholds`` (default 200) thresholds; this is the exact area it
+    converges to.
+    """
+    p = np.asarray(proba, dtype=float)
+    y = np.eye(p.shape[1])[np.asarray(y_true, dtype=np.int64)]
+    return float(roc_auc_score(y, p, average="micro"))
+
+
 def roc_curves(
     y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str] = CLASSES
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -236,13 +270,40 @@ def log_loss_kl(y_true: np.ndarray, proba: np.ndarray, n_classes: int = len(CLAS
     return float(log_loss(y, p, labels=list(range(n_classes))))
 
 
+#: Names of the whole-set metrics, in the order of :meth:`Evaluation.values`.
+HEAD_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "auc_pooled",
+    "auc_macro",
+    "sensitivity_at_spec80",
+    "sensitivity_macro",
+    "specificity_macro",
+    "loss_kl",
+)
+#: Names of the per-class metrics (``name[CLASS]`` in :meth:`Evaluation.values`), in that order.
+PER_CLASS_METRICS: tuple[str, ...] = ("auc", "sensitivity", "specificity")
+#: What a bootstrap may resample: whole patients (every interval of the study) or single ROIs.
+RESAMPLING_UNITS = ("patient", "roi")
+#: Specificity at which the paper reads the sensitivity (Keras ``SensitivityAtSpecificity(0.8)``).
+SPECIFICITY_TARGET = 0.8
+#: Above this many (resample, ROI-class) cells, the bootstrap is computed in batches of resamples.
+_CELLS_PER_BATCH = 2_000_000
+
+
+def metric_names(classes: Sequence[str] = CLASSES) -> list[str]:
+    """Flat metric names in :meth:`Evaluation.values` order (``auc[BENIGN]`` etc. per class)."""
+    return list(HEAD_METRICS) + [f"{m}[{c}]" for m in PER_CLASS_METRICS for c in classes]
+
+
 @dataclass
 class Evaluation:
-    """Point estimates and bootstrap confidence intervals of every reported metric."""
+    """Point estimates, patient-level bootstrap confidence intervals and the counts they rest on."""
 
     classes: tuple[str, ...]
+    #: number of ROIs
     n: int
     accuracy: float
+    auc_pooled: float
     auc_macro: float
     auc: dict[str, float]
     sensitivity_at_spec80: float
@@ -259,32 +320,73 @@ class Evaluation:
     seed: int = 0
     ci_method: str = "percentile"
     roc_points: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+    #: what the bootstrap resampled: "patient" (whole patients) or "roi"
+    resampling_unit: str = "patient"
+    #: number of distinct patients (None where no patient ids were given)
+    n_patients: int | None = None
+    #: number of distinct lesions (patient, side, abnormality id; None where not given)
+    n_lesions: int | None = None
+    #: "all", each class and "not CLASS" -> {"rois", "lesions", "patients"} (see :func:`unit_counts`)
+    counts: dict[str, dict[str, int | None]] = field(default_factory=dict)
 
     def values(self) -> dict[str, float]:
         """Flat metric name -> point estimate, in table order."""
-        out = {
-            "accuracy": self.accuracy,
-            "auc_macro": self.auc_macro,
-            "sensitivity_at_spec80": self.sensitivity_at_spec80,
-            "sensitivity_macro": self.sensitivity_macro,
-            "specificity_macro": self.specificity_macro,
-            "loss_kl": self.loss_kl,
-        }
-        for c in self.classes:
-            out[f"auc[{c}]"] = self.auc[c]
-        for c in self.classes:
-            out[f"sensitivity[{c}]"] = self.sensitivity[c]
-        for c in self.classes:
-            out[f"specificity[{c}]"] = self.specificity[c]
+        out = {name: getattr(self, name) for name in HEAD_METRICS}
+        for m in PER_CLASS_METRICS:
+            for c in self.classes:
+                out[f"{m}[{c}]"] = getattr(self, m)[c]
         return out
 
+    def counts_for(self, metric: str) -> dict[str, int | None]:
+        """ROIs, lesions and patients a metric rests on: its class for AUC and sensitivity, the other
+        classes for specificity, all for the rest."""
+        name, _, cls = metric.partition("[")
+        cls = cls.rstrip("]")
+        key = "all" if not cls else (f"not {cls}" if name == "specificity" else cls)
+        return self.counts.get(
+            key, {"rois": self.n, "lesions": self.n_lesions, "patients": self.n_patients}
+        )
+
     def table(self) -> pd.DataFrame:
-        """Long table with columns metric, value, ci_low, ci_high."""
+        """Long table: metric, value, ci_low, ci_high and the ROIs, lesions, patients it rests on."""
         rows = []
         for name, value in self.values().items():
             lo, hi = self.ci.get(name, (math.nan, math.nan))
-            rows.append({"metric": name, "value": value, "ci_low": lo, "ci_high": hi})
-        return pd.DataFrame(rows, columns=["metric", "value", "ci_low", "ci_high"])
+            n = self.counts_for(name)
+            rows.append(
+                {
+                    "metric": name,
+                    "value": value,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n_rois": n["rois"],
+                    "n_lesions": n["lesions"],
+                    "n_patients": n["patients"],
+                }
+            )
+        return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+    def ci_note(self) -> str:
+        """One line saying how the intervals were made and on how many patients, lesions, ROIs."""
+        if self.n_boot <= 0:
+            return f"no confidence interval (bootstrap off); {self._sizes()}"
+        unit = {"patient": "patient-level", "roi": "ROI-level"}.get(
+            self.resampling_unit, self.resampling_unit
+        )
+        return (
+            f"{self.confidence:.0%} CI: {unit} bootstrap ({self.ci_method}, {self.n_boot} resamples)"
+            f" on {self._sizes()}"
+        )
+
+    def _sizes(self) -> str:
+        """'151 patients, 189 lesions, 326 ROIs' (what is known of it)."""
+        parts = []
+        if self.n_patients is not None:
+            parts.append(f"{self.n_patients} patients")
+        if self.n_lesions is not None:
+            parts.append(f"{self.n_lesions} lesions")
+        parts.append(f"{self.n} ROIs")
+        return ", ".join(parts)
 
     def confusion_frame(self) -> pd.DataFrame:
         """Confusion matrix as a DataFrame (rows true, columns predicted, labelled by class)."""
@@ -310,16 +412,9 @@ class Evaluation:
             c: [list(map(float, f)), list(map(float, t))] for c, (f, t) in self.roc_points.items()
         }
         d["confusion"] = [[int(v) for v in row] for row in self.confusion]
-        for key in (
-            "accuracy",
-            "auc_macro",
-            "sensitivity_at_spec80",
-            "sensitivity_macro",
-            "specificity_macro",
-            "loss_kl",
-        ):
+        for key in HEAD_METRICS:
             d[key] = _nan_to_none(d[key])
-        for key in ("auc", "sensitivity", "specificity"):
+        for key in PER_CLASS_METRICS:
             d[key] = {c: _nan_to_none(v) for c, v in d[key].items()}
         return d
 
@@ -332,18 +427,15 @@ class Evaluation:
             k: (_none_to_nan(lo), _none_to_nan(hi)) for k, (lo, hi) in d.get("ci", {}).items()
         }
         d["roc_points"] = {c: (list(f), list(t)) for c, (f, t) in d.get("roc_points", {}).items()}
-        for key in (
-            "accuracy",
-            "auc_macro",
-            "sensitivity_at_spec80",
-            "sensitivity_macro",
-            "specificity_macro",
-            "loss_kl",
-        ):
+        for key in HEAD_METRICS:
             d[key] = _none_to_nan(d[key])
-        for key in ("auc", "sensitivity", "specificity"):
+        for key in PER_CLASS_METRICS:
             d[key] = {c: _none_to_nan(v) for c, v in d[key].items()}
         return cls(**d)
+
+
+#: Columns of :meth:`Evaluation.table`.
+TABLE_COLUMNS = ["metric", "value", "ci_low", "ci_high", "n_rois", "n_lesions", "n_patients"]
 
 
 def _nan_to_none(v: float | None) -> float | None:
@@ -356,15 +448,83 @@ def _none_to_nan(v: float | None) -> float:
     return math.nan if v is None else float(v)
 
 
-def _metric_vector(y: np.ndarray, p: np.ndarray, n_classes: int) -> np.ndarray:
-    """All metrics of :meth:`Evaluation.values` for one (resampled) data set, in that order.
+def cluster_ids(manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(patient id, lesion id) of every manifest row; a lesion is (patient, side, abnormality id).
 
-    Called once per bootstrap resample, so each scikit-learn routine runs once: the one-vs-rest counts
-    of ``multilabel_confusion_matrix`` give accuracy (TP summed over classes / n), sensitivity
-    TP / (TP + FN) and specificity TN / (TN + FP) — the values of ``accuracy_score``, ``recall_score``
-    and :func:`specificity_per_class` — and the macro AUC is the mean of the per-class
-    ``roc_auc_score(average=None)``, which is how scikit-learn defines ``average="macro"``.
-    ``tests/test_metrics.py`` checks both against the single-metric functions.
+    The CC and MLO views of one abnormality share patient, side and abnormality id, so they are one
+    lesion; :func:`evaluate` resamples the patients and counts the lesions.
+    """
+    cols = ["patient_id", "side", "abnormality_id"]
+    missing = [c for c in cols if c not in manifest.columns]
+    if missing:
+        raise DataError(
+            f"manifest: missing column(s) {', '.join(missing)} (patient and lesion ids)"
+        )
+    for c in cols:
+        na = manifest[c].isna().to_numpy()
+        if na.any():
+            raise DataError(f"manifest: missing {c} in row {manifest.index[na][0]!r}")
+    patients = manifest["patient_id"].astype(str).to_numpy()
+    abn = manifest["abnormality_id"].astype(str).str.replace(r"\.0$", "", regex=True)
+    lesions = manifest["patient_id"].astype(str) + "|" + manifest["side"].astype(str) + "|" + abn
+    return patients, lesions.to_numpy()
+
+
+def _codes(ids: Any, n: int, what: str) -> np.ndarray:
+    """Integer codes 0..g-1 of a per-ROI id array (DataError on a wrong length or a missing id)."""
+    arr = np.asarray(ids, dtype=object) if not isinstance(ids, np.ndarray) else ids
+    if arr.ndim != 1 or len(arr) != n:
+        raise DataError(f"{what}: expected {n} ids (one per ROI), got shape {np.shape(arr)}")
+    codes, _ = pd.factorize(pd.Series(arr), use_na_sentinel=True)
+    if (codes < 0).any():
+        raise DataError(f"{what}: missing id at position {int(np.flatnonzero(codes < 0)[0])}")
+    return codes.astype(np.int64)
+
+
+def _lesion_codes(lesions: Any, patients: np.ndarray | None, n: int) -> np.ndarray | None:
+    """Integer lesion codes, a lesion id naming a lesion within its patient (None without ids)."""
+    if lesions is None:
+        return None
+    les = _codes(lesions, n, "lesions")
+    if patients is None:
+        return les
+    return _codes(patients * (int(les.max()) + 1) + les, n, "lesions")
+
+
+def unit_counts(
+    y: np.ndarray,
+    groups: np.ndarray | None,
+    lesions: np.ndarray | None,
+    classes: Sequence[str] = CLASSES,
+) -> dict[str, dict[str, int | None]]:
+    """ROIs, lesions and patients of all ROIs, of each class and of the ROIs not of each class."""
+    y = np.asarray(y)
+
+    def count(mask: np.ndarray) -> dict[str, int | None]:
+        """The three counts of the ROIs in ``mask``."""
+        return {
+            "rois": int(mask.sum()),
+            "lesions": None if lesions is None else int(len(np.unique(lesions[mask]))),
+            "patients": None if groups is None else int(len(np.unique(groups[mask]))),
+        }
+
+    out = {"all": count(np.ones(len(y), dtype=bool))}
+    for k, c in enumerate(classes):
+        out[c] = count(y == k)
+    for k, c in enumerate(classes):
+        out[f"not {c}"] = count(y != k)
+    return out
+
+
+def _metric_vector(y: np.ndarray, p: np.ndarray, n_classes: int) -> np.ndarray:
+    """All metrics of :meth:`Evaluation.values` for one data set, in that order, by scikit-learn.
+
+    The one-vs-rest counts of ``multilabel_confusion_matrix`` give accuracy (TP summed over classes
+    / n), sensitivity TP / (TP + FN) and specificity TN / (TN + FP) — the values of
+    ``accuracy_score``, ``recall_score`` and :func:`specificity_per_class` — and the macro AUC is the
+    mean of the per-class ``roc_auc_score(average=None)``, which is how scikit-learn defines
+    ``average="macro"``. ``tests/test_metrics.py`` checks both against the single-metric functions,
+    and the bootstrap's weighted, vectorised :func:`_weighted_metrics` against this.
     """
     pred = to_labels(p)
     labels = list(range(n_classes))
@@ -372,13 +532,107 @@ def _metric_vector(y: np.ndarray, p: np.ndarray, n_classes: int) -> np.ndarray:
     auc = auc_per_class(y, p)
     head = [
         float(tp.sum() / len(y)),
+        auc_pooled(y, p),
         float(np.mean(auc)),
-        sensitivity_at_specificity(np.eye(n_classes)[y], p, 0.8),
+        sensitivity_at_specificity(np.eye(n_classes)[y], p, SPECIFICITY_TARGET),
         float(np.mean(sens)),
         float(np.mean(spec)),
         float(log_loss(y, p, labels=labels)),
     ]
     return np.concatenate([head, auc, sens, spec])
+
+
+def _grouped_weights(
+    W: np.ndarray, scores: np.ndarray, positive: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per distinct score (ascending): the summed weights of positives and of negatives, (R, n_distinct) each."""
+    order = np.argsort(scores, kind="stable")
+    s = scores[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    Ws = W[:, order]
+    pos = positive[order]
+    return np.add.reduceat(Ws * pos, starts, axis=1), np.add.reduceat(Ws * ~pos, starts, axis=1)
+
+
+def _weighted_auc(Wp: np.ndarray, Wn: np.ndarray) -> np.ndarray:
+    """ROC AUC per row of weights: P(score of a positive > score of a negative), ties count one half."""
+    below = np.cumsum(Wn, axis=1) - Wn
+    num = (Wp * (below + 0.5 * Wn)).sum(axis=1)
+    den = Wp.sum(axis=1) * Wn.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def _weighted_sens_at_spec(Wp: np.ndarray, Wn: np.ndarray, specificity: float) -> np.ndarray:
+    """Per row of weights: the largest TPR among ROC points with 1 - FPR ≥ ``specificity``."""
+    tps = np.cumsum(Wp[:, ::-1], axis=1)  # thresholds from the highest score down
+    fps = np.cumsum(Wn[:, ::-1], axis=1)
+    P, N = tps[:, -1:], fps[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr = tps / P
+        fpr = fps / N
+    ok = (1.0 - fpr) >= specificity - 1e-12
+    best = np.max(np.where(ok, tpr, 0.0), axis=1, initial=0.0)  # the point (0, 0) is always allowed
+    return np.where(P[:, 0] > 0, best, np.nan)
+
+
+def _weighted_metrics(W: np.ndarray, y: np.ndarray, p: np.ndarray, n_classes: int) -> np.ndarray:
+    """The metric vector of :func:`_metric_vector` for every row of ROI weights ``W`` at once, (m, R).
+
+    A bootstrap resample that draws a patient twice is the data set with that patient's ROIs
+    weighted 2: every metric here is the weighted form of its scikit-learn definition (confusion
+    counts, the Mann–Whitney form of the ROC area with ties counted one half, the ROC points of the
+    flattened one-hot targets, the clipped log loss), computed for all resamples by matrix products.
+    """
+    k = n_classes
+    Y = np.eye(k)[y]
+    P1 = np.eye(k)[to_labels(p)]
+    tot = W.sum(axis=1)
+    tp = W @ (Y * P1)
+    pos = W @ Y
+    fp = W @ P1 - tp
+    neg = tot[:, None] - pos
+    tn = neg - fp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sens = np.where(pos > 0, tp / np.where(pos > 0, pos, 1), np.nan)
+        spec = np.where(neg > 0, tn / np.where(neg > 0, neg, 1), np.nan)
+    eps = np.finfo(np.float64).eps  # scikit-learn's log_loss clips to [eps, 1 - eps]
+    per_roi_loss = -np.log(np.clip(p[np.arange(len(y)), y], eps, 1 - eps))
+    auc = np.stack([_weighted_auc(*_grouped_weights(W, p[:, c], y == c)) for c in range(k)], axis=1)
+    Wp, Wn = _grouped_weights(np.repeat(W, k, axis=1), p.ravel(), Y.ravel().astype(bool))
+    head = np.stack(
+        [
+            tp.sum(axis=1) / tot,
+            _weighted_auc(Wp, Wn),
+            auc.mean(axis=1),
+            _weighted_sens_at_spec(Wp, Wn, SPECIFICITY_TARGET),
+            sens.mean(axis=1),
+            spec.mean(axis=1),
+            W @ per_roi_loss / tot,
+        ],
+        axis=1,
+    )
+    return np.concatenate([head, auc, sens, spec], axis=1).T
+
+
+def _check_unit(unit: str | None, groups: Any) -> str:
+    """The resampling unit: 'patient' when patient ids are given, else 'roi' (or as asked)."""
+    unit = ("patient" if groups is not None else "roi") if unit is None else unit.lower()
+    if unit not in RESAMPLING_UNITS:
+        raise ValueError(f"unit must be one of {RESAMPLING_UNITS}, got {unit!r}")
+    if unit == "patient" and groups is None:
+        raise DataError("a patient-level bootstrap needs the patient id of every ROI (groups)")
+    return unit
+
+
+def _check_ci_args(method: str, confidence: float) -> str:
+    """Lower-cased ``method`` after checking it and ``confidence``."""
+    method = method.lower()
+    if method not in CI_METHODS:
+        raise ValueError(f"method must be one of {CI_METHODS}, got {method!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    return method
 
 
 def evaluate(
@@ -389,51 +643,147 @@ def evaluate(
     seed: int = 0,
     confidence: float = 0.95,
     method: str = "percentile",
+    *,
+    groups: np.ndarray | None = None,
+    lesions: np.ndarray | None = None,
+    unit: str | None = None,
 ) -> Evaluation:
-    """Point estimates and class-stratified paired bootstrap CIs of all metrics (see module doc).
+    """Point estimates and patient-level (cluster) bootstrap CIs of all metrics (see module doc).
 
-    ``method`` is ``"percentile"`` (default), ``"bca"`` or ``"basic"`` (``scipy.stats.bootstrap``);
-    ``n_boot=0`` skips the bootstrap (all intervals NaN).
+    ``groups`` is the patient id of every ROI and ``lesions`` its lesion id (:func:`cluster_ids`);
+    with ``groups`` the bootstrap resamples patients (``unit="patient"``, the default then), without
+    it ROIs (``unit="roi"``, only for showing the difference). ``method`` is ``"percentile"``
+    (default), ``"bca"`` or ``"basic"`` (``scipy.stats.bootstrap``); ``n_boot=0`` skips the bootstrap
+    (all intervals NaN).
     """
     classes = tuple(classes)
     k = len(classes)
     y = _check_labels(y_true, k)
     p = _check_proba(proba, len(y), k)
     _require_all_classes(y, classes)
-    method = method.lower()
-    if method not in CI_METHODS:
-        raise ValueError(f"method must be one of {CI_METHODS}, got {method!r}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    method = _check_ci_args(method, confidence)
+    unit = _check_unit(unit, groups)
+    g = None if groups is None else _codes(groups, len(y), "groups")
+    les = _lesion_codes(lesions, g, len(y))
 
     point = _metric_vector(y, p, k)
     pred = to_labels(p)
+    counts = unit_counts(y, g, les, classes)
     ev = Evaluation(
         classes=classes,
         n=int(len(y)),
-        accuracy=float(point[0]),
-        auc_macro=float(point[1]),
-        sensitivity_at_spec80=float(point[2]),
-        sensitivity_macro=float(point[3]),
-        specificity_macro=float(point[4]),
-        loss_kl=float(point[5]),
-        auc={c: float(v) for c, v in zip(classes, point[6 : 6 + k])},
-        sensitivity={c: float(v) for c, v in zip(classes, point[6 + k : 6 + 2 * k])},
-        specificity={c: float(v) for c, v in zip(classes, point[6 + 2 * k : 6 + 3 * k])},
+        **{name: float(v) for name, v in zip(HEAD_METRICS, point)},
+        auc={c: float(v) for c, v in zip(classes, point[len(HEAD_METRICS) :])},
+        sensitivity={c: float(v) for c, v in zip(classes, point[len(HEAD_METRICS) + k :])},
+        specificity={c: float(v) for c, v in zip(classes, point[len(HEAD_METRICS) + 2 * k :])},
         confusion=confusion(y, pred, k).tolist(),
         confidence=float(confidence),
-        n_boot=int(n_boot),
+        n_boot=int(max(n_boot, 0)),
         seed=int(seed),
         ci_method=method,
         roc_points={c: (f.tolist(), t.tolist()) for c, (f, t) in roc_curves(y, p, classes).items()},
+        resampling_unit=unit,
+        n_patients=counts["all"]["patients"],
+        n_lesions=counts["all"]["lesions"],
+        counts=counts,
     )
     names = list(ev.values())
     if n_boot <= 0:
         ev.ci = {name: (math.nan, math.nan) for name in names}
         return ev
-    lo, hi = bootstrap_ci(y, p, n_boot=n_boot, seed=seed, confidence=confidence, method=method)
+    lo, hi = bootstrap_ci(
+        y,
+        p,
+        n_boot=n_boot,
+        seed=seed,
+        confidence=confidence,
+        method=method,
+        groups=g if unit == "patient" else None,
+    )
     ev.ci = {name: (float(a), float(b)) for name, a, b in zip(names, lo, hi)}
     return ev
+
+
+def _strata(
+    codes: np.ndarray, y: np.ndarray, n_classes: int
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Patients grouped by the class most of their ROIs have: strata of ≥ 2 patients, and the rest (fixed)."""
+    n_units = int(codes.max()) + 1
+    per_unit = np.zeros((n_units, n_classes), dtype=np.int64)
+    np.add.at(per_unit, (codes, y), 1)
+    major = per_unit.argmax(axis=1)
+    by_class = [np.flatnonzero(major == c) for c in range(n_classes)]
+    strata = tuple(idx for idx in by_class if len(idx) >= 2)
+    fixed = np.concatenate([idx for idx in by_class if len(idx) < 2] + [np.zeros(0, np.int64)])
+    return strata, fixed
+
+
+def cluster_bootstrap(
+    statistic: Any,
+    codes: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    method: str = "percentile",
+    cells_per_roi: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified cluster bootstrap with ``scipy.stats.bootstrap``: (low, high, distribution (m, n_boot)).
+
+    ``codes`` (0..g-1) names the cluster (patient) of every ROI; ``statistic(W)`` maps ROI weights
+    ``W`` of shape (R, n) — how many times each ROI's cluster was drawn in each of R resamples — to
+    an (m, R) array of metrics. scipy resamples the cluster indices of each stratum (see
+    :func:`_strata`); the resamples are turned into weights and evaluated all at once, in batches
+    that keep ``R · n · cells_per_roi`` below a few million cells.
+    """
+    method = _check_ci_args(method, confidence)
+    codes = np.asarray(codes, dtype=np.int64)
+    n_units = int(codes.max()) + 1
+    strata, fixed = _strata(codes, y, n_classes)
+    m = statistic(np.ones((1, len(codes)))).shape[0]
+    if not strata:
+        return np.full(m, np.nan), np.full(m, np.nan), np.full((m, 0), np.nan)
+
+    def stat(*idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        """Metrics of the resample(s) made of the given cluster indices of every stratum."""
+        lead = idx[0].shape[:-1]
+        r = int(np.prod(lead, dtype=np.int64))
+        counts = np.zeros((r, n_units))
+        rows = np.arange(r, dtype=np.int64)[:, None] * n_units
+        for a in idx:
+            a2 = np.broadcast_to(np.asarray(a, dtype=np.int64), lead + a.shape[-1:]).reshape(r, -1)
+            counts += np.bincount((rows + a2).ravel(), minlength=r * n_units).reshape(r, n_units)
+        counts[:, fixed] += 1
+        out = statistic(counts[:, codes])
+        return out.reshape(out.shape[:1] + lead)
+
+    batch = max(1, min(int(n_boot), _CELLS_PER_BATCH // max(1, len(codes) * cells_per_roi)))
+    scipy_method = {"bca": "BCa"}.get(method, method)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate-BCa and NaN warnings: handled below
+        res = bootstrap(
+            strata,
+            stat,
+            n_resamples=int(n_boot),
+            batch=batch,
+            vectorized=True,
+            paired=False,
+            confidence_level=confidence,
+            method=scipy_method,
+            rng=np.random.default_rng(seed),
+        )
+    lo = np.array(res.confidence_interval.low, dtype=float).reshape(m)
+    hi = np.array(res.confidence_interval.high, dtype=float).reshape(m)
+    dist = np.asarray(res.bootstrap_distribution, dtype=float).reshape(m, -1)
+    bad = ~(np.isfinite(lo) & np.isfinite(hi))
+    if bad.any():  # undefined BCa, or a metric undefined in some resamples: percentile of the rest
+        alpha = (1 - confidence) / 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # all-NaN rows stay NaN
+            lo[bad] = np.nanquantile(dist[bad], alpha, axis=-1)
+            hi[bad] = np.nanquantile(dist[bad], 1 - alpha, axis=-1)
+    return lo, hi, dist
 
 
 def bootstrap_ci(
@@ -443,48 +793,126 @@ def bootstrap_ci(
     seed: int = 0,
     confidence: float = 0.95,
     method: str = "percentile",
+    groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper CI bounds of the metric vector of :meth:`Evaluation.values` (class-stratified, paired)."""
-    k = proba.shape[1]
-    by_class = [np.flatnonzero(y == c) for c in range(k)]
-    # a class with a single ROI resamples to that ROI every time: keep it fixed (scipy needs ≥ 2)
-    strata = tuple(idx for idx in by_class if len(idx) >= 2)
-    fixed = np.concatenate(
-        [idx for idx in by_class if len(idx) < 2] + [np.zeros(0, dtype=np.int64)]
+    """Lower and upper CI bounds of the metric vector of :meth:`Evaluation.values`.
+
+    Patients (``groups``) are resampled whole, stratified by their majority class; without
+    ``groups`` every ROI is its own cluster (the ROI-level bootstrap).
+    """
+    y = np.asarray(y, dtype=np.int64)
+    p = np.asarray(proba, dtype=np.float64)
+    k = p.shape[1]
+    codes = np.arange(len(y)) if groups is None else _codes(groups, len(y), "groups")
+    lo, hi, _ = cluster_bootstrap(
+        lambda W: _weighted_metrics(W, y, p, k),
+        codes,
+        y,
+        k,
+        n_boot=n_boot,
+        seed=seed,
+        confidence=confidence,
+        method=method,
+        cells_per_roi=2 * k + 2,
     )
-    if not strata:
-        n_metrics = len(_metric_vector(y, proba, k))
-        return np.full(n_metrics, np.nan), np.full(n_metrics, np.nan)
-
-    def statistic(*idx: np.ndarray) -> np.ndarray:
-        """Metrics of the resample made of the given ROI indices of every class."""
-        i = np.concatenate((*idx, fixed))
-        return _metric_vector(y[i], proba[i], k)
-
-    scipy_method = {"bca": "BCa"}.get(method, method)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # degenerate-BCa warnings: handled below
-        res = bootstrap(
-            strata,
-            statistic,
-            n_resamples=int(n_boot),
-            vectorized=False,
-            paired=False,
-            confidence_level=confidence,
-            method=scipy_method,
-            rng=np.random.default_rng(seed),
-        )
-    lo = np.array(res.confidence_interval.low, dtype=float)
-    hi = np.array(res.confidence_interval.high, dtype=float)
-    bad = ~(np.isfinite(lo) & np.isfinite(hi))
-    if (
-        bad.any()
-    ):  # BCa undefined for degenerate distributions: fall back to the percentile interval
-        alpha = (1 - confidence) / 2
-        dist = res.bootstrap_distribution[bad]
-        lo[bad] = np.nanquantile(dist, alpha, axis=-1)
-        hi[bad] = np.nanquantile(dist, 1 - alpha, axis=-1)
     return lo, hi
+
+
+#: Columns of :func:`paired_difference`.
+PAIRED_COLUMNS = [
+    "metric",
+    "a",
+    "b",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "resampling_unit",
+    "n_patients",
+    "n_lesions",
+    "n_rois",
+]
+
+
+def paired_difference(
+    y_true: np.ndarray,
+    proba_a: np.ndarray,
+    proba_b: np.ndarray,
+    classes: Sequence[str] = CLASSES,
+    metrics: Sequence[str] = ("accuracy", "auc_pooled", "auc_macro", "sensitivity_at_spec80"),
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    method: str = "percentile",
+    *,
+    groups: np.ndarray | None = None,
+    lesions: np.ndarray | None = None,
+    unit: str | None = None,
+) -> pd.DataFrame:
+    """Paired patient-level bootstrap of metric(a) − metric(b) on the same ROIs: CI and two-sided p.
+
+    Both models' predictions of a drawn patient enter the same resample, so the interval is that of
+    the *difference* (the correlation between the two models on the same patients is kept). The
+    p-value is twice the smaller bootstrap fraction of differences ≤ 0 and ≥ 0 (at most 1); "a beats
+    b" on a metric where the whole interval lies above 0.
+    """
+    classes = tuple(classes)
+    k = len(classes)
+    y = _check_labels(y_true, k)
+    pa = _check_proba(proba_a, len(y), k)
+    pb = _check_proba(proba_b, len(y), k)
+    _require_all_classes(y, classes)
+    method = _check_ci_args(method, confidence)
+    unit = _check_unit(unit, groups)
+    names = metric_names(classes)
+    unknown = [m for m in metrics if m not in names]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {names}")
+    sel = np.array([names.index(m) for m in metrics])
+    g = None if groups is None else _codes(groups, len(y), "groups")
+    les = _lesion_codes(lesions, g, len(y))
+    va = _metric_vector(y, pa, k)[sel]
+    vb = _metric_vector(y, pb, k)[sel]
+    lo = hi = pval = np.full(len(sel), np.nan)
+    if n_boot > 0:
+        codes = g if unit == "patient" else np.arange(len(y))
+        lo, hi, dist = cluster_bootstrap(
+            lambda W: _weighted_metrics(W, y, pa, k)[sel] - _weighted_metrics(W, y, pb, k)[sel],
+            codes,
+            y,
+            k,
+            n_boot=n_boot,
+            seed=seed,
+            confidence=confidence,
+            method=method,
+            cells_per_roi=4 * k + 4,
+        )
+        with np.errstate(invalid="ignore"):
+            defined = np.isfinite(dist)
+            n_def = np.maximum(defined.sum(axis=1), 1)
+            below = ((dist <= 0) & defined).sum(axis=1) / n_def
+            above = ((dist >= 0) & defined).sum(axis=1) / n_def
+            pval = np.where(
+                defined.any(axis=1), np.minimum(1.0, 2 * np.minimum(below, above)), np.nan
+            )
+    n_pat = None if g is None else int(len(np.unique(g)))
+    n_les = None if les is None else int(len(np.unique(les)))
+    return pd.DataFrame(
+        {
+            "metric": list(metrics),
+            "a": va,
+            "b": vb,
+            "difference": va - vb,
+            "ci_low": lo,
+            "ci_high": hi,
+            "p_value": pval,
+            "resampling_unit": unit,
+            "n_patients": n_pat,
+            "n_lesions": n_les,
+            "n_rois": int(len(y)),
+        },
+        columns=PAIRED_COLUMNS,
+    )
 
 
 def paper_formula_errata(cm: np.ndarray, classes: Sequence[str] = CLASSES) -> pd.DataFrame:

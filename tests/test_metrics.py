@@ -40,6 +40,9 @@ P_TINY = np.array(
 )
 # by hand (pairs positive > negative out of 2 x 4): class 0: 7/8, class 1: 7/8, class 2: 8/8
 HAND_AUC = [7 / 8, 7 / 8, 1.0]
+# pooled (Keras' AUC on the one-hot targets): per positive, the negatives below it (ties one half):
+# 0.6 → 12, 0.3 → 8 + 2/2, 0.4 → 10 + 1/2, 0.7 → 12, 0.7 → 12, 0.6 → 12, out of 6 × 12 pairs
+HAND_AUC_POOLED = 67.5 / 72
 # flattened: 12 negative scores 0.5 0.4 0.3 0.3 0.2×4 0.1×4, positives 0.6 0.3 0.4 0.7 0.7 0.6;
 # specificity ≥ 0.8 allows ≤ 2 false positives → threshold 0.4 → 5 of 6 positives
 HAND_SENS_AT_SPEC80 = 5 / 6
@@ -186,6 +189,7 @@ def test_bootstrap_metric_vector_equals_scikit_learn_metric_by_metric(case: str)
         [
             [
                 accuracy_score(y, pred),
+                roc_auc_score(M.one_hot(y), p, average="micro"),
                 roc_auc_score(y, p, multi_class="ovr", average="macro"),
                 M.sensitivity_at_specificity(M.one_hot(y), p),
                 np.mean(
@@ -279,7 +283,15 @@ def test_table_and_confusion_frame_layout() -> None:
     y, p = scored_data(30, 7)
     ev = M.evaluate(y, p, n_boot=0)
     table = ev.table()
-    assert list(table.columns) == ["metric", "value", "ci_low", "ci_high"]
+    assert list(table.columns) == [
+        "metric",
+        "value",
+        "ci_low",
+        "ci_high",
+        "n_rois",
+        "n_lesions",
+        "n_patients",
+    ]
     assert {
         "accuracy",
         "auc_macro",
@@ -309,3 +321,231 @@ def test_bad_inputs_raise_data_error() -> None:
     nan[5, 0] = np.nan
     with pytest.raises(DataError, match="row 5"):
         M.log_loss_kl(y, nan)
+
+
+# ------------------------------------------------------------------ pooled AUC (the paper's AUC)
+
+
+def test_auc_pooled_hand_worked_and_differs_from_macro() -> None:
+    assert M.auc_pooled(Y_TINY, P_TINY) == pytest.approx(HAND_AUC_POOLED)
+    assert M.auc_pooled(Y_TINY, P_TINY) != pytest.approx(M.auc_macro(Y_TINY, P_TINY), abs=1e-3)
+    ev = M.evaluate(Y_TINY, P_TINY, n_boot=0)
+    assert ev.auc_pooled == pytest.approx(HAND_AUC_POOLED)
+    assert ev.values()["auc_pooled"] == ev.auc_pooled
+
+
+@pytest.mark.slow
+def test_auc_pooled_equals_keras_auc_on_one_hot_targets() -> None:
+    import keras
+
+    for seed in range(3):
+        y, p = scored_data(150, seed, signal=1.0)
+        onehot = M.one_hot(y)
+        ours = M.auc_pooled(y, p)
+        fine = keras.metrics.AUC(num_thresholds=20001)
+        fine.update_state(onehot, p)
+        assert float(fine.result()) == pytest.approx(ours, abs=1e-3)
+        coarse = keras.metrics.AUC()  # the paper's metric: 200 thresholds
+        coarse.update_state(onehot, p)
+        assert float(coarse.result()) == pytest.approx(ours, abs=5e-3)
+        # the macro AUC is a different number, further from Keras' than the pooled one
+        assert abs(float(fine.result()) - M.auc_macro(y, p)) > abs(float(fine.result()) - ours)
+
+
+# ----------------------------------------------------------------------- the patient bootstrap
+
+
+def clustered_data(
+    n_patients: int, rois_per_patient: int, seed: int, tau: float = 2.0, signal: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y, proba, patient) with ROIs correlated within patients: each patient has one class and a
+    shared difficulty (standard deviation ``tau``) added to the logit of that class."""
+    rng = np.random.default_rng(seed)
+    patient_class = (
+        np.arange(n_patients) % 3
+    )  # fixed class counts, as the stratified bootstrap assumes
+    difficulty = rng.normal(scale=tau, size=n_patients)
+    patient = np.repeat(np.arange(n_patients), rois_per_patient)
+    y = patient_class[patient]
+    logits = rng.normal(size=(len(y), 3))
+    logits[np.arange(len(y)), y] += signal + difficulty[patient]
+    p = np.exp(logits)
+    return y, p / p.sum(axis=1, keepdims=True), patient
+
+
+def test_weighted_bootstrap_metrics_equal_scikit_learn_on_the_written_out_resample() -> None:
+    """The vectorised metric of a weighted resample equals scikit-learn on the resample ROI by ROI."""
+    y, p = scored_data(90, 11)
+    p = np.round(p, 2)  # ties in the scores
+    p /= p.sum(axis=1, keepdims=True)
+    rng = np.random.default_rng(0)
+    W = rng.integers(0, 4, size=(6, len(y))).astype(float)
+    got = M._weighted_metrics(W, y, p, 3)
+    assert got.shape == (len(M.metric_names()), 6)
+    for r, w in enumerate(W):
+        idx = np.repeat(np.arange(len(y)), w.astype(int))
+        np.testing.assert_allclose(got[:, r], M._metric_vector(y[idx], p[idx], 3), atol=1e-12)
+
+
+def test_patient_bootstrap_records_its_unit_and_counts() -> None:
+    y, p, patient = clustered_data(30, 4, seed=1)
+    lesion = np.arange(len(y)) // 2  # two views per lesion
+    ev = M.evaluate(y, p, n_boot=50, seed=0, groups=patient, lesions=lesion)
+    assert (ev.resampling_unit, ev.n, ev.n_patients, ev.n_lesions) == ("patient", 120, 30, 60)
+    assert ev.counts["BENIGN"] == {"rois": 40, "lesions": 20, "patients": 10}
+    assert ev.counts["not BENIGN"] == {"rois": 80, "lesions": 40, "patients": 20}
+    table = ev.table().set_index("metric")
+    assert table.loc["sensitivity[MALIGNANT]", ["n_rois", "n_patients"]].tolist() == [40, 10]
+    assert table.loc["specificity[MALIGNANT]", ["n_rois", "n_patients"]].tolist() == [80, 20]
+    assert table.loc["accuracy", ["n_rois", "n_lesions", "n_patients"]].tolist() == [120, 60, 30]
+    assert "patient-level" in ev.ci_note() and "30 patients, 60 lesions, 120 ROIs" in ev.ci_note()
+    roi = M.evaluate(y, p, n_boot=50, seed=0)
+    assert (roi.resampling_unit, roi.n_patients, roi.n_lesions) == ("roi", None, None)
+    assert "ROI-level" in roi.ci_note()
+    back = M.Evaluation.from_dict(json.loads(json.dumps(ev.to_dict(), allow_nan=False)))
+    assert back == ev
+
+
+def test_patient_bootstrap_deterministic_by_seed_and_wider_when_clustered() -> None:
+    y, p, patient = clustered_data(45, 6, seed=2)
+    a = M.evaluate(y, p, n_boot=200, seed=3, groups=patient)
+    b = M.evaluate(y, p, n_boot=200, seed=3, groups=patient)
+    c = M.evaluate(y, p, n_boot=200, seed=4, groups=patient)
+    assert a.ci == b.ci and a.ci != c.ci
+    roi = M.evaluate(y, p, n_boot=200, seed=3, groups=patient, unit="roi")
+    assert roi.resampling_unit == "roi" and roi.n_patients == 45  # counts still reported
+    width = lambda ev, m: ev.ci[m][1] - ev.ci[m][0]  # noqa: E731
+    for m in ("accuracy", "auc_pooled", "auc_macro"):
+        assert width(a, m) > 1.3 * width(roi, m), m
+
+
+@pytest.mark.parametrize("method", ["percentile", "bca", "basic"])
+def test_one_roi_per_patient_patient_and_roi_bootstrap_agree(method: str) -> None:
+    y, p = scored_data(60, 5)
+    ids = np.array([f"P_{i:05d}" for i in range(len(y))])
+    patient = M.evaluate(y, p, n_boot=100, seed=1, method=method, groups=ids)
+    roi = M.evaluate(y, p, n_boot=100, seed=1, method=method)
+    assert patient.ci == roi.ci
+    assert all(np.isfinite(v).all() for v in patient.ci.values())
+
+
+def test_patient_bootstrap_class_of_one_patient_is_kept() -> None:
+    """A class held by one patient is in every resample (its ROIs fixed), so its metrics stay defined."""
+    y, p, patient = clustered_data(30, 3, seed=6)
+    y = np.where(y == 2, 0, y)
+    y[patient == 0] = 2  # patient 0 alone holds MALIGNANT
+    ev = M.evaluate(y, p, n_boot=100, seed=0, groups=patient)
+    assert all(np.isfinite(ev.ci[f"auc[{c}]"]).all() for c in M.CLASSES)
+    lo, hi = ev.ci["sensitivity[MALIGNANT]"]
+    assert lo == hi == ev.sensitivity["MALIGNANT"]
+
+
+def test_patient_bootstrap_rejects_bad_ids() -> None:
+    y, p = scored_data(30, 8)
+    with pytest.raises(DataError, match="30 ids"):
+        M.evaluate(y, p, n_boot=10, groups=np.arange(29))
+    with pytest.raises(DataError, match="missing id at position 4"):
+        M.evaluate(y, p, n_boot=10, groups=[None if i == 4 else i for i in range(30)])
+    with pytest.raises(DataError, match="patient id"):
+        M.evaluate(y, p, n_boot=10, unit="patient")
+    with pytest.raises(ValueError, match="unit"):
+        M.evaluate(y, p, n_boot=10, groups=np.arange(30), unit="lesion")
+
+
+def accuracy_interval(
+    y: np.ndarray, p: np.ndarray, clusters: np.ndarray, n_boot: int, seed: int
+) -> tuple[float, float]:
+    """95% interval of the accuracy from the study's cluster resampler with an accuracy-only statistic."""
+    correct = (p.argmax(axis=1) == y).astype(float)
+    lo, hi, _ = M.cluster_bootstrap(
+        lambda W: (W @ correct / W.sum(axis=1))[None], clusters, y, 3, n_boot=n_boot, seed=seed
+    )
+    return lo[0], hi[0]
+
+
+def coverage(n_patients: int, rois: int, unit: str, reps: int, true_acc: float) -> float:
+    """Fraction of ``reps`` simulated studies whose 95% accuracy interval covers ``true_acc``."""
+    hits = 0
+    for rep in range(reps):
+        y, p, patient = clustered_data(n_patients, rois, seed=1000 + rep)
+        clusters = patient if unit == "patient" else np.arange(len(y))
+        lo, hi = accuracy_interval(y, p, clusters, n_boot=400, seed=rep)
+        hits += lo <= true_acc <= hi
+    return hits / reps
+
+
+def test_accuracy_only_statistic_reads_the_same_resamples_as_evaluate() -> None:
+    """The coverage test's accuracy-only statistic sees exactly the resamples of evaluate()."""
+    y, p, patient = clustered_data(30, 4, seed=3)
+    ev = M.evaluate(y, p, n_boot=400, seed=5, groups=patient)
+    assert accuracy_interval(y, p, patient, n_boot=400, seed=5) == pytest.approx(ev.ci["accuracy"])
+
+
+def test_coverage_on_clustered_data_patient_near_nominal_roi_not() -> None:
+    """Correlated ROIs within patients: the patient bootstrap covers near 95%, the ROI one far less;
+    with one ROI per patient the two are the same interval."""
+    y, p, _ = clustered_data(
+        300_000, 1, seed=99
+    )  # the model's true accuracy, from a very large draw
+    true_acc = float((p.argmax(axis=1) == y).mean())
+    reps = 300
+    patient = coverage(90, 4, "patient", reps, true_acc)
+    roi = coverage(90, 4, "roi", reps, true_acc)
+    assert 0.91 <= patient <= 0.99, patient
+    assert roi <= 0.85, roi
+    single_patient = coverage(150, 1, "patient", reps, true_acc)
+    single_roi = coverage(150, 1, "roi", reps, true_acc)
+    assert single_patient == single_roi
+    assert 0.91 <= single_patient <= 0.99, single_patient
+
+
+# -------------------------------------------------------------- paired patient-level difference
+
+
+def test_paired_difference_identical_models_is_zero() -> None:
+    y, p, patient = clustered_data(30, 3, seed=7)
+    d = M.paired_difference(y, p, p, groups=patient, n_boot=100, seed=0)
+    assert list(d.columns) == M.PAIRED_COLUMNS
+    assert (d["difference"] == 0).all() and (d["ci_low"] == 0).all() and (d["ci_high"] == 0).all()
+    assert (d["p_value"] == 1).all()
+    assert set(d["resampling_unit"]) == {"patient"} and set(d["n_patients"]) == {30}
+
+
+def test_paired_difference_detects_a_better_model_and_pairs_the_resamples() -> None:
+    y, p, patient = clustered_data(60, 4, seed=8, tau=1.0)
+    rng = np.random.default_rng(0)
+    worse = 0.3 * p + 0.7 * rng.dirichlet(np.ones(3), size=len(y))
+    d = M.paired_difference(
+        y, p, worse, metrics=("accuracy", "auc_pooled"), groups=patient, n_boot=300, seed=0
+    ).set_index("metric")
+    a = M.evaluate(y, p, n_boot=0)
+    b = M.evaluate(y, worse, n_boot=0)
+    assert d.loc["accuracy", "difference"] == pytest.approx(a.accuracy - b.accuracy)
+    assert d.loc["auc_pooled", "difference"] == pytest.approx(a.auc_pooled - b.auc_pooled)
+    assert (d["ci_low"] > 0).all() and (d["p_value"] < 0.05).all()
+    # the paired interval is narrower than what two separate intervals would suggest
+    sa = M.evaluate(y, p, n_boot=300, seed=0, groups=patient)
+    sb = M.evaluate(y, worse, n_boot=300, seed=0, groups=patient)
+    separate = (sa.ci["auc_pooled"][1] - sa.ci["auc_pooled"][0]) + (
+        sb.ci["auc_pooled"][1] - sb.ci["auc_pooled"][0]
+    )
+    assert d.loc["auc_pooled", "ci_high"] - d.loc["auc_pooled", "ci_low"] < 0.75 * separate
+    with pytest.raises(ValueError, match="unknown metric"):
+        M.paired_difference(y, p, worse, metrics=("kappa",), groups=patient, n_boot=0)
+
+
+def test_cluster_ids_on_the_real_test_table() -> None:
+    """151 patients, 189 lesions on the 326 test ROIs; BENIGN_WITHOUT_CALLBACK: 67 ROIs of 17 patients."""
+    from conftest import shared_tables
+
+    table = pd.read_csv(shared_tables() / "calc_case_description_test_set.csv").rename(
+        columns={"left or right breast": "side", "abnormality id": "abnormality_id"}
+    )
+    patients, lesions = M.cluster_ids(table)
+    y = table["pathology"].map({c: k for k, c in enumerate(M.CLASSES)}).to_numpy()
+    counts = M.unit_counts(y, patients, lesions)
+    assert counts["all"] == {"rois": 326, "lesions": 189, "patients": 151}
+    assert counts["BENIGN_WITHOUT_CALLBACK"]["rois"] == 67
+    assert counts["BENIGN_WITHOUT_CALLBACK"]["patients"] == 17
+    with pytest.raises(DataError, match="abnormality_id"):
+        M.cluster_ids(table.drop(columns="abnormality_id"))
