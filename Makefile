@@ -2,18 +2,20 @@
 #   make book   builds the whole book on the embedded default (the offline phantom)
 #   make test   runs the unit tests, then every notebook on a tiny phantom under nbval
 # Both create (or reuse) the virtual environment .venv themselves.
+# For contributors: make units (fast tests, seconds), make units-all (every unit test),
+# make lint (ruff check + format check; .ci/run runs it before make test).
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mcalc-installed
 
-.PHONY: lint venv book test units notebooks-ci papermill-override nbval book-ci benchmark clean
+.PHONY: lint venv book test units units-all notebooks-ci papermill-override nbval book-ci benchmark clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,dev]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -21,9 +23,14 @@ venv: $(STAMP)
 book: $(STAMP)
 	$(PY) -m mcalc book --profile default
 
-test: units papermill-override nbval book-ci
+test: units-all papermill-override nbval book-ci
 
+# The fast unit tests: everything not marked slow (no backbone built, nothing trained).
 units: $(STAMP)
+	$(PY) -m pytest tests -m "not slow"
+
+# Every unit test, the slow ones included (what make test runs).
+units-all: $(STAMP)
 	$(PY) -m pytest tests
 
 lint: $(STAMP)

@@ -80,6 +80,7 @@ def stage_names(backbone) -> tuple[list[str], list[str]]:
 # ----------------------------------------------------------------------------- trainability
 
 
+@pytest.mark.slow
 def test_set_backbone_trainable_counts_and_layers(backbone, random_weights) -> None:
     model = M.build_model(IMAGE_SIZE, random_weights, backbone=backbone)
     bn = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]

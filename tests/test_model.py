@@ -91,6 +91,7 @@ def test_head_architecture() -> None:
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_backbone_random_75(backbone) -> None:
     assert backbone.output_shape == (None, 1536)
     assert backbone.input_shape == (None, IMAGE_SIZE, IMAGE_SIZE, 3)
@@ -99,6 +100,7 @@ def test_backbone_random_75(backbone) -> None:
         M.build_backbone(74, M.resolve_weights("random"))
 
 
+@pytest.mark.slow
 def test_end_to_end_model_and_summary(backbone, random_weights) -> None:
     model = M.build_model(IMAGE_SIZE, random_weights, backbone=backbone)
     assert model.output_shape == (None, 3)
@@ -128,6 +130,7 @@ def test_end_to_end_model_and_summary(backbone, random_weights) -> None:
 # ----------------------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_and_history_complete() -> None:
     rng = np.random.default_rng(0)
     X, y = rng.normal(0, 1, (40, 1536)).astype(np.float32), np.arange(40) % 3
@@ -161,6 +164,7 @@ def test_training_is_deterministic_and_history_complete() -> None:
     assert not np.array_equal(a.model.get_weights()[0], c.model.get_weights()[0])
 
 
+@pytest.mark.slow
 def test_steps_per_execution_changes_nothing_but_speed(monkeypatch) -> None:
     """Several batches per compiled call: the same weights and per-epoch history as one batch per call."""
     rng = np.random.default_rng(2)

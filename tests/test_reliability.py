@@ -388,6 +388,7 @@ def relative_manifest(result: cu.CurationResult, root: Path) -> pd.DataFrame:
     return m
 
 
+@pytest.mark.slow
 def test_phantom_and_curation_deterministic(tmp_path):
     """The same phantom seed gives byte-identical files and an identical manifest; another seed does not."""
     from mcalc import phantom as ph
@@ -410,6 +411,7 @@ def test_phantom_and_curation_deterministic(tmp_path):
     assert {p["patient_id"] for p in other} != {p["patient_id"] for p in same}
 
 
+@pytest.mark.slow
 def test_glcm_baselines_cross_validation_deterministic():
     """cross_validated_proba twice with the same seed gives identical probabilities (SVM and k-NN)."""
     from mcalc import baselines as bl
