@@ -1,17 +1,21 @@
 """Train / validation / test splits of the ROI manifest (paper §2.4) and a leakage report.
 
-The paper trains on 1547 ROIs, validates on 200 and tests on 326 (the official CBIS-DDSM test
-table), and also describes an "80 % / 20 % stratified" split. It does not say whether ROIs of one
-patient may land on both sides. This module offers:
+The paper trains on 1547 ROIs, validates on 200 and tests on 326, the official CBIS-DDSM test total;
+its "80 % / 20 % stratified" wording paraphrases how the data set's authors describe their official,
+patient-disjoint split, which the paper most likely used. This module offers:
 
 * :func:`validation_split` — a validation set of about ``n_val`` ROIs carved out of the training
   table, grouped by patient (no patient on both sides) and stratified by label as well as the
   grouping allows;
 * :func:`patient_grouped_split` — an 80/20 (``test_fraction``) patient-grouped, label-stratified split;
-* :func:`roi_level_split` — an 80/20 ROI-level random stratified split that ignores patients: the
-  likely protocol of the paper, which lets the CC and MLO views of one lesion, and other ROIs of the
-  same mammogram, fall on both sides;
-* :func:`leakage_report` — counts how many held-out ROIs have such relatives in the training side.
+* :func:`roi_level_split` — an 80/20 ROI-level random stratified split that ignores patients, as
+  many studies do: it lets the CC and MLO views of one (presumed) lesion, and other ROIs of the same
+  mammogram, fall on both sides;
+* :func:`leakage_report` — counts how many held-out ROIs have such relatives in the training side;
+* :func:`lesion_matching_report` — how far matching the two views of a lesion by ``abnormality_id``
+  can be trusted: the ids are numbered per image, so the match is presumed, and the report counts
+  the breasts whose CC and MLO views hold different numbers of ROIs and the id-matched pairs whose
+  pathologies differ.
 
 All split functions return ``(train_positions, held_out_positions)``: sorted integer *positions*
 into the manifest (use ``manifest.iloc[...]``), like scikit-learn splitters. A class with no ROI on
@@ -211,8 +215,9 @@ def leakage_report(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, int | f
     Counts (each over the test ROIs, with the matching fraction ``frac_*``):
 
     * ``same_roi`` — the same ``roi_id`` is in train (a duplicate);
-    * ``same_lesion_other_view`` — train holds the same lesion in the other view: same
-      patient, side and ``abnormality_id``, different view (CC ↔ MLO);
+    * ``same_lesion_other_view`` — train holds the presumed same lesion in the other view: same
+      patient, side and ``abnormality_id``, different view (CC ↔ MLO); the ids are numbered per
+      image, so this match is presumed (:func:`lesion_matching_report` counts where it fails);
     * ``same_breast_other_view`` — train holds any ROI of the same breast (patient, side) in another view;
     * ``same_image`` — train holds a ROI of the same mammogram (``image_id``);
     * ``same_patient`` — train holds any ROI of the same patient.
@@ -254,3 +259,37 @@ def leakage_report(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, int | f
     report["test_patients"] = len(test_patients)
     report["shared_patients"] = len(test_patients & set(tr["patient_id"]))
     return report
+
+
+def lesion_matching_report(manifest: pd.DataFrame) -> dict[str, int]:
+    """How far CC/MLO lesion matching by ``abnormality_id`` holds: breasts and id-matched pairs that disagree.
+
+    CBIS-DDSM numbers abnormalities per image, so "same patient, side and ``abnormality_id`` in the
+    other view" is only a presumed match. Counts (over the rows given, e.g. one table or the pooled data):
+
+    * ``breasts_two_views`` — breasts (patient, side) with ROIs in both CC and MLO;
+    * ``breasts_count_mismatch`` — of those, breasts whose CC and MLO views hold different numbers of ROIs;
+    * ``id_pairs`` — (patient, side, ``abnormality_id``) present in both views;
+    * ``id_pairs_pathology_mismatch`` — of those, pairs whose CC and MLO pathologies differ;
+    * ``id_pairs_unmatched`` — ids of a two-view breast present in one view only.
+    """
+    cols = ["patient_id", "side", "view", "abnormality_id", "pathology"]
+    _require_columns(manifest, cols, "lesion_matching_report")
+    df = manifest[cols].dropna(subset=["patient_id", "side", "view", "abnormality_id"])
+    df = df[df["view"].isin(["CC", "MLO"])].astype({"abnormality_id": "int64"})
+    per_view = df.groupby(["patient_id", "side", "view"]).size().unstack("view", fill_value=0)
+    per_view = per_view.reindex(columns=["CC", "MLO"], fill_value=0)
+    two_views = per_view[(per_view["CC"] > 0) & (per_view["MLO"] > 0)]
+    key = ["patient_id", "side", "abnormality_id"]
+    first = df.groupby(key + ["view"])["pathology"].first().unstack("view")
+    first = first.reindex(columns=["CC", "MLO"])
+    in_two = first.reset_index().set_index(["patient_id", "side"]).index.isin(two_views.index)
+    first = first[in_two]
+    paired = first.dropna(subset=["CC", "MLO"])
+    return {
+        "breasts_two_views": int(len(two_views)),
+        "breasts_count_mismatch": int((two_views["CC"] != two_views["MLO"]).sum()),
+        "id_pairs": int(len(paired)),
+        "id_pairs_pathology_mismatch": int((paired["CC"] != paired["MLO"]).sum()),
+        "id_pairs_unmatched": int(first[["CC", "MLO"]].isna().any(axis=1).sum()),
+    }
