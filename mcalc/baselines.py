@@ -12,7 +12,8 @@ reporting 10-fold cross-validated accuracy, AUC and sensitivity. Here:
 * :func:`fit_predict_proba` — fit on the training table, predict the official test table;
 * :func:`majority_baseline` and :func:`assessment_rule` — baselines that never look at the image. The
   BI-RADS ``assessment`` column alone separates BENIGN_WITHOUT_CALLBACK (assessment 2) almost
-  perfectly, a metadata shortcut any study on these labels must report.
+  perfectly: a property of the labels (that class marks lesions not biopsied; the assessment is the
+  radiologist's reading), reported as a reference point, not as a bar for an image model.
 """
 
 from __future__ import annotations

@@ -819,19 +819,19 @@ def _check_files(res: _Resolved) -> _RowCheck:
     crop = b if mask is a else a
     out.crop, out.mask = crop.path, mask.path
     out.swapped = res.claims_known and mask is a
-    if (mask.rows, mask.columns) != shape:
-        out.reason = "mask_size_mismatch"
-        out.detail = (
-            f"ROI mask {mask.path} is {mask.rows}x{mask.columns}, "
-            f"full image {full.path} is {shape[0]}x{shape[1]}"
+    if (mask.rows, mask.columns) != shape:  # kept: classification needs only the crop
+        size_note = (
+            f"mask size mismatch: ROI mask {mask.path} is {mask.rows}x{mask.columns}, "
+            f"full image {full.path} is {shape[0]}x{shape[1]} (kept: only the crop is used)"
         )
-        return out
+    else:
+        size_note = ""
     try:  # the very check the preprocessing applies to the crop
         _, image_note = check_dicom_image(crop.path)
     except UnusableImage as exc:
         out.reason, out.detail = exc.reason, f"cropped image: {exc}"
         return out
-    notes = [image_note] if image_note else []
+    notes = [n for n in (size_note, image_note) if n]
     if not res.claims_known:
         notes.append("crop and mask told apart by content (the table does not name them apart)")
     out.note = "; ".join(notes)

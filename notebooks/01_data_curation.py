@@ -83,8 +83,10 @@ plots.show_table(curation.swaps, "Corrected crop/mask swaps", provenance)
 # %% [markdown]
 # ## The metadata behind the labels
 #
-# BENIGN_WITHOUT_CALLBACK is almost exactly BI-RADS assessment 2 in the official tables; a model that
-# sees the assessment (or anything correlated with it) has a shortcut. Pathology by assessment:
+# BENIGN_WITHOUT_CALLBACK marks lesions that were not biopsied, and the BI-RADS assessment is the
+# radiologist's (partly post-hoc) reading; in the official tables that class is almost exactly
+# assessment 2. This is a property of the labels, not of the images: a model that sees the
+# assessment (or anything correlated with it) inherits it. Pathology by assessment:
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -335,7 +335,6 @@ EXPECTED_REASON = {
     "missing_crop": "missing_file",
     "truncated_mask": "corrupt_dicom",
     "html_crop": "not_dicom",
-    "small_mask": "mask_size_mismatch",
     "empty_crop": "empty_crop",
     "duplicate": "duplicate",
     "missing_full": "missing_file",
@@ -482,7 +481,7 @@ def test_clean_tree_resolves_and_corrects_swaps(tmp_path, layout):
 
 @pytest.mark.parametrize("layout", ["uid", "nbia"])
 def test_faulty_tree_excludes_each_fault_with_its_reason(tmp_path, layout):
-    """Missing, truncated, non-DICOM, wrong-size, empty, unknown, duplicate: each excluded and reported."""
+    """Missing, truncated, non-DICOM, empty, unknown, duplicate: each excluded and reported; a wrong-size mask kept."""
     truth = build_download(tmp_path, FAULTY, layout)
     with pytest.warns(cu.CurationWarning) as record:
         result = cu.curate(tmp_path, progress=False)
@@ -496,6 +495,9 @@ def test_faulty_tree_excludes_each_fault_with_its_reason(tmp_path, layout):
             assert list(rows["status"]) == ["ok"]
         elif t["pathology"] not in cu.CLASSES:
             assert list(rows["reason"]) == ["unknown_pathology"]
+        elif t["fault"] == "small_mask":  # kept (only the crop is used), the mismatch noted
+            assert list(rows["status"]) == ["ok"]
+            assert "mask size mismatch" in rows["note"].iloc[0] and "20x16" in rows["note"].iloc[0]
         elif t["fault"] == "duplicate":
             assert (
                 list(rows["status"]) == ["ok", "excluded"] and rows["reason"].iloc[1] == "duplicate"
@@ -510,8 +512,6 @@ def test_faulty_tree_excludes_each_fault_with_its_reason(tmp_path, layout):
     detail = result.exclusions.set_index("roi_id")["detail"]
     html = next(roi for roi, t in truth.items() if t["fault"] == "html_crop")
     assert str(truth[html]["crop"]) in detail[html]
-    small = next(roi for roi, t in truth.items() if t["fault"] == "small_mask")
-    assert "20x16" in detail[small] and f"{FULL_SHAPE[0]}x{FULL_SHAPE[1]}" in detail[small]
     # one warning per kind of exclusion, with its count
     messages = [str(w.message) for w in record if issubclass(w.category, cu.CurationWarning)]
     counts = Counter(excluded["reason"])

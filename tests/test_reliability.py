@@ -188,7 +188,7 @@ FAULTS = {
     "swap": ("ok", ""),
     "monochrome1_mask": ("ok", ""),
     "one_bit_mask": ("ok", ""),
-    "mask_size": ("excluded", "mask_size_mismatch"),
+    "mask_size": ("ok", ""),  # kept with a note: classification needs only the crop
     "zero_crop": ("excluded", "empty_crop"),
     "unknown_pathology": ("excluded", "unknown_pathology"),
     "missing_mask": ("excluded", "missing_file"),

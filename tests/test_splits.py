@@ -202,3 +202,35 @@ def test_real_tables_official_split_clean_roi_split_leaky() -> None:
     leaky = S.leakage_report(pooled.iloc[tr], pooled.iloc[te])
     # most held-out ROIs have the other view of the same lesion in training
     assert leaky["frac_same_lesion_other_view"] > 0.5
+
+
+def test_lesion_matching_report_hand_built() -> None:
+    """Counts breasts whose views hold different ROI counts, and id pairs that disagree on pathology."""
+    rows = [
+        roi("P_1", "LEFT", "CC", 1, 0),
+        roi("P_1", "LEFT", "MLO", 1, 0),  # a consistent pair
+        roi("P_2", "LEFT", "CC", 1, 0),
+        roi("P_2", "LEFT", "CC", 2, 2),
+        roi(
+            "P_2", "LEFT", "MLO", 1, 2
+        ),  # 2 CC vs 1 MLO; id 1 pairs BENIGN with MALIGNANT; id 2 alone
+        roi("P_3", "RIGHT", "CC", 1, 1),  # one view only: not a two-view breast
+    ]
+    report = S.lesion_matching_report(pd.DataFrame(rows))
+    assert report == {
+        "breasts_two_views": 2,
+        "breasts_count_mismatch": 1,
+        "id_pairs": 2,
+        "id_pairs_pathology_mismatch": 1,
+        "id_pairs_unmatched": 1,
+    }
+
+
+def test_lesion_matching_is_presumed_on_the_real_tables() -> None:
+    """On the official tables the per-image ids do not always pair up: the mismatches are there to count."""
+    for split, breasts_mismatch, pathology_mismatch in (("train", 38, 3), ("test", 5, 0)):
+        df = load_real(split).assign(pathology=lambda d: d["label"].map(dict(enumerate(CLASSES))))
+        report = S.lesion_matching_report(df)
+        assert report["breasts_count_mismatch"] == breasts_mismatch
+        assert report["id_pairs_pathology_mismatch"] == pathology_mismatch
+        assert 0 < report["breasts_count_mismatch"] < report["breasts_two_views"]
