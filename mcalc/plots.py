@@ -118,13 +118,13 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def figure1(manifest: pd.DataFrame, image_size: int = 299, seed: int = 0) -> plt.Figure:
-    """Figure 1: (a) the mammogram with the ROI box, (b) the cropped ROI, (c) the ROI resized to the input size."""
+    """Figure 1: (a) mammogram with the ROI box, (b) cropped ROI, resized (c) antialiased (default) and (d) point-sampled."""
     from matplotlib.patches import Rectangle
 
     from mcalc.preprocessing import read_dicom_image, resize_for_display
 
     picks = _pick_per_class(manifest, 1, seed)
-    fig, axes = plt.subplots(len(CLASSES), 3, figsize=(9, 3.2 * len(CLASSES)), squeeze=False)
+    fig, axes = plt.subplots(len(CLASSES), 4, figsize=(12, 3.2 * len(CLASSES)), squeeze=False)
     for r, cls in enumerate(CLASSES):
         for ax in axes[r]:
             ax.axis("off")
@@ -144,7 +144,9 @@ def figure1(manifest: pd.DataFrame, image_size: int = 299, seed: int = 0) -> plt
         axes[r, 1].imshow(crop, cmap="gray")
         axes[r, 1].set_title(f"(b) cropped ROI {crop.shape[1]} × {crop.shape[0]}", fontsize=7)
         axes[r, 2].imshow(resize_for_display(crop, image_size), cmap="gray")
-        axes[r, 2].set_title(f"(c) resized {image_size} × {image_size}", fontsize=7)
+        axes[r, 2].set_title(f"(c) {image_size} × {image_size}, antialiased bicubic", fontsize=7)
+        axes[r, 3].imshow(resize_for_display(crop, image_size, antialias=False), cmap="gray")
+        axes[r, 3].set_title(f"(d) {image_size} × {image_size}, point-sampled cubic", fontsize=7)
     fig.tight_layout()
     return fig
 

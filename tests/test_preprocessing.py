@@ -158,3 +158,30 @@ def test_constant_image_raises(tmp_path: Path) -> None:
 def test_not_2d_raises() -> None:
     with pytest.raises(DataError, match="2-D"):
         preprocess_roi(np.random.default_rng(0).random((8, 8, 3)))
+
+
+def test_resize_filter_is_a_parameter_and_the_default_key_is_unchanged():
+    """antialias=False (point-sampled, INTER_CUBIC-like) is a different recipe; the default keeps its cache key."""
+    from mcalc.preprocessing import PreprocessConfig, square_stretch
+
+    assert PreprocessConfig().key() == "preprocess-v1;image_size=299;interpolation=bicubic"
+    assert "antialias=False" in PreprocessConfig(antialias=False).key()
+    rng = np.random.default_rng(0)
+    img = rng.random((600, 400)).astype(np.float32)
+    smooth = square_stretch(img, 100, antialias=True)
+    sampled = square_stretch(img, 100, antialias=False)
+    assert smooth.shape == sampled.shape == (100, 100)
+    # averaging over ~6 × 4 input pixels shrinks the noise far more than point sampling does
+    assert smooth.std() < 0.5 * sampled.std()
+
+
+def test_speck_contrast_shows_point_sampling_aliases_small_specks():
+    """A one-pixel speck's peak depends on its position far more under point sampling than antialiased."""
+    from mcalc.preprocessing import speck_contrast
+
+    table = speck_contrast(widths_px=(1,), roi_side=300, size=100, offsets=6)
+    ratio = table.set_index("filter")["largest / smallest"]
+    anti = ratio[ratio.index.str.startswith("antialiased")].iloc[0]
+    point = ratio[ratio.index.str.startswith("point")].iloc[0]
+    assert point > 5 * anti
+    assert (table["speck width (mm)"] == 0.05).all()
