@@ -124,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=_cmd_curate.__doc__,
     )
     p.add_argument(
-        "root", help="folder holding the case-description CSVs and the DICOM tree below them"
+        "root",
+        help="folder holding the case-description CSVs and the DICOM tree below them "
+        "(or the Kaggle JPEG re-release: csv/ with dicom_info.csv, and jpeg/)",
     )
     p.add_argument(
         "--out",
@@ -149,7 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--layout", default="uid", choices=["uid", "nbia"], help="folder layout to imitate"
+        "--layout",
+        default="uid",
+        choices=["uid", "nbia", "kaggle-jpeg"],
+        help="layout to imitate: the DICOM release's UID or NBIA folders, or the Kaggle JPEG re-release",
     )
     p.add_argument("--workers", type=int, default=2, help="processes to render with")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -13,9 +13,9 @@ Compound types are written canonically: terms normalised, de-duplicated and sort
 
 Where the files are: (1) the tables' UID paths below the root (or below ``CBIS-DDSM/`` there);
 (2) otherwise the NBIA downloader's descriptive layout, found by the top series folder name
-(``Calc-Training_P_00005_RIGHT_CC`` for the full image, ``..._1`` for the ROI's crop and mask). The
-Kaggle JPEG re-release (``csv/dicom_info.csv`` + ``jpeg/``) is not read: its files are lossy JPEG
-conversions with their own naming, not the DICOMs the tables describe.
+(``Calc-Training_P_00005_RIGHT_CC`` for the full image, ``..._1`` for the ROI's crop and mask);
+(3) the Kaggle JPEG re-release (``csv/dicom_info.csv`` + ``jpeg/<SeriesInstanceUID>/1-N.jpg``), detected
+by its ``jpeg/`` folder and read by :mod:`mcalc.kaggle` (8-bit lossy pixels, labelled as such).
 
 Which ROI file is the crop and which the mask is decided by content, never by file name: the mask has
 the full image's rows × columns (DICOM headers), and when the headers cannot tell, the mask is the one
@@ -42,6 +42,7 @@ import pandas as pd
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from mcalc import kaggle
 from mcalc.errors import DataError, UnusableImage
 from mcalc.fsio import write_files
 from mcalc.preprocessing import check_dicom_image
@@ -850,6 +851,7 @@ class CurationResult:
     swaps: pd.DataFrame
     tables: dict[tuple[str, str], Path]
     is_phantom: bool
+    layout: str = "dicom"  # "dicom" (the official release, either folder layout) or "kaggle-jpeg"
 
     def summary(self, status: str = "ok") -> pd.DataFrame:
         """Counts of the rows with this status per split (rows) × pathology (columns), with totals."""
@@ -942,7 +944,9 @@ def curate(
     root = Path(root)
     tables = find_case_tables(root, abnormality)
     rows = _read_tables(tables)
-    locator = _Locator(root)
+    tree = kaggle.find_tree(root, tables)  # None for the DICOM release
+    locator = _Locator(root) if tree is None else kaggle.Locator(tree)
+    check = _check_files if tree is None else kaggle.check_files
     todo = [i for i, r in enumerate(rows) if r["status"] == "ok"]
     resolved = {}
     for i, r in enumerate(rows):
@@ -960,12 +964,11 @@ def curate(
         raise DataError(
             f"no image found under {root} for any of the {len(todo)} ROIs of "
             f"{', '.join(p.name for p in tables.values())}; layouts tried: "
-            f"{'; '.join(LAYOUTS_TRIED)} (is the DICOM tree downloaded into this folder?)"
+            f"{'; '.join(LAYOUTS_TRIED if tree is None else kaggle.LAYOUTS_TRIED)} "
+            "(are the images downloaded into this folder?)"
         )
     if check_images:
-        checks = _map(
-            lambda i: _check_files(resolved[i]), todo, workers, progress, "checking ROI files"
-        )
+        checks = _map(lambda i: check(resolved[i]), todo, workers, progress, "checking ROI files")
         for i, chk in zip(todo, checks):
             row = rows[i]
             row["crop_path"], row["mask_path"], row["crop_mask_swapped"] = (
@@ -994,6 +997,7 @@ def curate(
         swaps=_swaps(manifest),
         tables=tables,
         is_phantom=(root / "phantom.json").is_file(),
+        layout="dicom" if tree is None else kaggle.LAYOUT,
     )
 
 

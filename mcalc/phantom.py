@@ -45,7 +45,7 @@ from scipy.spatial import ConvexHull
 from skimage.draw import polygon as draw_polygon
 from tqdm.auto import tqdm
 
-from mcalc import __version__
+from mcalc import __version__, kaggle
 from mcalc.errors import DataError
 
 PHANTOM_VERSION = "1.0"
@@ -76,8 +76,15 @@ SPLIT_PREFIX = {"train": "Calc-Training", "test": "Calc-Test"}
 DICOM_ROOT = "CBIS-DDSM"
 QUIRK_KINDS = ("crop_mask_swapped", "truncated_dicom", "not_dicom", "missing_file")
 QUIRK_COLUMNS = ["roi_id", "kind", "role", "file", "detail"]
-LAYOUTS = ("uid", "nbia")
-OWNED_NAMES = (DICOM_ROOT, *CSV_NAMES.values(), "phantom.json", "quirks.csv")
+LAYOUTS = ("uid", "nbia", kaggle.LAYOUT)
+OWNED_NAMES = (
+    DICOM_ROOT,
+    *CSV_NAMES.values(),
+    "phantom.json",
+    "quirks.csv",
+    kaggle.CSV_FOLDER,
+    kaggle.JPEG_FOLDER,
+)
 
 # Intensities in relative attenuation units (0 = air, 1 = the 16-bit maximum).
 AIR, FAT, GLAND, PECTORAL = 0.04, 0.30, 0.62, 0.66
@@ -102,7 +109,9 @@ class PhantomConfig:
     scale: fraction of the real CBIS-DDSM calc sizes (1 = 1546 train + 326 test ROIs); each split x
         pathology gets round(scale x real count) ROIs, at least one.
     seed: master seed; every patient gets its own child seed, so output is order-independent.
-    layout: "uid" (the CSV's UID folders) or "nbia" (the NBIA downloader's descriptive folders).
+    layout: "uid" (the CSV's UID folders), "nbia" (the NBIA downloader's descriptive folders) or
+        "kaggle-jpeg" (the Kaggle re-release: csv/ with dicom_info.csv, jpeg/<series UID>/1-N.jpg,
+        8-bit lossy JPEGs written by Pillow).
     quirk_fraction: fraction of ROIs hit by an injected download fault (at least one of each kind
         when there are >= 20 ROIs and the fraction is > 0; 0 disables them).
     full_width_px: width of the full mammogram (height = 5/3 of it).
@@ -857,6 +866,8 @@ def _file_names(config: PhantomConfig, folder: str, kind: str, rng: np.random.Ge
             if kind == "full"
             else {"mask": "000000.dcm", "crop": "000001.dcm"}
         )
+    elif config.layout == kaggle.LAYOUT:
+        disk_dir, names = kaggle.phantom_names(series, kind)
     else:
         month, day = int(rng.integers(7, 10)), int(rng.integers(1, 29))
         series_name = "full mammogram images" if kind == "full" else "ROI mask images"
@@ -1159,7 +1170,10 @@ def _generate_patient(args: tuple[dict, PhantomConfig, str]) -> int:
     patient, config, out = args
     files = render_patient(patient, config)
     for rel, (pixels, attrs) in files.items():
-        _write_dicom(Path(out) / rel, pixels, attrs, config.seed, rel)
+        if config.layout == kaggle.LAYOUT:
+            kaggle.write_jpeg(Path(out) / rel, pixels)
+        else:
+            _write_dicom(Path(out) / rel, pixels, attrs, config.seed, rel)
     return len(files)
 
 
@@ -1277,7 +1291,7 @@ def _inject_quirks(out: Path, patients: list[dict], config: PhantomConfig) -> pd
                 "<html><head><title>503 Service Unavailable</title></head>"
                 "<body>The server is temporarily unable to service your request.</body></html>\n"
             )
-            detail = "an HTML error page saved under a .dcm name"
+            detail = f"an HTML error page saved under a {path.suffix} name"
         else:
             path.unlink()
             detail = "file absent from the download"
@@ -1341,8 +1355,13 @@ def generate_phantom(out: Path, config: PhantomConfig, progress: bool = True) ->
             for _ in pool.map(_generate_patient, tasks, chunksize=4):
                 bar.update()
     bar.close()
+    tables = out / kaggle.CSV_FOLDER if config.layout == kaggle.LAYOUT else out
+    tables.mkdir(exist_ok=True)
     for split in SPLITS:
-        _write_csv(out / CSV_NAMES[split], _csv_rows(patients, split))
+        _write_csv(tables / CSV_NAMES[split], _csv_rows(patients, split))
+    if config.layout == kaggle.LAYOUT:
+        info = kaggle.phantom_dicom_info(patients)
+        info.to_csv(tables / kaggle.DICOM_INFO, index=False, lineterminator="\n")
     quirks = _inject_quirks(out, patients, config)
     quirks.to_csv(out / "quirks.csv", index=False, lineterminator="\n")
     counts = pd.DataFrame(0, index=list(SPLITS), columns=list(CLASSES))

@@ -93,12 +93,17 @@ def check_dicom_image(path: str | Path) -> tuple[np.ndarray, str]:
     MONOCHROME1 so that bright = dense. Raises :class:`~mcalc.errors.UnusableImage` (with the
     curation's exclusion reason) for a file that is missing, not DICOM, damaged, not one greyscale
     frame, not finite after rescaling or constant. The note is '' or says what was assumed (a colour
-    photometric interpretation with one sample per pixel is read as grey).
+    photometric interpretation with one sample per pixel is read as grey). A ``.jpg`` (the Kaggle
+    JPEG re-release) gets the same checks from :func:`mcalc.kaggle.check_jpeg_image`.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    from mcalc import kaggle
+
     path = Path(path)
+    if path.suffix.lower() in kaggle.JPEG_SUFFIXES:  # the Kaggle JPEG re-release
+        return kaggle.check_jpeg_image(path)
     try:
         ds = pydicom.dcmread(path)
     except FileNotFoundError:

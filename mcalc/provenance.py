@@ -9,6 +9,9 @@ from pathlib import Path
 
 from mcalc import __version__
 
+#: How results on the Kaggle JPEG re-release of CBIS-DDSM are labelled, wherever a label is shown.
+KAGGLE_JPEG_LABEL = "CBIS-DDSM, Kaggle JPEG re-release: 8-bit, lossy"
+
 
 @dataclass(frozen=True)
 class Provenance:
@@ -19,6 +22,9 @@ class Provenance:
     weights: str = "n/a"  # "imagenet", "random", "file:<name>", or "n/a" (no backbone involved)
     weights_detail: str = ""
     mcalc_version: str = __version__
+    release: str = (
+        ""  # "" (the DICOM release, or its layouts) or "kaggle-jpeg" (mcalc.kaggle.LAYOUT)
+    )
     python: str = field(default_factory=platform.python_version)
 
     @property
@@ -26,9 +32,17 @@ class Provenance:
         """True when the data are the phantom or the backbone is not ImageNet-pretrained."""
         return self.data != "cbis-ddsm" or self.weights in {"random"}
 
+    @property
+    def is_kaggle_jpeg(self) -> bool:
+        """True when the images are (or imitate) the Kaggle JPEG re-release: 8-bit, lossy."""
+        from mcalc.kaggle import LAYOUT
+
+        return self.release == LAYOUT
+
     def label(self) -> str:
         """One line for figure captions and table footers."""
-        data = "PHANTOM data (simulated CBIS-DDSM)" if self.data == "phantom" else "real CBIS-DDSM"
+        source = KAGGLE_JPEG_LABEL if self.is_kaggle_jpeg else "CBIS-DDSM"
+        data = f"PHANTOM data (simulated {source})" if self.data == "phantom" else f"real {source}"
         if self.data_detail:
             data += f" [{self.data_detail}]"
         if self.weights == "n/a":
@@ -46,12 +60,19 @@ class Provenance:
             parts.append("the offline phantom, not real CBIS-DDSM images")
         if self.weights == "random":
             parts.append("a randomly initialised backbone, not ImageNet weights")
+        release = (
+            f"Images: {KAGGLE_JPEG_LABEL}, not the DICOM release; GLCM texture results in "
+            "particular may differ from the DICOM release's (see Methods)."
+            if self.is_kaggle_jpeg
+            else ""
+        )
         if not parts:
-            return ""
+            return release
         return (
             "The results on this page were produced with "
             + " and ".join(parts)
             + ": they test the pipeline, not the paper's numbers."
+            + (f" {release}" if release else "")
         )
 
     def to_dict(self) -> dict:
@@ -73,13 +94,17 @@ class Provenance:
 
 def data_provenance(root: Path) -> Provenance:
     """Provenance of a data root: a phantom when it carries mcalc's ``phantom.json``, real CBIS-DDSM otherwise."""
+    from mcalc.kaggle import LAYOUT, layout_of
+
     marker = Path(root) / "phantom.json"
     if marker.is_file():
         meta = json.loads(marker.read_text())
         cfg = meta.get("config", {})
         detail = f"mcalc phantom {meta.get('version', '?')}, scale {cfg.get('scale', '?')}, seed {cfg.get('seed', '?')}"
-        return Provenance(data="phantom", data_detail=detail)
-    return Provenance(data="cbis-ddsm", data_detail=Path(root).name)
+        release = LAYOUT if cfg.get("layout") == LAYOUT else ""
+        return Provenance(data="phantom", data_detail=detail, release=release)
+    release = LAYOUT if layout_of(root) == LAYOUT else ""
+    return Provenance(data="cbis-ddsm", data_detail=Path(root).name, release=release)
 
 
 def write_provenance(prov: Provenance, path: Path) -> Path:
