@@ -261,6 +261,26 @@ def test_series_missing_from_dicom_info_is_an_exclusion(tree):
     assert crop.parent.name in row["detail"] and "not listed" in row["detail"]
 
 
+def test_jpeg_linked_outside_the_root_is_never_opened(tree, tmp_path):
+    """A crop that is a symbolic link to a file outside the data root: excluded as outside_root."""
+    roi, crop = usable_entry(tree, "crop")
+    elsewhere = tmp_path / "elsewhere.jpg"
+    shutil.copy(crop, elsewhere)
+    crop.unlink()
+    crop.symlink_to(elsewhere)
+    row = curate(tree).manifest.set_index("roi_id").loc[roi]
+    assert (row["status"], row["reason"]) == ("excluded", "outside_root")
+    assert str(crop) in row["detail"]
+
+
+def test_no_jpeg_at_all_is_a_clear_error(tree):
+    """dicom_info.csv and tables but an empty jpeg/ folder: one DataError naming the Kaggle layout."""
+    shutil.rmtree(tree / "jpeg")
+    (tree / "jpeg").mkdir()
+    with pytest.raises(DataError, match="Kaggle JPEG re-release"):
+        curate(tree)
+
+
 def test_read_jpeg_image_errors_name_the_file(tmp_path):
     """read_dicom_image on a .jpg reads it (float32 2-D); missing, not-a-JPEG, constant: DataError."""
     good = tmp_path / "good.jpg"
