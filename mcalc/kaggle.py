@@ -438,27 +438,23 @@ def check_files(res: _Resolved) -> _RowCheck:
     crop = b if mask is a else a
     out.crop, out.mask = crop.path, mask.path
     out.swapped = res.claims_known and mask is a
-    if (mask.rows, mask.columns) != shape:
-        out.reason = "mask_size_mismatch"
-        out.detail = (
-            f"ROI mask {mask.path} is {mask.rows}x{mask.columns}, "
-            f"full image {full.path} is {shape[0]}x{shape[1]}"
-        )
-        return out
+    size_note = (  # kept, as for the DICOM release: classification needs only the crop
+        f"mask size mismatch: ROI mask {mask.path} is {mask.rows}x{mask.columns}, "
+        f"full image {full.path} is {shape[0]}x{shape[1]} (kept: only the crop is used)"
+        if (mask.rows, mask.columns) != shape
+        else ""
+    )
     try:  # the very check the preprocessing applies to the crop
         _, image_note = check_dicom_image(crop.path)
     except UnusableImage as exc:
         out.reason, out.detail = exc.reason, f"cropped image: {exc}"
         return out
-    notes = [image_note] if image_note else []
+    notes = [n for n in (size_note, image_note) if n]
     if not res.claims_known:
         notes.append(
             "crop and mask told apart by content (dicom_info.csv does not name them apart)"
         )
     out.note = "; ".join(notes)
-    return out
-    if not res.claims_known:
-        out.note = "crop and mask told apart by content (dicom_info.csv does not name them apart)"
     return out
 
 
