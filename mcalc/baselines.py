@@ -7,9 +7,14 @@ reporting 10-fold cross-validated accuracy, AUC and sensitivity. Here:
   maximal correlation coefficient, included), averaged over the four directions, on the ROI quantised
   to ``levels`` grey levels;
 * :func:`make_svm`, :func:`make_knn` — scikit-learn pipelines with the feature scaling *inside* the
-  pipeline, so that cross-validation refits the scaler on each training fold;
-* :func:`cross_validated_proba` — out-of-fold probabilities (``cross_val_predict``);
-* :func:`fit_predict_proba` — fit on the training table, predict the official test table;
+  pipeline, so that cross-validation refits the scaler on each training fold; the SVM's Platt
+  calibration is fitted on folds grouped by patient (:class:`GroupedPlattSVC`);
+* :class:`TunedClassifier` — the SVM's C and gamma, or k of the k-NN, chosen by patient-grouped inner
+  cross-validation on the data it is fitted on (nested inside the outer CV), not fixed defaults;
+* :func:`cross_validated_proba` — out-of-fold probabilities (``cross_val_predict``), patient ids
+  passed down to every inner split;
+* :func:`fit_model`, :func:`fit_predict_proba` — fit on the training table, predict the official test
+  table;
 * :func:`majority_baseline` and :func:`assessment_rule` — baselines that never look at the image. The
   BI-RADS ``assessment`` column alone separates BENIGN_WITHOUT_CALLBACK (assessment 2) almost
   perfectly: a property of the labels (that class marks lesions not biopsied; the assessment is the
@@ -18,18 +23,25 @@ reporting 10-fold cross-validated accuracy, AUC and sensitivity. Here:
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
+from sklearn.model_selection import (
+    GridSearchCV,
+    StratifiedGroupKFold,
+    StratifiedKFold,
+    cross_val_predict,
+)
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -63,7 +75,27 @@ HARALICK_NAMES: tuple[str, ...] = (
 )
 
 
-def quantise(image: np.ndarray, levels: int = 64) -> np.ndarray:
+#: Grey levels of the quantised ROI before the co-occurrence matrix.
+GLCM_LEVELS = 64
+#: Pixel distance of the co-occurrences (mahotas' default).
+GLCM_DISTANCE = 1
+#: Directions of the co-occurrences, in degrees; the features are their mean.
+GLCM_ANGLES = (0, 45, 90, 135)
+
+
+def glcm_settings(levels: int = GLCM_LEVELS) -> dict[str, str | int]:
+    """The GLCM settings as the book states them."""
+    return {
+        "grey levels": int(levels),
+        "quantisation": "each ROI's own min-max mapped linearly to 0..levels-1, rounded",
+        "distance (pixels)": GLCM_DISTANCE,
+        "angles": ", ".join(f"{a}°" for a in GLCM_ANGLES) + " (symmetric; features averaged)",
+        "level 0 counted": "yes (ignore_zeros=False)",
+        "features": f"{len(HARALICK_NAMES)} Haralick (mahotas.features.haralick, 14th included)",
+    }
+
+
+def quantise(image: np.ndarray, levels: int = GLCM_LEVELS) -> np.ndarray:
     """Min–max quantise a 2-D image to integers 0..levels-1 (uint8), rounding to the nearest level."""
     if not 2 <= int(levels) <= 256:
         raise ValueError(f"levels must be between 2 and 256, got {levels}")
@@ -83,7 +115,7 @@ def quantise(image: np.ndarray, levels: int = 64) -> np.ndarray:
     return q.astype(np.uint8)
 
 
-def glcm_features(image: np.ndarray, levels: int = 64) -> np.ndarray:
+def glcm_features(image: np.ndarray, levels: int = GLCM_LEVELS) -> np.ndarray:
     """The 14 Haralick GLCM features (mahotas), mean over the 4 directions, of the quantised ROI.
 
     Quantisation: the ROI's own minimum and maximum are mapped linearly to 0 and ``levels - 1`` and
@@ -121,7 +153,7 @@ def _glcm_from_path(path: str, levels: int) -> np.ndarray:
 
 
 def glcm_feature_matrix(
-    paths: Sequence[str | Path], levels: int = 64, workers: int = 2, progress: bool = True
+    paths: Sequence[str | Path], levels: int = GLCM_LEVELS, workers: int = 2, progress: bool = True
 ) -> np.ndarray:
     """(N, 14) Haralick features of the DICOM ROIs at ``paths``, in order (process pool when workers > 1)."""
     from tqdm.auto import tqdm
@@ -141,23 +173,109 @@ def glcm_feature_matrix(
     return np.vstack(rows)
 
 
-def make_svm(seed: int = 0) -> Pipeline:
-    """StandardScaler + RBF SVC with Platt-scaled (sigmoid) probabilities.
+@dataclass(frozen=True)
+class TuningConfig:
+    """Hyper-parameter grids, searched by patient-grouped inner cross-validation, and its folds."""
 
-    This is what ``SVC(probability=True)`` does (Platt scaling fitted on internal 5-fold
-    cross-validated decision values, then one SVC refitted on all the data), written as
-    ``CalibratedClassifierCV(SVC(), method="sigmoid", ensemble=False)``, the form scikit-learn
-    recommends since it deprecated ``probability=True`` (1.9). For three classes the calibration is
-    one-vs-rest (normalised) instead of libsvm's pairwise coupling.
+    svm_C: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)
+    svm_gamma: tuple[float, ...] = (0.01, 0.1, 1.0)
+    knn_k: tuple[int, ...] = (3, 5, 7, 11, 15, 21)
+    #: folds of the inner (tuning) cross-validation, grouped by patient
+    inner_splits: int = 5
+    #: folds of the SVM's Platt calibration, grouped by patient
+    platt_splits: int = 5
+    #: the criterion the inner CV maximises (a scikit-learn scorer name)
+    scoring: str = "accuracy"
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable dict."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def grouped_folds(
+    y: np.ndarray, groups: np.ndarray | None, n_splits: int, seed: int, what: str
+) -> StratifiedGroupKFold | StratifiedKFold:
+    """Label-stratified folds that keep each patient in one fold (fewer folds when a class has fewer patients).
+
+    A fold can only hold a class out if the class has a patient to spare: the number of folds is
+    capped at the smallest number of patients of any class (at least 2, else DataError). Without
+    ``groups`` every ROI is its own patient (plain ``StratifiedKFold``).
     """
-    svc = SVC(kernel="rbf", random_state=seed)
-    calibrated = CalibratedClassifierCV(
-        svc,
-        method="sigmoid",
-        ensemble=False,
-        cv=StratifiedKFold(n_splits=5, shuffle=True, random_state=seed),
-    )
-    return Pipeline([("scale", StandardScaler()), ("svm", calibrated)])
+    y = np.asarray(y)
+    classes = np.unique(y)
+    if groups is None:
+        per_class = [int((y == c).sum()) for c in classes]
+    else:
+        groups = np.asarray(groups)
+        per_class = [len(np.unique(groups[y == c])) for c in classes]
+    n = min(int(n_splits), *per_class)
+    if n < 2:
+        c = CLASSES[int(classes[int(np.argmin(per_class))])]
+        raise DataError(
+            f"{what}: class {c!r} has ROIs of a single patient; "
+            "patient-grouped cross-validation needs at least 2 patients per class"
+        )
+    if groups is None:
+        return StratifiedKFold(n_splits=n, shuffle=True, random_state=seed)
+    return StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
+
+
+def _check_groups(groups: np.ndarray | None, n: int, what: str) -> np.ndarray | None:
+    """The patient id of each row (None stays None: every ROI its own patient)."""
+    if groups is None:
+        return None
+    groups = np.asarray(groups)
+    if groups.ndim != 1 or len(groups) != n:
+        raise DataError(f"{what}: {len(groups)} groups for {n} rows")
+    return groups
+
+
+class GroupedPlattSVC(ClassifierMixin, BaseEstimator):
+    """RBF SVC with Platt-scaled (sigmoid) probabilities whose calibration folds are grouped by patient.
+
+    This is what ``SVC(probability=True)`` does (Platt scaling fitted on internal cross-validated
+    decision values, then one SVC refitted on all the data), written as
+    ``CalibratedClassifierCV(SVC(), method="sigmoid", ensemble=False)``, the form scikit-learn
+    recommends since it deprecated ``probability=True`` (1.9) — but with the internal folds grouped by
+    patient (``fit(X, y, groups=patient_ids)``), as the outer cross-validation is: ungrouped folds
+    would calibrate on decision values of ROIs whose other view was in the SVC's training fold. For
+    three classes the calibration is one-vs-rest (normalised) instead of libsvm's pairwise coupling.
+    """
+
+    def __init__(
+        self, C: float = 1.0, gamma: float | str = "scale", n_splits: int = 5, random_state: int = 0
+    ) -> None:
+        self.C = C
+        self.gamma = gamma
+        self.n_splits = n_splits
+        self.random_state = random_state
+
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
+    ) -> GroupedPlattSVC:
+        """Fit the SVC and its patient-grouped Platt calibration."""
+        groups = _check_groups(groups, len(y), "GroupedPlattSVC")
+        folds = grouped_folds(y, groups, self.n_splits, self.random_state, "Platt calibration")
+        svc = SVC(kernel="rbf", C=self.C, gamma=self.gamma, random_state=self.random_state)
+        self.calibrated_ = CalibratedClassifierCV(
+            svc, method="sigmoid", ensemble=False, cv=list(folds.split(X, y, groups))
+        ).fit(X, y)
+        self.classes_ = self.calibrated_.classes_
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities."""
+        return self.calibrated_.predict_proba(X)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class of highest calibrated probability."""
+        return self.calibrated_.predict(X)
+
+
+def make_svm(seed: int = 0, C: float = 1.0, gamma: float | str = "scale") -> Pipeline:
+    """StandardScaler + RBF SVC with patient-grouped Platt calibration (:class:`GroupedPlattSVC`)."""
+    svm = GroupedPlattSVC(C=C, gamma=gamma, n_splits=TuningConfig().platt_splits, random_state=seed)
+    return Pipeline([("scale", StandardScaler()), ("svm", svm)])
 
 
 def make_knn(k: int = 5) -> Pipeline:
@@ -188,10 +306,84 @@ def _check_xy(
     return X, y
 
 
+class TunedClassifier(ClassifierMixin, BaseEstimator):
+    """GLCM classifier whose hyper-parameters are chosen by patient-grouped inner cross-validation.
+
+    ``fit(X, y, groups=patient_ids)`` searches ``config``'s grid (SVM: C × gamma of a plain RBF SVC;
+    k-NN: k) with ``GridSearchCV`` over :func:`grouped_folds`, maximising ``config.scoring``, then
+    fits the chosen model (for the SVM, :func:`make_svm` with its patient-grouped Platt calibration) on
+    all the rows. ``best_params_`` holds the choice. Inside :func:`cross_validated_proba` this is a
+    nested CV: every outer training fold chooses its own hyper-parameters from its own patients.
+    """
+
+    def __init__(
+        self, kind: str = "svm", config: TuningConfig | None = None, seed: int = 0
+    ) -> None:
+        self.kind = kind
+        self.config = config
+        self.seed = seed
+
+    def _grid(self, config: TuningConfig, n_train: int) -> tuple[Pipeline, dict[str, list]]:
+        """The plain pipeline searched and its grid."""
+        if self.kind == "svm":
+            plain = Pipeline(
+                [("scale", StandardScaler()), ("svm", SVC(kernel="rbf", random_state=self.seed))]
+            )
+            return plain, {"svm__C": list(config.svm_C), "svm__gamma": list(config.svm_gamma)}
+        if self.kind == "knn":
+            ks = [k for k in config.knn_k if k < n_train] or [min(config.knn_k)]
+            return make_knn(), {"knn__n_neighbors": ks}
+        raise ValueError(f"kind must be 'svm' or 'knn', got {self.kind!r}")
+
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
+    ) -> TunedClassifier:
+        """Choose the hyper-parameters by grouped inner CV, then fit the chosen model on all rows."""
+        config = self.config if isinstance(self.config, TuningConfig) else TuningConfig()
+        groups = _check_groups(groups, len(y), "TunedClassifier")
+        folds = grouped_folds(y, groups, config.inner_splits, self.seed, "hyper-parameter search")
+        n_train = int(len(y) * (1 - 1 / folds.get_n_splits()))
+        plain, grid = self._grid(config, n_train)
+        search = GridSearchCV(plain, grid, cv=folds, scoring=config.scoring, refit=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # folds a little unbalanced by grouping
+            search.fit(X, y, groups=groups)
+        best = search.best_params_
+        if self.kind == "svm":
+            self.best_params_ = {"C": best["svm__C"], "gamma": best["svm__gamma"]}
+            self.model_ = make_svm(self.seed, **self.best_params_).fit(X, y, svm__groups=groups)
+        else:
+            self.best_params_ = {"k": best["knn__n_neighbors"]}
+            self.model_ = make_knn(self.best_params_["k"]).fit(X, y)
+        self.best_score_ = float(search.best_score_)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities of the chosen model."""
+        return self.model_.predict_proba(X)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class predicted by the chosen model."""
+        return self.model_.predict(X)
+
+
+def _group_fit_params(estimator: BaseEstimator, groups: np.ndarray | None) -> dict:
+    """Fit parameters that hand the patient ids to an estimator (or a pipeline's last step) that takes them."""
+    if groups is None:
+        return {}
+    prefix, final = "", estimator
+    if isinstance(estimator, Pipeline):
+        name, final = estimator.steps[-1]
+        prefix = f"{name}__"
+    takes = "groups" in inspect.signature(final.fit).parameters
+    return {f"{prefix}groups": groups} if takes else {}
+
+
 def cross_validated_proba(
     X: np.ndarray,
     y: np.ndarray,
-    pipeline: Pipeline,
+    pipeline: BaseEstimator,
     n_splits: int = 10,
     seed: int = 0,
     groups: np.ndarray | None = None,
@@ -200,37 +392,64 @@ def cross_validated_proba(
 
     The whole pipeline, scaler included, is refitted on every training fold by
     ``cross_val_predict(method="predict_proba")``, so no statistic of a held-out fold leaks into
-    its own prediction.
+    its own prediction; with ``groups`` the folds keep patients whole (:func:`grouped_folds`) and the
+    training fold's patient ids go down to the estimator (grouped Platt calibration, grouped tuning).
     """
     X, y = _check_xy(X, y, "cross_validated_proba", len(CLASSES))
+    groups = _check_groups(groups, len(y), "cross_validated_proba")
     if groups is None:
         cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     else:
-        groups = np.asarray(groups)
-        if len(groups) != len(y):
-            raise DataError(f"cross_validated_proba: {len(groups)} groups for {len(y)} rows")
-        cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    return cross_val_predict(clone(pipeline), X, y, cv=cv, groups=groups, method="predict_proba")
+        cv = grouped_folds(y, groups, n_splits, seed, "cross_validated_proba")
+    return cross_val_predict(
+        clone(pipeline),
+        X,
+        y,
+        cv=cv,
+        groups=groups,
+        params=_group_fit_params(pipeline, groups),
+        method="predict_proba",
+    )
 
 
-def fit_predict_proba(
-    pipeline: Pipeline, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray
-) -> np.ndarray:
-    """Fit a clone of ``pipeline`` on the training table and return test probabilities (n_test, 3)."""
-    X_train, y_train = _check_xy(X_train, y_train, "fit_predict_proba", len(CLASSES))
+def fit_model(
+    pipeline: BaseEstimator,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    groups: np.ndarray | None = None,
+) -> BaseEstimator:
+    """A clone of ``pipeline`` fitted on the training table (patient ids passed on where it takes them)."""
+    X_train, y_train = _check_xy(X_train, y_train, "fit_model", len(CLASSES))
+    groups = _check_groups(groups, len(y_train), "fit_model")
+    return clone(pipeline).fit(X_train, y_train, **_group_fit_params(pipeline, groups))
+
+
+def predict_proba(model: BaseEstimator, X_test: np.ndarray, n_features: int) -> np.ndarray:
+    """Test probabilities (n_test, 3) of a fitted model, a column per class in class order."""
     X_test = np.asarray(X_test, dtype=np.float64)
-    if X_test.ndim != 2 or X_test.shape[1] != X_train.shape[1]:
+    if X_test.ndim != 2 or X_test.shape[1] != n_features:
         raise DataError(
-            f"fit_predict_proba: X_test shape {X_test.shape} does not match X_train {X_train.shape}"
+            f"fit_predict_proba: X_test shape {X_test.shape} does not match {n_features} features"
         )
     if not np.all(np.isfinite(X_test)):
         row = int(np.flatnonzero(~np.isfinite(X_test).all(axis=1))[0])
         raise DataError(f"fit_predict_proba: non-finite feature in X_test row {row}")
-    model = clone(pipeline).fit(X_train, y_train)
     proba = model.predict_proba(X_test)
     out = np.zeros((len(X_test), len(CLASSES)))
     out[:, np.asarray(model.classes_, dtype=int)] = proba
     return out
+
+
+def fit_predict_proba(
+    pipeline: BaseEstimator,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_test: np.ndarray,
+    groups: np.ndarray | None = None,
+) -> np.ndarray:
+    """Fit a clone of ``pipeline`` on the training table and return test probabilities (n_test, 3)."""
+    model = fit_model(pipeline, X_train, y_train, groups)
+    return predict_proba(model, X_test, np.asarray(X_train).shape[1])
 
 
 def majority_baseline(

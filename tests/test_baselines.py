@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import shared_tables, write_dicom
-from sklearn.base import clone
-from sklearn.model_selection import StratifiedKFold
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
 
 from mcalc import baselines as B
 from mcalc import metrics as M
@@ -222,3 +223,126 @@ def test_assessment_rule_real_tables() -> None:
     assert 0.70 <= M.accuracy(y, pred) <= 0.73
     assert M.sensitivity_per_class(y, pred)[CLASSES.index("BENIGN_WITHOUT_CALLBACK")] >= 0.95
     assert B.assessment_rule_table(train).loc[2, "rule"] == "BENIGN_WITHOUT_CALLBACK"
+
+
+# ------------------------------------------------------ patient-grouped calibration and tuning
+
+
+def patient_dataset(
+    n_patients: int = 60, per_patient: int = 4, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X, y, patient): one class per patient, a patient effect shared by that patient's ROIs."""
+    rng = np.random.default_rng(seed)
+    patient = np.repeat(np.arange(n_patients), per_patient)
+    y = (np.arange(n_patients) % 3)[patient]
+    X = rng.normal(size=(len(y), 4))
+    X[:, 0] += 1.5 * y
+    X[:, 1] += 2 * rng.normal(size=n_patients)[patient]
+    return X, y, patient
+
+
+def assert_patients_whole(splits, patient: np.ndarray) -> None:
+    """No patient on both sides of any (train, test) split."""
+    for tr, te in splits:
+        assert not set(patient[tr]) & set(patient[te])
+
+
+def test_svm_platt_calibration_folds_are_grouped_by_patient() -> None:
+    X, y, patient = patient_dataset()
+    model = B.fit_model(B.make_svm(0), X, y, groups=patient)
+    splits = model.named_steps["svm"].calibrated_.cv
+    assert len(splits) == 5
+    assert_patients_whole(splits, patient)
+    proba = model.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    # without patient ids every ROI is its own group: the calibration folds then split patients
+    ungrouped = B.fit_model(B.make_svm(0), X, y).named_steps["svm"].calibrated_.cv
+    assert any(set(patient[tr]) & set(patient[te]) for tr, te in ungrouped)
+
+
+class GroupsSpy(ClassifierMixin, BaseEstimator):
+    """A classifier that checks it receives the patient ids of exactly its training rows (column 0)."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> GroupsSpy:
+        """Fail unless ``groups`` are this fold's patient ids."""
+        assert groups is not None and np.array_equal(np.asarray(groups), X[:, 0])
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Uniform probabilities."""
+        return np.full((len(X), len(self.classes_)), 1 / len(self.classes_))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The first class."""
+        return np.full(len(X), self.classes_[0])
+
+
+def test_cross_validated_proba_hands_each_fold_its_patient_ids() -> None:
+    X, y, patient = patient_dataset(30, 3)
+    X = np.column_stack([patient.astype(float), X])
+    proba = B.cross_validated_proba(X, y, GroupsSpy(), n_splits=5, groups=patient)
+    np.testing.assert_allclose(proba, 1 / 3)
+    spy_in_pipeline = Pipeline([("spy", GroupsSpy())])
+    B.cross_validated_proba(X, y, spy_in_pipeline, n_splits=5, groups=patient)
+
+
+@pytest.mark.parametrize("kind", ["knn", "svm"])
+def test_tuned_classifier_chooses_by_grouped_inner_cv(kind: str) -> None:
+    X, y, patient = patient_dataset(45, 4, seed=1)
+    config = B.TuningConfig(svm_C=(0.1, 10.0), svm_gamma=(0.01, 1.0), knn_k=(1, 9, 25))
+    model = B.fit_model(B.TunedClassifier(kind, config, seed=0), X, y, groups=patient)
+    # the same search by hand: grouped folds, the plain model, the grid
+    folds = B.grouped_folds(y, patient, config.inner_splits, 0, "test")
+    if kind == "knn":
+        plain, grid = B.make_knn(), {"knn__n_neighbors": list(config.knn_k)}
+    else:
+        plain = Pipeline([("scale", StandardScaler()), ("svm", SVC(kernel="rbf", random_state=0))])
+        grid = {"svm__C": list(config.svm_C), "svm__gamma": list(config.svm_gamma)}
+    search = GridSearchCV(plain, grid, cv=folds, scoring="accuracy", refit=False)
+    search.fit(X, y, groups=patient)
+    expected = {k.split("__")[1]: v for k, v in search.best_params_.items()}
+    expected = {"k": expected["n_neighbors"]} if kind == "knn" else expected
+    assert model.best_params_ == expected
+    assert model.best_score_ == pytest.approx(search.best_score_)
+    # nested inside a grouped outer CV it still gives a probability for every ROI
+    proba = B.cross_validated_proba(
+        X, y, B.TunedClassifier(kind, config), n_splits=5, groups=patient
+    )
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    if kind == "svm":  # the chosen SVM keeps its patient-grouped calibration
+        assert_patients_whole(model.model_.named_steps["svm"].calibrated_.cv, patient)
+
+
+def test_tuned_knn_prefers_many_neighbours_on_noisy_patients_and_one_on_clean() -> None:
+    rng = np.random.default_rng(3)
+    patient = np.repeat(np.arange(60), 3)
+    y = (np.arange(60) % 3)[patient]
+    clean = np.column_stack([4.0 * y + 0.1 * rng.normal(size=len(y)), rng.normal(size=len(y))])
+    noisy = np.column_stack([0.4 * y + rng.normal(size=len(y)), rng.normal(size=len(y))])
+    config = B.TuningConfig(knn_k=(1, 31))
+    assert B.fit_model(B.TunedClassifier("knn", config), noisy, y, patient).best_params_ == {
+        "k": 31
+    }
+    # with separated classes every k is perfect and the first (smallest) wins the tie
+    assert B.fit_model(B.TunedClassifier("knn", config), clean, y, patient).best_params_ == {"k": 1}
+
+
+def test_grouped_folds_cap_and_refuse() -> None:
+    y = np.array([0, 0, 1, 1, 2, 2, 2])
+    patient = np.array([1, 2, 3, 4, 5, 6, 7])
+    assert B.grouped_folds(y, patient, 10, 0, "t").get_n_splits() == 2
+    with pytest.raises(DataError, match="single patient"):
+        B.grouped_folds(y, np.array([1, 2, 3, 3, 5, 6, 7]), 5, 0, "t")
+
+
+def test_glcm_settings_state_what_glcm_features_does() -> None:
+    s = B.glcm_settings()
+    assert s["grey levels"] == B.GLCM_LEVELS == 64 and s["distance (pixels)"] == 1
+    assert s["angles"].startswith("0°, 45°, 90°, 135°")
+    # the stated distance and angles are mahotas' own: one direction's matrix at distance 1
+    img = noise_image(4)
+    q = B.quantise(img, B.GLCM_LEVELS)
+    per_direction = mahotas.features.haralick(q, ignore_zeros=False, compute_14th_feature=True)
+    assert per_direction.shape[0] == len(B.GLCM_ANGLES)
+    np.testing.assert_allclose(B.glcm_features(img), per_direction.mean(axis=0))
