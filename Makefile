@@ -34,8 +34,8 @@ units-all: $(STAMP)
 	$(PY) -m pytest tests
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check mcalc tests benchmarks notebooks tools
-	$(VENV)/bin/ruff format --check mcalc tests benchmarks notebooks tools
+	$(VENV)/bin/ruff check mcalc tests benchmarks notebooks
+	$(VENV)/bin/ruff format --check mcalc tests benchmarks notebooks
 
 notebooks-ci: $(STAMP)
 	$(PY) -m mcalc notebooks --profile ci

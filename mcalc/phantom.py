@@ -6,8 +6,8 @@ real download: the official calcification case-description CSVs at the top of a 
 abnormality, together with ``phantom.json`` (generator version, configuration, seed; it marks the
 folder as a phantom) and ``quirks.csv`` (the download faults injected on purpose).
 
-Sizes and descriptors are sampled from figures derived from the real tables
-(``mcalc/data/calc_calibration.csv``, ``calc_structure.json``; see ``tools/derive_calibration.py``):
+Sizes and descriptors are sampled from figures derived from the real tables shipped with mcalc
+(``mcalc/data/calc_case_description_{train,test}_set.csv``; see :mod:`mcalc.calibration`):
 split x pathology x calc type x distribution x assessment x subtlety x density, patients, breasts,
 lesions per breast, lesions seen in both CC and MLO, bilateral patients. ``scale=1`` gives the real
 sizes (1546 + 326 ROIs).
@@ -33,7 +33,6 @@ import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +45,7 @@ from skimage.draw import polygon as draw_polygon
 from tqdm.auto import tqdm
 
 from mcalc import __version__, kaggle
+from mcalc.calibration import derive_calibration
 from mcalc.errors import DataError
 
 PHANTOM_VERSION = "1.0"
@@ -189,31 +189,13 @@ class PhantomSummary:
 
 
 def load_calibration() -> pd.DataFrame:
-    """The packaged joint descriptor counts (split, pathology, calc_type, ..., density, count)."""
-    ref = resources.files("mcalc") / "data" / "calc_calibration.csv"
-    with ref.open("r") as fh:
-        table = pd.read_csv(
-            fh, dtype={"calc_type": str, "calc_distribution": str}, keep_default_na=False
-        )
-    expected = [
-        "split",
-        "pathology",
-        "calc_type",
-        "calc_distribution",
-        "assessment",
-        "subtlety",
-        "density",
-        "count",
-    ]
-    if list(table.columns) != expected:
-        raise DataError(f"calc_calibration.csv: columns {list(table.columns)}, expected {expected}")
-    return table
+    """The joint descriptor counts (split, pathology, calc_type, ..., density, count) of the shipped real tables."""
+    return derive_calibration()[0]
 
 
 def load_structure() -> dict:
-    """The packaged structure statistics (patients, lesions per breast, both-view fraction, ...)."""
-    ref = resources.files("mcalc") / "data" / "calc_structure.json"
-    return json.loads(ref.read_text())
+    """The structure statistics (patients, lesions per breast, both-view fraction, ...) of the shipped real tables."""
+    return derive_calibration()[1]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -893,8 +875,10 @@ def plan_phantom(
     config: PhantomConfig, calibration: pd.DataFrame | None = None, stats: dict | None = None
 ) -> list[dict]:
     """Every patient of the phantom with breasts, images, ROIs, descriptors, file names and seeds."""
-    calibration = load_calibration() if calibration is None else calibration
-    stats = load_structure() if stats is None else stats
+    if calibration is None or stats is None:
+        derived = derive_calibration()
+        calibration = derived[0] if calibration is None else calibration
+        stats = derived[1] if stats is None else stats
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0]))
     patients = []
     for split in SPLITS:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
-import importlib.util
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -13,26 +13,15 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from conftest import shared_tables
 from pydicom.errors import InvalidDicomError
 from scipy import ndimage
 
 from mcalc import phantom as ph
+from mcalc.calibration import derive_calibration, normalise_term, shipped_tables
 from mcalc.curation import curate
 from mcalc.errors import DataError
 
-REPO = Path(__file__).resolve().parents[1]
 SCALE = 0.03
-
-
-def load_tool():
-    """Import tools/derive_calibration.py as a module."""
-    spec = importlib.util.spec_from_file_location(
-        "derive_calibration", REPO / "tools" / "derive_calibration.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def read_table(root: Path, split: str) -> pd.DataFrame:
@@ -67,13 +56,24 @@ def quirks(small) -> pd.DataFrame:
 # ------------------------------------------------------------------ calibration
 
 
-def test_calibration_file_matches_derivation():
-    """The packaged calibration is what tools/derive_calibration.py derives from the real tables."""
-    source = shared_tables()
-    table, info = load_tool().derive_calibration(source)
-    packaged = ph.load_calibration()
-    pd.testing.assert_frame_equal(table.reset_index(drop=True), packaged, check_dtype=False)
-    assert json.loads(json.dumps(info)) == ph.load_structure()
+def test_calibration_is_unchanged_by_deriving_it_at_run_time():
+    """The calibration derived from the shipped tables is byte for byte what the retired packaged files held.
+
+    Until the real tables shipped with mcalc, the same figures were written once to
+    ``mcalc/data/calc_calibration.csv`` and ``calc_structure.json``; these are those files' SHA-256, so
+    a change of the derivation (and with it of every phantom) cannot pass unnoticed.
+    """
+    table, info = derive_calibration()
+    csv_text = table.to_csv(index=False, lineterminator="\n")
+    json_text = json.dumps(info, indent=2, sort_keys=True) + "\n"
+    assert hashlib.sha256(csv_text.encode()).hexdigest() == (
+        "f48b2c4b901c73748c0a50e221b397e4b33f2fd230ac796d2cb7edbd8a66fef2"
+    )
+    assert hashlib.sha256(json_text.encode()).hexdigest() == (
+        "c03872eaec6cfd967e61ec25d81593cbb6618a7f6f90ceaa800b85e54f346367"
+    )
+    pd.testing.assert_frame_equal(ph.load_calibration(), table)
+    assert ph.load_structure() == info
 
 
 def test_calibration_reproduces_real_totals():
@@ -96,12 +96,12 @@ def test_calibration_reproduces_real_totals():
     assert (stats["train"]["patients"], stats["test"]["patients"]) == (602, 151)
 
 
-def test_normalise_term_in_tool():
-    """The derivation tool folds synonyms and repeated components."""
-    tool = load_tool()
-    assert tool.normalise_term("LUCENT_CENTERED") == "LUCENT_CENTER"
-    assert tool.normalise_term("PLEOMORPHIC-PLEOMORPHIC") == "PLEOMORPHIC"
-    assert tool.normalise_term("") == "N/A"
+def test_normalise_term():
+    """The calibration folds synonyms and repeated components, keeping the order of the rest."""
+    assert normalise_term("LUCENT_CENTERED") == "LUCENT_CENTER"
+    assert normalise_term("PLEOMORPHIC-PLEOMORPHIC") == "PLEOMORPHIC"
+    assert normalise_term("PUNCTATE-PLEOMORPHIC") == "PUNCTATE-PLEOMORPHIC"
+    assert normalise_term("") == "N/A"
 
 
 # ------------------------------------------------------------------ sizes and structure
@@ -217,9 +217,8 @@ def test_tables_have_the_official_schema(small):
 
 
 def test_header_is_the_real_one():
-    """The header equals the real calc table's header byte for byte."""
-    source = shared_tables()
-    with open(source / "calc_case_description_train_set.csv", newline="") as fh:
+    """The header equals the real calc table's header byte for byte (the shipped official table)."""
+    with open(shipped_tables()["train"], newline="") as fh:
         assert next(csv.reader(fh)) == ph.CSV_HEADER
 
 

@@ -1,26 +1,29 @@
-"""Derive the phantom's calibration figures from the official CBIS-DDSM calcification tables.
+"""The official CBIS-DDSM calcification tables shipped with mcalc, and the phantom's calibration derived from them.
 
-Reads ``calc_case_description_{train,test}_set.csv`` (default: ``../shared/data/cbis-ddsm`` next
-to the repository) and writes two small files that ship with mcalc:
+``mcalc/data/calc_case_description_{train,test}_set.csv`` are the two official tables, unmodified
+(source, licence and citation in ``mcalc/data/README.md``). :func:`shipped_tables` says where they
+are; :func:`derive_calibration` turns them (or any folder holding the two tables) into the figures
+the phantom samples from:
 
-* ``mcalc/data/calc_calibration.csv``: joint counts of split x pathology x calc type (normalised
-  spelling) x calc distribution x assessment x subtlety x breast density;
-* ``mcalc/data/calc_structure.json``: patients per split, images per patient, abnormalities per
-  image, the fraction of lesions seen in both CC and MLO, lesions per breast, bilateral patients.
+* the joint counts of split x pathology x calc type (spelling normalised, component order kept) x
+  calc distribution x assessment x subtlety x breast density;
+* per split: patients, images per patient, abnormalities per image, lesions per breast, the fraction
+  of lesions seen in both CC and MLO (views matched by their descriptors within a breast), bilateral
+  patients, how single-view lesions sit in breasts.
 
-Only aggregate figures are written, never rows of the tables. Usage::
-
-    python tools/derive_calibration.py [--source DIR] [--out DIR]
+Only aggregate figures leave this module, never rows of the tables.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import Counter
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
+
+from mcalc.errors import DataError
 
 SPLIT_FILES = {
     "train": "calc_case_description_train_set.csv",
@@ -50,15 +53,21 @@ RENAME = {
 }
 SPELLING = {"LUCENT_CENTERED": "LUCENT_CENTER"}
 LESION_KEY = ["calc_type", "calc_distribution", "pathology", "assessment", "subtlety"]
+SOURCE = "CBIS-DDSM calc_case_description_{train,test}_set.csv (TCIA 2017)"
 
 
-def default_source() -> Path:
-    """The shared CBIS-DDSM table folder next to the repository (``../shared/data/cbis-ddsm``)."""
-    return Path(__file__).resolve().parents[2] / "shared" / "data" / "cbis-ddsm"
+def shipped_tables() -> dict[str, Path]:
+    """Paths of the two official calcification tables shipped in ``mcalc/data``, by split."""
+    folder = resources.files("mcalc") / "data"
+    paths = {split: Path(str(folder / name)) for split, name in SPLIT_FILES.items()}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise DataError(f"mcalc's shipped CBIS-DDSM tables are missing: {', '.join(missing)}")
+    return paths
 
 
 def normalise_term(value: str) -> str:
-    """Canonical spelling of a (compound) calc type/distribution: fixed synonyms, no repeated parts."""
+    """Canonical spelling of a (compound) calc type/distribution: fixed synonyms, no repeated parts, order kept."""
     if value in ("", "N/A", "NA"):
         return "N/A"
     parts: list[str] = []
@@ -69,13 +78,12 @@ def normalise_term(value: str) -> str:
     return "-".join(parts)
 
 
-def read_split(source: Path, split: str) -> pd.DataFrame:
+def read_split(path: Path, split: str) -> pd.DataFrame:
     """One official calc table with short column names, normalised terms and a ``split`` column."""
-    path = source / SPLIT_FILES[split]
     raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in RENAME if c not in raw.columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}")
+        raise DataError(f"{path}: missing columns {missing}")
     df = raw[list(RENAME)].rename(columns=RENAME)
     df["raw_calc_type"] = df["calc_type"]
     df["calc_type"] = df["calc_type"].map(normalise_term)
@@ -171,38 +179,16 @@ def structure(df: pd.DataFrame) -> dict:
     }
 
 
-def derive_calibration(source: Path) -> tuple[pd.DataFrame, dict]:
-    """Joint descriptor counts and structure statistics of the real calc tables in ``source``."""
-    frames = {split: read_split(source, split) for split in SPLIT_FILES}
+def derive_calibration(tables: dict[str, Path] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Joint descriptor counts and structure statistics of the calc tables (default: the shipped ones)."""
+    tables = shipped_tables() if tables is None else tables
+    frames = {split: read_split(Path(tables[split]), split) for split in SPLIT_FILES}
     both = pd.concat(frames.values(), ignore_index=True)
     overlap = set(frames["train"]["patient_id"]) & set(frames["test"]["patient_id"])
     info = {
-        "source": "CBIS-DDSM calc_case_description_{train,test}_set.csv (TCIA 2017)",
+        "source": SOURCE,
         "patients_in_both_splits": len(overlap),
         "splits": {split: structure(df) for split, df in frames.items()},
     }
-    return joint_counts(both), info
-
-
-def write_calibration(table: pd.DataFrame, info: dict, out: Path) -> None:
-    """Write ``calc_calibration.csv`` and ``calc_structure.json`` into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "calc_calibration.csv", index=False, lineterminator="\n")
-    (out / "calc_structure.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=default_source())
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "mcalc" / "data"
-    )
-    args = parser.parse_args(argv)
-    table, info = derive_calibration(args.source)
-    write_calibration(table, info, args.out)
-    print(f"{len(table)} combinations, {int(table['count'].sum())} ROIs -> {args.out}")
-
-
-if __name__ == "__main__":
-    main()
+    # a JSON round trip: plain str/int/float/list/dict values, as a reader of a JSON file would get
+    return joint_counts(both), json.loads(json.dumps(info, sort_keys=True))
