@@ -11,13 +11,21 @@ from mcalc import __version__
 
 #: How results on the Kaggle JPEG re-release of CBIS-DDSM are labelled, wherever a label is shown.
 KAGGLE_JPEG_LABEL = "CBIS-DDSM, Kaggle JPEG re-release: 8-bit, lossy"
+#: Data kind of the metadata-only results: the official CBIS-DDSM calc tables shipped with mcalc.
+REAL_TABLES = "cbis-ddsm-tables"
+REAL_TABLES_LABEL = "real CBIS-DDSM case-description tables (metadata only)"
+#: What the book computes from the shipped real tables in every build (named by the banner).
+REAL_TABLES_RESULTS = (
+    "Table 1's counts, patients / lesions / views per class and split, the BI-RADS assessment rule "
+    "and the structural leakage counts of each split scheme"
+)
 
 
 @dataclass(frozen=True)
 class Provenance:
     """Where a result came from: the data source and the backbone weights (the two things a reader must know)."""
 
-    data: str  # "phantom" or "cbis-ddsm"
+    data: str  # "phantom", "cbis-ddsm" (a download) or REAL_TABLES (the shipped tables, metadata only)
     data_detail: str = ""  # e.g. "mcalc phantom 0.1.0, scale 1.0, seed 0" or the data root's name
     weights: str = "n/a"  # "imagenet", "random", "file:<name>", or "n/a" (no backbone involved)
     weights_detail: str = ""
@@ -30,7 +38,7 @@ class Provenance:
     @property
     def is_simulated(self) -> bool:
         """True when the data are the phantom or the backbone is not ImageNet-pretrained."""
-        return self.data != "cbis-ddsm" or self.weights in {"random"}
+        return self.data not in {"cbis-ddsm", REAL_TABLES} or self.weights in {"random"}
 
     @property
     def is_kaggle_jpeg(self) -> bool:
@@ -42,7 +50,12 @@ class Provenance:
     def label(self) -> str:
         """One line for figure captions and table footers."""
         source = KAGGLE_JPEG_LABEL if self.is_kaggle_jpeg else "CBIS-DDSM"
-        data = f"PHANTOM data (simulated {source})" if self.data == "phantom" else f"real {source}"
+        if self.data == REAL_TABLES:
+            data = REAL_TABLES_LABEL
+        elif self.data == "phantom":
+            data = f"PHANTOM data (simulated {source})"
+        else:
+            data = f"real {source}"
         if self.data_detail:
             data += f" [{self.data_detail}]"
         if self.weights == "n/a":
@@ -54,25 +67,32 @@ class Provenance:
         return f"Data: {data} · Backbone: {weights}"
 
     def banner(self) -> str:
-        """A warning sentence for pages whose results are not the paper's setting (empty when they are)."""
-        parts = []
-        if self.data == "phantom":
-            parts.append("the offline phantom, not real CBIS-DDSM images")
-        if self.weights == "random":
-            parts.append("a randomly initialised backbone, not ImageNet weights")
+        """Which results of the book are simulated (by their label) and which are real (empty when none is simulated)."""
         release = (
             f"Images: {KAGGLE_JPEG_LABEL}, not the DICOM release; GLCM texture results in "
             "particular may differ from the DICOM release's (see Methods)."
             if self.is_kaggle_jpeg
             else ""
         )
-        if not parts:
+        if self.data == "phantom":
+            simulated = (
+                "Results labelled “PHANTOM data” (everything computed from images: "
+                "features, networks, GLCM baselines, leakage metrics) were produced with the offline "
+                "phantom, not real CBIS-DDSM images"
+            )
+            if self.weights == "random":
+                simulated += ", and with a randomly initialised backbone, not ImageNet weights"
+        elif self.weights == "random":
+            simulated = (
+                "Results labelled “RANDOMLY initialised InceptionResNetV2” were produced "
+                "with a randomly initialised backbone, not ImageNet weights"
+            )
+        else:
             return release
         return (
-            "The results on this page were produced with "
-            + " and ".join(parts)
-            + ": they test the pipeline, not the paper's numbers."
-            + (f" {release}" if release else "")
+            f"{simulated}: they test the pipeline, not the paper's numbers. Results labelled "
+            f"“{REAL_TABLES_LABEL}” ({REAL_TABLES_RESULTS}) are real: computed in every build "
+            "from the official tables shipped with mcalc." + (f" {release}" if release else "")
         )
 
     def to_dict(self) -> dict:

@@ -1,0 +1,332 @@
+"""Metadata-only results, computed from the real CBIS-DDSM calcification tables shipped with mcalc.
+
+Nothing here needs a pixel, so every build computes these on the official tables
+(``mcalc/data/calc_case_description_{train,test}_set.csv``, read by :mod:`mcalc.curation`'s reader),
+whatever data the images come from, under their own provenance label
+(:data:`mcalc.provenance.REAL_TABLES_LABEL`):
+
+* :func:`table1` — ROIs per class and split: ours from the real tables, the paper's, and, when a
+  real download was curated, its usable ROIs after exclusions;
+* :func:`structure` — ROIs (CC / MLO), lesions (seen in both views), mammograms and patients per class
+  and split (a lesion is patient, side and abnormality id, as in :func:`mcalc.splits.leakage_report`);
+* :func:`assessment_rule` — the BI-RADS assessment reference rule (learned on the official training
+  table, evaluated on the test table) with patient-level bootstrap CIs;
+* :func:`leakage_structure` — how many test ROIs of each split scheme have the other view of their
+  lesion, another lesion of the breast, their mammogram or their patient in training, and what the
+  assessment rule reaches on each scheme's test side;
+* :func:`check_download` — a user's curated tables against the shipped ones (same records, or the
+  differences, e.g. an updated release).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mcalc import baselines, paper
+from mcalc.calibration import shipped_tables
+from mcalc.curation import CLASSES, SPLITS, CurationResult, read_case_table
+from mcalc.errors import DataError
+from mcalc.metrics import Evaluation, cluster_ids, evaluate
+from mcalc.provenance import REAL_TABLES, Provenance
+from mcalc.splits import leakage_report, patient_grouped_split, roi_level_split
+
+#: Class order of the paper's Table 1.
+PAPER_CLASS_ORDER = ("BENIGN_WITHOUT_CALLBACK", "BENIGN", "MALIGNANT")
+#: The split schemes of the leakage audit (chapter 6), by key.
+SPLIT_SCHEMES = {
+    "official": "(a) official split, patient-disjoint",
+    "roi_level": "(b) random ROI-level 80/20 (the paper's likely protocol)",
+    "patient_grouped": "(c) patient-grouped 80/20",
+}
+#: Fields of a record compared between the shipped tables and a user's download.
+RECORD_FIELDS = (
+    "patient_id",
+    "side",
+    "view",
+    "abnormality_id",
+    "pathology",
+    "calc_type",
+    "calc_distribution",
+    "assessment",
+    "subtlety",
+    "density",
+)
+SPLIT_NAMES = {"train": "training", "test": "testing"}
+SOURCE_DETAIL = "official calc tables, TCIA 2017 release, shipped with mcalc"
+
+
+def provenance() -> Provenance:
+    """The provenance of every result of this module: the shipped real tables, metadata only."""
+    return Provenance(data=REAL_TABLES, data_detail=SOURCE_DETAIL)
+
+
+def read_real_tables(tables: dict[str, Path] | None = None) -> pd.DataFrame:
+    """Both official calc tables (default: the shipped ones) as manifest rows, train then test."""
+    tables = shipped_tables() if tables is None else tables
+    rows = pd.concat(
+        [read_case_table(Path(tables[split]), split, "calc") for split in SPLITS],
+        ignore_index=True,
+    )
+    bad = rows[rows["status"] != "ok"]
+    if len(bad):
+        first = bad.iloc[0]
+        raise DataError(
+            f"{first['source_file']} line {first['source_line']}: {first['detail']} "
+            "(the real CBIS-DDSM tables should have no unusable record)"
+        )
+    return rows
+
+
+def _counts(rows: pd.DataFrame) -> pd.DataFrame:
+    """ROIs per class (rows, paper order) and split (columns)."""
+    return (
+        pd.crosstab(rows["pathology"], rows["split"])
+        .reindex(index=list(PAPER_CLASS_ORDER), columns=list(SPLITS), fill_value=0)
+        .astype(int)
+    )
+
+
+def table1(
+    curation: CurationResult | None = None, rows: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Table 1: ROIs per class and split from the real tables, the paper's, and a curated download's usable ROIs."""
+    rows = read_real_tables() if rows is None else rows
+    ours = _counts(rows)
+    printed = paper.table1().reindex(list(PAPER_CLASS_ORDER))
+    columns = {}
+    for split in SPLITS:
+        columns[("official CBIS-DDSM tables (ours)", SPLIT_NAMES[split])] = ours[split]
+    columns[("paper", "training")] = printed["Training"]
+    columns[("paper", "testing")] = printed["Testing"]
+    if curation is not None and not curation.is_phantom:
+        usable = _counts(curation.usable())
+        for split in SPLITS:
+            columns[("your download, usable after curation", SPLIT_NAMES[split])] = usable[split]
+    out = pd.DataFrame(columns, index=pd.Index(PAPER_CLASS_ORDER, name="class"))
+    out.loc["total"] = out.sum()
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
+    return out.astype(int)
+
+
+def _lesion_id(rows: pd.DataFrame) -> pd.Series:
+    """One lesion per patient, side and abnormality id (its CC and MLO views share them)."""
+    return cluster_ids(rows)[1]
+
+
+def structure(rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per split and class (and all classes): ROIs, CC and MLO ROIs, lesions, lesions in both views, mammograms, patients."""
+    rows = read_real_tables() if rows is None else rows
+    rows = rows.assign(_lesion=_lesion_id(rows))
+    out = {}
+    for split in SPLITS:
+        in_split = rows[rows["split"] == split]
+        for cls in (*CLASSES, "all classes"):
+            sub = in_split if cls == "all classes" else in_split[in_split["pathology"] == cls]
+            views = sub.groupby("_lesion")["view"].nunique()
+            out[(split, cls)] = {
+                "ROIs": len(sub),
+                "CC ROIs": int((sub["view"] == "CC").sum()),
+                "MLO ROIs": int((sub["view"] == "MLO").sum()),
+                "lesions": len(views),
+                "lesions seen in both views": int((views == 2).sum()),
+                "mammograms": int(sub["image_id"].nunique()),
+                "patients": int(sub["patient_id"].nunique()),
+            }
+    table = pd.DataFrame(out).T.astype(int)
+    table.index.names = ["split", "class"]
+    return table
+
+
+def assessment_crosstab(rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """ROIs by split and BI-RADS assessment (rows) and pathology (columns)."""
+    rows = read_real_tables() if rows is None else rows
+    return pd.crosstab([rows["split"], rows["assessment"].astype(int)], rows["pathology"]).reindex(
+        columns=list(CLASSES), fill_value=0
+    )
+
+
+def _evaluate_rule(train: pd.DataFrame, test: pd.DataFrame, n_boot: int, seed: int) -> Evaluation:
+    """The assessment rule learned on ``train``, evaluated on ``test`` with patient-level bootstrap CIs."""
+    patients, lesions = cluster_ids(test)
+    return evaluate(
+        test["label"].to_numpy(dtype=int),
+        baselines.assessment_rule(train, test),
+        n_boot=n_boot,
+        seed=seed,
+        groups=patients,
+        lesions=lesions,
+    )
+
+
+@dataclass
+class AssessmentRule:
+    """The BI-RADS assessment reference rule on the real tables: the rule, and its test evaluation."""
+
+    rule: (
+        pd.DataFrame
+    )  # per assessment value: training counts, smoothed probabilities, the rule's class
+    evaluation: Evaluation
+
+    def table(self) -> pd.DataFrame:
+        """One row: test accuracy, AUC, BENIGN_WITHOUT_CALLBACK sensitivity with their CIs, and the sizes."""
+        ev = self.evaluation
+        return pd.DataFrame(
+            {
+                "accuracy": _fmt(ev.accuracy, ev.ci.get("accuracy")),
+                "AUC (macro one-vs-rest)": _fmt(ev.auc_macro, ev.ci.get("auc_macro")),
+                f"sensitivity {CLASSES[1]}": _fmt(
+                    ev.sensitivity[CLASSES[1]], ev.ci.get(f"sensitivity[{CLASSES[1]}]")
+                ),
+                "test ROIs": ev.n,
+                "test lesions": ev.n_lesions,
+                "test patients": ev.n_patients,
+                "CI": ev.ci_note(),
+            },
+            index=pd.Index(["BI-RADS assessment only (official split)"], name="rule"),
+        )
+
+
+def _fmt(value: float, ci: tuple[float, float] | None) -> str:
+    """'0.715 [0.655, 0.770]' (the value alone without a finite CI)."""
+    if ci is None or not all(np.isfinite(ci)):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def assessment_rule(
+    rows: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0
+) -> AssessmentRule:
+    """The assessment rule learned on the official training table and evaluated on the test table."""
+    rows = read_real_tables() if rows is None else rows
+    train, test = rows[rows["split"] == "train"], rows[rows["split"] == "test"]
+    return AssessmentRule(
+        rule=baselines.assessment_rule_table(train),
+        evaluation=_evaluate_rule(train, test, n_boot, seed),
+    )
+
+
+def scheme_sides(rows: pd.DataFrame, scheme: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(training-side, test) positions of ``rows`` under a split scheme (validation belongs to training)."""
+    if scheme == "official":
+        split = rows["split"].to_numpy()
+        return np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
+    splitter = {"roi_level": roi_level_split, "patient_grouped": patient_grouped_split}.get(scheme)
+    if splitter is None:
+        raise ValueError(f"scheme must be one of {', '.join(SPLIT_SCHEMES)}, not {scheme!r}")
+    train, test = splitter(rows, test_fraction=0.2, seed=seed)
+    return np.asarray(train), np.asarray(test)
+
+
+def leak_cells(report: dict) -> dict[str, str | int]:
+    """A leakage report as table cells: counts of test ROIs with their share."""
+    n = report["n_test"]
+    cells: dict[str, str | int] = {"training ROIs": int(report["n_train"]), "test ROIs": int(n)}
+    for key, label in (
+        ("same_lesion_other_view", "same lesion, other view"),
+        ("same_breast_other_view", "same breast, other view"),
+        ("same_image", "same mammogram"),
+        ("same_patient", "same patient"),
+    ):
+        cells[f"{label} in training"] = f"{int(report[key])} ({report[key] / n:.0%})" if n else "0"
+    cells["patients on both sides"] = int(report["shared_patients"])
+    return cells
+
+
+def leakage_structure(
+    rows: pd.DataFrame | None = None, seed: int = 0, n_boot: int = 1000
+) -> pd.DataFrame:
+    """Per split scheme: test ROIs with a relative in training, and the assessment rule's test accuracy there."""
+    rows = read_real_tables() if rows is None else rows
+    out = {}
+    for scheme, name in SPLIT_SCHEMES.items():
+        train_pos, test_pos = scheme_sides(rows, scheme, seed)
+        train, test = rows.iloc[train_pos], rows.iloc[test_pos]
+        cells = leak_cells(leakage_report(train, test))
+        rule = _evaluate_rule(train, test, n_boot, seed)
+        bwc = test["pathology"] == CLASSES[1]
+        cells["assessment-rule accuracy"] = _fmt(rule.accuracy, rule.ci.get("accuracy"))
+        cells[f"test {CLASSES[1]} with assessment 2"] = (
+            f"{int((test.loc[bwc, 'assessment'] == 2).sum())} / {int(bwc.sum())}"
+        )
+        out[name] = cells
+    table = pd.DataFrame(out).T
+    table.index.name = "split scheme"
+    return table
+
+
+@dataclass
+class DownloadCheck:
+    """A curated download's tables against the shipped ones: counts per split, the differing records, a note."""
+
+    summary: pd.DataFrame
+    differences: pd.DataFrame
+    note: str
+
+
+def _records(rows: pd.DataFrame) -> pd.DataFrame:
+    """The compared fields of every row, indexed by split and ROI id (text, missing as '')."""
+    out = rows[["split", "roi_id", *RECORD_FIELDS]].copy()
+    for col in RECORD_FIELDS:
+        out[col] = out[col].astype("string").fillna("")
+    return out.drop_duplicates(["split", "roi_id"]).set_index(["split", "roi_id"])
+
+
+def check_download(curation: CurationResult, rows: pd.DataFrame | None = None) -> DownloadCheck:
+    """Compare a curated download's table records with the shipped real tables (splits present in the download)."""
+    if curation.is_phantom:
+        return DownloadCheck(
+            pd.DataFrame(),
+            pd.DataFrame(),
+            "The data are the offline phantom: there is no download to check against the shipped tables.",
+        )
+    rows = read_real_tables() if rows is None else rows
+    mine = curation.manifest[curation.manifest["roi_id"].str.startswith("Calc-")]
+    theirs, shipped = _records(mine), _records(rows)
+    summary, diffs = {}, []
+    for split in SPLITS:
+        if split not in set(mine["split"]):
+            continue
+        a, b = shipped.loc[split], theirs.loc[split]
+        common = a.index.intersection(b.index)
+        differ = (a.loc[common] != b.loc[common]).any(axis=1)
+        for roi in common[differ.to_numpy()]:
+            for col in RECORD_FIELDS:
+                if a.at[roi, col] != b.at[roi, col]:
+                    diffs.append((split, roi, col, a.at[roi, col], b.at[roi, col]))
+        for roi in a.index.difference(b.index):
+            diffs.append((split, roi, "(record)", "present", "absent"))
+        for roi in b.index.difference(a.index):
+            diffs.append((split, roi, "(record)", "absent", "present"))
+        summary[SPLIT_NAMES[split]] = {
+            "records in the shipped table": len(a),
+            "records in your table": len(b),
+            "same records": int((~differ).sum()),
+            "records with other values": int(differ.sum()),
+            "only in the shipped table": len(a.index.difference(b.index)),
+            "only in your table": len(b.index.difference(a.index)),
+        }
+    summary_frame = pd.DataFrame(summary).T
+    summary_frame.index.name = "split"
+    differences = pd.DataFrame(
+        diffs, columns=["split", "roi_id", "field", "shipped tables", "your tables"]
+    )
+    checked = " and ".join(summary)
+    if differences.empty:
+        note = (
+            f"Your {checked} table(s) hold the same records as the shipped 2017 release: the "
+            "metadata-only results of this book describe your data too."
+        )
+    else:
+        n_other = int(summary_frame["records with other values"].sum())
+        note = (
+            f"Your {checked} table(s) differ from the shipped 2017 release (an updated or edited "
+            f"release?): {int(summary_frame['only in your table'].sum())} record(s) only in yours, "
+            f"{int(summary_frame['only in the shipped table'].sum())} only in the shipped tables, "
+            f"{n_other} with other values. The metadata-only results come from the shipped tables, "
+            "the image-based results from yours."
+        )
+    return DownloadCheck(summary_frame, differences, note)
