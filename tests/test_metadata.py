@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import shared_tables
 
 from mcalc import metadata as md
 from mcalc.calibration import SPLIT_FILES, shipped_tables
 from mcalc.curation import CLASSES, CurationResult, curate
 from mcalc.provenance import REAL_TABLES, REAL_TABLES_LABEL, Provenance
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cbis-ddsm"
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +43,9 @@ def test_shipped_tables_match_the_checksums_in_their_readme():
 
 def test_shipped_tables_are_byte_identical_to_the_shared_copy():
     """The package data are the official files, unmodified."""
-    if not (SHARED / SPLIT_FILES["train"]).is_file():
-        pytest.skip(f"the shared CBIS-DDSM tables are not at {SHARED}")
+    shared = shared_tables()
     for split, path in shipped_tables().items():
-        assert path.read_bytes() == (SHARED / SPLIT_FILES[split]).read_bytes()
+        assert path.read_bytes() == (shared / SPLIT_FILES[split]).read_bytes()
 
 
 def test_every_shipped_record_is_usable(rows):
