@@ -549,3 +549,40 @@ def test_cluster_ids_on_the_real_test_table() -> None:
     assert counts["BENIGN_WITHOUT_CALLBACK"]["patients"] == 17
     with pytest.raises(DataError, match="abnormality_id"):
         M.cluster_ids(table.drop(columns="abnormality_id"))
+
+
+def test_methods_page_interval_table_is_what_the_code_gives_on_the_real_tables() -> None:
+    """book/methods.md's ROI- vs patient-level table, recomputed from the real tables (BI-RADS rule)."""
+    import warnings
+
+    from conftest import REPO, shared_tables
+
+    from mcalc import baselines as B
+    from mcalc import curation as cu
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        manifest = cu.curate(shared_tables(), progress=False, check_images=False).manifest
+        train = manifest[manifest["split"] == "train"]
+        test = manifest[manifest["split"] == "test"]
+        proba = B.assessment_rule(train, test)
+    patients, lesions = M.cluster_ids(test)
+    table = M.interval_comparison(
+        test["label"].to_numpy(dtype=int), proba, patients, lesions, n_boot=2000, seed=0
+    )
+    lines = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in (REPO / "book" / "methods.md").read_text().splitlines()
+        if line.startswith("| `")
+    }
+    for row in table.itertuples(index=False):
+        cells = lines[f"`{row.metric}`"]
+        assert cells == [
+            f"{row.value:.3f}",
+            str(row.ROIs),
+            str(row.patients),
+            row[4],
+            row[5],
+            f"{row[6]:.2f}",
+        ], row.metric
+        assert row[6] < 0.8  # the ROI-level interval is clearly narrower
