@@ -79,6 +79,22 @@ def _cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    """Run a grid of the optimizer template's parameters on Dask (one papermill execution per point); resumes."""
+    from mcalc.sweep import read_grid, run_sweep
+
+    profile = _profile_from(args)
+    summary = run_sweep(
+        read_grid(args.grid),
+        profile,
+        scheduler=args.scheduler or profile.sweep.scheduler,
+        workers=profile.sweep.workers if args.workers is None else args.workers,
+        progress=not args.quiet,
+    )
+    print(summary.describe())
+    return 1 if summary.failed else 0
+
+
 def _add_profile_args(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that execute notebooks."""
     p.add_argument(
@@ -179,6 +195,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-execute", action="store_true", help="build from the already executed notebooks"
     )
     p.set_defaults(func=_cmd_book)
+
+    p = sub.add_parser(
+        "sweep",
+        help="run a grid of runs on Dask (local or a cluster)",
+        description=_cmd_sweep.__doc__,
+    )
+    p.add_argument("grid", help="grid file (YAML): name, fixed parameters, grid axes or points")
+    _add_profile_args(p)
+    p.add_argument(
+        "--scheduler",
+        help="'local' (a Dask LocalCluster, the default), 'serial' (no Dask) or a scheduler address tcp://HOST:8786",
+    )
+    p.add_argument(
+        "--workers", type=int, help="LocalCluster workers (default: one per core, or per GPU)"
+    )
+    p.set_defaults(func=_cmd_sweep)
     return parser
 
 

@@ -12,7 +12,17 @@ from mcalc.paper import PAPER_OPTIMIZER_NAMES
 
 NOTEBOOK_DIR = Path("notebooks")
 OPTIMIZERS = ("adam", "adagrad", "adadelta", "rmsprop")
+SEED_SWEEP = "seed_variance"  # chapter 7's sweep, under <results_dir>/sweeps/
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+@dataclass(frozen=True)
+class SweepSection:
+    """How a profile runs its sweeps (chapter 7's optimizer × seed grid, ``mcalc sweep``) on Dask."""
+
+    scheduler: str = "local"  # "local": a LocalCluster here; "serial": no Dask; or tcp://HOST:8786
+    workers: int = 0  # LocalCluster workers (0: one per core, or one per GPU when there are GPUs)
+    n_boot: int = 0  # bootstrap resamples of chapter 7's points (0: point estimates only)
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,7 @@ class Profile:
     results_dir: str = "results"
     cache_dir: str = "cache"
     out_dir: str = "book/executed"
+    sweep: SweepSection = SweepSection()
 
     def validation(self) -> float:
         """The validation hold-out: a count scales with the phantom (200 ROIs at scale 1, 20 at 0.1); a fraction does not."""
@@ -89,6 +100,7 @@ class NotebookRun:
     output: str
     parameters: dict = field(default_factory=dict)
     title: str | None = None  # replaces the template's first heading in the executed notebook
+    sweep: dict | None = None  # a grid (as in a GRID.yaml) run on Dask before the notebook reads it
 
 
 def plan(profile: Profile) -> list[NotebookRun]:
@@ -122,10 +134,27 @@ def plan(profile: Profile) -> list[NotebookRun]:
     ]
     optional = [
         NotebookRun("06_leakage_audit", "06_leakage_audit", train),
-        NotebookRun("07_seed_variance", "07_seed_variance", {**train, "n_seeds": profile.n_seeds}),
+        NotebookRun(
+            "07_seed_variance",
+            "07_seed_variance",
+            {"sweep_name": SEED_SWEEP},
+            sweep=seed_sweep(profile),
+        ),
     ]
     runs += [r for r in optional if (NOTEBOOK_DIR / f"{r.template}.py").is_file()]
     return runs
+
+
+def seed_sweep(profile: Profile) -> dict:
+    """Chapter 7's grid: every optimizer × ``n_seeds`` seeds, all on the profile's one validation split."""
+    return {
+        "name": SEED_SWEEP,
+        "fixed": {"split_seed": profile.seed, "n_boot": profile.sweep.n_boot},
+        "grid": {
+            "optimizer": list(OPTIMIZERS),
+            "seed": [profile.seed + s for s in range(profile.n_seeds)],
+        },
+    }
 
 
 def relative_to_output(path: str, out_dir: str) -> str:
@@ -201,6 +230,17 @@ def run_profile(
         if only and not any(run.output.startswith(o) for o in only):
             continue
         start = time.perf_counter()
+        if run.sweep is not None:
+            from mcalc.sweep import GridSpec, run_sweep
+
+            summary = run_sweep(
+                GridSpec.from_dict(run.sweep),
+                profile,
+                scheduler=profile.sweep.scheduler,
+                workers=profile.sweep.workers,
+                progress=progress,
+            )
+            print(f"[mcalc] {summary.describe()}", flush=True)
         print(
             f"[mcalc] executing {run.template} -> {profile.out_dir}/{run.output}.ipynb", flush=True
         )

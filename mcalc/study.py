@@ -507,8 +507,9 @@ def run_optimizer(
     train_backbone: str = "none",
     save: bool = True,
     tag: str = "",
+    record: str | Path | None = None,
 ) -> OptimizerRun:
-    """Train the paper's head with one optimizer (on cached features, or fine-tuning the backbone); evaluate; save JSON."""
+    """Train the paper's head with one optimizer (on cached features, or fine-tuning the backbone); evaluate; save JSON (to ``record`` when given)."""
     manifest, X, y = load_study_inputs(results_dir, image_size, weights)
     idx = _split_arrays(
         manifest, validation_size, config.seed if split_seed is None else split_seed
@@ -532,7 +533,10 @@ def run_optimizer(
     )
     if save:
         run.path = write_json(
-            run.to_dict(), Path(results_dir) / RUNS / f"cnn_{config.optimizer}{tag}.json"
+            run.to_dict(),
+            Path(record)
+            if record
+            else Path(results_dir) / RUNS / f"cnn_{config.optimizer}{tag}.json",
         )
     return run
 

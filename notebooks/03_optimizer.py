@@ -35,6 +35,10 @@ batch_size = 32
 epochs = 20
 validation_size = 200  # ROIs (an int) or a fraction of the training split (a float < 1)
 train_backbone = "none"  # "none": the paper's frozen backbone (cached features); "top" or "all": fine-tune (GPU advised)
+split_seed = None  # seed of the validation split (None: the run's seed)
+run_record = (
+    ""  # where to save the run's JSON (empty: the results folder's runs/cnn_OPTIMIZER.json)
+)
 
 
 # %%
@@ -58,6 +62,8 @@ run = study.run_optimizer(
     validation_size=validation_size,
     n_boot=n_boot,
     train_backbone=train_backbone,
+    split_seed=split_seed,
+    record=run_record,
 )
 print(run.provenance.label())
 print(run.describe())

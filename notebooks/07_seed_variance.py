@@ -17,7 +17,8 @@
 # irrespective of the optimizers' type" (test accuracies 0.92–0.94). Whether differences of that
 # size mean anything depends on how much a single run varies with its random seed (weight
 # initialisation and batch order). Here every optimizer is trained with several seeds on one fixed
-# split; because the head trains on the cached backbone features, each run costs seconds.
+# split: a sweep (`mcalc sweep`, the profile's `sweep` section) executes the chapter 3 template once
+# per optimizer × seed as tasks on a Dask cluster, and this chapter reads the sweep's records.
 
 # %% tags=["parameters"]
 data_source = "phantom"
@@ -29,21 +30,13 @@ weights = "auto"
 results_dir = "results"
 cache_dir = "cache"
 n_boot = 1000
-learning_rate = 1e-4
-batch_size = 32
-epochs = 20
-validation_size = 200
-n_seeds = 5
+sweep_name = "seed_variance"  # the sweep under the results folder's sweeps/ that holds the runs
 
 # %%
 import mcalc.study as study
-from mcalc import plots
-from mcalc.model import TrainConfig
+from mcalc import plots, sweep
 
-config = TrainConfig(learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, seed=seed)
-runs = study.seed_variance(
-    results_dir, image_size, weights, config, n_seeds=n_seeds, validation_size=validation_size
-)
+runs = sweep.load_runs(results_dir, sweep_name)
 provenance = study.read_results_provenance(results_dir)
 print(provenance.label())
 
@@ -56,7 +49,7 @@ print(
 # %%
 plots.show_figure(
     plots.seed_spread(runs),
-    f"Seed variance — test metrics of each optimizer over {n_seeds} seeds (points: runs; boxes: spread)",
+    f"Seed variance — test metrics of each optimizer over {runs['seed'].nunique()} seeds (points: runs; boxes: spread)",
     provenance,
 )
 

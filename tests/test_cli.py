@@ -9,7 +9,7 @@ import pytest
 
 from mcalc.cli import build_parser, main
 
-SUBCOMMANDS = ["curate", "phantom", "notebooks", "book"]
+SUBCOMMANDS = ["curate", "phantom", "notebooks", "book", "sweep"]
 
 
 def test_every_subcommand_is_registered():
