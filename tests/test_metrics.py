@@ -536,13 +536,12 @@ def test_paired_difference_detects_a_better_model_and_pairs_the_resamples() -> N
 
 def test_cluster_ids_on_the_real_test_table() -> None:
     """151 patients, 189 lesions on the 326 test ROIs; BENIGN_WITHOUT_CALLBACK: 67 ROIs of 17 patients."""
-    from conftest import shared_tables
+    from mcalc.metadata import read_real_tables
 
-    table = pd.read_csv(shared_tables() / "calc_case_description_test_set.csv").rename(
-        columns={"left or right breast": "side", "abnormality id": "abnormality_id"}
-    )
+    rows = read_real_tables()
+    table = rows[rows["split"] == "test"]
     patients, lesions = M.cluster_ids(table)
-    y = table["pathology"].map({c: k for k, c in enumerate(M.CLASSES)}).to_numpy()
+    y = table["label"].to_numpy(dtype=int)
     counts = M.unit_counts(y, patients, lesions)
     assert counts["all"] == {"rois": 326, "lesions": 189, "patients": 151}
     assert counts["BENIGN_WITHOUT_CALLBACK"]["rois"] == 67
@@ -552,20 +551,15 @@ def test_cluster_ids_on_the_real_test_table() -> None:
 
 
 def test_methods_page_interval_table_is_what_the_code_gives_on_the_real_tables() -> None:
-    """book/methods.md's ROI- vs patient-level table, recomputed from the real tables (BI-RADS rule)."""
-    import warnings
-
-    from conftest import REPO, shared_tables
+    """book/methods.md's ROI- vs patient-level table, recomputed from the shipped real tables (BI-RADS rule)."""
+    from conftest import REPO
 
     from mcalc import baselines as B
-    from mcalc import curation as cu
+    from mcalc.metadata import read_real_tables
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        manifest = cu.curate(shared_tables(), progress=False, check_images=False).manifest
-        train = manifest[manifest["split"] == "train"]
-        test = manifest[manifest["split"] == "test"]
-        proba = B.assessment_rule(train, test)
+    rows = read_real_tables()
+    train, test = rows[rows["split"] == "train"], rows[rows["split"] == "test"]
+    proba = B.assessment_rule(train, test)
     patients, lesions = M.cluster_ids(test)
     table = M.interval_comparison(
         test["label"].to_numpy(dtype=int), proba, patients, lesions, n_boot=2000, seed=0
