@@ -328,6 +328,9 @@ class Evaluation:
     n_lesions: int | None = None
     #: "all", each class and "not CLASS" -> {"rois", "lesions", "patients"} (see :func:`unit_counts`)
     counts: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    #: per ROI, when kept (``evaluate(roi_ids=...)``): "roi_id", "patient_id", "lesion_id", "label",
+    #: "proba" — what a paired comparison with another model on the same ROIs needs
+    predictions: dict[str, list] = field(default_factory=dict)
 
     def values(self) -> dict[str, float]:
         """Flat metric name -> point estimate, in table order."""
@@ -647,6 +650,7 @@ def evaluate(
     groups: np.ndarray | None = None,
     lesions: np.ndarray | None = None,
     unit: str | None = None,
+    roi_ids: Sequence[str] | None = None,
 ) -> Evaluation:
     """Point estimates and patient-level (cluster) bootstrap CIs of all metrics (see module doc).
 
@@ -654,7 +658,8 @@ def evaluate(
     with ``groups`` the bootstrap resamples patients (``unit="patient"``, the default then), without
     it ROIs (``unit="roi"``, only for showing the difference). ``method`` is ``"percentile"``
     (default), ``"bca"`` or ``"basic"`` (``scipy.stats.bootstrap``); ``n_boot=0`` skips the bootstrap
-    (all intervals NaN).
+    (all intervals NaN). With ``roi_ids`` the per-ROI predictions are kept in the evaluation
+    (:attr:`Evaluation.predictions`), so that :func:`compare_evaluations` can pair it with another.
     """
     classes = tuple(classes)
     k = len(classes)
@@ -687,6 +692,8 @@ def evaluate(
         n_lesions=counts["all"]["lesions"],
         counts=counts,
     )
+    if roi_ids is not None:
+        ev.predictions = _predictions(roi_ids, groups, lesions, y, p)
     names = list(ev.values())
     if n_boot <= 0:
         ev.ci = {name: (math.nan, math.nan) for name in names}
@@ -702,6 +709,96 @@ def evaluate(
     )
     ev.ci = {name: (float(a), float(b)) for name, a, b in zip(names, lo, hi)}
     return ev
+
+
+def _predictions(
+    roi_ids: Sequence[str], groups: Any, lesions: Any, y: np.ndarray, p: np.ndarray
+) -> dict[str, list]:
+    """The per-ROI record an evaluation keeps for paired comparisons (JSON-serialisable)."""
+    ids = [str(r) for r in roi_ids]
+    if len(ids) != len(y):
+        raise DataError(f"roi_ids: {len(ids)} ids for {len(y)} ROIs")
+    if len(set(ids)) != len(ids):
+        raise DataError("roi_ids: duplicate ROI id")
+    return {
+        "roi_id": ids,
+        "patient_id": None
+        if groups is None
+        else [str(g) for g in np.asarray(groups, dtype=object)],
+        "lesion_id": None
+        if lesions is None
+        else [str(v) for v in np.asarray(lesions, dtype=object)],
+        "label": [int(v) for v in y],
+        "proba": [[float(v) for v in row] for row in p],
+    }
+
+
+def evaluate_rows(
+    rows: pd.DataFrame,
+    proba: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    classes: Sequence[str] = CLASSES,
+) -> Evaluation:
+    """:func:`evaluate` of manifest rows: labels, patient and lesion ids and ROI ids read from ``rows``.
+
+    The study's one way to evaluate predictions: the bootstrap resamples patients, the counts of
+    patients and lesions are recorded, and the per-ROI predictions are kept for paired comparisons.
+    """
+    if "label" not in rows.columns or "roi_id" not in rows.columns:
+        raise DataError("evaluate_rows: the rows need 'label' and 'roi_id' columns")
+    patients, lesions = cluster_ids(rows)
+    return evaluate(
+        rows["label"].to_numpy(dtype=np.int64),
+        proba,
+        classes,
+        n_boot=n_boot,
+        seed=seed,
+        groups=patients,
+        lesions=lesions,
+        roi_ids=rows["roi_id"].astype(str).tolist(),
+    )
+
+
+def compare_evaluations(
+    a: Evaluation,
+    b: Evaluation,
+    metrics: Sequence[str] = ("accuracy", "auc_pooled", "auc_macro", "sensitivity_at_spec80"),
+    n_boot: int | None = None,
+    seed: int | None = None,
+) -> pd.DataFrame:
+    """Paired patient-level bootstrap of ``a`` − ``b`` on the ROIs both evaluated (matched by ROI id).
+
+    Both evaluations must have kept their predictions (:func:`evaluate_rows`) on the same set of
+    ROIs; ``n_boot`` and ``seed`` default to ``a``'s. Returns :func:`paired_difference`'s table.
+    """
+    for name, ev in (("a", a), ("b", b)):
+        if not ev.predictions:
+            raise DataError(f"compare_evaluations: evaluation {name} kept no per-ROI predictions")
+    pa, pb = a.predictions, b.predictions
+    if set(pa["roi_id"]) != set(pb["roi_id"]):
+        raise DataError(
+            "compare_evaluations: the two evaluations are not on the same ROIs "
+            f"({len(pa['roi_id'])} and {len(pb['roi_id'])} ROIs, "
+            f"{len(set(pa['roi_id']) ^ set(pb['roi_id']))} not in both)"
+        )
+    order = {r: i for i, r in enumerate(pb["roi_id"])}
+    j = np.array([order[r] for r in pa["roi_id"]])
+    y = np.asarray(pa["label"], dtype=np.int64)
+    if not np.array_equal(y, np.asarray(pb["label"], dtype=np.int64)[j]):
+        raise DataError("compare_evaluations: the two evaluations disagree on the labels")
+    return paired_difference(
+        y,
+        np.asarray(pa["proba"], dtype=float),
+        np.asarray(pb["proba"], dtype=float)[j],
+        a.classes,
+        metrics,
+        n_boot=a.n_boot if n_boot is None else n_boot,
+        seed=a.seed if seed is None else seed,
+        confidence=a.confidence,
+        groups=pa["patient_id"],
+        lesions=pa["lesion_id"],
+    )
 
 
 def _strata(

@@ -580,3 +580,45 @@ def test_methods_page_interval_table_is_what_the_code_gives_on_the_real_tables()
             f"{row[6]:.2f}",
         ], row.metric
         assert row[6] < 0.8  # the ROI-level interval is clearly narrower
+
+
+def manifest_rows(y: np.ndarray, patient: np.ndarray) -> pd.DataFrame:
+    """Manifest-like rows: ROI ids, labels, patients, sides and abnormality ids (two views a lesion)."""
+    n = len(y)
+    return pd.DataFrame(
+        {
+            "roi_id": [f"R{i:04d}" for i in range(n)],
+            "label": y,
+            "patient_id": [f"P_{p:05d}" for p in patient],
+            "side": "LEFT",
+            "abnormality_id": np.arange(n) // 2 % 2 + 1,
+        }
+    )
+
+
+def test_evaluate_rows_keeps_predictions_and_compares_by_roi_id() -> None:
+    y, p, patient = clustered_data(30, 4, seed=9)
+    rows = manifest_rows(y, patient)
+    ev = M.evaluate_rows(rows, p, n_boot=100, seed=0)
+    assert (ev.resampling_unit, ev.n_patients, ev.n_lesions) == ("patient", 30, 60)
+    assert (
+        ev.predictions["roi_id"][:2] == ["R0000", "R0001"] and len(ev.predictions["proba"]) == 120
+    )
+    back = M.Evaluation.from_dict(json.loads(json.dumps(ev.to_dict(), allow_nan=False)))
+    assert back == ev
+    rng = np.random.default_rng(1)
+    worse = 0.3 * p + 0.7 * rng.dirichlet(np.ones(3), size=len(y))
+    shuffled = rng.permutation(len(y))  # the other model's rows in another order
+    other = M.evaluate_rows(rows.iloc[shuffled], worse[shuffled], n_boot=100, seed=0)
+    by_id = M.compare_evaluations(ev, other).set_index("metric")
+    direct = M.paired_difference(y, p, worse, groups=patient, n_boot=100, seed=0).set_index(
+        "metric"
+    )
+    pd.testing.assert_frame_equal(
+        by_id[["difference", "ci_low", "ci_high"]], direct[["difference", "ci_low", "ci_high"]]
+    )
+    assert by_id.loc["accuracy", "n_lesions"] == 60
+    with pytest.raises(DataError, match="same ROIs"):
+        M.compare_evaluations(ev, M.evaluate_rows(rows.iloc[:-1], worse[:-1], n_boot=0))
+    with pytest.raises(DataError, match="no per-ROI predictions"):
+        M.compare_evaluations(ev, M.evaluate(y, worse, n_boot=0))
