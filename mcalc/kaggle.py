@@ -108,6 +108,14 @@ class KaggleTree:
                     index.setdefault(key, []).append(entry)
         return index
 
+    def by_patient(self) -> dict[str, list[JpegEntry]]:
+        """PatientID (the series folder name, Calc-Training_P_00005_RIGHT_CC[_1]) → its images."""
+        index: dict[str, list[JpegEntry]] = {}
+        for entry in self.entries:
+            if entry.patient_id:
+                index.setdefault(entry.patient_id, []).append(entry)
+        return index
+
     def path(self, entry: JpegEntry) -> str:
         """The file of an entry, below the jpeg folder."""
         return str(self.jpeg_dir / entry.folder / entry.name)
@@ -253,6 +261,7 @@ class Locator:
         """Index the tree's images by series."""
         self.tree = tree
         self.index = tree.by_series()
+        self.patients = tree.by_patient()
         self.hits = 0  # files found: 0 after every row means no JPEG under the root at all
 
     def _listed(self, uid: str, what: str) -> str:
@@ -267,6 +276,10 @@ class Locator:
         out = _Resolved(full="", claimed_crop="", claimed_mask="", claims_known=False)
         full_uid = _series_of(row["full_path"])
         fulls = self.index.get(full_uid, [])
+        if not fulls:  # the series UID unknown: the image's folder name, if it names one image
+            folder = str(row["full_path"]).replace("\\", "/").split("/")[0]
+            fulls = [e for e in self.patients.get(folder, []) if e.role in ("full", None)]
+            fulls = fulls if len(fulls) == 1 else []
         if len(fulls) > 1:
             fulls = [e for e in fulls if e.role == "full"] or fulls
         if len(fulls) == 1:
@@ -285,6 +298,15 @@ class Locator:
             for e in self.index.get(uid, [])
             if e.role != "full" and e.series_uid != full_uid
         }
+        if len(found) < 2:  # a crop or mask in another series: the ROI's folder name (PatientID)
+            folder = str(row["crop_path"]).replace("\\", "/").split("/")[0]
+            more = {
+                self.tree.path(e): e
+                for e in self.patients.get(folder, [])
+                if e.role != "full" and e.series_uid != full_uid
+            }
+            if len({**found, **more}) == 2:
+                found = {**found, **more}
         entries = list(found.values())
         if len(entries) == 2:
             crops = [e for e in entries if e.role == "crop"]

@@ -18,7 +18,9 @@
 # the DICOM tree below them, resolves every image path, decides crop versus ROI mask by content, and
 # writes one manifest row per ROI together with an exclusion report: nothing is dropped silently.
 # By default the data are the offline **phantom** (see the introduction); with `data_source =
-# "cbis-ddsm"` and `data_root` pointing at a download, the same code reads the real images.
+# "cbis-ddsm"` and `data_root` pointing at a download, the same code reads the real images — the
+# DICOM release, or the Kaggle JPEG re-release (8-bit, lossy; the label below says which, and the
+# Methods what it changes).
 #
 # What needs no pixel is real in every build: Table 1, the patients, lesions and views per class, and
 # the BI-RADS assessment rule are computed from the official CBIS-DDSM calcification tables that ship

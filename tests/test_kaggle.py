@@ -261,6 +261,29 @@ def test_series_missing_from_dicom_info_is_an_exclusion(tree):
     assert crop.parent.name in row["detail"] and "not listed" in row["detail"]
 
 
+def test_crop_in_another_series_is_found_by_its_folder_name(tree):
+    """A crop listed under a series the table does not name: found through its PatientID (ROI folder)."""
+    before = curate(tree).manifest.set_index("roi_id")
+    roi, crop = usable_entry(tree, "crop")
+    info_path = tree / "csv" / "dicom_info.csv"
+    info = pd.read_csv(info_path, dtype=str)
+    moved = tree / "jpeg" / "9.9.9" / "1-1.jpg"
+    moved.parent.mkdir()
+    crop.rename(moved)
+    at = info["image_path"].str.endswith(f"{crop.parent.name}/{crop.name}")
+    assert at.sum() == 1
+    info.loc[at, ["image_path", "SeriesInstanceUID"]] = ["CBIS-DDSM/jpeg/9.9.9/1-1.jpg", "9.9.9"]
+    info.to_csv(info_path, index=False)
+    after = curate(tree).manifest.set_index("roi_id")
+    assert after.loc[roi, "status"] == "ok" and after.loc[roi, "crop_path"] == str(moved)
+    assert (after["status"] == before["status"]).all()
+    info.loc[at, "PatientID"] = "somebody else"
+    info.to_csv(info_path, index=False)
+    row = curate(tree).manifest.set_index("roi_id").loc[roi]
+    assert (row["status"], row["reason"]) == ("excluded", "missing_file")
+    assert "lists only" in row["detail"]
+
+
 def test_jpeg_linked_outside_the_root_is_never_opened(tree, tmp_path):
     """A crop that is a symbolic link to a file outside the data root: excluded as outside_root."""
     roi, crop = usable_entry(tree, "crop")
