@@ -20,6 +20,10 @@ def _cmd_curate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     paths = write_curation(result, Path(args.out))
+    if result.layout == "kaggle-jpeg":  # mcalc.kaggle.LAYOUT
+        from mcalc.provenance import KAGGLE_JPEG_LABEL
+
+        print(f"read as the {KAGGLE_JPEG_LABEL}")
     print(result.summary().to_string())
     print(
         f"{len(result.manifest)} ROIs read, {len(result.exclusions)} excluded, {len(result.swaps)} crop/mask swaps corrected"

@@ -129,11 +129,8 @@ def _inside(root: Path, path: Path) -> bool:
         return False
 
 
-def find_tree(root: Path, tables: dict) -> KaggleTree | None:
-    """The Kaggle layout around the case tables (a ``jpeg/`` folder beside them or their ``csv/``), or None.
-
-    DataError when the layout is there but broken: a ``jpeg/`` folder without ``dicom_info.csv``.
-    """
+def find_jpeg_dir(root: Path, tables: dict) -> Path | None:
+    """The ``jpeg/`` folder beside the case tables, beside their ``csv/`` folder or in root; None if absent."""
     root = Path(root)
     bases: list[Path] = []
     for table in tables.values():
@@ -143,7 +140,16 @@ def find_tree(root: Path, tables: dict) -> KaggleTree | None:
         bases.append(folder)
     bases.append(root)
     bases = [b for b in dict.fromkeys(bases) if _inside(root, b)]
-    jpeg_dir = next((b / JPEG_FOLDER for b in bases if (b / JPEG_FOLDER).is_dir()), None)
+    return next((b / JPEG_FOLDER for b in bases if (b / JPEG_FOLDER).is_dir()), None)
+
+
+def find_tree(root: Path, tables: dict) -> KaggleTree | None:
+    """The Kaggle layout around the case tables (see :func:`find_jpeg_dir`), or None for the DICOM release.
+
+    DataError when the layout is there but broken: a ``jpeg/`` folder without ``dicom_info.csv``.
+    """
+    root = Path(root)
+    jpeg_dir = find_jpeg_dir(root, tables)
     if jpeg_dir is None:
         return None
     base = jpeg_dir.parent
@@ -240,9 +246,7 @@ def layout_of(root: Path, abnormality: str = "calcification") -> str:
         tables = find_case_tables(Path(root), abnormality)
     except DataError:
         return "dicom"
-    bases = {Path(t).parent for t in tables.values()}
-    bases |= {b.parent for b in bases if b.name.lower() == CSV_FOLDER}
-    return LAYOUT if any((b / JPEG_FOLDER).is_dir() for b in bases | {Path(root)}) else "dicom"
+    return "dicom" if find_jpeg_dir(Path(root), tables) is None else LAYOUT
 
 
 # ------------------------------------------------------------------------------------- locating
