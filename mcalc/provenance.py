@@ -30,9 +30,8 @@ class Provenance:
     weights: str = "n/a"  # "imagenet", "random", "file:<name>", or "n/a" (no backbone involved)
     weights_detail: str = ""
     mcalc_version: str = __version__
-    release: str = (
-        ""  # "" (the DICOM release, or its layouts) or "kaggle-jpeg" (mcalc.kaggle.LAYOUT)
-    )
+    #: "" (the DICOM release, in either folder layout) or "kaggle-jpeg" (mcalc.kaggle.LAYOUT)
+    release: str = ""
     python: str = field(default_factory=platform.python_version)
 
     @property
