@@ -1,14 +1,12 @@
-"""The notebook runner, the book checks, provenance labels and the notebook templates themselves."""
+"""The notebook runner (mcalc.pipeline) and the notebook templates it executes."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jupytext
 import pytest
 
-from mcalc.book import PAPER_ITEMS, missing_items
 from mcalc.pipeline import (
     NOTEBOOK_DIR,
     OPTIMIZERS,
@@ -17,8 +15,6 @@ from mcalc.pipeline import (
     notebook_parameters,
     plan,
 )
-from mcalc.provenance import Provenance, data_provenance, read_provenance, write_provenance
-from mcalc.sphinxext import banner_html
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = sorted((ROOT / "notebooks").glob("*.py"))
@@ -110,47 +106,6 @@ def test_templates_are_thin(template):
             assert not stripped.startswith(("def ", "class ", "for ", "while ")), (
                 f"{template.name}: {line}"
             )
-
-
-def test_missing_items_finds_captions_in_html(tmp_path):
-    """The book check sees 'Table N —' captions in any page and reports the absent ones."""
-    (tmp_path / "a.html").write_text(
-        "<p><strong>Table 1 —</strong> counts</p><p>Figure 4 &#8212; curves</p>"
-    )
-    missing = missing_items(tmp_path)
-    assert "Table 1" not in missing and "Figure 4" not in missing
-    assert "Table 2" in missing and len(missing) == len(PAPER_ITEMS) - 2
-
-
-def test_provenance_labels_and_banner(tmp_path):
-    """Phantom data or random weights are named in the label and raise the banner; real + ImageNet do not."""
-    sim = Provenance(data="phantom", data_detail="scale 1").with_weights("random", "offline")
-    assert "PHANTOM" in sim.label() and "RANDOMLY" in sim.label()
-    assert sim.is_simulated and "phantom" in sim.banner()
-    real = Provenance(data="cbis-ddsm").with_weights("imagenet")
-    assert not real.is_simulated and real.banner() == ""
-    path = write_provenance(sim, tmp_path / "r" / "provenance.json")
-    assert read_provenance(path) == sim
-    assert read_provenance(tmp_path / "absent.json") is None
-
-
-def test_data_provenance_reads_the_phantom_marker(tmp_path):
-    """A folder with phantom.json is a phantom; any other folder is taken as a real download."""
-    (tmp_path / "phantom.json").write_text(
-        json.dumps({"version": "9", "config": {"scale": 0.5, "seed": 3}})
-    )
-    prov = data_provenance(tmp_path)
-    assert (
-        prov.data == "phantom" and "scale 0.5" in prov.data_detail and "seed 3" in prov.data_detail
-    )
-    assert data_provenance(tmp_path / "elsewhere").data == "cbis-ddsm"
-
-
-def test_banner_html_reads_the_book_provenance(tmp_path):
-    """The Sphinx banner warns when results are missing, and names phantom data when present."""
-    assert "No executed results" in banner_html(tmp_path)
-    write_provenance(Provenance(data="phantom"), tmp_path / "book" / "executed" / "provenance.json")
-    assert "phantom" in banner_html(tmp_path)
 
 
 def test_optimizer_chapters_get_their_own_titles(tmp_path):

@@ -1,0 +1,24 @@
+"""Building and checking the book: the paper's items found in the HTML, the provenance banner."""
+
+from __future__ import annotations
+
+from mcalc.book import PAPER_ITEMS, missing_items
+from mcalc.provenance import Provenance, write_provenance
+from mcalc.sphinxext import banner_html
+
+
+def test_missing_items_finds_captions_in_html(tmp_path):
+    """The book check sees 'Table N —' captions in any page and reports the absent ones."""
+    (tmp_path / "a.html").write_text(
+        "<p><strong>Table 1 —</strong> counts</p><p>Figure 4 &#8212; curves</p>"
+    )
+    missing = missing_items(tmp_path)
+    assert "Table 1" not in missing and "Figure 4" not in missing
+    assert "Table 2" in missing and len(missing) == len(PAPER_ITEMS) - 2
+
+
+def test_banner_html_reads_the_book_provenance(tmp_path):
+    """The Sphinx banner warns when results are missing, and names phantom data when present."""
+    assert "No executed results" in banner_html(tmp_path)
+    write_provenance(Provenance(data="phantom"), tmp_path / "book" / "executed" / "provenance.json")
+    assert "phantom" in banner_html(tmp_path)
