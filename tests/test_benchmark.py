@@ -1,29 +1,22 @@
-"""Smoke tests of benchmarks/run.py: its cheapest section runs end to end at tiny sizes (not timed)."""
+"""Smoke tests of the benchmark (benchmarks/): its cheapest section runs end to end at tiny sizes
+(not timed), the report numbers its sections in order, and --merge keeps the other sections."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-RUN_PY = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+from benchmarks import backbone, measure, report, run
+
+REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def bench():
-    """benchmarks/run.py imported as a module (the folder is not a package)."""
-    spec = importlib.util.spec_from_file_location("mcalc_benchmark_run", RUN_PY)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
-
-
-def test_flop_count_of_a_small_model_follows_the_formula(bench):
+def test_flop_count_of_a_small_model_follows_the_formula():
     """2·out_h·out_w·k_h·k_w·C_in·C_out per Conv2D (valid and strided), 2·C_in·C_out per Dense; nested models unrolled."""
     import keras
 
@@ -38,13 +31,13 @@ def test_flop_count_of_a_small_model_follows_the_formula(bench):
     out = keras.layers.Dense(3)(x)
     model = keras.Model(x_in, out)
     expected = 2 * 9 * 9 * 3 * 3 * 1 * 2 + 2 * 5 * 5 * 3 * 3 * 2 * 4 + 2 * 4 * 3
-    assert bench.count_flops(model) == expected
+    assert backbone.count_flops(model) == expected
 
 
-def test_measured_subprocess_reports_exit_status_and_memory(bench, tmp_path):
+def test_measured_subprocess_reports_exit_status_and_memory(tmp_path):
     """The launcher passes the exit status through and reports the command's own peak RSS, not ours."""
     grow = "import sys; b = bytearray(150 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); sys.exit(3)"
-    cost = bench.run_measured([sys.executable, "-c", grow], tmp_path / "log.txt")
+    cost = measure.run_measured([sys.executable, "-c", grow], tmp_path / "log.txt")
     assert cost.returncode == 3
     assert 150e6 < cost.peak_rss_bytes < 150e6 + 200e6
     assert cost.peak_tree_rss_bytes >= cost.peak_rss_bytes
@@ -52,10 +45,10 @@ def test_measured_subprocess_reports_exit_status_and_memory(bench, tmp_path):
 
 
 @pytest.mark.slow
-def test_data_section_runs_at_tiny_scale_and_writes_its_table(bench, tmp_path):
-    """`--quick --only data` generates (and curates, when curation exists) a tiny phantom and reports on it."""
+def test_data_section_runs_at_tiny_scale_and_writes_its_table(tmp_path):
+    """`--quick --only data` generates and curates a tiny phantom and reports on both."""
     markdown = tmp_path / "RESULTS.md"
-    code = bench.main(
+    code = run.main(
         [
             "--quick",
             "--only",
@@ -78,13 +71,15 @@ def test_data_section_runs_at_tiny_scale_and_writes_its_table(bench, tmp_path):
     assert (
         raw["data"]["phantom"]["returncode"] == 0 and raw["data"]["phantom"]["peak_rss_bytes"] > 0
     )
+    assert raw["data"]["curate"]["returncode"] == 0 and Path(raw["data"]["manifest"]).is_file()
     text = markdown.read_text()
     assert "`mcalc phantom`" in text and f"{raw['data']['n_rois']} ROIs" in text
+    assert "`mcalc curate`" in text and "**2. Data: phantom generation and curation" in text
     assert "| peak RSS ≤ 4 GB |" in text and "not measured (run with `--book`)" in text
     assert raw["machine"]["cores"] >= 1 and raw["machine"]["tensorflow"]
 
 
-def test_merge_keeps_other_sections_and_replaces_book_rows_by_scale(bench):
+def test_merge_keeps_other_sections_and_replaces_book_rows_by_scale():
     """--merge: a re-run section replaces the last run's, other sections and other book scales stay."""
     prior = {
         "argv": " --book --write",
@@ -106,7 +101,7 @@ def test_merge_keeps_other_sections_and_replaces_book_rows_by_scale(bench):
         "other_cpu_s": 2.0,
         "book": {"rows": [{"scale": 0.1, "wall_s": 55.0, "returncode": 0}]},
     }
-    merged = bench.merge_results(prior, new, ["book"])
+    merged = run.merge_results(prior, new, ["book"])
     assert merged["backbone"] == {"images_per_s": 10.0}
     assert [(r["scale"], r["wall_s"], r["returncode"]) for r in merged["book"]["rows"]] == [
         (0.1, 55.0, 0),
@@ -119,10 +114,28 @@ def test_merge_keeps_other_sections_and_replaces_book_rows_by_scale(bench):
         and "--book --write" in merged["argv"]
     )
     assert merged["date"] == "d1"
-    only_backbone = bench.merge_results(
+    only_backbone = run.merge_results(
         prior, {"argv": "", "backbone": {"images_per_s": 12.0}}, ["backbone"]
     )
     assert (
         only_backbone["backbone"] == {"images_per_s": 12.0}
         and only_backbone["book"] == prior["book"]
     )
+
+
+def test_sections_numbered_in_order_in_code_and_results():
+    """Sections 1-5 are the modules in run order, and RESULTS.md publishes them numbered 1, 2, 3, 4, 5."""
+    modules = report.SECTION_MODULES
+    assert [m.NUMBER for m in modules] == [1, 2, 3, 4, 5]
+    assert tuple(m.__name__.rsplit(".", 1)[1] for m in modules) == run.SECTIONS
+    published = re.findall(r"^\*\*(\d)\. ", (REPO / "benchmarks" / "RESULTS.md").read_text(), re.M)
+    assert published == sorted(published) and len(published) == len(set(published))
+
+
+def test_run_py_runs_as_a_script():
+    """`python benchmarks/run.py` (the README's and make benchmark's command) finds its package."""
+    done = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--help"], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--merge" in done.stdout and "--only" in done.stdout

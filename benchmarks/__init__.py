@@ -1,0 +1,1 @@
+"""The cost benchmark of the study: one module per published section (run with benchmarks/run.py)."""

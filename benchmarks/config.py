@@ -1,0 +1,59 @@
+"""Sizes of every measurement, the quick sizes and the targets the report checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GB = 1e9
+
+# Targets printed beside the figures.
+TARGET_BOOK_S = 600.0
+TARGET_RSS_BYTES = 4 * GB
+TARGET_SPEEDUP = 50.0
+TARGET_EXTRACTION_RATIO = 0.85
+
+
+@dataclass
+class BenchConfig:
+    """Sizes of every measurement (the defaults are the paper's setting on the default data)."""
+
+    image_size: int = 299
+    batch_size: int = 32
+    repeats: int = 5
+    conv_hw: int = 35
+    conv_channels: int = 256
+    conv_batch: int = 32
+    conv_kernel: int = 3
+    subset_train: int = 32
+    subset_val: int = 8
+    measured_epochs: int = 3
+    epochs: int = 20
+    full_scale: float = 1.0
+    scale: float = 0.25
+    book_scales: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+    weights: str = "random"
+    seed: int = 0
+    work_dir: Path = Path("build/bench")
+    features: Path = Path("results/features.npz")
+    check_learning_rate: dict = field(
+        default_factory=lambda: {"adam": 1e-2, "adagrad": 1e-1, "adadelta": 1.0, "rmsprop": 1e-2}
+    )
+
+
+#: Small sizes for ``--quick`` (a smoke run in well under a minute per section).
+QUICK = {
+    "image_size": 75,
+    "batch_size": 8,
+    "repeats": 2,
+    "conv_hw": 17,
+    "conv_channels": 64,
+    "conv_batch": 8,
+    "subset_train": 8,
+    "subset_val": 4,
+    "measured_epochs": 2,
+    "epochs": 2,
+    "full_scale": 0.02,
+    "scale": 0.02,
+    "book_scales": (0.02,),
+}

@@ -1,0 +1,126 @@
+"""The markdown report: the run, the machine, the targets, then each section in its published order."""
+
+from __future__ import annotations
+
+from benchmarks import backbone, book, data, extraction, training
+from benchmarks.config import (
+    TARGET_BOOK_S,
+    TARGET_EXTRACTION_RATIO,
+    TARGET_RSS_BYTES,
+    TARGET_SPEEDUP,
+)
+from benchmarks.markdown import fmt_gb, fmt_s, table, verdict
+
+#: The sections in their published (numbered) order.
+SECTION_MODULES = (backbone, data, extraction, training, book)
+
+
+def targets(results: dict) -> list[list[str]]:
+    """Rows of the targets table: target, measured, verdict."""
+    book_rows = (results.get("book") or {}).get("rows", [])
+    full_book = next((r for r in book_rows if r["scale"] == 1.0), None)
+    rows = []
+    if full_book:
+        ok = full_book["returncode"] == 0
+        rows.append(
+            [
+                "whole book, default data (scale 1) ≤ 10 min",
+                fmt_s(full_book["wall_s"]) + ("" if ok else " (failed)"),
+                verdict(ok and full_book["wall_s"] <= TARGET_BOOK_S),
+            ]
+        )
+        rows.append(
+            [
+                "peak RSS of the book ≤ 4 GB",
+                fmt_gb(full_book["peak_tree_rss_bytes"]) + " (process tree)",
+                verdict(full_book["peak_tree_rss_bytes"] <= TARGET_RSS_BYTES),
+            ]
+        )
+    else:
+        rows.append(
+            [
+                "whole book, default data (scale 1) ≤ 10 min",
+                "not measured (run with `--book`)",
+                "n/a",
+            ]
+        )
+        steps = []
+        if results.get("data"):
+            d = results["data"]
+            steps.append(("mcalc phantom", d["phantom"]["peak_tree_rss_bytes"]))
+            steps.append(("mcalc curate", d["curate"]["peak_tree_rss_bytes"]))
+        if results.get("extraction"):
+            steps.append(
+                (
+                    "benchmark process (backbone, extraction)",
+                    results["extraction"]["process_peak_rss_bytes"],
+                )
+            )
+        if steps:
+            name, worst = max(steps, key=lambda s: s[1])
+            rows.append(
+                [
+                    "peak RSS ≤ 4 GB",
+                    f"whole book not measured; largest measured step: {name} {fmt_gb(worst)}",
+                    verdict(worst <= TARGET_RSS_BYTES) + " (steps only)",
+                ]
+            )
+        else:
+            rows.append(["peak RSS ≤ 4 GB", "not measured", "n/a"])
+    tr = results.get("training")
+    if tr:
+        rows.append(
+            [
+                f"cached path ≥ {TARGET_SPEEDUP:g}× faster than naive (4 optimizers × {tr['full']['epochs']} epochs)",
+                f"{tr['speedup']:.0f}× (naive extrapolated; weights identical: {'yes' if tr['same_weights'] else 'NO'})",
+                verdict(tr["speedup"] >= TARGET_SPEEDUP and tr["same_weights"]),
+            ]
+        )
+    else:
+        rows.append([f"cached path ≥ {TARGET_SPEEDUP:g}× faster than naive", "not measured", "n/a"])
+    ex = results.get("extraction")
+    rows.append(
+        [
+            f"end-to-end extraction ≥ {TARGET_EXTRACTION_RATIO:.0%} of bare backbone throughput",
+            f"{ex['ratio']:.0%}" if ex else "not measured",
+            verdict(ex["ratio"] >= TARGET_EXTRACTION_RATIO) if ex else "n/a",
+        ]
+    )
+    return rows
+
+
+def render(results: dict) -> str:
+    """The markdown report of ``results``."""
+    m, cfg = results["machine"], results["config"]
+    lines = [
+        f"Measured {results['date']} with `python benchmarks/run.py{results['argv']}` "
+        f"({'quick sizes' if results['quick'] else 'full sizes'}; backbone weights: {cfg['weights']}, "
+        "which does not change any cost).",
+        "",
+    ]
+    lines += table(
+        ["machine", ""],
+        [
+            ["CPU", m["cpu"]],
+            ["cores", m["cores"]],
+            ["RAM", f"{m['ram_gb']} GB"],
+            ["device", m["device"]],
+            ["TensorFlow / Keras", f"{m['tensorflow']} / {m['keras']}"],
+            ["Python", m["python"]],
+        ],
+    )
+    if results.get("other_cpu_s") is not None:
+        share = results["other_cpu_s"] / (results["benchmark_wall_s"] * m["cores"])
+        lines += [
+            "",
+            f"Benchmark wall time {fmt_s(results['benchmark_wall_s'])}; CPU used meanwhile by other processes "
+            f"and the system: {results['other_cpu_s']:.0f} core-seconds ({share:.0%} of the machine)"
+            + (" — **the machine was not idle; the figures are disturbed**" if share > 0.1 else "")
+            + ".",
+        ]
+    lines += ["", "**Targets**", ""]
+    lines += table(["target", "measured", "verdict"], targets(results))
+
+    for section in SECTION_MODULES:
+        lines += section.render(results)
+    return "\n".join(lines) + "\n"
