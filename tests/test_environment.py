@@ -121,3 +121,19 @@ def test_citation_names_the_study_and_the_paper_it_reproduces():
     assert paper["doi"] == "10.3390/ijerph19042159"
     assert (paper["year"], paper["volume"], paper["issue"], paper["start"]) == (2022, 19, 4, 2159)
     assert paper["authors"][0]["family-names"] == "Singh" and len(paper["authors"]) == 8
+
+
+def test_pre_commit_runs_the_ruff_of_the_dev_extra():
+    """The pre-commit hook's ruff release is one the dev extra allows (same lint locally and in CI)."""
+    import yaml
+    from packaging.requirements import Requirement
+
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    (repo,) = [r for r in config["repos"] if r["repo"].endswith("/ruff-pre-commit")]
+    assert {h["id"] for h in repo["hooks"]} == {"ruff-check", "ruff-format"}
+    (ruff,) = [
+        Requirement(r)
+        for r in _pyproject()["project"]["optional-dependencies"]["dev"]
+        if r.startswith("ruff")
+    ]
+    assert ruff.specifier.contains(repo["rev"].lstrip("v")), (repo["rev"], str(ruff.specifier))
