@@ -9,8 +9,8 @@ whatever data the images come from, under their own provenance label
   real download was curated, its usable ROIs after exclusions;
 * :func:`structure` — ROIs (CC / MLO), lesions (seen in both views), mammograms and patients per class
   and split (a lesion is patient, side and abnormality id, as in :func:`mcalc.splits.leakage_report`);
-* :func:`assessment_rule` — the BI-RADS assessment reference rule (learned on the official training
-  table, evaluated on the test table) with patient-level bootstrap CIs;
+* :func:`reference_rules` — the BI-RADS assessment reference rule and the majority class (learned on
+  the official training table, evaluated on the test table) with patient-level bootstrap CIs;
 * :func:`leakage_structure` — how many test ROIs of each split scheme have the other view of their
   lesion, another lesion of the breast, their mammogram or their patient in training, and what the
   assessment rule reaches on each scheme's test side;
@@ -149,12 +149,12 @@ def assessment_crosstab(rows: pd.DataFrame | None = None) -> pd.DataFrame:
     )
 
 
-def _evaluate_rule(train: pd.DataFrame, test: pd.DataFrame, n_boot: int, seed: int) -> Evaluation:
-    """The assessment rule learned on ``train``, evaluated on ``test`` with patient-level bootstrap CIs."""
+def _evaluate(test: pd.DataFrame, proba: np.ndarray, n_boot: int, seed: int) -> Evaluation:
+    """Test probabilities of a rule evaluated with patient-level bootstrap CIs (ROIs, lesions, patients counted)."""
     patients, lesions = cluster_ids(test)
     return evaluate(
         test["label"].to_numpy(dtype=int),
-        baselines.assessment_rule(train, test),
+        proba,
         n_boot=n_boot,
         seed=seed,
         groups=patients,
@@ -162,32 +162,50 @@ def _evaluate_rule(train: pd.DataFrame, test: pd.DataFrame, n_boot: int, seed: i
     )
 
 
+def _evaluate_rule(train: pd.DataFrame, test: pd.DataFrame, n_boot: int, seed: int) -> Evaluation:
+    """The assessment rule learned on ``train``, evaluated on ``test`` with patient-level bootstrap CIs."""
+    return _evaluate(test, baselines.assessment_rule(train, test), n_boot, seed)
+
+
+#: Names of the two reference rules, as their table rows show them.
+MAJORITY = "Majority class"
+ASSESSMENT = "BI-RADS assessment only (metadata rule)"
+
+
 @dataclass
-class AssessmentRule:
-    """The BI-RADS assessment reference rule on the real tables: the rule, and its test evaluation."""
+class ReferenceRules:
+    """The two rules that never see an image, on the real tables: the assessment rule itself and both test evaluations."""
 
     rule: (
         pd.DataFrame
     )  # per assessment value: training counts, smoothed probabilities, the rule's class
-    evaluation: Evaluation
+    evaluations: dict[str, Evaluation]  # MAJORITY and ASSESSMENT, on the official test table
+
+    @property
+    def evaluation(self) -> Evaluation:
+        """The assessment rule's test evaluation."""
+        return self.evaluations[ASSESSMENT]
 
     def table(self) -> pd.DataFrame:
-        """One row: test accuracy, AUC, BENIGN_WITHOUT_CALLBACK sensitivity with their CIs, and the sizes."""
-        ev = self.evaluation
-        return pd.DataFrame(
-            {
+        """One row per rule: test metrics with patient-level CIs, and the ROIs, lesions, patients they rest on."""
+        rows = {}
+        for name, ev in self.evaluations.items():
+            rows[name] = {
                 "accuracy": _fmt(ev.accuracy, ev.ci.get("accuracy")),
+                "AUC (pooled, as the paper's)": _fmt(ev.auc_pooled, ev.ci.get("auc_pooled")),
                 "AUC (macro one-vs-rest)": _fmt(ev.auc_macro, ev.ci.get("auc_macro")),
+                "sensitivity at specificity 0.8": _fmt(
+                    ev.sensitivity_at_spec80, ev.ci.get("sensitivity_at_spec80")
+                ),
                 f"sensitivity {CLASSES[1]}": _fmt(
                     ev.sensitivity[CLASSES[1]], ev.ci.get(f"sensitivity[{CLASSES[1]}]")
                 ),
-                "test ROIs": ev.n,
-                "test lesions": ev.n_lesions,
-                "test patients": ev.n_patients,
-                "CI": ev.ci_note(),
-            },
-            index=pd.Index(["BI-RADS assessment only (official split)"], name="rule"),
-        )
+                "test ROIs / lesions / patients": f"{ev.n} / {ev.n_lesions} / {ev.n_patients}",
+                "intervals": ev.ci_note(),
+            }
+        out = pd.DataFrame(rows).T
+        out.index.name = "rule (official split)"
+        return out
 
 
 def _fmt(value: float, ci: tuple[float, float] | None) -> str:
@@ -197,15 +215,19 @@ def _fmt(value: float, ci: tuple[float, float] | None) -> str:
     return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def assessment_rule(
+def reference_rules(
     rows: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0
-) -> AssessmentRule:
-    """The assessment rule learned on the official training table and evaluated on the test table."""
+) -> ReferenceRules:
+    """The majority class and the assessment rule, learned on the official training table, evaluated on the test table."""
     rows = read_real_tables() if rows is None else rows
     train, test = rows[rows["split"] == "train"], rows[rows["split"] == "test"]
-    return AssessmentRule(
+    majority = baselines.majority_baseline(train["label"].to_numpy(dtype=int), len(test))
+    return ReferenceRules(
         rule=baselines.assessment_rule_table(train),
-        evaluation=_evaluate_rule(train, test, n_boot, seed),
+        evaluations={
+            MAJORITY: _evaluate(test, majority, n_boot, seed),
+            ASSESSMENT: _evaluate_rule(train, test, n_boot, seed),
+        },
     )
 
 

@@ -122,16 +122,25 @@ def test_assessment_crosstab_shows_the_shortcut(rows):
 
 def test_assessment_rule_reaches_0715_with_a_patient_level_ci(rows):
     """The BI-RADS rule: 0.715 test accuracy, a patient-level CI around it resting on 151 patients."""
-    rule = md.assessment_rule(rows, n_boot=200, seed=0)
-    ev = rule.evaluation
+    ref = md.reference_rules(rows, n_boot=200, seed=0)
+    ev = ref.evaluation
     assert round(ev.accuracy, 3) == 0.715
     assert ev.n == 326 and ev.n_patients == 151 and ev.n_lesions == 189
     assert ev.resampling_unit == "patient"
     lo, hi = ev.ci["accuracy"]
     assert lo < ev.accuracy < hi and hi - lo > 0.05
-    assert rule.rule.loc[2, "rule"] == CLASSES[1]
-    cells = rule.table().iloc[0]
-    assert cells["accuracy"].startswith("0.715 [") and cells["test patients"] == 151
+    assert ref.rule.loc[2, "rule"] == CLASSES[1]
+    assert ev.sensitivity[CLASSES[1]] == 1.0  # all 67 test BENIGN_WITHOUT_CALLBACK are assessment 2
+    cells = ref.table().loc[md.ASSESSMENT]
+    assert cells["accuracy"].startswith("0.715 [")
+    assert cells["test ROIs / lesions / patients"] == "326 / 189 / 151"
+
+
+def test_majority_class_answers_the_largest_training_class(rows):
+    """The majority rule answers MALIGNANT (544 of 1546 training ROIs): 129 / 326 test ROIs right."""
+    ev = md.reference_rules(rows, n_boot=0).evaluations[md.MAJORITY]
+    assert ev.accuracy == pytest.approx(129 / 326)
+    assert ev.auc_macro == pytest.approx(0.5)
 
 
 # ------------------------------------------------------------------ structural leakage
