@@ -3,16 +3,127 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from mcalc.errors import DataError, WeightsUnavailable
+
+WEIGHT_NAMES = ("auto", "imagenet", "random")
+WEIGHT_SUFFIXES = (".h5", ".hdf5")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (what is wrong, where to look) and exit 2."""
+
+    def error(self, message: str) -> None:
+        """Print one line to stderr and exit with status 2."""
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def _number(text: str) -> float:
+    """A finite number from the command line."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _integer(text: str, least: int) -> int:
+    """An integer >= least from the command line."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{value} is too small: give an integer >= {least}")
+    return value
+
+
+def _scale(text: str) -> float:
+    """A phantom scale: a finite number in (0, MAX_SCALE]."""
+    from mcalc.phantom import MAX_SCALE
+
+    value = _number(text)
+    if not 0 < value <= MAX_SCALE:
+        raise argparse.ArgumentTypeError(
+            f"{text} is out of range: give a number > 0 and <= {MAX_SCALE:g} "
+            "(1 = the real CBIS-DDSM calc sizes, 0.1 = a tenth)"
+        )
+    return value
+
+
+def _seed(text: str) -> int:
+    """A random seed: an integer >= 0."""
+    return _integer(text, 0)
+
+
+def _workers(text: str) -> int:
+    """A number of worker processes: an integer >= 1."""
+    return _integer(text, 1)
+
+
+def _image_size(text: str) -> int:
+    """A backbone input size: an integer >= the smallest InceptionResNetV2 accepts."""
+    from mcalc.preprocessing import MIN_IMAGE_SIZE
+
+    return _integer(text, MIN_IMAGE_SIZE)
+
+
+def _weights(text: str) -> str:
+    """A weights spec: auto, imagenet, random, or the path of an existing .h5 / .hdf5 file."""
+    if text.strip().lower() in WEIGHT_NAMES:
+        return text
+    if not text.lower().endswith(WEIGHT_SUFFIXES):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a weights spec: use {', '.join(WEIGHT_NAMES)} or the path of an "
+            f"{' / '.join(WEIGHT_SUFFIXES)} file"
+        )
+    if not Path(text).expanduser().is_file():
+        raise argparse.ArgumentTypeError(f"weights file {text} does not exist")
+    return text
+
+
+def _writable_file(path: Path) -> str | None:
+    """Why path cannot be written as a file (None when it can); creates nothing that stays."""
+    if path.is_dir():
+        return f"{path} is a folder: give a file name, e.g. {path / 'manifest.csv'}"
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, so {path} cannot be created below it"
+    try:
+        import tempfile
+
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        return f"cannot write in {probe} ({exc.strerror or exc}): choose a writable place"
+    return None
+
+
+def _check_curate_args(args: argparse.Namespace) -> None:
+    """DataError for a root that is not a folder or outputs that cannot be written (nothing written)."""
+    from mcalc.curation import curation_paths
+
+    root = Path(args.root)
+    if not root.is_dir():
+        raise DataError(f"data root {root} is not a folder (give the folder holding the tables)")
+    for path in curation_paths(Path(args.out)).values():
+        problem = _writable_file(path)
+        if problem:
+            raise DataError(f"--out {args.out}: {problem}")
 
 
 def _cmd_curate(args: argparse.Namespace) -> int:
     """Curate a CBIS-DDSM download (or a phantom) into a manifest and an exclusion report."""
     from mcalc.curation import curate, write_curation
 
+    _check_curate_args(args)
     result = curate(
         Path(args.root),
         abnormality=args.abnormality,
@@ -37,9 +148,12 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
     """Generate the offline CBIS-DDSM-shaped phantom."""
     from mcalc.phantom import PhantomConfig, generate_phantom
 
-    config = PhantomConfig(
-        scale=args.scale, seed=args.seed, layout=args.layout, workers=args.workers
-    )
+    try:
+        config = PhantomConfig(
+            scale=args.scale, seed=args.seed, layout=args.layout, workers=args.workers
+        )
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     summary = generate_phantom(Path(args.out), config, progress=not args.quiet)
     print(summary)
     return 0
@@ -47,8 +161,15 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
 
 def _profile_from(args: argparse.Namespace):
     """The profile named on the command line with its overrides."""
-    from mcalc.pipeline import get_profile
+    from mcalc.pipeline import find_notebook_dir, get_profile
 
+    find_notebook_dir()  # DataError up front when the templates cannot be found
+    if args.data_source == "cbis-ddsm" and args.data_root and not Path(args.data_root).is_dir():
+        raise DataError(f"--data-root {args.data_root} is not a folder (a CBIS-DDSM download)")
+    for flag in ("results_dir", "cache_dir", "out_dir"):
+        value = getattr(args, flag)
+        if value and Path(value).exists() and not Path(value).is_dir():
+            raise DataError(f"--{flag.replace('_', '-')} {value} is a file, not a folder")
     return get_profile(
         args.profile,
         data_source=args.data_source,
@@ -101,9 +222,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _add_profile_args(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that execute notebooks."""
+    from mcalc.pipeline import PROFILES
+
     p.add_argument(
         "--profile",
         default="default",
+        choices=sorted(PROFILES),
         help="parameter profile: default (the book) or ci (tiny, fast)",
     )
     p.add_argument(
@@ -112,12 +236,14 @@ def _add_profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-root", help="folder of the data (a CBIS-DDSM download, or where the phantom goes)"
     )
-    p.add_argument("--scale", type=float, help="phantom scale (1 = the real CBIS-DDSM calc sizes)")
+    p.add_argument("--scale", type=_scale, help="phantom scale (1 = the real CBIS-DDSM calc sizes)")
     p.add_argument(
-        "--weights", help="backbone weights: auto, imagenet, random, or a path to an .h5 file"
+        "--weights",
+        type=_weights,
+        help="backbone weights: auto, imagenet, random, or a path to an .h5 file",
     )
     p.add_argument(
-        "--image-size", type=int, help="backbone input size (the paper: 299; at least 75)"
+        "--image-size", type=_image_size, help="backbone input size (the paper: 299; at least 75)"
     )
     p.add_argument(
         "--results-dir",
@@ -135,7 +261,7 @@ def _add_profile_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
-    parser = argparse.ArgumentParser(prog="mcalc", description=__doc__)
+    parser = _Parser(prog="mcalc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
@@ -167,16 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("out", help="folder to write (must be empty or a previous phantom)")
     p.add_argument(
-        "--scale", type=float, default=1.0, help="fraction of the real sizes (1 = 1546 + 326 ROIs)"
+        "--scale",
+        type=_scale,
+        default=1.0,
+        help="fraction of the real sizes (1 = 1546 + 326 ROIs; at most 10)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (an integer >= 0)")
     p.add_argument(
         "--layout",
         default="uid",
         choices=["uid", "nbia", "kaggle-jpeg"],
         help="layout to imitate: the DICOM release's UID or NBIA folders, or the Kaggle JPEG re-release",
     )
-    p.add_argument("--workers", type=int, default=2, help="processes to render with")
+    p.add_argument("--workers", type=_workers, default=2, help="processes to render with (>= 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_phantom)
 
@@ -224,8 +353,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (DataError, WeightsUnavailable) as exc:
-        print(f"mcalc {args.command}: {exc}", file=sys.stderr)
+        print(f"mcalc {args.command}: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the system refused (disk full, permissions): say so, no traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"mcalc {args.command}: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"mcalc {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

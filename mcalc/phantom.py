@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import multiprocessing
+import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -47,6 +48,7 @@ from tqdm.auto import tqdm
 from mcalc import __version__, kaggle
 from mcalc.calibration import derive_calibration
 from mcalc.errors import DataError
+from mcalc.fsio import write_text
 
 PHANTOM_VERSION = "1.0"
 # Same order as mcalc.curation.CLASSES (kept here so the phantom does not depend on curation).
@@ -96,6 +98,12 @@ MAX_LESION_MM = 33.0  # largest crop side ~ 700 px at 0.05 mm, as on real crops
 MIN_LESION_MM = 6.0  # smallest crop side ~ 120 px at 0.05 mm
 CHORD_REF_MM = 0.8  # calcium chord length giving 63 % of a particle's weight (Beer-Lambert-like)
 FULL_ASPECT = 5.0 / 3.0  # height / width of a DDSM mammogram (~3000 x 5000 px)
+MAX_SCALE = 10.0  # ten times the real CBIS-DDSM calc sizes (~13 GB at the default resolution)
+# Size estimate: full mammograms per ROI in the real calc tables ((1227 + 284) / 1872), mean bytes of
+# a crop at 0.05 mm (measured on the phantom: ~117 kB), bytes of DICOM header per file.
+IMAGES_PER_ROI = 0.81
+CROP_BYTES_AT_005_MM = 120_000
+HEADER_BYTES = 1_000
 
 # Particle array columns: segment start (y, x) and end (y, x) in mm, radius mm, inner-radius ratio
 # (shells), weight, soft (1 = Gaussian blob, 0 = solid/shell chord profile).
@@ -134,8 +142,13 @@ class PhantomConfig:
 
     def __post_init__(self) -> None:
         """Validate the settings."""
-        if not self.scale > 0:
-            raise ValueError(f"scale must be > 0, got {self.scale}")
+        if not (math.isfinite(self.scale) and 0 < self.scale <= MAX_SCALE):
+            raise ValueError(
+                f"scale must be a number > 0 and <= {MAX_SCALE:g} (1 = the real CBIS-DDSM calc sizes), "
+                f"got {self.scale}"
+            )
+        if int(self.seed) != self.seed or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if not 0 <= self.quirk_fraction <= 0.25:
@@ -1288,8 +1301,58 @@ def _inject_quirks(out: Path, patients: list[dict], config: PhantomConfig) -> pd
     )
 
 
-def _prepare_out(out: Path) -> None:
-    """Create out, or clear a previous phantom in it; refuse any other non-empty folder."""
+def estimate_bytes(config: PhantomConfig) -> int:
+    """About how many bytes the phantom of this configuration writes (computed without planning it)."""
+    n_rois = sum(_target_counts(load_calibration(), config.scale).values())
+    rows, cols = config.full_shape
+    crop = CROP_BYTES_AT_005_MM * (0.05 / config.crop_pixel_spacing_mm) ** 2
+    per_roi = (
+        IMAGES_PER_ROI * (2 * rows * cols + HEADER_BYTES) + rows * cols + crop + 2 * HEADER_BYTES
+    )
+    return int(n_rois * per_roi)
+
+
+def _size_text(n: float) -> str:
+    """A byte count for people ('1.2 GB')."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _tree_bytes(folder: Path) -> int:
+    """Bytes of the files below folder (0 when absent)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def check_room(out: Path, config: PhantomConfig) -> int:
+    """DataError unless the disk under out can hold the phantom (a previous phantom there counts as free)."""
+    out = Path(out)
+    need = estimate_bytes(config)
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe if probe.is_dir() else probe.parent).free
+    if (out / "phantom.json").is_file():
+        free += _tree_bytes(out / DICOM_ROOT)
+    if need > free:
+        raise DataError(
+            f"the phantom at scale {config.scale:g} needs about {_size_text(need)} but only "
+            f"{_size_text(free)} is free under {probe}: choose a smaller --scale or another folder"
+        )
+    return need
+
+
+def _check_out(out: Path) -> None:
+    """DataError unless out is absent, an empty folder or a previous phantom (nothing is changed)."""
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
@@ -1297,6 +1360,12 @@ def _prepare_out(out: Path) -> None:
             raise DataError(
                 f"{out}: folder is not empty and holds no phantom.json; refusing to write a phantom into it"
             )
+
+
+def _prepare_out(out: Path) -> None:
+    """Create out, or clear a previous phantom in it; refuse any other non-empty folder."""
+    _check_out(out)
+    if out.is_dir() and any(out.iterdir()):
         for name in OWNED_NAMES:
             target = out / name
             if target.is_dir():
@@ -1324,8 +1393,10 @@ def generate_phantom(out: Path, config: PhantomConfig, progress: bool = True) ->
     """Write a CBIS-DDSM-shaped phantom (CSVs, DICOM tree, phantom.json, quirks.csv) into out."""
     start = time.perf_counter()
     out = Path(out)
+    _check_out(out)
+    check_room(out, config)
     _prepare_out(out)
-    (out / "phantom.json").write_text(_marker(config, complete=False))
+    write_text(out / "phantom.json", _marker(config, complete=False))
     patients = plan_phantom(config)
     tasks = [(p, config, str(out)) for p in patients]
     bar = tqdm(total=len(tasks), desc="phantom patients", unit="patient", disable=not progress)
@@ -1368,7 +1439,7 @@ def generate_phantom(out: Path, config: PhantomConfig, progress: bool = True) ->
         "rois": {s: {c: int(counts.loc[s, c]) for c in CLASSES} for s in SPLITS},
         "n_quirk_rows": len(quirks),
     }
-    (out / "phantom.json").write_text(_marker(config, complete=True, extra={"summary": summary}))
+    write_text(out / "phantom.json", _marker(config, complete=True, extra={"summary": summary}))
     return PhantomSummary(
         out=out,
         counts=counts,

@@ -8,9 +8,11 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from mcalc.errors import DataError
 from mcalc.paper import PAPER_OPTIMIZER_NAMES
 
 NOTEBOOK_DIR = Path("notebooks")
+FIRST_TEMPLATE = "01_data_curation.py"
 OPTIMIZERS = ("adam", "adagrad", "adadelta", "rmsprop")
 SEED_SWEEP = "seed_variance"  # chapter 7's sweep, under <results_dir>/sweeps/
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -141,7 +143,8 @@ def plan(profile: Profile) -> list[NotebookRun]:
             sweep=seed_sweep(profile),
         ),
     ]
-    runs += [r for r in optional if (NOTEBOOK_DIR / f"{r.template}.py").is_file()]
+    templates = find_notebook_dir()
+    runs += [r for r in optional if (templates / f"{r.template}.py").is_file()]
     return runs
 
 
@@ -155,6 +158,18 @@ def seed_sweep(profile: Profile) -> dict:
             "seed": [profile.seed + s for s in range(profile.n_seeds)],
         },
     }
+
+
+def find_notebook_dir() -> Path:
+    """The notebook templates' folder: beside the mcalc package (a source checkout), else ./notebooks."""
+    beside = Path(__file__).resolve().parents[1] / NOTEBOOK_DIR
+    for candidate in (beside, NOTEBOOK_DIR):
+        if (candidate / FIRST_TEMPLATE).is_file():
+            return candidate
+    raise DataError(
+        f"notebook templates not found in {beside} nor in {NOTEBOOK_DIR.resolve()}: run mcalc from "
+        "a source checkout of the repository (the templates are not part of the installed package)"
+    )
 
 
 def relative_to_output(path: str, out_dir: str) -> str:
@@ -195,7 +210,7 @@ def retitle(path: Path, title: str) -> None:
 
 
 def execute(
-    run: NotebookRun, profile: Profile, notebook_dir: Path = NOTEBOOK_DIR, progress: bool = False
+    run: NotebookRun, profile: Profile, notebook_dir: Path | None = None, progress: bool = False
 ) -> Path:
     """Run one template with papermill into the profile's output folder; raises on a notebook error."""
     import papermill
@@ -205,7 +220,8 @@ def execute(
     output = out_dir / f"{run.output}.ipynb"
     with tempfile.TemporaryDirectory() as tmp:
         source = template_to_ipynb(
-            Path(notebook_dir) / f"{run.template}.py", Path(tmp) / f"{run.template}.ipynb"
+            Path(notebook_dir or find_notebook_dir()) / f"{run.template}.py",
+            Path(tmp) / f"{run.template}.ipynb",
         )
         papermill.execute_notebook(
             str(source),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,122 @@ def test_phantom_refuses_a_foreign_non_empty_folder(tmp_path, capsys):
     assert main(["phantom", str(tmp_path), "--scale", "0.02", "--quiet"]) == 2
     assert (tmp_path / "precious.txt").read_text() == "keep me"
     assert "mcalc phantom:" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------- every user error: one line, exit 2
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """Exit status and stderr of `mcalc ARGV` run in this process (argparse errors included)."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    """Exit status 2 and exactly one line on stderr, no traceback, containing each needle."""
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+
+
+@pytest.mark.parametrize(
+    "flag, value, needle",
+    [
+        ("--scale", "0", "> 0"),
+        ("--scale", "-1", "> 0"),
+        ("--scale", "nan", "finite"),
+        ("--scale", "inf", "finite"),
+        ("--scale", "1e6", "<= 10"),
+        ("--scale", "60", "<= 10"),
+        ("--seed", "-1", ">= 0"),
+        ("--workers", "0", ">= 1"),
+        ("--scale", "abc", "not a number"),
+    ],
+)
+def test_phantom_bad_arguments_are_refused_before_any_write(tmp_path, capsys, flag, value, needle):
+    """A bad --scale / --seed / --workers: one line, exit 2, and no phantom.json (nothing) written."""
+    out = tmp_path / "ph"
+    code, err = run_cli(["phantom", str(out), flag, value, "--quiet"], capsys)
+    assert_one_line_error(code, err, "mcalc phantom", needle)
+    assert not out.exists()
+
+
+def test_phantom_refuses_what_the_disk_cannot_hold(tmp_path, capsys, monkeypatch):
+    """The size is estimated first: too little free space is refused, saying how much is needed."""
+    import shutil
+
+    from mcalc import phantom as ph
+
+    need = ph.estimate_bytes(ph.PhantomConfig(scale=0.5))
+    assert 0.5e9 < need < 1e9  # ~1.3 GB at scale 1 (measured 1.2 GB)
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(1e12, 1e12, 10**6)
+    )
+    out = tmp_path / "ph"
+    code, err = run_cli(["phantom", str(out), "--scale", "0.5", "--quiet"], capsys)
+    assert_one_line_error(code, err, "needs about", "MB", "free")
+    assert not out.exists()
+
+
+def test_phantom_size_estimate_matches_a_generated_phantom(tmp_path):
+    """The estimate is within -20 % / +50 % of what a small phantom really writes."""
+    import os
+
+    from mcalc import phantom as ph
+
+    config = ph.PhantomConfig(scale=0.02, seed=1, workers=1, quirk_fraction=0)
+    ph.generate_phantom(tmp_path, config, progress=False)
+    written = sum(
+        os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(tmp_path) for f in files
+    )
+    assert 0.8 * written <= ph.estimate_bytes(config) <= 1.5 * written
+
+
+def test_notebooks_unknown_profile(capsys):
+    """An unknown --profile: one line naming the choices, exit 2."""
+    code, err = run_cli(["notebooks", "--profile", "foo"], capsys)
+    assert_one_line_error(code, err, "foo", "ci", "default")
+
+
+@pytest.mark.parametrize("spec", ["x.txt", "missing.h5"])
+def test_notebooks_bad_weights_spec(capsys, spec):
+    """A weights spec that is neither a name nor an existing .h5 file: one line, exit 2."""
+    code, err = run_cli(["notebooks", "--profile", "ci", "--weights", spec], capsys)
+    assert_one_line_error(code, err, spec)
+
+
+@pytest.mark.parametrize("flag, value", [("--image-size", "10"), ("--scale", "0")])
+def test_notebooks_bad_numbers(capsys, flag, value):
+    """A too small --image-size or a --scale out of range: one line, exit 2, before any notebook runs."""
+    code, err = run_cli(["notebooks", "--profile", "ci", flag, value], capsys)
+    assert_one_line_error(code, err, value)
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "a_folder", "read_only"])
+def test_curate_unwritable_out_is_refused_before_curating(tmp_path, capsys, monkeypatch, where):
+    """--out below a file, naming a folder, or in a place that cannot be written: one line, exit 2, early."""
+    import mcalc.curation as cu
+
+    (tmp_path / "data").mkdir()
+    if where == "under_a_file":
+        (tmp_path / "file.txt").write_text("x")
+        out = tmp_path / "file.txt" / "m.csv"
+    elif where == "a_folder":
+        out = tmp_path / "results"
+        out.mkdir()
+    else:
+        if not Path("/proc/self").is_dir():
+            pytest.skip("needs /proc, a place nobody can create files in")
+        out = Path("/proc/mcalc-test/m.csv")
+
+    def never(*_a, **_k):
+        """curate() must not start."""
+        raise AssertionError("curate ran")
+
+    monkeypatch.setattr(cu, "curate", never)
+    code, err = run_cli(["curate", str(tmp_path / "data"), "--out", str(out), "--quiet"], capsys)
+    assert_one_line_error(code, err, "mcalc curate: --out")

@@ -125,3 +125,13 @@ def test_optimizer_chapters_get_their_own_titles(tmp_path):
     nbformat.write(nb, path)
     retitle(path, "New title")
     assert nbformat.read(path, as_version=4).cells[0].source == "# New title\n\nLead text."
+
+
+def test_templates_are_found_from_any_working_directory(tmp_path, monkeypatch):
+    """`mcalc notebooks` outside the repository root still finds the templates (optional ones too)."""
+    from mcalc import pipeline as pl
+
+    at_root = [r.template for r in pl.plan(pl.get_profile("default"))]
+    monkeypatch.chdir(tmp_path)
+    assert [r.template for r in pl.plan(pl.get_profile("default"))] == at_root
+    assert (pl.find_notebook_dir() / "01_data_curation.py").is_file()
