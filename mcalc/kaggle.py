@@ -116,6 +116,14 @@ class KaggleTree:
                 index.setdefault(entry.patient_id, []).append(entry)
         return index
 
+    def inside(self, path: Path) -> bool:
+        """Whether a file lies (symbolic links followed) inside the data root or its jpeg folder.
+
+        ROOT/jpeg itself may be a link to the disk holding the images, as ROOT/CBIS-DDSM may be for
+        the DICOM release; a file that leaves both is never opened.
+        """
+        return _inside(self.root, path) or _inside(self.jpeg_dir, path)
+
     def path(self, entry: JpegEntry) -> str:
         """The file of an entry, below the jpeg folder."""
         return str(self.jpeg_dir / entry.folder / entry.name)
@@ -163,8 +171,6 @@ def find_tree(root: Path, tables: dict) -> KaggleTree | None:
             f"(looked in {base / CSV_FOLDER} and beside the case tables); it maps each table row to "
             "its JPEGs: restore it from the download"
         )
-    if not _inside(root, jpeg_dir):
-        raise DataError(f"{jpeg_dir}: the jpeg folder lies outside the data root {root}")
     entries, skipped = read_dicom_info(info)
     return KaggleTree(
         root=root, jpeg_dir=jpeg_dir, dicom_info=info, entries=entries, skipped=skipped
@@ -273,7 +279,7 @@ class Locator:
         skipped = f" ({len(self.tree.skipped)} rows of it unusable)" if self.tree.skipped else ""
         return f"{what}: series {uid or '?'} not listed in {self.tree.dicom_info}{skipped}"
 
-    def resolve(self, row: pd.Series) -> _Resolved:
+    def resolve(self, row: dict) -> _Resolved:
         """Resolve one manifest row's full image, crop and mask to JPEG paths."""
         from mcalc.curation import _Resolved
 
@@ -338,7 +344,7 @@ class Locator:
         ):
             if not path or not path.lower().endswith(JPEG_SUFFIXES):
                 continue
-            if os.path.lexists(path) and not _inside(self.tree.root, Path(path)):
+            if os.path.lexists(path) and not self.tree.inside(Path(path)):
                 out.outside.append(
                     f"{role}: {path} resolves to {os.path.realpath(path)}, "
                     f"outside the data root {self.tree.root}"

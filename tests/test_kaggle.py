@@ -299,6 +299,17 @@ def test_jpeg_linked_outside_the_root_is_never_opened(tree, tmp_path):
     assert str(crop) in row["detail"]
 
 
+def test_jpeg_folder_may_be_a_link_to_another_disk(tree, tmp_path):
+    """ROOT/jpeg a symbolic link to the images elsewhere (a mounted disk): read as if it were there."""
+    before = curate(tree).manifest
+    disk = tmp_path / "disk" / "jpeg"
+    disk.parent.mkdir()
+    shutil.move(tree / "jpeg", disk)
+    (tree / "jpeg").symlink_to(disk, target_is_directory=True)
+    after = curate(tree).manifest
+    pd.testing.assert_frame_equal(before[COMPARED], after[COMPARED])
+
+
 def test_no_jpeg_at_all_is_a_clear_error(tree):
     """dicom_info.csv and tables but an empty jpeg/ folder: one DataError naming the Kaggle layout."""
     shutil.rmtree(tree / "jpeg")
