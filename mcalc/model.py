@@ -549,8 +549,13 @@ def fit_epochs(
     y_val: np.ndarray | None,
     config: TrainConfig,
     verbose: int = 0,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
-    """Train a compiled ``model`` for ``config.epochs`` epochs over seeded batch orders; history per epoch."""
+    """Train a compiled ``model`` for ``config.epochs`` epochs over seeded batch orders; history per epoch.
+
+    With ``test`` = (inputs, labels) the history also records ``test_accuracy`` after every epoch,
+    so that choosing an epoch on the test set can be compared with choosing it on validation.
+    """
     make_deterministic(config.seed)
     X = np.asarray(X_train, dtype=np.float32)
     Y = one_hot(y_train)
@@ -575,6 +580,9 @@ def fit_epochs(
             verbose=verbose,
         )
         rows.append({"epoch": epoch + 1, **{k: float(v[-1]) for k, v in hist.history.items()}})
+        if test is not None:
+            hits = predict_proba(model, test[0]).argmax(axis=1) == np.asarray(test[1])
+            rows[-1]["test_accuracy"] = float(hits.mean())
     elapsed = time.perf_counter() - start
     return TrainResult(
         history=_ordered_history(pd.DataFrame(rows)), model=model, elapsed_s=elapsed, config=config
@@ -587,8 +595,9 @@ def train_head(
     X_val: np.ndarray | None,
     y_val: np.ndarray | None,
     config: TrainConfig,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
-    """Train the Dense head on backbone features (seeded, deterministic); returns history and model."""
+    """Train the Dense head on backbone features (seeded, deterministic); history (with test accuracy per epoch if given) and model."""
     make_deterministic(config.seed)
     X = np.asarray(X_train)
     if X.ndim != 2:
@@ -607,7 +616,7 @@ def train_head(
         config.seed,
         compute_device(),
     )
-    return fit_epochs(head, X, y_train, X_val, y_val, config)
+    return fit_epochs(head, X, y_train, X_val, y_val, config, test=test)
 
 
 def predict_proba(model: keras.Model, X: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -1,0 +1,74 @@
+"""Choosing on the test set vs on validation, and how far a head's outputs move (mcalc.selection)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mcalc.errors import DataError
+from mcalc.model import TrainConfig
+from mcalc.selection import head_output_change, selection_optimism, selection_runs
+
+
+def features(n: int = 90, d: int = 12, seed: int = 0):
+    """Class-shifted Gaussian features, labels 0..2, and train / validation / test indices."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    X = (rng.normal(size=(n, d)) + 1.5 * np.eye(3, d)[y]).astype(np.float32)
+    order = rng.permutation(n)
+    idx = {"train": order[:50], "validation": order[50:70], "test": order[70:]}
+    return X, y, idx
+
+
+def test_selection_optimism_on_a_hand_built_history():
+    """The validation choice, the test choice and their difference are read off the right epochs."""
+    runs = pd.DataFrame(
+        {
+            "optimizer": ["adam"] * 3 + ["rmsprop"] * 3,
+            "seed": [0] * 6,
+            "epoch": [1, 2, 3] * 2,
+            "val_accuracy": [0.50, 0.70, 0.60, 0.55, 0.65, 0.60],
+            "test_accuracy": [0.40, 0.55, 0.80, 0.50, 0.60, 0.58],
+        }
+    )
+    table = selection_optimism(runs)
+    on_val = table.iloc[1]
+    assert (on_val["optimizer"], on_val["epoch"], on_val["test accuracy"]) == ("adam", 2, 0.55)
+    on_test = table.iloc[2]
+    assert (on_test["optimizer"], on_test["epoch"], on_test["test accuracy"]) == ("adam", 3, 0.80)
+    assert table.iloc[3]["test accuracy"] == pytest.approx(0.25)
+    assert table.iloc[0]["test accuracy"] == pytest.approx((0.80 + 0.58) / 2)
+    # epoch alone: adam 0.80 - 0.55, rmsprop 0.60 - 0.60
+    assert table.iloc[4]["test accuracy"] == pytest.approx(0.125)
+    with pytest.raises(DataError):
+        selection_optimism(runs.drop(columns="test_accuracy"))
+
+
+def test_selection_runs_record_test_accuracy_every_epoch():
+    """One row per optimizer × seed × epoch; accuracies are shares of the right split sizes."""
+    X, y, idx = features()
+    runs = selection_runs(X, y, idx, TrainConfig(epochs=2, batch_size=16), ("adam",), n_seeds=2)
+    assert len(runs) == 1 * 2 * 2 and set(runs["seed"]) == {0, 1}
+    n_test = len(idx["test"])
+    assert np.allclose(runs["test_accuracy"] * n_test, np.round(runs["test_accuracy"] * n_test))
+    assert runs[["val_accuracy", "test_accuracy"]].stack().between(0, 1).all()
+    optimism = selection_optimism(runs).iloc[3]["test accuracy"]
+    assert optimism >= 0  # the best test accuracy is never below the validation-chosen one
+
+
+def test_head_output_change_is_zero_without_learning_and_positive_with_it():
+    """At learning rate 0 the trained head is the untrained one; Adam at 1e-2 moves the outputs."""
+    X, y, idx = features()
+    still = head_output_change(
+        X, y, idx, TrainConfig(epochs=1, batch_size=16, learning_rate=0.0), ("adam",)
+    )
+    assert still.loc["adam", "mean change of the test probabilities"] == pytest.approx(
+        0.0, abs=1e-6
+    )
+    assert still.loc["adam", "test ROIs whose predicted class changed"] == 0.0
+    moved = head_output_change(
+        X, y, idx, TrainConfig(epochs=3, batch_size=16, learning_rate=1e-2), ("adam",)
+    )
+    assert moved.loc["adam", "mean change of the test probabilities"] > 0.05
+    assert moved.loc["adam", "largest weight change"] > 0
