@@ -132,7 +132,9 @@ def plan(profile: Profile) -> list[NotebookRun]:
             "04_glcm_baselines",
             {"cv_folds": profile.cv_folds, "validation_size": profile.validation()},
         ),
-        NotebookRun("05_comparison", "05_comparison"),
+        NotebookRun(
+            "05_comparison", "05_comparison", {**train, "n_seeds": min(profile.n_seeds, 3)}
+        ),
     ]
     optional = [
         NotebookRun("06_leakage_audit", "06_leakage_audit", train),

@@ -16,6 +16,7 @@ All functions take the backbone features ``X``, labels ``y`` and row indices ``i
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -151,3 +152,38 @@ def head_output_change(
             }
         )
     return pd.DataFrame(rows).set_index("optimizer")
+
+
+def _official_inputs(
+    results_dir: str | Path, image_size: int, weights: str, validation_size: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Features, labels and the official split (validation grouped by patient) of a results folder."""
+    from mcalc.study import _split_arrays, load_study_inputs
+
+    manifest, X, y = load_study_inputs(results_dir, image_size, weights)
+    return X, y, _split_arrays(manifest, validation_size, seed)
+
+
+def measure_selection(
+    results_dir: str | Path,
+    image_size: int,
+    weights: str,
+    config: TrainConfig,
+    validation_size: float = 200,
+    n_seeds: int = 3,
+) -> pd.DataFrame:
+    """Chapter 5: the optimism of choosing epoch, optimizer and seed on the official test split."""
+    X, y, idx = _official_inputs(results_dir, image_size, weights, validation_size, config.seed)
+    return selection_optimism(selection_runs(X, y, idx, config, PAPER_OPTIMIZERS, n_seeds))
+
+
+def measure_output_change(
+    results_dir: str | Path,
+    image_size: int,
+    weights: str,
+    config: TrainConfig,
+    validation_size: float = 200,
+) -> pd.DataFrame:
+    """Chapter 5: how far each optimizer moves the head's test probabilities at the paper's settings."""
+    X, y, idx = _official_inputs(results_dir, image_size, weights, validation_size, config.seed)
+    return head_output_change(X, y, idx, config, PAPER_OPTIMIZERS)
