@@ -14,6 +14,7 @@ whatever data the images come from, under their own provenance label
 * :func:`leakage_structure` — how many test ROIs of each split scheme have the other view of their
   lesion, another lesion of the breast, their mammogram or their patient in training, and what the
   assessment rule reaches on each scheme's test side;
+* :func:`lesion_matching` — how far CC/MLO lesion matching by abnormality id holds (it is presumed);
 * :func:`check_download` — a user's curated tables against the shipped ones (same records, or the
   differences, e.g. an updated release).
 """
@@ -32,15 +33,20 @@ from mcalc.curation import CLASSES, SPLITS, CurationResult, read_case_table
 from mcalc.errors import DataError
 from mcalc.metrics import Evaluation, cluster_ids, evaluate
 from mcalc.provenance import REAL_TABLES, Provenance
-from mcalc.splits import leakage_report, patient_grouped_split, roi_level_split
+from mcalc.splits import (
+    leakage_report,
+    lesion_matching_report,
+    patient_grouped_split,
+    roi_level_split,
+)
 
 #: Class order of the paper's Table 1.
 PAPER_CLASS_ORDER = ("BENIGN_WITHOUT_CALLBACK", "BENIGN", "MALIGNANT")
 #: The split schemes of the leakage audit (chapter 6), by key.
 SPLIT_SCHEMES = {
-    "official": "(a) official split, patient-disjoint",
-    "roi_level": "(b) random ROI-level 80/20 (the paper's likely protocol)",
-    "patient_grouped": "(c) patient-grouped 80/20",
+    "official": "(a) official split, patient-disjoint (reference: its own test set)",
+    "roi_level": "(b) random ROI-level 80/20 of the pooled data",
+    "patient_grouped": "(c) patient-grouped 80/20 of the same pooled data",
 }
 #: Fields of a record compared between the shipped tables and a user's download.
 RECORD_FIELDS = (
@@ -248,7 +254,7 @@ def leak_cells(report: dict) -> dict[str, str | int]:
     n = report["n_test"]
     cells: dict[str, str | int] = {"training ROIs": int(report["n_train"]), "test ROIs": int(n)}
     for key, label in (
-        ("same_lesion_other_view", "same lesion, other view"),
+        ("same_lesion_other_view", "presumed same lesion, other view"),
         ("same_breast_other_view", "same breast, other view"),
         ("same_image", "same mammogram"),
         ("same_patient", "same patient"),
@@ -277,6 +283,24 @@ def leakage_structure(
         out[name] = cells
     table = pd.DataFrame(out).T
     table.index.name = "split scheme"
+    return table
+
+
+def lesion_matching(rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per split: breasts whose CC and MLO views hold different numbers of ROIs, id-matched pairs of differing pathology."""
+    rows = read_real_tables() if rows is None else rows
+    labels = {
+        "breasts_two_views": "breasts seen in both views",
+        "breasts_count_mismatch": "… whose CC and MLO views hold different numbers of ROIs",
+        "id_pairs": "(patient, side, abnormality id) present in both views",
+        "id_pairs_pathology_mismatch": "… whose CC and MLO pathologies differ",
+        "id_pairs_unmatched": "ids of a two-view breast present in one view only",
+    }
+    out = {
+        SPLIT_NAMES[split]: lesion_matching_report(rows[rows["split"] == split]) for split in SPLITS
+    }
+    table = pd.DataFrame(out).rename(index=labels)
+    table.index.name = "lesion matching by abnormality id"
     return table
 
 

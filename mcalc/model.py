@@ -121,7 +121,8 @@ def update_sizes(
 
     The default 860 steps are 20 epochs of 43 batches (1,346 training ROIs at batch 32). This is a
     property of the optimizers alone, independent of the data: it shows, for example, that Adadelta at
-    learning rate 1e-4 starts with steps of about lr·sqrt(ε) ≈ 3e-8, so 20 epochs barely move the head.
+    learning rate 1e-4 (ρ 0.95, ε 1e-7) starts with steps of lr·√(ε/(1−ρ)) ≈ 1.4e-7 for any gradient
+    well above √ε. How far the head's *outputs* move is another matter (:mod:`mcalc.selection`).
     """
     import keras
     import pandas as pd

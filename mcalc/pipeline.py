@@ -137,7 +137,11 @@ def plan(profile: Profile) -> list[NotebookRun]:
         ),
     ]
     optional = [
-        NotebookRun("06_leakage_audit", "06_leakage_audit", train),
+        NotebookRun(
+            "06_leakage_audit",
+            "06_leakage_audit",
+            {**train, "n_split_seeds": min(profile.n_seeds, 3)},
+        ),
         NotebookRun(
             "07_seed_variance",
             "07_seed_variance",

@@ -136,8 +136,20 @@ def test_leakage_audit_and_seed_variance(tiny):
     """The audit reports three schemes (official and grouped leak-free); the variance grid has optimizers × seeds rows."""
     results, _, _ = tiny
     config = TrainConfig(epochs=1, batch_size=8)
-    audit = study.leakage_audit(results, SIZE, "random", config, validation_size=0.2, n_boot=10)
+    audit = study.leakage_audit(
+        results, SIZE, "random", config, validation_size=0.2, n_boot=10, n_split_seeds=2
+    )
     assert list(audit.evaluations) == list(study.SPLIT_SCHEMES)
+    # the pooled-data schemes are repeated over split seeds; the official split is one fixed split
+    assert audit.repeats.groupby("scheme").size().to_dict() == {
+        "official": 1,
+        "roi_level": 2,
+        "patient_grouped": 2,
+    }
+    grouped_runs = audit.repeats[audit.repeats["scheme"] == "patient_grouped"]
+    assert (grouped_runs["presumed same lesion, other view, in training"] == 0).all()
+    assert "(b) − (c): what leakage adds on the same data" in audit.table().index
+
     official = audit.leakage.loc[study.SPLIT_SCHEMES["official"]]
     grouped = audit.leakage.loc[study.SPLIT_SCHEMES["patient_grouped"]]
     assert official["patients on both sides"] == 0 and grouped["patients on both sides"] == 0
