@@ -56,8 +56,8 @@ print(real.label())
 #
 # The ROIs per class of the official CBIS-DDSM calcification tables, counted by our reader, beside
 # the paper's Table 1 (and, when a real download was curated, its usable ROIs after exclusions). The
-# training counts agree within one ROI; the paper's test counts (99 / 133 / 94) match no release of
-# CBIS-DDSM.
+# training counts agree within one ROI; the paper's test counts (99 / 133 / 94) do not match the
+# official test table (67 / 130 / 129), the only release checked here, although their total (326) does.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -138,7 +138,8 @@ plots.show_table(
 
 # %% [markdown]
 # A rule that sees only the assessment — the most frequent training pathology of each assessment
-# value — is a reference any image model has to beat. Its confidence intervals resample patients
+# value — is a reference point for what the label structure allows, not a bar for an image model,
+# which never sees the assessment. Its confidence intervals resample patients
 # (all of a patient's ROIs together), as every interval of the book does.
 
 # %%
