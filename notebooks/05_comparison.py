@@ -73,7 +73,7 @@ plots.show_table(
 # %%
 plots.show_table(
     results.table5(),
-    "Table 5 — Comparison with existing techniques: the paper's rows (normalised to fractions, annotated), anchors on the same task, and ours",
+    "Table 5 — Comparison with existing techniques: the paper's rows (normalised to fractions) and two anchors closer to this task, each described as its source states it, and ours",
     results.provenance,
 )
 
@@ -133,7 +133,7 @@ plots.show_table(
     ),
     f"How far each optimizer moves the head in {epochs} epochs at lr {learning_rate:g}: largest weight change, and change of the predicted probabilities on the test ROIs from those of the same head untrained (total-variation distance)",
     results.provenance,
-    precision=4,
+    precision=6,
 )
 
 # %% [markdown]
