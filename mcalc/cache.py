@@ -7,19 +7,21 @@ Per-row files mean that an interrupted run resumes where it stopped (every finis
 on disk) and that changing one input file invalidates exactly its own row.
 
 Each file holds ``data`` (the row), ``sha256`` (digest of the row's bytes, dtype and shape) and
-``meta`` (a JSON string); it is written to a temporary file in the same directory and moved into
-place with :func:`os.replace`, so a reader never sees a half-written file. A file that cannot be
-read, has the wrong shape or fails its checksum is reported with a warning and treated as missing;
-the caller then recomputes and overwrites it.
+``meta`` (a JSON string); it is written with :func:`mcalc.fsio.atomic_write` (a temporary file in
+the same directory, renamed into place; permissions follow the umask), so a reader never sees a
+half-written file. Opening a cache removes the temporary files of writers that were killed (older
+than this process, their writer gone; never another live writer's). A file that cannot be read, has
+the wrong shape or fails its checksum is reported with a warning and treated as missing; the caller
+then recomputes and overwrites it. A row that is not finite (a ROI whose image could not be read) is
+returned but never stored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import logging
 import re
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mcalc.fsio import atomic_write, sweep_stale_temporaries
+
+log = logging.getLogger(__name__)
 _KEY_RE = re.compile(r"^[0-9a-f]{16,128}$")
 _CHUNK = 1 << 20
 
@@ -74,8 +79,17 @@ class FeatureCache:
     root: Path
 
     def __post_init__(self) -> None:
-        """Normalise ``root`` to a Path."""
+        """Normalise ``root`` to a Path and sweep the stale temporary files of killed writers."""
         self.root = Path(self.root)
+        removed = self.sweep()
+        if removed:
+            log.info("removed %d stale temporary file(s) from %s", len(removed), self.root)
+
+    def sweep(self) -> list[Path]:
+        """Remove the temporary files that killed writers left in the cache; returns them."""
+        if not self.root.is_dir():
+            return []
+        return sweep_stale_temporaries(self.root, "*/.*.tmp")
 
     def path_for(self, key: str) -> Path:
         """File that holds the entry for ``key`` (a lowercase hex string)."""
@@ -116,21 +130,15 @@ class FeatureCache:
     def save(self, key: str, array: np.ndarray, meta: dict | None = None) -> Path:
         """Store ``array`` (with JSON-able ``meta``) under ``key`` atomically; returns the file path."""
         path = self.path_for(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arr = np.ascontiguousarray(array)
         meta_json = json.dumps(meta or {}, sort_keys=True, default=str)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, data=arr, sha256=np.array(array_digest(arr)), meta=np.array(meta_json))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
-        return path
+        return atomic_write(
+            path,
+            lambda fh: np.savez(
+                fh, data=arr, sha256=np.array(array_digest(arr)), meta=np.array(meta_json)
+            ),
+            binary=True,
+        )
 
     def meta(self, key: str) -> dict | None:
         """The metadata stored with ``key``, or None when absent or unreadable."""
@@ -192,7 +200,8 @@ def load_or_compute(
                     )
                 todo.discard(idx)
                 out[idx] = row
-                cache.save(keys[idx], row.astype(dtype, copy=False), meta)
+                if np.all(np.isfinite(row)):  # a failed row (NaN) is recomputed next time
+                    cache.save(keys[idx], row.astype(dtype, copy=False), meta)
         if todo:
             raise ValueError(f"compute did not return rows for indices {sorted(todo)[:10]}")
     return CachedRows(array=out, computed=missing)

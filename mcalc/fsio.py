@@ -5,6 +5,7 @@ rows, the phantom's marker) is written through :func:`atomic_write`: the content
 temporary file beside the target (``.<name>.<pid>-<random>.tmp``), created with mode 0666 so the
 umask applies exactly as to any other new file, and is renamed onto the target only once complete;
 on any failure the temporary file is removed and the target keeps its previous content.
+:func:`write_new` writes a file only if it does not exist yet (the first of several writers wins);
 :func:`write_files` writes several files as a set: all of them are replaced, or (when one fails)
 none. :func:`sweep_stale_temporaries` removes the temporary files that a killed writer left behind.
 """
@@ -78,6 +79,19 @@ def atomic_write(path: str | Path, write: Writer, binary: bool = False) -> Path:
         _discard(tmp)
         raise
     return path
+
+
+def write_new(path: str | Path, write: Writer, binary: bool = False) -> bool:
+    """Write path atomically unless it exists (the first writer wins); True when this call wrote it."""
+    path = Path(path)
+    tmp = _stage(path, write, binary)
+    try:
+        os.link(tmp, path)  # atomic, and fails when another writer got there first
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        _discard(tmp)
 
 
 def write_text(path: str | Path, text: str) -> Path:

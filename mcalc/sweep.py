@@ -43,6 +43,7 @@ import pandas as pd
 from mcalc import paper
 from mcalc.cache import cache_key, file_digest
 from mcalc.errors import DataError
+from mcalc.fsio import atomic_write, write_new
 from mcalc.pipeline import KERNELSPEC, NOTEBOOK_DIR, Profile, run_profile, template_to_ipynb
 
 SWEEPS = "sweeps"
@@ -182,33 +183,12 @@ def record_path(out_dir: str | Path, key: str, failed: bool = False) -> Path:
 
 def write_first(obj: dict, path: Path) -> bool:
     """Write JSON atomically unless ``path`` exists (the first writer wins); True when this call wrote it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1, allow_nan=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.link(tmp, path)  # atomic, and fails when another writer got there first
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(tmp)
+    return write_new(path, lambda fh: json.dump(obj, fh, indent=1, allow_nan=False))
 
 
 def write_replace(obj: dict, path: Path) -> None:
     """Write JSON atomically, replacing any earlier file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: json.dump(obj, fh, indent=1, allow_nan=False))
 
 
 def read_record(path: Path) -> dict | None:

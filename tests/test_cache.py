@@ -85,7 +85,7 @@ def test_atomic_write_keeps_old_file_on_failure(
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(cache_mod.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         fc.save(key, np.zeros(4, dtype=np.float32))
     monkeypatch.undo()
@@ -208,3 +208,57 @@ def test_no_temp_files_left_after_many_saves(tmp_path: Path) -> None:
     all_files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert len(all_files) == 20 and all(p.suffix == ".npz" for p in all_files)
     assert not any(name.startswith(".") for _, _, files in os.walk(tmp_path) for name in files)
+
+
+def test_cache_rows_follow_the_umask(tmp_path: Path) -> None:
+    """A cache .npz gets 0666 less the umask, like every other output (not mkstemp's 0600)."""
+    old = os.umask(0o022)
+    try:
+        path = FeatureCache(tmp_path).save(cache_key("mode"), np.ones(3, dtype=np.float32))
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_opening_the_cache_sweeps_a_killed_writers_temporary_file(tmp_path: Path) -> None:
+    """A .tmp left by a killed writer (older than this process) goes when the cache is opened next;
+    a live writer's stays."""
+    import subprocess
+    import sys
+
+    from mcalc.fsio import process_start_time
+
+    key = cache_key("killed")
+    folder = tmp_path / key[:2]
+    folder.mkdir()
+    gone = int(
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+        ).stdout
+    )
+    legacy = folder / f".{key[:16]}.abc123.tmp"  # the name mkstemp gave before
+    dead = folder / f".{key}.npz.{gone}-0123456789ab.tmp"
+    live = folder / f".{key}.npz.{os.getppid()}-0123456789ab.tmp"
+    before = process_start_time() - 60
+    for p in (legacy, dead, live):
+        p.write_bytes(b"\0" * 1024)
+        os.utime(p, (before, before))
+    fc = FeatureCache(tmp_path)
+    assert not legacy.exists() and not dead.exists() and live.exists()
+    assert fc.load(key) is None
+
+
+def test_non_finite_rows_are_returned_but_never_stored(tmp_path: Path) -> None:
+    """A row that could not be computed (NaN) comes back as NaN and is computed again next time."""
+    fc = FeatureCache(tmp_path)
+    keys = [cache_key("good"), cache_key("bad")]
+
+    def compute(missing):
+        """One good row, one failed (NaN) row."""
+        rows = np.array([[1.0, 2.0] if keys[i] == keys[0] else [np.nan, np.nan] for i in missing])
+        yield missing, rows
+
+    first = load_or_compute(keys, compute, fc, row_shape=(2,))
+    assert np.isnan(first.array[1]).all() and first.computed == [0, 1]
+    assert fc.load(keys[1]) is None and fc.load(keys[0]) is not None
+    assert load_or_compute(keys, compute, fc, row_shape=(2,)).computed == [1]
