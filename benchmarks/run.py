@@ -33,6 +33,7 @@ from benchmarks import backbone, book, data, extraction, training
 from benchmarks.config import QUICK, BenchConfig
 from benchmarks.measure import busy_cpu_s, machine_info, own_cpu_s
 from benchmarks.report import render
+from mcalc.fsio import write_text
 
 HERE = Path(__file__).resolve().parent
 #: Every section, in its published order; the default run leaves out the book.
@@ -176,10 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     raw = json.dumps(results, indent=1, default=str)
-    (args.results_dir / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(raw)
-    (args.results_dir / "latest.json").write_text(raw)
+    write_text(args.results_dir / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json", raw)
+    write_text(args.results_dir / "latest.json", raw)
     if args.write:
-        args.markdown.write_text(text)
+        write_text(args.markdown, text)
     return 0
 
 

@@ -341,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="'local' (a Dask LocalCluster, the default), 'serial' (no Dask) or a scheduler address tcp://HOST:8786",
     )
     p.add_argument(
-        "--workers", type=int, help="LocalCluster workers (default: one per core, or per GPU)"
+        "--workers",
+        type=_workers,
+        help="LocalCluster workers (default: one per core, or per GPU)",
     )
     p.set_defaults(func=_cmd_sweep)
     return parser

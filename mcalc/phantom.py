@@ -1452,20 +1452,12 @@ def generate_phantom(out: Path, config: PhantomConfig, progress: bool = True) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m mcalc.phantom OUT [--scale S] [--seed N] [--layout uid|nbia] [--workers W]``."""
-    import argparse
+    """``python -m mcalc.phantom OUT [...]``: ``mcalc phantom`` (the same checks and one-line errors)."""
+    import sys
 
-    parser = argparse.ArgumentParser(description="Generate the offline CBIS-DDSM-shaped phantom.")
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--layout", default="uid", choices=LAYOUTS)
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args(argv)
-    config = PhantomConfig(
-        scale=args.scale, seed=args.seed, layout=args.layout, workers=args.workers
-    )
-    print(generate_phantom(args.out, config))
+    from mcalc.cli import main as cli_main
+
+    sys.exit(cli_main(["phantom", *(sys.argv[1:] if argv is None else argv)]))
 
 
 if __name__ == "__main__":

@@ -168,3 +168,20 @@ def test_curate_unwritable_out_is_refused_before_curating(tmp_path, capsys, monk
     monkeypatch.setattr(cu, "curate", never)
     code, err = run_cli(["curate", str(tmp_path / "data"), "--out", str(out), "--quiet"], capsys)
     assert_one_line_error(code, err, "mcalc curate: --out")
+
+
+def test_sweep_workers_must_be_positive(tmp_path, capsys):
+    """`mcalc sweep --workers 0`: one line, exit 2, before the grid is read."""
+    code, err = run_cli(["sweep", str(tmp_path / "g.yaml"), "--workers", "0"], capsys)
+    assert_one_line_error(code, err, "mcalc sweep", ">= 1")
+
+
+def test_python_m_mcalc_phantom_checks_like_the_cli(tmp_path):
+    """`python -m mcalc.phantom` gives the same one-line refusal, exit 2, nothing written."""
+    out = subprocess.run(
+        [sys.executable, "-m", "mcalc.phantom", str(tmp_path / "ph"), "--scale", "inf"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "ph").exists()
