@@ -209,13 +209,20 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from mcalc.sweep import read_grid, run_sweep
 
     profile = _profile_from(args)
-    summary = run_sweep(
-        read_grid(args.grid),
-        profile,
-        scheduler=args.scheduler or profile.sweep.scheduler,
-        workers=profile.sweep.workers if args.workers is None else args.workers,
-        progress=not args.quiet,
-    )
+    try:
+        summary = run_sweep(
+            read_grid(args.grid),
+            profile,
+            scheduler=args.scheduler or profile.sweep.scheduler,
+            workers=profile.sweep.workers if args.workers is None else args.workers,
+            progress=not args.quiet,
+        )
+    except KeyboardInterrupt:
+        print(
+            "mcalc sweep: interrupted; the finished points are recorded, the same command resumes",
+            file=sys.stderr,
+        )
+        return 130
     print(summary.describe())
     return 1 if summary.failed else 0
 
