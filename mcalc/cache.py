@@ -7,9 +7,11 @@ Per-row files mean that an interrupted run resumes where it stopped (every finis
 on disk) and that changing one input file invalidates exactly its own row.
 
 Each file holds ``data`` (the row), ``sha256`` (digest of the row's bytes, dtype and shape) and
-``meta`` (a JSON string); it is written with :func:`mcalc.fsio.atomic_write` (a temporary file in
+``meta`` (a JSON string); it is written through :mod:`mcalc.fsio` (a temporary file in
 the same directory, renamed into place; permissions follow the umask), so a reader never sees a
-half-written file. Opening a cache removes the temporary files of writers that were killed (older
+half-written file; of concurrent writers of one key (sweep tasks sharing the cache,
+:func:`mcalc.fsio.write_new`) the first complete file wins and the others leave it alone, unless it is
+corrupt. Opening a cache removes the temporary files of writers that were killed (older
 than this process, their writer gone; never another live writer's). A file that cannot be read, has
 the wrong shape or fails its checksum is reported with a warning and treated as missing; the caller
 then recomputes and overwrites it. A row that is not finite (a ROI whose image could not be read) is
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mcalc.fsio import atomic_write, sweep_stale_temporaries
+from mcalc.fsio import atomic_write, sweep_stale_temporaries, write_new
 
 log = logging.getLogger(__name__)
 _KEY_RE = re.compile(r"^[0-9a-f]{16,128}$")
@@ -128,17 +130,21 @@ class FeatureCache:
         return data
 
     def save(self, key: str, array: np.ndarray, meta: dict | None = None) -> Path:
-        """Store ``array`` (with JSON-able ``meta``) under ``key`` atomically; returns the file path."""
+        """Store ``array`` under ``key`` atomically, the first of concurrent writers winning; returns the file path."""
         path = self.path_for(key)
         arr = np.ascontiguousarray(array)
         meta_json = json.dumps(meta or {}, sort_keys=True, default=str)
-        return atomic_write(
-            path,
-            lambda fh: np.savez(
-                fh, data=arr, sha256=np.array(array_digest(arr)), meta=np.array(meta_json)
-            ),
-            binary=True,
-        )
+
+        def write(fh) -> None:
+            np.savez(fh, data=arr, sha256=np.array(array_digest(arr)), meta=np.array(meta_json))
+
+        if not write_new(path, write, binary=True):  # another writer's row is there: keep it
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                valid = self.load(key, shape=arr.shape) is not None
+            if not valid:  # unless it is corrupt
+                atomic_write(path, write, binary=True)
+        return path
 
     def meta(self, key: str) -> dict | None:
         """The metadata stored with ``key``, or None when absent or unreadable."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import zipfile
 from pathlib import Path
 
@@ -79,8 +80,9 @@ def test_atomic_write_keeps_old_file_on_failure(
 ) -> None:
     fc = FeatureCache(tmp_path)
     key = cache_key("atomic")
-    old = np.ones(4, dtype=np.float32)
-    fc.save(key, old)
+    fc.save(key, np.ones(4, dtype=np.float32))
+    damaged = fc.path_for(key).read_bytes()[:20]
+    fc.path_for(key).write_bytes(damaged)  # corrupt: the next save replaces it
 
     def broken_replace(src, dst):
         raise OSError("disk full")
@@ -89,9 +91,33 @@ def test_atomic_write_keeps_old_file_on_failure(
     with pytest.raises(OSError, match="disk full"):
         fc.save(key, np.zeros(4, dtype=np.float32))
     monkeypatch.undo()
-    np.testing.assert_array_equal(fc.load(key), old)
+    assert fc.path_for(key).read_bytes() == damaged
     leftovers = [p for p in fc.path_for(key).parent.iterdir() if p.suffix == ".tmp"]
     assert leftovers == []
+    fc.save(key, np.zeros(4, dtype=np.float32))
+    np.testing.assert_array_equal(fc.load(key), np.zeros(4, dtype=np.float32))
+
+
+def test_concurrent_writers_of_one_key_first_wins(tmp_path: Path) -> None:
+    """Sweep tasks sharing the cache: of writers racing for one key, one complete file stays, no debris."""
+    fc = FeatureCache(tmp_path)
+    key = cache_key("shared")
+    barrier = threading.Barrier(6)
+
+    def writer(i: int) -> None:
+        barrier.wait()
+        fc.save(key, np.full(50_000, i, dtype=np.float32))
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    first = fc.load(key, shape=(50_000,))
+    assert first is not None and len(set(first.tolist())) == 1
+    fc.save(key, np.full(50_000, -1, dtype=np.float32))  # a later writer leaves it alone
+    np.testing.assert_array_equal(fc.load(key), first)
+    assert [p.name for p in fc.path_for(key).parent.iterdir()] == [fc.path_for(key).name]
 
 
 def test_interrupted_write_leaves_no_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
