@@ -24,7 +24,6 @@ class SweepSection:
 
     scheduler: str = "local"  # "local": a LocalCluster here; "serial": no Dask; or tcp://HOST:8786
     workers: int = 0  # LocalCluster workers (0: one per core, or one per GPU when there are GPUs)
-    n_boot: int = 0  # bootstrap resamples of chapter 7's points (0: point estimates only)
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,10 @@ def plan(profile: Profile) -> list[NotebookRun]:
             {"cv_folds": profile.cv_folds, "validation_size": profile.validation()},
         ),
         NotebookRun(
-            "05_comparison", "05_comparison", {**train, "n_seeds": min(profile.n_seeds, 3)}
+            "05_comparison",
+            "05_comparison",
+            {**train, "n_seeds": min(profile.n_seeds, 3), "sweep_name": SEED_SWEEP},
+            sweep=seed_sweep(profile),
         ),
     ]
     optional = [
@@ -158,7 +160,7 @@ def seed_sweep(profile: Profile) -> dict:
     """Chapter 7's grid: every optimizer × ``n_seeds`` seeds, all on the profile's one validation split."""
     return {
         "name": SEED_SWEEP,
-        "fixed": {"split_seed": profile.seed, "n_boot": profile.sweep.n_boot},
+        "fixed": {"split_seed": profile.seed},
         "grid": {
             "optimizer": list(OPTIMIZERS),
             "seed": [profile.seed + s for s in range(profile.n_seeds)],

@@ -381,3 +381,41 @@ def seed_spread(
         ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
     return fig
+
+
+def sweep_axes(
+    runs: pd.DataFrame,
+    axes: list[str],
+    metrics: tuple[str, ...] = ("accuracy", "AUC", "sensitivity at specificity 0.8"),
+) -> plt.Figure:
+    """Each test metric against each grid axis: every run with its CI bar, and the mean over the other axes."""
+    axes = axes or [runs.columns[0]]
+    fig, grid = plt.subplots(
+        len(metrics), len(axes), figsize=(3.6 * len(axes), 2.6 * len(metrics)), squeeze=False
+    )
+    for row, metric in enumerate(metrics):
+        for col, axis in enumerate(axes):
+            ax = grid[row][col]
+            levels = list(dict.fromkeys(runs[axis]))
+            x = runs[axis].map({v: i for i, v in enumerate(levels)}).to_numpy(dtype=float)
+            rank = runs.groupby(axis, sort=False).cumcount().to_numpy()
+            size = runs.groupby(axis, sort=False)[axis].transform("size").to_numpy()
+            jitter = (rank - (size - 1) / 2) * 0.3 / np.maximum(size, 1)
+            low, high = runs[f"{metric} low"], runs[f"{metric} high"]
+            ax.errorbar(
+                x + jitter,
+                runs[metric],
+                yerr=[runs[metric] - low, high - runs[metric]] if low.notna().all() else None,
+                fmt="o",
+                ms=4,
+                color="0.35",
+                ecolor="0.7",
+                elinewidth=1,
+            )
+            means = runs.groupby(axis, sort=False)[metric].mean().reindex(levels)
+            ax.plot(range(len(levels)), means.to_numpy(), "-", color="C3", lw=1.5)
+            ax.set_xticks(range(len(levels)), [str(v) for v in levels], fontsize=8)
+            ax.set_xlabel(axis if row == len(metrics) - 1 else "")
+            ax.set_ylabel(metric if col == 0 else "", fontsize=8)
+    fig.tight_layout()
+    return fig

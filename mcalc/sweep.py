@@ -566,12 +566,42 @@ def load_runs(results_dir: str | Path, name: str, allow_missing: bool = False) -
     if missing and not allow_missing:
         errors = "; ".join(f"{r['axes']}: {r['error']}" for r in missing[:3])
         raise DataError(f"sweep {name}: {len(missing)} point(s) failed or not run ({errors})")
+    if not done:
+        raise DataError(f"sweep {name}: no point has finished yet")
     rows = []
     for record in done:
         row = dict(record["axes"])
         if "optimizer" in row:
             row["optimizer"] = paper.PAPER_OPTIMIZER_NAMES.get(row["optimizer"], row["optimizer"])
         test = record["run"]["test"]
-        row.update({label: test[field_] for label, field_ in TEST_METRICS.items()})
+        for label, field_ in TEST_METRICS.items():
+            low, high = test.get("ci", {}).get(field_) or (None, None)
+            row.update({label: test[field_], f"{label} low": low, f"{label} high": high})
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).astype({m: float for m in metric_columns()})
+
+
+def metric_columns() -> list[str]:
+    """The metric columns of :func:`load_runs`: each test metric and its interval's bounds."""
+    return [c for m in TEST_METRICS for c in (m, f"{m} low", f"{m} high")]
+
+
+def grid_axes(runs: pd.DataFrame) -> list[str]:
+    """The axes of a :func:`load_runs` frame that take more than one value."""
+    return [c for c in runs.columns if c not in metric_columns() and runs[c].nunique() > 1]
+
+
+def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per point, indexed by its axes: each test metric as 'value [low, high]' (the bootstrap's 95% CI)."""
+
+    def cell(value: float, low: float, high: float) -> str:
+        if pd.isna(value):
+            return "—"
+        return f"{value:.3f}" if pd.isna(low) else f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+    axes = [c for c in runs.columns if c not in metric_columns()]
+    table = pd.DataFrame(
+        {m: [cell(*r) for r in runs[[m, f"{m} low", f"{m} high"]].to_numpy()] for m in TEST_METRICS}
+    )
+    table.index = pd.MultiIndex.from_frame(runs[axes]) if len(axes) > 1 else runs[axes[0]]
+    return table

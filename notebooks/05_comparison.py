@@ -33,10 +33,11 @@ batch_size = 32
 epochs = 20
 validation_size = 200
 n_seeds = 3  # seeds per optimizer for the test-selection measurement
+sweep_name = "seed_variance"  # a sweep under the results folder's sweeps/ to show (mcalc sweep)
 
 # %%
 import mcalc.study as study
-from mcalc import paper, plots, selection
+from mcalc import paper, plots, selection, sweep
 from mcalc.model import TrainConfig, update_sizes
 
 results = study.gather_results(results_dir)
@@ -199,6 +200,29 @@ plots.show_table(
     "Frozen versus fine-tuned backbone on the test split",
     results.provenance,
     empty="No fine-tuned run exists in this build: the book was built on a CPU, where fine-tuning InceptionResNetV2 at 299 px for 20 epochs takes hours. Execute notebooks/03_optimizer.py with -p train_backbone top on a GPU to add one.",
+)
+
+# %% [markdown]
+# ## A sweep's results: each metric against each grid axis
+#
+# `mcalc sweep GRID.yaml` runs any grid of the optimizer template's parameters (optimizer, learning
+# rate, seed, fine-tuning, …) on a Dask cluster; this section shows one sweep of this results folder,
+# named by the `sweep_name` parameter — by default the book's own optimizer × seed sweep of chapter 7.
+# The intervals are the patient-level bootstrap's, on the official test split.
+
+# %%
+sweep_runs = sweep.load_runs(results_dir, sweep_name)
+plots.show_table(
+    sweep.runs_table(sweep_runs),
+    f"Sweep {sweep_name} — test metrics of every grid point, with patient-level 95% bootstrap CIs",
+    results.provenance,
+)
+
+# %%
+plots.show_figure(
+    plots.sweep_axes(sweep_runs, sweep.grid_axes(sweep_runs)),
+    f"Sweep {sweep_name} — test metrics against each grid axis (points: runs with their 95% CIs; line: mean over the other axes)",
+    results.provenance,
 )
 
 # %% [markdown]

@@ -38,6 +38,7 @@ if kill and not pathlib.Path(kill).exists():
 if fail:
     raise ValueError(f"point {x} fails on purpose")
 metrics = {"accuracy": x / 10, "auc_macro": 0.5, "sensitivity_at_spec80": 0.1, "loss_kl": 1.0}
+metrics["ci"] = {"accuracy": [x / 10 - 0.05, x / 10 + 0.05]}
 pathlib.Path(run_record).write_text(json.dumps({"test": metrics}))
 """
 
@@ -156,6 +157,25 @@ def test_serial_sweep_resumes_retries_once_and_lists_failures(fake):
         sweep.load_runs(profile.results_dir, "fake")
     runs = sweep.load_runs(profile.results_dir, "fake", allow_missing=True)
     assert runs["x"].tolist() == [0, 1, 2] and runs["accuracy"].tolist() == [0.0, 0.1, 0.2]
+
+
+def test_a_sweep_is_shown_as_a_table_and_a_figure_of_each_axis(fake):
+    """Chapter 5's view of a sweep: one row per point with its interval; one panel per metric and axis."""
+    import matplotlib.pyplot as plt
+
+    from mcalc import plots
+
+    notebooks, profile = fake
+    sweep.run_sweep(
+        _spec(grid={"x": [2, 1]}), profile, "serial", progress=False, notebook_dir=notebooks
+    )
+    runs = sweep.load_runs(profile.results_dir, "fake")
+    assert sweep.grid_axes(runs) == ["x"]
+    table = sweep.runs_table(runs)
+    assert table.loc[2, "accuracy"] == "0.200 [0.150, 0.250]" and table.loc[1, "AUC"] == "0.500"
+    fig = plots.sweep_axes(runs, ["x"])
+    assert len(fig.axes) == 3 and fig.axes[0].get_xticklabels()[0].get_text() == "2"
+    plt.close(fig)
 
 
 @pytest.mark.slow
