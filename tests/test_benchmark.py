@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
+import importlib.util
 import json
 import re
 import subprocess
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import backbone, measure, report, run
+from benchmarks import backbone, book, measure, report, run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,3 +142,31 @@ def test_run_py_runs_as_a_script():
     )
     assert done.returncode == 0, done.stderr
     assert "--merge" in done.stdout and "--only" in done.stdout
+
+
+def _mcalc_names(tree: ast.AST) -> list[tuple[str, str]]:
+    """(module, name) of every mcalc name a benchmark source imports or reads off an imported module."""
+    names, modules = [], {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mcalc":
+            for alias in node.names:
+                names.append((node.module, alias.name))
+                if node.module == "mcalc" and importlib.util.find_spec(f"mcalc.{alias.name}"):
+                    modules[alias.asname or alias.name] = importlib.import_module(
+                        f"mcalc.{alias.name}"
+                    )
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id in modules:
+                names.append((modules[node.value.id].__name__, node.attr))
+    return names
+
+
+def test_every_mcalc_name_the_benchmark_uses_exists():
+    """The sections import mcalc lazily: every name they (and the book script) use must exist."""
+    trees = [ast.parse(p.read_text()) for p in sorted((REPO / "benchmarks").glob("*.py"))]
+    trees.append(ast.parse(book._BOOK_SCRIPT))
+    names = [pair for tree in trees for pair in _mcalc_names(tree)]
+    assert ("mcalc.curation", "curate") in names and ("mcalc.model", "train_head") in names
+    missing = [f"{m}.{n}" for m, n in names if not hasattr(importlib.import_module(m), n)]
+    assert not missing

@@ -309,7 +309,7 @@ def test_fine_tune_is_deterministic(backbone, shared_backbone, random_weights, r
     """Same seed → bit-identical head, backbone and history (TensorFlow's deterministic ops, on the CPU too)."""
     paths, labels = rois
     cfg = M.TrainConfig(optimizer="adam", learning_rate=1e-3, epochs=1, batch_size=4, seed=4)
-    initial_kernel = np.array(backbone.get_layer("block8_1_conv").kernel)
+    initial_kernel = backbone.get_layer("block8_1_conv").kernel.numpy()  # a copy
     runs = []
     for _ in range(2):
         backbone.set_weights(shared_backbone[1])
