@@ -241,12 +241,17 @@ def compute_features(
     results_dir: str | Path,
     provenance: Provenance,
     progress: bool = True,
+    antialias: bool = True,
 ) -> np.ndarray:
-    """Backbone features of every usable ROI (through the content-keyed cache), saved to the results folder."""
+    """Backbone features of every usable ROI (through the content-keyed cache), saved to the results folder.
+
+    ``antialias=False`` resizes with the point-sampled cubic (like OpenCV's INTER_CUBIC) instead of
+    the default antialiased bicubic (see :mod:`mcalc.preprocessing`).
+    """
     from mcalc.model import extract_features
     from mcalc.preprocessing import PreprocessConfig
 
-    config = PreprocessConfig(image_size=image_size)
+    config = PreprocessConfig(image_size=image_size, antialias=antialias)
     start = time.perf_counter()
     X = extract_features(
         list(manifest["crop_path"]), config, weights_info, Path(cache_dir), progress=progress
@@ -261,6 +266,7 @@ def compute_features(
     write_json(
         {
             "image_size": image_size,
+            "antialias": bool(antialias),
             "weights": asdict(weights_info),
             "n": int(len(X)),
             "elapsed_s": round(elapsed, 2),

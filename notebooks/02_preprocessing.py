@@ -28,6 +28,7 @@ phantom_scale = 1.0
 seed = 0
 image_size = 299  # the paper: 299 (the backbone accepts 75 and more)
 weights = "auto"  # "auto", "imagenet", "random" or a path to an .h5 file
+resize_antialias = True  # False: point-sampled cubic, like OpenCV's INTER_CUBIC (see the methods)
 results_dir = "results"
 cache_dir = "cache"
 n_boot = 1000
@@ -127,6 +128,7 @@ features = study.compute_features(
     cache_dir=cache_dir,
     results_dir=results_dir,
     provenance=provenance,
+    antialias=resize_antialias,
 )
 
 # %%
