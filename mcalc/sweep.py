@@ -15,9 +15,10 @@ and writes the point's record. Layout under ``<results_dir>/sweeps/<name>/``:
 - ``sweep.json`` the points of the latest run of the grid, in grid order: what readers show (older
   records stay, so changing the grid back resumes them).
 
-A point's key is the hash of the template's text, of its parameters (paths aside) and of the bytes of
-the study inputs it reads, so re-running a sweep skips the points already recorded (an interrupted
-sweep resumes) and a changed template, parameter or input runs again. Workers must see the
+A point's key is the hash of mcalc's version, of the template's text, of its parameters (paths aside)
+and of the bytes of the study inputs it reads, so re-running a sweep skips the points already
+recorded (an interrupted sweep resumes) and a changed template, parameter or input runs again (an
+edit of mcalc's code within one version does not: remove the sweep's folder to run it afresh). Workers must see the
 repository and the results folder at the same paths (one machine, or a shared file system).
 """
 
@@ -40,7 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mcalc import paper
+from mcalc import __version__, paper
 from mcalc.cache import cache_key, file_digest
 from mcalc.errors import DataError
 from mcalc.fsio import atomic_write, write_new
@@ -242,9 +243,10 @@ def grid_points(spec: GridSpec) -> list[dict]:
 
 
 def point_key(template_text: str, parameters: dict, input_digests: dict) -> str:
-    """The content key of a point: template text, parameters (paths aside), input file digests."""
+    """The content key of a point: mcalc's version, template text, parameters (paths aside), input file digests."""
     keyed = {k: v for k, v in parameters.items() if k not in PATH_PARAMETERS}
     return cache_key(
+        __version__,
         template_text,
         json.dumps(keyed, sort_keys=True, default=str),
         json.dumps(input_digests, sort_keys=True),
