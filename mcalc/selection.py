@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mcalc.errors import DataError
+from mcalc.study import _split_arrays, load_study_inputs
 
 if TYPE_CHECKING:
     from mcalc.model import TrainConfig
@@ -158,8 +159,6 @@ def _official_inputs(
     results_dir: str | Path, image_size: int, weights: str, validation_size: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Features, labels and the official split (validation grouped by patient) of a results folder."""
-    from mcalc.study import _split_arrays, load_study_inputs
-
     manifest, X, y = load_study_inputs(results_dir, image_size, weights)
     return X, y, _split_arrays(manifest, validation_size, seed)
 
