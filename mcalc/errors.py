@@ -16,3 +16,7 @@ class UnusableImage(DataError):
 
 class WeightsUnavailable(RuntimeError):
     """Backbone weights that were asked for but cannot be obtained (offline, missing file)."""
+
+
+class ExclusionWarning(UserWarning):
+    """Inputs left out of a step (each named with the reason); the step went on without them."""

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from mcalc.cache import FeatureCache, cache_key, file_digest, load_or_compute
-from mcalc.errors import DataError, WeightsUnavailable
+from mcalc.errors import DataError, ExclusionWarning, WeightsUnavailable
 from mcalc.preprocessing import MIN_IMAGE_SIZE, PreprocessConfig, load_roi
 
 if TYPE_CHECKING:
@@ -640,21 +640,53 @@ def predict_proba(model: keras.Model, X: np.ndarray, batch_size: int = 256) -> n
 # features
 
 
+def _load_or_reason(path: str, preprocess: PreprocessConfig) -> np.ndarray | str:
+    """A preprocessed ROI, or the message saying why it cannot be used (naming the file)."""
+    try:
+        return load_roi(path, preprocess)
+    except DataError as exc:
+        return str(exc)
+
+
+def _stack_usable(loaded: list[np.ndarray | str], size: int) -> tuple[np.ndarray, list[int]]:
+    """A batch of images (zeros in place of the unusable ones) and the positions of the unusable ones."""
+    bad = [j for j, item in enumerate(loaded) if isinstance(item, str)]
+    blank = np.zeros((size, size, 3), np.float32)
+    return np.stack([blank if j in bad else item for j, item in enumerate(loaded)]), bad
+
+
+def _report_left_out(features: np.ndarray, paths: list[str], problems: dict[int, str]) -> None:
+    """One warning naming every ROI left out of the features (its row NaN) with the reason."""
+    bad = [int(i) for i in np.flatnonzero(~np.isfinite(features).all(axis=1))]
+    if not bad:
+        return
+    reasons = [problems.get(i, f"{paths[i]}: features not finite") for i in bad]
+    if len(bad) == len(paths):
+        raise DataError(f"no ROI image could be used: {'; '.join(reasons[:3])}")
+    more = f"; and {len(bad) - 10} more" if len(bad) > 10 else ""
+    warnings.warn(
+        f"{len(bad)} of {len(paths)} ROI(s) left out of the features (their rows are NaN): "
+        f"{'; '.join(reasons[:10])}{more}",
+        ExclusionWarning,
+        stacklevel=3,
+    )
+
+
 def _prefetched_batches(
     paths: Sequence[str],
     batches: Sequence[Sequence[int]],
     preprocess: PreprocessConfig,
     workers: int,
     prefetch: int = 2,
-) -> Iterator[tuple[list[int], np.ndarray]]:
-    """Load and preprocess batches of ROIs on a thread pool, ``prefetch`` batches ahead of the consumer."""
+) -> Iterator[tuple[list[int], list[np.ndarray | str]]]:
+    """Load and preprocess batches of ROIs on a thread pool, ``prefetch`` batches ahead (a message for an unusable one)."""
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mcalc-roi")
     pending: deque[tuple[list[int], list[Future]]] = deque()
     try:
         queue = iter(batches)
         for batch in queue:
             pending.append(
-                (list(batch), [pool.submit(load_roi, paths[i], preprocess) for i in batch])
+                (list(batch), [pool.submit(_load_or_reason, paths[i], preprocess) for i in batch])
             )
             if len(pending) > prefetch:
                 break
@@ -663,9 +695,9 @@ def _prefetched_batches(
             nxt = next(queue, None)
             if nxt is not None:
                 pending.append(
-                    (list(nxt), [pool.submit(load_roi, paths[i], preprocess) for i in nxt])
+                    (list(nxt), [pool.submit(_load_or_reason, paths[i], preprocess) for i in nxt])
                 )
-            yield indices, np.stack([f.result() for f in futures])
+            yield indices, [f.result() for f in futures]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -688,7 +720,9 @@ def extract_features(
     loaded; the rest are decoded on a thread pool (prefetching ahead of the backbone) and written as
     each batch finishes. ``backbone`` may be passed to reuse a model built by :func:`build_backbone`
     with the same ``weights``, ``seed`` and ``preprocess.image_size``; otherwise one is built only when
-    some row is missing.
+    some row is missing. A ROI whose file cannot be read or preprocessed never aborts the run: its row
+    is NaN (never cached) and one :class:`~mcalc.errors.ExclusionWarning` names it with the reason;
+    DataError only when no ROI at all can be used.
     """
     import keras
     import tensorflow as tf
@@ -697,11 +731,15 @@ def extract_features(
     paths = [str(p) for p in paths]
     memo: dict = {}
     digests = []
-    for p in paths:
+    problems: dict[int, str] = {}  # row -> why its ROI is left out (the row comes back NaN)
+    for i, p in enumerate(paths):
         try:
             digests.append(file_digest(p, memo))
-        except FileNotFoundError:
-            raise DataError(f"{p}: ROI image file not found") from None
+        except OSError as exc:
+            digests.append(f"unreadable:{p}")  # a key never cached: the row is NaN
+            problems[i] = f"{p}: ROI image file cannot be read ({exc.strerror or exc})"
+    if paths and len(problems) == len(paths):
+        raise DataError(f"no ROI image could be read: {'; '.join(list(problems.values())[:3])}")
     identity = weights.identity(seed)
     versions = f"keras={keras.__version__};tf={tf.__version__}"
     keys = [
@@ -731,13 +769,16 @@ def extract_features(
         batches = [missing[i : i + batch_size] for i in range(0, len(missing), batch_size)]
         bar = tqdm(total=len(missing), desc="features", unit="img", disable=not progress)
         try:
-            for indices, images in _prefetched_batches(paths, batches, preprocess, workers):
+            for indices, loaded in _prefetched_batches(paths, batches, preprocess, workers):
+                images, bad = _stack_usable(loaded, preprocess.image_size)
+                problems.update({indices[j]: loaded[j] for j in bad})
                 n = len(indices)
                 if n < batch_size:  # pad so every batch has one shape (one traced function)
                     images = np.concatenate(
                         [images, np.zeros((batch_size - n, *images.shape[1:]), images.dtype)]
                     )
-                feats = np.asarray(model.predict_on_batch(images))[:n]
+                feats = np.array(model.predict_on_batch(images))[:n]
+                feats[bad] = np.nan  # left out, reported below, never cached
                 bar.update(n)
                 yield indices, feats
         finally:
@@ -747,6 +788,7 @@ def extract_features(
         keys, compute, FeatureCache(Path(cache_dir)), row_shape=(N_FEATURES,), meta=meta
     )
     log.info("features: %d rows from cache, %d computed", result.n_cached, len(result.computed))
+    _report_left_out(result.array, paths, problems)
     return result.array
 
 

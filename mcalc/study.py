@@ -8,9 +8,8 @@ curation; ``provenance.json`` (data, then backbone weights); ``features.npz`` + 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,8 @@ import pandas as pd
 
 from mcalc import paper
 from mcalc.curation import CLASSES, CurationResult, curate, read_manifest, write_curation
-from mcalc.errors import DataError
+from mcalc.errors import DataError, ExclusionWarning
+from mcalc.fsio import atomic_write, write_text
 from mcalc.metadata import SPLIT_SCHEMES, leak_cells
 from mcalc.metrics import Evaluation, evaluate, paper_formula_errata
 from mcalc.provenance import Provenance, data_provenance, read_provenance, write_provenance
@@ -42,14 +42,9 @@ FIGURE_OF_OPTIMIZER = {
 
 
 def write_json(obj: dict, path: Path) -> Path:
-    """Write JSON atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=1, allow_nan=False)
-    os.replace(tmp, path)
-    return path
+    """Write JSON atomically (mcalc.fsio: whole or not at all, umask permissions)."""
+    text = json.dumps(obj, indent=1, allow_nan=False)  # fails before anything is written
+    return write_text(path, text)
 
 
 def read_results_provenance(results_dir: str | Path) -> Provenance:
@@ -259,16 +254,15 @@ def compute_features(
     elapsed = time.perf_counter() - start
     results = Path(results_dir)
     results.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=results, prefix=".features.", suffix=".npz")
-    os.close(fd)
-    np.savez(tmp, X=X, roi_id=manifest["roi_id"].to_numpy(dtype=str))
-    os.replace(tmp, results / FEATURES)
+    ids = manifest["roi_id"].to_numpy(dtype=str)
+    atomic_write(results / FEATURES, lambda fh: np.savez(fh, X=X, roi_id=ids), binary=True)
     write_json(
         {
             "image_size": image_size,
             "antialias": bool(antialias),
             "weights": asdict(weights_info),
             "n": int(len(X)),
+            "left_out": [str(r) for r in ids[~np.isfinite(X).all(axis=1)]],
             "elapsed_s": round(elapsed, 2),
         },
         results / FEATURES_META,
@@ -465,6 +459,16 @@ def load_study_inputs(
             f"the saved features were made at {meta['image_size']} px with weights "
             f"{meta['weights']['requested']!r}, not {image_size} px / {weights!r}: re-run notebook 02 with these"
         )
+    usable = np.isfinite(X).all(axis=1)
+    if not usable.all():
+        left_out = manifest.loc[~usable, "roi_id"].tolist()
+        warnings.warn(
+            f"{len(left_out)} ROI(s) left out: their images could not be read at feature extraction "
+            f"({', '.join(left_out[:10])}{' ...' if len(left_out) > 10 else ''})",
+            ExclusionWarning,
+            stacklevel=2,
+        )
+        manifest, X = manifest[usable].reset_index(drop=True), X[usable]
     return manifest, X, manifest["label"].to_numpy(dtype=int)
 
 
