@@ -7,6 +7,7 @@ asking for the same phantom share one.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,15 @@ def shared_tables() -> Path:
     if not all((SHARED_TABLES / name).is_file() for name in needed):
         pytest.skip(f"the real CBIS-DDSM case-description tables are not at {SHARED_TABLES}")
     return SHARED_TABLES
+
+
+def curate_quietly(root: Path, **kwargs):
+    """mcalc.curation.curate() without a progress bar, its exclusion warnings swallowed."""
+    from mcalc import curation
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", curation.CurationWarning)
+        return curation.curate(root, progress=False, **kwargs)
 
 
 def write_dicom(

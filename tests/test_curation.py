@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from conftest import shared_tables, write_dicom
+from conftest import curate_quietly, shared_tables, write_dicom
 
 from mcalc import curation as cu
 from mcalc.errors import DataError
@@ -36,13 +36,6 @@ HEADER = [
     "cropped image file path",
     "ROI mask file path",
 ]
-
-
-def curate_quietly(root: Path, **kwargs) -> cu.CurationResult:
-    """curate() without a progress bar, its exclusion warnings swallowed."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", cu.CurationWarning)
-        return cu.curate(root, progress=False, **kwargs)
 
 
 # ------------------------------------------------------------------------------- the real tables

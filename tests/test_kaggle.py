@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import curate_quietly
 from PIL import Image
 
 from mcalc import curation as cu
@@ -24,13 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 SCALE = 0.03
 COMPARED = ["roi_id", "split", "patient_id", "pathology", "label", "status", "crop_mask_swapped"]
 SAME_REASON = {"not_jpeg": "not_dicom", "corrupt_jpeg": "corrupt_dicom"}
-
-
-def curate(root: Path, **kwargs) -> cu.CurationResult:
-    """curate() without a progress bar, its exclusion warnings swallowed."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", cu.CurationWarning)
-        return cu.curate(root, progress=False, **kwargs)
 
 
 def jpeg_bytes(pixels: np.ndarray, quality: int) -> np.ndarray:
@@ -53,7 +46,7 @@ def pair(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def curated(pair) -> tuple[cu.CurationResult, cu.CurationResult]:
     """Both phantoms curated."""
-    return curate(pair[0]), curate(pair[1])
+    return curate_quietly(pair[0]), curate_quietly(pair[1])
 
 
 @pytest.fixture()
@@ -67,7 +60,7 @@ def tree(pair, tmp_path) -> Path:
 
 def usable_entry(root: Path, role: str) -> tuple[str, Path]:
     """(ROI id, file) of a usable ROI's crop or mask in a Kaggle tree, as the curated manifest has it."""
-    row = curate(root).usable().iloc[0]
+    row = curate_quietly(root).usable().iloc[0]
     return row["roi_id"], Path(row[f"{role}_path"])
 
 
@@ -215,7 +208,7 @@ def test_missing_dicom_info_is_a_clear_error(tree, capsys):
     assert f"read as the {KAGGLE_JPEG_LABEL}" in capsys.readouterr().out
     (tree / "csv" / "dicom_info.csv").unlink()
     with pytest.raises(DataError, match="dicom_info.csv"):
-        curate(tree)
+        curate_quietly(tree)
     assert cli_main(["curate", str(tree), "--out", str(tree.parent / "m.csv"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "dicom_info.csv" in err and "\n" not in err and "Traceback" not in err
@@ -223,10 +216,10 @@ def test_missing_dicom_info_is_a_clear_error(tree, capsys):
 
 def test_missing_jpeg_is_an_exclusion(tree):
     """A usable ROI's crop deleted: that ROI, and only it, excluded as missing_file naming the file."""
-    before = curate(tree)
+    before = curate_quietly(tree)
     roi, crop = usable_entry(tree, "crop")
     crop.unlink()
-    after = curate(tree)
+    after = curate_quietly(tree)
     row = after.manifest.set_index("roi_id").loc[roi]
     assert (row["status"], row["reason"]) == ("excluded", "missing_file")
     assert str(crop) in row["detail"]
@@ -246,7 +239,7 @@ def test_unreadable_jpeg_is_an_exclusion(tree, damage, reason, role):
     """A crop, mask or full image that is not a JPEG, or is cut short: excluded with the file named."""
     roi, path = usable_entry(tree, role)
     damage(path)
-    row = curate(tree).manifest.set_index("roi_id").loc[roi]
+    row = curate_quietly(tree).manifest.set_index("roi_id").loc[roi]
     assert (row["status"], row["reason"]) == ("excluded", reason)
     assert str(path) in row["detail"]
 
@@ -259,14 +252,14 @@ def test_series_missing_from_dicom_info_is_an_exclusion(tree):
     info[~info["image_path"].str.contains(crop.parent.name, regex=False)].to_csv(
         info_path, index=False
     )
-    row = curate(tree).manifest.set_index("roi_id").loc[roi]
+    row = curate_quietly(tree).manifest.set_index("roi_id").loc[roi]
     assert (row["status"], row["reason"]) == ("excluded", "missing_file")
     assert crop.parent.name in row["detail"] and "not listed" in row["detail"]
 
 
 def test_crop_in_another_series_is_found_by_its_folder_name(tree):
     """A crop listed under a series the table does not name: found through its PatientID (ROI folder)."""
-    before = curate(tree).manifest.set_index("roi_id")
+    before = curate_quietly(tree).manifest.set_index("roi_id")
     roi, crop = usable_entry(tree, "crop")
     info_path = tree / "csv" / "dicom_info.csv"
     info = pd.read_csv(info_path, dtype=str)
@@ -277,12 +270,12 @@ def test_crop_in_another_series_is_found_by_its_folder_name(tree):
     assert at.sum() == 1
     info.loc[at, ["image_path", "SeriesInstanceUID"]] = ["CBIS-DDSM/jpeg/9.9.9/1-1.jpg", "9.9.9"]
     info.to_csv(info_path, index=False)
-    after = curate(tree).manifest.set_index("roi_id")
+    after = curate_quietly(tree).manifest.set_index("roi_id")
     assert after.loc[roi, "status"] == "ok" and after.loc[roi, "crop_path"] == str(moved)
     assert (after["status"] == before["status"]).all()
     info.loc[at, "PatientID"] = "somebody else"
     info.to_csv(info_path, index=False)
-    row = curate(tree).manifest.set_index("roi_id").loc[roi]
+    row = curate_quietly(tree).manifest.set_index("roi_id").loc[roi]
     assert (row["status"], row["reason"]) == ("excluded", "missing_file")
     assert "lists only" in row["detail"]
 
@@ -294,19 +287,19 @@ def test_jpeg_linked_outside_the_root_is_never_opened(tree, tmp_path):
     shutil.copy(crop, elsewhere)
     crop.unlink()
     crop.symlink_to(elsewhere)
-    row = curate(tree).manifest.set_index("roi_id").loc[roi]
+    row = curate_quietly(tree).manifest.set_index("roi_id").loc[roi]
     assert (row["status"], row["reason"]) == ("excluded", "outside_root")
     assert str(crop) in row["detail"]
 
 
 def test_jpeg_folder_may_be_a_link_to_another_disk(tree, tmp_path):
     """ROOT/jpeg a symbolic link to the images elsewhere (a mounted disk): read as if it were there."""
-    before = curate(tree).manifest
+    before = curate_quietly(tree).manifest
     disk = tmp_path / "disk" / "jpeg"
     disk.parent.mkdir()
     shutil.move(tree / "jpeg", disk)
     (tree / "jpeg").symlink_to(disk, target_is_directory=True)
-    after = curate(tree).manifest
+    after = curate_quietly(tree).manifest
     pd.testing.assert_frame_equal(before[COMPARED], after[COMPARED])
 
 
@@ -315,7 +308,7 @@ def test_no_jpeg_at_all_is_a_clear_error(tree):
     shutil.rmtree(tree / "jpeg")
     (tree / "jpeg").mkdir()
     with pytest.raises(DataError, match="Kaggle JPEG re-release"):
-        curate(tree)
+        curate_quietly(tree)
 
 
 def test_read_jpeg_image_errors_name_the_file(tmp_path):
