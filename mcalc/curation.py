@@ -17,6 +17,11 @@ Where the files are: (1) the tables' UID paths below the root (or below ``CBIS-D
 (3) the Kaggle JPEG re-release (``csv/dicom_info.csv`` + ``jpeg/<SeriesInstanceUID>/1-N.jpg``), detected
 by its ``jpeg/`` folder and read by :mod:`mcalc.kaggle` (8-bit lossy pixels, labelled as such).
 
+Nothing outside the data root is used: a table path that is absolute or climbs out with ``..``, or a
+file that resolves (after symlinks) outside ROOT and ROOT/CBIS-DDSM, excludes its row as
+``outside_root`` without being opened. A symlink loop in the tree is skipped with a warning. A root
+with tables but no image at all is a DataError naming the layouts tried.
+
 Which ROI file is the crop and which the mask is decided by content, never by file name: the mask has
 the full image's rows × columns (DICOM headers), and when the headers cannot tell, the mask is the one
 with at most two distinct pixel values. A table whose crop is really the mask is corrected and the ROI
