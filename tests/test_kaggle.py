@@ -34,13 +34,11 @@ def jpeg_bytes(pixels: np.ndarray, quality: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory) -> tuple[Path, Path]:
+def pair(make_phantom) -> tuple[Path, Path]:
     """The same phantom (seed, scale, quirks) in the UID DICOM layout and in the Kaggle JPEG layout."""
-    base = tmp_path_factory.mktemp("kaggle")
-    for layout in ("uid", kaggle.LAYOUT):
-        config = ph.PhantomConfig(scale=SCALE, seed=0, layout=layout, workers=1)
-        ph.generate_phantom(base / layout, config, progress=False)
-    return base / "uid", base / kaggle.LAYOUT
+    return make_phantom(SCALE, seed=0, layout="uid"), make_phantom(
+        SCALE, seed=0, layout=kaggle.LAYOUT
+    )
 
 
 @pytest.fixture(scope="module")
