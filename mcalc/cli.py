@@ -91,11 +91,18 @@ def _writable_file(path: Path) -> str | None:
     """Why path cannot be written as a file (None when it can); creates nothing that stays."""
     if path.is_dir():
         return f"{path} is a folder: give a file name, e.g. {path / 'manifest.csv'}"
-    probe = path.parent
+    return _creatable(path.parent)
+
+
+def _creatable(folder: Path) -> str | None:
+    """Why files cannot be created in folder, made where absent (None when they can); creates nothing that stays."""
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    probe = folder
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not probe.is_dir():
-        return f"{probe} is a file, so {path} cannot be created below it"
+        return f"{probe} is a file, so {folder} cannot be created below it"
     try:
         import tempfile
 
@@ -148,6 +155,9 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
     """Generate the offline CBIS-DDSM-shaped phantom."""
     from mcalc.phantom import PhantomConfig, generate_phantom
 
+    problem = _creatable(Path(args.out))
+    if problem:
+        raise DataError(f"{args.out}: {problem}")
     try:
         config = PhantomConfig(
             scale=args.scale, seed=args.seed, layout=args.layout, workers=args.workers

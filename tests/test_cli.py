@@ -185,3 +185,20 @@ def test_python_m_mcalc_phantom_checks_like_the_cli(tmp_path):
     )
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert not (tmp_path / "ph").exists()
+
+
+@pytest.mark.parametrize("where", ["a_file", "under_a_file", "read_only"])
+def test_phantom_unwritable_out_is_refused(tmp_path, capsys, where):
+    """OUT a file, below a file, or where nothing can be created: one line, exit 2, nothing written."""
+    (tmp_path / "file.txt").write_text("keep me")
+    if where == "a_file":
+        out = tmp_path / "file.txt"
+    elif where == "under_a_file":
+        out = tmp_path / "file.txt" / "ph"
+    else:
+        if not Path("/proc/self").is_dir():
+            pytest.skip("needs /proc, a place nobody can create files in")
+        out = Path("/proc/mcalc-test-phantom")
+    code, err = run_cli(["phantom", str(out), "--scale", "0.02", "--quiet"], capsys)
+    assert_one_line_error(code, err, "mcalc phantom")
+    assert (tmp_path / "file.txt").read_text() == "keep me"
