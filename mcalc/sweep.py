@@ -45,7 +45,13 @@ from mcalc import __version__, paper
 from mcalc.cache import cache_key, file_digest
 from mcalc.errors import DataError
 from mcalc.fsio import atomic_write, write_new
-from mcalc.pipeline import KERNELSPEC, NOTEBOOK_DIR, Profile, run_profile, template_to_ipynb
+from mcalc.pipeline import (
+    KERNELSPEC,
+    Profile,
+    find_notebook_dir,
+    run_profile,
+    template_to_ipynb,
+)
 
 SWEEPS = "sweeps"
 INDEX = "sweep.json"  # the points of the sweep's latest run, in grid order
@@ -266,11 +272,11 @@ def input_digests(spec: GridSpec, results_dir: Path) -> dict[str, str]:
 def expand(
     spec: GridSpec,
     profile: Profile,
-    notebook_dir: Path = NOTEBOOK_DIR,
+    notebook_dir: Path | None = None,
     gpus: int = 0,
 ) -> list[SweepPoint]:
     """The sweep's distinct points (a duplicate grid point is one point), checked against the template."""
-    template_file = Path(notebook_dir) / f"{spec.template}.py"
+    template_file = Path(notebook_dir or find_notebook_dir()) / f"{spec.template}.py"
     if not template_file.is_file():
         raise DataError(f"sweep {spec.name}: no template {template_file}")
     template_text = template_file.read_text()
@@ -475,7 +481,7 @@ def run_sweep(
     scheduler: str = "local",
     workers: int = 0,
     progress: bool = True,
-    notebook_dir: Path = NOTEBOOK_DIR,
+    notebook_dir: Path | None = None,
     dashboard: bool = True,
     retries: int = 1,
 ) -> SweepSummary:
