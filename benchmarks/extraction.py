@@ -1,4 +1,4 @@
-"""Section 3: :func:`mcalc.model.extract_features` end to end on the phantom (DICOM read, crop,
+"""Section 3: :func:`mcalc.features.extract_features` end to end on the phantom (DICOM read, crop,
 resize, backbone, cache writes) against the bare backbone's throughput."""
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def extraction_breakdown(paths: list[str], cfg: BenchConfig, n: int = 32) -> dic
 
 def bench_extraction(backbone, weights, bare_images_per_s: float, cfg: BenchConfig) -> dict:
     """Section 3: extract_features end to end (empty cache) on the phantom vs the bare backbone's throughput."""
-    from mcalc.model import extract_features
+    from mcalc.features import extract_features
     from mcalc.preprocessing import PreprocessConfig
 
     root = phantom_dir(cfg, cfg.scale)

@@ -62,6 +62,7 @@ def bench_training(
     import tensorflow as tf
 
     from mcalc import model as M
+    from mcalc.paper import OPTIMIZERS
 
     tf32 = tf.config.experimental.tensor_float_32_execution_enabled()
     tf.config.experimental.enable_tensor_float_32_execution(False)  # both paths round alike on GPUs
@@ -76,7 +77,7 @@ def bench_training(
 
         # (a) the naive path on the subset, and the same subset trained on its cached features
         subset = []
-        for opt in M.OPTIMIZERS:
+        for opt in OPTIMIZERS:
             sub_cfg = M.TrainConfig(
                 optimizer=opt,
                 learning_rate=cfg.check_learning_rate[opt],
@@ -128,7 +129,7 @@ def bench_training(
         y = rng.integers(0, M.N_CLASSES, len(X))
         a, b = sizes["n_train"], sizes["n_train"] + sizes["n_val"]
         full = []
-        for opt in M.OPTIMIZERS:
+        for opt in OPTIMIZERS:
             full_cfg = M.TrainConfig(
                 optimizer=opt, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed
             )

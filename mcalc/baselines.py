@@ -18,7 +18,9 @@ reporting 10-fold cross-validated accuracy, AUC and sensitivity. Here:
 * :func:`majority_baseline` and :func:`assessment_rule` — baselines that never look at the image. The
   BI-RADS ``assessment`` column alone separates BENIGN_WITHOUT_CALLBACK (assessment 2) almost
   perfectly: a property of the labels (that class marks lesions not biopsied; the assessment is the
-  radiologist's reading), reported as a reference point, not as a bar for an image model.
+  radiologist's reading), reported as a reference point, not as a bar for an image model;
+* :func:`run_baselines` — chapter 4's step: all of the above on the curated ROIs (GLCM features through
+  the content-keyed cache, :func:`glcm_matrix`), evaluated and saved as run records.
 """
 
 from __future__ import annotations
@@ -47,14 +49,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from mcalc.cache import FeatureCache, cache_key, file_digest, load_or_compute
+from mcalc.curation import CLASSES
 from mcalc.errors import DataError
-
-try:  # the shared class order lives in mcalc.curation
-    from mcalc.curation import CLASSES
-except ModuleNotFoundError as _exc:  # pragma: no cover - only while mcalc.curation is absent
-    if _exc.name != "mcalc.curation":
-        raise
-    CLASSES: tuple[str, ...] = ("BENIGN", "BENIGN_WITHOUT_CALLBACK", "MALIGNANT")
+from mcalc.metrics import Evaluation, evaluate
+from mcalc.provenance import Provenance
+from mcalc.results import RUNS, BaselineRun, load_manifest, read_results_provenance, write_json
 
 #: Names of the 14 Haralick features, in the order ``mahotas.features.haralick`` returns them.
 HARALICK_NAMES: tuple[str, ...] = (
@@ -546,3 +546,92 @@ def assessment_rule(
             stacklevel=2,
         )
     return out
+
+
+# --------------------------------------------------------------------------- the chapter's step
+
+
+@dataclass
+class BaselineResults:
+    """The GLCM features and every baseline's evaluations."""
+
+    features: np.ndarray
+    runs: dict[str, BaselineRun]
+    provenance: Provenance
+
+    def test_evaluations(self) -> dict[str, Evaluation]:
+        """Test-split evaluation of every baseline, by label."""
+        return {r.label: r.evaluations["test"] for r in self.runs.values()}
+
+
+def glcm_matrix(
+    paths: list[str], levels: int, cache_dir: str | Path, progress: bool = True
+) -> np.ndarray:
+    """The 14 Haralick features of each ROI, through the content-keyed cache."""
+    memo: dict = {}
+    keys = [cache_key("glcm", levels, file_digest(p, memo)) for p in paths]
+
+    def compute(missing: list[int]):
+        yield (
+            missing,
+            glcm_feature_matrix([paths[i] for i in missing], levels=levels, progress=progress),
+        )
+
+    cache = FeatureCache(Path(cache_dir) / "glcm")
+    return load_or_compute(keys, compute, cache, row_shape=(14,), meta={"levels": levels}).array
+
+
+def run_baselines(
+    results_dir: str | Path,
+    cache_dir: str | Path,
+    cv_folds: int = 10,
+    levels: int = 64,
+    k: int = 5,
+    seed: int = 0,
+    n_boot: int = 1000,
+    progress: bool = True,
+) -> BaselineResults:
+    """GLCM + SVM / k-NN (CV on train and the test split), majority class and the assessment rule; save JSON."""
+    manifest = load_manifest(results_dir)
+    prov = read_results_provenance(results_dir).with_weights("n/a")
+    F = glcm_matrix(list(manifest["crop_path"]), levels, cache_dir, progress=progress)
+    y = manifest["label"].to_numpy(dtype=int)
+    is_train = manifest["split"].to_numpy() == "train"
+    tr, te = np.flatnonzero(is_train), np.flatnonzero(~is_train)
+    groups = manifest["patient_id"].to_numpy()[tr]
+    runs: dict[str, BaselineRun] = {}
+    for key, label, make in (
+        ("svm", "GLCM + SVM (RBF)", lambda: make_svm(seed)),
+        ("knn", f"GLCM + k-NN (k={k})", lambda: make_knn(k)),
+    ):
+        cv = cross_validated_proba(
+            F[tr], y[tr], make(), n_splits=cv_folds, seed=seed, groups=groups
+        )
+        test = fit_predict_proba(make(), F[tr], y[tr], F[te])
+        runs[key] = BaselineRun(
+            key,
+            label,
+            {
+                "cv": evaluate(y[tr], cv, n_boot=n_boot, seed=seed),
+                "test": evaluate(y[te], test, n_boot=n_boot, seed=seed),
+            },
+            prov,
+            {"cv_folds": cv_folds, "levels": levels, "k": k, "cv_grouped_by": "patient"},
+        )
+    majority = majority_baseline(y[tr], len(te))
+    rule = assessment_rule(manifest.iloc[tr], manifest.iloc[te])
+    runs["majority"] = BaselineRun(
+        "majority",
+        "Majority class",
+        {"test": evaluate(y[te], majority, n_boot=n_boot, seed=seed)},
+        prov,
+    )
+    runs["assessment"] = BaselineRun(
+        "assessment",
+        "BI-RADS assessment only (metadata rule)",
+        {"test": evaluate(y[te], rule, n_boot=n_boot, seed=seed)},
+        prov,
+    )
+    for run in runs.values():
+        write_json(run.to_dict(), Path(results_dir) / RUNS / f"baseline_{run.name}.json")
+    return BaselineResults(features=F, runs=runs, provenance=prov)

@@ -34,20 +34,13 @@ from mcalc.errors import DataError
 from mcalc.metrics import Evaluation, cluster_ids, evaluate
 from mcalc.provenance import REAL_TABLES, Provenance
 from mcalc.splits import (
+    SPLIT_SCHEMES,
     leakage_report,
     lesion_matching_report,
     patient_grouped_split,
     roi_level_split,
 )
 
-#: Class order of the paper's Table 1.
-PAPER_CLASS_ORDER = ("BENIGN_WITHOUT_CALLBACK", "BENIGN", "MALIGNANT")
-#: The split schemes of the leakage audit (chapter 6), by key.
-SPLIT_SCHEMES = {
-    "official": "(a) official split, patient-disjoint (reference: its own test set)",
-    "roi_level": "(b) random ROI-level 80/20 of the pooled data",
-    "patient_grouped": "(c) patient-grouped 80/20 of the same pooled data",
-}
 #: Fields of a record compared between the shipped tables and a user's download.
 RECORD_FIELDS = (
     "patient_id",
@@ -91,7 +84,7 @@ def _counts(rows: pd.DataFrame) -> pd.DataFrame:
     """ROIs per class (rows, paper order) and split (columns)."""
     return (
         pd.crosstab(rows["pathology"], rows["split"])
-        .reindex(index=list(PAPER_CLASS_ORDER), columns=list(SPLITS), fill_value=0)
+        .reindex(index=list(paper.PAPER_CLASS_ORDER), columns=list(SPLITS), fill_value=0)
         .astype(int)
     )
 
@@ -102,7 +95,7 @@ def table1(
     """Table 1: ROIs per class and split from the real tables, the paper's, and a curated download's usable ROIs."""
     rows = read_real_tables() if rows is None else rows
     ours = _counts(rows)
-    printed = paper.table1().reindex(list(PAPER_CLASS_ORDER))
+    printed = paper.table1().reindex(list(paper.PAPER_CLASS_ORDER))
     columns = {}
     for split in SPLITS:
         columns[("official CBIS-DDSM tables (ours)", SPLIT_NAMES[split])] = ours[split]
@@ -112,7 +105,7 @@ def table1(
         usable = _counts(curation.usable())
         for split in SPLITS:
             columns[("your download, usable after curation", SPLIT_NAMES[split])] = usable[split]
-    out = pd.DataFrame(columns, index=pd.Index(PAPER_CLASS_ORDER, name="class"))
+    out = pd.DataFrame(columns, index=pd.Index(paper.PAPER_CLASS_ORDER, name="class"))
     out.loc["total"] = out.sum()
     out.columns = pd.MultiIndex.from_tuples(out.columns)
     return out.astype(int)

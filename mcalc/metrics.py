@@ -63,14 +63,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from mcalc.curation import CLASSES
 from mcalc.errors import DataError
-
-try:  # the shared class order lives in mcalc.curation
-    from mcalc.curation import CLASSES
-except ModuleNotFoundError as _exc:  # pragma: no cover - only while mcalc.curation is absent
-    if _exc.name != "mcalc.curation":
-        raise
-    CLASSES: tuple[str, ...] = ("BENIGN", "BENIGN_WITHOUT_CALLBACK", "MALIGNANT")
 
 #: Bootstrap interval methods accepted by :func:`evaluate` (scipy names, lower case).
 CI_METHODS = ("percentile", "bca", "basic")

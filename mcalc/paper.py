@@ -12,20 +12,21 @@ CITATION = (
     "Int. J. Environ. Res. Public Health 2022, 19, 2159. doi:10.3390/ijerph19042159"
 )
 
+#: The four optimizers the paper compares (§3.1–3.4), by mcalc's names, in the paper's order.
+OPTIMIZERS = ("adam", "adagrad", "adadelta", "rmsprop")
 #: Optimizer names as the paper spells them, keyed by mcalc's names.
-PAPER_OPTIMIZER_NAMES = {
-    "adam": "ADAM",
-    "adagrad": "ADAGrad",
-    "adadelta": "ADADelta",
-    "rmsprop": "RMSProp",
-}
+PAPER_OPTIMIZER_NAMES = dict(zip(OPTIMIZERS, ("ADAM", "ADAGrad", "ADADelta", "RMSProp")))
+#: The paper's figure of each optimizer's training curves (§3.1–3.4: Figures 4–7).
+FIGURE_OF_OPTIMIZER = {opt: f"Figure {i}" for i, opt in enumerate(OPTIMIZERS, start=4)}
+#: The order in which the paper's tables list the classes (Table 1).
+PAPER_CLASS_ORDER = ("BENIGN_WITHOUT_CALLBACK", "BENIGN", "MALIGNANT")
 
 
 def table1() -> pd.DataFrame:
     """Table 1: images per class, training and testing, as printed in the paper."""
     return pd.DataFrame(
         {"Training": [474, 528, 545], "Testing": [99, 133, 94]},
-        index=pd.Index(["BENIGN_WITHOUT_CALLBACK", "BENIGN", "MALIGNANT"], name="class"),
+        index=pd.Index(PAPER_CLASS_ORDER, name="class"),
     )
 
 
@@ -52,7 +53,7 @@ def table3() -> pd.DataFrame:
             "training_loss": [0.1134, 0.0212, 0.1293, 0.1193],
             "training_accuracy": [0.9813, 0.9813, 0.9816, 0.9810],
         },
-        index=pd.Index(["adam", "adagrad", "adadelta", "rmsprop"], name="optimizer"),
+        index=pd.Index(OPTIMIZERS, name="optimizer"),
     )
 
 
@@ -69,7 +70,7 @@ def table4() -> pd.DataFrame:
             "auc": [0.95, 0.93, 0.96, 0.95, 0.90, 0.88],
             "sensitivity_at_spec80": [0.96, 0.93, 0.97, 0.95, 0.91, 0.89],
         },
-        index=pd.Index(["adam", "adagrad", "adadelta", "rmsprop", "svm", "knn"], name="model"),
+        index=pd.Index([*OPTIMIZERS, "svm", "knn"], name="model"),
     )
 
 

@@ -47,12 +47,11 @@ from tqdm.auto import tqdm
 
 from mcalc import __version__, kaggle
 from mcalc.calibration import derive_calibration
+from mcalc.curation import CLASSES
 from mcalc.errors import DataError
 from mcalc.fsio import write_text
 
 PHANTOM_VERSION = "1.0"
-# Same order as mcalc.curation.CLASSES (kept here so the phantom does not depend on curation).
-CLASSES = ("BENIGN", "BENIGN_WITHOUT_CALLBACK", "MALIGNANT")
 SPLITS = ("train", "test")
 CSV_NAMES = {
     "train": "calc_case_description_train_set.csv",

@@ -9,11 +9,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from mcalc.errors import DataError
-from mcalc.paper import PAPER_OPTIMIZER_NAMES
+from mcalc.paper import OPTIMIZERS, PAPER_OPTIMIZER_NAMES
 
 NOTEBOOK_DIR = Path("notebooks")
 FIRST_TEMPLATE = "01_data_curation.py"
-OPTIMIZERS = ("adam", "adagrad", "adadelta", "rmsprop")
 SEED_SWEEP = "seed_variance"  # chapter 7's sweep, under <results_dir>/sweeps/
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 

@@ -12,6 +12,7 @@ import pandas as pd
 import seaborn as sns
 
 from mcalc.curation import CLASSES
+from mcalc.model import find_backbone
 from mcalc.provenance import Provenance
 
 CLASS_COLOURS = dict(zip(CLASSES, sns.color_palette("colorblind", 3)))
@@ -223,12 +224,13 @@ def _draw_stack(ax, boxes: list[tuple[str, str]], colours: list) -> None:
 
 def figure2(model) -> plt.Figure:
     """Figure 2: the proposed network (input → frozen backbone → Dense(128, ReLU) → Dense(3, softmax)), from the model."""
+    backbone = find_backbone(model)
     boxes, colours = [], []
     for layer in model.layers:
         kind = type(layer).__name__
         if kind == "InputLayer":
             boxes.append(("Input (grey ROI copied to 3 channels)", _shape(layer)))
-        elif hasattr(layer, "layers") and len(layer.layers) > 50:
+        elif layer is backbone:
             boxes.append(
                 (
                     f"InceptionResNetV2, frozen ({layer.count_params():,} parameters)",
@@ -264,17 +266,9 @@ def figure2(model) -> plt.Figure:
     return fig
 
 
-def _find_backbone(model):
-    """The InceptionResNetV2 sub-model inside the end-to-end model."""
-    for layer in model.layers:
-        if hasattr(layer, "layers") and len(layer.layers) > 50:
-            return layer
-    raise ValueError("no InceptionResNetV2 backbone found in the model")
-
-
 def figure3(model) -> plt.Figure:
     """Figure 3: InceptionResNetV2's stages with their output grids, read off the built backbone."""
-    stages = backbone_stages(_find_backbone(model))
+    stages = backbone_stages(find_backbone(model))
     boxes = [
         (
             row.stage + (f" × {row.repeats}" if row.repeats else ""),

@@ -23,13 +23,12 @@ import numpy as np
 import pandas as pd
 
 from mcalc.errors import DataError
-from mcalc.study import _split_arrays, load_study_inputs
+from mcalc.paper import OPTIMIZERS
+from mcalc.results import load_study_inputs
+from mcalc.splits import official_split
 
 if TYPE_CHECKING:
     from mcalc.model import TrainConfig
-
-#: The paper's four optimizers, in its order.
-PAPER_OPTIMIZERS = ("adam", "adagrad", "adadelta", "rmsprop")
 
 
 def _check_idx(idx: dict[str, np.ndarray]) -> None:
@@ -44,7 +43,7 @@ def selection_runs(
     y: np.ndarray,
     idx: dict[str, np.ndarray],
     config: TrainConfig,
-    optimizers: tuple[str, ...] = PAPER_OPTIMIZERS,
+    optimizers: tuple[str, ...] = OPTIMIZERS,
     n_seeds: int = 3,
 ) -> pd.DataFrame:
     """Validation and test accuracy after every epoch of heads trained per optimizer and seed (one row per epoch)."""
@@ -120,7 +119,7 @@ def head_output_change(
     y: np.ndarray,
     idx: dict[str, np.ndarray],
     config: TrainConfig,
-    optimizers: tuple[str, ...] = PAPER_OPTIMIZERS,
+    optimizers: tuple[str, ...] = OPTIMIZERS,
 ) -> pd.DataFrame:
     """Per optimizer: how far the trained head's test probabilities and weights moved from the untrained head's."""
     from mcalc.model import N_CLASSES, build_head, make_deterministic, predict_proba, train_head
@@ -160,7 +159,7 @@ def _official_inputs(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Features, labels and the official split (validation grouped by patient) of a results folder."""
     manifest, X, y = load_study_inputs(results_dir, image_size, weights)
-    return X, y, _split_arrays(manifest, validation_size, seed)
+    return X, y, official_split(manifest, validation_size, seed)
 
 
 def measure_selection(
@@ -173,7 +172,7 @@ def measure_selection(
 ) -> pd.DataFrame:
     """Chapter 5: the optimism of choosing epoch, optimizer and seed on the official test split."""
     X, y, idx = _official_inputs(results_dir, image_size, weights, validation_size, config.seed)
-    return selection_optimism(selection_runs(X, y, idx, config, PAPER_OPTIMIZERS, n_seeds))
+    return selection_optimism(selection_runs(X, y, idx, config, OPTIMIZERS, n_seeds))
 
 
 def measure_output_change(
@@ -185,4 +184,4 @@ def measure_output_change(
 ) -> pd.DataFrame:
     """Chapter 5: how far each optimizer moves the head's test probabilities at the paper's settings."""
     X, y, idx = _official_inputs(results_dir, image_size, weights, validation_size, config.seed)
-    return head_output_change(X, y, idx, config, PAPER_OPTIMIZERS)
+    return head_output_change(X, y, idx, config, OPTIMIZERS)

@@ -36,14 +36,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
+from mcalc.curation import CLASSES
 from mcalc.errors import DataError
-
-try:  # the shared class order lives in mcalc.curation
-    from mcalc.curation import CLASSES
-except ModuleNotFoundError as _exc:  # pragma: no cover - only while mcalc.curation is absent
-    if _exc.name != "mcalc.curation":
-        raise
-    CLASSES: tuple[str, ...] = ("BENIGN", "BENIGN_WITHOUT_CALLBACK", "MALIGNANT")
 
 #: Number of shuffled StratifiedGroupKFold seeds tried per fold count by the grouped splits.
 SEARCH_SEEDS = 8
@@ -293,3 +287,61 @@ def lesion_matching_report(manifest: pd.DataFrame) -> dict[str, int]:
         "id_pairs_pathology_mismatch": int((paired["CC"] != paired["MLO"]).sum()),
         "id_pairs_unmatched": int(first[["CC", "MLO"]].isna().any(axis=1).sum()),
     }
+
+
+# ---------------------------------------------------------------- the study's splits, as row indices
+
+#: The split schemes compared by the leakage audit (chapter 6), with their labels in its tables.
+SPLIT_SCHEMES = {
+    "official": "(a) official split, patient-disjoint (reference: its own test set)",
+    "roi_level": "(b) random ROI-level 80/20 of the pooled data",
+    "patient_grouped": "(c) patient-grouped 80/20 of the same pooled data",
+}
+
+
+def held_out_size(size: int | float) -> int | float:
+    """A held-out size as the splits take it: a count (>= 1) as an int, a fraction (< 1) as a float."""
+    return int(size) if size >= 1 else float(size)
+
+
+def official_split(
+    manifest: pd.DataFrame, validation_size: int | float, seed: int
+) -> dict[str, np.ndarray]:
+    """Row indices of the manifest for train / validation (patient-grouped, from the official train split) / test."""
+    train_pos = np.flatnonzero(manifest["split"].to_numpy() == "train")
+    test_pos = np.flatnonzero(manifest["split"].to_numpy() == "test")
+    if len(train_pos) == 0 or len(test_pos) == 0:
+        raise DataError("the manifest needs usable ROIs in both the train and the test split")
+    tr, va = validation_split(
+        manifest.iloc[train_pos].reset_index(drop=True),
+        n_val=held_out_size(validation_size),
+        seed=seed,
+    )
+    return {
+        "train": train_pos[np.asarray(tr)],
+        "validation": train_pos[np.asarray(va)],
+        "test": test_pos,
+    }
+
+
+def scheme_indices(
+    manifest: pd.DataFrame, scheme: str, validation_size: int | float, seed: int
+) -> dict[str, np.ndarray]:
+    """Train / validation / test row indices of the usable manifest under one of :data:`SPLIT_SCHEMES`."""
+    if scheme == "official":
+        return official_split(manifest, validation_size, seed)
+    splitter = {"roi_level": roi_level_split, "patient_grouped": patient_grouped_split}[scheme]
+    train, test = splitter(manifest, test_fraction=0.2, seed=seed)
+    train, test = np.asarray(train), np.asarray(test)
+    n_val = held_out_size(validation_size)
+    if scheme == "roi_level":  # the leaky scheme holds its validation ROIs out at random too
+        tr, va = roi_level_split(
+            manifest.iloc[train].reset_index(drop=True),
+            test_fraction=n_val / len(train) if n_val >= 1 else n_val,
+            seed=seed,
+        )
+    else:
+        tr, va = validation_split(
+            manifest.iloc[train].reset_index(drop=True), n_val=n_val, seed=seed
+        )
+    return {"train": train[np.asarray(tr)], "validation": train[np.asarray(va)], "test": test}

@@ -39,13 +39,14 @@ cache_dir = "cache"
 n_boot = 1000
 
 # %%
-import mcalc.study as study
-from mcalc import metadata, plots
+from mcalc import metadata, plots, tables
+from mcalc.data import prepare_data
+from mcalc.results import read_results_provenance
 
-curation = study.prepare_data(
+curation = prepare_data(
     data_source, data_root, phantom_scale=phantom_scale, seed=seed, results_dir=results_dir
 )
-provenance = study.read_results_provenance(results_dir)
+provenance = read_results_provenance(results_dir)
 real = metadata.provenance()
 real_rows = metadata.read_real_tables()
 print(provenance.label())
@@ -93,7 +94,7 @@ plots.show_table(
 # %%
 # NBVAL_CHECK_OUTPUT
 plots.show_table(
-    study.curation_report(curation),
+    tables.curation_report(curation),
     "Curation report — rows read, usable, excluded and corrected, per split",
     provenance,
 )

@@ -34,15 +34,16 @@ cache_dir = "cache"
 n_boot = 1000
 
 # %%
-import mcalc.study as study
-from mcalc import plots
+from mcalc import plots, tables
+from mcalc.features import compute_features
+from mcalc.model import architecture_summary, build_model
 from mcalc.preprocessing import speck_contrast
+from mcalc.results import load_manifest, read_results_provenance
+from mcalc.weights import resolve_weights
 
-manifest = study.load_manifest(results_dir)
-weights_info = study.resolve_backbone_weights(weights)
-provenance = study.read_results_provenance(results_dir).with_weights(
-    weights_info.used, weights_info.note
-)
+manifest = load_manifest(results_dir)
+weights_info = resolve_weights(weights)
+provenance = read_results_provenance(results_dir).with_weights(weights_info.used, weights_info.note)
 print(provenance.label())
 print(weights_info.note)
 
@@ -77,12 +78,12 @@ plots.show_table(
 # ## Table 2 — the architecture, read off the built model
 
 # %%
-model = study.build_paper_model(image_size, weights_info)
+model = build_model(image_size, weights_info)
 
 # %%
 # NBVAL_CHECK_OUTPUT
 plots.show_table(
-    study.table2(model, image_size),
+    tables.table2(model, image_size),
     "Table 2 — Architecture of the transfer-learning model: ours (read off the built Keras model) and the paper's",
     provenance,
 )
@@ -109,7 +110,7 @@ plots.show_figure(
 # %%
 # NBVAL_CHECK_OUTPUT
 plots.show_table(
-    study.layer_summary(model),
+    architecture_summary(model),
     "Layer summary of the end-to-end model (trainable parameters are the head's only)",
     provenance,
 )
@@ -121,7 +122,7 @@ plots.show_table(
 # later chapter (or a re-run) reuses it, and a changed input recomputes only its own row.
 
 # %%
-features = study.compute_features(
+features = compute_features(
     manifest,
     image_size=image_size,
     weights_info=weights_info,

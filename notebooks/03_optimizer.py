@@ -42,9 +42,9 @@ run_record = (
 
 
 # %%
-import mcalc.study as study
-from mcalc import plots
+from mcalc import plots, tables
 from mcalc.model import TrainConfig
+from mcalc.training import run_optimizer
 
 config = TrainConfig(
     optimizer=optimizer,
@@ -53,9 +53,8 @@ config = TrainConfig(
     epochs=epochs,
     seed=seed,
 )
-run = study.run_optimizer(
+run = run_optimizer(
     results_dir=results_dir,
-    cache_dir=cache_dir,
     image_size=image_size,
     weights=weights,
     config=config,
@@ -86,14 +85,14 @@ plots.show_figure(
 
 # %%
 plots.show_table(
-    run.table3_row(),
+    tables.table3_row(run),
     f"Table 3 — Training loss and accuracy after the last epoch, {run.paper_name}: ours and the paper's",
     run.provenance,
 )
 
 # %%
 plots.show_table(
-    run.table4_row(),
+    tables.table4_row(run),
     f"Table 4 — Validation and test loss, accuracy, AUC and sensitivity at specificity 0.8 with 95% bootstrap CIs, {run.paper_name}: ours and the paper's",
     run.provenance,
 )

@@ -38,10 +38,10 @@ knn_neighbors = 5
 validation_size = 200
 
 # %%
-import mcalc.study as study
-from mcalc import plots
+from mcalc import plots, tables
+from mcalc.baselines import run_baselines
 
-baselines = study.run_baselines(
+baselines = run_baselines(
     results_dir=results_dir,
     cache_dir=cache_dir,
     cv_folds=cv_folds,
@@ -63,7 +63,7 @@ print(
 
 # %%
 plots.show_table(
-    baselines.table4_rows(),
+    tables.baseline_rows(baselines),
     "Table 4 — GLCM + SVM (RBF) and GLCM + k-NN: 10-fold cross-validation on the training split and the official test split, with 95% bootstrap CIs; the paper's values beside",
     baselines.provenance,
 )
@@ -80,7 +80,7 @@ plots.show_table(
 
 # %%
 plots.show_table(
-    baselines.reference_rows(),
+    tables.reference_rows(baselines),
     "Majority-class and assessment-only baselines on the test split, with 95% bootstrap CIs",
     baselines.provenance,
 )

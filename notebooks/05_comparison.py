@@ -36,11 +36,13 @@ n_seeds = 3  # seeds per optimizer for the test-selection measurement
 sweep_name = "seed_variance"  # a sweep under the results folder's sweeps/ to show (mcalc sweep)
 
 # %%
-import mcalc.study as study
-from mcalc import paper, plots, selection, sweep
-from mcalc.model import TrainConfig, update_sizes
+from mcalc import paper, plots, selection, sweep, tables
+from mcalc.audits import update_sizes
+from mcalc.model import TrainConfig
+from mcalc.results import gather_results
+from mcalc.verdicts import verdict_table
 
-results = study.gather_results(results_dir)
+results = gather_results(results_dir)
 print(results.provenance.label())
 
 # %%
@@ -49,14 +51,14 @@ print("runs found:", ", ".join(results.run_names()))
 
 # %%
 plots.show_table(
-    results.table3(),
+    tables.table3(results),
     "Table 3 — Training loss and accuracy per optimizer (KL divergence, lr 1e-4, batch 32): ours | paper",
     results.provenance,
 )
 
 # %%
 plots.show_table(
-    results.table4(),
+    tables.table4(results),
     "Table 4 — Loss, accuracy, AUC and sensitivity at specificity 0.8 per model on the official test split: ours [95% CI] | paper",
     results.provenance,
 )
@@ -75,7 +77,7 @@ plots.show_table(
 
 # %%
 plots.show_table(
-    results.table5(),
+    tables.table5(results),
     "Table 5 — Comparison with existing techniques: the paper's rows (normalised to fractions) and two anchors closer to this task, each described as its source states it, and ours",
     results.provenance,
 )
@@ -147,7 +149,7 @@ plots.show_table(
 
 # %%
 plots.show_table(
-    results.formula_errata(),
+    tables.formula_errata(results),
     "The paper's Eq. 4 and Eq. 5 beside the correct specificity and accuracy, per class, on our test confusion matrix",
     results.provenance,
 )
@@ -198,7 +200,7 @@ plots.show_table(
 
 # %%
 plots.show_table(
-    results.frozen_vs_finetuned(),
+    tables.frozen_vs_finetuned(results),
     "Frozen versus fine-tuned backbone on the test split",
     results.provenance,
     empty="No fine-tuned run exists in this build: the book was built on a CPU, where fine-tuning InceptionResNetV2 at 299 px for 20 epochs takes hours. Execute notebooks/03_optimizer.py with -p train_backbone top on a GPU to add one.",
@@ -232,7 +234,7 @@ plots.show_figure(
 
 # %%
 plots.show_table(
-    results.verdicts(),
+    verdict_table(results),
     "Verdict — each claim of the paper: reproduced, not reproduced, or not testable here, and why",
     results.provenance,
 )

@@ -49,9 +49,10 @@ validation_size = 200
 n_split_seeds = 3  # repeats of each pooled-data split scheme
 
 # %%
-import mcalc.study as study
 from mcalc import metadata, plots
+from mcalc.audits import leakage_audit
 from mcalc.model import TrainConfig
+from mcalc.splits import SPLIT_SCHEMES
 
 config = TrainConfig(
     optimizer=optimizer,
@@ -60,7 +61,7 @@ config = TrainConfig(
     epochs=epochs,
     seed=seed,
 )
-audit = study.leakage_audit(
+audit = leakage_audit(
     results_dir,
     image_size,
     weights,
@@ -94,7 +95,7 @@ plots.show_table(
 
 # %%
 plots.show_figure(
-    plots.roc_panel({study.SPLIT_SCHEMES[k]: v for k, v in audit.evaluations.items()}),
+    plots.roc_panel({SPLIT_SCHEMES[k]: v for k, v in audit.evaluations.items()}),
     "Leakage audit — ROC curves (macro one-vs-rest) of the same pipeline under the three split schemes (first split seed)",
     audit.provenance,
 )

@@ -33,11 +33,12 @@ n_boot = 1000
 sweep_name = "seed_variance"  # the sweep under the results folder's sweeps/ that holds the runs
 
 # %%
-import mcalc.study as study
 from mcalc import plots, sweep
+from mcalc.audits import variance_summary
+from mcalc.results import read_results_provenance
 
 runs = sweep.load_runs(results_dir, sweep_name)
-provenance = study.read_results_provenance(results_dir)
+provenance = read_results_provenance(results_dir)
 print(provenance.label())
 
 # %%
@@ -55,7 +56,7 @@ plots.show_figure(
 
 # %%
 plots.show_table(
-    study.variance_summary(runs),
+    variance_summary(runs),
     "Seed variance — mean ± SD over seeds per optimizer, a Kruskal–Wallis test of the optimizer effect, and the paper's spread across optimizers",
     provenance,
 )

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from conftest import write_dicom
 
-from mcalc import model as Fe
-from mcalc import study as R
+from mcalc import features as Fe
+from mcalc import results as R
 from mcalc.errors import DataError, ExclusionWarning
-from mcalc.model import resolve_weights
 from mcalc.preprocessing import PreprocessConfig
+from mcalc.weights import resolve_weights
 
 SIZE = 75
 

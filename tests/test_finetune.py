@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 from conftest import textured_rois
 
+from mcalc import features as Fe
+from mcalc import finetune as FT
 from mcalc import model as M
+from mcalc import weights as W
 from mcalc.errors import DataError
 from mcalc.preprocessing import PreprocessConfig, load_roi
 
@@ -34,12 +37,12 @@ def rois(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], np.ndarra
 
 
 @pytest.fixture(scope="module")
-def random_weights() -> M.WeightsInfo:
-    return M.resolve_weights("random")
+def random_weights() -> W.WeightsInfo:
+    return W.resolve_weights("random")
 
 
 @pytest.fixture(scope="module")
-def shared_backbone(random_weights: M.WeightsInfo):
+def shared_backbone(random_weights: W.WeightsInfo):
     """One randomly initialised 75-px backbone and its initial weights (building one takes seconds)."""
     backbone = M.build_backbone(IMAGE_SIZE, random_weights, seed=0)
     return backbone, backbone.get_weights()
@@ -88,14 +91,14 @@ def test_set_backbone_trainable_counts_and_layers(backbone, random_weights) -> N
     full = model.count_params()
     assert bn and bn_params > 0 and full == backbone.count_params() + HEAD_PARAMS
 
-    assert M.set_backbone_trainable(model, "none") == HEAD_PARAMS
+    assert FT.set_backbone_trainable(model, "none") == HEAD_PARAMS
     assert backbone.trainable_weights == []
 
-    n_all = M.set_backbone_trainable(model, "all")
+    n_all = FT.set_backbone_trainable(model, "all")
     assert n_all == full - bn_params
     assert all(not layer.trainable and layer.trainable_weights == [] for layer in bn)
 
-    n_top = M.set_backbone_trainable(model, "TOP")
+    n_top = FT.set_backbone_trainable(model, "TOP")
     assert HEAD_PARAMS < n_top < n_all
     below, above = stage_names(backbone)
     trainable_layers = {layer.name for layer in backbone.layers if layer.trainable_weights}
@@ -108,12 +111,12 @@ def test_set_backbone_trainable_counts_and_layers(backbone, random_weights) -> N
     assert "conv_7b_bn" in above and "block8_1_mixed" in above and "mixed_6a" in below
 
     # the backbone itself can be passed; counts are then the backbone's alone
-    assert M.set_backbone_trainable(backbone, "top") == n_top - HEAD_PARAMS
-    assert M.set_backbone_trainable(backbone, "none") == 0
+    assert FT.set_backbone_trainable(backbone, "top") == n_top - HEAD_PARAMS
+    assert FT.set_backbone_trainable(backbone, "none") == 0
     with pytest.raises(ValueError, match="none, top, all"):
-        M.set_backbone_trainable(model, "half")
+        FT.set_backbone_trainable(model, "half")
     with pytest.raises(ValueError, match="no InceptionResNetV2"):
-        M.set_backbone_trainable(M.build_head(), "top")
+        FT.set_backbone_trainable(M.build_head(), "top")
 
 
 # ----------------------------------------------------------------------------- data stream
@@ -122,7 +125,7 @@ def test_set_backbone_trainable_counts_and_layers(backbone, random_weights) -> N
 def test_image_dataset_order_batches_and_content(rois) -> None:
     paths, labels = rois
     paths, labels = paths[:5], labels[:5]
-    stream = list(M.image_dataset(paths, labels, PRE, batch_size=2, shuffle_seed=3, epochs=2))
+    stream = list(FT.image_dataset(paths, labels, PRE, batch_size=2, shuffle_seed=3, epochs=2))
     assert [len(x) for x, _ in stream] == [2, 2, 1, 2, 2, 1]  # every epoch batched on its own
     order = np.concatenate(M.epoch_orders(5, 2, 3))
     assert sorted(order[:5]) == list(range(5)) and not np.array_equal(order[:5], order[5:])
@@ -134,10 +137,10 @@ def test_image_dataset_order_batches_and_content(rois) -> None:
     assert images.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE, 3) and images.dtype == np.float32
 
     again = np.concatenate(
-        [x.numpy() for x, _ in M.image_dataset(paths, labels, PRE, 2, shuffle_seed=3, epochs=2)]
+        [x.numpy() for x, _ in FT.image_dataset(paths, labels, PRE, 2, shuffle_seed=3, epochs=2)]
     )
     np.testing.assert_array_equal(again, images)
-    plain = [x.numpy() for x in M.image_dataset(paths, None, PRE, batch_size=4, shuffle_seed=None)]
+    plain = [x.numpy() for x in FT.image_dataset(paths, None, PRE, batch_size=4, shuffle_seed=None)]
     assert [len(x) for x in plain] == [4, 1]
     np.testing.assert_array_equal(np.concatenate(plain), expected)
 
@@ -145,11 +148,11 @@ def test_image_dataset_order_batches_and_content(rois) -> None:
 def test_image_dataset_and_predict_images_errors(rois, tmp_path) -> None:
     paths, labels = rois
     with pytest.raises(DataError, match="not found"):
-        M.image_dataset([*paths[:2], str(tmp_path / "missing.dcm")], None, PRE)
+        FT.image_dataset([*paths[:2], str(tmp_path / "missing.dcm")], None, PRE)
     with pytest.raises(DataError, match="3 ROI paths but 2 labels"):
-        M.image_dataset(paths[:3], labels[:2], PRE)
+        FT.image_dataset(paths[:3], labels[:2], PRE)
     with pytest.raises(DataError, match="labels must be integers"):
-        M.image_dataset(paths[:3], np.array([0, 1, 5]), PRE)
+        FT.image_dataset(paths[:3], np.array([0, 1, 5]), PRE)
 
     tiny = keras.Sequential(
         [
@@ -158,16 +161,16 @@ def test_image_dataset_and_predict_images_errors(rois, tmp_path) -> None:
             keras.layers.Dense(3, activation="softmax"),
         ]
     )
-    proba = M.predict_images(tiny, paths[:5], PRE, batch_size=2)
+    proba = FT.predict_images(tiny, paths[:5], PRE, batch_size=2)
     assert proba.shape == (5, 3) and proba.dtype == np.float32
     np.testing.assert_allclose(
         proba, tiny.predict(np.stack([load_roi(p, PRE) for p in paths[:5]]), verbose=0), rtol=1e-6
     )
-    assert M.predict_images(tiny, [], PRE).shape == (0, 3)
+    assert FT.predict_images(tiny, [], PRE).shape == (0, 3)
     broken = tmp_path / "broken.dcm"
     broken.write_bytes(b"not a dicom file at all")
     with pytest.raises(DataError, match="broken.dcm"):
-        M.predict_images(tiny, [paths[0], str(broken)], PRE)
+        FT.predict_images(tiny, [paths[0], str(broken)], PRE)
 
 
 # ----------------------------------------------------------------------------- fine-tuning
@@ -179,7 +182,7 @@ def test_fine_tune_top_changes_only_the_last_stage(backbone, random_weights, roi
     paths, labels = rois
     before = weights_by_layer(backbone)
     cfg = M.TrainConfig(optimizer="adam", learning_rate=1e-3, epochs=2, batch_size=4, seed=1)
-    res = M.fine_tune(
+    res = FT.fine_tune(
         paths[:8],
         labels[:8],
         paths[8:],
@@ -197,7 +200,7 @@ def test_fine_tune_top_changes_only_the_last_stage(backbone, random_weights, roi
         and np.isfinite(res.history.to_numpy(dtype=float)).all()
     )
     assert res.elapsed_s > 0 and res.config is cfg
-    n_trainable = M.count_trainable_params(res.model)
+    n_trainable = FT.count_trainable_params(res.model)
     assert HEAD_PARAMS < n_trainable < res.model.count_params()
 
     changed = changed_layers(before, backbone)
@@ -213,7 +216,7 @@ def test_fine_tune_top_changes_only_the_last_stage(backbone, random_weights, roi
         for a, b in zip(head_before, res.model.get_layer("head").get_weights())
     )
 
-    proba = M.predict_images(res.model, paths, PRE, batch_size=4)
+    proba = FT.predict_images(res.model, paths, PRE, batch_size=4)
     assert proba.shape == (12, 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     direct = res.model.predict(np.stack([load_roi(p, PRE) for p in paths]), verbose=0)
@@ -230,7 +233,7 @@ def test_fine_tune_all_changes_the_stem(backbone, random_weights, rois) -> None:
         if isinstance(layer, keras.layers.BatchNormalization)
     )
     cfg = M.TrainConfig(optimizer="rmsprop", learning_rate=1e-3, epochs=1, batch_size=4, seed=2)
-    res = M.fine_tune(
+    res = FT.fine_tune(
         paths[:8],
         labels[:8],
         None,
@@ -243,7 +246,7 @@ def test_fine_tune_all_changes_the_stem(backbone, random_weights, rois) -> None:
         run_eagerly=True,
     )
     assert list(res.history.columns) == HISTORY_COLUMNS[:5] and len(res.history) == 1
-    assert M.count_trainable_params(res.model) == res.model.count_params() - bn_params
+    assert FT.count_trainable_params(res.model) == res.model.count_params() - bn_params
     changed = changed_layers(before, backbone)
     below, above = stage_names(backbone)
     first_conv = next(
@@ -268,7 +271,7 @@ def test_fine_tune_none_is_train_head_on_cached_features(
     tf.config.experimental.enable_tensor_float_32_execution(False)
     try:
         cfg = M.TrainConfig(optimizer="adam", learning_rate=1e-2, epochs=2, batch_size=4, seed=3)
-        res = M.fine_tune(
+        res = FT.fine_tune(
             paths[:8],
             labels[:8],
             paths[8:],
@@ -280,7 +283,7 @@ def test_fine_tune_none_is_train_head_on_cached_features(
             backbone=backbone,
         )
         assert not res.model.run_eagerly
-        features = M.extract_features(
+        features = Fe.extract_features(
             paths,
             PRE,
             random_weights,
@@ -293,7 +296,7 @@ def test_fine_tune_none_is_train_head_on_cached_features(
     finally:
         tf.config.experimental.enable_tensor_float_32_execution(tf32)
     assert changed_layers(before, backbone) == set()
-    assert M.count_trainable_params(res.model) == HEAD_PARAMS
+    assert FT.count_trainable_params(res.model) == HEAD_PARAMS
     initial = M.build_head(seed=cfg.seed).get_weights()
     for w_stream, w_cached, w0 in zip(
         res.model.get_layer("head").get_weights(), cached.model.get_weights(), initial
@@ -313,7 +316,7 @@ def test_fine_tune_is_deterministic(backbone, shared_backbone, random_weights, r
     runs = []
     for _ in range(2):
         backbone.set_weights(shared_backbone[1])
-        res = M.fine_tune(
+        res = FT.fine_tune(
             paths[:8],
             labels[:8],
             paths[8:],

@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 from conftest import textured_rois, write_dicom
 
+from mcalc import features as Fe
 from mcalc import model as M
+from mcalc import weights as W
 from mcalc.errors import DataError, WeightsUnavailable
 from mcalc.preprocessing import PreprocessConfig, load_roi
 
@@ -29,12 +31,12 @@ PAPER = {
 
 
 @pytest.fixture(scope="module")
-def random_weights() -> M.WeightsInfo:
-    return M.resolve_weights("random")
+def random_weights() -> W.WeightsInfo:
+    return W.resolve_weights("random")
 
 
 @pytest.fixture(scope="module")
-def backbone(random_weights: M.WeightsInfo):
+def backbone(random_weights: W.WeightsInfo):
     """One randomly initialised 75-px backbone shared by the module (building it takes seconds)."""
     return M.build_backbone(IMAGE_SIZE, random_weights, seed=0)
 
@@ -97,7 +99,7 @@ def test_backbone_random_75(backbone) -> None:
     assert backbone.input_shape == (None, IMAGE_SIZE, IMAGE_SIZE, 3)
     assert not backbone.trainable and backbone.trainable_weights == []
     with pytest.raises(ValueError, match="at least 75"):
-        M.build_backbone(74, M.resolve_weights("random"))
+        M.build_backbone(74, W.resolve_weights("random"))
 
 
 @pytest.mark.slow
@@ -213,7 +215,7 @@ def test_cached_features_head_equals_end_to_end_training(
     """Training the head on cached backbone features == training the frozen end-to-end model on images."""
     paths, labels = roi_set
     pre = PreprocessConfig(image_size=IMAGE_SIZE)
-    features = M.extract_features(
+    features = Fe.extract_features(
         paths,
         pre,
         random_weights,
@@ -247,10 +249,10 @@ def test_cached_features_head_equals_end_to_end_training(
     def no_build(*args, **kwargs):
         raise AssertionError("backbone built although every row is cached")
 
-    caplog.set_level(logging.INFO, logger="mcalc.model")
+    caplog.set_level(logging.INFO, logger="mcalc.features")
     with monkeypatch.context() as patch:
-        patch.setattr(M, "build_backbone", no_build)
-        again = M.extract_features(
+        patch.setattr(Fe, "build_backbone", no_build)
+        again = Fe.extract_features(
             paths, pre, random_weights, tmp_path / "cache", batch_size=8, progress=False
         )
     np.testing.assert_array_equal(again, features)
@@ -263,7 +265,7 @@ def test_cached_features_head_equals_end_to_end_training(
     try:
         rng = np.random.default_rng(99)
         write_dicom(changed, rng.integers(0, 4000, (30, 50)))
-        third = M.extract_features(
+        third = Fe.extract_features(
             paths,
             pre,
             random_weights,
@@ -281,7 +283,7 @@ def test_cached_features_head_equals_end_to_end_training(
 
 def test_extract_features_missing_file(random_weights, tmp_path) -> None:
     with pytest.raises(DataError, match="nowhere.dcm"):
-        M.extract_features(
+        Fe.extract_features(
             [str(tmp_path / "nowhere.dcm")],
             PreprocessConfig(IMAGE_SIZE),
             random_weights,
@@ -294,7 +296,7 @@ def test_extract_features_missing_file(random_weights, tmp_path) -> None:
 
 
 def test_random_weights() -> None:
-    info = M.resolve_weights("random")
+    info = W.resolve_weights("random")
     assert (info.used, info.path, info.sha256) == ("random", None, None)
     assert info.identity(4) == "random:4"
 
@@ -303,12 +305,12 @@ def test_imagenet_offline_fails_fast_with_clear_message(tmp_path, monkeypatch) -
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_home"))
     start = time.perf_counter()
     with pytest.raises(WeightsUnavailable) as info:
-        M.resolve_weights("imagenet", download_timeout_s=3)
+        W.resolve_weights("imagenet", download_timeout_s=3)
     assert time.perf_counter() - start < 30
     message = str(info.value)
-    assert M.IMAGENET_NOTOP_FILE in message
-    assert str(tmp_path / "empty_home" / "models" / M.IMAGENET_NOTOP_FILE) in message
-    assert M.IMAGENET_NOTOP_URL in message
+    assert W.IMAGENET_NOTOP_FILE in message
+    assert str(tmp_path / "empty_home" / "models" / W.IMAGENET_NOTOP_FILE) in message
+    assert W.IMAGENET_NOTOP_URL in message
     assert 'weights="random"' in message and 'weights="auto"' in message
     assert "\n" not in message and info.value.__cause__ is None and info.value.__suppress_context__
 
@@ -318,39 +320,39 @@ def test_download_attempt_cannot_hang(tmp_path, monkeypatch) -> None:
         time.sleep(5)
         raise OSError("unreachable")
 
-    monkeypatch.setattr(M.socket, "create_connection", slow_connect)
+    monkeypatch.setattr(W.socket, "create_connection", slow_connect)
     start = time.perf_counter()
     with pytest.raises(WeightsUnavailable, match="no answer"):
-        M.resolve_weights("imagenet", keras_home=tmp_path, download_timeout_s=0.5)
+        W.resolve_weights("imagenet", keras_home=tmp_path, download_timeout_s=0.5)
     assert time.perf_counter() - start < 3
     assert socket.getdefaulttimeout() is None
 
 
 def test_auto_falls_back_to_random_with_note(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    info = M.resolve_weights("auto", download_timeout_s=3)
+    info = W.resolve_weights("auto", download_timeout_s=3)
     assert (info.requested, info.used) == ("auto", "random")
-    assert "random" in info.note and M.IMAGENET_NOTOP_FILE in info.note
+    assert "random" in info.note and W.IMAGENET_NOTOP_FILE in info.note
 
 
 def test_imagenet_file_found_in_keras_home(tmp_path, monkeypatch) -> None:
     models = tmp_path / "models"
     models.mkdir()
-    fake = models / M.IMAGENET_NOTOP_FILE
+    fake = models / W.IMAGENET_NOTOP_FILE
     fake.write_bytes(b"stand-in for the weights file")
     with pytest.raises(WeightsUnavailable, match="incomplete or damaged"):
-        M.resolve_weights("imagenet", keras_home=tmp_path)
-    monkeypatch.setattr(M, "IMAGENET_NOTOP_MD5", M._md5(fake))
-    info = M.resolve_weights("auto", keras_home=tmp_path)
+        W.resolve_weights("imagenet", keras_home=tmp_path)
+    monkeypatch.setattr(W, "IMAGENET_NOTOP_MD5", W._md5(fake))
+    info = W.resolve_weights("auto", keras_home=tmp_path)
     assert (info.requested, info.used, info.path) == ("auto", "imagenet", str(fake))
-    assert info.sha256 == M._sha256(fake) and info.identity() == f"sha256:{info.sha256}"
+    assert info.sha256 == W._sha256(fake) and info.identity() == f"sha256:{info.sha256}"
 
 
 def test_weights_file_missing_or_unknown_spec(tmp_path) -> None:
     with pytest.raises(WeightsUnavailable, match="missing.h5.*does not exist"):
-        M.resolve_weights(str(tmp_path / "missing.h5"))
+        W.resolve_weights(str(tmp_path / "missing.h5"))
     with pytest.raises(ValueError, match="unknown weights spec"):
-        M.resolve_weights("imagenet21k")
+        W.resolve_weights("imagenet21k")
 
 
 @pytest.mark.slow
@@ -366,7 +368,7 @@ def test_weights_files_load(backbone, tmp_path) -> None:
         legacy_h5_format.save_weights_to_hdf5_group(fh, backbone)
     reference = backbone.get_weights()
     for path in (new_format, legacy):
-        info = M.resolve_weights(str(path))
+        info = W.resolve_weights(str(path))
         assert info.used == f"file:{path.name}" and len(info.sha256) == 64
         loaded = M.build_backbone(
             IMAGE_SIZE, info, seed=1
@@ -376,12 +378,12 @@ def test_weights_files_load(backbone, tmp_path) -> None:
     head_file = tmp_path / "head.weights.h5"
     M.build_head().save_weights(head_file)
     with pytest.raises(WeightsUnavailable, match="head.weights.h5"):
-        M.build_backbone(IMAGE_SIZE, M.resolve_weights(str(head_file)))
+        M.build_backbone(IMAGE_SIZE, W.resolve_weights(str(head_file)))
 
 
 def test_update_sizes_show_adadelta_barely_moves_at_the_papers_learning_rate():
     """Adam's first step is the learning rate; Adadelta at lr 1e-4 moves a weight hundreds of times less in 20 epochs."""
-    from mcalc.model import update_sizes
+    from mcalc.audits import update_sizes
 
     sizes = update_sizes(steps=50, gradients=(1.0,)).set_index("optimizer")
     assert sizes.loc["adam", "after 1 step"] == pytest.approx(1e-4, rel=1e-3)

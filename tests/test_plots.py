@@ -6,13 +6,15 @@ import pandas as pd
 import pytest
 
 from mcalc import plots
+from mcalc.model import find_backbone
 from mcalc.provenance import Provenance
 
 
 @pytest.fixture(scope="module")
 def paper_model():
     """The paper's end-to-end model at the smallest input size, random weights."""
-    from mcalc.model import build_model, resolve_weights
+    from mcalc.model import build_model
+    from mcalc.weights import resolve_weights
 
     return build_model(75, resolve_weights("random"))
 
@@ -20,7 +22,7 @@ def paper_model():
 @pytest.mark.slow
 def test_backbone_stages_cover_every_layer_with_the_paper_block_counts(paper_model):
     """Figure 3's stages partition InceptionResNetV2: 10 × A, 20 × B, 10 × C blocks, 1536 pooled features."""
-    backbone = plots._find_backbone(paper_model)
+    backbone = find_backbone(paper_model)
     stages = plots.backbone_stages(backbone)
     assert stages["layers"].sum() == len(backbone.layers)
     assert (

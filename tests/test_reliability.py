@@ -342,8 +342,8 @@ def test_class_absent_is_a_data_error_naming_it(absent):
 
 
 def test_glcm_cache_resumes_and_rebuilds_a_corrupt_file(tmp_path, monkeypatch):
-    """study.glcm_matrix: a partial earlier run is reused, a corrupt cache file rebuilt, the values identical."""
-    from mcalc import baselines, study
+    """baselines.glcm_matrix: a partial earlier run is reused, a corrupt cache file rebuilt, the values identical."""
+    from mcalc import baselines
 
     paths = [
         str(write_dicom(tmp_path / f"roi{i}.dcm", texture((20 + i, 16), 10 + i))) for i in range(4)
@@ -357,8 +357,8 @@ def test_glcm_cache_resumes_and_rebuilds_a_corrupt_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(baselines, "glcm_feature_matrix", spy)
     cache = tmp_path / "cache"
-    first = study.glcm_matrix(paths[:2], 16, cache, progress=False)  # an earlier, shorter run
-    full = study.glcm_matrix(paths, 16, cache, progress=False)
+    first = baselines.glcm_matrix(paths[:2], 16, cache, progress=False)  # an earlier, shorter run
+    full = baselines.glcm_matrix(paths, 16, cache, progress=False)
     assert asked == [paths[:2], paths[2:]]
     np.testing.assert_array_equal(full[:2], first)
     np.testing.assert_array_equal(
@@ -368,11 +368,11 @@ def test_glcm_cache_resumes_and_rebuilds_a_corrupt_file(tmp_path, monkeypatch):
     assert len(files) == 4
     files[0].write_bytes(files[0].read_bytes()[:50])  # a torn write
     with pytest.warns(UserWarning, match="corrupt cache file"):
-        again = study.glcm_matrix(paths, 16, cache, progress=False)
+        again = baselines.glcm_matrix(paths, 16, cache, progress=False)
     assert len(asked) == 3 and len(asked[2]) == 1
     np.testing.assert_array_equal(again, full)
     assert (
-        study.glcm_matrix(paths, 16, cache, progress=False).tolist() == full.tolist()
+        baselines.glcm_matrix(paths, 16, cache, progress=False).tolist() == full.tolist()
         and len(asked) == 3
     )
 

@@ -199,7 +199,10 @@ def test_local_cluster_survives_a_killed_worker_and_runs_a_duplicate_once(fake, 
 @pytest.fixture(scope="module")
 def study_inputs(tmp_path_factory):
     """The CI profile on a tiny phantom with random-weight features at 75 px (what notebooks 01-02 make)."""
-    from mcalc import study
+    from mcalc.data import prepare_data
+    from mcalc.features import compute_features
+    from mcalc.results import load_manifest, read_results_provenance
+    from mcalc.weights import resolve_weights
 
     root = tmp_path_factory.mktemp("sweep")
     profile = get_profile(
@@ -209,7 +212,7 @@ def study_inputs(tmp_path_factory):
         cache_dir=str(root / "cache"),
         weights="random",
     )
-    study.prepare_data(
+    prepare_data(
         "phantom",
         Path(profile.data_root),
         phantom_scale=profile.phantom_scale,
@@ -217,12 +220,10 @@ def study_inputs(tmp_path_factory):
         results_dir=Path(profile.results_dir),
         progress=False,
     )
-    manifest = study.load_manifest(profile.results_dir)
-    weights = study.resolve_backbone_weights("random")
-    prov = study.read_results_provenance(profile.results_dir).with_weights(
-        weights.used, weights.note
-    )
-    study.compute_features(
+    manifest = load_manifest(profile.results_dir)
+    weights = resolve_weights("random")
+    prov = read_results_provenance(profile.results_dir).with_weights(weights.used, weights.note)
+    compute_features(
         manifest,
         profile.image_size,
         weights,

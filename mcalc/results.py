@@ -1,0 +1,249 @@
+"""The results folder: its layout, the run records the notebooks write, and reading them back.
+
+Layout (``results_dir``): ``manifest.csv`` (+ ``.exclusions.csv``, ``.swaps.csv``) from curation;
+``provenance.json`` (data, then backbone weights); ``features.npz`` + ``features.json`` (the backbone
+features of the usable ROIs); ``runs/*.json``, one record per trained or fitted model
+(:class:`OptimizerRun`, :class:`BaselineRun`), gathered by :func:`gather_results`.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mcalc import paper
+from mcalc.curation import read_manifest
+from mcalc.errors import DataError, ExclusionWarning
+from mcalc.fsio import write_text
+from mcalc.metrics import Evaluation
+from mcalc.provenance import Provenance, read_provenance
+
+MANIFEST = "manifest.csv"
+PROVENANCE = "provenance.json"
+FEATURES = "features.npz"
+FEATURES_META = "features.json"
+RUNS = "runs"
+
+
+def write_json(obj: dict, path: Path) -> Path:
+    """Write JSON atomically (mcalc.fsio: whole or not at all, umask permissions)."""
+    text = json.dumps(obj, indent=1, allow_nan=False)  # fails before anything is written
+    return write_text(path, text)
+
+
+def read_results_provenance(results_dir: str | Path) -> Provenance:
+    """The provenance recorded in the results folder (data, and weights once features exist)."""
+    prov = read_provenance(Path(results_dir) / PROVENANCE)
+    if prov is None:
+        raise DataError(f"no {PROVENANCE} in {results_dir}: run notebook 01 (data curation) first")
+    return prov
+
+
+def load_manifest(results_dir: str | Path) -> pd.DataFrame:
+    """The usable (status ok) ROIs of the curated manifest, in manifest order."""
+    path = Path(results_dir) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"no manifest at {path}: run notebook 01 (data curation) first")
+    manifest = read_manifest(path)
+    return manifest[manifest["status"] == "ok"].reset_index(drop=True)
+
+
+def load_features(results_dir: str | Path, manifest: pd.DataFrame) -> tuple[np.ndarray, dict]:
+    """The saved backbone features, checked row by row against the manifest's ROI ids."""
+    results = Path(results_dir)
+    if not (results / FEATURES).is_file():
+        raise DataError(f"no {FEATURES} in {results}: run notebook 02 (preprocessing) first")
+    with np.load(results / FEATURES, allow_pickle=False) as z:
+        X, ids = z["X"], z["roi_id"]
+    if list(ids) != list(manifest["roi_id"]):
+        raise DataError(f"{results / FEATURES} does not match the manifest (re-run notebook 02)")
+    return X, json.loads((results / FEATURES_META).read_text())
+
+
+def load_study_inputs(
+    results_dir: str | Path, image_size: int, weights: str
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The usable manifest, its backbone features (checked against the asked image size and weights) and labels."""
+    manifest = load_manifest(results_dir)
+    X, meta = load_features(results_dir, manifest)
+    if meta["image_size"] != image_size or meta["weights"]["requested"] != weights:
+        raise DataError(
+            f"the saved features were made at {meta['image_size']} px with weights "
+            f"{meta['weights']['requested']!r}, not {image_size} px / {weights!r}: re-run notebook 02 with these"
+        )
+    usable = np.isfinite(X).all(axis=1)
+    if not usable.all():
+        left_out = manifest.loc[~usable, "roi_id"].tolist()
+        warnings.warn(
+            f"{len(left_out)} ROI(s) left out: their images could not be read at feature extraction "
+            f"({', '.join(left_out[:10])}{' ...' if len(left_out) > 10 else ''})",
+            ExclusionWarning,
+            stacklevel=2,
+        )
+        manifest, X = manifest[usable].reset_index(drop=True), X[usable]
+    return manifest, X, manifest["label"].to_numpy(dtype=int)
+
+
+@dataclass
+class OptimizerRun:
+    """One trained head: its configuration, per-epoch history, validation and test evaluations, provenance."""
+
+    optimizer: str
+    config: dict
+    history: pd.DataFrame
+    validation: Evaluation
+    test: Evaluation
+    provenance: Provenance
+    split_sizes: dict
+    elapsed_s: float
+    path: Path = Path(".")
+
+    @property
+    def paper_name(self) -> str:
+        """The optimizer's name as the paper spells it."""
+        return paper.PAPER_OPTIMIZER_NAMES.get(self.optimizer, self.optimizer)
+
+    @property
+    def figure_label(self) -> str:
+        """The paper's figure for this optimizer ('Figure 4' … 'Figure 7')."""
+        return paper.FIGURE_OF_OPTIMIZER.get(self.optimizer, "Figure")
+
+    def describe(self) -> str:
+        """One line: the split sizes and the settings."""
+        c = self.config
+        return (
+            f"{self.paper_name}: lr {c['learning_rate']:g}, batch {c['batch_size']}, {c['epochs']} epochs, "
+            f"seed {c['seed']}; train {self.split_sizes['train']} / validation {self.split_sizes['validation']} "
+            f"/ test {self.split_sizes['test']} ROIs; head trained in {self.elapsed_s:.1f} s"
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable record (what notebook 05 reads back)."""
+        return {
+            "kind": "cnn",
+            "name": self.optimizer,
+            "config": self.config,
+            "history": self.history.to_dict(orient="list"),
+            "validation": self.validation.to_dict(),
+            "test": self.test.to_dict(),
+            "provenance": self.provenance.to_dict(),
+            "split_sizes": self.split_sizes,
+            "elapsed_s": self.elapsed_s,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, path: Path = Path(".")) -> OptimizerRun:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            optimizer=d["name"],
+            config=d["config"],
+            history=pd.DataFrame(d["history"]),
+            validation=Evaluation.from_dict(d["validation"]),
+            test=Evaluation.from_dict(d["test"]),
+            provenance=Provenance.from_dict(d["provenance"]),
+            split_sizes=d["split_sizes"],
+            elapsed_s=d["elapsed_s"],
+            path=path,
+        )
+
+
+@dataclass
+class BaselineRun:
+    """One classical or reference model: evaluations by protocol ('cv' on train, 'test' on the test split)."""
+
+    name: str
+    label: str
+    evaluations: dict[str, Evaluation]
+    provenance: Provenance
+    config: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable record."""
+        return {
+            "kind": "baseline",
+            "name": self.name,
+            "label": self.label,
+            "config": self.config,
+            "evaluations": {k: v.to_dict() for k, v in self.evaluations.items()},
+            "provenance": self.provenance.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BaselineRun:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            name=d["name"],
+            label=d["label"],
+            config=d.get("config", {}),
+            evaluations={k: Evaluation.from_dict(v) for k, v in d["evaluations"].items()},
+            provenance=Provenance.from_dict(d["provenance"]),
+        )
+
+
+@dataclass
+class Results:
+    """Every saved run of one results folder, and the book's comparison tables built from them."""
+
+    cnn: dict[str, OptimizerRun]
+    baselines: dict[str, BaselineRun]
+    provenance: Provenance
+    finetuned: dict[str, OptimizerRun] = field(default_factory=dict)
+
+    def run_names(self) -> list[str]:
+        """Names of the runs found (CNN optimizers, then baselines)."""
+        return (
+            [f"cnn_{k}" for k in self.cnn]
+            + [f"cnn_{k}" for k in self.finetuned]
+            + [f"baseline_{k}" for k in self.baselines]
+        )
+
+    def best_cnn(self) -> OptimizerRun | None:
+        """The optimizer run with the highest validation accuracy (the paper's selection criterion)."""
+        if not self.cnn:
+            return None
+        return max(self.cnn.values(), key=lambda r: (r.validation.accuracy, r.validation.auc_macro))
+
+    def test_evaluations(self) -> dict[str, Evaluation]:
+        """Test-split evaluations of every model, by display name."""
+        out = {
+            f"InceptionResNetV2 {paper.PAPER_OPTIMIZER_NAMES.get(k, k)}": r.test
+            for k, r in self.cnn.items()
+        }
+        out.update(
+            {
+                b.label: b.evaluations["test"]
+                for b in self.baselines.values()
+                if "test" in b.evaluations
+            }
+        )
+        return out
+
+
+def gather_results(results_dir: str | Path) -> Results:
+    """Read every saved run of the results folder."""
+    runs_dir = Path(results_dir) / RUNS
+    cnn: dict[str, OptimizerRun] = {}
+    finetuned: dict[str, OptimizerRun] = {}
+    base: dict[str, BaselineRun] = {}
+    for path in sorted(runs_dir.glob("*.json")):
+        d = json.loads(path.read_text())
+        if d.get("kind") == "cnn" and path.name == f"cnn_{d['name']}.json":
+            cnn[d["name"]] = OptimizerRun.from_dict(d, path)
+        elif d.get("kind") == "cnn" and "_finetune-" in path.stem:
+            finetuned[path.stem.removeprefix("cnn_")] = OptimizerRun.from_dict(d, path)
+        elif d.get("kind") == "baseline":
+            base[d["name"]] = BaselineRun.from_dict(d)
+    if not cnn and not base:
+        raise DataError(f"no saved runs in {runs_dir}: run notebooks 03 and 04 first")
+    order = [o for o in paper.OPTIMIZERS if o in cnn] + sorted(set(cnn) - set(paper.OPTIMIZERS))
+    return Results(
+        cnn={k: cnn[k] for k in order},
+        baselines=base,
+        provenance=read_results_provenance(results_dir),
+        finetuned=finetuned,
+    )

@@ -1,0 +1,293 @@
+"""The book's tables beside the paper's: Tables 2–5 and the curation report; "ours [95% CI]" next to "paper".
+
+Every table is assembled here from the run records of :mod:`mcalc.results` (or the curation result)
+and the paper's transcribed numbers (:mod:`mcalc.paper`); a metric with its bootstrap interval is
+always formatted by :func:`ci_cell`. Table 1 is counted on the shipped official tables
+(:func:`mcalc.metadata.table1`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from mcalc import paper
+from mcalc.curation import CLASSES, CurationResult
+from mcalc.metrics import Evaluation, paper_formula_errata
+from mcalc.model import head_layers
+from mcalc.results import OptimizerRun, Results
+
+if TYPE_CHECKING:
+    import keras
+
+    from mcalc.baselines import BaselineResults
+
+#: The headline metric columns of Tables 4 and the audits, and the :class:`Evaluation` field of each.
+METRIC_COLUMNS = {
+    "accuracy": "accuracy",
+    "AUC": "auc_macro",
+    "sensitivity at specificity 0.8": "sensitivity_at_spec80",
+}
+#: The same columns in :func:`mcalc.paper.table4`.
+PAPER_METRIC_COLUMNS = {
+    "accuracy": "accuracy",
+    "AUC": "auc",
+    "sensitivity at specificity 0.8": "sensitivity_at_spec80",
+}
+
+
+# ---------------------------------------------------------------------------------------------- cells
+
+
+def ci_cell(value: float | None, ci: tuple[float, float] | None = None) -> str:
+    """'0.734 [0.690, 0.771]' (or the value alone, or '—' when there is none)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "—"
+    if ci is None or any(c is None or np.isnan(c) for c in ci):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def metric_cells(ev: Evaluation) -> dict[str, str]:
+    """The headline metrics of one evaluation with their CIs, by :data:`METRIC_COLUMNS` column."""
+    return {
+        column: ci_cell(getattr(ev, field), ev.ci.get(field))
+        for column, field in METRIC_COLUMNS.items()
+    }
+
+
+def paper_cell(value: float | None) -> str:
+    """A paper value as printed (or '—')."""
+    return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:g}"
+
+
+def paper_metric_cells(row: pd.Series) -> dict[str, str]:
+    """The paper's headline metrics of one Table 4 row, by :data:`METRIC_COLUMNS` column."""
+    return {column: paper_cell(row[field]) for column, field in PAPER_METRIC_COLUMNS.items()}
+
+
+# ------------------------------------------------------------------------------------ 1. the data
+
+
+def curation_report(curation: CurationResult) -> pd.DataFrame:
+    """Per split: rows read, usable, excluded, and crop/mask swaps corrected."""
+    m = curation.manifest
+    swapped = m["crop_mask_swapped"].astype(bool)
+    rep = (
+        pd.DataFrame(
+            {
+                "rows read": m.groupby("split").size(),
+                "usable": m[m["status"] == "ok"].groupby("split").size(),
+                "excluded": m[m["status"] != "ok"].groupby("split").size(),
+                "crop/mask swaps corrected": m[swapped].groupby("split").size(),
+            }
+        )
+        .fillna(0)
+        .astype(int)
+    )
+    rep.index.name = "split"
+    return rep
+
+
+# ---------------------------------------------------------------------------------------- 2. the model
+
+
+def table2(model: keras.Model, image_size: int) -> pd.DataFrame:
+    """Table 2, ours read off the built model, beside the paper's row."""
+    dense = [layer for layer in head_layers(model) if type(layer).__name__ == "Dense"]
+    hidden, output = dense[-2], dense[-1]
+    shape = " × ".join(str(s) for s in model.input_shape[1:])
+    ours = {
+        "Optimizer": " ".join(paper.PAPER_OPTIMIZER_NAMES[o] for o in paper.OPTIMIZERS),
+        "Input Shape": shape,
+        "Fully Connected Neurons": hidden.units,
+        "Fully Connected Activation Function": hidden.get_config()["activation"],
+        "Output": output.units,
+        "Output Activation Function": output.get_config()["activation"],
+    }
+    out = pd.concat([paper.table2(), pd.DataFrame([ours])], ignore_index=True)
+    out.index = pd.Index(["paper", f"ours (built at {image_size} px)"], name="source")
+    return out
+
+
+# ---------------------------------------------------------------------------------- 3. one optimizer
+
+
+def table3_row(run: OptimizerRun) -> pd.DataFrame:
+    """Table 3 row: training loss and accuracy at the last epoch, ours and the paper's."""
+    last = run.history.iloc[-1]
+    p = paper.table3().loc[run.optimizer] if run.optimizer in paper.table3().index else None
+    return pd.DataFrame(
+        {
+            "training loss": [
+                f"{last['loss']:.4f}",
+                paper_cell(None if p is None else p["training_loss"]),
+            ],
+            "training accuracy": [
+                f"{last['accuracy']:.4f}",
+                paper_cell(None if p is None else p["training_accuracy"]),
+            ],
+        },
+        index=pd.Index(["ours", "paper"], name=run.paper_name),
+    )
+
+
+def table4_row(run: OptimizerRun) -> pd.DataFrame:
+    """Table 4 row: loss, accuracy, AUC, sensitivity at specificity 0.8 — ours (validation, test) and the paper's."""
+    rows = {
+        name: {"loss": ci_cell(ev.loss_kl), **metric_cells(ev)}
+        for name, ev in (("ours, validation", run.validation), ("ours, test", run.test))
+    }
+    t4 = paper.table4()
+    if run.optimizer in t4.index:
+        p = t4.loc[run.optimizer]
+        rows["paper"] = {"loss": paper_cell(p["loss"]), **paper_metric_cells(p)}
+    out = pd.DataFrame(rows).T
+    out.index.name = run.paper_name
+    return out
+
+
+# ------------------------------------------------------------------------------------ 4. the baselines
+
+
+def baseline_rows(baselines: BaselineResults) -> pd.DataFrame:
+    """Table 4 rows for SVM and k-NN: 10-fold CV and test, with CIs, beside the paper's."""
+    rows = {}
+    t4 = paper.table4()
+    for key in ("svm", "knn"):
+        run = baselines.runs[key]
+        for protocol, ev in run.evaluations.items():
+            where = "10-fold CV on train" if protocol == "cv" else "test split"
+            rows[f"{run.label}, ours ({where})"] = metric_cells(ev)
+        rows[f"{run.label}, paper"] = paper_metric_cells(t4.loc[key])
+    out = pd.DataFrame(rows).T
+    out.index.name = "model"
+    return out
+
+
+def reference_rows(baselines: BaselineResults) -> pd.DataFrame:
+    """The majority-class and assessment-rule baselines on the test split."""
+    rows = {}
+    for key in ("majority", "assessment"):
+        ev = baselines.runs[key].evaluations["test"]
+        rows[baselines.runs[key].label] = {
+            **metric_cells(ev),
+            f"sensitivity[{CLASSES[1]}]": ci_cell(ev.sensitivity[CLASSES[1]]),
+        }
+    out = pd.DataFrame(rows).T
+    out.index.name = "model"
+    return out
+
+
+# ---------------------------------------------------------------------------------- 5. the comparison
+
+
+def table3(results: Results) -> pd.DataFrame:
+    """Table 3 in full: training loss and accuracy per optimizer, 'ours | paper'."""
+    t3 = paper.table3()
+    rows = {}
+    for opt in t3.index:
+        run = results.cnn.get(opt)
+        last = run.history.iloc[-1] if run is not None else None
+        loss = "—" if last is None else format(last["loss"], ".4f")
+        acc = "—" if last is None else format(last["accuracy"], ".4f")
+        rows[paper.PAPER_OPTIMIZER_NAMES[opt]] = {
+            "loss function": "Kullback–Leibler divergence",
+            "training loss": f"{loss} | {t3.loc[opt, 'training_loss']:.4f}",
+            "training accuracy": f"{acc} | {t3.loc[opt, 'training_accuracy']:.4f}",
+        }
+    out = pd.DataFrame(rows).T
+    out.index.name = "optimizer"
+    return out
+
+
+def table4(results: Results) -> pd.DataFrame:
+    """Table 4 in full on the test split: 'ours [95% CI] | paper' per model and metric."""
+    t4 = paper.table4()
+    rows = {}
+    models = [(opt, results.cnn.get(opt)) for opt in paper.OPTIMIZERS]
+    models += [(key, results.baselines.get(key)) for key in ("svm", "knn")]
+    for key, run in models:
+        p = t4.loc[key]
+        if run is None:
+            ev = None
+            name = (
+                f"InceptionResNetV2, {paper.PAPER_OPTIMIZER_NAMES[key]}"
+                if key in paper.PAPER_OPTIMIZER_NAMES
+                else key
+            )
+        elif isinstance(run, OptimizerRun):
+            ev, name = run.test, f"InceptionResNetV2, {paper.PAPER_OPTIMIZER_NAMES[key]}"
+        else:
+            ev, name = run.evaluations["test"], run.label
+        loss = "—" if ev is None or not isinstance(run, OptimizerRun) else ci_cell(ev.loss_kl)
+        ours = {c: "—" for c in METRIC_COLUMNS} if ev is None else metric_cells(ev)
+        rows[name] = {"loss": f"{loss} | {paper_cell(p['loss'])}"} | {
+            c: f"{ours[c]} | {cell}" for c, cell in paper_metric_cells(p).items()
+        }
+    for key in ("majority", "assessment"):
+        if key in results.baselines:
+            ev = results.baselines[key].evaluations["test"]
+            rows[results.baselines[key].label] = {"loss": "— | not in paper"} | {
+                c: f"{cell} | not in paper" for c, cell in metric_cells(ev).items()
+            }
+    out = pd.DataFrame(rows).T
+    out.index.name = "model (ours | paper)"
+    return out
+
+
+def table5(results: Results) -> pd.DataFrame:
+    """Table 5: the paper's rows and the anchors, each as its source states it, and ours."""
+    t5 = paper.table5()
+    anchors = paper.literature_anchors()
+    ours = []
+    label = "phantom data" if results.provenance.data == "phantom" else "real CBIS-DDSM"
+    for opt, run in results.cnn.items():
+        ev = run.test
+        ours.append(
+            {
+                "article": f"This study, {paper.PAPER_OPTIMIZER_NAMES.get(opt, opt)} ({label})",
+                "model": "InceptionResNetV2 (frozen) + head",
+                "accuracy": ev.accuracy,
+                "auc": ev.auc_macro,
+                "sensitivity": ev.sensitivity_at_spec80,
+                "task_and_data": "CBIS-DDSM calcifications, 3 classes, official test split",
+                "comparable with this task": "yes"
+                if results.provenance.data != "phantom"
+                else "no: phantom data",
+            }
+        )
+    out = pd.concat([t5, anchors, pd.DataFrame(ours)], ignore_index=True)
+    return out.set_index("article")
+
+
+def frozen_vs_finetuned(results: Results) -> pd.DataFrame:
+    """Test metrics of each fine-tuned run beside the frozen run of the same optimizer (empty when none was run)."""
+    rows = {}
+    for run in results.finetuned.values():
+        frozen = results.cnn.get(run.optimizer)
+        mode = run.config.get("train_backbone", "?")
+        for label, r in (
+            (f"{run.paper_name}, frozen backbone", frozen),
+            (f"{run.paper_name}, fine-tuned ({mode})", run),
+        ):
+            if r is None:
+                continue
+            rows[label] = {
+                **metric_cells(r.test),
+                "epochs": r.config.get("epochs"),
+                "training time (s)": r.elapsed_s,
+            }
+    out = pd.DataFrame(rows).T
+    out.index.name = "run (test split)"
+    return out
+
+
+def formula_errata(results: Results) -> pd.DataFrame:
+    """The paper's Eq. 4/5 against the correct definitions on the best network's test confusion matrix."""
+    best = results.best_cnn()
+    if best is None:
+        return pd.DataFrame()
+    return paper_formula_errata(np.asarray(best.test.confusion))
