@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mcalc.errors import DataError
+from mcalc.errors import DataError, UnusableImage
 from mcalc.model import (
     TOP_STAGE_AFTER,
     TrainConfig,
@@ -178,12 +178,13 @@ def image_dataset(
 
 
 def _data_error_from(exc: Exception) -> DataError | None:
-    """The DataError raised by :func:`load_roi` inside a tf.data pipeline, recovered from TensorFlow's error."""
+    """The DataError (or UnusableImage) raised by :func:`load_roi` inside a tf.data pipeline, recovered from TensorFlow's error."""
     text = str(exc)
-    marker = "DataError: "
-    if marker not in text:
-        return None
-    return DataError(text[text.rindex(marker) + len(marker) :].strip().splitlines()[0])
+    for error in (UnusableImage, DataError):  # the subclass first: its name is the one in the text
+        marker = f"{error.__name__}: "
+        if marker in text:
+            return error(text[text.rindex(marker) + len(marker) :].strip().splitlines()[0])
+    return None
 
 
 def fine_tune(
