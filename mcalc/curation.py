@@ -545,9 +545,12 @@ class _Locator:
         return any(real == a or real.startswith(a.rstrip(os.sep) + os.sep) for a in self.allowed)
 
     def index(self) -> dict[str, list[Path]]:
-        """The series folder index of the root (built once)."""
+        """The series folder index of the root, and of ROOT/CBIS-DDSM when it is a link (built once)."""
         if self._index is None:
             self._index = index_dicom_tree(self.root)
+            if self.bases[1].is_symlink() and self.bases[1].is_dir():  # os.walk does not follow it
+                for series, files in index_dicom_tree(self.bases[1]).items():
+                    self._index.setdefault(series, []).extend(files)
         return self._index
 
     def table_path(self, rel: str) -> str | None:

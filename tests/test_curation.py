@@ -909,10 +909,11 @@ def test_paths_outside_the_root_are_excluded_unopened(tmp_path, where, check_ima
     assert opened == []
 
 
-def test_outside_root_allows_a_linked_cbis_ddsm_folder(tmp_path):
+@pytest.mark.parametrize("layout", ["uid", "nbia"])
+def test_outside_root_allows_a_linked_cbis_ddsm_folder(tmp_path, layout):
     """ROOT/CBIS-DDSM may be a link to the disk with the images: its files are inside the data root."""
     disk = tmp_path / "disk"
-    build_download(disk, CLEAN[:1], "uid")
+    build_download(disk, CLEAN[:1], layout)
     root = tmp_path / "root"
     root.mkdir()
     (root / "CBIS-DDSM").symlink_to(disk / "CBIS-DDSM", target_is_directory=True)
