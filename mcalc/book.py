@@ -13,7 +13,7 @@ from mcalc.pipeline import Profile
 
 #: Captions the book must show, one per table and figure of the paper ("Table 3 — ...").
 PAPER_ITEMS = tuple([f"Table {i}" for i in range(1, 6)] + [f"Figure {i}" for i in range(1, 8)])
-BOOK_FILES = ("_config.yml", "_toc.yml", "book", "benchmarks/RESULTS.md")
+BOOK_FILES = ("_config.yml", "_toc.yml", "_static", "book", "benchmarks/RESULTS.md")
 EXECUTED = Path("book/executed")
 
 

@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from mcalc.errors import DataError, WeightsUnavailable
+from mcalc.errors import DataError, NotebookFailed, WeightsUnavailable
 
 WEIGHT_NAMES = ("auto", "imagenet", "random")
 WEIGHT_SUFFIXES = (".h5", ".hdf5")
@@ -374,6 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, WeightsUnavailable) as exc:
         print(f"mcalc {args.command}: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except (
+        NotebookFailed
+    ) as exc:  # which notebook and cell, the error, where the executed notebook is
+        print(f"mcalc {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return 1
     except OSError as exc:  # the system refused (disk full, permissions): say so, no traceback
         where = f": {exc.filename}" if exc.filename else ""
         print(f"mcalc {args.command}: {exc.strerror or exc}{where}", file=sys.stderr)

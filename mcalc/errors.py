@@ -20,3 +20,7 @@ class WeightsUnavailable(RuntimeError):
 
 class ExclusionWarning(UserWarning):
     """Inputs left out of a step (each named with the reason); the step went on without them."""
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook whose execution stopped at a failing cell; the message is one line naming it and where to look."""

@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from mcalc.errors import DataError
+from mcalc.errors import DataError, NotebookFailed
 from mcalc.paper import OPTIMIZERS, PAPER_OPTIMIZER_NAMES
 
 NOTEBOOK_DIR = Path("notebooks")
@@ -216,42 +216,95 @@ def retitle(path: Path, title: str) -> None:
     nbformat.write(nb, path)
 
 
+KERNEL_LOG = "kernel.log"  # beside the executed notebooks: the kernels' stdout / stderr (TensorFlow, absl, ipykernel)
+
+
+def kernel_manager(log: Path):
+    """A kernel manager whose kernel writes its stdout and stderr to ``log`` (appended), not the terminal."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class _LoggingKernelManager(AsyncKernelManager):
+        """Launches the kernel with its output streams sent to the log file."""
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            """Launch as usual, the child's stdout / stderr appended to the log."""
+            with open(log, "ab") as stream:
+                kw.update(stdout=stream, stderr=stream)
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    return _LoggingKernelManager(kernel_name=KERNELSPEC["name"])
+
+
+def failure_message(run: NotebookRun, exc: Exception, output: Path, log: Path) -> str:
+    """One line for a notebook that failed: which notebook and cell, the error's own message, where to look."""
+    cell = getattr(exc, "exec_count", None) or getattr(exc, "cell_index", "?")
+    error = getattr(exc, "ename", type(exc).__name__)
+    message = " ".join(str(getattr(exc, "evalue", exc)).split())
+    return (
+        f"notebook {run.output} failed in cell [{cell}]: {error}: {message} "
+        f"(executed notebook: {output}; kernel log: {log})"
+    )
+
+
 def execute(
     run: NotebookRun, profile: Profile, notebook_dir: Path | None = None, progress: bool = False
 ) -> Path:
-    """Run one template with papermill into the profile's output folder; raises on a notebook error."""
+    """Run one template with papermill into the profile's output folder, kernel output to the log beside it;
+    a failing cell raises NotebookFailed (one line); the result is presented for the book."""
     import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from mcalc.present import git_commit, present
 
     out_dir = Path(profile.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{run.output}.ipynb"
+    log = out_dir / KERNEL_LOG
+    templates = Path(notebook_dir or find_notebook_dir())
+    parameters = notebook_parameters(profile, run)
+    bar = {"desc": run.output, "unit": "cell", "leave": False} if progress else False
     with tempfile.TemporaryDirectory() as tmp:
         source = template_to_ipynb(
-            Path(notebook_dir or find_notebook_dir()) / f"{run.template}.py",
-            Path(tmp) / f"{run.template}.ipynb",
+            templates / f"{run.template}.py", Path(tmp) / f"{run.template}.ipynb"
         )
-        papermill.execute_notebook(
-            str(source),
-            str(output),
-            parameters=notebook_parameters(profile, run),
-            kernel_name=KERNELSPEC["name"],
-            cwd=str(out_dir),
-            progress_bar=progress,
-            log_output=False,
-        )
+        try:
+            papermill.execute_notebook(
+                str(source),
+                str(output),
+                parameters=parameters,
+                kernel_name=KERNELSPEC["name"],
+                cwd=str(out_dir),
+                progress_bar=bar,
+                log_output=False,
+                km=kernel_manager(log.resolve()),
+            )
+        except PapermillExecutionError as exc:
+            raise NotebookFailed(failure_message(run, exc, output, log)) from None
     if run.title:
         retitle(output, run.title)
+    present(output, parameters, git_commit(templates))
     return output
 
 
 def run_profile(
     profile: Profile, only: list[str] | None = None, progress: bool = False
 ) -> list[tuple[Path, float]]:
-    """Execute every planned notebook (or those whose output name starts with one of ``only``); returns timings."""
+    """Execute every planned notebook (or those whose output name starts with one of ``only``); returns timings.
+
+    A progress bar for the whole book and one per notebook; the kernels' own output goes to
+    ``<out_dir>/kernel.log``, not the terminal.
+    """
+    from tqdm.auto import tqdm
+
+    runs = [r for r in plan(profile) if not only or any(r.output.startswith(o) for o in only)]
+    log = Path(profile.out_dir) / KERNEL_LOG
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")  # one build's kernel output
+    say = tqdm.write if progress else print
     done = []
-    for run in plan(profile):
-        if only and not any(run.output.startswith(o) for o in only):
-            continue
+    book = tqdm(runs, desc="book", unit="notebook", disable=not progress)
+    for run in book:
+        book.set_postfix_str(run.output)
         start = time.perf_counter()
         if run.sweep is not None:
             from mcalc.sweep import GridSpec, run_sweep
@@ -263,14 +316,14 @@ def run_profile(
                 workers=profile.sweep.workers,
                 progress=progress,
             )
-            print(f"[mcalc] {summary.describe()}", flush=True)
-        print(
-            f"[mcalc] executing {run.template} -> {profile.out_dir}/{run.output}.ipynb", flush=True
-        )
+            say(f"[mcalc] {summary.describe()}")
         path = execute(run, profile, progress=progress)
         elapsed = time.perf_counter() - start
-        print(f"[mcalc]   done in {elapsed:.1f} s", flush=True)
+        say(f"[mcalc] {run.output}: {elapsed:.1f} s -> {path}")
         done.append((path, elapsed))
+    book.close()
+    if done:
+        say(f"[mcalc] kernel output (TensorFlow, absl, ipykernel) in {log}")
     return done
 
 

@@ -26,13 +26,44 @@ def _caption_html(caption: str, provenance: Provenance | None) -> str:
     return f"<p class='mcalc-caption'>{caption}{prov}</p>"
 
 
+#: Column names shown as the reader should read them (others: underscores become spaces).
+READABLE_NAMES = {"ci_low": "CI low", "ci_high": "CI high", "auc": "AUC", "n": "n"}
+FIGURE_MAX_WIDTH = 8.0  # inches: a wider figure is shrunk to this (text keeps its size) to stay legible at page width
+PROVENANCE_FONTSIZE = 8
+
+
+def readable(name: object) -> object:
+    """A column or index name as a reader should see it ("task_and_data" → "task and data")."""
+    if not isinstance(name, str):
+        return name
+    return READABLE_NAMES.get(name, name.replace("_", " "))
+
+
+def for_reader(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with readable column / index names (the data untouched)."""
+    out = df.rename(columns=readable)
+    out.index = out.index.set_names([readable(n) for n in out.index.names])
+    return out
+
+
+def _meaningless_index(df: pd.DataFrame) -> bool:
+    """True for an unnamed 0..n-1 index (nothing a reader needs)."""
+    return isinstance(df.index, pd.RangeIndex) and df.index.name is None
+
+
 def table_html(
     df: pd.DataFrame, caption: str, provenance: Provenance | None = None, precision: int = 3
 ) -> str:
-    """A deterministic HTML rendering of a table with its caption and provenance (stable for nbval)."""
+    """A deterministic HTML rendering of a table with its caption and provenance (stable for nbval).
+
+    Readable column names, no bare 0..n index, numbers to ``precision`` decimals, and a wrapper that
+    scrolls a wide table inside itself instead of overflowing the page.
+    """
     uid = hashlib.sha1(caption.encode()).hexdigest()[:8]
-    styler = df.style.format(precision=precision, na_rep="—").set_uuid(uid)
-    return _caption_html(caption, provenance) + styler.to_html()
+    styler = for_reader(df).style.format(precision=precision, na_rep="—").set_uuid(uid)
+    if _meaningless_index(df):
+        styler = styler.hide(axis="index")
+    return _caption_html(caption, provenance) + f"<div class='mcalc-table'>{styler.to_html()}</div>"
 
 
 def show_table(
@@ -42,13 +73,36 @@ def show_table(
     precision: int = 3,
     empty: str = "(none)",
 ) -> None:
-    """Display a table with its caption ("Table N — ...") and the provenance label under it (``empty`` if no rows)."""
+    """Display a table with its caption ("Table N — ...") and the provenance label under it (``empty`` if no rows).
+
+    The output carries the table as CSV in its metadata (``mcalc.table``), for the book's results bundle.
+    """
     from IPython.display import HTML, display
 
     if df is None or len(df) == 0:
         display(HTML(_caption_html(caption, provenance) + f"<p>{html.escape(empty)}</p>"))
         return
-    display(HTML(table_html(df, caption, provenance, precision)))
+    record = {
+        "caption": caption,
+        "provenance": provenance.label() if provenance is not None else "",
+        "csv": df.to_csv(index=not _meaningless_index(df)),
+    }
+    display(
+        HTML(table_html(df, caption, provenance, precision)), metadata={"mcalc": {"table": record}}
+    )
+
+
+def fit_page(fig: plt.Figure, max_width: float = FIGURE_MAX_WIDTH) -> None:
+    """Shrink a figure wider than ``max_width`` inches (text keeps its point size, so it reads larger)."""
+    import warnings
+
+    width, height = fig.get_size_inches()
+    if width <= max_width:
+        return
+    fig.set_size_inches(max_width, height * max_width / width)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tight_layout's "not compatible" notes on special axes
+        fig.tight_layout()
 
 
 def show_figure(fig: plt.Figure, caption: str, provenance: Provenance | None = None) -> None:
@@ -57,9 +111,16 @@ def show_figure(fig: plt.Figure, caption: str, provenance: Provenance | None = N
 
     from IPython.display import HTML, Image, display
 
+    fit_page(fig)
     if provenance is not None:
         fig.text(
-            0.995, 0.005, provenance.label(), ha="right", va="bottom", fontsize=6, color="0.35"
+            0.995,
+            0.005,
+            provenance.label(),
+            ha="right",
+            va="bottom",
+            fontsize=PROVENANCE_FONTSIZE,
+            color="0.3",
         )
     buffer = io.BytesIO()
     fig.savefig(
@@ -96,7 +157,7 @@ def sample_grid(manifest: pd.DataFrame, n_per_class: int = 4, seed: int = 0) -> 
                 row = rows.iloc[c]
                 ax.imshow(read_dicom_image(row["crop_path"]), cmap="gray")
                 ax.set_title(
-                    f"{row['calc_type']}\n{row['calc_distribution']}".lower()[:48], fontsize=6
+                    f"{row['calc_type']}\n{row['calc_distribution']}".lower()[:48], fontsize=8
                 )
         axes[r, 0].text(
             -0.08,
@@ -106,7 +167,7 @@ def sample_grid(manifest: pd.DataFrame, n_per_class: int = 4, seed: int = 0) -> 
             rotation=90,
             ha="right",
             va="center",
-            fontsize=8,
+            fontsize=10,
         )
     fig.tight_layout()
     return fig
@@ -141,13 +202,13 @@ def figure1(manifest: pd.DataFrame, image_size: int = 299, seed: int = 0) -> plt
             axes[r, 0].add_patch(
                 Rectangle((c0, r0), c1 - c0, r1 - r0, fill=False, edgecolor="red", linewidth=1.2)
             )
-        axes[r, 0].set_title(f"(a) {cls}\n{row['roi_id']}", fontsize=7)
+        axes[r, 0].set_title(f"(a) {cls}\n{row['roi_id']}", fontsize=9)
         axes[r, 1].imshow(crop, cmap="gray")
-        axes[r, 1].set_title(f"(b) cropped ROI {crop.shape[1]} × {crop.shape[0]}", fontsize=7)
+        axes[r, 1].set_title(f"(b) cropped ROI\n{crop.shape[1]} × {crop.shape[0]}", fontsize=9)
         axes[r, 2].imshow(resize_for_display(crop, image_size), cmap="gray")
-        axes[r, 2].set_title(f"(c) {image_size} × {image_size}, antialiased bicubic", fontsize=7)
+        axes[r, 2].set_title(f"(c) {image_size} × {image_size}\nantialiased bicubic", fontsize=9)
         axes[r, 3].imshow(resize_for_display(crop, image_size, antialias=False), cmap="gray")
-        axes[r, 3].set_title(f"(d) {image_size} × {image_size}, point-sampled cubic", fontsize=7)
+        axes[r, 3].set_title(f"(d) {image_size} × {image_size}\npoint-sampled cubic", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -211,8 +272,8 @@ def _draw_stack(ax, boxes: list[tuple[str, str]], colours: list) -> None:
                 (0.08, y - 0.32), 0.84, 0.64, facecolor=colour, edgecolor="0.2", linewidth=0.8
             )
         )
-        ax.text(0.5, y + 0.09, title, ha="center", va="center", fontsize=8, weight="bold")
-        ax.text(0.5, y - 0.16, sub, ha="center", va="center", fontsize=7)
+        ax.text(0.5, y + 0.09, title, ha="center", va="center", fontsize=10, weight="bold")
+        ax.text(0.5, y - 0.16, sub, ha="center", va="center", fontsize=9)
         if i < n - 1:
             ax.annotate(
                 "",
@@ -296,12 +357,12 @@ def training_curves(history: pd.DataFrame, title: str = "") -> plt.Figure:
         ax.plot(epochs, history[key], marker="o", ms=3, label="training")
         if f"val_{key}" in history:
             ax.plot(epochs, history[f"val_{key}"], marker="s", ms=3, label="validation")
-        ax.set_title(label, fontsize=9)
+        ax.set_title(label, fontsize=11)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=10)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     return fig
 
@@ -315,7 +376,7 @@ def roc_and_confusion(evaluation, title: str = "") -> plt.Figure:
     ax_roc.plot([0, 1], [0, 1], ls="--", color="0.6", lw=0.8)
     ax_roc.set_xlabel("false-positive rate")
     ax_roc.set_ylabel("true-positive rate")
-    ax_roc.legend(fontsize=7, loc="lower right")
+    ax_roc.legend(fontsize=9, loc="lower right")
     cm = np.asarray(evaluation.confusion)
     sns.heatmap(
         cm,
@@ -329,9 +390,9 @@ def roc_and_confusion(evaluation, title: str = "") -> plt.Figure:
     )
     ax_cm.set_xlabel("predicted")
     ax_cm.set_ylabel("true")
-    ax_cm.tick_params(labelsize=7)
+    ax_cm.tick_params(labelsize=9)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     return fig
 
@@ -347,7 +408,7 @@ def roc_panel(evaluations: dict) -> plt.Figure:
     ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=0.8)
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=9, loc="lower right")
     fig.tight_layout()
     return fig
 
@@ -370,9 +431,9 @@ def seed_spread(
             size=5,
             jitter=0.15,
         )
-        ax.set_title(metric, fontsize=9)
+        ax.set_title(metric, fontsize=11)
         ax.set_xlabel("")
-        ax.tick_params(axis="x", labelsize=8)
+        ax.tick_params(axis="x", labelsize=10)
     fig.tight_layout()
     return fig
 
