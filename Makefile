@@ -10,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mcalc-installed
 
-.PHONY: lint venv book test units units-all notebooks-ci papermill-override nbval book-ci benchmark clean
+.PHONY: lint venv book test units units-all notebooks-ci papermill-override nbval book-ci book-check benchmark clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ venv: $(STAMP)
 book: $(STAMP)
 	$(PY) -m mcalc book --profile default
 
-test: units-all papermill-override nbval book-ci
+test: units-all papermill-override nbval book-ci book-check
 
 # The fast unit tests: everything not marked slow (no backbone built, nothing trained).
 units: $(STAMP)
@@ -52,6 +52,11 @@ nbval: notebooks-ci papermill-override
 
 book-ci: notebooks-ci
 	$(PY) -m mcalc book --profile ci --no-execute
+
+# Every page of the CI book in headless Chromium: nothing wider than the text column, no code or parameters
+# shown by default; screenshots in build/ci/screenshots (skipped, with the reason, where no browser can be had).
+book-check: book-ci
+	$(PY) -m mcalc.browsercheck build/ci/book/_build/html --screenshots build/ci/screenshots
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/run.py

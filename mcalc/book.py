@@ -15,6 +15,46 @@ from mcalc.pipeline import Profile
 PAPER_ITEMS = tuple([f"Table {i}" for i in range(1, 6)] + [f"Figure {i}" for i in range(1, 8)])
 BOOK_FILES = ("_config.yml", "_toc.yml", "_static", "book", "benchmarks/RESULTS.md")
 EXECUTED = Path("book/executed")
+BUNDLE = "mcalc-results.zip"  # in EXECUTED; the intro links it
+RECORD_SUFFIXES = (".json", ".csv")  # the run records and tables under the results folder
+
+
+def _slug(text: str) -> str:
+    """A file-name-safe short form of a caption."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "table"
+
+
+def notebook_tables(executed: Path) -> dict[str, str]:
+    """Every table the executed notebooks displayed (``mcalc.table`` output metadata): archive name → CSV."""
+    import nbformat
+
+    tables = {}
+    for path in sorted(Path(executed).glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            for out in cell.get("outputs", []):
+                table = out.get("metadata", {}).get("mcalc", {}).get("table")
+                if table:
+                    caption = table["caption"].split(" — ")[0]
+                    name = f"tables/{path.stem}/{_slug(caption)}.csv"
+                    tables[name] = f"# {table['caption']}\n# {table['provenance']}\n" + table["csv"]
+    return tables
+
+
+def write_bundle(executed: Path, results_dir: Path) -> Path:
+    """Zip every displayed table as CSV plus the run records (JSON / CSV under the results folder)."""
+    import zipfile
+
+    target = Path(executed) / BUNDLE
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in notebook_tables(executed).items():
+            archive.writestr(name, text)
+        results = Path(results_dir)
+        if results.is_dir():
+            for path in sorted(results.rglob("*")):
+                if path.is_file() and path.suffix in RECORD_SUFFIXES:
+                    archive.write(path, f"records/{path.relative_to(results)}")
+    return target
 
 
 def assemble(profile: Profile, target: Path) -> Path:
@@ -53,6 +93,7 @@ def build_book(profile: Profile, source: Path | None = None) -> Path:
     provenance = Path(profile.results_dir) / "provenance.json"
     if provenance.is_file():
         shutil.copy2(provenance, source / EXECUTED / "provenance.json")
+    write_bundle(source / EXECUTED, Path(profile.results_dir))
     jb = Path(sys.executable).with_name("jupyter-book")
     # -W --keep-going: any Sphinx warning (a missing page, include or citation) fails the build, after reporting all.
     cmd = [

@@ -296,11 +296,16 @@ def run_profile(
     """
     from tqdm.auto import tqdm
 
+    from mcalc.preflight import preflight
+
+    profile, data = preflight(profile)  # a bad data root fails here, in seconds
     runs = [r for r in plan(profile) if not only or any(r.output.startswith(o) for o in only)]
     log = Path(profile.out_dir) / KERNEL_LOG
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")  # one build's kernel output
     say = tqdm.write if progress else print
+    if data is not None:
+        say(f"[mcalc] {data.describe()}")
     done = []
     book = tqdm(runs, desc="book", unit="notebook", disable=not progress)
     for run in book:

@@ -46,9 +46,11 @@ from mcalc.cache import cache_key, file_digest
 from mcalc.errors import DataError
 from mcalc.fsio import atomic_write, write_new
 from mcalc.pipeline import (
+    KERNEL_LOG,
     KERNELSPEC,
     Profile,
     find_notebook_dir,
+    kernel_manager,
     run_profile,
     template_to_ipynb,
 )
@@ -362,6 +364,9 @@ def run_point(point: SweepPoint) -> dict:
             cwd=str(notebooks),
             progress_bar=False,
             log_output=False,
+            km=kernel_manager(
+                (notebooks / KERNEL_LOG).resolve()
+            ),  # TensorFlow's lines, not the terminal's
         )
     run = read_record(run_file)
     if run is None:
