@@ -474,3 +474,11 @@ def sweep_axes(
             ax.set_ylabel(metric if col == 0 else "", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def glue_numbers(**values: object) -> None:
+    """Glue a chapter's key numbers (myst-nb) for its prose and its "What this chapter found"; nothing shown here."""
+    from myst_nb import glue
+
+    for name, value in values.items():
+        glue(name, value.item() if hasattr(value, "item") else value, display=False)

@@ -135,3 +135,16 @@ features = compute_features(
 # %%
 # NBVAL_CHECK_OUTPUT
 print(f"features: {features.shape[0]} ROIs × {features.shape[1]} dimensions")
+
+# %%
+plots.glue_numbers(
+    n_rois=features.shape[0], n_dims=features.shape[1], weights_label=provenance.label()
+)
+
+# %% [markdown]
+# ## What this chapter found
+#
+# - Every usable ROI went through the paper's preprocessing and the frozen backbone once:
+#   {glue:text}`n_rois` ROIs × {glue:text}`n_dims` pooled features, cached for the chapters that follow.
+# - The network is the paper's Figure 2, read off the built model, with the backbone of Figure 3.
+# - Provenance of these features: {glue:text}`weights_label`.

@@ -119,3 +119,28 @@ plots.show_figure(
 # %%
 # NBVAL_CHECK_OUTPUT
 print(f"saved: {run.path.name}; history: {len(run.history)} epochs; test ROIs: {run.test.n}")
+
+# %%
+from mcalc import paper
+
+plots.glue_numbers(
+    epochs_run=len(run.history),
+    n_test=run.test.n,
+    test_accuracy=run.test.accuracy,
+    test_auc=run.test.auc_macro,
+    test_sensitivity=run.test.sensitivity_at_spec80,
+    paper_accuracy=paper.table4().loc[optimizer, "accuracy"],
+    paper_auc=paper.table4().loc[optimizer, "auc"],
+    paper_sensitivity=paper.table4().loc[optimizer, "sensitivity_at_spec80"],
+)
+
+# %% [markdown]
+# ## What this chapter found
+#
+# - After {glue:text}`epochs_run` epochs, the head's accuracy on the {glue:text}`n_test` test ROIs is
+#   {glue:text}`test_accuracy:.3f`, its macro AUC {glue:text}`test_auc:.3f` and its sensitivity at
+#   specificity 0.8 {glue:text}`test_sensitivity:.3f`; the paper's Table 4 gives
+#   {glue:text}`paper_accuracy:.2f`, {glue:text}`paper_auc:.2f` and {glue:text}`paper_sensitivity:.2f`
+#   for this optimizer.
+# - These numbers carry this run's provenance (the box at the top and the label under each table): on
+#   the phantom or with a randomly initialised backbone they test the pipeline, not the paper.
