@@ -51,6 +51,17 @@ def _meaningless_index(df: pd.DataFrame) -> bool:
     return isinstance(df.index, pd.RangeIndex) and df.index.name is None
 
 
+def _text_widths(df: pd.DataFrame, long: int = 40) -> dict:
+    """Columns of long text → a minimum width in em (about a quarter of their longest entry, at most 24)."""
+    widths = {}
+    for col in df.columns:
+        if df[col].dtype == object or pd.api.types.is_string_dtype(df[col]):
+            longest = df[col].map(lambda v: len(str(v))).max()
+            if longest > long:
+                widths[readable(col)] = min(24, max(10, round(longest / 4)))
+    return widths
+
+
 def table_html(
     df: pd.DataFrame, caption: str, provenance: Provenance | None = None, precision: int = 3
 ) -> str:
@@ -63,6 +74,12 @@ def table_html(
     styler = for_reader(df).style.format(precision=precision, na_rep="—").set_uuid(uid)
     if _meaningless_index(df):
         styler = styler.hide(axis="index")
+    widths = _text_widths(df)
+    if widths:  # long text gets a reading width (the table scrolls) rather than a one-word column
+        styler = styler.set_table_styles(
+            {col: [{"selector": "", "props": f"min-width: {em}em"}] for col, em in widths.items()},
+            overwrite=False,
+        )
     return _caption_html(caption, provenance) + f"<div class='mcalc-table'>{styler.to_html()}</div>"
 
 
@@ -112,15 +129,16 @@ def show_figure(fig: plt.Figure, caption: str, provenance: Provenance | None = N
     from IPython.display import HTML, Image, display
 
     fit_page(fig)
-    if provenance is not None:
+    if provenance is not None:  # under the figure, wrapped to its width (never widening the image)
         fig.text(
-            0.995,
             0.005,
+            -0.01,
             provenance.label(),
-            ha="right",
-            va="bottom",
+            ha="left",
+            va="top",
             fontsize=PROVENANCE_FONTSIZE,
             color="0.3",
+            wrap=True,
         )
     buffer = io.BytesIO()
     fig.savefig(

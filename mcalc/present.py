@@ -22,7 +22,7 @@ COMMON_KEYS = (
     "cache_dir",
     "n_boot",
 )
-VERSIONED = ("mcalc", "tensorflow", "scikit-learn", "numpy", "pandas")
+VERSIONED = ("mcalc", "tensorflow", "tensorflow-cpu", "keras", "scikit-learn", "numpy", "pandas")
 
 
 def versions() -> dict[str, str]:

@@ -50,3 +50,46 @@ def test_table_html_is_deterministic_and_captioned():
     one = plots.table_html(df, "Table 9 — demo", prov)
     assert one == plots.table_html(df, "Table 9 — demo", prov)
     assert "<strong>Table 9 —</strong>" in one and "PHANTOM" in one and "1.235" in one
+
+
+def test_tables_read_as_a_reader_expects():
+    """Readable names, no bare 0..n index, long text given a width, wrapped to scroll inside itself."""
+    df = pd.DataFrame({"task_and_data": ["x" * 120, "short"], "ci_low": [0.12345, 0.2]})
+    html = plots.table_html(df, "Table 9 — demo")
+    assert "task and data" in html and "CI low" in html and "task_and_data" not in html
+    assert "row_heading" not in html  # the RangeIndex is hidden
+    assert "<div class='mcalc-table'>" in html and "min-width: 24em" in html
+    assert "0.123" in html and "0.12345" not in html
+    named = plots.table_html(df.set_index(pd.Index(["a", "b"], name="model")), "Table 9 — demo")
+    assert "row_heading" in named and ">model<" in named  # a meaningful index stays
+
+
+def test_show_table_keeps_the_table_as_csv_for_the_bundle(monkeypatch):
+    """The displayed table carries its CSV, caption and provenance in the output's metadata."""
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(kw))
+    df = pd.DataFrame({"a": [1.5, 2.5]})
+    plots.show_table(df, "Table 9 — demo", Provenance(data="phantom"))
+    record = shown[0]["metadata"]["mcalc"]["table"]
+    assert record["caption"] == "Table 9 — demo" and "PHANTOM" in record["provenance"]
+    assert pd.read_csv(__import__("io").StringIO(record["csv"]))["a"].tolist() == [1.5, 2.5]
+
+
+def test_wide_figures_shrink_to_the_page_and_keep_their_provenance_inside(monkeypatch):
+    """A 12-inch figure is shown at page width; the provenance label wraps rather than widening it."""
+    import io
+
+    import IPython.display
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    fig, ax = plt.subplots(1, 3, figsize=(12, 3.4))
+    prov = Provenance(data="phantom", data_detail="x" * 80, weights="random")
+    plots.show_figure(fig, "Figure 9 — demo", prov)
+    width, _ = Image.open(io.BytesIO(shown[0].data)).size
+    assert width <= plots.FIGURE_MAX_WIDTH * 110 * 1.05
+    assert "Figure 9 —" in shown[1].data
