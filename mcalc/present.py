@@ -98,6 +98,11 @@ def _add(tags: list, tag: str) -> None:
         tags.append(tag)
 
 
+def _glued(output) -> bool:
+    """True for a myst-nb glue output (a value kept for the prose, shown nowhere by itself)."""
+    return "scrapbook" in output.get("metadata", {})
+
+
 def present(path: Path, parameters: dict, commit: str | None = None) -> None:
     """Rewrite an executed notebook in place for the book: both parameters cells removed, one "this run" box in
     their place, every other code cell's input behind a toggle (outputs untouched, nothing re-executed)."""
@@ -113,7 +118,13 @@ def present(path: Path, parameters: dict, commit: str | None = None) -> None:
         if INJECTED_TAG in tags or PARAMETERS_TAG in tags:
             _add(tags, "remove-cell")
             first_param = i if first_param is None else first_param
-        elif not {"remove-cell", "remove-input"} & set(tags):
+        elif {"remove-cell", "remove-input"} & set(tags):
+            continue
+        elif cell.get("outputs") and all(_glued(o) for o in cell.outputs):
+            _add(
+                tags, "remove-input"
+            )  # only glues numbers for the prose: nothing to show or toggle
+        else:
             _add(tags, "hide-input")
     if first_param is not None:
         box = nbformat.v4.new_markdown_cell(

@@ -24,6 +24,16 @@ def _executed(tmp_path: Path) -> Path:
         ),
         nbformat.v4.new_code_cell("plots.show_table(df, 'Table 1 — x')"),
         nbformat.v4.new_code_cell("hidden()", metadata={"tags": ["remove-input"]}),
+        nbformat.v4.new_code_cell(
+            "plots.glue_numbers(n=3)",
+            outputs=[
+                nbformat.v4.new_output(
+                    "display_data",
+                    data={"application/papermill.record/text/plain": "3"},
+                    metadata={"scrapbook": {"name": "n"}},
+                )
+            ],
+        ),
     ]
     path = tmp_path / "nb.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
@@ -42,6 +52,7 @@ def test_parameters_become_one_box_and_code_hides(tmp_path: Path) -> None:
     assert "remove-cell" in tags[0] and "remove-cell" in tags[1]
     assert "hide-input" in tags[2] and "remove-cell" not in tags[2]
     assert tags[3] == ["remove-input"]
+    assert tags[4] == ["remove-input"]  # a cell that only glues numbers has nothing to toggle
 
 
 def test_run_box_names_data_weights_seed_versions() -> None:
