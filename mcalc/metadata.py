@@ -40,6 +40,7 @@ from mcalc.splits import (
     patient_grouped_split,
     roi_level_split,
 )
+from mcalc.tables import ci_cell
 
 #: Fields of a record compared between the shipped tables and a user's download.
 RECORD_FIELDS = (
@@ -190,13 +191,13 @@ class ReferenceRules:
         rows = {}
         for name, ev in self.evaluations.items():
             rows[name] = {
-                "accuracy": _fmt(ev.accuracy, ev.ci.get("accuracy")),
-                "AUC (pooled, as the paper's)": _fmt(ev.auc_pooled, ev.ci.get("auc_pooled")),
-                "AUC (macro one-vs-rest)": _fmt(ev.auc_macro, ev.ci.get("auc_macro")),
-                "sensitivity at specificity 0.8": _fmt(
+                "accuracy": ci_cell(ev.accuracy, ev.ci.get("accuracy")),
+                "AUC (pooled, as the paper's)": ci_cell(ev.auc_pooled, ev.ci.get("auc_pooled")),
+                "AUC (macro one-vs-rest)": ci_cell(ev.auc_macro, ev.ci.get("auc_macro")),
+                "sensitivity at specificity 0.8": ci_cell(
                     ev.sensitivity_at_spec80, ev.ci.get("sensitivity_at_spec80")
                 ),
-                f"sensitivity {CLASSES[1]}": _fmt(
+                f"sensitivity {CLASSES[1]}": ci_cell(
                     ev.sensitivity[CLASSES[1]], ev.ci.get(f"sensitivity[{CLASSES[1]}]")
                 ),
                 "test ROIs / lesions / patients": f"{ev.n} / {ev.n_lesions} / {ev.n_patients}",
@@ -205,13 +206,6 @@ class ReferenceRules:
         out = pd.DataFrame(rows).T
         out.index.name = "rule (official split)"
         return out
-
-
-def _fmt(value: float, ci: tuple[float, float] | None) -> str:
-    """'0.715 [0.655, 0.770]' (the value alone without a finite CI)."""
-    if ci is None or not all(np.isfinite(ci)):
-        return f"{value:.3f}"
-    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def reference_rules(
@@ -269,7 +263,7 @@ def leakage_structure(
         cells = leak_cells(leakage_report(train, test))
         rule = _evaluate_rule(train, test, n_boot, seed)
         bwc = test["pathology"] == CLASSES[1]
-        cells["assessment-rule accuracy"] = _fmt(rule.accuracy, rule.ci.get("accuracy"))
+        cells["assessment-rule accuracy"] = ci_cell(rule.accuracy, rule.ci.get("accuracy"))
         cells[f"test {CLASSES[1]} with assessment 2"] = (
             f"{int((test.loc[bwc, 'assessment'] == 2).sum())} / {int(bwc.sum())}"
         )

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mcalc import paper
-from mcalc.curation import CLASSES, CurationResult
+from mcalc.curation import CurationResult
 from mcalc.metrics import Evaluation, paper_formula_errata
 from mcalc.model import head_layers
 from mcalc.results import OptimizerRun, Results
@@ -162,20 +162,6 @@ def baseline_rows(baselines: BaselineResults) -> pd.DataFrame:
             where = "10-fold CV on train" if protocol == "cv" else "test split"
             rows[f"{run.label}, ours ({where})"] = metric_cells(ev)
         rows[f"{run.label}, paper"] = paper_metric_cells(t4.loc[key])
-    out = pd.DataFrame(rows).T
-    out.index.name = "model"
-    return out
-
-
-def reference_rows(baselines: BaselineResults) -> pd.DataFrame:
-    """The majority-class and assessment-rule baselines on the test split."""
-    rows = {}
-    for key in ("majority", "assessment"):
-        ev = baselines.runs[key].evaluations["test"]
-        rows[baselines.runs[key].label] = {
-            **metric_cells(ev),
-            f"sensitivity[{CLASSES[1]}]": ci_cell(ev.sensitivity[CLASSES[1]]),
-        }
     out = pd.DataFrame(rows).T
     out.index.name = "model"
     return out
