@@ -1,4 +1,4 @@
-"""Beyond the paper's tables: the leakage audit (chapter 6), seed variance (chapter 7), optimizer step sizes.
+"""Beyond the paper's tables: the leakage audit (chapter 6), the seed-variance summary (chapter 7, runs from a sweep), optimizer step sizes.
 
 Each audit reruns the paper's head on the cached backbone features under conditions the paper did not
 report — other split schemes, other seeds — or examines the paper's optimizer settings themselves.
@@ -17,8 +17,8 @@ from mcalc.metadata import leak_cells
 from mcalc.metrics import Evaluation
 from mcalc.model import TrainConfig, make_optimizer
 from mcalc.provenance import Provenance
-from mcalc.results import RUNS, load_study_inputs, read_results_provenance, write_json
-from mcalc.splits import SPLIT_SCHEMES, official_split, scheme_indices
+from mcalc.results import load_study_inputs, read_results_provenance
+from mcalc.splits import SPLIT_SCHEMES, scheme_indices
 from mcalc.training import fit_head
 
 # ------------------------------------------------------------------------ 6. the leakage audit
@@ -133,49 +133,6 @@ def leakage_audit(
         memo_mean,
         rep,
     )
-
-
-def seed_variance(
-    results_dir: str | Path,
-    image_size: int,
-    weights: str,
-    config: TrainConfig,
-    n_seeds: int = 5,
-    validation_size: int | float = 200,
-    optimizers: tuple[str, ...] = paper.OPTIMIZERS,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Test metrics of every optimizer trained with ``n_seeds`` seeds on one fixed split (one row per run)."""
-    from dataclasses import replace
-
-    from tqdm.auto import tqdm
-
-    manifest, X, y = load_study_inputs(results_dir, image_size, weights)
-    idx = official_split(manifest, validation_size, config.seed)
-    rows = []
-    jobs = [(opt, config.seed + s) for opt in optimizers for s in range(n_seeds)]
-    for opt, seed in tqdm(jobs, desc="optimizer × seed", disable=not progress):
-        _, evals = fit_head(X, y, idx, replace(config, optimizer=opt, seed=seed), n_boot=0)
-        ev = evals["test"]
-        rows.append(
-            {
-                "optimizer": paper.PAPER_OPTIMIZER_NAMES[opt],
-                "seed": seed,
-                "accuracy": ev.accuracy,
-                "AUC": ev.auc_macro,
-                "sensitivity at specificity 0.8": ev.sensitivity_at_spec80,
-                "loss": ev.loss_kl,
-            }
-        )
-    frame = pd.DataFrame(rows)
-    write_json(
-        {
-            "rows": frame.to_dict(orient="records"),
-            "provenance": read_results_provenance(results_dir).to_dict(),
-        },
-        Path(results_dir) / RUNS / "seed_variance.json",
-    )
-    return frame
 
 
 def variance_summary(frame: pd.DataFrame) -> pd.DataFrame:

@@ -54,6 +54,7 @@ from mcalc.pipeline import (
     run_profile,
     template_to_ipynb,
 )
+from mcalc.results import FEATURES, FEATURES_META, MANIFEST, PROVENANCE
 
 SWEEPS = "sweeps"
 INDEX = "sweep.json"  # the points of the sweep's latest run, in grid order
@@ -61,7 +62,7 @@ DEFAULT_TEMPLATE = "03_optimizer"
 RECORD_PARAMETER = "run_record"  # the template parameter naming where it saves its run's JSON
 PATH_PARAMETERS = ("data_root", "results_dir", "cache_dir")
 # What the optimizer template reads from the results folder (notebooks 01 and 02 write them).
-STUDY_INPUTS = ("manifest.csv", "provenance.json", "features.npz", "features.json")
+STUDY_INPUTS = (MANIFEST, PROVENANCE, FEATURES, FEATURES_META)
 TEST_METRICS = {
     "accuracy": "accuracy",
     "AUC": "auc_macro",

@@ -36,9 +36,7 @@ epochs = 20
 validation_size = 200  # ROIs (an int) or a fraction of the training split (a float < 1)
 train_backbone = "none"  # "none": the paper's frozen backbone (cached features); "top" or "all": fine-tune (GPU advised)
 split_seed = None  # seed of the validation split (None: the run's seed)
-run_record = (
-    ""  # where to save the run's JSON (empty: the results folder's runs/cnn_OPTIMIZER.json)
-)
+run_record = ""  # path of the run's JSON (empty: results_dir/runs/cnn_OPTIMIZER.json)
 
 
 # %%

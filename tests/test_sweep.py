@@ -238,6 +238,8 @@ def study_inputs(tmp_path_factory):
 @pytest.mark.slow
 def test_dask_sweep_of_the_optimizer_template_gives_the_serial_numbers(study_inputs):
     """A 4-point grid of 03_optimizer on a 2-worker LocalCluster: the same records as the serial path."""
+    from mcalc.audits import variance_summary
+
     grid = {
         "fixed": {"epochs": 2, "n_boot": 0, "split_seed": 0},
         "grid": {"optimizer": ["adam", "rmsprop"], "seed": [0, 1]},
@@ -263,9 +265,18 @@ def test_dask_sweep_of_the_optimizer_template_gives_the_serial_numbers(study_inp
         assert x["key"] == y["key"] and x["axes"] == y["axes"]
         for part in ("history", "validation", "test", "config", "split_sizes"):
             assert x["run"][part] == y["run"][part], part
-    pd.testing.assert_frame_equal(
-        sweep.load_runs(study_inputs.results_dir, "dask"),
-        sweep.load_runs(study_inputs.results_dir, "serial"),
+    runs = sweep.load_runs(study_inputs.results_dir, "dask")
+    pd.testing.assert_frame_equal(runs, sweep.load_runs(study_inputs.results_dir, "serial"))
+    assert runs[["optimizer", "seed"]].values.tolist() == [
+        ["ADAM", 0],
+        ["ADAM", 1],
+        ["RMSProp", 0],
+        ["RMSProp", 1],
+    ]
+    summary = variance_summary(runs)  # chapter 7's table reads such a sweep
+    assert "Kruskal–Wallis across optimizers" in summary.index
+    assert summary.loc["ADAM", "accuracy"] == (
+        f"{runs.accuracy[:2].mean():.3f} ± {runs.accuracy[:2].std():.3f}"
     )
 
 
