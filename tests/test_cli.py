@@ -202,3 +202,32 @@ def test_phantom_unwritable_out_is_refused(tmp_path, capsys, where):
     code, err = run_cli(["phantom", str(out), "--scale", "0.02", "--quiet"], capsys)
     assert_one_line_error(code, err, "mcalc phantom")
     assert (tmp_path / "file.txt").read_text() == "keep me"
+
+
+def test_a_failing_notebook_is_one_line_and_exit_1(capsys, monkeypatch):
+    """The runner's NotebookFailed reaches the terminal as its one line, no traceback, exit 1."""
+    from mcalc import pipeline
+    from mcalc.errors import NotebookFailed
+
+    def fail(*args, **kwargs):
+        raise NotebookFailed(
+            "notebook 03_optimizer_adam failed in cell [3]: DataError: no ROI "
+            "(executed notebook: build/x.ipynb; kernel log: build/kernel.log)"
+        )
+
+    monkeypatch.setattr(pipeline, "run_profile", fail)
+    code, err = run_cli(["notebooks", "--profile", "ci", "--quiet"], capsys)
+    assert code == 1
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("mcalc notebooks: notebook 03_optimizer_adam failed in cell [3]")
+
+
+def test_a_bad_data_root_fails_before_any_notebook(tmp_path, capsys, monkeypatch):
+    """A real data root without the tables is refused by the preflight, in one line, exit 2."""
+    from mcalc import pipeline
+
+    monkeypatch.setattr(pipeline, "execute", lambda *a, **k: pytest.fail("a notebook ran"))
+    argv = ["notebooks", "--profile", "ci", "--data-source", "cbis-ddsm"]
+    code, err = run_cli(argv + ["--data-root", str(tmp_path), "--quiet"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert str(tmp_path) in err
