@@ -451,7 +451,7 @@ def seed_spread(
         )
         ax.set_title(metric, fontsize=11)
         ax.set_xlabel("")
-        ax.tick_params(axis="x", labelsize=10)
+        ax.tick_params(axis="x", labelsize=9, labelrotation=30)
     fig.tight_layout()
     return fig
 
