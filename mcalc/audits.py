@@ -39,6 +39,10 @@ class LeakageAudit:
     memorisation: dict[str, float] = field(default_factory=dict)
     repeats: pd.DataFrame = field(default_factory=pd.DataFrame)
 
+    def mean_test_accuracy(self, scheme: str) -> float:
+        """The mean test accuracy of one split scheme over its split seeds (NaN when it was not run)."""
+        return float(self.repeats.loc[self.repeats["scheme"] == scheme, "accuracy"].mean())
+
     def table(self) -> pd.DataFrame:
         """Test accuracy / AUC / 1-NN accuracy per scheme, mean ± SD over split seeds, and the leakage gap."""
         metrics = ("accuracy", "AUC", "1-NN accuracy on the features")

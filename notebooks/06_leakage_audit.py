@@ -109,14 +109,11 @@ plots.show_table(
 )
 
 # %%
-gap = {
-    scheme: audit.repeats.loc[audit.repeats["scheme"] == scheme, "accuracy"].mean()
-    for scheme in ("roi_level", "patient_grouped")
-}
+roi_level, grouped = (audit.mean_test_accuracy(s) for s in ("roi_level", "patient_grouped"))
 plots.glue_numbers(
-    roi_level_accuracy=gap["roi_level"],
-    grouped_accuracy=gap["patient_grouped"],
-    leakage_gain=gap["roi_level"] - gap["patient_grouped"],
+    roi_level_accuracy=roi_level,
+    grouped_accuracy=grouped,
+    leakage_gain=roi_level - grouped,
     n_split_seeds_run=n_split_seeds,
 )
 
