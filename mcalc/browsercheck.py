@@ -56,6 +56,10 @@ PAGE_SCRIPT = """
 """
 
 
+class BrowserUnavailable(RuntimeError):
+    """The browser was found but would not start (missing libraries, no display support)."""
+
+
 @dataclass
 class PageReport:
     """What the browser found on one page."""
@@ -113,13 +117,17 @@ def check_pages(
     pages: list[Path], screenshots: Path, browser: str, root: Path | None = None
 ) -> list[PageReport]:
     """Open each page, run the checks and save a full-page screenshot under ``screenshots``."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import Error, sync_playwright
 
     screenshots = Path(screenshots)
     screenshots.mkdir(parents=True, exist_ok=True)
     reports = []
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+        try:
+            chromium = pw.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+        except Error as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BrowserUnavailable(f"{browser} would not start: {first}") from None
         page = chromium.new_page(viewport=VIEWPORT)
         for path in pages:
             name = str(path.relative_to(root)) if root else path.name
@@ -147,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     if reason:
         print(f"browser check SKIPPED: {reason}")
         return 0
-    reports = check_pages(pages, Path(args.screenshots), find_browser(), root=html_dir)
+    try:
+        reports = check_pages(pages, Path(args.screenshots), find_browser(), root=html_dir)
+    except BrowserUnavailable as exc:
+        print(f"browser check SKIPPED: {exc}")
+        return 0
     failed = [r for r in reports if r.problems]
     for report in failed:
         for problem in report.problems:

@@ -64,3 +64,15 @@ def test_main_skips_with_a_reason_without_a_browser(tmp_path, monkeypatch, capsy
 
 def test_main_fails_on_an_empty_folder(tmp_path: Path) -> None:
     assert bc.main([str(tmp_path), "--screenshots", str(tmp_path / "s")]) == 1
+
+
+@pytest.mark.skipif(bc.why_skipped() is not None, reason=str(bc.why_skipped()))
+def test_a_browser_that_will_not_start_is_a_skip_with_its_reason(tmp_path, monkeypatch, capsys):
+    _page(tmp_path, "a.html", "")
+    fake = tmp_path / "chromium"
+    fake.write_text("#!/bin/sh\necho 'missing libnss3.so' >&2\nexit 127\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("MCALC_CHROMIUM", str(fake))
+    assert bc.main([str(tmp_path / "html"), "--screenshots", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "SKIPPED" in out and "would not start" in out
