@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mcalc import paper
+from mcalc.curation import get_task
 from mcalc.metadata import leak_cells
 from mcalc.metrics import Evaluation
 from mcalc.model import TrainConfig, make_optimizer
@@ -88,7 +89,8 @@ def leakage_audit(
 
     if n_split_seeds < 1:
         raise ValueError(f"n_split_seeds must be >= 1, got {n_split_seeds}")
-    manifest, X, y = load_study_inputs(results_dir, image_size, weights)
+    classes = get_task(config.task).classes
+    manifest, X, y = load_study_inputs(results_dir, image_size, weights, config.task)
     evaluations, leaks, repeats = {}, {}, []
     for scheme in SPLIT_SCHEMES:
         seeds = (
@@ -97,7 +99,7 @@ def leakage_audit(
             else [config.seed + k for k in range(n_split_seeds)]
         )
         for k, split_seed in enumerate(seeds):
-            idx = scheme_indices(manifest, scheme, validation_size, split_seed)
+            idx = scheme_indices(manifest, scheme, validation_size, split_seed, classes)
             _, evals = fit_head(X, y, idx, config, n_boot=n_boot if k == 0 else 0)
             ev = evals["test"]
             fit_rows = np.concatenate([idx["train"], idx["validation"]])

@@ -50,11 +50,18 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from mcalc.cache import FeatureCache, cache_key, file_digest, load_or_compute
-from mcalc.curation import CLASSES
+from mcalc.curation import CLASSES, DEFAULT_TASK, Task, get_task
 from mcalc.errors import DataError
 from mcalc.metrics import Evaluation, evaluate
 from mcalc.provenance import Provenance
-from mcalc.results import RUNS, BaselineRun, load_manifest, read_results_provenance, write_json
+from mcalc.results import (
+    RUNS,
+    BaselineRun,
+    load_manifest,
+    read_results_provenance,
+    usable_under_task,
+    write_json,
+)
 
 #: Names of the 14 Haralick features, in the order ``mahotas.features.haralick`` returns them.
 HARALICK_NAMES: tuple[str, ...] = (
@@ -193,7 +200,12 @@ class TuningConfig:
 
 
 def grouped_folds(
-    y: np.ndarray, groups: np.ndarray | None, n_splits: int, seed: int, what: str
+    y: np.ndarray,
+    groups: np.ndarray | None,
+    n_splits: int,
+    seed: int,
+    what: str,
+    classes: Sequence[str] = CLASSES,
 ) -> StratifiedGroupKFold | StratifiedKFold:
     """Label-stratified folds that keep each patient in one fold (fewer folds when a class has fewer patients).
 
@@ -202,7 +214,7 @@ def grouped_folds(
     ``groups`` every ROI is its own patient (plain ``StratifiedKFold``).
     """
     y = np.asarray(y)
-    classes = np.unique(y)
+    names, classes = tuple(classes), np.unique(y)
     if groups is None:
         per_class = [int((y == c).sum()) for c in classes]
     else:
@@ -210,7 +222,7 @@ def grouped_folds(
         per_class = [len(np.unique(groups[y == c])) for c in classes]
     n = min(int(n_splits), *per_class)
     if n < 2:
-        c = CLASSES[int(classes[int(np.argmin(per_class))])]
+        c = names[int(classes[int(np.argmin(per_class))])]
         raise DataError(
             f"{what}: class {c!r} has ROIs of a single patient; "
             "patient-grouped cross-validation needs at least 2 patients per class"
@@ -284,7 +296,7 @@ def make_knn(k: int = 5) -> Pipeline:
 
 
 def _check_xy(
-    X: np.ndarray, y: np.ndarray, what: str, n_classes: int
+    X: np.ndarray, y: np.ndarray, what: str, classes: Sequence[str] = CLASSES
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate a feature matrix and its labels; every class must be present."""
     X = np.asarray(X, dtype=np.float64)
@@ -297,10 +309,11 @@ def _check_xy(
         row = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
         raise DataError(f"{what}: non-finite feature in row {row}")
     y = y.astype(np.int64)
+    n_classes = len(classes)
     counts = np.bincount(y, minlength=n_classes) if (y >= 0).all() else None
     if counts is None or len(counts) > n_classes:
         raise DataError(f"{what}: labels must be in 0..{n_classes - 1}")
-    for k, c in enumerate(CLASSES[:n_classes]):
+    for k, c in enumerate(classes):
         if counts[k] == 0:
             raise DataError(f"{what}: class {c!r} (label {k}) has no example in the training data")
     return X, y
@@ -387,20 +400,21 @@ def cross_validated_proba(
     n_splits: int = 10,
     seed: int = 0,
     groups: np.ndarray | None = None,
+    classes: Sequence[str] = CLASSES,
 ) -> np.ndarray:
-    """Out-of-fold class probabilities (n, 3) from stratified (grouped if ``groups``) k-fold CV.
+    """Out-of-fold class probabilities (n, classes) from stratified (grouped if ``groups``) k-fold CV.
 
     The whole pipeline, scaler included, is refitted on every training fold by
     ``cross_val_predict(method="predict_proba")``, so no statistic of a held-out fold leaks into
     its own prediction; with ``groups`` the folds keep patients whole (:func:`grouped_folds`) and the
     training fold's patient ids go down to the estimator (grouped Platt calibration, grouped tuning).
     """
-    X, y = _check_xy(X, y, "cross_validated_proba", len(CLASSES))
+    X, y = _check_xy(X, y, "cross_validated_proba", classes)
     groups = _check_groups(groups, len(y), "cross_validated_proba")
     if groups is None:
         cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     else:
-        cv = grouped_folds(y, groups, n_splits, seed, "cross_validated_proba")
+        cv = grouped_folds(y, groups, n_splits, seed, "cross_validated_proba", classes)
     return cross_val_predict(
         clone(pipeline),
         X,
@@ -417,15 +431,18 @@ def fit_model(
     X_train: np.ndarray,
     y_train: np.ndarray,
     groups: np.ndarray | None = None,
+    classes: Sequence[str] = CLASSES,
 ) -> BaseEstimator:
     """A clone of ``pipeline`` fitted on the training table (patient ids passed on where it takes them)."""
-    X_train, y_train = _check_xy(X_train, y_train, "fit_model", len(CLASSES))
+    X_train, y_train = _check_xy(X_train, y_train, "fit_model", classes)
     groups = _check_groups(groups, len(y_train), "fit_model")
     return clone(pipeline).fit(X_train, y_train, **_group_fit_params(pipeline, groups))
 
 
-def predict_proba(model: BaseEstimator, X_test: np.ndarray, n_features: int) -> np.ndarray:
-    """Test probabilities (n_test, 3) of a fitted model, a column per class in class order."""
+def predict_proba(
+    model: BaseEstimator, X_test: np.ndarray, n_features: int, n_classes: int = len(CLASSES)
+) -> np.ndarray:
+    """Test probabilities (n_test, n_classes) of a fitted model, a column per class in class order."""
     X_test = np.asarray(X_test, dtype=np.float64)
     if X_test.ndim != 2 or X_test.shape[1] != n_features:
         raise DataError(
@@ -435,7 +452,7 @@ def predict_proba(model: BaseEstimator, X_test: np.ndarray, n_features: int) -> 
         row = int(np.flatnonzero(~np.isfinite(X_test).all(axis=1))[0])
         raise DataError(f"fit_predict_proba: non-finite feature in X_test row {row}")
     proba = model.predict_proba(X_test)
-    out = np.zeros((len(X_test), len(CLASSES)))
+    out = np.zeros((len(X_test), int(n_classes)))
     out[:, np.asarray(model.classes_, dtype=int)] = proba
     return out
 
@@ -446,10 +463,11 @@ def fit_predict_proba(
     y_train: np.ndarray,
     X_test: np.ndarray,
     groups: np.ndarray | None = None,
+    classes: Sequence[str] = CLASSES,
 ) -> np.ndarray:
-    """Fit a clone of ``pipeline`` on the training table and return test probabilities (n_test, 3)."""
-    model = fit_model(pipeline, X_train, y_train, groups)
-    return predict_proba(model, X_test, np.asarray(X_train).shape[1])
+    """Fit a clone of ``pipeline`` on the training table and return test probabilities (n_test, classes)."""
+    model = fit_model(pipeline, X_train, y_train, groups, classes)
+    return predict_proba(model, X_test, np.asarray(X_train).shape[1], len(classes))
 
 
 def majority_baseline(
@@ -463,7 +481,9 @@ def majority_baseline(
     return np.tile(freq, (int(n_test), 1))
 
 
-def _manifest_labels(manifest: pd.DataFrame, what: str) -> np.ndarray:
+def _manifest_labels(
+    manifest: pd.DataFrame, what: str, classes: Sequence[str] = CLASSES
+) -> np.ndarray:
     """Integer labels from the ``label`` column, or from ``pathology`` names when there is no label."""
     if "label" in manifest.columns:
         y = manifest["label"]
@@ -474,7 +494,7 @@ def _manifest_labels(manifest: pd.DataFrame, what: str) -> np.ndarray:
         return y.to_numpy().astype(np.int64)
     if "pathology" not in manifest.columns:
         raise DataError(f"{what}: needs a 'label' or 'pathology' column")
-    index = {c: k for k, c in enumerate(CLASSES)}
+    index = {c: k for k, c in enumerate(classes)}
     y = manifest["pathology"].map(index)
     if y.isna().any():
         row = manifest.index[y.isna().to_numpy()][0]
@@ -484,7 +504,9 @@ def _manifest_labels(manifest: pd.DataFrame, what: str) -> np.ndarray:
     return y.to_numpy().astype(np.int64)
 
 
-def assessment_rule_table(manifest_train: pd.DataFrame, alpha: float = 1.0) -> pd.DataFrame:
+def assessment_rule_table(
+    manifest_train: pd.DataFrame, alpha: float = 1.0, classes: Sequence[str] = CLASSES
+) -> pd.DataFrame:
     """Per BI-RADS assessment value: training class counts, smoothed probabilities and the rule's class.
 
     Probabilities are (count + alpha) / (total + alpha · n_classes) (additive smoothing); the rule's
@@ -494,29 +516,32 @@ def assessment_rule_table(manifest_train: pd.DataFrame, alpha: float = 1.0) -> p
     what = "assessment_rule (train)"
     if "assessment" not in manifest_train.columns:
         raise DataError(f"{what}: missing column 'assessment'")
-    y = _manifest_labels(manifest_train, what)
+    y = _manifest_labels(manifest_train, what, classes)
     a = manifest_train["assessment"]
     if a.isna().any():
         raise DataError(
             f"{what}: missing assessment in row {manifest_train.index[a.isna().to_numpy()][0]!r}"
         )
-    k = len(CLASSES)
+    k = len(classes)
     counts = pd.crosstab(a.astype("int64").to_numpy(), y, dropna=False).reindex(
         columns=range(k), fill_value=0
     )
     counts.loc["*"] = np.bincount(y, minlength=k)[:k]
-    counts.columns = list(CLASSES)
+    counts.columns = list(classes)
     counts.index.name = "assessment"
     total = counts.sum(axis=1)
     proba = (counts + alpha).div(total + alpha * k, axis=0)
     table = counts.add_prefix("n_").join(proba.add_prefix("p_"))
     table["n"] = total
-    table["rule"] = [CLASSES[int(np.argmax(row))] for row in counts.to_numpy()]
+    table["rule"] = [classes[int(np.argmax(row))] for row in counts.to_numpy()]
     return table
 
 
 def assessment_rule(
-    manifest_train: pd.DataFrame, manifest_test: pd.DataFrame, alpha: float = 1.0
+    manifest_train: pd.DataFrame,
+    manifest_test: pd.DataFrame,
+    alpha: float = 1.0,
+    classes: Sequence[str] = CLASSES,
 ) -> np.ndarray:
     """Metadata-only baseline: test probabilities = smoothed training class frequencies of its assessment.
 
@@ -526,11 +551,11 @@ def assessment_rule(
     """
     if "assessment" not in manifest_test.columns:
         raise DataError("assessment_rule (test): missing column 'assessment'")
-    table = assessment_rule_table(manifest_train, alpha)
-    pcols = [f"p_{c}" for c in CLASSES]
+    table = assessment_rule_table(manifest_train, alpha, classes)
+    pcols = [f"p_{c}" for c in classes]
     learned = {key: row for key, row in zip(table.index, table[pcols].to_numpy()) if key != "*"}
     fallback = table.loc["*", pcols].to_numpy(dtype=float)
-    out = np.empty((len(manifest_test), len(CLASSES)))
+    out = np.empty((len(manifest_test), len(classes)))
     unseen = 0
     for i, value in enumerate(manifest_test["assessment"].to_numpy()):
         key = None if pd.isna(value) else int(value)
@@ -590,9 +615,12 @@ def run_baselines(
     seed: int = 0,
     n_boot: int = 1000,
     progress: bool = True,
+    task: str | Task = DEFAULT_TASK,
 ) -> BaselineResults:
-    """GLCM + SVM / k-NN (CV on train and the test split), majority class and the assessment rule; save JSON."""
-    manifest = load_manifest(results_dir)
+    """GLCM + SVM / k-NN (CV on train and the test split), majority class and the assessment rule, under a
+    task (its labels and classes; ROIs it leaves out left out); save JSON."""
+    classes = get_task(task).classes
+    manifest = usable_under_task(load_manifest(results_dir), task)
     prov = read_results_provenance(results_dir).with_weights("n/a")
     F = glcm_matrix(list(manifest["crop_path"]), levels, cache_dir, progress=progress)
     y = manifest["label"].to_numpy(dtype=int)
@@ -605,31 +633,31 @@ def run_baselines(
         ("knn", f"GLCM + k-NN (k={k})", lambda: make_knn(k)),
     ):
         cv = cross_validated_proba(
-            F[tr], y[tr], make(), n_splits=cv_folds, seed=seed, groups=groups
+            F[tr], y[tr], make(), n_splits=cv_folds, seed=seed, groups=groups, classes=classes
         )
-        test = fit_predict_proba(make(), F[tr], y[tr], F[te])
+        test = fit_predict_proba(make(), F[tr], y[tr], F[te], classes=classes)
         runs[key] = BaselineRun(
             key,
             label,
             {
-                "cv": evaluate(y[tr], cv, n_boot=n_boot, seed=seed),
-                "test": evaluate(y[te], test, n_boot=n_boot, seed=seed),
+                "cv": evaluate(y[tr], cv, classes, n_boot=n_boot, seed=seed),
+                "test": evaluate(y[te], test, classes, n_boot=n_boot, seed=seed),
             },
             prov,
             {"cv_folds": cv_folds, "levels": levels, "k": k, "cv_grouped_by": "patient"},
         )
-    majority = majority_baseline(y[tr], len(te))
-    rule = assessment_rule(manifest.iloc[tr], manifest.iloc[te])
+    majority = majority_baseline(y[tr], len(te), len(classes))
+    rule = assessment_rule(manifest.iloc[tr], manifest.iloc[te], classes=classes)
     runs["majority"] = BaselineRun(
         "majority",
         "Majority class",
-        {"test": evaluate(y[te], majority, n_boot=n_boot, seed=seed)},
+        {"test": evaluate(y[te], majority, classes, n_boot=n_boot, seed=seed)},
         prov,
     )
     runs["assessment"] = BaselineRun(
         "assessment",
         "BI-RADS assessment only (metadata rule)",
-        {"test": evaluate(y[te], rule, n_boot=n_boot, seed=seed)},
+        {"test": evaluate(y[te], rule, classes, n_boot=n_boot, seed=seed)},
         prov,
     )
     for run in runs.values():

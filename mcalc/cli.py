@@ -190,6 +190,7 @@ def _profile_from(args: argparse.Namespace):
         results_dir=args.results_dir,
         cache_dir=args.cache_dir,
         out_dir=args.out_dir,
+        task=args.task,
     )
 
 
@@ -239,6 +240,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _add_profile_args(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that execute notebooks."""
+    from mcalc.curation import TASKS
     from mcalc.pipeline import PROFILES
 
     p.add_argument(
@@ -254,6 +256,12 @@ def _add_profile_args(p: argparse.ArgumentParser) -> None:
         "--data-root", help="folder of the data (a CBIS-DDSM download, or where the phantom goes)"
     )
     p.add_argument("--scale", type=_scale, help="phantom scale (1 = the real CBIS-DDSM calc sizes)")
+    p.add_argument(
+        "--task",
+        choices=list(TASKS),
+        help="classification task: three-class (the paper, default), binary-merged "
+        "(BENIGN_WITHOUT_CALLBACK counted as BENIGN) or binary-biopsied (that class left out, reported)",
+    )
     p.add_argument(
         "--weights",
         type=_weights,

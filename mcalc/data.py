@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from mcalc.curation import CurationResult, curate, write_curation
+import pandas as pd
+
+from mcalc.curation import (
+    DEFAULT_TASK,
+    SPLITS,
+    CurationResult,
+    Task,
+    _exclusions,
+    apply_task,
+    check_task_classes,
+    curate,
+    write_curation,
+)
 from mcalc.errors import DataError
 from mcalc.provenance import data_provenance, write_provenance
 from mcalc.results import MANIFEST, PROVENANCE
@@ -34,8 +46,10 @@ def prepare_data(
     seed: int = 0,
     results_dir: str | Path = "results",
     progress: bool = True,
+    task: str | Task = DEFAULT_TASK,
 ) -> CurationResult:
-    """Curate the data (generating the phantom first when asked) and write the manifest and provenance."""
+    """Curate the data (generating the phantom first when asked) under a task (its labels; the ROIs it
+    leaves out recorded as exclusions) and write the manifest and provenance."""
     root = Path(data_root)
     if data_source == "phantom":
         ensure_phantom(root, phantom_scale, seed, progress=progress)
@@ -47,7 +61,19 @@ def prepare_data(
             )
     else:
         raise ValueError(f"data_source must be 'phantom' or 'cbis-ddsm', not {data_source!r}")
-    result = curate(root, progress=progress)
+    result = with_task(curate(root, progress=progress), task, f"data root {root}")
     write_curation(result, Path(results_dir) / MANIFEST)
     write_provenance(data_provenance(root), Path(results_dir) / PROVENANCE)
     return result
+
+
+def with_task(result: CurationResult, task: str | Task, where: str) -> CurationResult:
+    """The curation under a task: relabelled, its left-out ROIs excluded (and in the exclusion report);
+    DataError when a class of the task has no usable ROI in a split."""
+    manifest = apply_task(result.manifest, task)
+    usable = manifest[manifest["status"] == "ok"]
+    counts = pd.crosstab(usable["split"], usable["pathology"]).reindex(
+        index=list(SPLITS), fill_value=0
+    )
+    check_task_classes(counts, task, where)
+    return replace(result, manifest=manifest, exclusions=_exclusions(manifest))

@@ -21,6 +21,7 @@ import pandas as pd
 
 from mcalc.errors import DataError, UnusableImage
 from mcalc.model import (
+    N_CLASSES,
     TOP_STAGE_AFTER,
     TrainConfig,
     TrainResult,
@@ -123,6 +124,7 @@ def image_dataset(
     shuffle_seed: int | None = None,
     epochs: int = 1,
     parallel: int | None = None,
+    n_classes: int = N_CLASSES,
 ) -> tf.data.Dataset:
     """A tf.data stream of ROI image batches (and one-hot labels) for ``epochs`` passes over ``paths``.
 
@@ -147,7 +149,7 @@ def image_dataset(
             raise DataError(f"{p}: ROI image file not found")
     Y = None
     if labels is not None:
-        Y = one_hot(labels)
+        Y = one_hot(labels, n_classes)
         if len(Y) != n:
             raise DataError(f"{n} ROI paths but {len(Y)} labels")
     if shuffle_seed is None:
@@ -220,7 +222,12 @@ def fine_tune(
     if backbone is None:
         backbone = build_backbone(preprocess.image_size, weights, seed)
     model = build_model(
-        preprocess.image_size, weights, config.hidden_units, seed=config.seed, backbone=backbone
+        preprocess.image_size,
+        weights,
+        config.hidden_units,
+        seed=config.seed,
+        backbone=backbone,
+        n_classes=config.n_classes,
     )
     n_trainable = set_backbone_trainable(model, train_backbone)
     make_deterministic(config.seed)
@@ -233,12 +240,18 @@ def fine_tune(
         preprocess,
         config.batch_size,
         shuffle_seed=config.seed,
+        n_classes=config.n_classes,
         epochs=config.epochs,
     )
     validation = None
     if val_paths is not None and len(val_paths):
         validation = image_dataset(
-            list(val_paths), y_val, preprocess, config.batch_size, shuffle_seed=None
+            list(val_paths),
+            y_val,
+            preprocess,
+            config.batch_size,
+            shuffle_seed=None,
+            n_classes=config.n_classes,
         )
     steps = -(-len(train_paths) // int(config.batch_size))
     log.info(

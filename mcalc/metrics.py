@@ -180,8 +180,12 @@ def specificity_per_class(
 
 
 def auc_per_class(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
-    """One-vs-rest ROC AUC of each class (``roc_auc_score(average=None, multi_class="ovr")``)."""
+    """One-vs-rest ROC AUC of each class (``roc_auc_score(average=None, multi_class="ovr")``; with two
+    classes, which scikit-learn scores as one binary problem, each column against its own class)."""
     n_classes = np.asarray(proba).shape[1]
+    if n_classes == 2:
+        y, p = np.asarray(y_true), np.asarray(proba)
+        return np.array([roc_auc_score((y == k).astype(int), p[:, k]) for k in range(2)])
     return np.asarray(
         roc_auc_score(
             y_true, proba, multi_class="ovr", average=None, labels=list(range(n_classes))
@@ -191,8 +195,11 @@ def auc_per_class(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:
 
 
 def auc_macro(y_true: np.ndarray, proba: np.ndarray) -> float:
-    """Macro-averaged one-vs-rest ROC AUC (``roc_auc_score(average="macro", multi_class="ovr")``)."""
+    """Macro-averaged one-vs-rest ROC AUC (``roc_auc_score(average="macro", multi_class="ovr")``; with
+    two classes, the binary AUC)."""
     n_classes = np.asarray(proba).shape[1]
+    if n_classes == 2:
+        return float(np.mean(auc_per_class(y_true, proba)))
     return float(
         roc_auc_score(
             y_true, proba, multi_class="ovr", average="macro", labels=list(range(n_classes))

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mcalc.curation import CLASSES
+from mcalc.curation import CLASSES, DEFAULT_TASK, get_task
 from mcalc.errors import DataError, WeightsUnavailable
 from mcalc.paper import OPTIMIZERS
 from mcalc.preprocessing import MIN_IMAGE_SIZE
@@ -105,9 +105,16 @@ class TrainConfig:
     seed: int = 0
     hidden_units: int = 128
     optimizer_kwargs: dict = field(default_factory=dict)
+    task: str = DEFAULT_TASK  # mcalc.curation.TASKS: the classes the head's output units stand for
+
+    @property
+    def n_classes(self) -> int:
+        """The head's output units: the number of classes of the task."""
+        return len(get_task(self.task).classes)
 
     def __post_init__(self) -> None:
-        """Validate the optimizer name and the positive integers."""
+        """Validate the optimizer and task names and the positive integers."""
+        get_task(self.task)
         if str(self.optimizer).lower() not in OPTIMIZERS:
             raise ValueError(
                 f"unknown optimizer {self.optimizer!r}; valid optimizers: {', '.join(OPTIMIZERS)}"
@@ -212,6 +219,7 @@ def build_model(
     hidden_units: int = 128,
     seed: int = 0,
     backbone: keras.Model | None = None,
+    n_classes: int = N_CLASSES,
 ) -> keras.Model:
     """The end-to-end paper model: image → frozen backbone (inference mode) → head (Figure 2, Table 2)."""
     import keras
@@ -220,7 +228,7 @@ def build_model(
     backbone.trainable = False
     inputs = keras.Input((int(image_size), int(image_size), 3), name="roi")
     features = backbone(inputs, training=False)
-    head = build_head(backbone.output_shape[-1], hidden_units, N_CLASSES, seed)
+    head = build_head(backbone.output_shape[-1], hidden_units, n_classes, seed)
     return keras.Model(inputs, head(features), name="inception_resnet_v2_transfer")
 
 
@@ -381,14 +389,15 @@ def fit_epochs(
     """
     make_deterministic(config.seed)
     X = np.asarray(X_train, dtype=np.float32)
-    Y = one_hot(y_train)
+    n_classes = int(model.output_shape[-1])
+    Y = one_hot(y_train, n_classes)
     if len(X) != len(Y) or len(X) == 0:
         raise DataError(
             f"training inputs and labels must be non-empty and of equal length, got {len(X)} and {len(Y)}"
         )
     validation = None
     if X_val is not None and y_val is not None:
-        validation = (np.asarray(X_val, dtype=np.float32), one_hot(y_val))
+        validation = (np.asarray(X_val, dtype=np.float32), one_hot(y_val, n_classes))
     rows = []
     start = time.perf_counter()
     for epoch, order in enumerate(epoch_orders(len(X), config.epochs, config.seed)):
@@ -426,7 +435,7 @@ def train_head(
     if X.ndim != 2:
         raise DataError(f"features must be 2-D (samples, features), got shape {X.shape}")
     head = compile_model(
-        build_head(X.shape[1], config.hidden_units, N_CLASSES, config.seed),
+        build_head(X.shape[1], config.hidden_units, config.n_classes, config.seed),
         config,
         steps_per_execution=STEPS_PER_EXECUTION,
     )

@@ -284,6 +284,17 @@ def headline_claims() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["claim_id", "claim", "paper_value"])
 
 
+def is_binary(source: Source) -> bool:
+    """Whether a source's task, as described, has two classes (benign vs malignant, cancer vs not)."""
+    text = source.classes.lower()
+    return text.lstrip().startswith("2") or " vs " in text
+
+
+def binary_sources() -> pd.DataFrame:
+    """The studies of Table 5 and the anchors whose task has two classes (beside ours under a binary task)."""
+    return _source_frame(tuple(s for s in TABLE5_SOURCES + ANCHOR_SOURCES if is_binary(s)))
+
+
 def literature_anchors() -> pd.DataFrame:
     """Published results closer to this task (CBIS-DDSM, calcifications), each described as its source states it."""
     return _source_frame(ANCHOR_SOURCES)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from mcalc.curation import DEFAULT_TASK, get_task
 from mcalc.errors import DataError, NotebookFailed
 from mcalc.paper import OPTIMIZERS, PAPER_OPTIMIZER_NAMES
 
@@ -34,6 +36,7 @@ class Profile:
     data_root: str = "data/phantom"
     phantom_scale: float = 1.0
     seed: int = 0
+    task: str = DEFAULT_TASK  # mcalc.curation.TASKS: three-class (the paper), binary-merged, binary-biopsied
     image_size: int = 299
     weights: str = "auto"
     epochs: int = 20
@@ -63,6 +66,7 @@ class Profile:
             "data_root": self.data_root,
             "phantom_scale": self.phantom_scale,
             "seed": self.seed,
+            "task": self.task,
             "image_size": self.image_size,
             "weights": self.weights,
             "results_dir": self.results_dir,
@@ -179,6 +183,13 @@ def find_notebook_dir() -> Path:
     )
 
 
+def declares(template: str, name: str) -> bool:
+    """Whether a template's parameters cell declares ``name`` (a line ``name = ...``)."""
+    text = (find_notebook_dir() / f"{template}.py").read_text()
+    cell = text.split('tags=["parameters"]', 1)[-1].split("# %%", 1)[0]
+    return re.search(rf"^{re.escape(name)}\s*=", cell, re.MULTILINE) is not None
+
+
 def relative_to_output(path: str, out_dir: str) -> str:
     """Express a repo-relative path relative to the executed notebook's folder (its kernel's working directory)."""
     return os.path.relpath(path, out_dir)
@@ -187,6 +198,8 @@ def relative_to_output(path: str, out_dir: str) -> str:
 def notebook_parameters(profile: Profile, run: NotebookRun) -> dict:
     """All parameters injected into one execution, paths rewritten for the kernel's working directory."""
     params = {**profile.common(), **run.parameters}
+    if not declares(run.template, "task"):
+        params.pop("task")  # the templates that count no class (preprocessing) take none
     for key in ("data_root", "results_dir", "cache_dir"):
         params[key] = relative_to_output(params[key], profile.out_dir)
     return params
@@ -336,6 +349,8 @@ def get_profile(name: str, **overrides) -> Profile:
     """A named profile, with any fields overridden (``None`` values ignored)."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    if overrides.get("task") is not None:
+        get_task(overrides["task"])  # ValueError naming the tasks
     return replace(PROFILES[name], **{k: v for k, v in overrides.items() if v is not None})
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mcalc.curation import CLASSES
+from mcalc.curation import CLASSES, DEFAULT_TASK, Task, check_task_classes, get_task
 from mcalc.errors import DataError
 from mcalc.pipeline import Profile
 
@@ -31,25 +31,28 @@ class DataCheck:
         return f"data: {per} ROIs; validation hold-out {self.validation_size:g}"
 
 
-def scaled_validation(validation_size: float, n_train: int) -> float:
+def scaled_validation(validation_size: float, n_train: int, n_classes: int = len(CLASSES)) -> float:
     """A count scales with the training split (200 of the real 1546; 13 of 100); a fraction stays as given."""
     if validation_size < 1:
         return validation_size
-    return max(len(CLASSES), round(validation_size * min(1.0, n_train / PAPER_TRAIN_ROIS)))
+    return max(n_classes, round(validation_size * min(1.0, n_train / PAPER_TRAIN_ROIS)))
 
 
-def check_counts(counts: pd.DataFrame, root: str, validation_size: float) -> float:
-    """DataError when a split or a class is missing or the hold-out cannot fit; returns the hold-out to use."""
+def check_counts(
+    counts: pd.DataFrame, root: str, validation_size: float, task: str | Task = DEFAULT_TASK
+) -> float:
+    """DataError when a split or a class of the task is missing or the hold-out cannot fit; returns the hold-out to use."""
+    task = get_task(task)
+    counts = counts.drop(columns=[c for c in task.left_out() if c in counts.columns])
     for split in SPLITS:
         if split not in counts.index or counts.loc[split].sum() == 0:
             raise DataError(f"data root {root} has no {split} split (no usable ROI in its tables)")
-        for cls in CLASSES:
-            if counts.loc[split].get(cls, 0) == 0:
-                raise DataError(f"data root {root}: class {cls} has no ROI in the {split} split")
+    check_task_classes(counts.loc[list(SPLITS)], task, f"data root {root}")
+    k = len(task.classes)
     n_train = int(counts.loc["train"].sum())
-    n_val = scaled_validation(validation_size, n_train)
+    n_val = scaled_validation(validation_size, n_train, k)
     held = round(n_val * n_train) if n_val < 1 else int(n_val)
-    if not len(CLASSES) <= held <= n_train - len(CLASSES):
+    if not k <= held <= n_train - k:
         raise DataError(
             f"data root {root}: the training split has {n_train} ROIs, too few for a validation "
             f"hold-out of {held} with every class on both sides (give --data-root a larger set)"
@@ -73,5 +76,5 @@ def preflight(profile: Profile) -> tuple[Profile, DataCheck | None]:
         if len(manifest)
         else pd.DataFrame(index=pd.Index([], name="split"))
     )
-    n_val = check_counts(counts, str(root), profile.validation_size)
+    n_val = check_counts(counts, str(root), profile.validation_size, profile.task)
     return replace(profile, validation_size=n_val), DataCheck(counts, n_val)

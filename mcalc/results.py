@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mcalc import paper
-from mcalc.curation import read_manifest
+from mcalc.curation import DEFAULT_TASK, Task, apply_task, get_task, read_manifest
 from mcalc.errors import DataError, ExclusionWarning
 from mcalc.fsio import write_text
 from mcalc.metrics import Evaluation
@@ -53,6 +53,26 @@ def load_manifest(results_dir: str | Path) -> pd.DataFrame:
     return manifest[manifest["status"] == "ok"].reset_index(drop=True)
 
 
+def task_rows(manifest: pd.DataFrame, task: str | Task = DEFAULT_TASK) -> np.ndarray:
+    """Which usable ROIs a task keeps (a boolean mask); warns how many it leaves out, and why."""
+    task = get_task(task)
+    kept = (apply_task(manifest, task)["status"] == "ok").to_numpy()
+    if not kept.all():
+        warnings.warn(
+            f"{int((~kept).sum())} ROI(s) left out by task {task.name}: {task.reason} "
+            "(notebook 01 run under this task records them in the exclusion report)",
+            ExclusionWarning,
+            stacklevel=3,
+        )
+    return kept
+
+
+def usable_under_task(manifest: pd.DataFrame, task: str | Task = DEFAULT_TASK) -> pd.DataFrame:
+    """The usable ROIs under a task: labels from its classes, the ROIs it leaves out left out (with a warning)."""
+    kept = task_rows(manifest, task)
+    return apply_task(manifest, task)[kept].reset_index(drop=True)
+
+
 def load_features(results_dir: str | Path, manifest: pd.DataFrame) -> tuple[np.ndarray, dict]:
     """The saved backbone features, checked row by row against the manifest's ROI ids."""
     results = Path(results_dir)
@@ -66,11 +86,16 @@ def load_features(results_dir: str | Path, manifest: pd.DataFrame) -> tuple[np.n
 
 
 def load_study_inputs(
-    results_dir: str | Path, image_size: int, weights: str
+    results_dir: str | Path, image_size: int, weights: str, task: str | Task = DEFAULT_TASK
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """The usable manifest, its backbone features (checked against the asked image size and weights) and labels."""
+    """The usable manifest under a task (its labels; ROIs it leaves out reported and left out), its
+    backbone features (checked against the asked image size and weights) and labels."""
+    task = get_task(task)
     manifest = load_manifest(results_dir)
     X, meta = load_features(results_dir, manifest)
+    kept = task_rows(manifest, task)
+    manifest, X = manifest[kept].reset_index(drop=True), X[kept]
+    manifest = usable_under_task(manifest, task)
     if meta["image_size"] != image_size or meta["weights"]["requested"] != weights:
         raise DataError(
             f"the saved features were made at {meta['image_size']} px with weights "

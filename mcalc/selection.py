@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from mcalc.curation import DEFAULT_TASK, get_task
 from mcalc.errors import DataError
 from mcalc.paper import OPTIMIZERS
 from mcalc.results import load_study_inputs
@@ -122,7 +123,7 @@ def head_output_change(
     optimizers: tuple[str, ...] = OPTIMIZERS,
 ) -> pd.DataFrame:
     """Per optimizer: how far the trained head's test probabilities and weights moved from the untrained head's."""
-    from mcalc.model import N_CLASSES, build_head, make_deterministic, predict_proba, train_head
+    from mcalc.model import build_head, make_deterministic, predict_proba, train_head
 
     _check_idx(idx)
     tr, va, te = idx["train"], idx["validation"], idx["test"]
@@ -130,7 +131,7 @@ def head_output_change(
     for opt in optimizers:
         cfg = replace(config, optimizer=opt)
         make_deterministic(cfg.seed)
-        untrained = build_head(X.shape[1], cfg.hidden_units, N_CLASSES, cfg.seed)
+        untrained = build_head(X.shape[1], cfg.hidden_units, cfg.n_classes, cfg.seed)
         before = predict_proba(untrained, X[te])
         w_before = untrained.get_weights()
         result = train_head(X[tr], y[tr], X[va], y[va], cfg)
@@ -155,11 +156,16 @@ def head_output_change(
 
 
 def _official_inputs(
-    results_dir: str | Path, image_size: int, weights: str, validation_size: float, seed: int
+    results_dir: str | Path,
+    image_size: int,
+    weights: str,
+    validation_size: float,
+    seed: int,
+    task: str = DEFAULT_TASK,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Features, labels and the official split (validation grouped by patient) of a results folder."""
-    manifest, X, y = load_study_inputs(results_dir, image_size, weights)
-    return X, y, official_split(manifest, validation_size, seed)
+    """Features, labels (under the task) and the official split (validation grouped by patient) of a results folder."""
+    manifest, X, y = load_study_inputs(results_dir, image_size, weights, task)
+    return X, y, official_split(manifest, validation_size, seed, get_task(task).classes)
 
 
 def measure_selection(
@@ -171,7 +177,9 @@ def measure_selection(
     n_seeds: int = 3,
 ) -> pd.DataFrame:
     """Chapter 5: the optimism of choosing epoch, optimizer and seed on the official test split."""
-    X, y, idx = _official_inputs(results_dir, image_size, weights, validation_size, config.seed)
+    X, y, idx = _official_inputs(
+        results_dir, image_size, weights, validation_size, config.seed, config.task
+    )
     return selection_optimism(selection_runs(X, y, idx, config, OPTIMIZERS, n_seeds))
 
 
@@ -183,5 +191,7 @@ def measure_output_change(
     validation_size: float = 200,
 ) -> pd.DataFrame:
     """Chapter 5: how far each optimizer moves the head's test probabilities at the paper's settings."""
-    X, y, idx = _official_inputs(results_dir, image_size, weights, validation_size, config.seed)
+    X, y, idx = _official_inputs(
+        results_dir, image_size, weights, validation_size, config.seed, config.task
+    )
     return head_output_change(X, y, idx, config, OPTIMIZERS)

@@ -88,7 +88,12 @@ def check_classes_present(y: np.ndarray, split: str, classes: Sequence[str] = CL
     counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=len(classes))
     for k, c in enumerate(classes):
         if counts[k] == 0:
-            raise DataError(f"class {c!r} (label {k}) has no ROI in the {split} split")
+            hint = (
+                " (a benign-vs-malignant data set runs with --task binary-biopsied or --task binary-merged)"
+                if len(classes) == 3 and c == CLASSES[1]
+                else ""
+            )
+            raise DataError(f"class {c!r} (label {k}) has no ROI in the {split} split{hint}")
 
 
 def _n_held_out(n: int, size: int | float, what: str) -> int:
@@ -305,7 +310,10 @@ def held_out_size(size: int | float) -> int | float:
 
 
 def official_split(
-    manifest: pd.DataFrame, validation_size: int | float, seed: int
+    manifest: pd.DataFrame,
+    validation_size: int | float,
+    seed: int,
+    classes: Sequence[str] = CLASSES,
 ) -> dict[str, np.ndarray]:
     """Row indices of the manifest for train / validation (patient-grouped, from the official train split) / test."""
     train_pos = np.flatnonzero(manifest["split"].to_numpy() == "train")
@@ -316,6 +324,7 @@ def official_split(
         manifest.iloc[train_pos].reset_index(drop=True),
         n_val=held_out_size(validation_size),
         seed=seed,
+        classes=classes,
     )
     return {
         "train": train_pos[np.asarray(tr)],
@@ -325,13 +334,17 @@ def official_split(
 
 
 def scheme_indices(
-    manifest: pd.DataFrame, scheme: str, validation_size: int | float, seed: int
+    manifest: pd.DataFrame,
+    scheme: str,
+    validation_size: int | float,
+    seed: int,
+    classes: Sequence[str] = CLASSES,
 ) -> dict[str, np.ndarray]:
     """Train / validation / test row indices of the usable manifest under one of :data:`SPLIT_SCHEMES`."""
     if scheme == "official":
-        return official_split(manifest, validation_size, seed)
+        return official_split(manifest, validation_size, seed, classes)
     splitter = {"roi_level": roi_level_split, "patient_grouped": patient_grouped_split}[scheme]
-    train, test = splitter(manifest, test_fraction=0.2, seed=seed)
+    train, test = splitter(manifest, test_fraction=0.2, seed=seed, classes=classes)
     train, test = np.asarray(train), np.asarray(test)
     n_val = held_out_size(validation_size)
     if scheme == "roi_level":  # the leaky scheme holds its validation ROIs out at random too
@@ -339,9 +352,10 @@ def scheme_indices(
             manifest.iloc[train].reset_index(drop=True),
             test_fraction=n_val / len(train) if n_val >= 1 else n_val,
             seed=seed,
+            classes=classes,
         )
     else:
         tr, va = validation_split(
-            manifest.iloc[train].reset_index(drop=True), n_val=n_val, seed=seed
+            manifest.iloc[train].reset_index(drop=True), n_val=n_val, seed=seed, classes=classes
         )
     return {"train": train[np.asarray(tr)], "validation": train[np.asarray(va)], "test": test}

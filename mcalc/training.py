@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mcalc.curation import get_task
 from mcalc.metrics import Evaluation, evaluate
 from mcalc.model import TrainConfig, TrainResult, predict_proba, train_head
 from mcalc.results import RUNS, OptimizerRun, load_study_inputs, read_results_provenance, write_json
@@ -38,7 +39,11 @@ def fit_head(
     )
     evals = {
         part: evaluate(
-            y[idx[part]], predict_proba(result.model, X[idx[part]]), n_boot=n_boot, seed=config.seed
+            y[idx[part]],
+            predict_proba(result.model, X[idx[part]]),
+            classes=get_task(config.task).classes,
+            n_boot=n_boot,
+            seed=config.seed,
         )
         for part in ("validation", "test")
     }
@@ -77,6 +82,7 @@ def fine_tune_head(
         part: evaluate(
             y[idx[part]],
             predict_images(result.model, list(paths[idx[part]]), pre),
+            classes=get_task(config.task).classes,
             n_boot=n_boot,
             seed=config.seed,
         )
@@ -99,9 +105,10 @@ def run_optimizer(
     record: str | Path | None = None,
 ) -> OptimizerRun:
     """Train the paper's head with one optimizer (on cached features, or fine-tuning the backbone); evaluate; save JSON (to ``record`` when given)."""
-    manifest, X, y = load_study_inputs(results_dir, image_size, weights)
+    classes = get_task(config.task).classes
+    manifest, X, y = load_study_inputs(results_dir, image_size, weights, config.task)
     idx = official_split(
-        manifest, validation_size, config.seed if split_seed is None else split_seed
+        manifest, validation_size, config.seed if split_seed is None else split_seed, classes
     )
     if train_backbone == "none":
         result, evals = fit_head(X, y, idx, config, n_boot=n_boot)

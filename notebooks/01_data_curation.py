@@ -32,6 +32,7 @@ data_source = "phantom"  # "phantom" (generated offline) or "cbis-ddsm" (your do
 data_root = "data/phantom"  # where the phantom is generated, or the folder of your download
 phantom_scale = 1.0  # 1.0 gives the real sizes: 1546 + 326 calcification ROIs
 seed = 0
+task = "three-class"  # three-class (the paper), binary-merged or binary-biopsied
 image_size = 299
 weights = "auto"
 results_dir = "results"
@@ -44,7 +45,12 @@ from mcalc.data import prepare_data
 from mcalc.results import read_results_provenance
 
 curation = prepare_data(
-    data_source, data_root, phantom_scale=phantom_scale, seed=seed, results_dir=results_dir
+    data_source,
+    data_root,
+    phantom_scale=phantom_scale,
+    seed=seed,
+    results_dir=results_dir,
+    task=task,
 )
 provenance = read_results_provenance(results_dir)
 real = metadata.provenance()

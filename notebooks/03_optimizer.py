@@ -24,6 +24,7 @@ data_source = "phantom"
 data_root = "data/phantom"
 phantom_scale = 1.0
 seed = 0
+task = "three-class"  # three-class (the paper), binary-merged or binary-biopsied
 image_size = 299
 weights = "auto"
 results_dir = "results"
@@ -50,6 +51,7 @@ config = TrainConfig(
     batch_size=batch_size,
     epochs=epochs,
     seed=seed,
+    task=task,
 )
 run = run_optimizer(
     results_dir=results_dir,

@@ -27,6 +27,7 @@ data_source = "phantom"
 data_root = "data/phantom"
 phantom_scale = 1.0
 seed = 0
+task = "three-class"  # three-class (the paper), binary-merged or binary-biopsied
 image_size = 299
 weights = "auto"
 results_dir = "results"
@@ -49,6 +50,7 @@ baselines = run_baselines(
     k=knn_neighbors,
     seed=seed,
     n_boot=n_boot,
+    task=task,
 )
 print(baselines.provenance.label())
 
