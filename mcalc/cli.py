@@ -217,9 +217,12 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     """Run a grid of the optimizer template's parameters on Dask (one papermill execution per point); resumes."""
+    from mcalc.preflight import preflight
     from mcalc.sweep import read_grid, run_sweep
 
-    profile = _profile_from(args)
+    profile, _ = preflight(
+        _profile_from(args)
+    )  # a bad data root fails here; the hold-out fits the data
     try:
         summary = run_sweep(
             read_grid(args.grid),
