@@ -12,6 +12,7 @@ PARAMETERS_TAG = "parameters"  # the template's defaults cell
 RUN_BOX_TAG = "mcalc-this-run"
 #: Parameters every chapter shares; the rest are the chapter's own (its "task").
 COMMON_KEYS = (
+    "task",
     "data_source",
     "data_root",
     "phantom_scale",
@@ -76,7 +77,9 @@ def run_box(parameters: dict, commit: str, found_versions: dict[str, str]) -> st
         if k in parameters
     )
     lines = [
-        f"**Data** {data} · **weights** {_value(parameters.get('weights'))} · "
+        f"**Data** {data} · "
+        + (f"**task** {_value(parameters['task'])} · " if "task" in parameters else "")
+        + f"**weights** {_value(parameters.get('weights'))} · "
         f"**seed** {_value(parameters.get('seed'))}" + (f" · {shared}" if shared else ""),
         f"**This chapter** {task or '—'}",
         "**Versions** "

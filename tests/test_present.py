@@ -56,8 +56,11 @@ def test_parameters_become_one_box_and_code_hides(tmp_path: Path) -> None:
 
 
 def test_run_box_names_data_weights_seed_versions() -> None:
-    box = run_box({**PARAMS, "weights": "auto"}, "abc1234", {"Python": "3.11.9", "mcalc": "0.1"})
+    params = {**PARAMS, "weights": "auto", "task": "binary-merged"}
+    box = run_box(params, "abc1234", {"Python": "3.11.9", "mcalc": "0.1"})
     assert box.startswith(":::{admonition} This run")
+    first = box.splitlines()[2]
+    assert "**task** `binary-merged`" in first and "This chapter" not in first
     for text in ("phantom", "`../data`", "`auto`", "`3`", "Python 3.11.9", "`abc1234`"):
         assert text in box
     assert "data_root" not in box  # the shared parameters are not repeated as the chapter's own
