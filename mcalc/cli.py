@@ -198,7 +198,13 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     """Execute the notebook templates with papermill under a profile."""
     from mcalc.pipeline import run_profile
 
-    run_profile(_profile_from(args), only=args.only, progress=not args.quiet)
+    run_profile(
+        _profile_from(args),
+        only=args.only,
+        progress=not args.quiet,
+        force=args.force,
+        jobs=args.jobs,
+    )
     return 0
 
 
@@ -209,7 +215,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
     profile = _profile_from(args)
     if not args.no_execute:
-        run_profile(profile, progress=not args.quiet)
+        run_profile(profile, progress=not args.quiet, force=args.force, jobs=args.jobs)
     index = build_book(profile)
     print(f"book built: {index}")
     return 0
@@ -287,6 +293,25 @@ def _add_profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _jobs(text: str) -> int:
+    """A --jobs value: an integer >= 1."""
+    return _integer(text, 1)
+
+
+def _add_build_args(p: argparse.ArgumentParser) -> None:
+    """Options of the commands that build the book's notebooks: what to re-run, how many at once."""
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="re-execute every notebook, even those whose template, parameters, code and inputs are unchanged",
+    )
+    p.add_argument(
+        "--jobs",
+        type=_jobs,
+        help="independent notebooks executed at once (default: two, or one on a one-core machine)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
     parser = _Parser(prog="mcalc", description=__doc__)
@@ -344,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only", nargs="*", help="execute only the notebooks whose output name starts with these"
     )
+    _add_build_args(p)
     p.set_defaults(func=_cmd_notebooks)
 
     p = sub.add_parser(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -105,13 +106,38 @@ class NotebookRun:
     parameters: dict = field(default_factory=dict)
     title: str | None = None  # replaces the template's first heading in the executed notebook
     sweep: dict | None = None  # a grid (as in a GRID.yaml) run on Dask before the notebook reads it
+    reads: tuple[
+        str, ...
+    ] = ()  # glob patterns under results_dir of the files it reads (its build key)
+    writes: tuple[
+        str, ...
+    ] = ()  # glob patterns under results_dir it must leave (else it runs again)
+    wave: int = 0  # executions of one wave are independent of each other: they may run concurrently
+
+
+MANIFESTS = ("manifest*.csv",)  # the manifest and its exclusions / swaps tables
+STUDY_READS = (*MANIFESTS, "provenance.json", "features.npz", "features.json")
+BASELINE_RECORDS = "runs/baseline_*.json"
+
+
+def sweep_reads(name: str) -> tuple[str, ...]:
+    """The files of a sweep its readers depend on: its index and its points' records."""
+    return (f"sweeps/{name}/sweep.json", f"sweeps/{name}/records/*.json")
 
 
 def plan(profile: Profile) -> list[NotebookRun]:
     """The executions that make the book, in order; the optimizer template runs once per optimizer."""
     runs = [
-        NotebookRun("01_data_curation", "01_data_curation"),
-        NotebookRun("02_preprocessing", "02_preprocessing"),
+        NotebookRun(
+            "01_data_curation", "01_data_curation", writes=("manifest.csv", "provenance.json")
+        ),
+        NotebookRun(
+            "02_preprocessing",
+            "02_preprocessing",
+            reads=MANIFESTS,
+            writes=("features.npz", "features.json"),
+            wave=1,
+        ),
     ]
     train = {
         "epochs": profile.epochs,
@@ -125,6 +151,9 @@ def plan(profile: Profile) -> list[NotebookRun]:
             f"03_optimizer_{opt}",
             {"optimizer": opt, **train},
             title=f"3.{i} InceptionResNetV2 with {PAPER_OPTIMIZER_NAMES[opt]} (Section 3.{i}, Figure {3 + i})",
+            reads=STUDY_READS,
+            writes=(f"runs/cnn_{opt}.json",),
+            wave=2,
         )
         for i, opt in enumerate(OPTIMIZERS, start=1)
     ]
@@ -133,12 +162,22 @@ def plan(profile: Profile) -> list[NotebookRun]:
             "04_glcm_baselines",
             "04_glcm_baselines",
             {"cv_folds": profile.cv_folds, "validation_size": profile.validation()},
+            reads=STUDY_READS,
+            writes=(BASELINE_RECORDS,),
+            wave=2,
         ),
         NotebookRun(
             "05_comparison",
             "05_comparison",
             {**train, "n_seeds": min(profile.n_seeds, 3), "sweep_name": SEED_SWEEP},
             sweep=seed_sweep(profile),
+            reads=(
+                *STUDY_READS,
+                *(f"runs/cnn_{opt}.json" for opt in OPTIMIZERS),
+                BASELINE_RECORDS,
+                *sweep_reads(SEED_SWEEP),
+            ),
+            wave=3,
         ),
     ]
     optional = [
@@ -146,12 +185,16 @@ def plan(profile: Profile) -> list[NotebookRun]:
             "06_leakage_audit",
             "06_leakage_audit",
             {**train, "n_split_seeds": min(profile.n_seeds, 3)},
+            reads=STUDY_READS,
+            wave=2,
         ),
         NotebookRun(
             "07_seed_variance",
             "07_seed_variance",
             {"sweep_name": SEED_SWEEP},
             sweep=seed_sweep(profile),
+            reads=(*STUDY_READS, *sweep_reads(SEED_SWEEP)),
+            wave=2,
         ),
     ]
     templates = find_notebook_dir()
@@ -299,50 +342,121 @@ def execute(
     return output
 
 
-def run_profile(
-    profile: Profile, only: list[str] | None = None, progress: bool = False
-) -> list[tuple[Path, float]]:
-    """Execute every planned notebook (or those whose output name starts with one of ``only``); returns timings.
+def default_jobs() -> int:
+    """How many independent notebooks run at once by default: two, or one on a one-core machine."""
+    return max(1, min(2, os.cpu_count() or 1))
 
-    A progress bar for the whole book and one per notebook; the kernels' own output goes to
-    ``<out_dir>/kernel.log``, not the terminal.
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What every execution's build key shares: mcalc's sources and the data root, hashed once per build."""
+
+    sources: str
+    data: str
+
+
+def execution_key(run: NotebookRun, profile: Profile, context: BuildContext) -> str:
+    """The content key of one planned execution (see mcalc.rebuild), from the files as they are now."""
+    from mcalc.rebuild import build_key, inputs_digest
+
+    parameters = {**notebook_parameters(profile, run), "title": run.title}
+    inputs = inputs_digest(Path(profile.results_dir), run.reads)
+    return build_key(
+        find_notebook_dir() / f"{run.template}.py",
+        parameters,
+        context.sources,
+        context.data,
+        inputs,
+    )
+
+
+def _run_sweeps(runs: list[NotebookRun], profile: Profile, done: set[str], say, progress: bool):
+    """Run (resume) each sweep the given executions read, once per build: finished points are skipped."""
+    from mcalc.sweep import GridSpec, run_sweep
+
+    for run in runs:
+        if run.sweep is None or json.dumps(run.sweep, sort_keys=True) in done:
+            continue
+        done.add(json.dumps(run.sweep, sort_keys=True))
+        summary = run_sweep(
+            GridSpec.from_dict(run.sweep),
+            profile,
+            scheduler=profile.sweep.scheduler,
+            workers=profile.sweep.workers,
+            progress=progress,
+        )
+        say(f"[mcalc] {summary.describe()}")
+
+
+def run_profile(
+    profile: Profile,
+    only: list[str] | None = None,
+    progress: bool = False,
+    force: bool = False,
+    jobs: int | None = None,
+) -> list[tuple[Path, float]]:
+    """Execute the planned notebooks (or those whose output name starts with one of ``only``); returns timings.
+
+    An execution whose build key (mcalc.rebuild: template, parameters, mcalc's sources, data, the
+    results it reads) is unchanged keeps its executed notebook ("up to date"), unless ``force``.
+    Executions of one wave (the chapters that depend only on 01-02) run ``jobs`` at a time
+    (default: two, or one on one core). A progress bar for the whole book and, one at a time, one
+    per notebook; the kernels' own output goes to ``<out_dir>/kernel.log``, not the terminal.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
     from mcalc.preflight import preflight
+    from mcalc.rebuild import data_digest, record_key, source_digest, up_to_date
 
     profile, data = preflight(profile)  # a bad data root fails here, in seconds
     runs = [r for r in plan(profile) if not only or any(r.output.startswith(o) for o in only)]
+    jobs = max(1, jobs or default_jobs())
     log = Path(profile.out_dir) / KERNEL_LOG
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")  # one build's kernel output
     say = tqdm.write if progress else print
     if data is not None:
         say(f"[mcalc] {data.describe()}")
-    done = []
-    book = tqdm(runs, desc="book", unit="notebook", disable=not progress)
-    for run in book:
-        book.set_postfix_str(run.output)
-        start = time.perf_counter()
-        if run.sweep is not None:
-            from mcalc.sweep import GridSpec, run_sweep
+    context = BuildContext(source_digest(), data_digest(Path(profile.data_root)))
+    timings: dict[str, tuple[Path, float]] = {}
+    swept: set[str] = set()
+    book = tqdm(total=len(runs), desc="book", unit="notebook", disable=not progress)
 
-            summary = run_sweep(
-                GridSpec.from_dict(run.sweep),
-                profile,
-                scheduler=profile.sweep.scheduler,
-                workers=profile.sweep.workers,
-                progress=progress,
-            )
-            say(f"[mcalc] {summary.describe()}")
-        path = execute(run, profile, progress=progress)
-        elapsed = time.perf_counter() - start
-        say(f"[mcalc] {run.output}: {elapsed:.1f} s -> {path}")
-        done.append((path, elapsed))
+    def one(run: NotebookRun, key: str, alone: bool) -> tuple[Path, float]:
+        """Execute one notebook and record its key; its time."""
+        start = time.perf_counter()
+        path = execute(run, profile, progress=progress and alone)
+        record_key(path, key)
+        return path, time.perf_counter() - start
+
+    for wave in sorted({r.wave for r in runs}):
+        batch = [r for r in runs if r.wave == wave]
+        _run_sweeps(batch, profile, swept, say, progress)
+        todo = []
+        for run in batch:
+            key = execution_key(run, profile, context)
+            output = Path(profile.out_dir) / f"{run.output}.ipynb"
+            if not force and up_to_date(output, key, Path(profile.results_dir), run.writes):
+                say(f"[mcalc] {run.output}: up to date (key {key[:12]}) -> {output}")
+                timings[run.output] = (output, 0.0)
+                book.update()
+            else:
+                todo.append((run, key))
+        alone = jobs == 1 or len(todo) == 1
+        with ThreadPoolExecutor(max_workers=min(jobs, len(todo) or 1)) as pool:
+            futures = {run.output: pool.submit(one, run, key, alone) for run, key in todo}
+            for name, future in futures.items():
+                path, elapsed = future.result()
+                book.set_postfix_str(name)
+                book.update()
+                say(f"[mcalc] {name}: {elapsed:.1f} s -> {path}")
+                timings[name] = (path, elapsed)
     book.close()
-    if done:
+    if any(elapsed for _, elapsed in timings.values()):
         say(f"[mcalc] kernel output (TensorFlow, absl, ipykernel) in {log}")
-    return done
+    return [timings[r.output] for r in runs]
 
 
 def get_profile(name: str, **overrides) -> Profile:

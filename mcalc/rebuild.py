@@ -1,0 +1,100 @@
+"""Rebuild only what changed: each notebook execution keyed by the content of what it depends on.
+
+Like jupyter-cache, an execution's key is a hash of its template's text, its injected parameters,
+mcalc's own sources, the data root's listing and the bytes of the files of the results folder it
+reads (its ``reads`` patterns: the manifest, the features, the upstream run records). The key is
+recorded in the executed notebook's metadata (``metadata.mcalc.build_key``); a later build keeps the
+executed notebook when the key is unchanged and the files the execution writes (its ``writes``
+patterns) are still there, and reports it as up to date.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+KEY_FIELD = "build_key"  # under the executed notebook's metadata.mcalc
+CONTENT_SUFFIXES = (".csv", ".json", ".yaml", ".yml", ".txt")  # data-root files hashed by content
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def source_digest(package: Path | None = None) -> str:
+    """A hash of the mcalc package's source files (paths and bytes): an edit of mcalc changes it."""
+    root = Path(package or Path(__file__).resolve().parent)
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        if path.suffix in (".pyc", ".pyo"):
+            continue
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(file_digest(path).encode())
+    return h.hexdigest()
+
+
+def data_digest(data_root: Path) -> str:
+    """A fingerprint of the data root: its tables' bytes, and every other file's path and size."""
+    root = Path(data_root)
+    h = hashlib.sha256()
+    if not root.is_dir():
+        return "absent"
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        mark = file_digest(path) if path.suffix.lower() in CONTENT_SUFFIXES else path.stat().st_size
+        h.update(f"{rel}\0{mark}\n".encode())
+    return h.hexdigest()
+
+
+def matching(root: Path, patterns: Iterable[str]) -> list[Path]:
+    """The files under ``root`` matching any of the glob patterns, sorted and without repeats."""
+    return sorted({p for pat in patterns for p in Path(root).glob(pat) if p.is_file()})
+
+
+def inputs_digest(root: Path, patterns: Iterable[str]) -> dict[str, str]:
+    """Each file read (matching ``patterns`` under ``root``) with the hash of its bytes."""
+    return {p.relative_to(root).as_posix(): file_digest(p) for p in matching(root, patterns)}
+
+
+def build_key(template: Path, parameters: dict, sources: str, data: str, inputs: dict) -> str:
+    """The content key of one execution: template text, parameters, mcalc sources, data, inputs read."""
+    payload = {
+        "template": file_digest(template),
+        "parameters": parameters,
+        "mcalc": sources,
+        "data": data,
+        "inputs": inputs,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def recorded_key(notebook: Path) -> str | None:
+    """The build key recorded in an executed notebook, or None (absent, unreadable or unrecorded)."""
+    try:
+        nb = json.loads(Path(notebook).read_text())
+    except (OSError, ValueError):
+        return None
+    return nb.get("metadata", {}).get("mcalc", {}).get(KEY_FIELD)
+
+
+def record_key(notebook: Path, key: str) -> None:
+    """Write the build key into the executed notebook's metadata."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    nb.metadata.setdefault("mcalc", {})[KEY_FIELD] = key
+    nbformat.write(nb, notebook)
+
+
+def up_to_date(notebook: Path, key: str, results_dir: Path, writes: Iterable[str]) -> bool:
+    """The executed notebook carries this key and every file pattern the execution writes still matches."""
+    if recorded_key(notebook) != key:
+        return False
+    return all(matching(results_dir, [pattern]) for pattern in writes)
