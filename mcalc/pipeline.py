@@ -115,27 +115,34 @@ class NotebookRun:
     wave: int = 0  # executions of one wave are independent of each other: they may run concurrently
 
 
-MANIFESTS = ("manifest*.csv",)  # the manifest and its exclusions / swaps tables
-STUDY_READS = (*MANIFESTS, "provenance.json", "features.npz", "features.json")
-BASELINE_RECORDS = "runs/baseline_*.json"
-
-
 def sweep_reads(name: str) -> tuple[str, ...]:
-    """The files of a sweep its readers depend on: its index and its points' records."""
-    return (f"sweeps/{name}/sweep.json", f"sweeps/{name}/records/*.json")
+    """The files of a sweep its readers depend on (under results_dir): its index and its points' records."""
+    from mcalc.sweep import INDEX, SWEEPS, record_path
+
+    return (f"{SWEEPS}/{name}/{INDEX}", record_path(f"{SWEEPS}/{name}", "*").as_posix())
 
 
 def plan(profile: Profile) -> list[NotebookRun]:
-    """The executions that make the book, in order; the optimizer template runs once per optimizer."""
+    """The executions that make the book, in order; the optimizer template runs once per optimizer.
+
+    Each names the files under results_dir it reads (its build key) and writes; its wave says what
+    must have run before it (01, then 02, then the chapters reading only their outputs, then 05).
+    """
+    from mcalc.results import FEATURES, FEATURES_META, MANIFEST, PROVENANCE, RUNS
+
+    manifests = (
+        MANIFEST.replace(".csv", "*.csv"),
+    )  # the manifest, its exclusions and swaps tables
+    study = (*manifests, PROVENANCE, FEATURES, FEATURES_META)
+    baselines = f"{RUNS}/baseline_*.json"
+    cnn = {opt: f"{RUNS}/cnn_{opt}.json" for opt in OPTIMIZERS}
     runs = [
-        NotebookRun(
-            "01_data_curation", "01_data_curation", writes=("manifest.csv", "provenance.json")
-        ),
+        NotebookRun("01_data_curation", "01_data_curation", writes=(MANIFEST, PROVENANCE)),
         NotebookRun(
             "02_preprocessing",
             "02_preprocessing",
-            reads=MANIFESTS,
-            writes=("features.npz", "features.json"),
+            reads=manifests,
+            writes=(FEATURES, FEATURES_META),
             wave=1,
         ),
     ]
@@ -151,8 +158,8 @@ def plan(profile: Profile) -> list[NotebookRun]:
             f"03_optimizer_{opt}",
             {"optimizer": opt, **train},
             title=f"3.{i} InceptionResNetV2 with {PAPER_OPTIMIZER_NAMES[opt]} (Section 3.{i}, Figure {3 + i})",
-            reads=STUDY_READS,
-            writes=(f"runs/cnn_{opt}.json",),
+            reads=study,
+            writes=(cnn[opt],),
             wave=2,
         )
         for i, opt in enumerate(OPTIMIZERS, start=1)
@@ -162,8 +169,8 @@ def plan(profile: Profile) -> list[NotebookRun]:
             "04_glcm_baselines",
             "04_glcm_baselines",
             {"cv_folds": profile.cv_folds, "validation_size": profile.validation()},
-            reads=STUDY_READS,
-            writes=(BASELINE_RECORDS,),
+            reads=study,
+            writes=(baselines,),
             wave=2,
         ),
         NotebookRun(
@@ -172,9 +179,9 @@ def plan(profile: Profile) -> list[NotebookRun]:
             {**train, "n_seeds": min(profile.n_seeds, 3), "sweep_name": SEED_SWEEP},
             sweep=seed_sweep(profile),
             reads=(
-                *STUDY_READS,
-                *(f"runs/cnn_{opt}.json" for opt in OPTIMIZERS),
-                BASELINE_RECORDS,
+                *study,
+                *cnn.values(),
+                baselines,
                 *sweep_reads(SEED_SWEEP),
             ),
             wave=3,
@@ -185,7 +192,7 @@ def plan(profile: Profile) -> list[NotebookRun]:
             "06_leakage_audit",
             "06_leakage_audit",
             {**train, "n_split_seeds": min(profile.n_seeds, 3)},
-            reads=STUDY_READS,
+            reads=study,
             wave=2,
         ),
         NotebookRun(
@@ -193,7 +200,7 @@ def plan(profile: Profile) -> list[NotebookRun]:
             "07_seed_variance",
             {"sweep_name": SEED_SWEEP},
             sweep=seed_sweep(profile),
-            reads=(*STUDY_READS, *sweep_reads(SEED_SWEEP)),
+            reads=(*study, *sweep_reads(SEED_SWEEP)),
             wave=2,
         ),
     ]
