@@ -426,34 +426,40 @@ def run_profile(
     say = tqdm.write if progress else print
     if data is not None:
         say(f"[mcalc] {data.describe()}")
-    context = BuildContext(source_digest(), data_digest(Path(profile.data_root)))
+    sources = source_digest()
+
+    def context() -> BuildContext:
+        """The shared part of the keys, now (notebook 01 may create the phantom in the data root)."""
+        return BuildContext(sources, data_digest(Path(profile.data_root)))
+
     timings: dict[str, tuple[Path, float]] = {}
     swept: set[str] = set()
     book = tqdm(total=len(runs), desc="book", unit="notebook", disable=not progress)
 
-    def one(run: NotebookRun, key: str, alone: bool) -> tuple[Path, float]:
+    def one(run: NotebookRun, alone: bool) -> tuple[Path, float]:
         """Execute one notebook and record its key; its time."""
         start = time.perf_counter()
         path = execute(run, profile, progress=progress and alone)
-        record_key(path, key)
+        after = execution_key(run, profile, context())
+        record_key(path, after)  # what a next build will compute, the data root as this left it
         return path, time.perf_counter() - start
 
     for wave in sorted({r.wave for r in runs}):
         batch = [r for r in runs if r.wave == wave]
         _run_sweeps(batch, profile, swept, say, progress)
-        todo = []
+        todo, now = [], context()
         for run in batch:
-            key = execution_key(run, profile, context)
+            key = execution_key(run, profile, now)
             output = Path(profile.out_dir) / f"{run.output}.ipynb"
             if not force and up_to_date(output, key, Path(profile.results_dir), run.writes):
                 say(f"[mcalc] {run.output}: up to date (key {key[:12]}) -> {output}")
                 timings[run.output] = (output, 0.0)
                 book.update()
             else:
-                todo.append((run, key))
+                todo.append(run)
         alone = jobs == 1 or len(todo) == 1
         with ThreadPoolExecutor(max_workers=min(jobs, len(todo) or 1)) as pool:
-            futures = {run.output: pool.submit(one, run, key, alone) for run, key in todo}
+            futures = {run.output: pool.submit(one, run, alone) for run in todo}
             for name, future in futures.items():
                 path, elapsed = future.result()
                 book.set_postfix_str(name)

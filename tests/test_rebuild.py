@@ -197,3 +197,17 @@ def test_source_digest_follows_the_package_sources(tmp_path):
     assert rebuild.source_digest(tmp_path) == before
     (tmp_path / "a.py").write_text("x = 2\n")
     assert rebuild.source_digest(tmp_path) != before
+
+
+def test_a_phantom_created_by_the_first_chapter_does_not_rerun_the_next_build(build):
+    class MakesPhantom(FakeExecutor):
+        """Notebook 01 writes the phantom into the (absent) data root, as on a cold build."""
+
+        def __call__(self, run, profile, notebook_dir=None, progress=False):
+            if run.output.startswith("01_"):
+                Path(profile.data_root).mkdir(exist_ok=True)
+                (Path(profile.data_root) / "phantom.json").write_text("{}")
+            return super().__call__(run, profile, notebook_dir, progress)
+
+    build(MakesPhantom())
+    assert build()[0].ran == []
