@@ -93,6 +93,7 @@ def test_phantom_bad_arguments_are_refused_before_any_write(tmp_path, capsys, fl
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_phantom_refuses_what_the_disk_cannot_hold(tmp_path, capsys, monkeypatch):
     """The size is estimated first: too little free space is refused, saying how much is needed."""
     import shutil
@@ -110,6 +111,7 @@ def test_phantom_refuses_what_the_disk_cannot_hold(tmp_path, capsys, monkeypatch
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_phantom_size_estimate_matches_a_generated_phantom(tmp_path):
     """The estimate is within -20 % / +50 % of what a small phantom really writes."""
     import os

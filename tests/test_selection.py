@@ -45,6 +45,7 @@ def test_selection_optimism_on_a_hand_built_history():
         selection_optimism(runs.drop(columns="test_accuracy"))
 
 
+@pytest.mark.slow
 def test_selection_runs_record_test_accuracy_every_epoch():
     """One row per optimizer × seed × epoch; accuracies are shares of the right split sizes."""
     X, y, idx = features()
@@ -57,6 +58,7 @@ def test_selection_runs_record_test_accuracy_every_epoch():
     assert optimism >= 0  # the best test accuracy is never below the validation-chosen one
 
 
+@pytest.mark.slow
 def test_head_output_change_is_zero_without_learning_and_positive_with_it():
     """At learning rate 0 the trained head is the untrained one; Adam at 1e-2 moves the outputs."""
     X, y, idx = features()

@@ -137,6 +137,7 @@ def test_the_first_writer_of_a_record_wins(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["k.json"]
 
 
+@pytest.mark.slow
 def test_serial_sweep_resumes_retries_once_and_lists_failures(fake):
     """An interrupted sweep (half its grid done) resumes; a failing point runs twice, then is recorded."""
     notebooks, profile = fake
