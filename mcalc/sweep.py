@@ -27,6 +27,7 @@ from __future__ import annotations
 import ast
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -452,6 +453,7 @@ def dask_client(scheduler: str, workers: int = 0, dashboard: bool = True) -> Ite
             threads_per_worker=1,
             processes=True,
             dashboard_address=":8787" if dashboard else None,
+            silence_logs=logging.CRITICAL,  # a task's error is in its record; no shutdown chatter
         ) as cluster,
         Client(cluster) as client,
     ):
