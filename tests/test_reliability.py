@@ -194,7 +194,7 @@ FAULTS = {
     "missing_mask": ("excluded", "missing_file"),
     "truncated_crop": ("excluded", "corrupt_dicom"),
     "html_full": ("excluded", "not_dicom"),
-    "float_crop": ("excluded", "corrupt_dicom"),
+    "float_crop": ("excluded", "unsupported_image"),  # the preprocessing cannot read it
     "duplicate": ("ok", ""),  # the first record is kept, the repeat is excluded
 }
 
