@@ -7,6 +7,8 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -298,6 +300,23 @@ def kernel_manager(log: Path):
     return _LoggingKernelManager(kernel_name=KERNELSPEC["name"])
 
 
+@contextmanager
+def logged_kernel(log: Path) -> Iterator:
+    """A :func:`kernel_manager` for one papermill execution, its kernel shut down afterwards.
+
+    papermill leaves running the kernel of a manager it is given: without this, every execution
+    would leave a live kernel (TensorFlow loaded, GPU memory held) until this process ends.
+    """
+    from jupyter_core.utils import run_sync
+
+    km = kernel_manager(log)
+    try:
+        yield km
+    finally:
+        if km.has_kernel:
+            run_sync(km.shutdown_kernel)(now=True)
+
+
 def failure_message(run: NotebookRun, exc: Exception, output: Path, log: Path) -> str:
     """One line for a notebook that failed: which notebook and cell, the error's own message, where to look."""
     cell = getattr(exc, "exec_count", None) or getattr(exc, "cell_index", "?")
@@ -331,16 +350,17 @@ def execute(
             templates / f"{run.template}.py", Path(tmp) / f"{run.template}.ipynb"
         )
         try:
-            papermill.execute_notebook(
-                str(source),
-                str(output),
-                parameters=parameters,
-                kernel_name=KERNELSPEC["name"],
-                cwd=str(out_dir),
-                progress_bar=bar,
-                log_output=False,
-                km=kernel_manager(log.resolve()),
-            )
+            with logged_kernel(log.resolve()) as km:
+                papermill.execute_notebook(
+                    str(source),
+                    str(output),
+                    parameters=parameters,
+                    kernel_name=KERNELSPEC["name"],
+                    cwd=str(out_dir),
+                    progress_bar=bar,
+                    log_output=False,
+                    km=km,
+                )
         except PapermillExecutionError as exc:
             raise NotebookFailed(failure_message(run, exc, output, log)) from None
     if run.title:

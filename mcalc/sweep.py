@@ -51,7 +51,7 @@ from mcalc.pipeline import (
     KERNELSPEC,
     Profile,
     find_notebook_dir,
-    kernel_manager,
+    logged_kernel,
     run_profile,
     template_to_ipynb,
 )
@@ -355,7 +355,13 @@ def run_point(point: SweepPoint) -> dict:
             params[name] = os.path.relpath(params[name], notebooks)
     params[RECORD_PARAMETER] = os.path.relpath(run_file, notebooks)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp, _visible_gpu(point):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        _visible_gpu(point),
+        logged_kernel(
+            (notebooks / KERNEL_LOG).resolve()
+        ) as km,  # TensorFlow's lines, not the terminal's
+    ):
         source = Path(tmp) / f"{point.template}.ipynb"
         source.write_text(point.notebook_json)
         papermill.execute_notebook(
@@ -366,9 +372,7 @@ def run_point(point: SweepPoint) -> dict:
             cwd=str(notebooks),
             progress_bar=False,
             log_output=False,
-            km=kernel_manager(
-                (notebooks / KERNEL_LOG).resolve()
-            ),  # TensorFlow's lines, not the terminal's
+            km=km,
         )
     run = read_record(run_file)
     if run is None:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from mcalc import sweep
@@ -150,6 +151,10 @@ def test_serial_sweep_resumes_retries_once_and_lists_failures(fake):
     assert sorted(second.skipped) == sorted(first.ran)
     assert len(second.ran) == 1 and len(second.failed) == 1
     assert _executions(profile) == [0, 1, 2, 3, 3]  # done points skipped; the failure retried once
+    kernels = [
+        p for p in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(p.cmdline())
+    ]
+    assert kernels == []  # every point's kernel is shut down, the failed ones' too
     assert "ValueError: point 3 fails on purpose" in second.describe()
     done, missing = sweep.load_sweep(profile.results_dir, "fake")
     assert [r["axes"]["x"] for r in done] == [0, 1, 2]
