@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mcalc.errors import DataError
+from mcalc.errors import BookBuildError
 from mcalc.pipeline import Profile
 
 #: Captions the book must show, one per table and figure of the paper ("Table 3 — ...").
@@ -106,13 +106,13 @@ def build_book(profile: Profile, source: Path | None = None) -> Path:
     ]
     completed = subprocess.run(cmd, check=False)
     if completed.returncode != 0:
-        raise DataError(
+        raise BookBuildError(
             f"jupyter-book build failed (exit {completed.returncode}); see its output above"
         )
     index = source / "_build" / "html" / "index.html"
     if not index.is_file():
-        raise DataError(f"the book build wrote no {index}")
+        raise BookBuildError(f"the book build wrote no {index}")
     missing = missing_items(index.parent)
     if missing:
-        raise DataError(f"the built book lacks these items of the paper: {', '.join(missing)}")
+        raise BookBuildError(f"the built book lacks these items of the paper: {', '.join(missing)}")
     return index

@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from mcalc.errors import DataError, NotebookFailed, WeightsUnavailable
+from mcalc.errors import BookBuildError, DataError, NotebookFailed, WeightsUnavailable
 
 WEIGHT_NAMES = ("auto", "imagenet", "random")
 WEIGHT_SUFFIXES = (".h5", ".hdf5")
@@ -412,8 +412,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mcalc {args.command}: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (
-        NotebookFailed
-    ) as exc:  # which notebook and cell, the error, where the executed notebook is
+        NotebookFailed,
+        BookBuildError,
+    ) as exc:  # one line: which notebook / cell, or why the build failed
         print(f"mcalc {args.command}: {_one_line(exc)}", file=sys.stderr)
         return 1
     except OSError as exc:  # the system refused (disk full, permissions): say so, no traceback

@@ -1,4 +1,4 @@
-"""Exceptions raised by mcalc for bad input and unavailable resources."""
+"""Exceptions raised by mcalc for bad input, unavailable resources and a failed book build."""
 
 
 class DataError(ValueError):
@@ -12,6 +12,10 @@ class UnusableImage(DataError):
         """The message (naming the file) and the exclusion reason."""
         super().__init__(message)
         self.reason = reason
+
+
+class BookBuildError(RuntimeError):
+    """The book could not be built or lacks an item of the paper (not a fault of the input data)."""
 
 
 class WeightsUnavailable(RuntimeError):

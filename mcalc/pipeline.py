@@ -7,9 +7,9 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mcalc.curation import DEFAULT_TASK, get_task
@@ -19,6 +19,8 @@ from mcalc.paper import OPTIMIZERS, PAPER_OPTIMIZER_NAMES
 NOTEBOOK_DIR = Path("notebooks")
 FIRST_TEMPLATE = "01_data_curation.py"
 SEED_SWEEP = "seed_variance"  # chapter 7's sweep, under <results_dir>/sweeps/
+#: What every chapter's "this run" box names about the build, whether or not the chapter reads it.
+RUN_BOX_KEYS = ("data_source", "data_root", "phantom_scale", "weights", "seed")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
@@ -45,9 +47,8 @@ class Profile:
     epochs: int = 20
     batch_size: int = 32
     learning_rate: float = 1e-4
-    validation_size: float = (
-        200  # ROIs at the real size (an int), or a fraction of the training split (< 1)
-    )
+    #: ROIs held out for validation at the real size (an int), or a fraction of the training split (< 1)
+    validation_size: int | float = 200
     n_boot: int = 1000
     cv_folds: int = 10
     n_seeds: int = 5
@@ -56,14 +57,14 @@ class Profile:
     out_dir: str = "book/executed"
     sweep: SweepSection = SweepSection()
 
-    def validation(self) -> float:
+    def validation(self) -> int | float:
         """The validation hold-out: a count scales with the phantom (200 ROIs at scale 1, 20 at 0.1); a fraction does not."""
         if self.data_source == "phantom" and self.validation_size >= 1 and self.phantom_scale != 1:
             return max(1, round(self.validation_size * self.phantom_scale))
         return self.validation_size
 
-    def common(self) -> dict:
-        """Parameters every notebook takes."""
+    def parameters(self) -> dict:
+        """Every value this profile gives the notebooks; each execution receives those its template declares."""
         return {
             "data_source": self.data_source,
             "data_root": self.data_root,
@@ -75,6 +76,12 @@ class Profile:
             "results_dir": self.results_dir,
             "cache_dir": self.cache_dir,
             "n_boot": self.n_boot,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "validation_size": self.validation(),
+            "cv_folds": self.cv_folds,
+            "n_seeds": self.n_seeds,
         }
 
 
@@ -129,6 +136,8 @@ def plan(profile: Profile) -> list[NotebookRun]:
 
     Each names the files under results_dir it reads (its build key) and writes; its wave says what
     must have run before it (01, then 02, then the chapters reading only their outputs, then 05).
+    A run's own parameters (the optimizer, …) go beside the profile's (:meth:`Profile.parameters`);
+    each execution receives, of both, those its template declares (:func:`notebook_parameters`).
     """
     from mcalc.results import FEATURES, FEATURES_META, MANIFEST, PROVENANCE, RUNS
 
@@ -148,17 +157,11 @@ def plan(profile: Profile) -> list[NotebookRun]:
             wave=1,
         ),
     ]
-    train = {
-        "epochs": profile.epochs,
-        "batch_size": profile.batch_size,
-        "learning_rate": profile.learning_rate,
-        "validation_size": profile.validation(),
-    }
     runs += [
         NotebookRun(
             "03_optimizer",
             f"03_optimizer_{opt}",
-            {"optimizer": opt, **train},
+            {"optimizer": opt},
             title=f"3.{i} InceptionResNetV2 with {PAPER_OPTIMIZER_NAMES[opt]} (Section 3.{i}, Figure {3 + i})",
             reads=study,
             writes=(cnn[opt],),
@@ -170,7 +173,6 @@ def plan(profile: Profile) -> list[NotebookRun]:
         NotebookRun(
             "04_glcm_baselines",
             "04_glcm_baselines",
-            {"cv_folds": profile.cv_folds, "validation_size": profile.validation()},
             reads=study,
             writes=(baselines,),
             wave=2,
@@ -178,7 +180,7 @@ def plan(profile: Profile) -> list[NotebookRun]:
         NotebookRun(
             "05_comparison",
             "05_comparison",
-            {**train, "n_seeds": min(profile.n_seeds, 3), "sweep_name": SEED_SWEEP},
+            {"n_seeds": min(profile.n_seeds, 3), "sweep_name": SEED_SWEEP},
             sweep=seed_sweep(profile),
             reads=(
                 *study,
@@ -188,12 +190,10 @@ def plan(profile: Profile) -> list[NotebookRun]:
             ),
             wave=3,
         ),
-    ]
-    optional = [
         NotebookRun(
             "06_leakage_audit",
             "06_leakage_audit",
-            {**train, "n_split_seeds": min(profile.n_seeds, 3)},
+            {"n_split_seeds": min(profile.n_seeds, 3)},
             reads=study,
             wave=2,
         ),
@@ -206,8 +206,6 @@ def plan(profile: Profile) -> list[NotebookRun]:
             wave=2,
         ),
     ]
-    templates = find_notebook_dir()
-    runs += [r for r in optional if (templates / f"{r.template}.py").is_file()]
     return runs
 
 
@@ -235,11 +233,11 @@ def find_notebook_dir() -> Path:
     )
 
 
-def declares(template: str, name: str) -> bool:
-    """Whether a template's parameters cell declares ``name`` (a line ``name = ...``)."""
-    text = (find_notebook_dir() / f"{template}.py").read_text()
+def declared(template: str, notebook_dir: Path | None = None) -> set[str]:
+    """The names a template's parameters cell declares (lines ``name = ...``; papermill reads the same)."""
+    text = (Path(notebook_dir or find_notebook_dir()) / f"{template}.py").read_text()
     cell = text.split('tags=["parameters"]', 1)[-1].split("# %%", 1)[0]
-    return re.search(rf"^{re.escape(name)}\s*=", cell, re.MULTILINE) is not None
+    return set(re.findall(r"^([A-Za-z_]\w*)\s*=", cell, re.MULTILINE))
 
 
 def relative_to_output(path: str, out_dir: str) -> str:
@@ -247,13 +245,16 @@ def relative_to_output(path: str, out_dir: str) -> str:
     return os.path.relpath(path, out_dir)
 
 
-def notebook_parameters(profile: Profile, run: NotebookRun) -> dict:
-    """All parameters injected into one execution, paths rewritten for the kernel's working directory."""
-    params = {**profile.common(), **run.parameters}
-    if not declares(run.template, "task"):
-        params.pop("task")  # the templates that count no class (preprocessing) take none
+def notebook_parameters(
+    profile: Profile, run: NotebookRun, names: Iterable[str] | None = None
+) -> dict:
+    """What one execution receives: the profile's and the run's parameters its template declares
+    (or those ``names``), paths rewritten for the kernel's working directory."""
+    names = declared(run.template) if names is None else set(names)
+    params = {k: v for k, v in {**profile.parameters(), **run.parameters}.items() if k in names}
     for key in ("data_root", "results_dir", "cache_dir"):
-        params[key] = relative_to_output(params[key], profile.out_dir)
+        if key in params:
+            params[key] = relative_to_output(params[key], profile.out_dir)
     return params
 
 
@@ -343,12 +344,12 @@ def execute(
     output = out_dir / f"{run.output}.ipynb"
     log = out_dir / KERNEL_LOG
     templates = Path(notebook_dir or find_notebook_dir())
-    parameters = notebook_parameters(profile, run)
     bar = {"desc": run.output, "unit": "cell", "leave": False} if progress else False
     with tempfile.TemporaryDirectory() as tmp:
         source = template_to_ipynb(
             templates / f"{run.template}.py", Path(tmp) / f"{run.template}.ipynb"
         )
+        parameters = notebook_parameters(profile, run, declared(run.template, templates))
         try:
             with logged_kernel(log.resolve()) as km:
                 papermill.execute_notebook(
@@ -365,7 +366,9 @@ def execute(
             raise NotebookFailed(failure_message(run, exc, output, log)) from None
     if run.title:
         retitle(output, run.title)
-    present(output, parameters, git_commit(templates))
+    # the "this run" box names the build's data, weights and seed in every chapter, then the chapter's own
+    shown = notebook_parameters(profile, run, set(parameters) | set(RUN_BOX_KEYS))
+    present(output, shown, git_commit(templates))
     return output
 
 
@@ -499,8 +502,3 @@ def get_profile(name: str, **overrides) -> Profile:
     if overrides.get("task") is not None:
         get_task(overrides["task"])  # ValueError naming the tasks
     return replace(PROFILES[name], **{k: v for k, v in overrides.items() if v is not None})
-
-
-def profile_dict(profile: Profile) -> dict:
-    """The profile as a plain dict (for the book's appendix and logs)."""
-    return asdict(profile)

@@ -234,17 +234,6 @@ def coerce(name: str, value: object, default: object, source: str) -> object:
         raise DataError(f"{source}: {name} must be a number, got {value!r}") from None
 
 
-def profile_parameters(profile: Profile) -> dict:
-    """What a profile gives every point: the common parameters and the training settings."""
-    return {
-        **profile.common(),
-        "epochs": profile.epochs,
-        "batch_size": profile.batch_size,
-        "learning_rate": profile.learning_rate,
-        "validation_size": profile.validation(),
-    }
-
-
 def grid_points(spec: GridSpec) -> list[dict]:
     """Every combination of the grid's axes, then the explicit points (duplicates kept)."""
     axes = list(spec.grid)
@@ -292,7 +281,7 @@ def expand(
         raise DataError(
             f"template {spec.template} declares no {RECORD_PARAMETER!r}: it cannot run in a sweep"
         )
-    base = {k: v for k, v in profile_parameters(profile).items() if k in declared}
+    base = {k: v for k, v in profile.parameters().items() if k in declared}
     for name in [*spec.fixed, *spec.grid, *(k for p in spec.points for k in p)]:
         if name not in declared or name == RECORD_PARAMETER:
             raise DataError(

@@ -33,10 +33,7 @@ data_root = "data/phantom"  # where the phantom is generated, or the folder of y
 phantom_scale = 1.0  # 1.0 gives the real sizes: 1546 + 326 calcification ROIs
 seed = 0
 task = "three-class"  # three-class (the paper), binary-merged or binary-biopsied
-image_size = 299
-weights = "auto"
 results_dir = "results"
-cache_dir = "cache"
 n_boot = 1000
 
 # %%

@@ -22,16 +22,12 @@
 # frozen, its 1,536-dimensional features are computed here once and cached for every later chapter.
 
 # %% tags=["parameters"]
-data_source = "phantom"
-data_root = "data/phantom"
-phantom_scale = 1.0
 seed = 0
 image_size = 299  # the paper: 299 (the backbone accepts 75 and more)
 weights = "auto"  # "auto", "imagenet", "random" or a path to an .h5 file
 resize_antialias = True  # False: point-sampled cubic, like OpenCV's INTER_CUBIC (see the methods)
 results_dir = "results"
 cache_dir = "cache"
-n_boot = 1000
 
 # %%
 from mcalc import plots, tables

@@ -20,15 +20,11 @@
 # is the official, patient-disjoint test split (326 ROIs on the real data).
 
 # %% tags=["parameters"]
-data_source = "phantom"
-data_root = "data/phantom"
-phantom_scale = 1.0
 seed = 0
 task = "three-class"  # three-class (the paper), binary-merged or binary-biopsied
 image_size = 299
 weights = "auto"
 results_dir = "results"
-cache_dir = "cache"
 n_boot = 1000
 optimizer = "adam"  # adam, adagrad, adadelta or rmsprop
 learning_rate = 1e-4

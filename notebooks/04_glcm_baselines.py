@@ -23,20 +23,14 @@
 # paper omits are added: the majority class, and a rule on the BI-RADS `assessment` column alone.
 
 # %% tags=["parameters"]
-data_source = "phantom"
-data_root = "data/phantom"
-phantom_scale = 1.0
 seed = 0
 task = "three-class"  # three-class (the paper), binary-merged or binary-biopsied
-image_size = 299
-weights = "auto"
 results_dir = "results"
 cache_dir = "cache"
 n_boot = 1000
 cv_folds = 10
 glcm_levels = 64
 knn_neighbors = 5
-validation_size = 200
 
 # %%
 from mcalc import metadata, plots, tables

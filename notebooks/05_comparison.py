@@ -19,16 +19,11 @@
 # per claim of the paper: reproduced, not reproduced, or not testable here, with the reason.
 
 # %% tags=["parameters"]
-data_source = "phantom"
-data_root = "data/phantom"
-phantom_scale = 1.0
 seed = 0
 task = "three-class"  # three-class (the paper), binary-merged or binary-biopsied
 image_size = 299
 weights = "auto"
 results_dir = "results"
-cache_dir = "cache"
-n_boot = 1000
 learning_rate = 1e-4
 batch_size = 32
 epochs = 20

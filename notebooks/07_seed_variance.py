@@ -21,15 +21,7 @@
 # per optimizer × seed as tasks on a Dask cluster, and this chapter reads the sweep's records.
 
 # %% tags=["parameters"]
-data_source = "phantom"
-data_root = "data/phantom"
-phantom_scale = 1.0
-seed = 0
-image_size = 299
-weights = "auto"
 results_dir = "results"
-cache_dir = "cache"
-n_boot = 1000
 sweep_name = "seed_variance"  # the sweep under the results folder's sweeps/ that holds the runs
 
 # %%

@@ -22,3 +22,26 @@ def test_banner_html_reads_the_book_provenance(tmp_path):
     assert "No executed results" in banner_html(tmp_path)
     write_provenance(Provenance(data="phantom"), tmp_path / "book" / "executed" / "provenance.json")
     assert "phantom" in banner_html(tmp_path)
+
+
+def test_a_failed_book_build_is_a_build_error_not_bad_data(tmp_path, monkeypatch, capsys):
+    """jupyter-book failing raises BookBuildError (not DataError); `mcalc book` says so in one line, exit 1."""
+    import subprocess
+
+    import pytest
+
+    from mcalc import book, cli
+    from mcalc.errors import BookBuildError, DataError
+    from mcalc.pipeline import get_profile
+
+    monkeypatch.setattr(
+        book.subprocess, "run", lambda cmd, check: subprocess.CompletedProcess(cmd, 3)
+    )
+    profile = get_profile("ci", results_dir=str(tmp_path / "results"))
+    (tmp_path / "src" / book.EXECUTED).mkdir(parents=True)
+    with pytest.raises(BookBuildError, match="exit 3") as caught:
+        book.build_book(profile, source=tmp_path / "src")
+    assert not isinstance(caught.value, DataError)
+    monkeypatch.setattr(book, "build_book", lambda profile: (_ for _ in ()).throw(caught.value))
+    assert cli.main(["book", "--profile", "ci", "--no-execute"]) == 1
+    assert "jupyter-book build failed (exit 3)" in capsys.readouterr().err

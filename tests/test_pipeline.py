@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import jupytext
 import pytest
 
+from mcalc.paper import OPTIMIZERS
 from mcalc.pipeline import (
     NOTEBOOK_DIR,
-    OPTIMIZERS,
     PROFILES,
     get_profile,
     notebook_parameters,
@@ -35,14 +36,43 @@ def test_plan_runs_one_optimizer_template_four_times():
     assert [r.parameters["optimizer"] for r in runs] == list(OPTIMIZERS)
 
 
+def _declared(template: str) -> dict:
+    """The parameters a template declares, with their defaults."""
+    declared = {}
+    exec(_parameters_cell(ROOT / NOTEBOOK_DIR / f"{template}.py").source, {}, declared)
+    return declared
+
+
 @pytest.mark.parametrize("profile", sorted(PROFILES))
-def test_every_injected_parameter_is_declared_by_its_template(profile):
-    """papermill only warns about unknown parameters: catch a template that would ignore one."""
-    for run in plan(PROFILES[profile]):
-        declared = {}
-        exec(_parameters_cell(ROOT / NOTEBOOK_DIR / f"{run.template}.py").source, {}, declared)
-        missing = set(notebook_parameters(PROFILES[profile], run)) - set(declared)
-        assert not missing, f"{run.template} does not declare {missing}"
+def test_each_execution_gets_exactly_the_parameters_its_template_declares(profile):
+    """The profile's values reach every template that declares them; nothing undeclared is injected."""
+    prof = PROFILES[profile]
+    for run in plan(prof):
+        declared = _declared(run.template)
+        injected = notebook_parameters(prof, run, declared)
+        assert set(injected) <= set(declared)
+        assert set(injected) == set(declared) & (set(prof.parameters()) | set(run.parameters))
+        # a value the plan gives one run must land: its template has to declare it
+        assert set(run.parameters) <= set(declared), f"{run.template} ignores {run.parameters}"
+        if "optimizer" in run.parameters:
+            assert injected["optimizer"] == run.parameters["optimizer"]
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
+def test_every_declared_parameter_is_used(template):
+    """A parameters cell is short and true: each name it declares is read by a later code cell."""
+    nb = jupytext.read(template)
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    first = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+    declared = {}
+    exec(cells[first].source, {}, declared)
+    read = {
+        node.id
+        for cell in cells[first + 1 :]
+        for node in ast.walk(ast.parse(cell.source))
+        if isinstance(node, ast.Name)
+    }
+    assert not set(declared) - read, f"{template.name} declares unused {set(declared) - read}"
 
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
@@ -65,7 +95,8 @@ def test_papermill_sees_every_declared_parameter(template, tmp_path):
 def test_paths_are_rewritten_relative_to_the_executed_notebook():
     """The kernel runs in the output folder, so repo-relative paths are re-expressed from there."""
     prof = get_profile("ci")
-    params = notebook_parameters(prof, plan(prof)[0])
+    first = plan(prof)[0]
+    params = notebook_parameters(prof, first, _declared(first.template))
     out = ROOT / prof.out_dir
     assert (out / params["results_dir"]).resolve() == (ROOT / prof.results_dir).resolve()
     assert not Path(params["data_root"]).is_absolute()
@@ -76,8 +107,9 @@ def test_validation_hold_out_scales_with_the_phantom():
 
     def injected(prof):
         return {
-            r.parameters["validation_size"] for r in plan(prof) if "validation_size" in r.parameters
-        }
+            notebook_parameters(prof, r, _declared(r.template)).get("validation_size")
+            for r in plan(prof)
+        } - {None}
 
     assert injected(get_profile("default")) == {200}
     assert injected(get_profile("default", phantom_scale=0.1)) == {20}
@@ -128,7 +160,7 @@ def test_optimizer_chapters_get_their_own_titles(tmp_path):
 
 
 def test_templates_are_found_from_any_working_directory(tmp_path, monkeypatch):
-    """`mcalc notebooks` outside the repository root still finds the templates (optional ones too)."""
+    """`mcalc notebooks` outside the repository root still finds the templates."""
     from mcalc import pipeline as pl
 
     at_root = [r.template for r in pl.plan(pl.get_profile("default"))]
