@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mcalc.errors import BookBuildError
 from mcalc.pipeline import Profile
+from mcalc.results import PROVENANCE
 
 #: Captions the book must show, one per table and figure of the paper ("Table 3 — ...").
 PAPER_ITEMS = tuple([f"Table {i}" for i in range(1, 6)] + [f"Figure {i}" for i in range(1, 8)])
@@ -90,9 +91,9 @@ def build_book(profile: Profile, source: Path | None = None) -> Path:
             else assemble(profile, Path("build") / profile.name / "book")
         )
     source = Path(source)
-    provenance = Path(profile.results_dir) / "provenance.json"
+    provenance = Path(profile.results_dir) / PROVENANCE
     if provenance.is_file():
-        shutil.copy2(provenance, source / EXECUTED / "provenance.json")
+        shutil.copy2(provenance, source / EXECUTED / PROVENANCE)
     write_bundle(source / EXECUTED, Path(profile.results_dir))
     jb = Path(sys.executable).with_name("jupyter-book")
     # -W --keep-going: any Sphinx warning (a missing page, include or citation) fails the build, after reporting all.

@@ -2,7 +2,7 @@
 
 Layout and granularity: one ``.npz`` file per image row, at ``<root>/<key[:2]>/<key>.npz``, where the
 key is :func:`cache_key` of the image file's sha256, the preprocessing configuration, the backbone
-weights' identity and the Keras / TensorFlow versions (built by :func:`mcalc.model.extract_features`).
+weights' identity and the Keras / TensorFlow versions (built by :func:`mcalc.features.extract_features`).
 Per-row files mean that an interrupted run resumes where it stopped (every finished batch is already
 on disk) and that changing one input file invalidates exactly its own row.
 

@@ -159,7 +159,7 @@ def _official_inputs(
     results_dir: str | Path,
     image_size: int,
     weights: str,
-    validation_size: float,
+    validation_size: int | float,
     seed: int,
     task: str = DEFAULT_TASK,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -173,7 +173,7 @@ def measure_selection(
     image_size: int,
     weights: str,
     config: TrainConfig,
-    validation_size: float = 200,
+    validation_size: int | float = 200,
     n_seeds: int = 3,
 ) -> pd.DataFrame:
     """Chapter 5: the optimism of choosing epoch, optimizer and seed on the official test split."""
@@ -188,7 +188,7 @@ def measure_output_change(
     image_size: int,
     weights: str,
     config: TrainConfig,
-    validation_size: float = 200,
+    validation_size: int | float = 200,
 ) -> pd.DataFrame:
     """Chapter 5: how far each optimizer moves the head's test probabilities at the paper's settings."""
     X, y, idx = _official_inputs(
