@@ -403,8 +403,8 @@ def roc_and_confusion(evaluation, title: str = "") -> plt.Figure:
         cmap="Blues",
         cbar=False,
         ax=ax_cm,
-        xticklabels=[c.replace("_", "\n") for c in CLASSES],
-        yticklabels=[c.replace("_", "\n") for c in CLASSES],
+        xticklabels=[c.replace("_", "\n") for c in evaluation.classes],
+        yticklabels=[c.replace("_", "\n") for c in evaluation.classes],
     )
     ax_cm.set_xlabel("predicted")
     ax_cm.set_ylabel("true")

@@ -240,3 +240,25 @@ def test_binary_biopsied_on_three_class_data_reports_its_exclusions(make_phantom
     written = pd.read_csv(tmp_path / "b" / "manifest.exclusions.csv")
     assert (written["reason"] == TASK_EXCLUSION).sum() == n_bwc
     assert len(cur.usable()) == len(three.usable()) - n_bwc
+
+
+def test_task_is_a_sweepable_axis_of_the_optimizer_template(tmp_path):
+    """A grid over ``task`` gives one point per task; the profile's task is the default of the others."""
+    from dataclasses import replace
+
+    from mcalc import sweep
+
+    profile = get_profile("ci", results_dir=str(tmp_path), task="binary-merged")
+    spec = sweep.GridSpec.from_dict(
+        {"name": "tasks", "grid": {"task": ["three-class", "binary-biopsied"]}}
+    )
+    points = sweep.expand(
+        replace(spec, inputs=()), profile, Path(__file__).parents[1] / "notebooks"
+    )
+    assert sorted(p.parameters["task"] for p in points) == ["binary-biopsied", "three-class"]
+    plain = sweep.expand(
+        replace(sweep.GridSpec.from_dict({"name": "o", "grid": {"seed": [0]}}), inputs=()),
+        profile,
+        Path(__file__).parents[1] / "notebooks",
+    )
+    assert plain[0].parameters["task"] == "binary-merged"
