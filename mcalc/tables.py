@@ -307,4 +307,4 @@ def formula_errata(results: Results) -> pd.DataFrame:
     best = results.best_cnn()
     if best is None:
         return pd.DataFrame()
-    return paper_formula_errata(np.asarray(best.test.confusion))
+    return paper_formula_errata(np.asarray(best.test.confusion), best.test.classes)
