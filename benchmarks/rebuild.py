@@ -32,6 +32,7 @@ from mcalc import pipeline
 from mcalc.fsio import write_text
 
 HERE = Path(__file__).resolve().parent
+MARKER = "<!-- rebuild: figures from benchmarks/rebuild.py; run.py --write keeps this section -->"
 CHANGED_RUN = "03_optimizer_adam"
 CHANGED_PARAMETER = {"learning_rate": 1e-3}
 
@@ -65,6 +66,12 @@ def with_changed_parameter(plan):
         ]
 
     return changed
+
+
+def kept_section(markdown: Path) -> str:
+    """The rebuild section of an existing RESULTS.md (from its marker on), to keep when the rest is rewritten."""
+    text = Path(markdown).read_text() if Path(markdown).is_file() else ""
+    return "\n\n" + text[text.index(MARKER) :] if MARKER in text else ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the benchmarks package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import backbone, book, data, extraction, training
+from benchmarks import backbone, book, data, extraction, rebuild, training
 from benchmarks.config import QUICK, BenchConfig
 from benchmarks.measure import busy_cpu_s, machine_info, own_cpu_s
 from benchmarks.report import render
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     write_text(args.results_dir / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json", raw)
     write_text(args.results_dir / "latest.json", raw)
     if args.write:
-        write_text(args.markdown, text)
+        write_text(args.markdown, text + rebuild.kept_section(args.markdown))
     return 0
 
 

@@ -170,3 +170,14 @@ def test_every_mcalc_name_the_benchmark_uses_exists():
     assert ("mcalc.curation", "curate") in names and ("mcalc.model", "train_head") in names
     missing = [f"{m}.{n}" for m, n in names if not hasattr(importlib.import_module(m), n)]
     assert not missing
+
+
+def test_the_rebuild_section_survives_a_rewrite_of_results_md(tmp_path):
+    from benchmarks import rebuild
+
+    md = tmp_path / "RESULTS.md"
+    assert rebuild.kept_section(md) == ""
+    md.write_text(f"old tables\n\n{rebuild.MARKER}\n\n**Rebuild**\n| a |\n")
+    kept = rebuild.kept_section(md)
+    assert kept.startswith(f"\n\n{rebuild.MARKER}") and "**Rebuild**" in kept
+    assert "old tables" not in kept
