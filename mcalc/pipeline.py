@@ -285,8 +285,12 @@ def retitle(path: Path, title: str) -> None:
 KERNEL_LOG = "kernel.log"  # beside the executed notebooks: the kernels' stdout / stderr (TensorFlow, absl, ipykernel)
 
 
-def kernel_manager(log: Path):
-    """A kernel manager whose kernel writes its stdout and stderr to ``log`` (appended), not the terminal."""
+def kernel_manager(log: Path, cwd: Path | None = None):
+    """A kernel manager whose kernel writes its stdout and stderr to ``log`` (appended), run in ``cwd`` if given.
+
+    The kernel's working directory is set at its launch, not by changing this process's (papermill's
+    ``cwd``), so that notebooks may execute concurrently in threads.
+    """
     from jupyter_client.manager import AsyncKernelManager
 
     class _LoggingKernelManager(AsyncKernelManager):
@@ -296,13 +300,15 @@ def kernel_manager(log: Path):
             """Launch as usual, the child's stdout / stderr appended to the log."""
             with open(log, "ab") as stream:
                 kw.update(stdout=stream, stderr=stream)
+                if cwd is not None:
+                    kw["cwd"] = str(cwd)
                 await super()._async_launch_kernel(kernel_cmd, **kw)
 
     return _LoggingKernelManager(kernel_name=KERNELSPEC["name"])
 
 
 @contextmanager
-def logged_kernel(log: Path) -> Iterator:
+def logged_kernel(log: Path, cwd: Path | None = None) -> Iterator:
     """A :func:`kernel_manager` for one papermill execution, its kernel shut down afterwards.
 
     papermill leaves running the kernel of a manager it is given: without this, every execution
@@ -310,7 +316,7 @@ def logged_kernel(log: Path) -> Iterator:
     """
     from jupyter_core.utils import run_sync
 
-    km = kernel_manager(log)
+    km = kernel_manager(log, cwd)
     try:
         yield km
     finally:
@@ -351,13 +357,12 @@ def execute(
         )
         parameters = notebook_parameters(profile, run, declared(run.template, templates))
         try:
-            with logged_kernel(log.resolve()) as km:
+            with logged_kernel(log.resolve(), out_dir.resolve()) as km:
                 papermill.execute_notebook(
                     str(source),
                     str(output),
                     parameters=parameters,
                     kernel_name=KERNELSPEC["name"],
-                    cwd=str(out_dir),
                     progress_bar=bar,
                     log_output=False,
                     km=km,

@@ -211,3 +211,32 @@ def test_a_phantom_created_by_the_first_chapter_does_not_rerun_the_next_build(bu
 
     build(MakesPhantom())
     assert build()[0].ran == []
+
+
+@pytest.mark.slow
+def test_concurrent_executions_run_each_kernel_in_the_output_folder(tmp_path, monkeypatch):
+    """Two notebooks at once (threads) with a relative output folder: each kernel starts there and
+    this process's working directory never moves (papermill's cwd would change it for both)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    for name in ("a", "b"):
+        (templates / f"{name}.py").write_text(
+            "# %% [markdown]\n# # T\n\n# %% tags=['parameters']\nseed = 0\n\n"
+            "# %%\nimport os\nprint(seed, os.getcwd())\n"
+        )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pl, "find_notebook_dir", lambda: templates)
+    profile = pl.get_profile("ci", out_dir="out/nested")
+    with ThreadPoolExecutor(2) as pool:
+        futures = [
+            pool.submit(pl.execute, pl.NotebookRun(n, n, {"seed": i}), profile, templates)
+            for i, n in enumerate("ab")
+        ]
+        paths = [f.result() for f in futures]
+    assert Path.cwd() == tmp_path
+    for i, path in enumerate(paths):
+        nb = nbformat.read(tmp_path / path, as_version=4)
+        printed = [o.text for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        assert printed == [f"{i} {tmp_path / 'out' / 'nested'}\n"]
