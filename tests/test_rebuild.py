@@ -223,7 +223,7 @@ def test_concurrent_executions_run_each_kernel_in_the_output_folder(tmp_path, mo
     templates.mkdir()
     for name in ("a", "b"):
         (templates / f"{name}.py").write_text(
-            "# %% [markdown]\n# # T\n\n# %% tags=['parameters']\nseed = 0\n\n"
+            '# %% [markdown]\n# # T\n\n# %% tags=["parameters"]\nseed = 0\n\n'
             "# %%\nimport os\nprint(seed, os.getcwd())\n"
         )
     monkeypatch.chdir(tmp_path)
