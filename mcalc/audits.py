@@ -100,7 +100,7 @@ def leakage_audit(
         )
         for k, split_seed in enumerate(seeds):
             idx = scheme_indices(manifest, scheme, validation_size, split_seed, classes)
-            _, evals = fit_head(X, y, idx, config, n_boot=n_boot if k == 0 else 0)
+            _, evals = fit_head(X, y, idx, config, manifest, n_boot=n_boot if k == 0 else 0)
             ev = evals["test"]
             fit_rows = np.concatenate([idx["train"], idx["validation"]])
             train_rows = manifest.iloc[fit_rows]
@@ -117,7 +117,7 @@ def leakage_audit(
                     "split seed": split_seed,
                     "test ROIs": ev.n,
                     "accuracy": ev.accuracy,
-                    "AUC": ev.auc_macro,
+                    "AUC": ev.auc_pooled,
                     "1-NN accuracy on the features": memo,
                     "presumed same lesion, other view, in training": report[
                         "frac_same_lesion_other_view"

@@ -52,7 +52,7 @@ from sklearn.svm import SVC
 from mcalc.cache import FeatureCache, cache_key, file_digest, load_or_compute
 from mcalc.curation import CLASSES, DEFAULT_TASK, Task, get_task
 from mcalc.errors import DataError
-from mcalc.metrics import Evaluation, evaluate
+from mcalc.metrics import Evaluation, evaluate_rows
 from mcalc.provenance import Provenance
 from mcalc.results import (
     RUNS,
@@ -610,54 +610,67 @@ def run_baselines(
     results_dir: str | Path,
     cache_dir: str | Path,
     cv_folds: int = 10,
-    levels: int = 64,
-    k: int = 5,
+    levels: int = GLCM_LEVELS,
     seed: int = 0,
     n_boot: int = 1000,
     progress: bool = True,
     task: str | Task = DEFAULT_TASK,
+    tuning: TuningConfig | None = None,
 ) -> BaselineResults:
     """GLCM + SVM / k-NN (CV on train and the test split), majority class and the assessment rule, under a
-    task (its labels and classes; ROIs it leaves out left out); save JSON."""
+    task (its labels and classes; ROIs it leaves out left out); save JSON.
+
+    The SVM's C and gamma and the k-NN's k are chosen by patient-grouped inner CV (:class:`TunedClassifier`:
+    nested inside the 10-fold CV; on the whole training split for the test-split model, whose choice
+    the run record keeps); every evaluation is patient-level and keeps its per-ROI predictions.
+    """
     classes = get_task(task).classes
+    tuning = TuningConfig() if tuning is None else tuning
     manifest = usable_under_task(load_manifest(results_dir), task)
     prov = read_results_provenance(results_dir).with_weights("n/a")
     F = glcm_matrix(list(manifest["crop_path"]), levels, cache_dir, progress=progress)
     y = manifest["label"].to_numpy(dtype=int)
     is_train = manifest["split"].to_numpy() == "train"
     tr, te = np.flatnonzero(is_train), np.flatnonzero(~is_train)
-    groups = manifest["patient_id"].to_numpy()[tr]
+    train_rows, test_rows = manifest.iloc[tr], manifest.iloc[te]
+    groups = train_rows["patient_id"].to_numpy()
     runs: dict[str, BaselineRun] = {}
-    for key, label, make in (
-        ("svm", "GLCM + SVM (RBF)", lambda: make_svm(seed)),
-        ("knn", f"GLCM + k-NN (k={k})", lambda: make_knn(k)),
-    ):
+    for key, name in (("svm", "GLCM + SVM (RBF)"), ("knn", "GLCM + k-NN")):
+        model = TunedClassifier(key, tuning, seed)
         cv = cross_validated_proba(
-            F[tr], y[tr], make(), n_splits=cv_folds, seed=seed, groups=groups, classes=classes
+            F[tr], y[tr], model, n_splits=cv_folds, seed=seed, groups=groups, classes=classes
         )
-        test = fit_predict_proba(make(), F[tr], y[tr], F[te], classes=classes)
+        fitted = fit_model(model, F[tr], y[tr], groups, classes)
+        test = predict_proba(fitted, F[te], F.shape[1], len(classes))
         runs[key] = BaselineRun(
             key,
-            label,
+            name,
             {
-                "cv": evaluate(y[tr], cv, classes, n_boot=n_boot, seed=seed),
-                "test": evaluate(y[te], test, classes, n_boot=n_boot, seed=seed),
+                "cv": evaluate_rows(train_rows, cv, n_boot=n_boot, seed=seed, classes=classes),
+                "test": evaluate_rows(test_rows, test, n_boot=n_boot, seed=seed, classes=classes),
             },
             prov,
-            {"cv_folds": cv_folds, "levels": levels, "k": k, "cv_grouped_by": "patient"},
+            {
+                "cv_folds": cv_folds,
+                "cv_grouped_by": "patient",
+                "glcm": glcm_settings(levels),
+                "tuning": tuning.to_dict(),
+                "chosen": fitted.best_params_,
+                "inner_cv_score": fitted.best_score_,
+            },
         )
     majority = majority_baseline(y[tr], len(te), len(classes))
-    rule = assessment_rule(manifest.iloc[tr], manifest.iloc[te], classes=classes)
+    rule = assessment_rule(train_rows, test_rows, classes=classes)
     runs["majority"] = BaselineRun(
         "majority",
         "Majority class",
-        {"test": evaluate(y[te], majority, classes, n_boot=n_boot, seed=seed)},
+        {"test": evaluate_rows(test_rows, majority, n_boot=n_boot, seed=seed, classes=classes)},
         prov,
     )
     runs["assessment"] = BaselineRun(
         "assessment",
         "BI-RADS assessment only (metadata rule)",
-        {"test": evaluate(y[te], rule, classes, n_boot=n_boot, seed=seed)},
+        {"test": evaluate_rows(test_rows, rule, n_boot=n_boot, seed=seed, classes=classes)},
         prov,
     )
     for run in runs.values():

@@ -127,6 +127,8 @@ class OptimizerRun:
     split_sizes: dict
     elapsed_s: float
     path: Path = Path(".")
+    #: the head evaluated on its own training ROIs after training (Table 3's training accuracy)
+    train: Evaluation | None = None
 
     @property
     def paper_name(self) -> str:
@@ -156,6 +158,7 @@ class OptimizerRun:
             "history": self.history.to_dict(orient="list"),
             "validation": self.validation.to_dict(),
             "test": self.test.to_dict(),
+            "train": None if self.train is None else self.train.to_dict(),
             "provenance": self.provenance.to_dict(),
             "split_sizes": self.split_sizes,
             "elapsed_s": self.elapsed_s,
@@ -174,6 +177,7 @@ class OptimizerRun:
             split_sizes=d["split_sizes"],
             elapsed_s=d["elapsed_s"],
             path=path,
+            train=None if d.get("train") is None else Evaluation.from_dict(d["train"]),
         )
 
 

@@ -25,17 +25,21 @@ if TYPE_CHECKING:
     from mcalc.baselines import BaselineResults
 
 #: The headline metric columns of Tables 4 and the audits, and the :class:`Evaluation` field of each.
+#: The paper's AUC is Keras' pooled (micro) AUC; scikit-learn's macro AUC is its own column.
 METRIC_COLUMNS = {
     "accuracy": "accuracy",
-    "AUC": "auc_macro",
+    "AUC (pooled, as the paper)": "auc_pooled",
+    "AUC (macro, one-vs-rest)": "auc_macro",
     "sensitivity at specificity 0.8": "sensitivity_at_spec80",
 }
-#: The same columns in :func:`mcalc.paper.table4`.
+#: The columns of :data:`METRIC_COLUMNS` that the paper reports, and their :func:`mcalc.paper.table4` field.
 PAPER_METRIC_COLUMNS = {
     "accuracy": "accuracy",
-    "AUC": "auc",
+    "AUC (pooled, as the paper)": "auc",
     "sensitivity at specificity 0.8": "sensitivity_at_spec80",
 }
+#: The column that states what the intervals rest on.
+UNITS_COLUMN = "patients / lesions / ROIs"
 
 
 # ---------------------------------------------------------------------------------------------- cells
@@ -50,12 +54,19 @@ def ci_cell(value: float | None, ci: tuple[float, float] | None = None) -> str:
     return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
+def units_cell(ev: Evaluation, metric: str = "accuracy") -> str:
+    """'151 / 189 / 326': the patients, lesions and ROIs a metric's patient-level interval rests on."""
+    n = ev.counts_for(metric)
+    return " / ".join("—" if n[k] is None else str(n[k]) for k in ("patients", "lesions", "rois"))
+
+
 def metric_cells(ev: Evaluation) -> dict[str, str]:
-    """The headline metrics of one evaluation with their CIs, by :data:`METRIC_COLUMNS` column."""
+    """The headline metrics of one evaluation with their CIs, by :data:`METRIC_COLUMNS` column, and
+    the patients / lesions / ROIs they rest on."""
     return {
         column: ci_cell(getattr(ev, field), ev.ci.get(field))
         for column, field in METRIC_COLUMNS.items()
-    }
+    } | {UNITS_COLUMN: units_cell(ev)}
 
 
 def paper_cell(value: float | None) -> str:
@@ -64,8 +75,13 @@ def paper_cell(value: float | None) -> str:
 
 
 def paper_metric_cells(row: pd.Series) -> dict[str, str]:
-    """The paper's headline metrics of one Table 4 row, by :data:`METRIC_COLUMNS` column."""
-    return {column: paper_cell(row[field]) for column, field in PAPER_METRIC_COLUMNS.items()}
+    """The paper's headline metrics of one Table 4 row, by :data:`METRIC_COLUMNS` column ('not in paper' where it has none)."""
+    return {
+        column: paper_cell(row[PAPER_METRIC_COLUMNS[column]])
+        if column in PAPER_METRIC_COLUMNS
+        else "not in paper"
+        for column in [*METRIC_COLUMNS, UNITS_COLUMN]
+    }
 
 
 # ------------------------------------------------------------------------------------ 1. the data
@@ -167,6 +183,29 @@ def baseline_rows(baselines: BaselineResults) -> pd.DataFrame:
     return out
 
 
+def baseline_settings(baselines: BaselineResults) -> pd.DataFrame:
+    """The GLCM settings and, per model, the grid searched and the hyper-parameters chosen."""
+    first = next(iter(baselines.runs[k] for k in ("svm", "knn") if k in baselines.runs))
+    rows = {f"GLCM: {k}": str(v) for k, v in first.config.get("glcm", {}).items()}
+    for key in ("svm", "knn"):
+        if key not in baselines.runs:
+            continue
+        c = baselines.runs[key].config
+        t = c.get("tuning", {})
+        grid = (
+            f"C ∈ {t.get('svm_C')}, γ ∈ {t.get('svm_gamma')}"
+            if key == "svm"
+            else f"k ∈ {t.get('knn_k')}"
+        )
+        rows[f"{key.upper()}: grid"] = (
+            f"{grid}; {t.get('inner_splits')} patient-grouped inner folds, maximising {t.get('scoring')}"
+        )
+        rows[f"{key.upper()}: chosen"] = ", ".join(f"{k} = {v:g}" for k, v in c["chosen"].items())
+    out = pd.DataFrame({"value": rows})
+    out.index.name = "setting"
+    return out
+
+
 # ---------------------------------------------------------------------------------- 5. the comparison
 
 
@@ -209,7 +248,7 @@ def table4(results: Results) -> pd.DataFrame:
         else:
             ev, name = run.evaluations["test"], run.label
         loss = "—" if ev is None or not isinstance(run, OptimizerRun) else ci_cell(ev.loss_kl)
-        ours = {c: "—" for c in METRIC_COLUMNS} if ev is None else metric_cells(ev)
+        ours = {c: "—" for c in [*METRIC_COLUMNS, UNITS_COLUMN]} if ev is None else metric_cells(ev)
         rows[name] = {"loss": f"{loss} | {paper_cell(p['loss'])}"} | {
             c: f"{ours[c]} | {cell}" for c, cell in paper_metric_cells(p).items()
         }
@@ -222,6 +261,22 @@ def table4(results: Results) -> pd.DataFrame:
     out = pd.DataFrame(rows).T
     out.index.name = "model (ours | paper)"
     return out
+
+
+def _ours_comparable(results: Results) -> str:
+    """Our Table 5 rows: comparable only on real data with the ImageNet backbone, else not testable here."""
+    prov = results.provenance
+    if not prov.is_simulated:
+        return "yes"
+    why = [
+        w
+        for w, on in (
+            ("phantom data", prov.data == "phantom"),
+            ("random backbone", prov.weights == "random"),
+        )
+        if on
+    ]
+    return "not testable here: " + (" and ".join(why) or "simulated")
 
 
 def table5(results: Results) -> pd.DataFrame:
@@ -237,12 +292,10 @@ def table5(results: Results) -> pd.DataFrame:
                 "article": f"This study, {paper.PAPER_OPTIMIZER_NAMES.get(opt, opt)} ({label})",
                 "model": "InceptionResNetV2 (frozen) + head",
                 "accuracy": ev.accuracy,
-                "auc": ev.auc_macro,
+                "auc": ev.auc_pooled,
                 "sensitivity": ev.sensitivity_at_spec80,
                 "task_and_data": f"CBIS-DDSM calcifications, {task_text(run.config)}, official test split",
-                "comparable with this task": "yes"
-                if results.provenance.data != "phantom"
-                else "no: phantom data",
+                "comparable with this task": _ours_comparable(results),
             }
         )
     out = pd.concat([t5, anchors, pd.DataFrame(ours)], ignore_index=True)

@@ -15,10 +15,13 @@ import numpy as np
 import pandas as pd
 
 from mcalc.curation import get_task
-from mcalc.metrics import Evaluation, evaluate
+from mcalc.metrics import Evaluation, evaluate_rows
 from mcalc.model import TrainConfig, TrainResult, predict_proba, train_head
 from mcalc.results import RUNS, OptimizerRun, load_study_inputs, read_results_provenance, write_json
 from mcalc.splits import official_split
+
+#: The parts of a split every trained head is evaluated on (train: Table 3's training accuracy).
+EVALUATED_PARTS = ("train", "validation", "test")
 
 
 def fit_head(
@@ -26,9 +29,11 @@ def fit_head(
     y: np.ndarray,
     idx: dict[str, np.ndarray],
     config: TrainConfig,
+    manifest: pd.DataFrame,
     n_boot: int = 1000,
 ) -> tuple[TrainResult, dict[str, Evaluation]]:
-    """Train the head on idx['train'] (validating on idx['validation']); evaluate on validation and test."""
+    """Train the head on idx['train'] (validating on idx['validation']); evaluate on train, validation
+    and test with patient-level CIs (``manifest``: the rows of ``X``, for patient and lesion ids)."""
     result = train_head(
         X[idx["train"]],
         y[idx["train"]],
@@ -38,14 +43,14 @@ def fit_head(
         test=(X[idx["test"]], y[idx["test"]]),  # test accuracy per epoch, for chapter 5's selection
     )
     evals = {
-        part: evaluate(
-            y[idx[part]],
+        part: evaluate_rows(
+            manifest.iloc[idx[part]],
             predict_proba(result.model, X[idx[part]]),
             classes=get_task(config.task).classes,
             n_boot=n_boot,
             seed=config.seed,
         )
-        for part in ("validation", "test")
+        for part in EVALUATED_PARTS
     }
     return result, evals
 
@@ -79,14 +84,14 @@ def fine_tune_head(
         seed=config.seed,
     )
     evals = {
-        part: evaluate(
-            y[idx[part]],
+        part: evaluate_rows(
+            manifest.iloc[idx[part]],
             predict_images(result.model, list(paths[idx[part]]), pre),
             classes=get_task(config.task).classes,
             n_boot=n_boot,
             seed=config.seed,
         )
-        for part in ("validation", "test")
+        for part in EVALUATED_PARTS
     }
     return result, evals
 
@@ -111,7 +116,7 @@ def run_optimizer(
         manifest, validation_size, config.seed if split_seed is None else split_seed, classes
     )
     if train_backbone == "none":
-        result, evals = fit_head(X, y, idx, config, n_boot=n_boot)
+        result, evals = fit_head(X, y, idx, config, manifest, n_boot=n_boot)
     else:
         result, evals = fine_tune_head(
             manifest, y, idx, image_size, weights, config, train_backbone, n_boot=n_boot
@@ -123,6 +128,7 @@ def run_optimizer(
         history=result.history,
         validation=evals["validation"],
         test=evals["test"],
+        train=evals["train"],
         provenance=read_results_provenance(results_dir),
         split_sizes={k: int(len(v)) for k, v in idx.items()},
         elapsed_s=round(result.elapsed_s, 3),

@@ -38,7 +38,7 @@ if kill and not pathlib.Path(kill).exists():
     os._exit(1)
 if fail:
     raise ValueError(f"point {x} fails on purpose")
-metrics = {"accuracy": x / 10, "auc_macro": 0.5, "sensitivity_at_spec80": 0.1, "loss_kl": 1.0}
+metrics = {"accuracy": x / 10, "auc_pooled": 0.5, "sensitivity_at_spec80": 0.1, "loss_kl": 1.0}
 metrics["ci"] = {"accuracy": [x / 10 - 0.05, x / 10 + 0.05]}
 pathlib.Path(run_record).write_text(json.dumps({"test": metrics}))
 """
