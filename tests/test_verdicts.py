@@ -67,7 +67,9 @@ def test_optimizer_spread_is_judged_against_seed_spread() -> None:
     assert V.judge_optimizer_spread(single, noisy_seeds.iloc[::6])[0] == V.INCONCLUSIVE
 
 
-def synthetic_results(data: str, weights: str, network_gain: float) -> object:
+def synthetic_results(
+    data: str, weights: str, network_gain: float, task: str = "three-class"
+) -> object:
     """Results with four optimizer runs, an SVM and a k-NN on the same 240 test ROIs of 80 patients."""
     from mcalc.metrics import evaluate_rows
     from mcalc.provenance import Provenance
@@ -98,7 +100,14 @@ def synthetic_results(data: str, weights: str, network_gain: float) -> object:
     for opt in ("adam", "adagrad", "adadelta", "rmsprop"):
         ev = evaluate_rows(rows, proba(1.0 + network_gain), n_boot=200)
         cnn[opt] = OptimizerRun(
-            opt, {}, history, ev, ev, prov, {"train": 1, "validation": 1, "test": 240}, 0.0
+            opt,
+            {"task": task},
+            history,
+            ev,
+            ev,
+            prov,
+            {"train": 1, "validation": 1, "test": 240},
+            0.0,
         )
     baselines = {
         k: BaselineRun(k, label, {"test": evaluate_rows(rows, proba(1.0), n_boot=200)}, prov)
@@ -123,3 +132,7 @@ def test_verdict_table_on_real_data_uses_the_four_outcomes() -> None:
     assert optimizer == V.INCONCLUSIVE  # no seed runs given
     random = V.verdict_table(synthetic_results("cbis-ddsm", "random", 2.0))
     assert set(random["verdict"]) == {V.NOT_TESTABLE}
+    # the paper's claims are three-class: another task cannot test them either
+    other = V.verdict_table(synthetic_results("cbis-ddsm", "imagenet", 2.0, "binary-merged"))
+    assert set(other["verdict"]) == {V.NOT_TESTABLE}
+    assert other["reason"].str.contains("binary-merged task").sum() >= len(other) - 1
