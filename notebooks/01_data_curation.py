@@ -38,7 +38,7 @@ n_boot = 1000
 
 # %%
 from mcalc import metadata, plots, tables
-from mcalc.data import prepare_data
+from mcalc.prepare import prepare_data
 from mcalc.results import read_results_provenance
 
 curation = prepare_data(

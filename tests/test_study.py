@@ -9,10 +9,10 @@ import pytest
 
 from mcalc import audits, results, splits, tables, verdicts
 from mcalc.baselines import run_baselines
-from mcalc.data import ensure_phantom, prepare_data
 from mcalc.errors import DataError
 from mcalc.features import compute_features
 from mcalc.model import TrainConfig
+from mcalc.prepare import ensure_phantom, prepare_data
 from mcalc.training import run_optimizer
 from mcalc.weights import resolve_weights
 

@@ -205,8 +205,8 @@ def test_local_cluster_survives_a_killed_worker_and_runs_a_duplicate_once(fake, 
 @pytest.fixture(scope="module")
 def study_inputs(tmp_path_factory):
     """The CI profile on a tiny phantom with random-weight features at 75 px (what notebooks 01-02 make)."""
-    from mcalc.data import prepare_data
     from mcalc.features import compute_features
+    from mcalc.prepare import prepare_data
     from mcalc.results import load_manifest, read_results_provenance
     from mcalc.weights import resolve_weights
 

@@ -180,8 +180,8 @@ def _study(root: Path, work: Path, task: str, audit: bool = False) -> results.Re
     """The study's steps under a task: curation, features, a head, the baselines (and the audit)."""
     from mcalc.audits import leakage_audit
     from mcalc.baselines import run_baselines
-    from mcalc.data import prepare_data
     from mcalc.features import compute_features
+    from mcalc.prepare import prepare_data
     from mcalc.training import run_optimizer
     from mcalc.weights import resolve_weights
 
@@ -208,7 +208,7 @@ def _study(root: Path, work: Path, task: str, audit: bool = False) -> results.Re
 
 @pytest.mark.slow
 def test_two_class_data_set_runs_end_to_end_under_both_binary_tasks(two_class_root, tmp_path):
-    from mcalc.data import prepare_data
+    from mcalc.prepare import prepare_data
 
     with pytest.raises(DataError, match="--task binary-biopsied or --task binary-merged"):
         prepare_data("cbis-ddsm", two_class_root, results_dir=tmp_path / "r3", progress=False)
@@ -224,7 +224,7 @@ def test_two_class_data_set_runs_end_to_end_under_both_binary_tasks(two_class_ro
 
 @pytest.mark.slow
 def test_binary_biopsied_on_three_class_data_reports_its_exclusions(make_phantom, tmp_path):
-    from mcalc.data import prepare_data
+    from mcalc.prepare import prepare_data
 
     root = make_phantom(0.05, seed=1)
     with warnings.catch_warnings():
