@@ -25,6 +25,7 @@ CC and MLO is the same particle set, rotated and compressed differently.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -200,14 +201,21 @@ class PhantomSummary:
 # calibration
 
 
+@functools.lru_cache(maxsize=1)
+def _shipped_calibration() -> tuple[pd.DataFrame, str]:
+    """The calibration of the shipped tables, derived once per process (package data never changes)."""
+    counts, info = derive_calibration()
+    return counts, json.dumps(info)
+
+
 def load_calibration() -> pd.DataFrame:
     """The joint descriptor counts (split, pathology, calc_type, ..., density, count) of the shipped real tables."""
-    return derive_calibration()[0]
+    return _shipped_calibration()[0].copy()
 
 
 def load_structure() -> dict:
     """The structure statistics (patients, lesions per breast, both-view fraction, ...) of the shipped real tables."""
-    return derive_calibration()[1]
+    return json.loads(_shipped_calibration()[1])
 
 
 # --------------------------------------------------------------------------------------------------
