@@ -1,8 +1,9 @@
-"""The book's tables beside the paper's: Tables 2–5 and the curation report; "ours [95% CI]" next to "paper".
+"""The book's tables beside the paper's: Tables 2–5 and the curation report; ours, its CI, the paper's, the difference.
 
 Every table is assembled here from the run records of :mod:`mcalc.results` (or the curation result)
 and the paper's transcribed numbers (:mod:`mcalc.paper`); a metric with its bootstrap interval is
-always formatted by :func:`ci_cell`. Table 1 is counted on the shipped official tables
+always formatted by :func:`ci_cell`, except in Tables 3 and 4, whose metrics each have their own
+columns (:data:`COMPARISON_PARTS`: ours, the 95% CI as "[low, high]", the paper's value, ours − paper). Table 1 is counted on the shipped official tables
 (:func:`mcalc.metadata.table1`).
 """
 
@@ -40,6 +41,9 @@ PAPER_METRIC_COLUMNS = {
 }
 #: The column that states what the intervals rest on.
 UNITS_COLUMN = "patients / lesions / ROIs"
+#: The second level of Tables 3 and 4's column headers: each metric's parts.
+OURS, CI, PAPER, DIFFERENCE = "ours", "95% CI", "paper", "difference"
+COMPARISON_PARTS = (OURS, CI, PAPER, DIFFERENCE)
 
 
 # ---------------------------------------------------------------------------------------------- cells
@@ -72,6 +76,56 @@ def metric_cells(ev: Evaluation) -> dict[str, str]:
 def paper_cell(value: float | None) -> str:
     """A paper value as printed (or '—')."""
     return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:g}"
+
+
+def _number(value: object) -> float:
+    """A metric value as a float (NaN where there is none)."""
+    return np.nan if value is None else float(value)
+
+
+def ci_text(ci: tuple[float, float] | None) -> str | None:
+    """'[0.690, 0.771]' (None where there is no interval)."""
+    if ci is None or any(c is None or np.isnan(c) for c in ci):
+        return None
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def comparison_cells(
+    metric: str,
+    ours: float | None,
+    paper_value: float | None,
+    ci: tuple[float, float] | None = None,
+    with_ci: bool = True,
+) -> dict[tuple[str, str], object]:
+    """One metric's columns: ours, its 95% CI (if ``with_ci``), the paper's, and ours − paper (NaN where either is missing)."""
+    o, p = _number(ours), _number(paper_value)
+    cells: dict[tuple[str, str], object] = {(metric, OURS): o}
+    if with_ci:
+        cells[(metric, CI)] = ci_text(ci)
+    return cells | {(metric, PAPER): p, (metric, DIFFERENCE): o - p}
+
+
+def evaluation_comparison(ev: Evaluation | None, paper_row: pd.Series | None) -> dict:
+    """The headline metrics of one evaluation (or none) beside a Table 4 row of the paper's (or none), by column."""
+    cells: dict[tuple[str, str], object] = {}
+    for column, field in METRIC_COLUMNS.items():
+        paper_field = PAPER_METRIC_COLUMNS.get(column)
+        cells |= comparison_cells(
+            column,
+            None if ev is None else getattr(ev, field),
+            None if paper_row is None or paper_field is None else paper_row[paper_field],
+            None if ev is None else ev.ci.get(field),
+        )
+    return cells | {(UNITS_COLUMN, ""): None if ev is None else units_cell(ev)}
+
+
+def comparison_frame(rows: dict[str, dict], index_name: str) -> pd.DataFrame:
+    """Rows of :func:`comparison_cells` as a table with two-level column headers (metric → part)."""
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.columns = pd.MultiIndex.from_tuples(out.columns, names=["metric", ""])
+    out = out.infer_objects()
+    out.index.name = index_name
+    return out
 
 
 def paper_metric_cells(row: pd.Series) -> dict[str, str]:
@@ -132,37 +186,31 @@ def table2(model: keras.Model, image_size: int) -> pd.DataFrame:
 
 
 def table3_row(run: OptimizerRun) -> pd.DataFrame:
-    """Table 3 row: training loss and accuracy at the last epoch, ours and the paper's."""
+    """Table 3 row: training loss and accuracy at the last epoch — ours, the paper's and the difference."""
     last = run.history.iloc[-1]
-    p = paper.table3().loc[run.optimizer] if run.optimizer in paper.table3().index else None
-    return pd.DataFrame(
-        {
-            "training loss": [
-                f"{last['loss']:.4f}",
-                paper_cell(None if p is None else p["training_loss"]),
-            ],
-            "training accuracy": [
-                f"{last['accuracy']:.4f}",
-                paper_cell(None if p is None else p["training_accuracy"]),
-            ],
-        },
-        index=pd.Index(["ours", "paper"], name=run.paper_name),
+    t3 = paper.table3()
+    p = t3.loc[run.optimizer] if run.optimizer in t3.index else None
+    row = comparison_cells(
+        "training loss", last["loss"], None if p is None else p["training_loss"], with_ci=False
+    ) | comparison_cells(
+        "training accuracy",
+        last["accuracy"],
+        None if p is None else p["training_accuracy"],
+        with_ci=False,
     )
+    return comparison_frame({run.paper_name: row}, "optimizer")
 
 
 def table4_row(run: OptimizerRun) -> pd.DataFrame:
-    """Table 4 row: loss, accuracy, AUC, sensitivity at specificity 0.8 — ours (validation, test) and the paper's."""
-    rows = {
-        name: {"loss": ci_cell(ev.loss_kl), **metric_cells(ev)}
-        for name, ev in (("ours, validation", run.validation), ("ours, test", run.test))
-    }
+    """Table 4 rows (validation, test): loss, accuracy, AUC, sensitivity at specificity 0.8 — ours with CI, the paper's, the difference."""
     t4 = paper.table4()
-    if run.optimizer in t4.index:
-        p = t4.loc[run.optimizer]
-        rows["paper"] = {"loss": paper_cell(p["loss"]), **paper_metric_cells(p)}
-    out = pd.DataFrame(rows).T
-    out.index.name = run.paper_name
-    return out
+    p = t4.loc[run.optimizer] if run.optimizer in t4.index else None
+    rows = {
+        split: comparison_cells("loss", ev.loss_kl, None if p is None else p["loss"], with_ci=False)
+        | evaluation_comparison(ev, p)
+        for split, ev in (("validation", run.validation), ("test", run.test))
+    }
+    return comparison_frame(rows, f"{run.paper_name}, split")
 
 
 # ------------------------------------------------------------------------------------ 4. the baselines
@@ -210,26 +258,32 @@ def baseline_settings(baselines: BaselineResults) -> pd.DataFrame:
 
 
 def table3(results: Results) -> pd.DataFrame:
-    """Table 3 in full: training loss and accuracy per optimizer, 'ours | paper'."""
+    """Table 3 in full: training loss and accuracy per optimizer — ours, the paper's, the difference."""
     t3 = paper.table3()
     rows = {}
     for opt in t3.index:
         run = results.cnn.get(opt)
         last = run.history.iloc[-1] if run is not None else None
-        loss = "—" if last is None else format(last["loss"], ".4f")
-        acc = "—" if last is None else format(last["accuracy"], ".4f")
-        rows[paper.PAPER_OPTIMIZER_NAMES[opt]] = {
-            "loss function": "Kullback–Leibler divergence",
-            "training loss": f"{loss} | {t3.loc[opt, 'training_loss']:.4f}",
-            "training accuracy": f"{acc} | {t3.loc[opt, 'training_accuracy']:.4f}",
-        }
-    out = pd.DataFrame(rows).T
-    out.index.name = "optimizer"
-    return out
+        rows[paper.PAPER_OPTIMIZER_NAMES[opt]] = (
+            {("loss function", ""): "Kullback–Leibler divergence"}
+            | comparison_cells(
+                "training loss",
+                None if last is None else last["loss"],
+                t3.loc[opt, "training_loss"],
+                with_ci=False,
+            )
+            | comparison_cells(
+                "training accuracy",
+                None if last is None else last["accuracy"],
+                t3.loc[opt, "training_accuracy"],
+                with_ci=False,
+            )
+        )
+    return comparison_frame(rows, "optimizer")
 
 
 def table4(results: Results) -> pd.DataFrame:
-    """Table 4 in full on the test split: 'ours [95% CI] | paper' per model and metric."""
+    """Table 4 in full on the test split: per model and metric, ours, its patient-level 95% CI, the paper's, the difference."""
     t4 = paper.table4()
     rows = {}
     models = [(opt, results.cnn.get(opt)) for opt in paper.OPTIMIZERS]
@@ -247,20 +301,17 @@ def table4(results: Results) -> pd.DataFrame:
             ev, name = run.test, f"InceptionResNetV2, {paper.PAPER_OPTIMIZER_NAMES[key]}"
         else:
             ev, name = run.evaluations["test"], run.label
-        loss = "—" if ev is None or not isinstance(run, OptimizerRun) else ci_cell(ev.loss_kl)
-        ours = {c: "—" for c in [*METRIC_COLUMNS, UNITS_COLUMN]} if ev is None else metric_cells(ev)
-        rows[name] = {"loss": f"{loss} | {paper_cell(p['loss'])}"} | {
-            c: f"{ours[c]} | {cell}" for c, cell in paper_metric_cells(p).items()
-        }
+        loss = ev.loss_kl if ev is not None and isinstance(run, OptimizerRun) else None
+        rows[name] = comparison_cells(
+            "loss", loss, p["loss"], with_ci=False
+        ) | evaluation_comparison(ev, p)
     for key in ("majority", "assessment"):
         if key in results.baselines:
             ev = results.baselines[key].evaluations["test"]
-            rows[results.baselines[key].label] = {"loss": "— | not in paper"} | {
-                c: f"{cell} | not in paper" for c, cell in metric_cells(ev).items()
-            }
-    out = pd.DataFrame(rows).T
-    out.index.name = "model (ours | paper)"
-    return out
+            rows[results.baselines[key].label] = comparison_cells(
+                "loss", None, None, with_ci=False
+            ) | evaluation_comparison(ev, None)
+    return comparison_frame(rows, "model")
 
 
 def _ours_comparable(results: Results) -> str:

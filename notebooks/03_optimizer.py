@@ -82,14 +82,15 @@ plots.show_figure(
 # %%
 plots.show_table(
     tables.table3_row(run),
-    f"Table 3 — Training loss and accuracy after the last epoch, {run.paper_name}: ours and the paper's",
+    f"Table 3 — Training loss and accuracy after the last epoch, {run.paper_name}: ours, the paper's, and the difference (ours − paper)",
     run.provenance,
+    precision=4,
 )
 
 # %%
 plots.show_table(
     tables.table4_row(run),
-    f"Table 4 — Validation and test loss, accuracy, AUC and sensitivity at specificity 0.8 with patient-level 95% bootstrap CIs (and the patients / lesions / ROIs they rest on), {run.paper_name}: ours and the paper's; AUC pooled as the paper's, macro as its own column",
+    f"Table 4 — Validation and test loss, accuracy, AUC and sensitivity at specificity 0.8 with patient-level 95% bootstrap CIs (and the patients / lesions / ROIs they rest on), {run.paper_name}: ours, the paper's and the difference (ours − paper); AUC pooled as the paper's, macro as its own column",
     run.provenance,
 )
 

@@ -1,0 +1,63 @@
+"""Tests for mcalc.tables: Tables 3 and 4 put ours, its CI, the paper's value and the difference in columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_verdicts import synthetic_results
+
+from mcalc import paper, plots, tables
+
+
+@pytest.fixture(scope="module")
+def res() -> object:
+    return synthetic_results("phantom", "imagenet", 2.0)
+
+
+def test_table4_has_a_column_per_metric_part(res) -> None:
+    """Each metric has ours / 95% CI / paper / difference; paper values are the paper's, difference is ours − paper."""
+    t4 = tables.table4(res)
+    assert t4.columns.nlevels == 2 and not isinstance(t4.index, pd.RangeIndex)
+    for column in tables.METRIC_COLUMNS:
+        assert list(t4[column].columns) == list(tables.COMPARISON_PARTS)
+        assert pd.api.types.is_float_dtype(t4[(column, "ours")])
+        diff = t4[(column, "ours")] - t4[(column, "paper")]
+        pd.testing.assert_series_equal(t4[(column, "difference")], diff, check_names=False)
+    t = paper.table4()
+    for key, name in (("adam", "InceptionResNetV2, ADAM"), ("svm", "GLCM + SVM")):
+        for column, field in tables.PAPER_METRIC_COLUMNS.items():
+            assert t4.loc[name, (column, "paper")] == t.loc[key, field]
+    adam = res.cnn["adam"].test
+    assert t4.loc["InceptionResNetV2, ADAM", ("accuracy", "ours")] == adam.accuracy
+    lo, hi = adam.ci["accuracy"]
+    assert t4.loc["InceptionResNetV2, ADAM", ("accuracy", "95% CI")] == f"[{lo:.3f}, {hi:.3f}]"
+    # not in the paper: the paper's value and the difference are blank
+    macro = t4[("AUC (macro, one-vs-rest)", "difference")]
+    assert macro.isna().all() and t4[("loss", "difference")].loc["GLCM + SVM":].isna().all()
+    assert not any(" | " in str(v) for v in t4.to_numpy().ravel())
+
+
+def test_table3_and_rows_compare_in_columns(res) -> None:
+    """Table 3 and the per-optimizer rows carry numeric ours, paper and difference."""
+    t3 = tables.table3(res)
+    p3 = paper.table3()
+    assert list(t3["training loss"].columns) == ["ours", "paper", "difference"]
+    np.testing.assert_allclose(t3[("training loss", "paper")], p3["training_loss"])
+    np.testing.assert_allclose(
+        t3[("training accuracy", "difference")],
+        t3[("training accuracy", "ours")] - p3["training_accuracy"].to_numpy(),
+    )
+    run = res.cnn["rmsprop"]
+    row = tables.table3_row(run)
+    assert (
+        row.loc[run.paper_name, ("training accuracy", "paper")]
+        == p3.loc["rmsprop", "training_accuracy"]
+    )
+    r4 = tables.table4_row(run)
+    assert list(r4.index) == ["validation", "test"]
+    assert r4.loc["test", ("accuracy", "difference")] == pytest.approx(
+        run.test.accuracy - paper.table4().loc["rmsprop", "accuracy"]
+    )
+    html = plots.table_html(tables.table4(res), "Table 4 — demo")
+    assert "95% CI" in html and "difference" in html
