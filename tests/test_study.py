@@ -123,7 +123,9 @@ def test_comparison_gathers_runs_and_judges_claims(tiny):
         assert ev["resampling_unit"] == "patient" and ev["n_patients"] >= 1 and ev["n_lesions"] >= 1
         assert ev["counts"]["all"]["rois"] == ev["n"]
     t4 = tables.table4(res)
-    assert {"AUC (pooled, as the paper)", "AUC (macro, one-vs-rest)"} <= set(t4.columns)
+    assert {"AUC (pooled, as the paper)", "AUC (macro, one-vs-rest)"} <= set(
+        t4.columns.get_level_values("metric")
+    )
     assert t4.loc["InceptionResNetV2, ADADelta", ("AUC (pooled, as the paper)", "paper")] == 0.96
     assert np.isnan(t4.loc["InceptionResNetV2, ADADelta", ("AUC (macro, one-vs-rest)", "paper")])
     assert set(base.runs["svm"].config["chosen"]) == {"C", "gamma"}
