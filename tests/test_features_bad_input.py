@@ -13,6 +13,7 @@ from conftest import write_dicom
 
 from mcalc import features as Fe
 from mcalc import results as R
+from mcalc.curation import CLASSES
 from mcalc.errors import DataError, ExclusionWarning
 from mcalc.preprocessing import PreprocessConfig
 from mcalc.weights import resolve_weights
@@ -83,7 +84,9 @@ def test_every_roi_bad_is_a_data_error(tmp_path):
 
 def test_study_inputs_leave_out_rows_without_features(tmp_path, monkeypatch):
     """Rows whose features are NaN are dropped from the manifest and features with a warning."""
-    manifest = pd.DataFrame({"roi_id": ["a", "b", "c"], "label": [0, 1, 2]})
+    manifest = pd.DataFrame(
+        {"roi_id": ["a", "b", "c"], "label": [0, 1, 2], "pathology": list(CLASSES), "status": "ok"}
+    )
     X = np.ones((3, 4), np.float32)
     X[1] = np.nan
     meta = {"image_size": SIZE, "weights": {"requested": "random"}}
