@@ -45,7 +45,7 @@ papermill-override: notebooks-ci
 	$(VENV)/bin/jupytext --to ipynb --set-kernel python3 notebooks/03_optimizer.py -o build/ci/03_optimizer.ipynb
 	$(VENV)/bin/papermill --cwd . build/ci/03_optimizer.ipynb build/ci/03_optimizer_override.ipynb \
 		-p optimizer rmsprop -p learning_rate 1e-3 -p epochs 5 \
-		-p results_dir build/ci/results -p cache_dir build/ci/cache -p image_size 75 -p validation_size 0.2 -p n_boot 50
+		-p results_dir build/ci/results -p image_size 75 -p validation_size 0.2 -p n_boot 50
 
 nbval: notebooks-ci papermill-override
 	$(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 build/ci/notebooks
