@@ -20,6 +20,24 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 REPO = Path(__file__).resolve().parents[1]
 #: The real CBIS-DDSM case-description tables, read (never copied) from beside the repository.
 SHARED_TABLES = REPO.parent / "shared" / "data" / "cbis-ddsm"
+#: The official calcification tables' header, spelled out here (not taken from mcalc) so that the
+#: tests that write tables check mcalc against the published schema.
+CALC_HEADER = [
+    "patient_id",
+    "breast density",
+    "left or right breast",
+    "image view",
+    "abnormality id",
+    "abnormality type",
+    "calc type",
+    "calc distribution",
+    "assessment",
+    "pathology",
+    "subtlety",
+    "image file path",
+    "cropped image file path",
+    "ROI mask file path",
+]
 
 
 def shared_tables() -> Path:

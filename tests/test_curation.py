@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
+from conftest import CALC_HEADER as HEADER
 from conftest import curate_quietly, shared_tables, write_dicom
 
 from mcalc import curation as cu
@@ -20,22 +21,6 @@ from mcalc.errors import DataError
 REPO = Path(__file__).resolve().parents[1]
 FULL_SHAPE = (40, 32)
 CROP_SHAPE = (10, 8)
-HEADER = [
-    "patient_id",
-    "breast density",
-    "left or right breast",
-    "image view",
-    "abnormality id",
-    "abnormality type",
-    "calc type",
-    "calc distribution",
-    "assessment",
-    "pathology",
-    "subtlety",
-    "image file path",
-    "cropped image file path",
-    "ROI mask file path",
-]
 
 
 # ------------------------------------------------------------------------------- the real tables

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from conftest import write_dicom
+from conftest import CALC_HEADER, write_dicom
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,22 +29,6 @@ FAST = settings(
 )
 FULL_SHAPE = (32, 24)
 CROP_SHAPE = (12, 10)
-CALC_HEADER = [
-    "patient_id",
-    "breast density",
-    "left or right breast",
-    "image view",
-    "abnormality id",
-    "abnormality type",
-    "calc type",
-    "calc distribution",
-    "assessment",
-    "pathology",
-    "subtlety",
-    "image file path",
-    "cropped image file path",
-    "ROI mask file path",
-]
 
 
 def texture(shape: tuple[int, int], seed: int) -> np.ndarray:
