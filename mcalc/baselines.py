@@ -621,7 +621,7 @@ def run_baselines(
     task (its labels and classes; ROIs it leaves out left out); save JSON.
 
     The SVM's C and gamma and the k-NN's k are chosen by patient-grouped inner CV (:class:`TunedClassifier`:
-    nested inside the 10-fold CV; on the whole training split for the test-split model, whose choice
+    nested inside the k-fold CV; on the whole training split for the test-split model, whose choice
     the run record keeps); every evaluation is patient-level and keeps its per-ROI predictions.
     """
     classes = get_task(task).classes
@@ -634,6 +634,8 @@ def run_baselines(
     tr, te = np.flatnonzero(is_train), np.flatnonzero(~is_train)
     train_rows, test_rows = manifest.iloc[tr], manifest.iloc[te]
     groups = train_rows["patient_id"].to_numpy()
+    # the folds cross_validated_proba will draw: fewer than asked when a class has fewer patients
+    folds_run = grouped_folds(y[tr], groups, cv_folds, seed, "cross-validation", classes)
     runs: dict[str, BaselineRun] = {}
     for key, name in (("svm", "GLCM + SVM (RBF)"), ("knn", "GLCM + k-NN")):
         model = TunedClassifier(key, tuning, seed)
@@ -652,6 +654,7 @@ def run_baselines(
             prov,
             {
                 "cv_folds": cv_folds,
+                "cv_folds_run": folds_run.get_n_splits(),
                 "cv_grouped_by": "patient",
                 "glcm": glcm_settings(levels),
                 "tuning": tuning.to_dict(),

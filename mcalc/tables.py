@@ -2,7 +2,7 @@
 
 Every table is assembled here from the run records of :mod:`mcalc.results` (or the curation result)
 and the paper's transcribed numbers (:mod:`mcalc.paper`); a metric with its bootstrap interval is
-always formatted by :func:`ci_cell`, except in Tables 3 and 4, whose metrics each have their own
+always formatted by :func:`ci_cell`, except in Tables 3 and 4 and chapter 4's baseline rows, whose metrics each have their own
 columns (:data:`COMPARISON_PARTS`: ours, the 95% CI as "[low, high]", the paper's value, ours − paper). Table 1 is counted on the shipped official tables
 (:func:`mcalc.metadata.table1`).
 """
@@ -18,7 +18,7 @@ from mcalc import paper
 from mcalc.curation import DEFAULT_TASK, CurationResult, get_task
 from mcalc.metrics import Evaluation, paper_formula_errata
 from mcalc.model import head_layers
-from mcalc.results import OptimizerRun, Results
+from mcalc.results import BaselineRun, OptimizerRun, Results
 
 if TYPE_CHECKING:
     import keras
@@ -73,11 +73,6 @@ def metric_cells(ev: Evaluation) -> dict[str, str]:
     } | {UNITS_COLUMN: units_cell(ev)}
 
 
-def paper_cell(value: float | None) -> str:
-    """A paper value as printed (or '—')."""
-    return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:g}"
-
-
 def _number(value: object) -> float:
     """A metric value as a float (NaN where there is none)."""
     return np.nan if value is None else float(value)
@@ -126,16 +121,6 @@ def comparison_frame(rows: dict[str, dict], index_name: str) -> pd.DataFrame:
     out = out.infer_objects()
     out.index.name = index_name
     return out
-
-
-def paper_metric_cells(row: pd.Series) -> dict[str, str]:
-    """The paper's headline metrics of one Table 4 row, by :data:`METRIC_COLUMNS` column ('not in paper' where it has none)."""
-    return {
-        column: paper_cell(row[PAPER_METRIC_COLUMNS[column]])
-        if column in PAPER_METRIC_COLUMNS
-        else "not in paper"
-        for column in [*METRIC_COLUMNS, UNITS_COLUMN]
-    }
 
 
 # ------------------------------------------------------------------------------------ 1. the data
@@ -216,19 +201,28 @@ def table4_row(run: OptimizerRun) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------ 4. the baselines
 
 
+def cv_folds_run(run: BaselineRun) -> int | None:
+    """The number of folds a baseline's cross-validation ran (records from before the count was kept: the number asked for)."""
+    n = run.config.get("cv_folds_run", run.config.get("cv_folds"))
+    return None if n is None else int(n)
+
+
+def cv_text(run: BaselineRun) -> str:
+    """'3-fold CV on train': a baseline's cross-validation as it ran."""
+    n = cv_folds_run(run)
+    return f"{n}-fold CV on train" if n is not None else "CV on train"
+
+
 def baseline_rows(baselines: BaselineResults) -> pd.DataFrame:
-    """Table 4 rows for SVM and k-NN: 10-fold CV and test, with CIs, beside the paper's."""
-    rows = {}
+    """Table 4 rows for SVM and k-NN, CV on train and the official test split: per metric ours, its patient-level 95% CI, the paper's, the difference."""
     t4 = paper.table4()
+    rows = {}
     for key in ("svm", "knn"):
         run = baselines.runs[key]
         for protocol, ev in run.evaluations.items():
-            where = "10-fold CV on train" if protocol == "cv" else "test split"
-            rows[f"{run.label}, ours ({where})"] = metric_cells(ev)
-        rows[f"{run.label}, paper"] = paper_metric_cells(t4.loc[key])
-    out = pd.DataFrame(rows).T
-    out.index.name = "model"
-    return out
+            where = cv_text(run) if protocol == "cv" else "official test split"
+            rows[f"{run.label}, {where}"] = evaluation_comparison(ev, t4.loc[key])
+    return comparison_frame(rows, "model, evaluation")
 
 
 def baseline_settings(baselines: BaselineResults) -> pd.DataFrame:

@@ -105,6 +105,8 @@ def test_comparison_gathers_runs_and_judges_claims(tiny):
     base = run_baselines(results_dir, cache, cv_folds=3, seed=0, n_boot=10, progress=False)
     assert base.features.shape[1] == 14
     assert {"svm", "knn", "majority", "assessment"} <= set(base.runs)
+    folds = base.runs["svm"].config["cv_folds_run"]
+    assert 2 <= folds <= 3 and f"{folds}-fold CV on train" in tables.baseline_rows(base).index[0]
     res = results.gather_results(results_dir)
     assert list(res.cnn) == ["adam", "adagrad", "adadelta", "rmsprop"]
     assert len(tables.table3(res)) == 4 and len(tables.table4(res)) == 8

@@ -61,3 +61,46 @@ def test_table3_and_rows_compare_in_columns(res) -> None:
     )
     html = plots.table_html(tables.table4(res), "Table 4 — demo")
     assert "95% CI" in html and "difference" in html
+
+
+def test_baseline_rows_compare_in_the_table4_columns(res) -> None:
+    """Chapter 4's rows: ours, CI, paper, difference per metric; the CV row names the folds that ran."""
+    from mcalc.baselines import BaselineResults
+    from mcalc.results import BaselineRun
+
+    runs = {
+        key: BaselineRun(
+            key,
+            run.label,
+            {"cv": res.cnn["adam"].test, "test": run.evaluations["test"]},
+            run.provenance,
+            {"cv_folds": 10, "cv_folds_run": 3},
+        )
+        for key, run in res.baselines.items()
+    }
+    rows = tables.baseline_rows(BaselineResults(np.zeros((1, 14)), runs, res.provenance))
+    assert list(rows.index) == [
+        "GLCM + SVM, 3-fold CV on train",
+        "GLCM + SVM, official test split",
+        "GLCM + k-NN, 3-fold CV on train",
+        "GLCM + k-NN, official test split",
+    ]
+    assert rows.index.name == "model, evaluation"
+    assert list(rows.columns) == list(tables.evaluation_comparison(None, None))
+    t = paper.table4()
+    svm_test = runs["svm"].evaluations["test"]
+    row = rows.loc["GLCM + SVM, official test split"]
+    assert row[("accuracy", "ours")] == svm_test.accuracy
+    assert row[("accuracy", "paper")] == t.loc["svm", "accuracy"]
+    assert row[("accuracy", "difference")] == pytest.approx(
+        svm_test.accuracy - t.loc["svm", "accuracy"]
+    )
+    lo, hi = svm_test.ci["accuracy"]
+    assert row[("accuracy", "95% CI")] == f"[{lo:.3f}, {hi:.3f}]"
+    assert rows.loc["GLCM + k-NN, 3-fold CV on train", ("accuracy", "ours")] == (
+        res.cnn["adam"].test.accuracy
+    )
+    assert not any(" | " in str(v) for v in rows.to_numpy().ravel())
+    # a record from before the count was kept names the folds it asked for
+    runs["svm"].config = {"cv_folds": 10}
+    assert tables.cv_text(runs["svm"]) == "10-fold CV on train"
