@@ -18,12 +18,61 @@ from mcalc.provenance import Provenance
 CLASS_COLOURS = dict(zip(CLASSES, sns.color_palette("colorblind", 3)))
 
 
-def _caption_html(caption: str, provenance: Provenance | None) -> str:
+#: A caption's paper number: "Table 4 —", "Table 5b —", "Figure 5 —".
+ITEM_LEAD = re.compile(r"^(Table|Figure) (\d+[a-z]?) —")
+ITEM_KEY = re.compile(r"^[a-z][a-z0-9-]*$")  # a glue key that is also a readable Sphinx label
+
+
+def item_key(caption: str, name: str | None = None) -> str:
+    """The glue key of a captioned table / figure: ``name`` if given, else 'table-4' from "Table 4 — …", else a short hash of the caption."""
+    if name is not None:
+        if not ITEM_KEY.match(name):
+            raise ValueError(
+                f"item name {name!r}: lower-case letters, digits and hyphens, a letter first"
+            )
+        return name
+    lead = ITEM_LEAD.match(caption)
+    if lead:
+        return f"{lead[1].lower()}-{lead[2]}"
+    return "item-" + hashlib.sha1(caption.encode()).hexdigest()[:8]
+
+
+def split_lead(caption: str) -> tuple[str, str]:
+    """("Table 4 —", "the rest") for a numbered caption; ("", caption) otherwise."""
+    lead = ITEM_LEAD.match(caption)
+    return (lead[0], caption[lead.end() :].lstrip()) if lead else ("", caption)
+
+
+def caption_html(caption: str, provenance: Provenance | None) -> str:
     """Bold 'Table N —'/'Figure N —' lead, the caption, and the provenance line."""
-    caption = html.escape(caption)
-    caption = re.sub(r"^((Table|Figure) \d+ —)", r"<strong>\1</strong>", caption)
+    lead, rest = split_lead(caption)
+    text = (
+        f"<strong>{html.escape(lead)}</strong> {html.escape(rest)}" if lead else html.escape(rest)
+    )
     prov = f"<br><em>{html.escape(provenance.label())}</em>" if provenance is not None else ""
-    return f"<p class='mcalc-caption'>{caption}{prov}</p>"
+    return f"<p class='mcalc-caption'>{text}{prov}</p>"
+
+
+def item_metadata(
+    key: str, caption: str, provenance: Provenance | None, table: dict | None = None
+) -> dict:
+    """An item output's metadata: glued under ``key`` and still displayed (myst-nb), its caption and provenance
+    (:mod:`mcalc.present` writes them under it in the book) and, for a table, its CSV record (the results bundle)."""
+    mcalc = {
+        "item": {
+            "key": key,
+            "caption": caption,
+            "provenance": provenance.label() if provenance is not None else "",
+        }
+    }
+    if table is not None:
+        mcalc["table"] = table
+    return {"scrapbook": {"name": key, "mime_prefix": ""}, "mcalc": mcalc}
+
+
+def caption_metadata(key: str) -> dict:
+    """A caption output's metadata: which item it is the caption of."""
+    return {"mcalc": {"caption_of": key}}
 
 
 #: Column names shown as the reader should read them (others: underscores become spaces).
@@ -62,10 +111,8 @@ def _text_widths(df: pd.DataFrame, long: int = 40) -> dict:
     return widths
 
 
-def table_html(
-    df: pd.DataFrame, caption: str, provenance: Provenance | None = None, precision: int = 3
-) -> str:
-    """A deterministic HTML rendering of a table with its caption and provenance (stable for nbval).
+def table_html(df: pd.DataFrame, caption: str, precision: int = 3) -> str:
+    """A deterministic HTML rendering of a table (stable for nbval; its element ids from the caption).
 
     Readable column names, no bare 0..n index, numbers to ``precision`` decimals, and a wrapper that
     scrolls a wide table inside itself instead of overflowing the page.
@@ -80,7 +127,7 @@ def table_html(
             {col: [{"selector": "", "props": f"min-width: {em}em"}] for col, em in widths.items()},
             overwrite=False,
         )
-    return _caption_html(caption, provenance) + f"<div class='mcalc-table'>{styler.to_html()}</div>"
+    return f"<div class='mcalc-table'>{styler.to_html()}</div>"
 
 
 def show_table(
@@ -89,23 +136,29 @@ def show_table(
     provenance: Provenance | None = None,
     precision: int = 3,
     empty: str = "(none)",
+    name: str | None = None,
 ) -> None:
-    """Display a table with its caption ("Table N — ...") and the provenance label under it (``empty`` if no rows).
+    """Display a table's caption ("Table N — ...", with the provenance label) and the table (``empty`` if no rows).
 
-    The output carries the table as CSV in its metadata (``mcalc.table``), for the book's results bundle.
+    The table is one output, glued (myst-nb) under :func:`item_key` and carrying its caption, provenance
+    and CSV (``mcalc.table``, for the book's results bundle) in its metadata; the caption is its own
+    output. In the book :func:`mcalc.present.present` shows them as one numbered, citable figure.
     """
     from IPython.display import HTML, display
 
     if df is None or len(df) == 0:
-        display(HTML(_caption_html(caption, provenance) + f"<p>{html.escape(empty)}</p>"))
+        display(HTML(caption_html(caption, provenance) + f"<p>{html.escape(empty)}</p>"))
         return
+    key = item_key(caption, name)
     record = {
         "caption": caption,
         "provenance": provenance.label() if provenance is not None else "",
         "csv": df.to_csv(index=not _meaningless_index(df)),
     }
+    display(HTML(caption_html(caption, provenance)), metadata=caption_metadata(key))
     display(
-        HTML(table_html(df, caption, provenance, precision)), metadata={"mcalc": {"table": record}}
+        HTML(table_html(df, caption, precision)),
+        metadata=item_metadata(key, caption, provenance, record),
     )
 
 
@@ -122,12 +175,19 @@ def fit_page(fig: plt.Figure, max_width: float = FIGURE_MAX_WIDTH) -> None:
         fig.tight_layout()
 
 
-def show_figure(fig: plt.Figure, caption: str, provenance: Provenance | None = None) -> None:
-    """Display a figure, then its caption ("Figure N — ...") with the provenance label; close the figure."""
+def show_figure(
+    fig: plt.Figure, caption: str, provenance: Provenance | None = None, name: str | None = None
+) -> None:
+    """Display a figure, then its caption ("Figure N — ...") with the provenance label; close the figure.
+
+    The image is one output, glued (myst-nb) under :func:`item_key` with its caption and provenance in
+    its metadata; in the book :func:`mcalc.present.present` shows them as one numbered, citable figure.
+    """
     import io
 
     from IPython.display import HTML, Image, display
 
+    key = item_key(caption, name)
     fit_page(fig)
     if provenance is not None:  # under the figure, wrapped to its width (never widening the image)
         fig.text(
@@ -145,8 +205,11 @@ def show_figure(fig: plt.Figure, caption: str, provenance: Provenance | None = N
         buffer, format="png", dpi=110, bbox_inches="tight"
     )  # independent of the kernel's matplotlib backend
     plt.close(fig)
-    display(Image(data=buffer.getvalue(), format="png"))
-    display(HTML(_caption_html(caption, provenance)))
+    display(
+        Image(data=buffer.getvalue(), format="png"),
+        metadata=item_metadata(key, caption, provenance),
+    )
+    display(HTML(caption_html(caption, provenance)), metadata=caption_metadata(key))
 
 
 def _pick_per_class(manifest: pd.DataFrame, n: int, seed: int) -> dict[str, pd.DataFrame]:

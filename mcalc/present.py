@@ -1,8 +1,10 @@
-"""Make an executed notebook read like a chapter: code behind a toggle, its parameters as one "this run" box."""
+"""Make an executed notebook read like a chapter: code behind a toggle, its parameters as one "this run" box,
+each captioned table and figure a numbered, citable figure (myst-nb ``glue:figure`` with a Sphinx label)."""
 
 from __future__ import annotations
 
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -10,6 +12,9 @@ from pathlib import Path
 INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it inserts
 PARAMETERS_TAG = "parameters"  # the template's defaults cell
 RUN_BOX_TAG = "mcalc-this-run"
+ITEM_TAG = (
+    "mcalc-item"  # the glue:figure cells present() inserts (and the figures' class in the book)
+)
 #: Parameters every chapter shares; the rest are the chapter's own (its "task").
 COMMON_KEYS = (
     "task",
@@ -106,23 +111,86 @@ def _glued(output) -> bool:
     return "scrapbook" in output.get("metadata", {})
 
 
+def _item(output) -> dict | None:
+    """The caption record of a captioned table / figure output (:func:`mcalc.plots.item_metadata`), else None."""
+    return output.get("metadata", {}).get("mcalc", {}).get("item")
+
+
+def _caption_of(output) -> str | None:
+    """The key of the item whose caption this output is (:func:`mcalc.plots.caption_metadata`), else None."""
+    return output.get("metadata", {}).get("mcalc", {}).get("caption_of")
+
+
+def _stderr(output) -> bool:
+    """True for a stderr stream (warnings: the book never shows them)."""
+    return output.get("output_type") == "stream" and output.get("name") == "stderr"
+
+
+def display_items(cell) -> list[dict]:
+    """The captioned items of a code cell whose outputs are only items and their captions (stderr aside); else []."""
+    outputs = [o for o in cell.get("outputs", []) if not _stderr(o)]
+    items = [item for o in outputs if (item := _item(o)) is not None]
+    keys = {item["key"] for item in items}
+    if items and all(_item(o) is not None or _caption_of(o) in keys for o in outputs):
+        return items
+    return []
+
+
+def myst_escape(text: str) -> str:
+    """Text that MyST renders as itself: every ASCII punctuation character backslash-escaped, one line."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(text.split()))
+
+
+def item_label(stem: str, key: str) -> str:
+    """The Sphinx label of an item of a notebook: '05_comparison-table-4'."""
+    return f"{stem}-{key}"
+
+
+def glue_figure(item: dict, label: str) -> str:
+    """A ``glue:figure`` of a glued item: its label, and its caption (bold paper number) and provenance under it."""
+    from mcalc.plots import split_lead
+
+    lead, rest = split_lead(item["caption"])
+    caption = f"**{myst_escape(lead)}** {myst_escape(rest)}" if lead else myst_escape(rest)
+    body = [caption] + ([f"*{myst_escape(item['provenance'])}*"] if item["provenance"] else [])
+    return (
+        f"```{{glue:figure}} {item['key']}\n:name: {label}\n:figclass: {ITEM_TAG}\n\n"
+        + "\n\n".join(body)
+        + "\n```"
+    )
+
+
 def present(path: Path, parameters: dict, commit: str | None = None) -> None:
     """Rewrite an executed notebook in place for the book: both parameters cells removed, one "this run" box in
-    their place, every other code cell's input behind a toggle (outputs untouched, nothing re-executed)."""
+    their place, every other code cell's input behind a toggle, and after each cell that only shows captioned
+    tables / figures one labelled ``glue:figure`` per item, its outputs hidden (outputs untouched, nothing
+    re-executed; running it again gives the same notebook)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    nb.cells = [c for c in nb.cells if RUN_BOX_TAG not in c.get("metadata", {}).get("tags", [])]
-    first_param = None
-    for i, cell in enumerate(nb.cells):
+    inserted = {RUN_BOX_TAG, ITEM_TAG}
+    cells = [c for c in nb.cells if not inserted & set(c.get("metadata", {}).get("tags", []))]
+    nb.cells, first_param = [], None
+    for cell in cells:
+        nb.cells.append(cell)
         if cell.cell_type != "code":
             continue
         tags = _tags(cell)
+        items = display_items(cell)
         if INJECTED_TAG in tags or PARAMETERS_TAG in tags:
             _add(tags, "remove-cell")
-            first_param = i if first_param is None else first_param
+            first_param = len(nb.cells) - 1 if first_param is None else first_param
         elif {"remove-cell", "remove-input"} & set(tags):
             continue
+        elif items:  # shown by the glue:figure cells below it, captioned and citable
+            _add(tags, "hide-input")
+            _add(tags, "remove-output")
+            for item in items:
+                figure = nbformat.v4.new_markdown_cell(
+                    glue_figure(item, item_label(Path(path).stem, item["key"]))
+                )
+                figure.metadata["tags"] = [ITEM_TAG]
+                nb.cells.append(figure)
         elif cell.get("outputs") and all(_glued(o) for o in cell.outputs):
             _add(
                 tags, "remove-input"

@@ -138,6 +138,6 @@ plots.glue_numbers(
 #   {glue:text}`test_accuracy:.3f`, its pooled AUC (the paper's) {glue:text}`test_auc:.3f` and its sensitivity at
 #   specificity 0.8 {glue:text}`test_sensitivity:.3f`; the paper's Table 4 gives
 #   {glue:text}`paper_accuracy:.2f`, {glue:text}`paper_auc:.2f` and {glue:text}`paper_sensitivity:.2f`
-#   for this optimizer.
+#   for this optimizer ({ref}`Table 4 <05_comparison-table-4>` of chapter 5 sets every model side by side).
 # - These numbers carry this run's provenance (the box at the top and the label under each table): on
 #   the phantom or with a randomly initialised backbone they test the pipeline, not the paper.

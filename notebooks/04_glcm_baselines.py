@@ -120,6 +120,8 @@ plots.glue_numbers(
 # - On the official test split, GLCM + SVM reaches an accuracy of {glue:text}`svm_accuracy:.3f`
 #   (pooled AUC, as the paper's, {glue:text}`svm_auc:.3f`) and GLCM + k-NN {glue:text}`knn_accuracy:.3f` (pooled AUC
 #   {glue:text}`knn_auc:.3f`); the paper's Table 4 gives {glue:text}`paper_svm_accuracy:.2f` and
-#   {glue:text}`paper_knn_accuracy:.2f`.
+#   {glue:text}`paper_knn_accuracy:.2f` ({ref}`Table 4 <04_glcm_baselines-table-4>` above sets every
+#   metric beside the paper's, cross-validated and on the test split; chapter 5's
+#   {ref}`Table 4 <05_comparison-table-4>` sets them beside the networks).
 # - The floor and the reference point are in the table of omitted baselines: the majority class, and
 #   the BI-RADS assessment alone, which a texture model never sees.

@@ -301,6 +301,8 @@ plots.glue_numbers(
 # - The verdict on the paper's {glue:text}`n_claims` claims judged above: {glue:text}`verdict_counts`
 #   (each row says why).
 # - Our best network on the official test split, {glue:text}`best_network`, reaches an accuracy of
-#   {glue:text}`best_accuracy:.3f`; the paper's best in Table 4 is {glue:text}`paper_best_accuracy:.2f`.
-# - Table 5's studies are not comparable as printed (other tasks, classes and data); the anchors closer
-#   to this task are described by their own sources.
+#   {glue:text}`best_accuracy:.3f`; the paper's best in {ref}`Table 4 <05_comparison-table-4>` is
+#   {glue:text}`paper_best_accuracy:.2f`. {ref}`Table 3 <05_comparison-table-3>` sets each optimizer's
+#   last training epoch beside the paper's.
+# - The studies of {ref}`Table 5 <05_comparison-table-5>` are not comparable as printed (other tasks,
+#   classes and data); the anchors closer to this task are described by their own sources.

@@ -1,4 +1,5 @@
-"""Shared test helpers and fixtures: one DICOM writer, the real tables beside the repository, phantoms.
+"""Shared test helpers and fixtures: one DICOM writer, the real tables beside the repository, phantoms,
+the notebook outputs a display call makes.
 
 Test modules import the plain helpers (``from conftest import write_dicom``); fixtures are found by
 pytest. Fixtures that build a phantom are session-scoped and cached by their settings, so modules
@@ -133,3 +134,27 @@ def make_phantom(tmp_path_factory: pytest.TempPathFactory):
         return made[key]
 
     return make
+
+
+def displayed(monkeypatch: pytest.MonkeyPatch, show: Callable, *args, **kwargs) -> list:
+    """The notebook outputs (nbformat ``display_data``) that ``show(*args, **kwargs)`` displays, as a kernel records them."""
+    import base64
+
+    import IPython.display
+    import nbformat
+    from IPython.core.formatters import format_display_data
+
+    outputs = []
+
+    def record(obj, metadata=None, **_):
+        data, md = format_display_data(obj)
+        data = {
+            k: base64.b64encode(v).decode() if isinstance(v, bytes) else v for k, v in data.items()
+        }
+        outputs.append(
+            nbformat.v4.new_output("display_data", data=data, metadata={**md, **(metadata or {})})
+        )
+
+    monkeypatch.setattr(IPython.display, "display", record)
+    show(*args, **kwargs)
+    return outputs

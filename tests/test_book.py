@@ -45,3 +45,32 @@ def test_a_failed_book_build_is_a_build_error_not_bad_data(tmp_path, monkeypatch
     monkeypatch.setattr(book, "build_book", lambda profile: (_ for _ in ()).throw(caught.value))
     assert cli.main(["book", "--profile", "ci", "--no-execute"]) == 1
     assert "jupyter-book build failed (exit 3)" in capsys.readouterr().err
+
+
+def test_the_bundle_collects_every_glued_table_and_no_figure(tmp_path, monkeypatch):
+    """write_bundle reads the tables from the glued outputs (mcalc.table), before or after present()."""
+    import zipfile
+
+    import matplotlib.pyplot as plt
+    import nbformat
+    import pandas as pd
+    from conftest import displayed
+
+    from mcalc import plots
+    from mcalc.book import write_bundle
+    from mcalc.present import present
+
+    df = pd.DataFrame({"a": [1.5, 2.5]})
+    table = displayed(monkeypatch, plots.show_table, df, "Table 4 — demo", Provenance("phantom"))
+    other = displayed(monkeypatch, plots.show_table, df, "Exclusions — none", None)
+    figure = displayed(monkeypatch, plots.show_figure, plt.subplots()[0], "Figure 1 — x", None)
+    cells = [nbformat.v4.new_code_cell("x", outputs=o) for o in (table, other, figure)]
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), executed / "05_comparison.ipynb")
+    present(executed / "05_comparison.ipynb", {}, commit="abc1234")
+    with zipfile.ZipFile(write_bundle(executed, tmp_path / "results")) as archive:
+        names = sorted(archive.namelist())
+        text = archive.read("tables/05_comparison/table-4.csv").decode()
+    assert names == ["tables/05_comparison/exclusions.csv", "tables/05_comparison/table-4.csv"]
+    assert text.startswith("# Table 4 — demo\n# Data: PHANTOM") and "1.5" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from conftest import displayed
 
 from mcalc import plots
 from mcalc.model import find_backbone
@@ -43,13 +44,41 @@ def test_figure2_lists_backbone_and_head(paper_model):
     assert "Dense(128, relu)" in texts and "Dense(3, softmax)" in texts
 
 
-def test_table_html_is_deterministic_and_captioned():
-    """The same table renders to the same HTML (stable under nbval), with its bold lead and provenance."""
+def test_table_html_is_deterministic_and_the_caption_has_its_bold_lead():
+    """The same table renders to the same HTML (stable under nbval); the caption bolds the paper's number."""
     df = pd.DataFrame({"a": [1.23456, 2.0]}, index=["x", "y"])
     prov = Provenance(data="phantom")
-    one = plots.table_html(df, "Table 9 — demo", prov)
-    assert one == plots.table_html(df, "Table 9 — demo", prov)
-    assert "<strong>Table 9 —</strong>" in one and "PHANTOM" in one and "1.235" in one
+    one = plots.table_html(df, "Table 9 — demo")
+    assert one == plots.table_html(df, "Table 9 — demo") and "1.235" in one
+    assert one != plots.table_html(df, "Table 8 — demo")  # element ids differ between tables
+    assert "demo" not in one and "<strong>" not in one  # the caption is not inside the table
+    caption = plots.caption_html("Table 9 — demo <b>", prov)
+    assert "<strong>Table 9 —</strong> demo &lt;b&gt;" in caption and "PHANTOM" in caption
+    assert "<strong>" not in plots.caption_html("Sample ROIs — demo", None)
+
+
+@pytest.mark.parametrize(
+    "caption, key",
+    [
+        ("Table 4 — test metrics", "table-4"),
+        ("Table 5b — benign vs malignant", "table-5b"),
+        ("Figure 5 — Output obtained", "figure-5"),
+    ],
+)
+def test_item_key_is_the_paper_number(caption, key):
+    assert plots.item_key(caption) == key
+
+
+def test_item_key_without_a_paper_number_is_stable_or_named():
+    """A caption without "Table N —" gets a short hash of itself; an explicit name wins; a bad name is refused."""
+    key = plots.item_key("Sample ROIs — four per class")
+    assert key == plots.item_key("Sample ROIs — four per class")
+    assert key.startswith("item-") and len(key) == len("item-") + 8
+    assert key != plots.item_key("Sample ROIs — three per class")
+    assert plots.item_key("Table 4 — x", name="svm-rows") == "svm-rows"
+    assert plots.item_key("Tables 4 — x") != "table-4"  # not a paper number
+    with pytest.raises(ValueError, match="lower-case"):
+        plots.item_key("x", name="Table 4")
 
 
 def test_tables_read_as_a_reader_expects():
@@ -64,17 +93,51 @@ def test_tables_read_as_a_reader_expects():
     assert "row_heading" in named and ">model<" in named  # a meaningful index stays
 
 
-def test_show_table_keeps_the_table_as_csv_for_the_bundle(monkeypatch):
-    """The displayed table carries its CSV, caption and provenance in the output's metadata."""
-    import IPython.display
-
-    shown = []
-    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(kw))
+def test_show_table_glues_the_table_and_keeps_its_csv_for_the_bundle(monkeypatch):
+    """The caption, then the table as one output glued (and shown) under its key, carrying caption,
+    provenance and CSV in its metadata."""
     df = pd.DataFrame({"a": [1.5, 2.5]})
-    plots.show_table(df, "Table 9 — demo", Provenance(data="phantom"))
-    record = shown[0]["metadata"]["mcalc"]["table"]
+    shown = displayed(
+        monkeypatch, plots.show_table, df, "Table 9 — demo", Provenance(data="phantom")
+    )
+    assert len(shown) == 2
+    caption, table = shown
+    assert caption.metadata["mcalc"] == {"caption_of": "table-9"}
+    assert "<strong>Table 9 —</strong> demo" in caption.data["text/html"]
+    assert table.metadata["scrapbook"] == {"name": "table-9", "mime_prefix": ""}
+    item = table.metadata["mcalc"]["item"]
+    assert item["key"] == "table-9" and item["caption"] == "Table 9 — demo"
+    assert "PHANTOM" in item["provenance"]
+    assert "mcalc-table" in table.data["text/html"] and "demo" not in table.data["text/html"]
+    record = table.metadata["mcalc"]["table"]
     assert record["caption"] == "Table 9 — demo" and "PHANTOM" in record["provenance"]
     assert pd.read_csv(__import__("io").StringIO(record["csv"]))["a"].tolist() == [1.5, 2.5]
+
+
+def test_an_empty_table_is_its_caption_and_a_note_unglued(monkeypatch):
+    shown = displayed(
+        monkeypatch, plots.show_table, pd.DataFrame(), "Table 9 — demo", None, empty="none"
+    )
+    assert len(shown) == 1 and "scrapbook" not in shown[0].metadata
+    assert "Table 9 —" in shown[0].data["text/html"] and "none" in shown[0].data["text/html"]
+
+
+def test_show_figure_glues_the_image_with_its_caption(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    fig, _ = plt.subplots()
+    shown = displayed(
+        monkeypatch, plots.show_figure, fig, "ROC curves — demo", None, name="roc-demo"
+    )
+    image, caption = shown
+    assert "image/png" in image.data and image.metadata["scrapbook"]["name"] == "roc-demo"
+    assert image.metadata["mcalc"]["item"] == {
+        "key": "roc-demo",
+        "caption": "ROC curves — demo",
+        "provenance": "",
+    }
+    assert "table" not in image.metadata["mcalc"]
+    assert caption.metadata["mcalc"]["caption_of"] == "roc-demo"
 
 
 def test_wide_figures_shrink_to_the_page_and_keep_their_provenance_inside(monkeypatch):

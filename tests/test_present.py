@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
+from conftest import displayed
 
 from mcalc import pipeline as pl
+from mcalc import plots
 from mcalc.errors import NotebookFailed
-from mcalc.present import RUN_BOX_TAG, present, run_box
+from mcalc.present import ITEM_TAG, RUN_BOX_TAG, myst_escape, present, run_box
+from mcalc.provenance import Provenance
 
 PARAMS = {"data_source": "phantom", "data_root": "../data", "seed": 3, "optimizer": "adam"}
 
@@ -64,6 +69,93 @@ def test_run_box_names_data_weights_seed_versions() -> None:
     for text in ("phantom", "`../data`", "`auto`", "`3`", "Python 3.11.9", "`abc1234`"):
         assert text in box
     assert "data_root" not in box  # the shared parameters are not repeated as the chapter's own
+
+
+TRICKY = "Table 4 — ours_vs *paper* [95% CI] {ref}`x` $1 <b> #2 | a\\b"
+
+
+def _with_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An executed notebook whose cells show: a numbered table (and a warning), an unnumbered figure,
+    a table beside a printed line, and a number glued for the prose."""
+    import matplotlib.pyplot as plt
+
+    prov = Provenance(data="phantom")
+    df = pd.DataFrame({"a": [1.0, 2.0]})
+    table = displayed(monkeypatch, plots.show_table, df, TRICKY, prov)
+    warning = nbformat.v4.new_output("stream", name="stderr", text="UserWarning: x\n")
+    figure = displayed(monkeypatch, plots.show_figure, plt.subplots()[0], "ROC curves — demo", prov)
+    mixed = displayed(monkeypatch, plots.show_table, df, "Table 3 — beside a print", prov)
+    printed = nbformat.v4.new_output("stream", name="stdout", text="runs found: adam\n")
+    cells = [
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("plots.show_table(...)", outputs=[warning, *table]),
+        nbformat.v4.new_code_cell("plots.show_figure(...)", outputs=figure),
+        nbformat.v4.new_code_cell("print(); plots.show_table(...)", outputs=[printed, *mixed]),
+        nbformat.v4.new_markdown_cell("## The end"),
+    ]
+    path = tmp_path / "05_comparison.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    return path
+
+
+def _code_outputs(path: Path) -> list[str]:
+    """Every code cell's outputs, serialised as written."""
+    cells = json.loads(path.read_text())["cells"]
+    return [json.dumps(c["outputs"], sort_keys=True) for c in cells if c["cell_type"] == "code"]
+
+
+def test_captioned_items_become_labelled_glue_figures(tmp_path, monkeypatch) -> None:
+    path = _with_items(tmp_path, monkeypatch)
+    before = _code_outputs(path)
+    present(path, PARAMS, commit="abc1234")
+    assert _code_outputs(path) == before  # outputs untouched, byte for byte (nbval compares them)
+    cells = nbformat.read(path, as_version=4).cells
+    kinds = [(c.cell_type, c.metadata.get("tags", [])) for c in cells]
+    assert kinds == [
+        ("markdown", []),
+        ("markdown", [RUN_BOX_TAG]),
+        ("code", ["parameters", "remove-cell"]),
+        ("code", ["hide-input", "remove-output"]),
+        ("markdown", [ITEM_TAG]),
+        ("code", ["hide-input", "remove-output"]),
+        ("markdown", [ITEM_TAG]),
+        ("code", ["hide-input"]),  # a printed line beside the table: left as it was
+        ("markdown", []),
+    ]
+    table, figure = cells[4].source, cells[6].source
+    lines = table.splitlines()
+    assert lines[:3] == [
+        "```{glue:figure} table-4",
+        ":name: 05_comparison-table-4",
+        f":figclass: {ITEM_TAG}",
+    ]
+    assert lines[-1] == "```" and lines[3] == "" and lines[5] == ""
+    assert lines[4] == "**Table 4 —** " + myst_escape(TRICKY.split(" — ", 1)[1])
+    assert lines[6] == f"*{myst_escape(Provenance(data='phantom').label())}*"
+    key = plots.item_key("ROC curves — demo")
+    assert figure.startswith(f"```{{glue:figure}} {key}\n:name: 05_comparison-{key}\n")
+    assert "\nROC curves — demo\n" in figure
+
+
+def test_present_twice_gives_the_same_notebook(tmp_path, monkeypatch) -> None:
+    path = _with_items(tmp_path, monkeypatch)
+    present(path, PARAMS, commit="abc1234")
+    once = [(c.cell_type, c.source, c.metadata) for c in nbformat.read(path, as_version=4).cells]
+    present(path, PARAMS, commit="abc1234")
+    twice = [(c.cell_type, c.source, c.metadata) for c in nbformat.read(path, as_version=4).cells]
+    assert twice == once
+
+
+def test_myst_escape_renders_the_text_as_it_is() -> None:
+    """Escaped, a caption full of Markdown / MyST syntax renders as its own text, nothing more."""
+    import html
+
+    from markdown_it import MarkdownIt
+
+    for text in (TRICKY, "1. not a list", "- nor this", "# nor a heading", "*provenance*: x_y"):
+        rendered = MarkdownIt("commonmark").render(myst_escape(text))
+        assert rendered == f"<p>{html.escape(text, quote=False)}</p>\n"
 
 
 @pytest.mark.slow
