@@ -188,7 +188,7 @@ plots.glue_numbers(
 # - This run's data: {glue:text}`n_rows` ROI rows read, {glue:text}`n_usable` usable,
 #   {glue:text}`n_excluded` excluded (each with its reason above) and {glue:text}`n_swaps` crop/mask
 #   swaps corrected.
-# - Table 1: the paper's training counts agree with the official tables within one ROI; its test counts
+# - {ref}`Table 1 <01_data_curation-table-1>`: the paper's training counts agree with the official tables within one ROI; its test counts
 #   per class do not, although their total does.
 # - The labels carry a shortcut: on the official test table the BI-RADS assessment alone reaches an
 #   accuracy of {glue:text}`rule_accuracy:.3f`, against {glue:text}`majority_accuracy:.3f` for the

@@ -142,5 +142,7 @@ plots.glue_numbers(
 #
 # - Every usable ROI went through the paper's preprocessing and the frozen backbone once:
 #   {glue:text}`n_rois` ROIs × {glue:text}`n_dims` pooled features, cached for the chapters that follow.
-# - The network is the paper's Figure 2, read off the built model, with the backbone of Figure 3.
+# - The network is the paper's {ref}`Figure 2 <02_preprocessing-figure-2>`, read off the built model, with the
+#   backbone of {ref}`Figure 3 <02_preprocessing-figure-3>`; {ref}`Table 2 <02_preprocessing-table-2>` sets its
+#   architecture beside the paper's.
 # - Provenance of these features: {glue:text}`weights_label`.
