@@ -213,6 +213,24 @@ def median_time(fn, repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
     return statistics.median(times), times
 
 
+def epoch_timer(times: list[float]):
+    """A Keras callback appending each epoch's wall time (its begin to its end) to ``times``."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        """Wall time per epoch."""
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            """Start the epoch's clock."""
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            """Record the epoch's wall time."""
+            times.append(time.perf_counter() - self._start)
+
+    return EpochTimer()
+
+
 def timed_method(obj, name: str, times: list[float]) -> None:
     """Wrap the method ``name`` of ``obj`` (on the instance) so that every call's wall time is appended to ``times``."""
     method = getattr(obj, name)

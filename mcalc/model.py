@@ -37,6 +37,7 @@ from mcalc.weights import IMAGENET_NOTOP_FILE, WeightsInfo
 
 if TYPE_CHECKING:
     import keras
+    import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
@@ -314,10 +315,11 @@ def head_layers(model: keras.Model) -> list:
 # training
 
 
-#: Batches run by one compiled call when the head trains on in-memory features (Keras
-#: ``steps_per_execution``): the same batches in the same order, identical weights and history
-#: (tests/test_model.py), less Python overhead per step. Streamed image datasets keep one batch a call.
-STEPS_PER_EXECUTION = 32
+#: The head trains on in-memory features with one compiled call per epoch (Keras
+#: ``steps_per_execution`` = the epoch's batches) and all epochs in one ``model.fit``: the same
+#: batches in the same order, identical weights and history to one batch a call and one ``fit`` an
+#: epoch (tests/test_model.py), without Keras' per-call and per-``fit`` overhead. False: one batch a call.
+ONE_CALL_PER_EPOCH = True
 
 
 def compile_model(
@@ -372,6 +374,42 @@ def make_deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def batches_per_epoch(n: int, batch_size: int) -> int:
+    """The number of batches of one epoch over ``n`` samples (the last one partial)."""
+    return -(-int(n) // int(batch_size))
+
+
+def epoch_stream(
+    X: np.ndarray, Y: np.ndarray, orders: list[np.ndarray], batch_size: int
+) -> tf.data.Dataset:
+    """Every epoch's batches one after the other: epoch e takes rows ``orders[e]`` in ``batch_size``
+    batches, its last batch partial, so that ``fit(..., steps_per_epoch=batches_per_epoch)`` sees
+    exactly the batches of one ``fit`` call per epoch over ``X[orders[e]]``."""
+    import tensorflow as tf
+
+    X_t, Y_t = tf.constant(X), tf.constant(Y)
+    batches = tf.data.Dataset.from_tensor_slices(np.stack(orders).astype(np.int64)).flat_map(
+        lambda order: tf.data.Dataset.from_tensor_slices(order).batch(int(batch_size))
+    )
+    return batches.map(lambda rows: (tf.gather(X_t, rows), tf.gather(Y_t, rows)))
+
+
+def _test_accuracy_callback(test: tuple[np.ndarray, np.ndarray], into: list[float]) -> Any:
+    """A Keras callback appending the model's accuracy on ``test`` after every epoch to ``into``."""
+    import keras
+
+    X_test, y_test = np.asarray(test[0], dtype=np.float32), np.asarray(test[1])
+
+    class TestAccuracy(keras.callbacks.Callback):
+        """Test accuracy after every epoch (for chapter 5's epoch selection on the test set)."""
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            """Record this epoch's test accuracy."""
+            into.append(float((predict_proba(self.model, X_test).argmax(axis=1) == y_test).mean()))
+
+    return TestAccuracy()
+
+
 def fit_epochs(
     model: keras.Model,
     X_train: np.ndarray,
@@ -381,11 +419,15 @@ def fit_epochs(
     config: TrainConfig,
     verbose: int = 0,
     test: tuple[np.ndarray, np.ndarray] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train a compiled ``model`` for ``config.epochs`` epochs over seeded batch orders; history per epoch.
 
-    With ``test`` = (inputs, labels) the history also records ``test_accuracy`` after every epoch,
-    so that choosing an epoch on the test set can be compared with choosing it on validation.
+    All epochs run in one ``model.fit`` over :func:`epoch_stream`; the model's ``steps_per_execution``
+    must divide the batches of an epoch (so that no compiled call spans two epochs). With ``test`` =
+    (inputs, labels) the history also records ``test_accuracy`` after every epoch, so that choosing an
+    epoch on the test set can be compared with choosing it on validation. ``callbacks``: Keras
+    callbacks of the caller's (timing, logging), run before the test-accuracy one.
     """
     make_deterministic(config.seed)
     X = np.asarray(X_train, dtype=np.float32)
@@ -395,29 +437,36 @@ def fit_epochs(
         raise DataError(
             f"training inputs and labels must be non-empty and of equal length, got {len(X)} and {len(Y)}"
         )
+    n_batches = batches_per_epoch(len(X), config.batch_size)
+    if n_batches % int(model.steps_per_execution):
+        raise ValueError(
+            f"steps_per_execution {model.steps_per_execution} does not divide the {n_batches} batches of an epoch"
+        )
     validation = None
     if X_val is not None and y_val is not None:
         validation = (np.asarray(X_val, dtype=np.float32), one_hot(y_val, n_classes))
-    rows = []
+    test_accuracy: list[float] = []
+    callbacks = [*callbacks] + (
+        [] if test is None else [_test_accuracy_callback(test, test_accuracy)]
+    )
     start = time.perf_counter()
-    for epoch, order in enumerate(epoch_orders(len(X), config.epochs, config.seed)):
-        hist = model.fit(
-            X[order],
-            Y[order],
-            batch_size=config.batch_size,
-            epochs=epoch + 1,
-            initial_epoch=epoch,
-            shuffle=False,
-            validation_data=validation,
-            verbose=verbose,
-        )
-        rows.append({"epoch": epoch + 1, **{k: float(v[-1]) for k, v in hist.history.items()}})
-        if test is not None:
-            hits = predict_proba(model, test[0]).argmax(axis=1) == np.asarray(test[1])
-            rows[-1]["test_accuracy"] = float(hits.mean())
+    hist = model.fit(
+        epoch_stream(X, Y, epoch_orders(len(X), config.epochs, config.seed), config.batch_size),
+        epochs=int(config.epochs),
+        steps_per_epoch=n_batches,
+        shuffle=False,
+        validation_data=validation,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
     elapsed = time.perf_counter() - start
+    history = pd.DataFrame({"epoch": np.arange(1, int(config.epochs) + 1)}).assign(
+        **{k: [float(v) for v in values] for k, values in hist.history.items()}
+    )
+    if test is not None:
+        history["test_accuracy"] = test_accuracy
     return TrainResult(
-        history=ordered_history(pd.DataFrame(rows)), model=model, elapsed_s=elapsed, config=config
+        history=ordered_history(history), model=model, elapsed_s=elapsed, config=config
     )
 
 
@@ -437,7 +486,9 @@ def train_head(
     head = compile_model(
         build_head(X.shape[1], config.hidden_units, config.n_classes, config.seed),
         config,
-        steps_per_execution=STEPS_PER_EXECUTION,
+        steps_per_execution=batches_per_epoch(len(X), config.batch_size)
+        if ONE_CALL_PER_EPOCH
+        else 1,
     )
     log.info(
         "training the head: %s, lr %g, batch %d, %d epochs, seed %d, on %s",

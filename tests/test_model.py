@@ -167,20 +167,51 @@ def test_training_is_deterministic_and_history_complete() -> None:
 
 
 @pytest.mark.slow
-def test_steps_per_execution_changes_nothing_but_speed(monkeypatch) -> None:
-    """Several batches per compiled call: the same weights and per-epoch history as one batch per call."""
+def test_one_fit_over_all_epochs_equals_one_fit_per_epoch(monkeypatch) -> None:
+    """All epochs in one ``fit``, an epoch per compiled call: the same weights and per-epoch history
+    (validation and test accuracy included) as one ``fit`` per epoch over the epoch's order, one batch a call."""
     rng = np.random.default_rng(2)
     X, y = rng.normal(0, 1, (70, 1536)).astype(np.float32), np.arange(70) % 3
     cfg = M.TrainConfig(optimizer="rmsprop", learning_rate=1e-3, epochs=3, batch_size=8, seed=1)
-    assert M.STEPS_PER_EXECUTION > 1
+    test = (X[:20], y[:20])
+    assert M.ONE_CALL_PER_EPOCH
     grouped = M.train_head(
-        X[:60], y[:60], X[60:], y[60:], cfg
+        X[:60], y[:60], X[60:], y[60:], cfg, test=test
     )  # 8 batches an epoch, the last one partial
-    monkeypatch.setattr(M, "STEPS_PER_EXECUTION", 1)
-    single = M.train_head(X[:60], y[:60], X[60:], y[60:], cfg)
+
+    M.make_deterministic(cfg.seed)  # the reference: one fit per epoch, as the history is defined
+    model = M.compile_model(M.build_head(1536, cfg.hidden_units, cfg.n_classes, cfg.seed), cfg)
+    rows = []
+    for epoch, order in enumerate(M.epoch_orders(60, cfg.epochs, cfg.seed)):
+        h = model.fit(
+            X[:60][order],
+            M.one_hot(y[:60][order]),
+            batch_size=cfg.batch_size,
+            shuffle=False,
+            validation_data=(X[60:], M.one_hot(y[60:])),
+            verbose=0,
+        )
+        rows.append({"epoch": epoch + 1, **{k: float(v[-1]) for k, v in h.history.items()}})
+        hits = M.predict_proba(model, test[0]).argmax(axis=1) == test[1]
+        rows[-1]["test_accuracy"] = float(hits.mean())
+    for wa, wb in zip(grouped.model.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    pd.testing.assert_frame_equal(grouped.history, M.ordered_history(pd.DataFrame(rows)))
+
+    monkeypatch.setattr(M, "ONE_CALL_PER_EPOCH", False)  # one batch a call: the same again
+    single = M.train_head(X[:60], y[:60], X[60:], y[60:], cfg, test=test)
     for wa, wb in zip(grouped.model.get_weights(), single.model.get_weights()):
         np.testing.assert_array_equal(wa, wb)
     pd.testing.assert_frame_equal(grouped.history, single.history)
+
+
+def test_steps_per_execution_must_divide_an_epoch() -> None:
+    """A compiled call spanning two epochs would mix their batches: refused."""
+    X, y = np.zeros((10, 4), np.float32), np.arange(10) % 3
+    cfg = M.TrainConfig(epochs=1, batch_size=4)  # 3 batches an epoch
+    model = M.compile_model(M.build_head(4, 8, 3, 0), cfg, steps_per_execution=2)
+    with pytest.raises(ValueError, match="does not divide"):
+        M.fit_epochs(model, X, y, None, None, cfg)
 
 
 def test_loss_and_metrics() -> None:
