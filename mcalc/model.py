@@ -18,10 +18,11 @@ A GPU is used automatically when TensorFlow sees one; the device is logged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -410,6 +411,19 @@ def _test_accuracy_callback(test: tuple[np.ndarray, np.ndarray], into: list[floa
     return TestAccuracy()
 
 
+@contextlib.contextmanager
+def quiet_retracing() -> Iterator[None]:
+    """TensorFlow's "triggered tf.function retracing" warnings held back for the block: every new head
+    traces its own training function by design, which is what that warning, meant for loops, counts."""
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        tf_logger.setLevel(level)
+
+
 def fit_epochs(
     model: keras.Model,
     X_train: np.ndarray,
@@ -450,15 +464,16 @@ def fit_epochs(
         [] if test is None else [_test_accuracy_callback(test, test_accuracy)]
     )
     start = time.perf_counter()
-    hist = model.fit(
-        epoch_stream(X, Y, epoch_orders(len(X), config.epochs, config.seed), config.batch_size),
-        epochs=int(config.epochs),
-        steps_per_epoch=n_batches,
-        shuffle=False,
-        validation_data=validation,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    with quiet_retracing():
+        hist = model.fit(
+            epoch_stream(X, Y, epoch_orders(len(X), config.epochs, config.seed), config.batch_size),
+            epochs=int(config.epochs),
+            steps_per_epoch=n_batches,
+            shuffle=False,
+            validation_data=validation,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
     elapsed = time.perf_counter() - start
     history = pd.DataFrame({"epoch": np.arange(1, int(config.epochs) + 1)}).assign(
         **{k: [float(v) for v in values] for k, values in hist.history.items()}

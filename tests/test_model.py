@@ -420,3 +420,38 @@ def test_update_sizes_show_adadelta_barely_moves_at_the_papers_learning_rate():
     assert sizes.loc["adam", "after 1 step"] == pytest.approx(1e-4, rel=1e-3)
     assert sizes.loc["adadelta", "after 50 steps"] * 100 < sizes.loc["adam", "after 50 steps"]
     assert sizes.loc["rmsprop", "after 1 step"] == pytest.approx(1e-4 / (1 - 0.9) ** 0.5, rel=1e-3)
+
+
+RETRACING_SCRIPT = """
+import contextlib, logging, sys
+import numpy as np
+from mcalc import model as M
+if sys.argv[1] == "unguarded":
+    M.quiet_retracing = contextlib.nullcontext
+rng = np.random.default_rng(4)
+X, y = rng.normal(0, 1, (24, 16)).astype(np.float32), np.arange(24) % 3
+level = logging.getLogger("tensorflow").level
+for seed in range(8):  # TensorFlow warns from the sixth trace on
+    cfg = M.TrainConfig(epochs=2, batch_size=8, seed=seed)
+    M.train_head(X[:18], y[:18], X[18:], y[18:], cfg, test=(X[18:], y[18:]))
+assert logging.getLogger("tensorflow").level == level, "logger level not restored"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["guarded", "unguarded"])
+def test_new_heads_print_no_retracing_warning(mode) -> None:
+    """Training many fresh heads (chapters 5 to 7 do) prints no tf.function retracing warning and
+    leaves TensorFlow's logger level as it was; without the guard the warning does appear."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", RETRACING_SCRIPT, mode],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ("retracing" in done.stdout + done.stderr) == (mode == "unguarded")
