@@ -381,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-execute", action="store_true", help="build from the already executed notebooks"
     )
+    _add_build_args(p)
     p.set_defaults(func=_cmd_book)
 
     p = sub.add_parser(

@@ -224,6 +224,26 @@ def test_a_failing_notebook_is_one_line_and_exit_1(capsys, monkeypatch):
     assert err.startswith("mcalc notebooks: notebook 03_optimizer_adam failed in cell [3]")
 
 
+@pytest.mark.parametrize(
+    "extra, force, jobs", [([], False, None), (["--force", "--jobs", "1"], True, 1)]
+)
+def test_book_executes_with_the_build_options_then_builds(capsys, monkeypatch, extra, force, jobs):
+    """`mcalc book` (what `make book` runs) executes the notebooks with --force / --jobs, then builds."""
+    from mcalc import book, pipeline
+
+    calls = []
+    monkeypatch.setattr(
+        pipeline, "run_profile", lambda profile, **kw: calls.append(("run", profile.name, kw))
+    )
+    monkeypatch.setattr(book, "build_book", lambda profile: calls.append(("build", profile.name)))
+    code, err = run_cli(["book", "--profile", "ci", "--quiet", *extra], capsys)
+    assert code == 0, err
+    assert calls == [
+        ("run", "ci", {"progress": False, "force": force, "jobs": jobs}),
+        ("build", "ci"),
+    ]
+
+
 def test_a_bad_data_root_fails_before_any_notebook(tmp_path, capsys, monkeypatch):
     """A real data root without the tables is refused by the preflight, in one line, exit 2."""
     from mcalc import pipeline
