@@ -29,9 +29,11 @@ test: units-all papermill-override nbval book-ci book-check
 units: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"
 
-# Every unit test, the slow ones included (what make test runs).
+# Every unit test, the slow ones included (what make test runs), on every core: one test file per
+# worker at a time (--dist loadfile), so a module's shared fixtures are built once.
+XDIST := -n auto --dist loadfile
 units-all: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests $(XDIST)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mcalc tests benchmarks notebooks
@@ -48,7 +50,7 @@ papermill-override: notebooks-ci
 		-p results_dir build/ci/results -p image_size 75 -p validation_size 0.2 -p n_boot 50
 
 nbval: notebooks-ci papermill-override
-	$(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-cell-timeout=900 build/ci/notebooks
+	$(PY) -m pytest -p no:cacheprovider $(XDIST) --nbval-lax --nbval-current-env --nbval-cell-timeout=900 build/ci/notebooks
 
 book-ci: notebooks-ci
 	$(PY) -m mcalc book --profile ci --no-execute

@@ -100,6 +100,12 @@ def _meaningless_index(df: pd.DataFrame) -> bool:
     return isinstance(df.index, pd.RangeIndex) and df.index.name is None
 
 
+def _is_interval(column: object) -> bool:
+    """A column of confidence intervals ("95% CI", or a two-level header ending in it)."""
+    last = column[-1] if isinstance(column, tuple) else column
+    return isinstance(last, str) and re.search(r"\bCI\b", last) is not None
+
+
 def _text_widths(df: pd.DataFrame, long: int = 40) -> dict:
     """Columns of long text → a minimum width in em (about a quarter of their longest entry, at most 24)."""
     widths = {}
@@ -122,6 +128,9 @@ def table_html(df: pd.DataFrame, caption: str, precision: int = 3) -> str:
     if _meaningless_index(df):
         styler = styler.hide(axis="index")
     widths = _text_widths(df)
+    intervals = [c for c in styler.data.columns if _is_interval(c)]
+    if intervals:  # "[0.333, 0.467]" reads as one value: never broken over two lines
+        styler = styler.set_properties(subset=intervals, **{"white-space": "nowrap"})
     if widths:  # long text gets a reading width (the table scrolls) rather than a one-word column
         styler = styler.set_table_styles(
             {col: [{"selector": "", "props": f"min-width: {em}em"}] for col, em in widths.items()},

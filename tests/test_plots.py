@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 from conftest import displayed
@@ -156,3 +158,13 @@ def test_wide_figures_shrink_to_the_page_and_keep_their_provenance_inside(monkey
     width, _ = Image.open(io.BytesIO(shown[0].data)).size
     assert width <= plots.FIGURE_MAX_WIDTH * 110 * 1.05
     assert "Figure 9 —" in shown[1].data
+
+
+def test_interval_cells_never_wrap_and_other_cells_may():
+    """A "[0.333, 0.467]" cell under a "95% CI" header (two-level or not) is kept on one line."""
+    cols = pd.MultiIndex.from_tuples([("accuracy", "ours"), ("accuracy", "95% CI")])
+    df = pd.DataFrame([[0.4, "[0.333, 0.467]"]], columns=cols, index=["svm"])
+    html = plots.table_html(df, "Table 9 — demo")
+    nowrap = re.findall(r"#(T_\w+) \{\s*white-space: nowrap", html)
+    assert len(nowrap) == 1 and nowrap[0].endswith("_row0_col1")  # the interval cell, only it
+    assert "white-space: nowrap" not in plots.table_html(df.iloc[:, :1], "Table 9 — demo")
