@@ -62,6 +62,7 @@ from mcalc.results import (
     usable_under_task,
     write_json,
 )
+from mcalc.splits import FastStratifiedGroupKFold
 
 #: Names of the 14 Haralick features, in the order ``mahotas.features.haralick`` returns them.
 HARALICK_NAMES: tuple[str, ...] = (
@@ -229,7 +230,7 @@ def grouped_folds(
         )
     if groups is None:
         return StratifiedKFold(n_splits=n, shuffle=True, random_state=seed)
-    return StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
+    return FastStratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
 
 
 def _check_groups(groups: np.ndarray | None, n: int, what: str) -> np.ndarray | None:
