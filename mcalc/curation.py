@@ -875,6 +875,38 @@ def is_binary(pixels: np.ndarray) -> bool:
     return rest.size == 0 or bool((rest == rest[0]).all())
 
 
+@dataclass(frozen=True)
+class MaskChoice:
+    """Which of an ROI's two files is the mask (0 or 1), or why content cannot tell (``mask`` None)."""
+
+    mask: int | None
+    reason: str = ""
+    detail: str = ""
+
+
+def choose_mask(
+    sizes: tuple[tuple[int, int], tuple[int, int]],
+    full_shape: tuple[int, int],
+    near_binary: Callable[[int], bool],
+    names: tuple[str, str],
+    binary_words: str = "files are binary",
+) -> MaskChoice:
+    """Pick the mask of two ROI files: the one of the full image's size, else the only near-binary one."""
+    full_size = [i for i in (0, 1) if tuple(sizes[i]) == tuple(full_shape)]
+    if len(full_size) == 1:
+        return MaskChoice(full_size[0])
+    binary = [i for i in (0, 1) if near_binary(i)]  # pixels read only when sizes cannot tell
+    if len(binary) == 1:
+        return MaskChoice(binary[0])
+    listed = ", ".join(f"{name} {rows}x{cols}" for name, (rows, cols) in zip(names, sizes))
+    return MaskChoice(
+        None,
+        "crop_mask_undecided",
+        f"cannot tell crop from mask: {len(binary)} of the two {binary_words} and "
+        f"{len(full_size)} have the full image's size {full_shape[0]}x{full_shape[1]} ({listed})",
+    )
+
+
 @dataclass
 class _RowCheck:
     """The outcome of checking one ROI's files."""
@@ -909,30 +941,27 @@ def _check_files(res: _Resolved) -> _RowCheck:
             out.reason, out.detail = head.reason, f"{role}: {head.detail}"
             return out
     shape = (full.rows, full.columns)
-    full_size = [h for h in (a, b) if (h.rows, h.columns) == shape]
-    pixels: dict[str, np.ndarray] = {}
-    if len(full_size) == 1:
-        mask = full_size[0]
-    else:
-        for head in (a, b):
-            data = read_dicom_pixels(head.path)
-            if isinstance(data, str):
-                out.reason, out.detail = "corrupt_dicom", data
-                return out
-            pixels[head.path] = data
-        binary = [h for h in (a, b) if is_binary(pixels[h.path])]
-        if len(binary) != 1:
-            sizes = ", ".join(f"{h.path} {h.rows}x{h.columns}" for h in (a, b))
-            out.reason = "crop_mask_undecided"
-            out.detail = (
-                f"cannot tell crop from mask: {len(binary)} of the two files are binary and "
-                f"{len(full_size)} have the full image's size {shape[0]}x{shape[1]} ({sizes})"
-            )
-            return out
-        mask = binary[0]
-    crop = b if mask is a else a
+
+    def binary(i: int) -> bool:
+        """Whether ROI file i (0: claimed crop, 1: claimed mask) is binary; unreadable pixels raise."""
+        data = read_dicom_pixels((a, b)[i].path)
+        if isinstance(data, str):
+            raise UnusableImage(data, "corrupt_dicom")
+        return is_binary(data)
+
+    try:
+        choice = choose_mask(
+            ((a.rows, a.columns), (b.rows, b.columns)), shape, binary, (a.path, b.path)
+        )
+    except UnusableImage as exc:
+        out.reason, out.detail = exc.reason, str(exc)
+        return out
+    if choice.mask is None:
+        out.reason, out.detail = choice.reason, choice.detail
+        return out
+    mask, crop = (a, b) if choice.mask == 0 else (b, a)
     out.crop, out.mask = crop.path, mask.path
-    out.swapped = res.claims_known and mask is a
+    out.swapped = res.claims_known and choice.mask == 0
     if (mask.rows, mask.columns) != shape:  # kept: classification needs only the crop
         size_note = (
             f"mask size mismatch: ROI mask {mask.path} is {mask.rows}x{mask.columns}, "

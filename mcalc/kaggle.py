@@ -18,8 +18,9 @@ folder above the file name), as those notebooks do. Accepted variants: ``image_p
 ``<uid>/<file>``, with either slash; header names compared without case, spaces or underscores; ``,`` or
 ``;`` as the separator. Every path is rebuilt as ``<jpeg folder>/<uid>/<file>`` from plain names, so
 nothing outside the data root is ever read. Which ROI file is the crop and which the mask is decided
-by content as for the DICOM release (size first, then a near-binary test with a tolerance for JPEG
-ringing); ``SeriesDescription`` only says which one the download claims.
+by content with the DICOM release's rule (:func:`mcalc.curation.choose_mask`: size first, then a
+near-binary test with a tolerance for JPEG ringing); ``SeriesDescription`` only says which one the
+download claims.
 """
 
 from __future__ import annotations
@@ -425,7 +426,7 @@ def is_near_binary(
 
 def check_files(res: _Resolved) -> _RowCheck:
     """Check one ROI's JPEGs and decide by content which is the crop and which the mask."""
-    from mcalc.curation import _RowCheck
+    from mcalc.curation import _RowCheck, choose_mask
     from mcalc.preprocessing import check_dicom_image
 
     out = _RowCheck(crop=res.claimed_crop, mask=res.claimed_mask)
@@ -453,23 +454,19 @@ def check_files(res: _Resolved) -> _RowCheck:
         pixels[head.path] = data
     a, b = heads
     shape = (full.rows, full.columns)
-    full_size = [h for h in heads if (h.rows, h.columns) == shape]
-    if len(full_size) == 1:
-        mask = full_size[0]
-    else:
-        binary = [h for h in heads if is_near_binary(pixels[h.path])]
-        if len(binary) != 1:
-            sizes = ", ".join(f"{h.path} {h.rows}x{h.columns}" for h in heads)
-            out.reason = "crop_mask_undecided"
-            out.detail = (
-                f"cannot tell crop from mask: {len(binary)} of the two JPEGs are near-binary and "
-                f"{len(full_size)} have the full image's size {shape[0]}x{shape[1]} ({sizes})"
-            )
-            return out
-        mask = binary[0]
-    crop = b if mask is a else a
+    choice = choose_mask(
+        ((a.rows, a.columns), (b.rows, b.columns)),
+        shape,
+        lambda i: is_near_binary(pixels[heads[i].path]),
+        (a.path, b.path),
+        "JPEGs are near-binary",
+    )
+    if choice.mask is None:
+        out.reason, out.detail = choice.reason, choice.detail
+        return out
+    mask, crop = (a, b) if choice.mask == 0 else (b, a)
     out.crop, out.mask = crop.path, mask.path
-    out.swapped = res.claims_known and mask is a
+    out.swapped = res.claims_known and choice.mask == 0
     size_note = (  # kept, as for the DICOM release: classification needs only the crop
         f"mask size mismatch: ROI mask {mask.path} is {mask.rows}x{mask.columns}, "
         f"full image {full.path} is {shape[0]}x{shape[1]} (kept: only the crop is used)"

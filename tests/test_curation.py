@@ -781,6 +781,56 @@ def test_all_zero_crop_excluded(tmp_path):
     assert row["crop_path"] in row["detail"]
 
 
+@pytest.mark.parametrize(
+    "sizes, binary, mask, tested",
+    [
+        (((3000, 2000), (400, 300)), set(), 0, False),  # one full-size: it is the mask, unread
+        (((400, 300), (3000, 2000)), {0}, 1, False),  # the size wins over the content
+        (((400, 300), (500, 500)), {1}, 1, True),  # none full-size, one binary
+        (((3000, 2000), (3000, 2000)), {0}, 0, True),  # both full-size, one binary
+        (((400, 300), (500, 500)), {0, 1}, None, True),  # both binary
+        (((400, 300), (500, 500)), set(), None, True),  # neither
+    ],
+)
+def test_choose_mask_by_size_then_content(sizes, binary, mask, tested):
+    """The mask is the full-size file, else the only binary one; otherwise undecided, naming both files."""
+    asked = []
+
+    def near_binary(i):
+        asked.append(i)
+        return i in binary
+
+    choice = cu.choose_mask(sizes, (3000, 2000), near_binary, ("c.dcm", "m.dcm"))
+    assert choice.mask == mask and bool(asked) == tested
+    if mask is None:
+        assert choice.reason == "crop_mask_undecided"
+        assert choice.detail == (
+            f"cannot tell crop from mask: {len(binary)} of the two files are binary and 0 have "
+            f"the full image's size 3000x2000 (c.dcm {sizes[0][0]}x{sizes[0][1]}, "
+            f"m.dcm {sizes[1][0]}x{sizes[1][1]})"
+        )
+    else:
+        assert (choice.reason, choice.detail) == ("", "")
+
+
+def test_undecided_roi_is_excluded_with_the_shared_detail(tmp_path):
+    """Two binary ROI files of a size other than the full image's: the row is excluded as undecided."""
+    rng = np.random.default_rng(4)
+    rec = table_row("P_00025")
+    write_dicom(tmp_path / "CBIS-DDSM" / rec[11], pixels("full", rng))
+    roi = rec[12].split("/")[0]
+    two = np.zeros(CROP_SHAPE, np.uint16)
+    two[5:9, 5:9] = 1
+    roi_files(tmp_path, roi, {"1.2.5/1.2.6/000001.dcm": two, "1.2.5/1.2.6/000000.dcm": two * 255})
+    write_table(tmp_path / cu.TABLE_FILES[("calc", "train")], [rec])
+    row = curate_quietly(tmp_path).manifest.iloc[0]
+    assert (row["status"], row["reason"]) == ("excluded", "crop_mask_undecided")
+    assert row["detail"].startswith(
+        "cannot tell crop from mask: 2 of the two files are binary and 0"
+    )
+    assert row["crop_path"] in row["detail"] and row["mask_path"] in row["detail"]
+
+
 @pytest.mark.parametrize("layout", ["uid", "nbia"])
 def test_every_exclusion_detail_names_a_file_or_the_row(tmp_path, layout):
     """Each exclusion's detail names one of the ROI's files (or its folder) or the table file and line."""
