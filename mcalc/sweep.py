@@ -15,11 +15,12 @@ and writes the point's record. Layout under ``<results_dir>/sweeps/<name>/``:
 - ``sweep.json`` the points of the latest run of the grid, in grid order: what readers show (older
   records stay, so changing the grid back resumes them).
 
-A point's key is the hash of mcalc's version, of the template's text, of its parameters (paths aside)
-and of the bytes of the study inputs it reads, so re-running a sweep skips the points already
-recorded (an interrupted sweep resumes) and a changed template, parameter or input runs again (an
-edit of mcalc's code within one version does not: remove the sweep's folder to run it afresh). Workers must see the
-repository and the results folder at the same paths (one machine, or a shared file system).
+A point's key is the hash of mcalc's source files (:func:`mcalc.rebuild.source_digest`, as for the
+book's notebooks), of the template's text, of its parameters (paths aside) and of the bytes of the
+study inputs it reads, so re-running a sweep skips the points already recorded (an interrupted sweep
+resumes) and a changed template, parameter, input or edit of mcalc's code runs again (remove the
+sweep's folder to run it afresh anyway). Workers must see the repository and the results folder at
+the same paths (one machine, or a shared file system).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mcalc import __version__, paper
+from mcalc import paper, rebuild
 from mcalc.cache import cache_key, file_digest
 from mcalc.errors import DataError
 from mcalc.fsio import atomic_write, write_new
@@ -241,11 +242,11 @@ def grid_points(spec: GridSpec) -> list[dict]:
     return ([] if not axes else combos) + [dict(p) for p in spec.points]
 
 
-def point_key(template_text: str, parameters: dict, input_digests: dict) -> str:
-    """The content key of a point: mcalc's version, template text, parameters (paths aside), input file digests."""
+def point_key(template_text: str, parameters: dict, input_digests: dict, sources: str) -> str:
+    """The content key of a point: mcalc's sources digest, template text, parameters (paths aside), input digests."""
     keyed = {k: v for k, v in parameters.items() if k not in PATH_PARAMETERS}
     return cache_key(
-        __version__,
+        sources,
         template_text,
         json.dumps(keyed, sort_keys=True, default=str),
         json.dumps(input_digests, sort_keys=True),
@@ -290,6 +291,7 @@ def expand(
             )
     results_dir = Path(profile.results_dir)
     digests = input_digests(spec, results_dir)
+    sources = rebuild.source_digest()
     out_dir = sweep_dir(results_dir, spec.name).resolve()
     points: dict[str, SweepPoint] = {}
     for axes in grid_points(spec):
@@ -299,7 +301,7 @@ def expand(
         for name in PATH_PARAMETERS:
             if name in params:
                 params[name] = str(Path(params[name]).resolve())
-        key = point_key(template_text, params, digests)
+        key = point_key(template_text, params, digests, sources)
         points.setdefault(
             key,
             SweepPoint(key, axes, params, spec.template, notebook_json, str(out_dir), gpus),

@@ -11,7 +11,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from mcalc import sweep
+from mcalc import rebuild, sweep
 from mcalc.cli import main
 from mcalc.errors import DataError
 from mcalc.pipeline import get_profile, seed_sweep
@@ -115,6 +115,17 @@ def test_points_are_keyed_by_content_and_duplicates_collapse(fake):
     (notebooks / "fake.py").write_text(FAKE_TEMPLATE + "\n# another line\n")
     again = sweep.expand(_spec(grid={"x": [1]}), profile, notebooks)
     assert again[0].key != points[0].key
+
+
+def test_an_edit_of_mcalc_changes_every_key(fake, monkeypatch):
+    """The same grid after an edit of mcalc's sources (another source digest): every point has a new key."""
+    notebooks, profile = fake
+    spec = _spec(grid={"x": [1, 2]})
+    before = [p.key for p in sweep.expand(spec, profile, notebooks)]
+    assert [p.key for p in sweep.expand(spec, profile, notebooks)] == before
+    monkeypatch.setattr(rebuild, "source_digest", lambda: "edited mcalc")
+    after = [p.key for p in sweep.expand(spec, profile, notebooks)]
+    assert len(after) == 2 and not set(after) & set(before)
 
 
 def test_the_first_writer_of_a_record_wins(tmp_path):
