@@ -43,9 +43,11 @@ notebooks-ci: $(STAMP)
 	$(PY) -m mcalc notebooks --profile ci
 
 # The README's re-run recipe: one template, other parameters, straight through papermill.
+# TF_CPP_MIN_LOG_LEVEL=3 (logging only): the kernel's TensorFlow prints its C++ start-up lines
+# (oneDNN, use_unbounded_threadpool) straight to the terminal otherwise.
 papermill-override: notebooks-ci
 	$(VENV)/bin/jupytext --to ipynb --set-kernel python3 notebooks/03_optimizer.py -o build/ci/03_optimizer.ipynb
-	$(VENV)/bin/papermill --cwd . build/ci/03_optimizer.ipynb build/ci/03_optimizer_override.ipynb \
+	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/papermill --cwd . build/ci/03_optimizer.ipynb build/ci/03_optimizer_override.ipynb \
 		-p optimizer rmsprop -p learning_rate 1e-3 -p epochs 5 \
 		-p results_dir build/ci/results -p image_size 75 -p validation_size 0.2 -p n_boot 50
 

@@ -34,6 +34,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -478,6 +479,16 @@ def pending(points: list[SweepPoint]) -> tuple[list[SweepPoint], list[str]]:
     return todo, done
 
 
+def show_progress(futures: list) -> None:
+    """Dask's text progress bar until the futures finish, on a terminal only: in a log its ticks flood."""
+    if not sys.stdout.isatty():
+        return
+    from distributed import progress as dask_progress
+
+    dask_progress(futures)
+    print(flush=True)
+
+
 def run_sweep(
     spec: GridSpec,
     profile: Profile,
@@ -519,7 +530,6 @@ def run_sweep(
             except Exception as exc:
                 summary.failed[point.key] = record_failure(point, exc)
         return summary
-    from distributed import progress as dask_progress
     from distributed import wait
 
     with dask_client(scheduler, workers, dashboard) as client:
@@ -529,8 +539,7 @@ def run_sweep(
             client.submit(run_point, p, key=f"mcalc-sweep-{p.key}", retries=retries) for p in todo
         ]
         if progress:
-            dask_progress(futures)
-            print(flush=True)
+            show_progress(futures)
         wait(futures)
         for point, future in zip(todo, futures):
             if future.status == "finished":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -126,6 +127,18 @@ def test_an_edit_of_mcalc_changes_every_key(fake, monkeypatch):
     monkeypatch.setattr(rebuild, "source_digest", lambda: "edited mcalc")
     after = [p.key for p in sweep.expand(spec, profile, notebooks)]
     assert len(after) == 2 and not set(after) & set(before)
+
+
+def test_dask_progress_bar_on_a_terminal_only(monkeypatch, capsys):
+    """Dask's bar is drawn when stdout is a terminal; into a log (not a terminal) nothing at all is written."""
+    from distributed import Client
+
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
+        sweep.show_progress([c.submit(sum, [1, 2])])
+        assert capsys.readouterr().out == ""
+        monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+        sweep.show_progress([c.submit(sum, [3, 4])])
+        assert "100% Completed" in capsys.readouterr().out
 
 
 def test_the_first_writer_of_a_record_wins(tmp_path):
