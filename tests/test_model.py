@@ -422,6 +422,25 @@ def test_update_sizes_show_adadelta_barely_moves_at_the_papers_learning_rate():
     assert sizes.loc["rmsprop", "after 1 step"] == pytest.approx(1e-4 / (1 - 0.9) ** 0.5, rel=1e-3)
 
 
+def test_update_sizes_compiled_steps_match_one_eager_step_at_a_time():
+    """The compiled loop moves the weight as the optimizer stepped once per Python call does
+    (to float32 rounding), for every optimizer; one step runs no loop at all."""
+    from mcalc.audits import update_sizes
+    from mcalc.paper import OPTIMIZERS
+
+    sizes = update_sizes(steps=30, gradients=(0.5,)).set_index("optimizer")
+    for name in OPTIMIZERS:
+        opt = M.make_optimizer(name, None)
+        var = keras.Variable(0.0, dtype="float32")
+        grad = keras.ops.convert_to_tensor(0.5, dtype="float32")
+        for _ in range(30):
+            opt.apply_gradients([(grad, var)])
+        eager = abs(float(keras.ops.convert_to_numpy(var)))
+        assert sizes.loc[name, "after 30 steps"] == pytest.approx(eager, rel=1e-5), name
+    one = update_sizes(steps=1, gradients=(1.0,))
+    assert (one["after 1 step"] == one["after 1 steps"]).all()
+
+
 RETRACING_SCRIPT = """
 import contextlib, logging, sys
 import numpy as np
