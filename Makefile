@@ -43,8 +43,9 @@ notebooks-ci: $(STAMP)
 	$(PY) -m mcalc notebooks --profile ci
 
 # The README's re-run recipe: one template, other parameters, straight through papermill.
-# TF_CPP_MIN_LOG_LEVEL=3 (logging only): the kernel's TensorFlow prints its C++ start-up lines
-# (oneDNN, use_unbounded_threadpool) straight to the terminal otherwise.
+# TF_CPP_MIN_LOG_LEVEL=3 (logging only, same results): the kernel echoes TensorFlow's C++ log to the
+# terminal; this drops its warnings and errors (E0000 ... use_unbounded_threadpool). TensorFlow 2.21's
+# oneDNN notice at import ignores it (TF_ENABLE_ONEDNN_OPTS=0 would hide it but changes the numerics).
 papermill-override: notebooks-ci
 	$(VENV)/bin/jupytext --to ipynb --set-kernel python3 notebooks/03_optimizer.py -o build/ci/03_optimizer.ipynb
 	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/papermill --cwd . build/ci/03_optimizer.ipynb build/ci/03_optimizer_override.ipynb \
