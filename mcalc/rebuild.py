@@ -15,17 +15,10 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from mcalc.cache import file_digest
+
 KEY_FIELD = "build_key"  # under the executed notebook's metadata.mcalc
 CONTENT_SUFFIXES = (".csv", ".json", ".yaml", ".yml", ".txt")  # data-root files hashed by content
-
-
-def file_digest(path: Path) -> str:
-    """The SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def source_digest(package: Path | None = None) -> str:
