@@ -481,6 +481,7 @@ def roc_and_confusion(evaluation, title: str = "") -> plt.Figure:
     ax_cm.set_xlabel("predicted")
     ax_cm.set_ylabel("true")
     ax_cm.tick_params(labelsize=9)
+    plt.setp(ax_cm.get_yticklabels(), rotation=0, va="center")  # wrapped class names read across
     if title:
         fig.suptitle(title, fontsize=12)
     fig.tight_layout()
