@@ -234,7 +234,7 @@ def render(results: dict) -> list[str]:
             "naive, measured",
             "per epoch",
             "max weight change",
-            "max |cached − naive|",
+            "max \\|cached − naive\\|",  # pipes escaped: a bare one would end the cell
             "same weights",
             "naive, extrapolated",
         ],
