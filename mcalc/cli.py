@@ -135,7 +135,7 @@ def _cmd_curate(args: argparse.Namespace) -> int:
         Path(args.root),
         abnormality=args.abnormality,
         check_images=not args.no_images,
-        progress=not args.quiet,
+        progress=_progress(args),
     )
     paths = write_curation(result, Path(args.out))
     if result.layout == "kaggle-jpeg":  # mcalc.kaggle.LAYOUT
@@ -164,7 +164,7 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise DataError(str(exc)) from None
-    summary = generate_phantom(Path(args.out), config, progress=not args.quiet)
+    summary = generate_phantom(Path(args.out), config, progress=_progress(args))
     print(summary)
     return 0
 
@@ -201,7 +201,7 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     run_profile(
         _profile_from(args),
         only=args.only,
-        progress=not args.quiet,
+        progress=_progress(args),
         force=args.force,
         jobs=args.jobs,
     )
@@ -215,7 +215,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
     profile = _profile_from(args)
     if not args.no_execute:
-        run_profile(profile, progress=not args.quiet, force=args.force, jobs=args.jobs)
+        run_profile(profile, progress=_progress(args), force=args.force, jobs=args.jobs)
     index = build_book(profile)
     print(f"book built: {index}")
     return 0
@@ -235,7 +235,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             profile,
             scheduler=args.scheduler or profile.sweep.scheduler,
             workers=profile.sweep.workers if args.workers is None else args.workers,
-            progress=not args.quiet,
+            progress=_progress(args),
         )
     except KeyboardInterrupt:
         print(
@@ -290,7 +290,16 @@ def _add_profile_args(p: argparse.ArgumentParser) -> None:
         "--out-dir",
         help="folder for the executed notebooks (default: the profile's; book/executed for the book)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars (never drawn when the output is not a terminal)",
+    )
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars unless --quiet, and only on a terminal: a log file gets the one-line messages only."""
+    return not args.quiet and sys.stderr.isatty()
 
 
 def _jobs(text: str) -> int:
@@ -336,7 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-images", action="store_true", help="parse the CSVs only; do not open any DICOM file"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar (never drawn when the output is not a terminal)",
+    )
     p.set_defaults(func=_cmd_curate)
 
     p = sub.add_parser(
@@ -359,7 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="layout to imitate: the DICOM release's UID or NBIA folders, or the Kaggle JPEG re-release",
     )
     p.add_argument("--workers", type=_workers, default=2, help="processes to render with (>= 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar (never drawn when the output is not a terminal)",
+    )
     p.set_defaults(func=_cmd_phantom)
 
     p = sub.add_parser(

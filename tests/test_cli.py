@@ -244,6 +244,21 @@ def test_book_executes_with_the_build_options_then_builds(capsys, monkeypatch, e
     ]
 
 
+@pytest.mark.parametrize(
+    "tty, quiet, bars", [(True, False, True), (True, True, False), (False, False, False)]
+)
+def test_progress_bars_only_on_a_terminal(capsys, monkeypatch, tty, quiet, bars):
+    """Bars on a terminal unless --quiet; a log (stderr not a terminal) gets none, so it is not flooded."""
+    from mcalc import pipeline
+
+    seen = []
+    monkeypatch.setattr(pipeline, "run_profile", lambda profile, **kw: seen.append(kw["progress"]))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty, raising=False)
+    code, err = run_cli(["notebooks", "--profile", "ci", *(["--quiet"] if quiet else [])], capsys)
+    assert code == 0, err
+    assert seen == [bars]
+
+
 def test_a_bad_data_root_fails_before_any_notebook(tmp_path, capsys, monkeypatch):
     """A real data root without the tables is refused by the preflight, in one line, exit 2."""
     from mcalc import pipeline
