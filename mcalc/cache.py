@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from mcalc.fsio import atomic_write, sweep_stale_temporaries, write_new
 
@@ -72,6 +73,30 @@ def array_digest(array: np.ndarray) -> str:
     h = hashlib.sha256(f"{arr.dtype.str}|{arr.shape}|".encode())
     h.update(arr.tobytes())
     return h.hexdigest()
+
+
+def cached_table(folder: str | Path, key: str, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """``compute()``'s table, kept as ``folder/<key>.pkl`` and read back while the key is unchanged
+    (the key must name everything the table depends on); an unreadable copy is computed again."""
+    import io
+    import pickle
+
+    from mcalc.fsio import write_bytes
+
+    path = Path(folder) / f"{key}.pkl"
+    if path.is_file():
+        try:
+            table = pd.read_pickle(path)
+            if isinstance(table, pd.DataFrame):
+                return table
+        except (OSError, EOFError, ValueError, pickle.UnpicklingError, AttributeError, ImportError):
+            log.warning("cached table %s unreadable: computed again", path)
+    table = compute()
+    buffer = io.BytesIO()
+    table.to_pickle(buffer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(path, buffer.getvalue())
+    return table
 
 
 @dataclass

@@ -288,3 +288,28 @@ def test_non_finite_rows_are_returned_but_never_stored(tmp_path: Path) -> None:
     assert np.isnan(first.array[1]).all() and first.computed == [0, 1]
     assert fc.load(keys[1]) is None and fc.load(keys[0]) is not None
     assert load_or_compute(keys, compute, fc, row_shape=(2,)).computed == [1]
+
+
+def test_cached_table_computes_once_per_key_and_recovers_from_a_damaged_copy(tmp_path):
+    """The same key reads the kept table back (no compute); another key computes; a damaged copy is
+    computed again and replaced."""
+    import pandas as pd
+
+    from mcalc.cache import cached_table
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return pd.DataFrame({"x": [0.1 + 0.2, 1 / 3]}, index=pd.Index(["a", "b"], name="row"))
+
+    first = cached_table(tmp_path, "k1", compute)
+    again = cached_table(tmp_path, "k1", compute)
+    pd.testing.assert_frame_equal(first, again)  # exact: floats, index name
+    assert len(calls) == 1 and (tmp_path / "k1.pkl").is_file()
+    cached_table(tmp_path, "k2", compute)
+    assert len(calls) == 2
+    (tmp_path / "k1.pkl").write_bytes(b"not a pickle")
+    pd.testing.assert_frame_equal(cached_table(tmp_path, "k1", compute), first)
+    assert len(calls) == 3
+    pd.testing.assert_frame_equal(pd.read_pickle(tmp_path / "k1.pkl"), first)

@@ -74,3 +74,30 @@ def test_head_output_change_is_zero_without_learning_and_positive_with_it():
     )
     assert moved.loc["adam", "mean change of the test probabilities"] > 0.05
     assert moved.loc["adam", "largest weight change"] > 0
+
+
+def test_measurements_are_kept_by_inputs_settings_and_code(tmp_path, monkeypatch):
+    """A chapter 5 measurement runs once for the same features, labels, split, settings and mcalc
+    code; any of them changed runs it again."""
+    from mcalc import rebuild
+    from mcalc.selection import MEASUREMENTS, _measured
+
+    X, y = np.zeros((6, 2), np.float32), np.array([0, 1, 2, 0, 1, 2])
+    idx = {"train": np.arange(4), "validation": np.array([4]), "test": np.array([5])}
+    runs = []
+
+    def measure(tag):
+        return lambda: runs.append(tag) or pd.DataFrame({"v": [float(len(runs))]})
+
+    def run(inputs, settings, tag):
+        return _measured(tmp_path, "demo", inputs, settings, measure(tag))
+
+    first = run((X, y, idx), ("cfg",), "first")
+    assert run((X, y, idx), ("cfg",), "again").equals(first) and runs == ["first"]
+    run((X + 1, y, idx), ("cfg",), "features")
+    run((X, y, {**idx, "test": np.array([4])}), ("cfg",), "split")
+    run((X, y, idx), ("other cfg",), "settings")
+    monkeypatch.setattr(rebuild, "source_digest", lambda: "edited")
+    run((X, y, idx), ("cfg",), "code")
+    assert runs == ["first", "features", "split", "settings", "code"]
+    assert len(list((tmp_path / MEASUREMENTS).glob("demo-*.pkl"))) == 5
