@@ -75,27 +75,44 @@ def array_digest(array: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def _table_json(table: pd.DataFrame) -> str:
+    """A flat-indexed table as JSON (floats written by ``repr``, so they read back exactly)."""
+    if isinstance(table.index, pd.MultiIndex) or isinstance(table.columns, pd.MultiIndex):
+        raise ValueError("cached_table keeps flat tables only (one index level, one column level)")
+    return json.dumps(
+        {
+            "index_name": table.index.name,
+            "index": table.index.tolist(),
+            "columns": table.columns.tolist(),
+            "dtypes": [str(t) for t in table.dtypes],
+            "rows": table.astype(object).where(table.notna(), None).to_numpy().tolist(),
+        }
+    )
+
+
+def _table_from_json(text: str) -> pd.DataFrame:
+    """The table :func:`_table_json` wrote, with its index name and column dtypes."""
+    d = json.loads(text)
+    table = pd.DataFrame(
+        d["rows"], index=pd.Index(d["index"], name=d["index_name"]), columns=d["columns"]
+    )
+    return table.astype(dict(zip(d["columns"], d["dtypes"])))
+
+
 def cached_table(folder: str | Path, key: str, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """``compute()``'s table, kept as ``folder/<key>.pkl`` and read back while the key is unchanged
+    """``compute()``'s table, kept as ``folder/<key>.json`` and read back while the key is unchanged
     (the key must name everything the table depends on); an unreadable copy is computed again."""
-    import io
-    import pickle
+    from mcalc.fsio import write_text
 
-    from mcalc.fsio import write_bytes
-
-    path = Path(folder) / f"{key}.pkl"
+    path = Path(folder) / f"{key}.json"
     if path.is_file():
         try:
-            table = pd.read_pickle(path)
-            if isinstance(table, pd.DataFrame):
-                return table
-        except (OSError, EOFError, ValueError, pickle.UnpicklingError, AttributeError, ImportError):
+            return _table_from_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError, TypeError):
             log.warning("cached table %s unreadable: computed again", path)
     table = compute()
-    buffer = io.BytesIO()
-    table.to_pickle(buffer)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes(path, buffer.getvalue())
+    write_text(path, _table_json(table))
     return table
 
 

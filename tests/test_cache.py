@@ -301,15 +301,19 @@ def test_cached_table_computes_once_per_key_and_recovers_from_a_damaged_copy(tmp
 
     def compute():
         calls.append(1)
-        return pd.DataFrame({"x": [0.1 + 0.2, 1 / 3]}, index=pd.Index(["a", "b"], name="row"))
+        return pd.DataFrame(
+            {"x": [0.1 + 0.2, 1 / 3], "n": [3, 4], "note": ["a", None], "y": [float("nan"), 2.5]},
+            index=pd.Index(["a", "b"], name="row"),
+        )
 
     first = cached_table(tmp_path, "k1", compute)
     again = cached_table(tmp_path, "k1", compute)
     pd.testing.assert_frame_equal(first, again)  # exact: floats, index name
-    assert len(calls) == 1 and (tmp_path / "k1.pkl").is_file()
+    assert len(calls) == 1 and (tmp_path / "k1.json").is_file()
     cached_table(tmp_path, "k2", compute)
     assert len(calls) == 2
-    (tmp_path / "k1.pkl").write_bytes(b"not a pickle")
+    (tmp_path / "k1.json").write_text("{not json")
     pd.testing.assert_frame_equal(cached_table(tmp_path, "k1", compute), first)
     assert len(calls) == 3
-    pd.testing.assert_frame_equal(pd.read_pickle(tmp_path / "k1.pkl"), first)
+    pd.testing.assert_frame_equal(cached_table(tmp_path, "k1", compute), first)
+    assert len(calls) == 3  # the replaced copy is read back

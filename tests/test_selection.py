@@ -100,4 +100,4 @@ def test_measurements_are_kept_by_inputs_settings_and_code(tmp_path, monkeypatch
     monkeypatch.setattr(rebuild, "source_digest", lambda: "edited")
     run((X, y, idx), ("cfg",), "code")
     assert runs == ["first", "features", "split", "settings", "code"]
-    assert len(list((tmp_path / MEASUREMENTS).glob("demo-*.pkl"))) == 5
+    assert len(list((tmp_path / MEASUREMENTS).glob("demo-*.json"))) == 5
