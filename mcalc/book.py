@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from mcalc.errors import BookBuildError
+from mcalc.fsio import LOCK_NAME, exclusive
 from mcalc.pipeline import Profile
 from mcalc.results import PROVENANCE
 
@@ -71,7 +72,7 @@ def assemble(profile: Profile, target: Path) -> Path:
             shutil.copytree(src, target / name, ignore=shutil.ignore_patterns("executed", "_build"))
         else:
             shutil.copy2(src, target / name)
-    shutil.copytree(profile.out_dir, target / EXECUTED)
+    shutil.copytree(profile.out_dir, target / EXECUTED, ignore=shutil.ignore_patterns(LOCK_NAME))
     return target
 
 
@@ -83,7 +84,23 @@ def missing_items(html_dir: Path, items: tuple[str, ...] = PAPER_ITEMS) -> list[
 
 
 def build_book(profile: Profile, source: Path | None = None) -> Path:
-    """Build the book with jupyter-book (no execution), fail on a missing page or paper item; return index.html."""
+    """Build the book with jupyter-book (no execution), fail on a missing page or paper item; return index.html.
+
+    One build at a time per build tree and notebook folder (mcalc.fsio.exclusive): a second is
+    refused with Busy, never left to delete the first one's tree mid-build.
+    """
+    tree = Path("build") / profile.name if source is None else Path(source)
+    if source is None and Path(profile.out_dir) == EXECUTED:
+        tree = Path("build")  # the repository root's own _build
+    with (
+        exclusive(tree, f"the book's build folder {tree}", wait=False),
+        exclusive(Path(profile.out_dir), f"the notebook folder {profile.out_dir}", wait=False),
+    ):
+        return _build_book(profile, source)
+
+
+def _build_book(profile: Profile, source: Path | None) -> Path:
+    """:func:`build_book` with its folders held."""
     if source is None:
         source = (
             Path(".")

@@ -75,44 +75,67 @@ def array_digest(array: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def _reject_constant(name: str) -> None:
+    """json.loads hook: a kept table holds finite numbers or null, never NaN / Infinity."""
+    raise ValueError(f"non-finite value {name} in a kept table")
+
+
+def _table_digest(body: dict) -> str:
+    """sha256 of a kept table's body (its canonical JSON)."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=False).encode()).hexdigest()
+
+
 def _table_json(table: pd.DataFrame) -> str:
-    """A flat-indexed table as JSON (floats written by ``repr``, so they read back exactly)."""
+    """A flat-indexed table as JSON (floats written by ``repr``, so they read back exactly) with its digest;
+    ValueError for a non-finite number (a missing value is kept as null)."""
     if isinstance(table.index, pd.MultiIndex) or isinstance(table.columns, pd.MultiIndex):
         raise ValueError("cached_table keeps flat tables only (one index level, one column level)")
-    return json.dumps(
-        {
-            "index_name": table.index.name,
-            "index": table.index.tolist(),
-            "columns": table.columns.tolist(),
-            "dtypes": [str(t) for t in table.dtypes],
-            "rows": table.astype(object).where(table.notna(), None).to_numpy().tolist(),
-        }
-    )
+    body = {
+        "index_name": table.index.name,
+        "index": table.index.tolist(),
+        "columns": table.columns.tolist(),
+        "dtypes": [str(t) for t in table.dtypes],
+        "rows": table.astype(object).where(table.notna(), None).to_numpy().tolist(),
+    }
+    return json.dumps({"sha256": _table_digest(body), "table": body}, allow_nan=False)
 
 
 def _table_from_json(text: str) -> pd.DataFrame:
-    """The table :func:`_table_json` wrote, with its index name and column dtypes."""
-    d = json.loads(text)
+    """The table :func:`_table_json` wrote, with its index name and column dtypes; ValueError when the
+    file is not exactly what was written (digest), or holds a non-finite number."""
+    d = json.loads(text, parse_constant=_reject_constant)
+    body = d["table"]
+    if d["sha256"] != _table_digest(body):
+        raise ValueError("its content does not match its digest (edited or damaged)")
     table = pd.DataFrame(
-        d["rows"], index=pd.Index(d["index"], name=d["index_name"]), columns=d["columns"]
+        body["rows"],
+        index=pd.Index(body["index"], name=body["index_name"]),
+        columns=body["columns"],
     )
-    return table.astype(dict(zip(d["columns"], d["dtypes"])))
+    return table.astype(dict(zip(body["columns"], body["dtypes"])))
 
 
 def cached_table(folder: str | Path, key: str, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
     """``compute()``'s table, kept as ``folder/<key>.json`` and read back while the key is unchanged
-    (the key must name everything the table depends on); an unreadable copy is computed again."""
+    (the key must name everything the table depends on). A copy that is unreadable, fails its digest
+    or holds a non-finite number is computed again (with a warning naming it); a computed table with
+    a non-finite number is returned but not kept."""
     from mcalc.fsio import write_text
 
     path = Path(folder) / f"{key}.json"
     if path.is_file():
         try:
             return _table_from_json(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, KeyError, TypeError):
-            log.warning("cached table %s unreadable: computed again", path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            warnings.warn(f"kept table {path} unusable ({exc}): computed again", stacklevel=2)
     table = compute()
+    try:
+        text = _table_json(table)
+    except ValueError as exc:
+        warnings.warn(f"table for {path} not kept: {exc}", stacklevel=2)
+        return table
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text(path, _table_json(table))
+    write_text(path, text)
     return table
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import warnings
 from pathlib import Path
 
-from mcalc.errors import BookBuildError, DataError, NotebookFailed, WeightsUnavailable
+from mcalc.errors import BookBuildError, Busy, DataError, NotebookFailed, WeightsUnavailable
 
 WEIGHT_NAMES = ("auto", "imagenet", "random")
 WEIGHT_SUFFIXES = (".h5", ".hdf5")
@@ -89,9 +90,11 @@ def _weights(text: str) -> str:
 
 def _writable_file(path: Path) -> str | None:
     """Why path cannot be written as a file (None when it can); creates nothing that stays."""
+    from mcalc.fsio import name_problem
+
     if path.is_dir():
         return f"{path} is a folder: give a file name, e.g. {path / 'manifest.csv'}"
-    return _creatable(path.parent)
+    return name_problem(path) or _creatable(path.parent)
 
 
 def _creatable(folder: Path) -> str | None:
@@ -196,10 +199,12 @@ def _profile_from(args: argparse.Namespace):
 
 def _cmd_notebooks(args: argparse.Namespace) -> int:
     """Execute the notebook templates with papermill under a profile."""
-    from mcalc.pipeline import run_profile
+    from mcalc.pipeline import check_only, run_profile
 
+    profile = _profile_from(args)
+    check_only(profile, args.only)  # a name matching no notebook: one line, exit 2, nothing run
     run_profile(
-        _profile_from(args),
+        profile,
         only=args.only,
         progress=_progress(args),
         force=args.force,
@@ -384,7 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_profile_args(p)
     p.add_argument(
-        "--only", nargs="*", help="execute only the notebooks whose output name starts with these"
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="execute only the notebooks whose output name starts with one of these (e.g. 03 05_comparison)",
     )
     _add_build_args(p)
     p.set_defaults(func=_cmd_notebooks)
@@ -425,8 +433,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mcalc`` console command."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
-    except (DataError, WeightsUnavailable) as exc:
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line(args.command)
+            return args.func(args)
+    except (DataError, WeightsUnavailable, Busy) as exc:
         print(f"mcalc {args.command}: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (
@@ -442,6 +452,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mcalc {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _warning_line(command: str):
+    """A ``warnings.showwarning`` that prints one line, 'mcalc COMMAND: warning: ...', without mcalc's source line."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        """Print the warning's message on one line to stderr."""
+        print(f"mcalc {command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    return show
 
 
 def _one_line(exc: BaseException) -> str:

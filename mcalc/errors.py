@@ -4,6 +4,14 @@
 class DataError(ValueError):
     """Input data that cannot be used: the message names the file, row or column at fault."""
 
+    def _render_traceback_(self) -> list[str]:
+        """In a notebook (IPython), the one-line message instead of a traceback: a user's mistake, not a bug."""
+        return [f"{type(self).__name__}: {' '.join(str(self).split())}"]
+
+
+class Busy(RuntimeError):
+    """A folder another mcalc run is writing (its lock is held); the message names it and the holder."""
+
 
 class UnusableImage(DataError):
     """An image file the preprocessing cannot use; ``reason`` is the curation's exclusion reason for it."""

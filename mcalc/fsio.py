@@ -8,11 +8,18 @@ on any failure the temporary file is removed and the target keeps its previous c
 :func:`write_new` writes a file only if it does not exist yet (the first of several writers wins);
 :func:`write_files` writes several files as a set: all of them are replaced, or (when one fails)
 none. :func:`sweep_stale_temporaries` removes the temporary files that a killed writer left behind.
+
+A folder that several processes may write at once (a data set being generated, the executed
+notebooks, a book's build tree) is written only while holding :func:`exclusive` on its lock file
+(``LOCK_NAME``, an advisory ``flock``): a second writer waits for the first or, where waiting makes
+no sense, is refused with :class:`~mcalc.errors.Busy` naming the holder. :func:`name_problem` checks
+up front that the names a write will use (the target and its temporary) fit the file system.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import secrets
@@ -22,6 +29,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+from mcalc.errors import Busy
+
+#: Lock file of a folder written by one process at a time (see :func:`exclusive`); never data.
+LOCK_NAME = ".mcalc.lock"
+#: Longest process id written into a temporary file's name (Linux allows up to 2**22).
+PID_DIGITS = 7
 #: Name of a temporary file written by this module: ``.<target name>.<pid>-<random hex>.tmp``.
 TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)-[0-9a-f]{12}\.tmp$")
 #: Legacy temporary names (``tempfile.mkstemp(prefix=".<name>.", suffix=".tmp")``), no writer pid.
@@ -203,3 +216,82 @@ def sweep_stale_temporaries(folder: str | Path, pattern: str = "*.tmp") -> list[
             continue
         removed.append(path)
     return removed
+
+
+def temp_name_length(name: str) -> int:
+    """Bytes of the longest temporary file name :func:`atomic_write` may use for a target called name."""
+    return len(f".{name}.{'9' * PID_DIGITS}-{'0' * 12}.tmp".encode())
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system under folder (or its nearest existing parent) takes."""
+    probe = Path(folder)
+    while not probe.is_dir() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return os.pathconf(probe, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def name_problem(path: str | Path) -> str | None:
+    """Why a file cannot be written at path under the names the write really uses (None when it can)."""
+    path = Path(path)
+    longest = _name_max(path.parent)
+    for part in path.parts[:-1]:
+        if len(part.encode()) > longest:
+            return f"folder name {part[:40]}... is longer than the {longest} bytes the file system allows"
+    need = temp_name_length(path.name)
+    if need > longest:
+        return (
+            f"file name {path.name[:40]}... is too long: writing it uses a temporary name of "
+            f"{need} bytes, the file system allows {longest} (shorten it by {need - longest})"
+        )
+    return None
+
+
+def _holder(fd: int) -> str:
+    """What the lock file says of its holder ('pid N since T'), or '' when it says nothing."""
+    try:
+        text = os.pread(fd, 200, 0).decode(errors="replace").strip()
+    except OSError:
+        return ""
+    return text.splitlines()[0] if text else ""
+
+
+@contextlib.contextmanager
+def exclusive(
+    folder: str | Path,
+    what: str,
+    wait: bool = True,
+    say: Callable[[str], None] | None = None,
+) -> Iterator[Path]:
+    """Hold folder's lock (``folder/LOCK_NAME``, created with folder) for the block; other processes
+    holding it are waited for (``say`` is told once) or, with ``wait=False``, refused with Busy.
+
+    The lock is an advisory ``flock``: released by the system when the holder exits, however it ends,
+    so a killed run never leaves a stale lock behind. The file records the holder's pid for messages.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_NAME
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            holder = f" ({holder})" if holder else ""
+            if not wait:
+                raise Busy(
+                    f"{what} is in use by another mcalc run{holder}: wait for it to finish "
+                    "(or give this run another folder)"
+                ) from None
+            if say is not None:
+                say(f"waiting for another mcalc run{holder} to finish writing {what}")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}\n".encode(), 0)
+        yield lock
+    finally:
+        os.close(fd)  # releases the lock

@@ -54,6 +54,10 @@ ROLE_NAMES = {"full": "full mammogram images", "crop": "cropped images", "mask":
 #: its darkest or brightest value (JPEG ringing spreads a 0/255 mask over a few grey levels at edges).
 MASK_TOLERANCE = 0.2
 MASK_FRACTION = 0.98
+#: A crop or mask is cut from (or drawn on) its full mammogram: one declaring more than this many
+#: times the mammogram's pixels is excluded before decoding (crops may be stored finer than a
+#: downsampled mammogram, as the phantom's are, and masks may differ from it by a few pixels).
+FULL_AREA_SLACK = 4
 #: Quality of the phantom's JPEGs (Pillow's default).
 JPEG_QUALITY = 75
 _JPEG_END = b"\xff\xd9"  # the end-of-image marker: a cut file lacks it
@@ -139,7 +143,10 @@ def _inside(root: Path, path: Path) -> bool:
 
 
 def find_jpeg_dir(root: Path, tables: dict) -> Path | None:
-    """The ``jpeg/`` folder beside the case tables, beside their ``csv/`` folder or in root; None if absent."""
+    """The ``jpeg/`` folder beside the case tables, beside their ``csv/`` folder or in root; None if absent.
+
+    An empty ``jpeg/`` without a ``dicom_info.csv`` (e.g. beside a DICOM download) is no Kaggle copy.
+    """
     root = Path(root)
     bases: list[Path] = []
     for table in tables.values():
@@ -149,7 +156,22 @@ def find_jpeg_dir(root: Path, tables: dict) -> Path | None:
         bases.append(folder)
     bases.append(root)
     bases = [b for b in dict.fromkeys(bases) if _inside(root, b)]
-    return next((b / JPEG_FOLDER for b in bases if (b / JPEG_FOLDER).is_dir()), None)
+    tables_at = [Path(t).parent for t in tables.values()]
+
+    def kaggle_like(base: Path) -> bool:
+        """base/jpeg holds images, or dicom_info.csv is there to say it should."""
+        info = any((f / DICOM_INFO).is_file() for f in (base / CSV_FOLDER, base, *tables_at))
+        return (base / JPEG_FOLDER).is_dir() and (info or _nonempty_dir(base / JPEG_FOLDER))
+
+    return next((b / JPEG_FOLDER for b in bases if kaggle_like(b)), None)
+
+
+def _nonempty_dir(folder: Path) -> bool:
+    """A folder holding at least one entry."""
+    try:
+        return folder.is_dir() and any(os.scandir(folder))
+    except OSError:
+        return folder.is_dir()
 
 
 def find_tree(root: Path, tables: dict) -> KaggleTree | None:
@@ -195,12 +217,7 @@ def _split_image_path(value: str) -> tuple[str, str] | None:
 def read_dicom_info(path: Path) -> tuple[list[JpegEntry], list[str]]:
     """The images dicom_info.csv lists, and a line per row whose image_path is unusable."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        text = path.read_text(encoding="latin-1")
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
+    text = _decode_table(path)
     first = text.split("\n", 1)[0]
     sep = ";" if first.count(";") > first.count(",") else ","
     try:
@@ -209,6 +226,11 @@ def read_dicom_info(path: Path) -> tuple[list[JpegEntry], list[str]]:
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{path}: cannot parse the table: {exc}") from exc
+    if frame.empty:
+        raise DataError(
+            f"{path} lists no image (a header and no rows), so no table row can be mapped to its "
+            "JPEG: restore it from the download"
+        )
     lookup = {alias: canon for canon, aliases in _COLUMNS.items() for alias in aliases}
     cols: dict[str, str] = {}
     for name in frame.columns:
@@ -220,7 +242,7 @@ def read_dicom_info(path: Path) -> tuple[list[JpegEntry], list[str]]:
             f"{path}: no 'image_path' column, so no table row can be mapped to its JPEG "
             f"(header: {', '.join(map(str, frame.columns))})"
         )
-    entries, skipped = [], []
+    entries, skipped, seen = [], [], {}
     for pos, row in enumerate(frame.to_dict("records")):
         line = pos + 2
         value = str(row[cols["image_path"]])
@@ -232,17 +254,47 @@ def read_dicom_info(path: Path) -> tuple[list[JpegEntry], list[str]]:
             continue
         series = str(row.get(cols.get("series_uid", ""), "") or "").strip()
         description = str(row.get(cols.get("description", ""), "") or "").strip().lower()
-        entries.append(
-            JpegEntry(
-                folder=where[0],
-                name=where[1],
-                series_uid=series or where[0],
-                role=ROLES.get(description),
-                patient_id=str(row.get(cols.get("patient_id", ""), "") or "").strip(),
-                line=line,
-            )
+        entry = JpegEntry(
+            folder=where[0],
+            name=where[1],
+            series_uid=series or where[0],
+            role=ROLES.get(description),
+            patient_id=str(row.get(cols.get("patient_id", ""), "") or "").strip(),
+            line=line,
         )
+        first = seen.get((entry.folder.lower(), entry.name.lower()))
+        if first is not None:  # the same file listed again: one image, not two
+            if first.role is None and entry.role is not None:
+                entries[entries.index(first)] = seen[(entry.folder.lower(), entry.name.lower())] = (
+                    JpegEntry(**{**first.__dict__, "role": entry.role})
+                )
+            continue
+        seen[(entry.folder.lower(), entry.name.lower())] = entry
+        entries.append(entry)
     return entries, skipped
+
+
+def _decode_table(path: Path) -> str:
+    """The text of a table: UTF-8 (with or without a byte-order mark), UTF-16 with its mark, else
+    Latin-1; DataError naming the table when it is UTF-16 / UTF-32 without a mark (NUL bytes)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: a UTF-16 table that does not decode ({exc})") from exc
+    if b"\x00" in data[:4096]:
+        raise DataError(
+            f"{path} is not a text table in UTF-8 (it holds NUL bytes: UTF-16 or UTF-32 without a "
+            "byte-order mark?): save it as UTF-8 CSV"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 def layout_of(root: Path, abnormality: str = "calcification") -> str:
@@ -371,6 +423,33 @@ class JpegHeader:
     detail: str = ""
     rows: int = 0
     columns: int = 0
+    format: str = "JPEG"  # what the file is (Pillow's name): a PNG or GIF may carry a .jpg name
+
+    def note(self) -> str:
+        """A note when the file is not the JPEG its name says ('' when it is)."""
+        if self.format == "JPEG":
+            return ""
+        return f"{Path(self.path).name}: a {self.format} image under a .jpg name (read as it is)"
+
+    def too_large(self, full: JpegHeader | None = None) -> str:
+        """Why the declared size cannot be decoded or cannot be right ('' when it can): over the size
+        budget, or larger than its own full mammogram (checked before any pixel is decoded)."""
+        from mcalc.preprocessing import MAX_IMAGE_PIXELS
+
+        if self.rows * self.columns > MAX_IMAGE_PIXELS:
+            return (
+                f"{self.path} declares {self.rows}x{self.columns} pixels, over the budget of "
+                f"{MAX_IMAGE_PIXELS:,} per image; not decoded"
+            )
+        if (
+            full is not None
+            and self.rows * self.columns > FULL_AREA_SLACK * full.rows * full.columns
+        ):
+            return (
+                f"{self.path} declares {self.rows}x{self.columns} pixels, over {FULL_AREA_SLACK} "
+                f"times its full mammogram {full.path} ({full.rows}x{full.columns}); not decoded"
+            )
+        return ""
 
 
 def read_jpeg_header(path: str, check_end: bool = False) -> JpegHeader:
@@ -382,18 +461,19 @@ def read_jpeg_header(path: str, check_end: bool = False) -> JpegHeader:
     try:
         with Image.open(path) as im:
             columns, rows = im.size
+            kind = str(im.format or "unknown")
     except UnidentifiedImageError:
         return JpegHeader(path, "not_jpeg", f"{path} is not an image file (not a JPEG)")
     except Exception as exc:  # noqa: BLE001 - any failure on a damaged file is reported, not raised
         return JpegHeader(path, "corrupt_jpeg", f"{path}: unreadable ({type(exc).__name__}: {exc})")
-    if check_end:
+    if check_end and kind == "JPEG":
         with open(path, "rb") as fh:
             fh.seek(max(0, os.path.getsize(path) - 64))
             if _JPEG_END not in fh.read():
                 return JpegHeader(
                     path, "corrupt_jpeg", f"{path}: truncated (no end-of-image marker)"
                 )
-    return JpegHeader(path, rows=rows, columns=columns)
+    return JpegHeader(path, rows=rows, columns=columns, format=kind)
 
 
 GREY_MODES = ("L", "I;16", "I", "F")  # Pillow modes read as they are; any other is converted to "L"
@@ -406,9 +486,32 @@ def read_jpeg_pixels(path: str) -> np.ndarray | str:
     try:
         with Image.open(path) as im:
             im.load()
-            return np.asarray(im if im.mode in GREY_MODES else im.convert("L"))
+            pixels = np.asarray(im if im.mode in GREY_MODES else im.convert("L"))
+            kind = im.format
     except Exception as exc:  # noqa: BLE001 - a damaged file is reported as an exclusion
         return f"{path}: unreadable pixel data ({type(exc).__name__}: {exc})"
+    if kind == "JPEG" and _fill_rows(pixels) >= FILL_ROWS:
+        return (
+            f"{path}: cut short ({_fill_rows(pixels)} of its {pixels.shape[0]} rows are the "
+            "decoder's grey fill, though the file ends with an end-of-image marker)"
+        )
+    return pixels
+
+
+#: libjpeg fills the rows a cut-short file lacks with mid-grey; this many such rows (one block
+#: height and more) at the bottom of a decoded JPEG mean its data ended early.
+FILL_VALUE = 128
+FILL_ROWS = 8
+
+
+def _fill_rows(pixels: np.ndarray) -> int:
+    """How many whole rows at the bottom of an 8-bit image are the decoder's grey fill."""
+    if pixels.ndim != 2 or pixels.dtype != np.uint8 or pixels.size == 0:
+        return 0
+    fill = np.all(pixels == FILL_VALUE, axis=1)
+    if fill.all():
+        return int(fill.size)
+    return int(fill.size - 1 - np.flatnonzero(~fill)[-1])
 
 
 def is_near_binary(
@@ -443,9 +546,16 @@ def check_files(res: _Resolved) -> _RowCheck:
     if full.reason:
         out.reason, out.detail = full.reason, f"full image: {full.detail}"
         return out
+    if full.too_large():
+        out.reason, out.detail = "oversized_image", f"full image: {full.too_large()}"
+        return out
     heads = read_jpeg_header(res.claimed_crop), read_jpeg_header(res.claimed_mask)
     pixels: dict[str, np.ndarray] = {}
     for head, role in zip(heads, ("cropped image (per dicom_info)", "ROI mask (per dicom_info)")):
+        oversized = "" if head.reason else head.too_large(full)
+        if oversized:  # before decoding: a few-KB file may declare gigabytes of pixels
+            out.reason, out.detail = "oversized_image", f"{role}: {oversized}"
+            return out
         data = read_jpeg_pixels(head.path) if not head.reason else head.detail
         if head.reason or isinstance(data, str):
             out.reason = head.reason or "corrupt_jpeg"
@@ -478,7 +588,8 @@ def check_files(res: _Resolved) -> _RowCheck:
     except UnusableImage as exc:
         out.reason, out.detail = exc.reason, f"cropped image: {exc}"
         return out
-    notes = [n for n in (size_note, image_note) if n]
+    notes = [n for n in (size_note, image_note, *(h.note() for h in (full, crop, mask))) if n]
+    notes = list(dict.fromkeys(notes))
     if not res.claims_known:
         notes.append(
             "crop and mask told apart by content (dicom_info.csv does not name them apart)"
@@ -505,12 +616,15 @@ def check_jpeg_image(path: str | Path) -> tuple[np.ndarray, str]:
     try:
         with Image.open(path) as im:
             mode = im.mode
+            head = JpegHeader(str(path), rows=im.size[1], columns=im.size[0], format=im.format)
     except UnidentifiedImageError:
         raise UnusableImage(f"{path} is not an image file (not a JPEG)", "not_jpeg") from None
     except Exception as exc:  # noqa: BLE001 - any failure on a damaged file is an exclusion
         raise UnusableImage(
             f"{path}: unreadable ({type(exc).__name__}: {exc})", "corrupt_jpeg"
         ) from None
+    if head.too_large():
+        raise UnusableImage(head.too_large(), "oversized_image")
     data = read_jpeg_pixels(str(path))
     if isinstance(data, str):
         raise UnusableImage(data, "corrupt_jpeg")
@@ -525,8 +639,8 @@ def check_jpeg_image(path: str | Path) -> tuple[np.ndarray, str]:
             f"{path}: constant image (every pixel = {img.min():g}); nothing to classify",
             "empty_crop",
         )
-    note = "" if mode in GREY_MODES else f"{path.name}: {mode} JPEG read as grey"
-    return img, note
+    notes = [head.note(), "" if mode in GREY_MODES else f"{path.name}: {mode} image read as grey"]
+    return img, "; ".join(n for n in notes if n)
 
 
 def read_jpeg_image(path: str | Path) -> np.ndarray:

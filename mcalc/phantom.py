@@ -50,7 +50,7 @@ from mcalc import __version__, kaggle
 from mcalc.calibration import derive_calibration
 from mcalc.curation import CLASSES
 from mcalc.errors import DataError
-from mcalc.fsio import write_text
+from mcalc.fsio import LOCK_NAME, exclusive, write_text
 
 PHANTOM_VERSION = "1.0"
 SPLITS = ("train", "test")
@@ -1362,17 +1362,19 @@ def _check_out(out: Path) -> None:
     """DataError unless out is absent, an empty folder or a previous phantom (nothing is changed)."""
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / "phantom.json").is_file():
-            raise DataError(
-                f"{out}: folder is not empty and holds no phantom.json; refusing to write a phantom into it"
-            )
+    others = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) if out.is_dir() else []
+    if others and not (out / "phantom.json").is_file():
+        shown = ", ".join(others[:3]) + (" ..." if len(others) > 3 else "")
+        raise DataError(
+            f"{out}: folder is not empty ({shown}) and holds no phantom.json; "
+            "refusing to write a phantom into it"
+        )
 
 
 def _prepare_out(out: Path) -> None:
     """Create out, or clear a previous phantom in it; refuse any other non-empty folder."""
     _check_out(out)
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir():
         for name in OWNED_NAMES:
             target = out / name
             if target.is_dir():
@@ -1396,10 +1398,83 @@ def _marker(config: PhantomConfig, complete: bool, extra: dict | None = None) ->
     return json.dumps(meta, indent=2, sort_keys=True) + "\n"
 
 
-def generate_phantom(out: Path, config: PhantomConfig, progress: bool = True) -> PhantomSummary:
-    """Write a CBIS-DDSM-shaped phantom (CSVs, DICOM tree, phantom.json, quirks.csv) into out."""
-    start = time.perf_counter()
+def phantom_files(out: Path) -> dict[str, str]:
+    """Every file of a phantom folder (its marker and lock aside) with the sha256 of its bytes."""
+    from mcalc.cache import file_digest
+
     out = Path(out)
+    skip = {"phantom.json", LOCK_NAME}
+    return {
+        p.relative_to(out).as_posix(): file_digest(p)
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.relative_to(out).as_posix() not in skip
+    }
+
+
+def verify_phantom(out: Path, config: PhantomConfig | None = None) -> str | None:
+    """Why out is not a finished phantom (of config, when given) matching its own manifest; None when it is.
+
+    The manifest is phantom.json's ``files``: the digest of every file as generation left it; a file
+    missing, added, cut short or rewritten since (a damaged copy, two writers interleaved) is named.
+    """
+    marker = Path(out) / "phantom.json"
+    try:
+        meta = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return f"{marker} is missing or unreadable"
+    if not isinstance(meta, dict) or not meta.get("complete"):
+        return f"{marker} marks an unfinished phantom (its generation was interrupted)"
+    if config is not None and meta.get("config") != json.loads(json.dumps(asdict(config))):
+        return f"{marker} records another configuration"
+    recorded = meta.get("files")
+    if not isinstance(recorded, dict) or not recorded:
+        return f"{marker} records no file digests (made by an older mcalc)"
+    now = phantom_files(out)
+    changed = sorted(k for k in recorded.keys() | now.keys() if recorded.get(k) != now.get(k))
+    if changed:
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        return f"{len(changed)} file(s) differ from its manifest: {', '.join(changed[:3])}{more}"
+    return None
+
+
+def _wait_note(message: str) -> None:
+    """Tell the user (stderr) that this run waits for another one."""
+    import sys
+
+    print(f"mcalc: {message}", file=sys.stderr)
+
+
+def ensure_phantom(
+    out: Path, config: PhantomConfig, progress: bool = True
+) -> PhantomSummary | None:
+    """Generate the phantom at out unless a finished phantom of config matching its manifest is there
+    (a damaged or partial one is generated again); waits for another process generating it. None when kept."""
+    out = Path(out)
+    _check_out(out)
+    with exclusive(out, f"the phantom folder {out}", say=_wait_note):
+        problem = verify_phantom(out, config)
+        if problem is None:
+            return None
+        if (out / "phantom.json").is_file():
+            _wait_note(f"the phantom at {out} is generated again: {problem}")
+        return _generate(out, config, progress)
+
+
+def generate_phantom(out: Path, config: PhantomConfig, progress: bool = True) -> PhantomSummary:
+    """Write a CBIS-DDSM-shaped phantom (CSVs, DICOM tree, phantom.json, quirks.csv) into out.
+
+    Exclusive: the folder's lock is held while it is written (another process writing the same folder
+    is waited for); the finished marker records every file's digest (:func:`verify_phantom`).
+    """
+    out = Path(out)
+    _check_out(out)
+    with exclusive(out, f"the phantom folder {out}", say=_wait_note):
+        return _generate(out, config, progress)
+
+
+def _generate(out: Path, config: PhantomConfig, progress: bool) -> PhantomSummary:
+    """:func:`generate_phantom` with the folder's lock held."""
+    start = time.perf_counter()
     _check_out(out)
     check_room(out, config)
     _prepare_out(out)
@@ -1446,7 +1521,8 @@ def generate_phantom(out: Path, config: PhantomConfig, progress: bool = True) ->
         "rois": {s: {c: int(counts.loc[s, c]) for c in CLASSES} for s in SPLITS},
         "n_quirk_rows": len(quirks),
     }
-    write_text(out / "phantom.json", _marker(config, complete=True, extra={"summary": summary}))
+    extra = {"summary": summary, "files": phantom_files(out)}
+    write_text(out / "phantom.json", _marker(config, complete=True, extra=extra))
     return PhantomSummary(
         out=out,
         counts=counts,

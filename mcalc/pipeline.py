@@ -148,7 +148,7 @@ def plan(profile: Profile) -> list[NotebookRun]:
     baselines = f"{RUNS}/baseline_*.json"
     cnn = {opt: f"{RUNS}/cnn_{opt}.json" for opt in OPTIMIZERS}
     runs = [
-        NotebookRun("01_data_curation", "01_data_curation", writes=(MANIFEST, PROVENANCE)),
+        NotebookRun("01_data_curation", "01_data_curation", writes=(*manifests, PROVENANCE)),
         NotebookRun(
             "02_preprocessing",
             "02_preprocessing",
@@ -423,6 +423,50 @@ def _run_sweeps(runs: list[NotebookRun], profile: Profile, done: set[str], say, 
         say(f"[mcalc] {summary.describe()}")
 
 
+def owned_outputs(run: NotebookRun) -> tuple[str, ...]:
+    """The patterns of the files only this execution writes: their digests are recorded and checked on use
+    (the provenance is not one writer's: 02 adds the weights to what 01 wrote)."""
+    from mcalc.results import PROVENANCE
+
+    return tuple(w for w in run.writes if w != PROVENANCE)
+
+
+def check_only(profile: Profile, only: list[str] | None) -> None:
+    """DataError naming the ``--only`` names that start no planned notebook's output name (and those that exist)."""
+    if only is None:
+        return
+    names = [r.output for r in plan(profile)]
+    unknown = [o for o in only if not o or not any(n.startswith(o) for n in names)]
+    if unknown or not only:
+        raise DataError(
+            f"--only {' '.join(unknown) or '(nothing)'} matches no notebook; "
+            f"the notebooks are: {', '.join(names)}"
+        )
+
+
+def _repair_phantom(profile: Profile, say, progress: bool) -> None:
+    """A phantom data root that no longer matches its own manifest (damaged, partial) is generated again
+    before any key is computed, so that no execution is called up to date on damaged data."""
+    from mcalc.phantom import PhantomConfig, ensure_phantom, verify_phantom
+
+    root = Path(profile.data_root)
+    if profile.data_source != "phantom" or not (root / "phantom.json").is_file():
+        return  # chapter 1 generates an absent phantom
+    config = PhantomConfig(scale=profile.phantom_scale, seed=profile.seed)
+    problem = verify_phantom(root, config)
+    if problem is not None:
+        say(f"[mcalc] the phantom at {root} is generated again: {problem}")
+        ensure_phantom(root, config, progress=progress)
+
+
+def _kernel_log_header(log: Path, profile: Profile) -> None:
+    """Start this build's part of the kernel log (appended: a concurrent or earlier run's lines stay)."""
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(
+            f"\n===== mcalc build, profile {profile.name}, pid {os.getpid()}, {time.ctime()}\n"
+        )
+
+
 def run_profile(
     profile: Profile,
     only: list[str] | None = None,
@@ -443,17 +487,25 @@ def run_profile(
     from tqdm.auto import tqdm
 
     from mcalc.preflight import preflight
-    from mcalc.rebuild import data_digest, record_key, source_digest, up_to_date
+    from mcalc.rebuild import (
+        damaged_outputs,
+        data_digest,
+        inputs_digest,
+        record_key,
+        source_digest,
+        up_to_date,
+    )
 
     profile, data = preflight(profile)  # a bad data root fails here, in seconds
     runs = [r for r in plan(profile) if not only or any(r.output.startswith(o) for o in only)]
     jobs = max(1, jobs or default_jobs())
     log = Path(profile.out_dir) / KERNEL_LOG
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("")  # one build's kernel output
+    _kernel_log_header(log, profile)
     say = tqdm.write if progress else print
     if data is not None:
         say(f"[mcalc] {data.describe()}")
+    _repair_phantom(profile, say, progress)
     sources = source_digest()
 
     def context() -> BuildContext:
@@ -469,7 +521,10 @@ def run_profile(
         start = time.perf_counter()
         path = execute(run, profile, progress=progress and alone)
         after = execution_key(run, profile, context())
-        record_key(path, after)  # what a next build will compute, the data root as this left it
+        outputs = inputs_digest(Path(profile.results_dir), owned_outputs(run))  # checked on use
+        record_key(
+            path, after, outputs
+        )  # what a next build will compute, the data root as this left it
         return path, time.perf_counter() - start
 
     for wave in sorted({r.wave for r in runs}):
@@ -479,6 +534,12 @@ def run_profile(
         for run in batch:
             key = execution_key(run, profile, now)
             output = Path(profile.out_dir) / f"{run.output}.ipynb"
+            damaged = damaged_outputs(output, Path(profile.results_dir), run.writes)
+            if damaged and not force:
+                say(
+                    f"[mcalc] {run.output}: its output {', '.join(damaged)} changed since it was "
+                    "written (damaged or edited): re-running it"
+                )
             if not force and up_to_date(output, key, Path(profile.results_dir), run.writes):
                 say(f"[mcalc] {run.output}: up to date (key {key[:12]}) -> {output}")
                 timings[run.output] = (output, 0.0)

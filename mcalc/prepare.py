@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -25,18 +24,12 @@ from mcalc.results import MANIFEST, PROVENANCE
 
 
 def ensure_phantom(root: Path, scale: float, seed: int, progress: bool = True) -> None:
-    """Generate the phantom at ``root`` unless a phantom with the same scale and seed is already there."""
-    from mcalc.phantom import PhantomConfig, generate_phantom
+    """Generate the phantom at ``root`` unless a finished phantom with the same scale and seed, matching
+    its own manifest, is already there (mcalc.phantom.ensure_phantom: exclusive, verified)."""
+    from mcalc.phantom import PhantomConfig
+    from mcalc.phantom import ensure_phantom as ensure
 
-    config = PhantomConfig(scale=scale, seed=seed)
-    marker = Path(root) / "phantom.json"
-    if marker.is_file():
-        meta = json.loads(marker.read_text())
-        if meta.get("config") == json.loads(json.dumps(asdict(config))) and meta.get(
-            "complete", True
-        ):
-            return
-    generate_phantom(Path(root), config, progress=progress)
+    ensure(Path(root), PhantomConfig(scale=scale, seed=seed), progress=progress)
 
 
 def prepare_data(

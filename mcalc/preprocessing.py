@@ -50,6 +50,9 @@ INTERPOLATIONS = (
 )
 #: Smallest input size InceptionResNetV2 accepts (Keras' ``include_top=False`` minimum).
 MIN_IMAGE_SIZE = 75
+#: The size budget of one image: a file declaring more pixels than this is excluded before it is
+#: decoded (the largest CBIS-DDSM mammograms have about 40 million; a few-KB file may declare billions).
+MAX_IMAGE_PIXELS = 80_000_000
 #: Version of the preprocessing recipe; bump it when the steps change so cached features are rebuilt.
 PREPROCESS_VERSION = 1
 #: Pixel size of the DDSM film digitisers (42–50 µm), used to express speck widths in millimetres.
@@ -114,6 +117,14 @@ def check_dicom_image(path: str | Path) -> tuple[np.ndarray, str]:
         raise UnusableImage(
             f"{path}: unreadable DICOM ({type(exc).__name__}: {exc})", "corrupt_dicom"
         ) from None
+    declared = int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0)
+    declared *= int(ds.get("NumberOfFrames", 1) or 1)
+    if declared > MAX_IMAGE_PIXELS:
+        raise UnusableImage(
+            f"{path}: declares {ds.get('Rows')}x{ds.get('Columns')} pixels, over the budget of "
+            f"{MAX_IMAGE_PIXELS:,} per image; not decoded",
+            "oversized_image",
+        )
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise UnusableImage(
