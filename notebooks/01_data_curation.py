@@ -36,6 +36,12 @@ task = "three-class"  # three-class (the paper), binary-merged or binary-biopsie
 results_dir = "results"
 n_boot = 1000
 
+
+# %%
+from mcalc.parameters import check_parameters
+
+check_parameters(globals())  # each parameter against its spec: one line naming a bad value
+
 # %%
 from mcalc import metadata, plots, tables
 from mcalc.prepare import prepare_data

@@ -29,6 +29,12 @@ resize_antialias = True  # False: point-sampled cubic, like OpenCV's INTER_CUBIC
 results_dir = "results"
 cache_dir = "cache"
 
+
+# %%
+from mcalc.parameters import check_parameters
+
+check_parameters(globals())  # each parameter against its spec: one line naming a bad value
+
 # %%
 from mcalc import plots, tables
 from mcalc.features import compute_features

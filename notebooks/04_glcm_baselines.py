@@ -35,6 +35,12 @@ n_boot = 1000
 cv_folds = 10
 glcm_levels = 64
 
+
+# %%
+from mcalc.parameters import check_parameters
+
+check_parameters(globals())  # each parameter against its spec: one line naming a bad value
+
 # %%
 from mcalc import metadata, plots, tables
 from mcalc.baselines import run_baselines

@@ -34,6 +34,12 @@ validation_size = 200
 n_seeds = 3  # seeds per optimizer for the test-selection measurement
 sweep_name = "seed_variance"  # a sweep under the results folder's sweeps/ to show (mcalc sweep)
 
+
+# %%
+from mcalc.parameters import check_parameters
+
+check_parameters(globals())  # each parameter against its spec: one line naming a bad value
+
 # %%
 from mcalc import paper, plots, selection, sweep, tables
 from mcalc.audits import update_sizes

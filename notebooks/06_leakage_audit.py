@@ -45,6 +45,12 @@ epochs = 20
 validation_size = 200
 n_split_seeds = 3  # repeats of each pooled-data split scheme
 
+
+# %%
+from mcalc.parameters import check_parameters
+
+check_parameters(globals())  # each parameter against its spec: one line naming a bad value
+
 # %%
 from mcalc import metadata, plots
 from mcalc.audits import leakage_audit

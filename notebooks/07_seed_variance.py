@@ -24,6 +24,12 @@
 results_dir = "results"
 sweep_name = "seed_variance"  # the sweep under the results folder's sweeps/ that holds the runs
 
+
+# %%
+from mcalc.parameters import check_parameters
+
+check_parameters(globals())  # each parameter against its spec: one line naming a bad value
+
 # %%
 from mcalc import plots, sweep
 from mcalc.audits import variance_summary
