@@ -30,6 +30,37 @@ FEATURES_META = "features.json"
 RUNS = "runs"
 
 
+#: The notebook that writes each file of the results folder: a damaged file means "re-run it".
+WRITERS = {
+    MANIFEST: "01_data_curation",
+    PROVENANCE: "01_data_curation",
+    FEATURES: "02_preprocessing",
+    FEATURES_META: "02_preprocessing",
+    "cnn": "03_optimizer",
+    "baseline": "04_glcm_baselines",
+}
+
+
+def damaged(path: Path, why: object, writer: str) -> DataError:
+    """The one-line error for a results file that cannot be read back: the file, why, and the fix."""
+    why = " ".join(str(why).split()) or "unreadable"
+    return DataError(
+        f"{path} is damaged ({why[:200]}): re-run notebook {writer}, which writes it "
+        f"(mcalc notebooks --only {writer} --force)"
+    )
+
+
+def _read_json(path: Path, writer: str) -> dict:
+    """A JSON object written by mcalc, or the one-line 'damaged: re-run the writer' error."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise damaged(path, exc, writer) from None
+    if not isinstance(data, dict):
+        raise damaged(path, "not a JSON object", writer)
+    return data
+
+
 def write_json(obj: dict, path: Path) -> Path:
     """Write JSON atomically (mcalc.fsio: whole or not at all, umask permissions)."""
     text = json.dumps(obj, indent=1, allow_nan=False)  # fails before anything is written
@@ -38,7 +69,10 @@ def write_json(obj: dict, path: Path) -> Path:
 
 def read_results_provenance(results_dir: str | Path) -> Provenance:
     """The provenance recorded in the results folder (data, and weights once features exist)."""
-    prov = read_provenance(Path(results_dir) / PROVENANCE)
+    try:
+        prov = read_provenance(Path(results_dir) / PROVENANCE)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise damaged(Path(results_dir) / PROVENANCE, exc, WRITERS[PROVENANCE]) from None
     if prov is None:
         raise DataError(f"no {PROVENANCE} in {results_dir}: run notebook 01 (data curation) first")
     return prov
@@ -49,7 +83,10 @@ def load_manifest(results_dir: str | Path) -> pd.DataFrame:
     path = Path(results_dir) / MANIFEST
     if not path.is_file():
         raise DataError(f"no manifest at {path}: run notebook 01 (data curation) first")
-    manifest = read_manifest(path)
+    try:
+        manifest = read_manifest(path)
+    except DataError as exc:
+        raise damaged(path, exc, WRITERS[MANIFEST]) from None
     return manifest[manifest["status"] == "ok"].reset_index(drop=True)
 
 
@@ -78,11 +115,21 @@ def load_features(results_dir: str | Path, manifest: pd.DataFrame) -> tuple[np.n
     results = Path(results_dir)
     if not (results / FEATURES).is_file():
         raise DataError(f"no {FEATURES} in {results}: run notebook 02 (preprocessing) first")
-    with np.load(results / FEATURES, allow_pickle=False) as z:
-        X, ids = z["X"], z["roi_id"]
-    if list(ids) != list(manifest["roi_id"]):
+    try:
+        with np.load(results / FEATURES, allow_pickle=False) as z:
+            X, ids = z["X"], z["roi_id"]
+    except Exception as exc:  # noqa: BLE001 - a cut or edited archive fails in many ways
+        raise damaged(
+            results / FEATURES, f"{type(exc).__name__}: {exc}", WRITERS[FEATURES]
+        ) from None
+    if list(ids) != list(manifest["roi_id"]) or X.ndim != 2 or len(X) != len(ids):
         raise DataError(f"{results / FEATURES} does not match the manifest (re-run notebook 02)")
-    return X, json.loads((results / FEATURES_META).read_text())
+    meta = _read_json(results / FEATURES_META, WRITERS[FEATURES_META])
+    if not {"image_size", "weights"} <= set(meta):
+        raise damaged(
+            results / FEATURES_META, "image_size or weights missing", WRITERS[FEATURES_META]
+        )
+    return X, meta
 
 
 def load_study_inputs(
@@ -260,13 +307,17 @@ def gather_results(results_dir: str | Path) -> Results:
     finetuned: dict[str, OptimizerRun] = {}
     base: dict[str, BaselineRun] = {}
     for path in sorted(runs_dir.glob("*.json")):
-        d = json.loads(path.read_text())
-        if d.get("kind") == "cnn" and path.name == f"cnn_{d['name']}.json":
-            cnn[d["name"]] = OptimizerRun.from_dict(d, path)
-        elif d.get("kind") == "cnn" and "_finetune-" in path.stem:
-            finetuned[path.stem.removeprefix("cnn_")] = OptimizerRun.from_dict(d, path)
-        elif d.get("kind") == "baseline":
-            base[d["name"]] = BaselineRun.from_dict(d)
+        writer = WRITERS["baseline" if path.name.startswith("baseline_") else "cnn"]
+        d = _read_json(path, writer)
+        try:
+            if d.get("kind") == "cnn" and path.name == f"cnn_{d['name']}.json":
+                cnn[d["name"]] = OptimizerRun.from_dict(d, path)
+            elif d.get("kind") == "cnn" and "_finetune-" in path.stem:
+                finetuned[path.stem.removeprefix("cnn_")] = OptimizerRun.from_dict(d, path)
+            elif d.get("kind") == "baseline":
+                base[d["name"]] = BaselineRun.from_dict(d)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise damaged(path, f"{type(exc).__name__}: {exc}", writer) from None
     if not cnn and not base:
         raise DataError(f"no saved runs in {runs_dir}: run notebooks 03 and 04 first")
     order = [o for o in paper.OPTIMIZERS if o in cnn] + sorted(set(cnn) - set(paper.OPTIMIZERS))

@@ -136,6 +136,8 @@ def read_grid(path: str | Path) -> GridSpec:
     """Read and validate a grid file (YAML); a missing or malformed file raises DataError."""
     import yaml
 
+    from mcalc.errors import yaml_message
+
     path = Path(path)
     try:
         text = path.read_text()
@@ -144,9 +146,7 @@ def read_grid(path: str | Path) -> GridSpec:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise DataError(
-            f"{path}: not valid YAML ({str(exc).splitlines()[0] if str(exc) else exc})"
-        ) from exc
+        raise DataError(yaml_message(path, exc)) from exc  # keeps the line and column
     return GridSpec.from_dict(data, source=str(path))
 
 
