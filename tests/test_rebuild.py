@@ -69,6 +69,7 @@ def build(tmp_path, monkeypatch):
     shutil.copytree(ROOT / "notebooks", templates)
     monkeypatch.setattr(pl, "find_notebook_dir", lambda: templates)
     monkeypatch.setattr(pl, "_run_sweeps", lambda *a, **k: None)
+    monkeypatch.setattr(pl, "_repair_phantom", lambda *a, **k: None)  # the data root is a stand-in
     monkeypatch.setattr(mcalc.preflight, "preflight", lambda profile: (profile, None))
     profile = pl.get_profile(
         "ci",
@@ -131,7 +132,9 @@ def test_an_edited_template_reruns_its_chapters_and_their_readers(build):
 def test_a_changed_input_or_code_reruns_what_depends_on_it(build, monkeypatch):
     build()
     (Path(build.profile.results_dir) / "runs" / "baseline_x.json").write_text("{}")
-    assert build()[0].ran == ["05_comparison"]  # a run record changed: only its reader
+    # an edited run record is damage: its writer runs again and writes what it wrote before, so its
+    # reader (whose key covers the record's bytes) stays up to date
+    assert build()[0].ran == ["04_glcm_baselines"]
     monkeypatch.setattr(rebuild, "source_digest", lambda: "edited mcalc")
     assert len(build()[0].ran) == len(pl.plan(build.profile))  # mcalc's code changed: everything
 
@@ -240,3 +243,31 @@ def test_concurrent_executions_run_each_kernel_in_the_output_folder(tmp_path, mo
         nb = nbformat.read(tmp_path / path, as_version=4)
         printed = [o.text for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
         assert printed == [f"{i} {tmp_path / 'out' / 'nested'}\n"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "edit"])
+def test_a_damaged_output_reruns_its_writer_not_called_up_to_date(build, capsys, damage):
+    """Issue 27.4: an output's digest is recorded with its build key and checked on use: a cut or
+    edited features file means "run the writer again" (said, naming the file), never "up to date"."""
+    build()
+    features = Path(build.profile.results_dir) / "features.npz"
+    recorded = rebuild.recorded_outputs(Path(build.profile.out_dir) / "02_preprocessing.ipynb")
+    assert set(recorded) == {"features.npz", "features.json"}
+    text = features.read_text()
+    features.write_text(text[: len(text) // 2] if damage == "truncate" else text + " ")
+    capsys.readouterr()
+    again, _ = build()
+    assert again.ran == ["02_preprocessing"]  # the writer restores it; its readers see the same bytes
+    out = capsys.readouterr().out
+    assert "02_preprocessing: its output features.npz changed since it was written" in out
+    assert build()[0].ran == []
+
+
+def test_the_provenance_two_chapters_write_is_no_ones_output(build):
+    """01 writes provenance.json and 02 adds the weights: it is not checked as 01's output (else 01
+    would run again on every build)."""
+    build()
+    assert pl.owned_outputs(pl.plan(build.profile)[0]) == ("manifest*.csv",)
+    (Path(build.profile.results_dir) / "provenance.json").write_text('{"weights": "added by 02"}')
+    ran = build()[0].ran
+    assert "01_data_curation" not in ran and "03_optimizer_adam" in ran  # its readers, not 01
