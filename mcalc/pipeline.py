@@ -480,8 +480,24 @@ def run_profile(
     results it reads) is unchanged keeps its executed notebook ("up to date"), unless ``force``.
     Executions of one wave (the chapters that depend only on 01-02) run ``jobs`` at a time
     (default: two, or one on one core). A progress bar for the whole book and, one at a time, one
-    per notebook; the kernels' own output goes to ``<out_dir>/kernel.log``, not the terminal.
+    per notebook; the kernels' own output goes to ``<out_dir>/kernel.log`` (appended), not the
+    terminal. One run at a time per ``out_dir`` (mcalc.fsio.exclusive): a second is refused (Busy).
     """
+    from mcalc.fsio import exclusive
+
+    check_only(profile, only)
+    with exclusive(Path(profile.out_dir), f"the notebook folder {profile.out_dir}", wait=False):
+        return _run_profile(profile, only, progress, force, jobs)
+
+
+def _run_profile(
+    profile: Profile,
+    only: list[str] | None,
+    progress: bool,
+    force: bool,
+    jobs: int | None,
+) -> list[tuple[Path, float]]:
+    """:func:`run_profile` with the notebook folder held."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
@@ -524,7 +540,7 @@ def run_profile(
         outputs = inputs_digest(Path(profile.results_dir), owned_outputs(run))  # checked on use
         record_key(
             path, after, outputs
-        )  # what a next build will compute, the data root as this left it
+        )  # what a next build computes, the data root as this left it
         return path, time.perf_counter() - start
 
     for wave in sorted({r.wave for r in runs}):

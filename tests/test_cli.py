@@ -268,3 +268,99 @@ def test_a_bad_data_root_fails_before_any_notebook(tmp_path, capsys, monkeypatch
     code, err = run_cli(argv + ["--data-root", str(tmp_path), "--quiet"], capsys)
     assert code == 2 and err.count("\n") == 1
     assert str(tmp_path) in err
+
+
+# ------------------------------------------------------------------ issue 27: bad input, two runs at once
+
+
+@pytest.mark.parametrize("only", [["zz"], ["03", "zz"], [""]])
+def test_only_matching_no_notebook_is_exit_2_and_runs_nothing(capsys, monkeypatch, only):
+    """--only NAME matching no notebook: one line naming it and the notebooks, exit 2, nothing run."""
+    from mcalc import pipeline
+
+    monkeypatch.setattr(pipeline, "execute", lambda *a, **k: pytest.fail("a notebook ran"))
+    code, err = run_cli(["notebooks", "--profile", "ci", "--quiet", "--only", *only], capsys)
+    assert_one_line_error(code, err, "matches no notebook", "01_data_curation", "05_comparison")
+    assert (only[-1] or "(nothing)") in err
+
+
+def test_bare_only_is_an_error_not_everything(capsys, monkeypatch):
+    """A bare --only (no name) is refused by the parser instead of running every notebook."""
+    from mcalc import pipeline
+
+    monkeypatch.setattr(pipeline, "run_profile", lambda *a, **k: pytest.fail("it ran"))
+    code, err = run_cli(["notebooks", "--profile", "ci", "--only"], capsys)
+    assert_one_line_error(code, err, "--only")
+
+
+def _holding(folder: Path):
+    """A thread holding folder's lock (as another mcalc run would) until the returned event is set."""
+    import threading
+
+    from mcalc import fsio
+
+    ready, release = threading.Event(), threading.Event()
+
+    def hold():
+        with fsio.exclusive(folder, "held"):
+            ready.set()
+            release.wait(20)
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    return release
+
+
+def test_a_second_book_build_in_one_folder_is_refused(tmp_path, capsys, monkeypatch):
+    """Two `mcalc book` in one folder: the later is refused in one line (exit 2) before touching the
+    build tree the earlier is building, instead of deleting it mid-build."""
+    monkeypatch.chdir(tmp_path)
+    tree = tmp_path / "build" / "ci" / "book"
+    tree.mkdir(parents=True)
+    (tree / "page.html").write_text("the first build's")
+    release = _holding(tmp_path / "build" / "ci")
+    try:
+        argv = ["book", "--profile", "ci", "--no-execute", "--out-dir", "nb", "--quiet"]
+        code, err = run_cli(argv, capsys)
+    finally:
+        release.set()
+    assert_one_line_error(code, err, "mcalc book:", "build", "in use by another mcalc run")
+    assert (tree / "page.html").read_text() == "the first build's"
+
+
+def test_a_second_notebooks_run_in_one_folder_is_refused(tmp_path, capsys, monkeypatch):
+    """Two runs writing one notebook folder: the later is refused (exit 2), its kernel log untouched."""
+    from mcalc import pipeline
+
+    monkeypatch.setattr(pipeline, "execute", lambda *a, **k: pytest.fail("a notebook ran"))
+    out = tmp_path / "nb"
+    out.mkdir()
+    (out / "kernel.log").write_text("the first run's kernel output\n")
+    release = _holding(out)
+    try:
+        code, err = run_cli(
+            ["notebooks", "--profile", "ci", "--out-dir", str(out), "--quiet"], capsys
+        )
+    finally:
+        release.set()
+    assert_one_line_error(code, err, f"the notebook folder {out}", "in use by another mcalc run")
+    assert (out / "kernel.log").read_text() == "the first run's kernel output\n"
+
+
+def test_curate_long_out_name_is_refused_before_curating(tmp_path, capsys, monkeypatch):
+    """A --out whose own name fits but whose temporary / sibling names do not: refused up front
+    (one line naming the shortening), not after the whole curation."""
+    import os
+
+    import mcalc.curation as cu
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.setattr(cu, "curate", lambda *a, **k: pytest.fail("curate ran"))
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    out = tmp_path / ("m" * (limit - 20) + ".csv")  # legal; its .exclusions.csv sibling is not
+    code, err = run_cli(["curate", str(tmp_path / "data"), "--out", str(out), "--quiet"], capsys)
+    assert_one_line_error(code, err, "mcalc curate: --out", "too long")
+    out = tmp_path / ("m" * (limit - 40) + ".csv")  # the siblings fit; their temporaries do not
+    code, err = run_cli(["curate", str(tmp_path / "data"), "--out", str(out), "--quiet"], capsys)
+    assert_one_line_error(code, err, "temporary name", "shorten it by")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from mcalc import fsio
+from mcalc.errors import Busy
 
 
 def dead_pid() -> int:
@@ -117,3 +121,87 @@ def test_sweep_removes_only_dead_writers_old_temporaries(tmp_path):
     removed = fsio.sweep_stale_temporaries(tmp_path)
     assert sorted(removed) == sorted([dead, legacy])
     assert all(p.exists() for p in (live, mine, fresh, keep))
+
+
+# ---------------------------------------------------------------------- exclusive writes (issue 27)
+
+
+def _hold(folder: Path, what: str, ready, release) -> None:
+    """Hold folder's lock in a thread until release is set."""
+    with fsio.exclusive(folder, what):
+        ready.set()
+        release.wait(10)
+
+
+def test_exclusive_refuses_a_second_writer_naming_the_holder(tmp_path):
+    """wait=False: a second holder of the same folder gets Busy (one line, the holder's pid), not a race."""
+    ready, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold, args=(tmp_path, "the folder x", ready, release))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(
+            Busy, match=rf"the folder x is in use by another mcalc run \(pid {os.getpid()}"
+        ):
+            with fsio.exclusive(tmp_path, "the folder x", wait=False):
+                pass
+    finally:
+        release.set()
+        holder.join()
+    with fsio.exclusive(tmp_path, "the folder x", wait=False):  # released: free again
+        pass
+
+
+def test_exclusive_waits_for_the_holder_and_says_so(tmp_path):
+    """wait=True: the second writer starts only after the first has finished, and says it waits."""
+    order, said = [], []
+    ready, release = threading.Event(), threading.Event()
+
+    def first():
+        with fsio.exclusive(tmp_path, "x"):
+            ready.set()
+            release.wait(10)
+            order.append("first done")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert ready.wait(10)
+    threading.Timer(0.3, release.set).start()
+    with fsio.exclusive(tmp_path, "x", say=said.append):
+        order.append("second")
+    thread.join()
+    assert order == ["first done", "second"]
+    assert len(said) == 1 and said[0].startswith("waiting for another mcalc run")
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    """The lock is the system's (flock): a holder killed mid-write releases it."""
+    code = (
+        "import sys, time\nfrom mcalc import fsio\n"
+        f"with fsio.exclusive({str(tmp_path)!r}, 'x'):\n    print('held', flush=True)\n    time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        with pytest.raises(Busy):
+            with fsio.exclusive(tmp_path, "x", wait=False):
+                pass
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    time.sleep(0.1)
+    with fsio.exclusive(tmp_path, "x", wait=False):
+        pass
+
+
+def test_name_problem_counts_the_temporary_name_the_write_uses(tmp_path):
+    """A name that fits the file system but whose temporary (``.<name>.<pid>-<hex>.tmp``) does not is
+    refused up front, naming by how much to shorten it; a short name passes."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    fits_alone = tmp_path / ("m" * (limit - 4) + ".csv")  # a legal name by itself
+    problem = fsio.name_problem(fits_alone)
+    assert problem and "temporary name" in problem and "shorten it by" in problem
+    assert fsio.name_problem(tmp_path / "manifest.csv") is None
+    overhead = fsio.temp_name_length("")
+    assert fsio.name_problem(tmp_path / ("m" * (limit - overhead))) is None
+    assert fsio.name_problem(tmp_path / ("m" * (limit - overhead + 1))) is not None

@@ -271,3 +271,14 @@ def test_the_provenance_two_chapters_write_is_no_ones_output(build):
     (Path(build.profile.results_dir) / "provenance.json").write_text('{"weights": "added by 02"}')
     ran = build()[0].ran
     assert "01_data_curation" not in ran and "03_optimizer_adam" in ran  # its readers, not 01
+
+
+def test_a_build_appends_to_the_kernel_log_instead_of_emptying_it(build):
+    """Issue 27.14: a run no longer empties the kernel log another run (or the last build) wrote."""
+    log = Path(build.profile.out_dir) / pl.KERNEL_LOG
+    log.parent.mkdir(parents=True)
+    log.write_text("the earlier run's TensorFlow lines\n")
+    build()
+    text = log.read_text()
+    assert text.startswith("the earlier run's TensorFlow lines\n")
+    assert "===== mcalc build, profile ci" in text
