@@ -462,6 +462,10 @@ def read_jpeg_header(path: str, check_end: bool = False) -> JpegHeader:
         with Image.open(path) as im:
             columns, rows = im.size
             kind = str(im.format or "unknown")
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, met when opening
+        return JpegHeader(
+            path, "oversized_image", f"{path} declares too many pixels ({exc}); not decoded"
+        )
     except UnidentifiedImageError:
         return JpegHeader(path, "not_jpeg", f"{path} is not an image file (not a JPEG)")
     except Exception as exc:  # noqa: BLE001 - any failure on a damaged file is reported, not raised
@@ -617,6 +621,10 @@ def check_jpeg_image(path: str | Path) -> tuple[np.ndarray, str]:
         with Image.open(path) as im:
             mode = im.mode
             head = JpegHeader(str(path), rows=im.size[1], columns=im.size[0], format=im.format)
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, met when opening
+        raise UnusableImage(
+            f"{path} declares too many pixels ({exc}); not decoded", "oversized_image"
+        ) from None
     except UnidentifiedImageError:
         raise UnusableImage(f"{path} is not an image file (not a JPEG)", "not_jpeg") from None
     except Exception as exc:  # noqa: BLE001 - any failure on a damaged file is an exclusion

@@ -17,7 +17,7 @@ from mcalc import kaggle
 from mcalc import phantom as ph
 from mcalc.cli import main as cli_main
 from mcalc.errors import DataError
-from mcalc.preprocessing import normalize_intensity, read_dicom_image
+from mcalc.preprocessing import MAX_IMAGE_PIXELS, normalize_intensity, read_dicom_image
 from mcalc.provenance import KAGGLE_JPEG_LABEL, Provenance, data_provenance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -201,9 +201,10 @@ def test_content_decides_when_sizes_do_not(tmp_path):
 
 def test_missing_dicom_info_is_a_clear_error(tree, capsys):
     """A jpeg/ folder without dicom_info.csv: DataError naming it; the CLI exits 2 with one line."""
-    with pytest.warns(cu.CurationWarning, match="excluded"):  # the phantom's quirks
-        assert cli_main(["curate", str(tree), "--out", str(tree.parent / "m.csv"), "--quiet"]) == 0
-    assert f"read as the {KAGGLE_JPEG_LABEL}" in capsys.readouterr().out
+    assert cli_main(["curate", str(tree), "--out", str(tree.parent / "m.csv"), "--quiet"]) == 0
+    seen = capsys.readouterr()
+    assert f"read as the {KAGGLE_JPEG_LABEL}" in seen.out
+    assert "mcalc curate: warning: 1 ROI(s) excluded" in seen.err  # the phantom's quirks
     (tree / "csv" / "dicom_info.csv").unlink()
     with pytest.raises(DataError, match="dicom_info.csv"):
         curate_quietly(tree)
@@ -362,3 +363,128 @@ def test_ci_notebooks_run_on_a_kaggle_download(tree, tmp_path, monkeypatch):
     for path, _ in done:
         text = nbformat.writes(nbformat.read(path, as_version=4))
         assert f"real {KAGGLE_JPEG_LABEL}" in text, path.name
+
+
+# --------------------------------------------------- issue 27: crafted and damaged input
+
+
+def _set_declared_size(data: bytes, rows: int, columns: int) -> bytes:
+    """A JPEG's bytes with its frame header (SOFn) declaring another size; the scan data unchanged."""
+    b, i = bytearray(data), 2
+    while i < len(b):
+        marker, length = b[i + 1], int.from_bytes(b[i + 2 : i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2):
+            b[i + 5 : i + 7], b[i + 7 : i + 9] = rows.to_bytes(2, "big"), columns.to_bytes(2, "big")
+            return bytes(b)
+        i += 2 + length
+    raise AssertionError("no frame header")
+
+
+@pytest.mark.parametrize("rows, columns", [(8000, 9000), (30000, 30000)])
+def test_a_crop_declaring_a_huge_size_is_excluded_before_decoding(tree, monkeypatch, rows, columns):
+    """A few-KB crop whose header declares more pixels than its mammogram (or the budget): excluded as
+    oversized_image naming the file, and never decoded (no gigabytes, no library warning)."""
+    import warnings
+
+    roi, crop = usable_entry(tree, "crop")
+    crop.write_bytes(_set_declared_size(crop.read_bytes(), rows, columns))
+    assert crop.stat().st_size < 100_000
+    decoded = []
+    real = kaggle.read_jpeg_pixels
+    monkeypatch.setattr(kaggle, "read_jpeg_pixels", lambda p: decoded.append(p) or real(p))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        row = curate_quietly(tree).manifest.set_index("roi_id").loc[roi]
+    assert (row["status"], row["reason"]) == ("excluded", "oversized_image")
+    assert str(crop) in row["detail"] and "not decoded" in row["detail"]
+    assert str(crop) not in decoded
+    if rows * columns > MAX_IMAGE_PIXELS:  # preprocessing's own check, before decoding
+        with pytest.raises(DataError, match="too many pixels|over the budget"):
+            read_dicom_image(crop)
+
+
+def test_a_crop_cut_short_with_an_end_marker_appended_is_excluded(tree):
+    """A crop cut in half with the end-of-image marker appended decodes (the decoder fills the rest
+    with grey): excluded as corrupt_jpeg, naming the file, instead of kept as a usable ROI."""
+    roi, crop = usable_entry(tree, "crop")
+    data = crop.read_bytes()
+    crop.write_bytes(data[: len(data) // 2] + b"\xff\xd9")
+    row = curate_quietly(tree).manifest.set_index("roi_id").loc[roi]
+    assert (row["status"], row["reason"]) == ("excluded", "corrupt_jpeg")
+    assert str(crop) in row["detail"] and "cut short" in row["detail"]
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "GIF"])
+def test_a_png_or_gif_named_jpg_is_read_with_a_note(tree, fmt):
+    """An image that is not a JPEG under a .jpg name is read as it is, and the manifest says so."""
+    roi, crop = usable_entry(tree, "crop")
+    with Image.open(crop) as im:
+        im.load()
+        im.save(crop, format=fmt)
+    row = curate_quietly(tree).manifest.set_index("roi_id").loc[roi]
+    assert row["status"] == "ok"
+    assert f"a {fmt} image under a .jpg name" in row["note"]
+
+
+def test_a_duplicated_dicom_info_row_does_not_exclude_a_good_roi(tree):
+    """The same image listed twice in dicom_info.csv is one image: no ROI becomes 'ambiguous'."""
+    before = curate_quietly(tree).manifest.set_index("roi_id")
+    info_path = tree / "csv" / "dicom_info.csv"
+    info = pd.read_csv(info_path, dtype=str)
+    pd.concat([info, info.iloc[:10]]).to_csv(info_path, index=False)  # fulls, crops and masks twice
+    after = curate_quietly(tree).manifest.set_index("roi_id")
+    pd.testing.assert_frame_equal(before[COMPARED[1:]], after[COMPARED[1:]])
+    assert "ambiguous_files" not in set(after["reason"].dropna())
+
+
+def test_a_utf16_dicom_info_is_read(tree):
+    """dicom_info.csv saved as UTF-16 (with its byte-order mark, as spreadsheet tools do) is read."""
+    before = curate_quietly(tree).manifest
+    info_path = tree / "csv" / "dicom_info.csv"
+    info_path.write_text(info_path.read_text(encoding="utf-8"), encoding="utf-16")
+    pd.testing.assert_frame_equal(before[COMPARED], curate_quietly(tree).manifest[COMPARED])
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("utf-16-le", "not a text table in UTF-8"),
+        ("header", "lists no image (a header and no rows)"),
+    ],
+)
+def test_an_unusable_dicom_info_is_named(tree, capsys, content, needle):
+    """A UTF-16 table without its mark, or a header-only one: one line naming dicom_info.csv (exit 2),
+    not 'no image found (are the images downloaded?)'."""
+    info_path = tree / "csv" / "dicom_info.csv"
+    text = info_path.read_text(encoding="utf-8")
+    if content == "header":
+        info_path.write_text(text.splitlines()[0] + "\n")
+    else:
+        info_path.write_bytes(text.encode("utf-16-le"))
+    with pytest.raises(DataError, match="dicom_info.csv"):
+        curate_quietly(tree)
+    code = cli_main(["curate", str(tree), "--out", str(tree.parent / "m.csv"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and needle in err and "dicom_info.csv" in err and "\n" not in err
+    assert "are the images downloaded" not in err
+
+
+def test_an_empty_jpeg_folder_beside_a_dicom_download_is_ignored(pair, tmp_path):
+    """An empty jpeg/ beside a DICOM download (no dicom_info.csv) is not taken for a broken Kaggle copy."""
+    root = tmp_path / "dicom"
+    shutil.copytree(pair[0], root)
+    (root / "phantom.json").unlink()
+    before = curate_quietly(root).manifest
+    (root / "jpeg").mkdir()
+    assert kaggle.layout_of(root) == "dicom"
+    pd.testing.assert_frame_equal(before[COMPARED], curate_quietly(root).manifest[COMPARED])
+
+
+def test_curate_prints_warnings_as_one_line_without_source(tree, capsys):
+    """Each curate names its exclusions in lines 'mcalc curate: warning: ...', never a Python warning
+    with mcalc's file name and source line."""
+    assert cli_main(["curate", str(tree), "--out", str(tree.parent / "m.csv"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert lines and all(line.startswith("mcalc curate: warning: ") for line in lines), err
+    assert ".py:" not in err and "result = curate(" not in err
