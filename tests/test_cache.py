@@ -313,7 +313,58 @@ def test_cached_table_computes_once_per_key_and_recovers_from_a_damaged_copy(tmp
     cached_table(tmp_path, "k2", compute)
     assert len(calls) == 2
     (tmp_path / "k1.json").write_text("{not json")
-    pd.testing.assert_frame_equal(cached_table(tmp_path, "k1", compute), first)
+    with pytest.warns(UserWarning, match="unusable"):
+        pd.testing.assert_frame_equal(cached_table(tmp_path, "k1", compute), first)
     assert len(calls) == 3
     pd.testing.assert_frame_equal(cached_table(tmp_path, "k1", compute), first)
     assert len(calls) == 3  # the replaced copy is read back
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_a_kept_table_with_a_non_finite_value_is_computed_again(tmp_path, token):
+    """Issue 27.5: a kept measurement table edited to hold NaN / Infinity (valid to Python's json) is
+    not read back (it would reach the book as inf or an empty cell): computed again, with a warning."""
+    import pandas as pd
+
+    from mcalc.cache import cached_table
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return pd.DataFrame({"x": [0.25, 0.5]}, index=pd.Index(["a", "b"], name="row"))
+
+    first = cached_table(tmp_path, "k", compute)
+    path = tmp_path / "k.json"
+    path.write_text(path.read_text().replace("0.25", token))
+    with pytest.warns(UserWarning, match=rf"kept table {path} unusable .*non-finite"):
+        again = cached_table(tmp_path, "k", compute)
+    pd.testing.assert_frame_equal(again, first)
+    assert len(calls) == 2 and token not in path.read_text()
+
+
+def test_a_kept_table_edited_to_other_finite_numbers_fails_its_digest(tmp_path):
+    """A kept table carries the digest of what was written: an edited number is noticed, not shown."""
+    import pandas as pd
+
+    from mcalc.cache import cached_table
+
+    table = pd.DataFrame({"x": [0.25, 0.5]})
+    cached_table(tmp_path, "k", lambda: table)
+    path = tmp_path / "k.json"
+    path.write_text(path.read_text().replace("0.25", "0.95"))
+    with pytest.warns(UserWarning, match="does not match its digest"):
+        pd.testing.assert_frame_equal(cached_table(tmp_path, "k", lambda: table), table)
+
+
+def test_a_computed_table_with_inf_is_returned_but_not_kept(tmp_path):
+    """A non-finite number computed is shown once and not kept (the next build computes it again)."""
+    import pandas as pd
+
+    from mcalc.cache import cached_table
+
+    table = pd.DataFrame({"x": [float("inf"), 0.5]})
+    with pytest.warns(UserWarning, match="not kept"):
+        out = cached_table(tmp_path, "k", lambda: table)
+    pd.testing.assert_frame_equal(out, table)
+    assert not (tmp_path / "k.json").exists()

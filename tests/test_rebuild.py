@@ -257,7 +257,9 @@ def test_a_damaged_output_reruns_its_writer_not_called_up_to_date(build, capsys,
     features.write_text(text[: len(text) // 2] if damage == "truncate" else text + " ")
     capsys.readouterr()
     again, _ = build()
-    assert again.ran == ["02_preprocessing"]  # the writer restores it; its readers see the same bytes
+    assert again.ran == [
+        "02_preprocessing"
+    ]  # the writer restores it; its readers see the same bytes
     out = capsys.readouterr().out
     assert "02_preprocessing: its output features.npz changed since it was written" in out
     assert build()[0].ran == []
