@@ -548,3 +548,122 @@ def test_curation_reads_the_phantom_like_a_download(small, quirks):
     for split in ph.SPLITS:
         for cls in ph.CLASSES:
             assert counts.get((split, cls), 0) >= 1
+
+
+# ----------------------------------------------------- issue 27.1: exclusive writes, own manifest
+
+
+@pytest.fixture()
+def phantom_copy(make_phantom, tmp_path) -> Path:
+    """A private copy of the session's phantom (its marker and manifest included)."""
+    import shutil
+
+    out = tmp_path / "phantom"
+    shutil.copytree(make_phantom(SCALE), out)
+    return out
+
+
+def _config() -> ph.PhantomConfig:
+    """The configuration of the session's phantom (conftest.make_phantom)."""
+    return ph.PhantomConfig(scale=SCALE, seed=0, workers=1)
+
+
+def test_a_finished_phantom_records_every_file_and_verifies(phantom_copy):
+    """phantom.json lists every file with its digest; an untouched phantom verifies."""
+    meta = json.loads((phantom_copy / "phantom.json").read_text())
+    skip = ("phantom.json", ".mcalc.lock")  # the marker itself, and the lock of its writers
+    files = [p for p in phantom_copy.rglob("*") if p.is_file() and p.name not in skip]
+    assert len(files) > 50
+    assert set(meta["files"]) == {p.relative_to(phantom_copy).as_posix() for p in files}
+    assert ph.verify_phantom(phantom_copy, _config()) is None
+
+
+@pytest.mark.parametrize("damage", ["rewritten", "cut", "removed", "added", "unfinished"])
+def test_a_damaged_phantom_is_named_and_generated_again_not_called_up_to_date(
+    phantom_copy, monkeypatch, damage
+):
+    """A file rewritten (same size: a quirk applied twice, a not-DICOM mask made valid), cut,
+    removed or added, or a marker left unfinished: verify names it and ensure_phantom generates the
+    data set again (an intact one is kept)."""
+    regenerated = []
+    monkeypatch.setattr(ph, "_generate", lambda out, config, progress: regenerated.append(out))
+    assert ph.ensure_phantom(phantom_copy, _config(), progress=False) is None
+    assert regenerated == []
+    dicom = sorted((phantom_copy / ph.DICOM_ROOT).rglob("*.dcm"))[3]
+    rel = dicom.relative_to(phantom_copy).as_posix()
+    if damage == "rewritten":
+        data = bytearray(dicom.read_bytes())
+        data[-10:] = bytes(10)
+        dicom.write_bytes(bytes(data))
+    elif damage == "cut":
+        dicom.write_bytes(dicom.read_bytes()[:1000])
+    elif damage == "removed":
+        dicom.unlink()
+    elif damage == "added":
+        rel = "CBIS-DDSM/extra.dcm"
+        (phantom_copy / rel).write_bytes(b"x")
+    else:
+        marker = phantom_copy / "phantom.json"
+        marker.write_text(marker.read_text().replace('"complete": true', '"complete": false'))
+    problem = ph.verify_phantom(phantom_copy, _config())
+    assert problem is not None
+    assert (rel in problem) if damage != "unfinished" else ("unfinished" in problem)
+    ph.ensure_phantom(phantom_copy, _config(), progress=False)
+    assert regenerated == [phantom_copy]
+
+
+def test_two_generations_of_one_folder_take_turns(tmp_path, monkeypatch):
+    """Two processes (here threads, each with its own lock handle) generating one folder: the second
+    waits until the first has finished, and says so; they never interleave."""
+    import threading
+    import time
+
+    events, said = [], []
+
+    def slow(out, config, progress):
+        events.append(("start", threading.current_thread().name))
+        time.sleep(0.3)
+        events.append(("end", threading.current_thread().name))
+
+    monkeypatch.setattr(ph, "_generate", slow)
+    monkeypatch.setattr(ph, "_wait_note", said.append)
+    out = tmp_path / "phantom"
+    threads = [
+        threading.Thread(target=ph.generate_phantom, args=(out, _config(), False), name=n)
+        for n in ("a", "b")
+    ]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    assert [e[0] for e in events] == ["start", "end", "start", "end"]
+    assert events[0][1] == events[1][1] and events[2][1] == events[3][1]
+    assert len(said) == 1 and "waiting for another mcalc run" in said[0]
+
+
+def test_the_lock_file_does_not_make_a_folder_foreign(tmp_path):
+    """A folder holding only the lock (a run that ended early) is still an empty folder to write into."""
+    from mcalc.fsio import LOCK_NAME
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / LOCK_NAME).write_text("")
+    ph._check_out(tmp_path / "p")  # no DataError
+
+
+@pytest.mark.slow
+def test_two_real_generations_at_once_leave_one_verified_phantom(make_phantom, tmp_path):
+    """Issue 27.1 as a user meets it: two `mcalc phantom` into one folder at once. Both succeed one
+    after the other, and the result verifies and is byte for byte the phantom generated alone."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "phantom"
+    argv = [sys.executable, "-m", "mcalc", "phantom", str(out), "--scale", str(SCALE)]
+    argv += ["--workers", "1", "--quiet"]
+    procs = [subprocess.Popen(argv, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errs = [p.communicate()[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert any("waiting for another mcalc run" in e for e in errs)
+    assert ph.verify_phantom(out) is None
+    assert ph.phantom_files(out) == ph.phantom_files(make_phantom(SCALE))
