@@ -364,3 +364,11 @@ def test_curate_long_out_name_is_refused_before_curating(tmp_path, capsys, monke
     out = tmp_path / ("m" * (limit - 40) + ".csv")  # the siblings fit; their temporaries do not
     code, err = run_cli(["curate", str(tmp_path / "data"), "--out", str(out), "--quiet"], capsys)
     assert_one_line_error(code, err, "temporary name", "shorten it by")
+
+
+def test_a_grid_file_that_is_not_yaml_names_its_line_and_column(tmp_path, capsys):
+    """Issue 27.14: the YAML error keeps where it is (line, column), in one line, exit 2."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("name: g\ngrid:\n  seed: [1, 2\n  optimizer: adam\n")
+    code, err = run_cli(["sweep", str(grid), "--profile", "ci", "--quiet"], capsys)
+    assert_one_line_error(code, err, f"{grid}: line 4, column 12: not valid YAML", "expected ','")
