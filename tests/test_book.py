@@ -37,7 +37,9 @@ def test_a_failed_book_build_is_a_build_error_not_bad_data(tmp_path, monkeypatch
     monkeypatch.setattr(
         book.subprocess, "run", lambda cmd, check: subprocess.CompletedProcess(cmd, 3)
     )
-    profile = get_profile("ci", results_dir=str(tmp_path / "results"))
+    profile = get_profile(
+        "ci", results_dir=str(tmp_path / "results"), out_dir=str(tmp_path / "notebooks")
+    )
     (tmp_path / "src" / book.EXECUTED).mkdir(parents=True)
     with pytest.raises(BookBuildError, match="exit 3") as caught:
         book.build_book(profile, source=tmp_path / "src")
