@@ -160,6 +160,10 @@ def glue_figure(item: dict, label: str) -> str:
     )
 
 
+#: The call every template makes right after its parameters cell (mcalc.parameters).
+CHECK_CALL = "check_parameters(globals())"
+
+
 def present(path: Path, parameters: dict, commit: str | None = None) -> None:
     """Rewrite an executed notebook in place for the book: both parameters cells removed, one "this run" box in
     their place, every other code cell's input behind a toggle, and after each cell that only shows captioned
@@ -177,8 +181,10 @@ def present(path: Path, parameters: dict, commit: str | None = None) -> None:
             continue
         tags = _tags(cell)
         items = display_items(cell)
-        if INJECTED_TAG in tags or PARAMETERS_TAG in tags:
-            _add(tags, "remove-cell")
+        if INJECTED_TAG in tags or PARAMETERS_TAG in tags or CHECK_CALL in cell.source:
+            _add(
+                tags, "remove-cell"
+            )  # the parameters and their check: the "this run" box says them
             first_param = len(nb.cells) - 1 if first_param is None else first_param
         elif {"remove-cell", "remove-input"} & set(tags):
             continue

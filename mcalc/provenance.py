@@ -128,12 +128,9 @@ def data_provenance(root: Path) -> Provenance:
 
 def write_provenance(prov: Provenance, path: Path) -> Path:
     """Write a provenance record as JSON (read by the book's banner)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(prov.to_dict(), indent=2))
-    tmp.replace(path)
-    return path
+    from mcalc.fsio import write_text  # a fresh temporary per writer: two writers never share one
+
+    return write_text(Path(path), json.dumps(prov.to_dict(), indent=2))
 
 
 def read_provenance(path: Path) -> Provenance | None:

@@ -177,3 +177,20 @@ def test_a_failing_cell_is_one_line_and_the_kernel_log_is_kept(tmp_path: Path) -
     assert str(tmp_path / "out" / "x.ipynb") in message
     assert (tmp_path / "out" / "x.ipynb").is_file()
     assert (tmp_path / "out" / pl.KERNEL_LOG).is_file()
+
+
+def test_the_parameter_check_is_removed_with_the_parameters(tmp_path: Path) -> None:
+    """The cell checking the parameters (right after them) shows nothing in the book: no empty toggle."""
+    cells = [
+        nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("seed = 3", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell(
+            "from mcalc.parameters import check_parameters\n\ncheck_parameters(globals())"
+        ),
+        nbformat.v4.new_code_cell("work()"),
+    ]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    present(path, PARAMS, commit="abc1234")
+    code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    assert ["remove-cell" in c.metadata.get("tags", []) for c in code] == [True, True, True, False]
