@@ -1411,6 +1411,13 @@ def phantom_files(out: Path) -> dict[str, str]:
     }
 
 
+def _content_config(config: object) -> dict:
+    """The configuration fields that shape a phantom's files (how many processes wrote it does not)."""
+    if not isinstance(config, dict):
+        return {}
+    return {k: v for k, v in json.loads(json.dumps(config)).items() if k != "workers"}
+
+
 def verify_phantom(out: Path, config: PhantomConfig | None = None) -> str | None:
     """Why out is not a finished phantom (of config, when given) matching its own manifest; None when it is.
 
@@ -1424,7 +1431,9 @@ def verify_phantom(out: Path, config: PhantomConfig | None = None) -> str | None
         return f"{marker} is missing or unreadable"
     if not isinstance(meta, dict) or not meta.get("complete"):
         return f"{marker} marks an unfinished phantom (its generation was interrupted)"
-    if config is not None and meta.get("config") != json.loads(json.dumps(asdict(config))):
+    if config is not None and _content_config(meta.get("config")) != _content_config(
+        asdict(config)
+    ):
         return f"{marker} records another configuration"
     recorded = meta.get("files")
     if not isinstance(recorded, dict) or not recorded:

@@ -444,7 +444,7 @@ def check_only(profile: Profile, only: list[str] | None) -> None:
         )
 
 
-def _repair_phantom(profile: Profile, say, progress: bool) -> None:
+def _repair_phantom(profile: Profile, progress: bool) -> None:
     """A phantom data root that no longer matches its own manifest (damaged, partial) is generated again
     before any key is computed, so that no execution is called up to date on damaged data."""
     from mcalc.phantom import PhantomConfig, ensure_phantom, verify_phantom
@@ -453,10 +453,8 @@ def _repair_phantom(profile: Profile, say, progress: bool) -> None:
     if profile.data_source != "phantom" or not (root / "phantom.json").is_file():
         return  # chapter 1 generates an absent phantom
     config = PhantomConfig(scale=profile.phantom_scale, seed=profile.seed)
-    problem = verify_phantom(root, config)
-    if problem is not None:
-        say(f"[mcalc] the phantom at {root} is generated again: {problem}")
-        ensure_phantom(root, config, progress=progress)
+    if verify_phantom(root, config) is not None:
+        ensure_phantom(root, config, progress=progress)  # says why it generates it again
 
 
 def _kernel_log_header(log: Path, profile: Profile) -> None:
@@ -521,7 +519,7 @@ def _run_profile(
     say = tqdm.write if progress else print
     if data is not None:
         say(f"[mcalc] {data.describe()}")
-    _repair_phantom(profile, say, progress)
+    _repair_phantom(profile, progress)
     sources = source_digest()
 
     def context() -> BuildContext:

@@ -667,3 +667,20 @@ def test_two_real_generations_at_once_leave_one_verified_phantom(make_phantom, t
     assert any("waiting for another mcalc run" in e for e in errs)
     assert ph.verify_phantom(out) is None
     assert ph.phantom_files(out) == ph.phantom_files(make_phantom(SCALE))
+
+
+def test_a_build_generates_a_damaged_phantom_again_before_keying_anything(
+    phantom_copy, monkeypatch
+):
+    """`mcalc notebooks` on a phantom data root that no longer matches its manifest generates it
+    again first (an intact one, whatever the number of processes that wrote it, is kept)."""
+    from mcalc import pipeline as pl
+
+    regenerated = []
+    monkeypatch.setattr(ph, "_generate", lambda out, config, progress: regenerated.append(out))
+    profile = pl.get_profile("ci", data_root=str(phantom_copy), phantom_scale=SCALE)
+    pl._repair_phantom(profile, progress=False)
+    assert regenerated == []
+    next((phantom_copy / ph.DICOM_ROOT).rglob("*.dcm")).write_bytes(b"an HTML error page")
+    pl._repair_phantom(profile, progress=False)
+    assert regenerated == [phantom_copy]
