@@ -117,11 +117,16 @@ def check_dicom_image(path: str | Path) -> tuple[np.ndarray, str]:
         raise UnusableImage(
             f"{path}: unreadable DICOM ({type(exc).__name__}: {exc})", "corrupt_dicom"
         ) from None
-    declared = int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0)
-    declared *= int(ds.get("NumberOfFrames", 1) or 1)
+    try:  # the size budget, before any pixel is decoded
+        rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        declared = rows * columns * int(ds.get("NumberOfFrames", 1) or 1)
+    except Exception as exc:  # a damaged Rows / Columns / NumberOfFrames element
+        raise UnusableImage(
+            f"{path}: unreadable image size ({type(exc).__name__}: {exc})", "corrupt_dicom"
+        ) from None
     if declared > MAX_IMAGE_PIXELS:
         raise UnusableImage(
-            f"{path}: declares {ds.get('Rows')}x{ds.get('Columns')} pixels, over the budget of "
+            f"{path}: declares {rows}x{columns} pixels, over the budget of "
             f"{MAX_IMAGE_PIXELS:,} per image; not decoded",
             "oversized_image",
         )

@@ -185,3 +185,19 @@ def test_speck_contrast_shows_point_sampling_aliases_small_specks():
     point = ratio[ratio.index.str.startswith("point")].iloc[0]
     assert point > 5 * anti
     assert (table["speck width (mm)"] == 0.05).all()
+
+
+def test_a_dicom_declaring_more_pixels_than_the_budget_is_refused_before_decoding(tmp_path):
+    """Issue 27.6 for the DICOM release: Rows x Columns over the size budget is an oversized_image,
+    named, before any pixel is decoded (the file holds only a few bytes of pixels)."""
+    from mcalc.errors import UnusableImage
+    from mcalc.preprocessing import MAX_IMAGE_PIXELS, check_dicom_image
+
+    path = write_dicom(tmp_path / "crop.dcm", np.arange(16, dtype=np.uint16).reshape(4, 4))
+    ds = pydicom.dcmread(path)
+    ds.Rows = ds.Columns = 60000
+    assert 60000 * 60000 > MAX_IMAGE_PIXELS
+    ds.save_as(path)
+    with pytest.raises(UnusableImage, match="declares 60000x60000 pixels, over the budget") as info:
+        check_dicom_image(path)
+    assert info.value.reason == "oversized_image" and str(path) in str(info.value)
