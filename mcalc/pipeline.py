@@ -479,12 +479,21 @@ def run_profile(
     Executions of one wave (the chapters that depend only on 01-02) run ``jobs`` at a time
     (default: two, or one on one core). A progress bar for the whole book and, one at a time, one
     per notebook; the kernels' own output goes to ``<out_dir>/kernel.log`` (appended), not the
-    terminal. One run at a time per ``out_dir`` (mcalc.fsio.exclusive): a second is refused (Busy).
+    terminal. One run at a time per ``out_dir`` and ``results_dir`` (mcalc.fsio.exclusive): a second
+    run writing either is refused (Busy).
     """
+    from contextlib import ExitStack
+
     from mcalc.fsio import exclusive
 
     check_only(profile, only)
-    with exclusive(Path(profile.out_dir), f"the notebook folder {profile.out_dir}", wait=False):
+    folders = {
+        Path(profile.out_dir).resolve(): f"the notebook folder {profile.out_dir}",
+        Path(profile.results_dir).resolve(): f"the results folder {profile.results_dir}",
+    }  # one lock per folder, also when both are one
+    with ExitStack() as held:
+        for folder, what in folders.items():
+            held.enter_context(exclusive(folder, what, wait=False))
         return _run_profile(profile, only, progress, force, jobs)
 
 

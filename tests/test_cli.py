@@ -372,3 +372,18 @@ def test_a_grid_file_that_is_not_yaml_names_its_line_and_column(tmp_path, capsys
     grid.write_text("name: g\ngrid:\n  seed: [1, 2\n  optimizer: adam\n")
     code, err = run_cli(["sweep", str(grid), "--profile", "ci", "--quiet"], capsys)
     assert_one_line_error(code, err, f"{grid}: line 4, column 12: not valid YAML", "expected ','")
+
+
+def test_a_second_run_writing_the_same_results_folder_is_refused(tmp_path, capsys, monkeypatch):
+    """Two runs with their own notebook folders but one results folder: the later is refused."""
+    from mcalc import pipeline
+
+    monkeypatch.setattr(pipeline, "execute", lambda *a, **k: pytest.fail("a notebook ran"))
+    results = tmp_path / "results"
+    release = _holding(results)
+    try:
+        argv = ["notebooks", "--profile", "ci", "--quiet", "--results-dir", str(results)]
+        code, err = run_cli([*argv, "--out-dir", str(tmp_path / "nb")], capsys)
+    finally:
+        release.set()
+    assert_one_line_error(code, err, f"the results folder {results}", "in use by another mcalc run")
