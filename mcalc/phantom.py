@@ -1459,7 +1459,7 @@ def ensure_phantom(
     """Generate the phantom at out unless a finished phantom of config matching its manifest is there
     (a damaged or partial one is generated again); waits for another process generating it. None when kept."""
     out = Path(out)
-    _check_before_lock(out)
+    _check_before_lock(out)  # the room is checked if it is generated
     with exclusive(out, f"the phantom folder {out}", say=_wait_note):
         _check_out(out)
         problem = verify_phantom(out, config)
@@ -1477,16 +1477,19 @@ def generate_phantom(out: Path, config: PhantomConfig, progress: bool = True) ->
     is waited for); the finished marker records every file's digest (:func:`verify_phantom`).
     """
     out = Path(out)
-    _check_before_lock(out)
+    _check_before_lock(out, config)
     with exclusive(out, f"the phantom folder {out}", say=_wait_note):
         return _generate(out, config, progress)
 
 
-def _check_before_lock(out: Path) -> None:
-    """Refuse a foreign folder before leaving a lock file in it; a folder with mcalc's lock may be
-    half-way through another run's write, so it is checked once that run is done (under the lock)."""
+def _check_before_lock(out: Path, config: PhantomConfig | None = None) -> None:
+    """Refuse a foreign folder, or a disk too small, before leaving a lock file (and the folder); a
+    folder with mcalc's lock may be half-way through another run's write, so it is checked once that
+    run is done (under the lock)."""
     if not (out / LOCK_NAME).is_file():
         _check_out(out)
+    if config is not None:
+        check_room(out, config)
 
 
 def _generate(out: Path, config: PhantomConfig, progress: bool) -> PhantomSummary:
