@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import integrate
 from scipy.stats import kruskal, norm
 
-from mcalc import paper, plan
+from mcalc import paper, pipeline, plan
 from mcalc.curation import DEFAULT_TASK
 from mcalc.errors import DataError
 from mcalc.metrics import Evaluation, compare_evaluations
@@ -63,7 +63,7 @@ CLAIM_METRICS = {
 #: The sweep chapter 7 runs (optimizer × seed) whose spread judges the optimizer claim.
 SEED_SWEEP = "seed_variance"
 #: Where the sensitivity analyses' runs are saved, under the results folder.
-SENSITIVITY_DIR = "runs/sensitivity"
+SENSITIVITY_DIR = pipeline.SENSITIVITY_DIR
 
 
 @dataclass(frozen=True)
@@ -676,7 +676,8 @@ def sensitivity_table(
                     "claim": c.words.split(" (")[0],
                     "ours": value,
                     "paper": c.paper_value,
-                    "verdict": j.label,
+                    "verdict": j.outcome,
+                    "which way": j.qualifier,
                     "reason": j.detail,
                 }
             )
@@ -689,15 +690,81 @@ def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
     return {o: int(counts[o]) for o in OUTCOMES if o in counts}
 
 
+def counts_text(table: pd.DataFrame) -> str:
+    """'3 reproduced, 1 inconclusive': the outcomes of a table's ``verdict`` column, counted."""
+    return ", ".join(f"{n} {o}" for o, n in verdict_counts(table).items()) or "none"
+
+
 def verdict_summary(table: pd.DataFrame) -> str:
     """One sentence counting the outcomes of a displayed verdict table, data-free and image claims apart."""
     parts = []
     for kind, words in ((plan.DATA_FREE, "data-free"), (plan.IMAGE, "image")):
         sub = table[table["kind"] == kind]
         if len(sub):
-            counts = ", ".join(f"{n} {o}" for o, n in verdict_counts(sub).items())
-            parts.append(f"of the {len(sub)} {words} claims, {counts}")
+            parts.append(f"of the {len(sub)} {words} claims, {counts_text(sub)}")
     return "; ".join(parts) if parts else "no claim was judged"
+
+
+#: The sphinx-design badge of each outcome in the book's colour-coded tables.
+OUTCOME_BADGES = {
+    REPRODUCED: "bdg-success",
+    NOT_REPRODUCED: "bdg-danger",
+    INCONCLUSIVE: "bdg-warning",
+    NOT_TESTABLE: "bdg-secondary",
+}
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def bottom_line(verdicts: pd.DataFrame) -> str:
+    """The intro's bottom-line box and colour-coded at-a-glance table (MyST), from :func:`plan_verdicts`."""
+    free = verdicts[verdicts["kind"] == plan.DATA_FREE]
+    image = verdicts[verdicts["kind"] == plan.IMAGE]
+    untestable = (image["verdict"] == NOT_TESTABLE).all() and len(image)
+    could = (
+        f"The {len(free)} data-free claims (counts of the official tables, the printed formulas, "
+        "optimizer arithmetic, what the cited sources say) are decided on the official CBIS-DDSM "
+        "tables shipped with mcalc. "
+        + (
+            f"The {len(image)} claims about the network's numbers need the CBIS-DDSM images and the "
+            "ImageNet weights; this build does not have them, so they are *not testable here*. "
+            if untestable
+            else f"The {len(image)} claims about the network's numbers are judged on this build's runs. "
+        )
+        + "Even on the real images, the official test split (151 patients) can detect only paired "
+        f"accuracy differences of about {plan.claim('beats_classical').mdd:.2f} or more: the paper's "
+        "claimed advantages (+0.03, +0.05) and its spread across optimizers (0.02) are inconclusive by "
+        "design ({ref}`the analysis plan <analysis-plan>`)."
+    )
+    decided = (
+        f"Of the data-free claims, {counts_text(free)}; of the image claims, {counts_text(image)}."
+    )
+    lines = [
+        "```{admonition} Bottom line",
+        ":class: tip",
+        f"**What this study could decide here.** {could}",
+        "",
+        f"**What it decided.** {decided} The full reasons are in {{ref}}`the verdict table <verdict>`.",
+        "```",
+        "",
+        "| the paper's claim | verdict | shown in |",
+        "|---|---|---|",
+    ]
+    for _, row in verdicts.iterrows():
+        badge = f"{{{OUTCOME_BADGES[row['verdict']]}}}`{row['verdict']}`"
+        way = f" ({_cell(row['which way'])})" if row["which way"] else ""
+        lines.append(f"| {_cell(row['claim'])} | {badge}{way} | {row['shown']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_bottom_line(verdicts: pd.DataFrame, path: str | Path) -> Path:
+    """Write :func:`bottom_line` where the intro includes it (the executed notebooks' folder)."""
+    from mcalc.fsio import write_text
+
+    return write_text(Path(path), bottom_line(verdicts))
 
 
 # ------------------------------------------------------------------------------------------ prose

@@ -321,3 +321,17 @@ def test_chance_level_of_the_pooled_auc_is_not_one_half() -> None:
     macro = float(table.loc["AUC (macro, one-vs-rest)"].iloc[0])
     assert macro == pytest.approx(0.5)
     assert 0.55 < pooled < 0.65
+
+
+def test_methods_page_states_the_plan_s_power_and_chance_numbers() -> None:
+    """book/methods.md's power paragraph and chance level are the numbers mcalc computes on the real tables."""
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).parents[1] / "book" / "methods.md").read_text().split())
+    d = plan.power_design()
+    for claim_id in ("accuracy", "auc", "beats_classical"):
+        assert f"about {plan.claim(claim_id).mdd:.3f}" in text, claim_id
+    assert f"about {d.design_effect:.1f}-fold" in text
+    assert f"about {d.n_effective:.0f} ROIs' worth" in text
+    chance = V.chance_levels(synthetic_results("phantom", "imagenet", 2.0))
+    assert f"pooled AUC of about {chance.iloc[1, 0]}**" in text
