@@ -613,7 +613,7 @@ def plan_verdicts(results: Results, seeds: pd.DataFrame | None = None) -> pd.Dat
             if j is None:
                 continue
         elif why_not:
-            j = Judgement(NOT_TESTABLE, "", f"{why_not}; the plan's test: {c.test}")
+            j = Judgement(NOT_TESTABLE, "", why_not)
         else:
             j = image[c.claim_id]
         rows.append(

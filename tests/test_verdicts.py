@@ -186,7 +186,7 @@ def test_plan_states_power_from_the_real_test_split() -> None:
     # the split cannot detect the paper's claimed +0.03 and +0.05 advantages
     assert mdd["beats_classical"] > 0.05
     table = plan.plan_table()
-    assert {"margin δ", "test", "better", "detectable at 80% power"} <= set(table.columns)
+    assert {"margin δ, and why", "test", "better", "detectable at 80% power"} <= set(table.columns)
 
 
 # ------------------------------------------------------------------------------ the verdict table
