@@ -67,6 +67,41 @@ SENSITIVITY_ANALYSES = (
 )
 
 
+#: The tests of the plan: a short name (the plan table's) and the rule in words.
+COUNTS = "count comparison"
+FORMULA = "formula against definition"
+STEPS = "optimizer arithmetic"
+QUOTE = "quotation"
+EQUIVALENCE = "equivalence (TOST)"
+TRAINING = "equivalence over seeds"
+SUPERIORITY = "superiority against the claim"
+LEVEL_AND_SPREAD = "level and spread"
+TESTS = {
+    COUNTS: "the official tables shipped with mcalc counted per class against the printed counts; "
+    "every class within δ → reproduced, else not reproduced",
+    FORMULA: "the printed formula and the definition evaluated on a real confusion matrix (the BI-RADS "
+    "assessment rule's on the official test table); any class where they differ → not reproduced",
+    STEPS: "how far one weight moves in 860 steps under a constant gradient by Keras' update rules, "
+    "ADADelta ÷ Adam; below 1/δ → not reproduced (lower)",
+    QUOTE: "each number attributed to a study searched in the source's words read here (as a fraction "
+    "or a percentage); all found → reproduced; one not found in an abstract → inconclusive (the "
+    "full text may hold it); no text read → not testable here",
+    EQUIVALENCE: "two one-sided tests at α 0.05: the 90% patient-level CI of ours inside paper ± δ → "
+    "reproduced; entirely below paper − δ → not reproduced (lower); entirely above paper + δ, or "
+    "reaching only above it → reproduced (higher: better is not a failure); otherwise inconclusive, "
+    "saying which way",
+    TRAINING: "per optimizer, the range of Keras' last-epoch running accuracy over chapter 7's seeds "
+    "(or the one run) against paper ± δ, read as an equivalence interval",
+    SUPERIORITY: "paired patient-level 95% CI of best network − baseline: above 0 and holding (or above) "
+    "the claimed size → reproduced; below the claimed size → not reproduced (smaller than claimed, "
+    "or the baseline better); holding both 0 and the claimed size → inconclusive",
+    LEVEL_AND_SPREAD: "level: each optimizer's 90% CI inside [0.92 − δ, 0.94 + δ] (as for equivalence); "
+    "spread: the range of the four single runs against the range four single runs of one optimizer "
+    "show from the seed alone (seed SD × 2.06), with a Kruskal–Wallis test on the seed runs; both "
+    "must hold",
+}
+
+
 @dataclass(frozen=True)
 class Claim:
     """One claim of the paper as the plan judges it."""
@@ -176,11 +211,6 @@ def claims() -> tuple[Claim, ...]:
     n_eff = d.n_effective
     k = 3  # classes: the pooled AUC and sensitivity count every (ROI, class) pair
     val = f"δ = {VALUE_MARGIN:g}"
-    tost = (
-        "equivalence, two one-sided tests at α 0.05: the 90% patient-level CI of ours inside "
-        "paper ± δ → reproduced; entirely below paper − δ → not reproduced (lower); entirely above "
-        "paper + δ → reproduced (higher: better is not a failure); otherwise inconclusive, saying which"
-    )
     return (
         Claim(
             "table1_train",
@@ -189,7 +219,7 @@ def claims() -> tuple[Claim, ...]:
             DATA_FREE,
             "ROIs per class in the official calcification training table",
             "474 / 528 / 545",
-            "count comparison on the shipped official tables",
+            COUNTS,
             "1 ROI per class",
             "a one-ROI difference is a transcription or release detail, not another data set",
             EITHER,
@@ -204,7 +234,7 @@ def claims() -> tuple[Claim, ...]:
             DATA_FREE,
             "ROIs per class in the official calcification test table",
             "99 / 133 / 94",
-            "count comparison on the shipped official tables",
+            COUNTS,
             "1 ROI per class",
             "as for the training counts",
             EITHER,
@@ -219,7 +249,7 @@ def claims() -> tuple[Claim, ...]:
             DATA_FREE,
             "the printed formula against TN / (TN + FP), on a real confusion matrix",
             "TP / (TN + FP)",
-            "arithmetic: evaluate both on the assessment rule's real test confusion matrix",
+            FORMULA,
             "0 (a definition is right or wrong)",
             "a formula that differs from the definition on any matrix is wrong",
             EITHER,
@@ -234,7 +264,7 @@ def claims() -> tuple[Claim, ...]:
             DATA_FREE,
             "the printed formula against (TP + TN) / (TP + TN + FP + FN), on a real confusion matrix",
             "(TP + TN + FP) / (TP + FP + FN)",
-            "arithmetic, as for Eq. 4",
+            FORMULA,
             "0 (a definition is right or wrong)",
             "as for Eq. 4",
             EITHER,
@@ -250,7 +280,7 @@ def claims() -> tuple[Claim, ...]:
             "how far one weight moves in 860 steps (20 epochs of 43 batches) under a constant "
             "gradient, ADADelta ÷ Adam, with the paper's ρ 0.95, ε 1e-7",
             "comparable (all four reach 0.981–0.982)",
-            "arithmetic of Keras' update rules",
+            STEPS,
             f"a factor of {STEP_RATIO_MARGIN:g}",
             "the paper's Adagrad moves a weight 15–37 times less than its Adam at the same training "
             "accuracy, so a slower optimizer is not by itself a contradiction; 100 times slower is",
@@ -267,7 +297,7 @@ def claims() -> tuple[Claim, ...]:
                 DATA_FREE,
                 "whether each number attributed to the study is in the source's text read here",
                 f"{s.accuracy:g} / {s.auc:g} / {s.sensitivity:g}",
-                "quotation: the number appears in the source's quoted words",
+                QUOTE,
                 "0 (as printed, fraction or percentage)",
                 "a cited number is in its source or it is not",
                 EITHER,
@@ -285,7 +315,7 @@ def claims() -> tuple[Claim, ...]:
             IMAGE,
             "three-class test accuracy of the ADADelta network, official test split",
             "0.94",
-            tost,
+            EQUIVALENCE,
             val,
             VALUE_MARGIN_WHY,
             HIGHER,
@@ -300,7 +330,7 @@ def claims() -> tuple[Claim, ...]:
             IMAGE,
             "pooled (Keras) AUC of the ADADelta network on the test split",
             "0.96",
-            tost,
+            EQUIVALENCE,
             val,
             VALUE_MARGIN_WHY,
             HIGHER,
@@ -317,27 +347,12 @@ def claims() -> tuple[Claim, ...]:
             IMAGE,
             "pooled sensitivity at specificity 0.8 of the ADADelta network on the test split",
             "0.97",
-            tost,
+            EQUIVALENCE,
             val,
             VALUE_MARGIN_WHY,
             HIGHER,
             "—",
             round(mdd_proportion(0.97, n_eff), 3),
-            "{ref}`Table 4 <05_comparison-table-4>`",
-        ),
-        Claim(
-            "specificity",
-            "Specificity 0.80",
-            "§3, Conclusions",
-            DATA_FREE,
-            "none: 0.80 is the operating point of Keras' sensitivity-at-specificity metric",
-            "0.80",
-            "none (not a measurement)",
-            "—",
-            "a set operating point cannot be reproduced or refuted",
-            EITHER,
-            "—",
-            None,
             "{ref}`Table 4 <05_comparison-table-4>`",
         ),
         Claim(
@@ -348,8 +363,7 @@ def claims() -> tuple[Claim, ...]:
             "Keras' running mean of the training accuracy over the last epoch (what Table 3 "
             "reports), per optimizer; its spread is the range over chapter 7's seeds",
             "0.9810–0.9816",
-            "per optimizer: the seed range (or the one run) inside paper ± δ → reproduced; entirely "
-            "below → not reproduced (lower); otherwise inconclusive",
+            TRAINING,
             f"δ = {TRAINING_MARGIN:g}",
             TRAINING_MARGIN_WHY,
             HIGHER,
@@ -365,9 +379,7 @@ def claims() -> tuple[Claim, ...]:
             IMAGE,
             "paired difference of test accuracy, best network (chosen on validation) − each baseline",
             "+0.03 over the SVM, +0.05 over the k-NN",
-            "superiority against the claimed difference, paired patient-level 95% CI: above 0 and "
-            "holding the claimed size (or above it) → reproduced; below the claimed size → not "
-            "reproduced (smaller, or the baseline better); holding both 0 and the claim → inconclusive",
+            SUPERIORITY,
             "the claimed difference itself",
             "the paper claims an advantage of a size, not just a sign",
             HIGHER,
@@ -383,9 +395,7 @@ def claims() -> tuple[Claim, ...]:
             IMAGE,
             "level: each optimizer's test accuracy; spread: the range of four single runs",
             "level 0.92–0.94; range 0.02",
-            "level: each optimizer's 90% CI inside [0.92 − δ, 0.94 + δ] (TOST as above); spread: "
-            "the range of the four single runs against the range of four single runs that the seed "
-            "alone gives (like with like), and a Kruskal–Wallis test on the seed runs",
+            LEVEL_AND_SPREAD,
             val,
             VALUE_MARGIN_WHY,
             HIGHER,
@@ -417,6 +427,7 @@ def plan_hash() -> str:
         "alpha": ALPHA,
         "power": POWER,
         "claims": [asdict(c) for c in claims()],
+        "tests": TESTS,
         "sensitivity": [[k, p, t] for k, p, t in SENSITIVITY_ANALYSES],
     }
     text = json.dumps(content, sort_keys=True, ensure_ascii=True)
@@ -424,23 +435,40 @@ def plan_hash() -> str:
 
 
 def plan_table() -> pd.DataFrame:
-    """The plan as the book shows it, one row per claim, before any result."""
-    rows = []
-    for c in claims():
-        rows.append(
-            {
-                "claim": f"{c.words} ({c.where})",
-                "kind": c.kind,
-                "quantity": c.quantity,
-                "paper": c.paper_value,
-                "test": c.test,
-                "margin δ, and why": f"{c.margin}: {c.margin_why}",
-                "better": c.better,
-                "several numbers": c.multiplicity,
-                "detectable at 80% power": "—" if c.mdd is None else f"{c.mdd:.3f}",
-            }
-        )
+    """The plan as the book shows it, one row per claim, before any result: what is tested, how, δ, power."""
+    rows = [
+        {
+            "claim": f"{c.words} ({c.where})",
+            "kind": c.kind,
+            "paper": c.paper_value,
+            "test": c.test,
+            "margin δ": c.margin,
+            "better": c.better,
+            "detectable at 80% power": "—" if c.mdd is None else f"{c.mdd:.3f}",
+        }
+        for c in claims()
+    ]
     return pd.DataFrame(rows).set_index("claim")
+
+
+def plan_details() -> pd.DataFrame:
+    """Per claim, what the plan table leaves short: the quantity, why δ, the rule for several numbers."""
+    rows = [
+        {
+            "claim": f"{c.words} ({c.where})",
+            "quantity, why this δ, several numbers": f"{c.quantity}. δ: {c.margin_why}."
+            + ("" if c.multiplicity == "—" else f" Several numbers: {c.multiplicity}."),
+        }
+        for c in claims()
+    ]
+    return pd.DataFrame(rows).set_index("claim")
+
+
+def tests_table() -> pd.DataFrame:
+    """The plan's tests in words."""
+    return pd.DataFrame(
+        {"the rule": list(TESTS.values())}, index=pd.Index(list(TESTS), name="test")
+    )
 
 
 def power_note() -> str:

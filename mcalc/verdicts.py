@@ -42,13 +42,6 @@ INCONCLUSIVE = "inconclusive"
 NOT_TESTABLE = "not testable here"
 #: The four outcomes of a verdict.
 OUTCOMES = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE)
-#: Colours of the outcomes where the book colour-codes them (background, for dark text).
-OUTCOME_COLOURS = {
-    REPRODUCED: "#c8e6c9",
-    NOT_REPRODUCED: "#ffcdd2",
-    INCONCLUSIVE: "#fff3c4",
-    NOT_TESTABLE: "#e0e0e0",
-}
 ALPHA = plan.ALPHA
 #: The confidence of the intervals of an equivalence test at α (two one-sided tests).
 TOST_CONFIDENCE = 1 - 2 * ALPHA
@@ -710,7 +703,7 @@ OUTCOME_BADGES = {
     REPRODUCED: "bdg-success",
     NOT_REPRODUCED: "bdg-danger",
     INCONCLUSIVE: "bdg-warning",
-    NOT_TESTABLE: "bdg-secondary",
+    NOT_TESTABLE: "bdg-muted",
 }
 
 
@@ -750,13 +743,13 @@ def bottom_line(verdicts: pd.DataFrame) -> str:
         f"**What it decided.** {decided} The full reasons are in {{ref}}`the verdict table <verdict>`.",
         "```",
         "",
-        "| the paper's claim | verdict | shown in |",
-        "|---|---|---|",
+        "| the paper's claim, and where the book shows it | verdict |",
+        "|---|---|",
     ]
     for _, row in verdicts.iterrows():
         badge = f"{{{OUTCOME_BADGES[row['verdict']]}}}`{row['verdict']}`"
         way = f" ({_cell(row['which way'])})" if row["which way"] else ""
-        lines.append(f"| {_cell(row['claim'])} | {badge}{way} | {row['shown']} |")
+        lines.append(f"| {_cell(row['claim'])} → {row['shown']} | {badge}{way} |")
     return "\n".join(lines) + "\n"
 
 

@@ -50,7 +50,9 @@ print(results.provenance.label())
 print("runs found:", ", ".join(results.run_names()))
 
 # %%
-plots.glue_numbers(plan_hash=plan.plan_hash(), power_note=plan.power_note())
+from IPython.display import Markdown
+
+plots.glue_numbers(plan_hash=plan.plan_hash(), power_note=Markdown(plan.power_note()))
 
 # %% [markdown]
 # (analysis-plan)=
@@ -64,7 +66,7 @@ plots.glue_numbers(plan_hash=plan.plan_hash(), power_note=plan.power_note())
 # optimizer arithmetic, what a cited source says) are decided in every build; *image* claims need
 # the CBIS-DDSM images and ImageNet weights.
 #
-# {glue:text}`power_note`
+# {glue:md}`power_note`
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -72,6 +74,22 @@ plots.show_table(
     plan.plan_table(),
     f"Analysis plan {plan.plan_hash()} — each claim of the paper: quantity, test, margin δ and why, the direction counted as better, the rule for several numbers, and the difference the official test split can detect at 80% power (α 0.05)",
     metadata.provenance(),
+)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+plots.show_table(
+    plan.tests_table(),
+    "Analysis plan — the tests, in words",
+    None,
+)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+plots.show_table(
+    plan.plan_details(),
+    "Analysis plan — per claim, the quantity judged, why its margin, and the rule for a claim of several numbers",
+    None,
 )
 
 # %% [markdown]

@@ -54,14 +54,16 @@ plots.show_table(
 )
 
 # %%
+from IPython.display import Markdown
+
 from mcalc.verdicts import seed_sentence
 
-plots.glue_numbers(n_runs=len(runs), seed_sentence=seed_sentence(runs))
+plots.glue_numbers(n_runs=len(runs), seed_sentence=Markdown(seed_sentence(runs)))
 
 # %% [markdown]
 # ## What this chapter found
 #
-# - Over {glue:text}`n_runs` runs: {glue:text}`seed_sentence`
+# - Over {glue:text}`n_runs` runs: {glue:md}`seed_sentence`
 # - Like is compared with like: a range of optimizer means with the range that as many means of one
 #   optimizer would show from the seed alone, not a standard deviation with a range. The verdict on
 #   the paper's "irrespective of the optimizer" uses these runs ({ref}`the verdict table <verdict>`).

@@ -186,7 +186,9 @@ def test_plan_states_power_from_the_real_test_split() -> None:
     # the split cannot detect the paper's claimed +0.03 and +0.05 advantages
     assert mdd["beats_classical"] > 0.05
     table = plan.plan_table()
-    assert {"margin δ, and why", "test", "better", "detectable at 80% power"} <= set(table.columns)
+    assert {"margin δ", "test", "better", "detectable at 80% power"} <= set(table.columns)
+    assert set(table["test"]) <= set(plan.TESTS)
+    assert len(plan.plan_details()) == len(table)
 
 
 # ------------------------------------------------------------------------------ the verdict table
@@ -335,3 +337,14 @@ def test_methods_page_states_the_plan_s_power_and_chance_numbers() -> None:
     assert f"about {d.n_effective:.0f} ROIs' worth" in text
     chance = V.chance_levels(synthetic_results("phantom", "imagenet", 2.0))
     assert f"pooled AUC of about {chance.iloc[1, 0]}**" in text
+
+
+def test_bottom_line_uses_the_plan_s_words_one_row_per_claim() -> None:
+    v = V.plan_verdicts(synthetic_results("phantom", "imagenet", 2.0))
+    text = V.bottom_line(v)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "{bdg-" in line]
+    assert len(rows) == len(v)
+    for (_, row), line in zip(v.iterrows(), rows):
+        assert f"`{row['verdict']}`" in line and row["verdict"] in V.OUTCOMES
+        assert row["shown"] in line
+    assert f"of the image claims, {len(v[v['kind'] == 'image'])} not testable here" in text
