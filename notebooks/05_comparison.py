@@ -383,6 +383,11 @@ plots.glue_numbers(
     chance_auc=float(chance.iloc[1, 0]),
     best_network=best.paper_name if best is not None else "none trained",
     best_accuracy=best.test.accuracy if best is not None else float("nan"),
+    best_caveat=(
+        f" ({why_not}: the number cannot bear on the paper's)"
+        if (why_not := verdicts.not_testable_reason(results))
+        else ""
+    ),
     paper_best_accuracy=paper.table4()["accuracy"].max(),
 )
 
@@ -395,7 +400,7 @@ plots.glue_numbers(
 # - A predictor without skill scores a pooled AUC of {glue:text}`chance_auc:.3f` on the official test
 #   split, not 0.5: the paper's 0.96 is to be read against it.
 # - Our best network on the official test split (chosen on validation), {glue:text}`best_network`,
-#   reaches an accuracy of {glue:text}`best_accuracy:.3f`; the paper's best in
+#   reaches an accuracy of {glue:text}`best_accuracy:.3f`{glue:text}`best_caveat`; the paper's best in
 #   {ref}`Table 4 <05_comparison-table-4>` is {glue:text}`paper_best_accuracy:.2f`.
 #   {ref}`Table 3 <05_comparison-table-3>` sets each optimizer's last training epoch (Keras' running
 #   mean, the quantity the paper reports) beside the paper's.
