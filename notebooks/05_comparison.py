@@ -386,7 +386,7 @@ plots.glue_numbers(
     best_caveat=(
         f" ({why_not}: the number cannot bear on the paper's)"
         if (why_not := verdicts.not_testable_reason(results))
-        else ""
+        else " (real images, ImageNet weights)"
     ),
     paper_best_accuracy=paper.table4()["accuracy"].max(),
 )
