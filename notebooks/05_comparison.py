@@ -384,7 +384,7 @@ plots.glue_numbers(
     best_network=best.paper_name if best is not None else "none trained",
     best_accuracy=best.test.accuracy if best is not None else float("nan"),
     best_caveat=(
-        f" ({why_not}: the number cannot bear on the paper's)"
+        f" ({why_not})"
         if (why_not := verdicts.not_testable_reason(results))
         else " (real images, ImageNet weights)"
     ),
