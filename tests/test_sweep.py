@@ -27,13 +27,19 @@ x = 0
 fail = False
 kill = ""
 log = ""
+read = ""
+hold = ""
+train_backbone = "none"
 run_record = ""
 
 # %%
-import json, os, pathlib, signal
+import json, os, pathlib, signal, time
 
 with open(log or pathlib.Path(results_dir) / "executions.log", "a") as fh:
-    fh.write(f"{x}\\n")
+    fh.write(f"{x} {os.environ.get('MCALC_TEST_WORKER', '-')}\\n")
+if hold and not pathlib.Path(hold).exists():  # the first execution waits there, to be killed
+    pathlib.Path(hold).write_text(os.environ.get("MCALC_TEST_WORKER", "-"))
+    time.sleep(300)
 if kill and not pathlib.Path(kill).exists():
     pathlib.Path(kill).write_text("killed once")
     os.kill(os.getppid(), signal.SIGKILL)
@@ -42,7 +48,9 @@ if fail:
     raise ValueError(f"point {x} fails on purpose")
 metrics = {"accuracy": x / 10, "auc_pooled": 0.5, "sensitivity_at_spec80": 0.1, "loss_kl": 1.0}
 metrics["ci"] = {"accuracy": [x / 10 - 0.05, x / 10 + 0.05]}
-pathlib.Path(run_record).write_text(json.dumps({"test": metrics}))
+data = (pathlib.Path(results_dir) / read).read_text() if read else None
+pathlib.Path("figure.txt").write_text(f"figure of point {x}")
+pathlib.Path(run_record).write_text(json.dumps({"test": metrics, "data": data}))
 """
 
 
@@ -70,7 +78,7 @@ def _log(profile) -> str:
 def _executions(profile) -> list[int]:
     """The x of every execution of the fake template, in order."""
     log = Path(_log(profile))
-    return [int(line) for line in log.read_text().split()] if log.exists() else []
+    return [int(line.split()[0]) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 @pytest.mark.parametrize(
