@@ -36,6 +36,7 @@ interrupted sweep resumes) and a changed template, parameter, input or edit of m
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 import json
 import logging
@@ -381,6 +382,9 @@ class SweepPoint:
     gpus: int = 0  # on a LocalCluster with GPUs: one GPU per worker
     inputs: str = ""  # the key of the input files it reads (one bundle shipped per distinct key)
     input_files: tuple[str, ...] = ()  # those files, relative to its results_dir
+    sources: str = (
+        ""  # the digest of the client's mcalc sources (its key's): a worker must run the same
+    )
 
     @property
     def needs_gpu(self) -> bool:
@@ -610,6 +614,7 @@ def expand(
                 gpus,
                 inputs_key,
                 tuple(spec.inputs),
+                sources,
             ),
         )
     return list(points.values())
@@ -678,6 +683,24 @@ def materialise(bundle: dict) -> Path:
     return folder
 
 
+@functools.cache
+def own_sources() -> str:
+    """This process's mcalc source digest (computed once per process)."""
+    return rebuild.source_digest()
+
+
+def check_sources(point: SweepPoint) -> None:
+    """DataError when this process's mcalc is not the client's (its record would claim the wrong code)."""
+    if not point.sources:
+        return
+    mine = own_sources()
+    if mine != point.sources:
+        raise DataError(
+            f"the mcalc on {socket.gethostname()} differs from the client's (source digest "
+            f"{mine[:12]}, not {point.sources[:12]}): install the same mcalc on every worker"
+        )
+
+
 def execute_point(point: SweepPoint, bundle: dict | None = None) -> dict:
     """Execute one point's notebook with papermill in a scratch folder; its record and outputs as data.
 
@@ -688,6 +711,7 @@ def execute_point(point: SweepPoint, bundle: dict | None = None) -> dict:
     """
     import papermill
 
+    check_sources(point)
     params = dict(point.parameters)
     if bundle is not None:
         if "data_root" in params:

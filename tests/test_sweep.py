@@ -526,3 +526,14 @@ def test_a_damaged_record_is_run_again_and_force_runs_every_point(fake):
     third = sweep.run_sweep(spec, profile, "serial", force=True, **run)
     assert third.ran == first.ran and not third.skipped
     assert _executions(profile) == [1, 2, 1, 1, 2]
+
+
+def test_a_worker_with_another_mcalc_refuses_the_point(fake):
+    """A worker whose mcalc sources differ from the client's (the key's) refuses before running anything."""
+    notebooks, profile = fake
+    (point,) = sweep.expand(_spec(grid={"x": [1]}), profile, notebooks)
+    assert point.sources == rebuild.source_digest()
+    sweep.check_sources(point)  # the same mcalc: accepted
+    with pytest.raises(DataError, match="differs from the client's"):
+        sweep.execute_point(replace(point, sources="0" * 64), {"key": "k", "files": {}})
+    assert not _executions(profile)
