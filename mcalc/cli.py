@@ -238,6 +238,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             progress=_progress(args),
             force=args.force,
             shared_fs=args.shared_fs or profile.sweep.shared_fs,
+            warm=not args.fresh_kernels,
         )
     except KeyboardInterrupt:
         print(
@@ -429,6 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="workers read the inputs and write the records at this machine's paths (one machine or a "
         "shared file system); by default they receive and return them through Dask",
+    )
+    p.add_argument(
+        "--fresh-kernels",
+        action="store_true",
+        help="start a fresh notebook kernel for every point (by default each worker keeps one warm, "
+        "reset between points)",
     )
     p.set_defaults(func=_cmd_sweep)
     return parser

@@ -36,6 +36,7 @@ interrupted sweep resumes) and a changed template, parameter, input or edit of m
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import itertools
 import json
@@ -701,13 +702,48 @@ def check_sources(point: SweepPoint) -> None:
         )
 
 
-def execute_point(point: SweepPoint, bundle: dict | None = None) -> dict:
+def _worker_pool() -> object | None:
+    """The warm kernels of the Dask worker running this task, when the sweep gave it some."""
+    worker = _worker()
+    if worker is None:
+        return None
+    from mcalc.warm import KernelPool
+
+    return worker.plugins.get(KernelPool.name)
+
+
+@contextmanager
+def point_kernel(
+    pool: object | None, work: Path, cwd: Path
+) -> Iterator[tuple[object, Callable, int]]:
+    """A kernel for one point working in ``cwd``: a warm one of ``pool``, else a fresh one shut down
+    after; with a function giving the kernel's output during the point, and the points it ran before."""
+    if pool is None:
+        log = work / KERNEL_LOG
+        with logged_kernel(log, cwd) as km:
+            yield km, lambda: log.read_text(errors="replace") if log.exists() else "", 0
+        return
+    with pool.kernel(cwd) as (km, log, start, uses):
+
+        def read() -> str:
+            with open(log, "rb") as fh:
+                fh.seek(start)
+                return fh.read().decode(errors="replace")
+
+        yield km, read, uses
+
+
+def execute_point(
+    point: SweepPoint, bundle: dict | None = None, pool: object | None = None
+) -> dict:
     """Execute one point's notebook with papermill in a scratch folder; its record and outputs as data.
 
     With a ``bundle`` (:func:`input_bundle`) the point reads that worker-local copy of its inputs,
     never the client's results folder; without one it reads the paths in its parameters (a shared
-    file system, or this machine). Returns the record (unsealed), the executed notebook's text, the
-    kernel's log and every other file the point wrote (``files``: name -> bytes).
+    file system, or this machine). It runs in a warm kernel of ``pool`` (or of the Dask worker's
+    :class:`mcalc.warm.KernelPool`) when there is one, else in a fresh kernel. Returns the record
+    (unsealed), the executed notebook's text, the kernel's log and every other file the point wrote
+    (``files``: name -> bytes).
     """
     import papermill
 
@@ -725,13 +761,14 @@ def execute_point(point: SweepPoint, bundle: dict | None = None) -> dict:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mcalc-point-", dir=scratch_dir()) as tmp:
         work = Path(tmp)
-        run_file, output, log = work / "run.json", work / "executed.ipynb", work / KERNEL_LOG
+        run_file, output = work / "run.json", work / "executed.ipynb"
         params[RECORD_PARAMETER] = str(run_file)
         source = work / "template.ipynb"
         source.write_text(point.notebook_json)
         outputs = work / "outputs"  # the kernel's working folder: what else the point writes
         outputs.mkdir()
-        with _visible_gpu(point), logged_kernel(log, outputs) as km:
+        pool = pool if pool is not None else _worker_pool()
+        with _visible_gpu(point), point_kernel(pool, work, outputs) as (km, read_log, before):
             papermill.execute_notebook(
                 str(source),
                 str(output),
@@ -741,6 +778,7 @@ def execute_point(point: SweepPoint, bundle: dict | None = None) -> dict:
                 log_output=False,
                 km=km,
             )
+            kernel_log = read_log()
         run = read_record(run_file)
         if run is None:
             raise DataError(f"{point.template} did not write its run record")
@@ -749,7 +787,7 @@ def execute_point(point: SweepPoint, bundle: dict | None = None) -> dict:
             for p in sorted(outputs.rglob("*"))
             if p.is_file()
         }
-        notebook, kernel_log = output.read_text(), log.read_text(errors="replace")
+        notebook = output.read_text()
     worker = _worker()
     record = {
         "key": point.key,
@@ -761,6 +799,7 @@ def execute_point(point: SweepPoint, bundle: dict | None = None) -> dict:
         "run": run,
         "host": socket.gethostname(),
         "worker": str(worker.name) if worker is not None else "",
+        "kernel": {"warm": pool is not None, "points_before": before},
         "elapsed_s": round(time.perf_counter() - start, 3),
     }
     return {"record": record, "notebook": notebook, "log": kernel_log, "files": files}
@@ -783,13 +822,13 @@ def store_result(result: dict, out_dir: str | Path, force: bool = False) -> dict
     return store_record(result["record"], out, force=force)
 
 
-def run_point(point: SweepPoint, force: bool = False) -> dict:
+def run_point(point: SweepPoint, force: bool = False, pool: object | None = None) -> dict:
     """Execute one point and write its outputs at the client's paths (a shared file system, or here)."""
     if not force:
         done = read_record(record_path(point.out_dir, point.key))
         if finished(done, point.key):
             return done  # another task of the same key finished first
-    return store_result(execute_point(point), point.out_dir, force=force)
+    return store_result(execute_point(point, pool=pool), point.out_dir, force=force)
 
 
 def error_text(exc: BaseException) -> str:
@@ -871,11 +910,13 @@ def gpu_workers(client: object) -> int:
     return sum(bool(w.get("resources", {}).get(GPU_RESOURCE)) for w in workers)
 
 
-def _attempt_serially(point: SweepPoint, retries: int, force: bool = False) -> dict:
+def _attempt_serially(
+    point: SweepPoint, retries: int, force: bool = False, pool: object | None = None
+) -> dict:
     """Run a point in this process, retrying a failure ``retries`` times (as Dask does)."""
     for attempt in range(retries + 1):
         try:
-            return run_point(point, force=force)
+            return run_point(point, force=force, pool=pool)
         except Exception:
             if attempt == retries:
                 raise
@@ -914,12 +955,15 @@ def run_sweep(
     retries: int = 1,
     force: bool = False,
     shared_fs: bool = False,
+    warm: bool = True,
 ) -> SweepSummary:
     """Run every point not yet recorded (every point with ``force``): on Dask (a LocalCluster or
     ``tcp://HOST:8786``) or, with ``scheduler='serial'``, here.
 
     On Dask, the workers receive each point's inputs through Dask and return its outputs, which this
     process writes (no shared file system needed); ``shared_fs`` lets workers use the client's paths.
+    With ``warm``, each worker (or this process) keeps its notebook kernel from point to point, reset
+    between points (:mod:`mcalc.warm`); otherwise every point starts a fresh kernel.
     """
     validate(spec, notebook_dir)  # a bad grid fails here: nothing run, no folder made
     results_dir = Path(profile.results_dir)
@@ -945,12 +989,19 @@ def run_sweep(
     if not todo:
         return summary
     if scheduler == "serial":
-        for point in todo:
-            try:
-                _attempt_serially(point, retries, force)
-                summary.ran.append(point.key)
-            except Exception as exc:
-                summary.failed[point.key] = record_failure(point, exc)
+        with contextlib.ExitStack() as stack:
+            pool = None
+            if warm:
+                from mcalc.warm import KernelPool
+
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="mcalc-kernels-"))
+                pool = stack.enter_context(KernelPool(folder))
+            for point in todo:
+                try:
+                    _attempt_serially(point, retries, force, pool)
+                    summary.ran.append(point.key)
+                except Exception as exc:
+                    summary.failed[point.key] = record_failure(point, exc)
         return summary
     from distributed import as_completed
 
@@ -958,6 +1009,10 @@ def run_sweep(
         if progress and dashboard and client.dashboard_link:
             print(f"[mcalc] Dask dashboard: {client.dashboard_link}", flush=True)
         route_gpu = gpu_workers(client) > 0
+        if warm:
+            from mcalc.warm import KernelPool
+
+            client.register_plugin(KernelPool())
         futures = {}
         bundles: dict[str, object] = {}
         for p in todo:
@@ -993,6 +1048,9 @@ def run_sweep(
                 summary.ran.append(point.key)
             else:
                 summary.failed[point.key] = record_failure(point, future.exception())
+        if warm:  # the workers' kernels are shut down, not left holding memory
+            with contextlib.suppress(Exception):
+                client.unregister_worker_plugin(KernelPool.name)
     order = {p.key: i for i, p in enumerate(points)}
     summary.ran.sort(key=order.get)
     return summary

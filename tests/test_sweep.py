@@ -36,7 +36,7 @@ run_record = ""
 import json, os, pathlib, signal, time
 
 with open(log or pathlib.Path(results_dir) / "executions.log", "a") as fh:
-    fh.write(f"{x} {os.environ.get('MCALC_TEST_WORKER', '-')}\\n")
+    fh.write(f"{x} {os.environ.get('MCALC_TEST_WORKER', '-')} {os.getpid()}\\n")
 if hold and not pathlib.Path(hold).exists():  # the first execution waits there, to be killed
     pathlib.Path(hold).write_text(os.environ.get("MCALC_TEST_WORKER", "-"))
     time.sleep(300)
@@ -289,7 +289,8 @@ def study_inputs(tmp_path_factory):
 
 @pytest.mark.slow
 def test_dask_sweep_of_the_optimizer_template_gives_the_serial_numbers(study_inputs):
-    """A 4-point grid of 03_optimizer on a 2-worker LocalCluster: the same records as the serial path."""
+    """A 4-point grid of 03_optimizer on a 2-worker LocalCluster, warm kernels (a worker's second point
+    runs in the kernel of its first): the same records as the serial path with a fresh kernel per point."""
     from mcalc.audits import variance_summary
 
     grid = {
@@ -309,13 +310,16 @@ def test_dask_sweep_of_the_optimizer_template_gives_the_serial_numbers(study_inp
         study_inputs,
         "serial",
         progress=False,
+        warm=False,
     )
     assert len(on_dask.ran) == len(serial.ran) == 4 and not on_dask.failed and not serial.failed
     a, _ = sweep.load_sweep(study_inputs.results_dir, "dask")
     b, _ = sweep.load_sweep(study_inputs.results_dir, "serial")
+    assert all(r["kernel"]["warm"] for r in a) and not any(r["kernel"]["warm"] for r in b)
+    assert sum(r["kernel"]["points_before"] for r in a) >= 2  # 4 points, 2 kernels: reused
     for x, y in zip(a, b):
         assert x["key"] == y["key"] and x["axes"] == y["axes"]
-        for part in ("history", "validation", "test", "config", "split_sizes"):
+        for part in ("history", "validation", "test", "train", "config", "split_sizes"):
             assert x["run"][part] == y["run"][part], part
     runs = sweep.load_runs(study_inputs.results_dir, "dask")
     pd.testing.assert_frame_equal(runs, sweep.load_runs(study_inputs.results_dir, "serial"))
@@ -537,3 +541,30 @@ def test_a_worker_with_another_mcalc_refuses_the_point(fake):
     with pytest.raises(DataError, match="differs from the client's"):
         sweep.execute_point(replace(point, sources="0" * 64), {"key": "k", "files": {}})
     assert not _executions(profile)
+
+
+def _kernels(profile) -> list[str]:
+    """The process id of the kernel of every execution of the fake template, in order."""
+    return [line.split()[2] for line in Path(_log(profile)).read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_a_serial_sweep_keeps_one_warm_kernel_and_each_point_starts_clean(fake):
+    """Warm: every point in one kernel, none seeing another's variables or folder; fresh: a kernel each."""
+    notebooks, profile = fake
+    template = FAKE_TEMPLATE.replace(
+        "# %%\nimport json",
+        "# %%\nimport os\nassert 'metrics' not in globals() and not os.listdir('.')\nimport json",
+    )
+    (notebooks / "fake.py").write_text(template)
+    spec = _spec(grid={"x": [1, 2, 3]}, fixed={"log": _log(profile)})
+    run = dict(notebook_dir=notebooks, progress=False)
+    warm = sweep.run_sweep(spec, profile, "serial", **run)
+    assert len(warm.ran) == 3 and not warm.failed, warm.describe()
+    assert len(set(_kernels(profile))) == 1
+    fresh = sweep.run_sweep(spec, profile, "serial", force=True, warm=False, **run)
+    assert len(fresh.ran) == 3 and not fresh.failed
+    assert len(set(_kernels(profile)[3:])) == 3
+    out = sweep.sweep_dir(profile.results_dir, "fake")
+    for key in warm.ran:
+        assert (out / "files" / key / "figure.txt").is_file()

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 DASK = Path(sys.executable).with_name("dask")
 #: What differs between two runs of one point, whatever runs it: where, how long, and the seal over them.
-WHERE = ("host", "worker", "elapsed_s", "digest")
+WHERE = ("host", "worker", "kernel", "elapsed_s", "digest")
 
 
 def _isolation() -> list[str] | None:
