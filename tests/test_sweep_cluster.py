@@ -200,10 +200,17 @@ def test_a_sweep_on_a_dask_cluster_without_the_clients_files(tmp_path):
     finally:
         cluster.close()
 
-    ran = [line.split() for line in log.read_text().splitlines()]
-    assert sorted(int(x) for x, _ in ran) == [0, 0, 1, 2, 3, 4]  # the killed point re-ran once
-    assert {w for x, w in ran if int(x) <= 2} <= {"gpu", "gpu2"}  # fine-tuning points: GPU workers
-    assert ["0", "gpu"] in ran and ["0", "gpu2"] in ran
+    ran = [line.split() for line in log.read_text().splitlines()]  # x, worker, kernel pid
+    assert sorted(int(x) for x, _, _ in ran) == [0, 0, 1, 2, 3, 4]  # the killed point re-ran once
+    assert {w for x, w, _ in ran if int(x) <= 2} <= {
+        "gpu",
+        "gpu2",
+    }  # fine-tuning points: GPU workers
+    assert ("0", "gpu") in {(x, w) for x, w, _ in ran} and ("0", "gpu2") in {
+        (x, w) for x, w, _ in ran
+    }
+    for worker in ("cpu", "gpu2"):  # warm kernels: a worker's points share its one kernel
+        assert len({pid for _, w, pid in ran if w == worker}) == 1
     done, missing = sweep.load_sweep(profile.results_dir, "cluster")
     assert not missing and [r["axes"]["x"] for r in done] == [0, 1, 2, 3, 4]
     assert {r["worker"] for r in done} <= {"cpu", "gpu", "gpu2"}
