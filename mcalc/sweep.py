@@ -365,11 +365,6 @@ def check_value(
         raise DataError(f"{source}: {name} = {value!r} is refused: give {exc}") from None
 
 
-def coerce(name: str, value: object, default: object, source: str) -> object:
-    """A grid value as the template takes it (see :func:`check_value`)."""
-    return check_value(name, value, default, source)
-
-
 @dataclass(frozen=True)
 class SweepPoint:
     """One task: the template's text, every parameter (paths absolute), and where the records go."""
