@@ -36,14 +36,3 @@ class ExclusionWarning(UserWarning):
 
 class NotebookFailed(RuntimeError):
     """A notebook whose execution stopped at a failing cell; the message is one line naming it and where to look."""
-
-
-def yaml_message(path: object, exc: Exception) -> str:
-    """One line for a YAML file that does not parse: the file, line and column, and what the parser says."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    what = " ".join(
-        str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p
-    )
-    what = what or " ".join(str(exc).split())
-    return f"{path}:{where}: not valid YAML ({what})"

@@ -19,6 +19,7 @@ from mcalc.paper import OPTIMIZERS, PAPER_OPTIMIZER_NAMES
 NOTEBOOK_DIR = Path("notebooks")
 FIRST_TEMPLATE = "01_data_curation.py"
 SEED_SWEEP = "seed_variance"  # chapter 7's sweep, under <results_dir>/sweeps/
+SENSITIVITY_DIR = "runs/sensitivity"  # the sensitivity analyses' run records, under <results_dir>
 #: What every chapter's "this run" box names about the build, whether or not the chapter reads it.
 RUN_BOX_KEYS = ("data_source", "data_root", "phantom_scale", "weights", "seed")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -30,6 +31,9 @@ class SweepSection:
 
     scheduler: str = "local"  # "local": a LocalCluster here; "serial": no Dask; or tcp://HOST:8786
     workers: int = 0  # LocalCluster workers (0: one per core, or one per GPU when there are GPUs)
+    shared_fs: bool = (
+        False  # workers use this machine's paths instead of receiving inputs through Dask
+    )
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,7 @@ def plan(profile: Profile) -> list[NotebookRun]:
         )
         for i, opt in enumerate(OPTIMIZERS, start=1)
     ]
+    runs += sensitivity_runs(profile, study)
     runs += [
         NotebookRun(
             "04_glcm_baselines",
@@ -186,6 +191,7 @@ def plan(profile: Profile) -> list[NotebookRun]:
                 *study,
                 *cnn.values(),
                 baselines,
+                f"{SENSITIVITY_DIR}/*.json",
                 *sweep_reads(SEED_SWEEP),
             ),
             wave=3,
@@ -207,6 +213,38 @@ def plan(profile: Profile) -> list[NotebookRun]:
         ),
     ]
     return runs
+
+
+def sensitivity_runs(profile: Profile, reads: tuple[str, ...]) -> list[NotebookRun]:
+    """The analysis plan's sensitivity analyses that need a run of their own: the optimizer template, other parameters.
+
+    Each saves its record under ``<results_dir>/runs/sensitivity/`` (beside, not among, the four
+    primary runs); chapter 5 reports them under their own heading, beside the primary verdict.
+    """
+    from mcalc.plan import SENSITIVITY_ANALYSES
+
+    out = []
+    for i, (key, parameters, title) in enumerate(
+        [a for a in SENSITIVITY_ANALYSES if a[1]], start=1
+    ):
+        record = f"{SENSITIVITY_DIR}/cnn_{key}.json"
+        out.append(
+            NotebookRun(
+                "03_optimizer",
+                f"05_sensitivity_{key}",
+                {
+                    **parameters,
+                    "run_record": relative_to_output(
+                        str(Path(profile.results_dir) / record), profile.out_dir
+                    ),
+                },
+                title=f"5.{i} Sensitivity analysis: {title}",
+                reads=reads,
+                writes=(record,),
+                wave=2,
+            )
+        )
+    return out
 
 
 def seed_sweep(profile: Profile) -> dict:
@@ -405,8 +443,16 @@ def execution_key(run: NotebookRun, profile: Profile, context: BuildContext) -> 
     )
 
 
-def _run_sweeps(runs: list[NotebookRun], profile: Profile, done: set[str], say, progress: bool):
-    """Run (resume) each sweep the given executions read, once per build: finished points are skipped."""
+def _run_sweeps(
+    runs: list[NotebookRun],
+    profile: Profile,
+    done: set[str],
+    say,
+    progress: bool,
+    force: bool = False,
+):
+    """Run (resume) each sweep the given executions read, once per build: finished points are skipped
+    (every point runs again with ``force``)."""
     from mcalc.sweep import GridSpec, run_sweep
 
     for run in runs:
@@ -419,6 +465,8 @@ def _run_sweeps(runs: list[NotebookRun], profile: Profile, done: set[str], say, 
             scheduler=profile.sweep.scheduler,
             workers=profile.sweep.workers,
             progress=progress,
+            force=force,
+            shared_fs=profile.sweep.shared_fs,
         )
         say(f"[mcalc] {summary.describe()}")
 
@@ -552,7 +600,7 @@ def _run_profile(
 
     for wave in sorted({r.wave for r in runs}):
         batch = [r for r in runs if r.wave == wave]
-        _run_sweeps(batch, profile, swept, say, progress)
+        _run_sweeps(batch, profile, swept, say, progress, force)
         todo, now = [], context()
         for run in batch:
             key = execution_key(run, profile, now)
