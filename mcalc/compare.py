@@ -53,6 +53,8 @@ DIFFERENCE_COLUMNS = [
     "n_lesions",
     "n_rois",
 ]
+#: The order of the baselines in a comparison (Table 4's, then the two the paper omits).
+BASELINE_ORDER = ("svm", "knn", "majority", "assessment")
 #: The command a user runs on two runs of their own (shown by chapter 8).
 COMMAND = "mcalc compare RUN_A RUN_B"
 
@@ -172,10 +174,12 @@ def models(results: Results) -> dict[str, tuple[str, Evaluation]]:
         f"cnn_{k}": (f"InceptionResNetV2 {k} (fine-tuned)", r.test)
         for k, r in results.finetuned.items()
     }
+    order = [k for k in BASELINE_ORDER if k in results.baselines]
+    order += sorted(set(results.baselines) - set(order))
     out |= {
-        f"baseline_{k}": (b.label, b.evaluations["test"])
-        for k, b in results.baselines.items()
-        if "test" in b.evaluations
+        f"baseline_{k}": (results.baselines[k].label, results.baselines[k].evaluations["test"])
+        for k in order
+        if "test" in results.baselines[k].evaluations
     }
     return out
 
@@ -263,6 +267,9 @@ class Comparison:
     #: the bootstrap's resamples and seed
     n_boot: int = 0
     seed: int = 0
+    #: per ROI, how far its backbone features moved (:func:`feature_shift`); None unless both runs
+    #: are results folders holding features
+    features: pd.DataFrame | None = None
 
     def changed_verdicts(self) -> list[str]:
         """The claims whose verdict differs between the two runs."""
@@ -317,6 +324,8 @@ class Comparison:
         for claim, r in self.verdicts.iterrows():
             mark = "CHANGED" if r["changed"] else "same"
             lines.append(f"  [{mark}] {claim}: A {r['A']} | B {r['B']}")
+        if self.features is not None:
+            lines += ["", shift_sentence(self.features)]
         lines += ["", "Not paired:"]
         if len(self.models_skipped):
             lines += [
@@ -505,6 +514,12 @@ def compare_runs(
         for (r, why), labels in sorted(unmatched.items())
     ]
     first = ma[shared[0]][1]
+    shift = None
+    if a.folder is not None and b.folder is not None and (a.folder / FEATURES).is_file():
+        try:
+            shift = feature_shift(a.folder, b.folder)
+        except DataError:
+            shift = None  # features of other ROIs, or none in B: the report says nothing of them
     return Comparison(
         a=a.name,
         b=b.name,
@@ -516,6 +531,7 @@ def compare_runs(
         models_skipped=pd.DataFrame(skipped, columns=["model", "why"]),
         n_boot=first.n_boot if n_boot is None else int(n_boot),
         seed=first.seed if seed is None else int(seed),
+        features=shift,
     )
 
 
@@ -614,3 +630,84 @@ def shift_figure(shift: pd.DataFrame):
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------ for the book
+
+
+def difference_table(
+    comparison: Comparison,
+    metrics: tuple[str, ...] = TABLE4_METRICS,
+    names: tuple[str, str] = ("A", "B"),
+) -> pd.DataFrame:
+    """The differences of some metrics as a reader's table: each run's value, B − A with its CI, p, units."""
+    from mcalc.tables import ci_cell
+
+    d = comparison.differences[comparison.differences["metric"].isin(metrics)]
+    a, b = names
+    return pd.DataFrame(
+        {
+            "model": d["model"],
+            "metric": d["metric"],
+            a: d["A"].map(lambda v: f"{v:.3f}"),
+            b: d["B"].map(lambda v: f"{v:.3f}"),
+            f"{b} − {a} [95% CI]": [
+                f"{r['B − A']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+                if np.isfinite(r["ci_low"])
+                else ci_cell(r["B − A"])
+                for _, r in d.iterrows()
+            ],
+            "p": d["p_value"].map(lambda v: f"{v:.3f}"),
+            "patients / lesions / ROIs": [
+                f"{r['n_patients']} / {r['n_lesions']} / {r['n_rois']}" for _, r in d.iterrows()
+            ],
+        }
+    ).set_index(["model", "metric"])
+
+
+def shift_sentence(shift: pd.DataFrame) -> str:
+    """One sentence on the feature shift, from its numbers."""
+    rel, near = shift["relative_change"], shift["nearest_other_roi"]
+    past = int(shift["moved_past_neighbour"].sum())
+    return (
+        f"Backbone features of {len(shift)} ROIs matched by id moved by a median {rel.median():.3f} "
+        f"of their norm (largest {rel.max():.3f}), against a median distance of {near.median():.3f} "
+        f"to the nearest other ROI; {past} of {len(shift)} ROIs moved farther than that."
+    )
+
+
+def difference_sentence(comparison: Comparison, metrics: tuple[str, ...] = TABLE4_METRICS) -> str:
+    """One sentence on the paired differences of some metrics, from their numbers."""
+    n_ex, n = comparison.n_excluding_zero(metrics)
+    d = comparison.differences[comparison.differences["metric"].isin(metrics)]
+    largest = d.loc[d["B − A"].abs().idxmax()] if len(d) else None
+    text = (
+        f"Of the {n} paired differences of {len(set(d['model']))} models × {len(set(d['metric']))} "
+        f"metrics, on up to {comparison.n_paired_rois()} test ROIs, {n_ex} "
+        f"{'has' if n_ex == 1 else 'have'} a 95% patient-level CI that excludes 0"
+    )
+    if largest is not None:
+        text += (
+            f"; the largest in size is {largest['model']}'s {largest['metric']}, "
+            f"{largest['B − A']:+.3f} [{largest['ci_low']:+.3f}, {largest['ci_high']:+.3f}]"
+        )
+    return text + "."
+
+
+def verdict_sentence(comparison: Comparison) -> str:
+    """One sentence on whether any verdict changed, from the two verdict tables."""
+    changed = comparison.changed_verdicts()
+    outcomes = sorted(set(comparison.verdicts["A"]) | set(comparison.verdicts["B"]))
+    if not changed:
+        return (
+            f"No verdict changed: all {len(comparison.verdicts)} claims read the same in both runs "
+            f"({', '.join(outcomes)})."
+        )
+    return (
+        f"{len(changed)} of {len(comparison.verdicts)} verdicts changed: "
+        + "; ".join(
+            f"{c} ({comparison.verdicts.loc[c, 'A']} → {comparison.verdicts.loc[c, 'B']})"
+            for c in changed
+        )
+        + "."
+    )

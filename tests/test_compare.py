@@ -259,3 +259,20 @@ def test_feature_shift_measures_each_rois_move(tmp_path: Path) -> None:
     assert summary.loc["ROIs matched by id", "value"] == 18
     with pytest.raises(DataError, match="no features.npz"):
         C.feature_shift(tmp_path / "a", tmp_path / "nowhere")
+
+
+def test_the_copies_chapter_runs_its_own_phantom_at_a_scaled_hold_out() -> None:
+    """Chapter 8 is planned in both profiles: the book's copies scale (or the profile's, if smaller)."""
+    from mcalc.copies import BOOK_SCALE
+    from mcalc.pipeline import get_profile, plan
+
+    def copies(profile):
+        (run,) = [r for r in plan(profile) if r.template == "08_copies"]
+        return run.parameters
+
+    assert copies(get_profile("default")) == {"copies_scale": BOOK_SCALE, "validation_size": 50}
+    assert copies(get_profile("ci")) == {"copies_scale": 0.05, "validation_size": 0.2}
+    real = get_profile("default", data_source="cbis-ddsm")  # the chapter is always the phantom
+    assert copies(real) == {"copies_scale": BOOK_SCALE, "validation_size": 50}
+    toc = (Path(__file__).resolve().parents[1] / "_toc.yml").read_text()
+    assert "book/executed/08_copies" in toc
