@@ -43,7 +43,7 @@ batch_size = 32
 epochs = 20
 validation_size = 50  # ROIs (an int) or a fraction of the training split (a float < 1)
 cv_folds = 10
-copies_scale = 0.25  # phantom scale of both copies (1 = the real CBIS-DDSM calc sizes)
+copies_scale = 0.25  # phantom scale of both copies (1: the real CBIS-DDSM calc sizes)
 
 # %%
 import pandas as pd
