@@ -274,5 +274,8 @@ def test_the_copies_chapter_runs_its_own_phantom_at_a_scaled_hold_out() -> None:
     assert copies(get_profile("ci")) == {"copies_scale": 0.05, "validation_size": 0.2}
     real = get_profile("default", data_source="cbis-ddsm")  # the chapter is always the phantom
     assert copies(real) == {"copies_scale": BOOK_SCALE, "validation_size": 50}
-    toc = (Path(__file__).resolve().parents[1] / "_toc.yml").read_text()
-    assert "book/executed/08_copies" in toc
+    root = Path(__file__).resolve().parents[1]
+    assert "book/executed/08_copies" in (root / "_toc.yml").read_text()
+    template = (root / "notebooks" / "08_copies.py").read_text()
+    assert "JPEG round trip of the pipeline, not the real copies" in template
+    assert "mcalc compare results-dicom results-kaggle" in template
