@@ -368,7 +368,7 @@ def _settings(results: Results) -> str:
     return f"seed {seed}, {epochs} epochs, batch {batch}, lr {lr:g}" if lr is not None else "?"
 
 
-def _copy_label(prov) -> str:
+def copy_label(prov) -> str:
     """Which copy of the data: the DICOM release or the Kaggle JPEG re-release."""
     return KAGGLE_JPEG_LABEL if prov.is_kaggle_jpeg else "DICOM release (16-bit)"
 
@@ -383,7 +383,7 @@ def provenance_table(a: Run, b: Run, task_a: str, task_b: str) -> pd.DataFrame:
         weights = meta.get("weights", {}) if isinstance(meta.get("weights"), dict) else {}
         return {
             "data": prov.data,
-            "data copy": _copy_label(prov),
+            "data copy": copy_label(prov),
             "data detail": prov.data_detail or "—",
             "weights": prov.weights if prov.weights != "n/a" else weights.get("used", "n/a"),
             "weights file sha256": (weights.get("sha256") or "—")[:16],
@@ -592,22 +592,27 @@ def feature_shift(folder_a: str | Path, folder_b: str | Path) -> pd.DataFrame:
 
 
 def shift_summary(shift: pd.DataFrame) -> pd.DataFrame:
-    """The feature shift in a few rows: median, 90th percentile and largest change, beside the nearest other ROI."""
+    """The feature shift in a few rows (as text): median, 90th percentile and largest change, beside the
+    same statistic of the distance to the nearest other ROI."""
     rel, near = shift["relative_change"], shift["nearest_other_roi"]
-    rows = {
-        "ROIs matched by id": (len(shift), None),
-        "relative change ‖B − A‖ / ‖A‖, median": (rel.median(), near.median()),
-        "relative change, 90th percentile": (rel.quantile(0.9), near.quantile(0.9)),
-        "relative change, largest": (rel.max(), near.max()),
-        "cosine distance, median": (shift["cosine_distance"].median(), None),
-        "ROIs that moved farther than their nearest other ROI": (
-            int(shift["moved_past_neighbour"].sum()),
-            None,
+    rows = [
+        ("ROIs matched by id", f"{len(shift)}", "—"),
+        ("relative change ‖B − A‖ / ‖A‖, median", f"{rel.median():.3f}", f"{near.median():.3f}"),
+        (
+            "relative change, 90th percentile",
+            f"{rel.quantile(0.9):.3f}",
+            f"{near.quantile(0.9):.3f}",
         ),
-    }
+        ("relative change, largest", f"{rel.max():.3f}", f"{near.max():.3f}"),
+        ("cosine distance, median", f"{shift['cosine_distance'].median():.2e}", "—"),
+        (
+            "ROIs that moved farther than their nearest other ROI",
+            f"{int(shift['moved_past_neighbour'].sum())}",
+            "—",
+        ),
+    ]
     return pd.DataFrame(
-        [(k, v, ref) for k, (v, ref) in rows.items()],
-        columns=["quantity", "value", "nearest other ROI (same statistic)"],
+        rows, columns=["quantity", "value", "nearest other ROI (same statistic)"]
     ).set_index("quantity")
 
 
@@ -640,29 +645,38 @@ def difference_table(
     metrics: tuple[str, ...] = TABLE4_METRICS,
     names: tuple[str, str] = ("A", "B"),
 ) -> pd.DataFrame:
-    """The differences of some metrics as a reader's table: each run's value, B − A with its CI, p, units."""
-    from mcalc.tables import ci_cell
-
+    """The differences of some metrics as a reader's table: A → B, B − A with its CI, p; the patients,
+    lesions and ROIs in a column when they differ between models (else :func:`units_text` says them)."""
     d = comparison.differences[comparison.differences["metric"].isin(metrics)]
     a, b = names
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "model": d["model"],
             "metric": d["metric"],
-            a: d["A"].map(lambda v: f"{v:.3f}"),
-            b: d["B"].map(lambda v: f"{v:.3f}"),
+            f"{a} → {b}": [f"{r['A']:.3f} → {r['B']:.3f}" for _, r in d.iterrows()],
             f"{b} − {a} [95% CI]": [
                 f"{r['B − A']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
                 if np.isfinite(r["ci_low"])
-                else ci_cell(r["B − A"])
+                else f"{r['B − A']:+.3f}"
                 for _, r in d.iterrows()
             ],
-            "p": d["p_value"].map(lambda v: f"{v:.3f}"),
-            "patients / lesions / ROIs": [
-                f"{r['n_patients']} / {r['n_lesions']} / {r['n_rois']}" for _, r in d.iterrows()
-            ],
+            "p": d["p_value"].map(lambda v: "—" if not np.isfinite(v) else f"{v:.3f}"),
         }
-    ).set_index(["model", "metric"])
+    )
+    if units_text(comparison) is None:
+        out["patients / lesions / ROIs"] = [
+            f"{r['n_patients']} / {r['n_lesions']} / {r['n_rois']}" for _, r in d.iterrows()
+        ]
+    return out.set_index(["model", "metric"])
+
+
+def units_text(comparison: Comparison) -> str | None:
+    """'7 patients, 10 lesions, 15 ROIs' when every model's differences rest on the same, else None."""
+    units = comparison.differences[["n_patients", "n_lesions", "n_rois"]].drop_duplicates()
+    if len(units) != 1:
+        return None
+    n = units.iloc[0]
+    return f"{n['n_patients']} patients, {n['n_lesions']} lesions, {n['n_rois']} ROIs"
 
 
 def shift_sentence(shift: pd.DataFrame) -> str:

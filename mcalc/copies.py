@@ -62,6 +62,7 @@ class CopiesConfig:
 def run_copy(name: str, config: CopiesConfig) -> dict[str, object]:
     """Curate, extract and train one copy as chapters 1–4 do; what it used (its exclusions counted)."""
     from mcalc.baselines import run_baselines
+    from mcalc.compare import copy_label
     from mcalc.curation import CurationWarning
     from mcalc.errors import ExclusionWarning
     from mcalc.features import compute_features
@@ -117,7 +118,7 @@ def run_copy(name: str, config: CopiesConfig) -> dict[str, object]:
             task=config.task,
         )
     return {
-        "copy": provenance.label().split(" · ")[0].removeprefix("Data: "),
+        "copy": copy_label(provenance),
         "results folder": str(results),
         "ROI rows read": len(curation.manifest),
         "usable": len(curation.usable()),

@@ -76,9 +76,7 @@ print(provenance.label())
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(
-    f"copies: {', '.join(copies.index)}; ROI rows read: {', '.join(map(str, copies['ROI rows read']))}"
-)
+print(copies[["ROI rows read", "usable"]].to_string())
 
 # %%
 plots.show_table(
@@ -132,9 +130,10 @@ plots.show_table(
 # loss is the KL loss of Table 4, the AUC the paper's pooled one with the macro AUC beside it.
 
 # %%
+units = compare.units_text(comparison) or "the patients / lesions / ROIs in the last column"
 plots.show_table(
     compare.difference_table(comparison, names=("DICOM", "Kaggle JPEG")),
-    "Table 4 metrics, Kaggle JPEG copy − DICOM copy, per model on the test ROIs both copies hold: each copy's value and the paired patient-level bootstrap of the difference (95% CI, two-sided p), with the patients / lesions / ROIs it rests on",
+    f"Table 4 metrics, Kaggle JPEG copy − DICOM copy, per model on the test ROIs both copies hold ({units}): each copy's value and the paired patient-level bootstrap of the difference (95% CI, two-sided p)",
     provenance,
 )
 
@@ -174,8 +173,10 @@ plots.show_table(
 # compare the two folders (or two books' results bundles, `mcalc-results.zip`):
 #
 # ```bash
-# mcalc notebooks --data-source cbis-ddsm --data-root /data/CBIS-DDSM --results-dir results-dicom --out-dir build/dicom
-# mcalc notebooks --data-source cbis-ddsm --data-root /data/kaggle-cbis-ddsm --results-dir results-kaggle --out-dir build/kaggle
+# mcalc notebooks --data-source cbis-ddsm --data-root /data/CBIS-DDSM \
+#     --results-dir results-dicom --out-dir build/dicom
+# mcalc notebooks --data-source cbis-ddsm --data-root /data/kaggle-cbis-ddsm \
+#     --results-dir results-kaggle --out-dir build/kaggle
 # mcalc compare results-dicom results-kaggle --out comparison
 # ```
 #

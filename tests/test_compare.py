@@ -256,7 +256,7 @@ def test_feature_shift_measures_each_rois_move(tmp_path: Path) -> None:
     assert shift.loc["R3", "relative_change"] == pytest.approx(0.1)
     assert shift.drop("R3")["relative_change"].max() == 0
     summary = C.shift_summary(shift.reset_index())
-    assert summary.loc["ROIs matched by id", "value"] == 18
+    assert summary.loc["ROIs matched by id", "value"] == "18"
     with pytest.raises(DataError, match="no features.npz"):
         C.feature_shift(tmp_path / "a", tmp_path / "nowhere")
 
