@@ -390,6 +390,14 @@ def provenance_table(a: Run, b: Run, task_a: str, task_b: str) -> pd.DataFrame:
             "task": task,
             "image size": meta.get("image_size", "—"),
             "network settings": _settings(run.results),
+            "analysis plan": ", ".join(
+                sorted(
+                    {
+                        getattr(r, "analysis_plan", None) or "unrecorded"
+                        for r in [*run.results.cnn.values(), *run.results.baselines.values()]
+                    }
+                )
+            ),
             "mcalc version": versions.get("mcalc", prov.mcalc_version),
             "commit": versions.get("commit", "not recorded"),
             "python": versions.get("python", prov.python),

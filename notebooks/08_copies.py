@@ -140,9 +140,9 @@ plots.show_table(
 # %% [markdown]
 # ## Does any verdict change?
 #
-# The verdict table of chapter 5, computed for each copy. On the phantom every claim is "not
-# testable here" in both copies, whatever the numbers: the table shows that the copies agree on it,
-# and the differences above show how much room the copy leaves.
+# The analysis plan's verdict table of chapter 5, computed for each copy. On the phantom the claims
+# about images are not testable here in either copy, whatever the numbers; the table shows whether
+# the copy changes any verdict, and the differences above show how much room the copy leaves.
 
 # %%
 plots.show_table(
