@@ -236,6 +236,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             scheduler=args.scheduler or profile.sweep.scheduler,
             workers=profile.sweep.workers if args.workers is None else args.workers,
             progress=_progress(args),
+            force=args.force,
+            shared_fs=args.shared_fs or profile.sweep.shared_fs,
+            warm=not args.fresh_kernels,
         )
     except KeyboardInterrupt:
         print(
@@ -428,6 +431,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_workers,
         help="LocalCluster workers (default: one per core, or per GPU)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="run every point again, replacing its records (damaged records are re-run anyway)",
+    )
+    p.add_argument(
+        "--shared-fs",
+        action="store_true",
+        help="workers read the inputs and write the records at this machine's paths (one machine or a "
+        "shared file system); by default they receive and return them through Dask",
+    )
+    p.add_argument(
+        "--fresh-kernels",
+        action="store_true",
+        help="start a fresh notebook kernel for every point (by default each worker keeps one warm, "
+        "reset between points)",
     )
     p.set_defaults(func=_cmd_sweep)
 

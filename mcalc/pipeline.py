@@ -31,6 +31,9 @@ class SweepSection:
 
     scheduler: str = "local"  # "local": a LocalCluster here; "serial": no Dask; or tcp://HOST:8786
     workers: int = 0  # LocalCluster workers (0: one per core, or one per GPU when there are GPUs)
+    shared_fs: bool = (
+        False  # workers use this machine's paths instead of receiving inputs through Dask
+    )
 
 
 @dataclass(frozen=True)
@@ -457,8 +460,16 @@ def execution_key(run: NotebookRun, profile: Profile, context: BuildContext) -> 
     )
 
 
-def _run_sweeps(runs: list[NotebookRun], profile: Profile, done: set[str], say, progress: bool):
-    """Run (resume) each sweep the given executions read, once per build: finished points are skipped."""
+def _run_sweeps(
+    runs: list[NotebookRun],
+    profile: Profile,
+    done: set[str],
+    say,
+    progress: bool,
+    force: bool = False,
+):
+    """Run (resume) each sweep the given executions read, once per build: finished points are skipped
+    (every point runs again with ``force``)."""
     from mcalc.sweep import GridSpec, run_sweep
 
     for run in runs:
@@ -471,6 +482,8 @@ def _run_sweeps(runs: list[NotebookRun], profile: Profile, done: set[str], say, 
             scheduler=profile.sweep.scheduler,
             workers=profile.sweep.workers,
             progress=progress,
+            force=force,
+            shared_fs=profile.sweep.shared_fs,
         )
         say(f"[mcalc] {summary.describe()}")
 
@@ -526,7 +539,7 @@ def run_profile(
 
     for wave in sorted({r.wave for r in runs}):
         batch = [r for r in runs if r.wave == wave]
-        _run_sweeps(batch, profile, swept, say, progress)
+        _run_sweeps(batch, profile, swept, say, progress, force)
         todo, now = [], context()
         for run in batch:
             key = execution_key(run, profile, now)
