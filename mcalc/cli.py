@@ -255,6 +255,18 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    """Set two runs side by side: paired patient-level differences, verdicts, provenance."""
+    from mcalc.compare import compare_runs
+
+    comparison = compare_runs(args.run_a, args.run_b, n_boot=args.n_boot, seed=args.seed)
+    print(comparison.report())
+    if args.out:
+        for path in comparison.write(args.out):
+            print(f"wrote {path}")
+    return 0
+
+
 def _add_profile_args(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that execute notebooks."""
     from mcalc.curation import TASKS
@@ -446,6 +458,22 @@ def build_parser() -> argparse.ArgumentParser:
         "reset between points)",
     )
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser(
+        "compare",
+        help="set two runs side by side (results folders or bundles): paired differences, verdicts, provenance",
+        description=_cmd_compare.__doc__,
+    )
+    p.add_argument("run_a", help="run A: a results folder or a results bundle (mcalc-results.zip)")
+    p.add_argument("run_b", help="run B, compared with A (differences are B − A)")
+    p.add_argument(
+        "--n-boot",
+        type=lambda t: _integer(t, 0),
+        help="bootstrap resamples of the paired differences (default: run A's)",
+    )
+    p.add_argument("--seed", type=_seed, help="bootstrap seed (default: run A's)")
+    p.add_argument("--out", help="folder to write the comparison's tables (CSV) into")
+    p.set_defaults(func=_cmd_compare)
     return parser
 
 

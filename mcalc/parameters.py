@@ -144,6 +144,7 @@ SPECS: dict[str, Callable[[], Spec]] = {
     "run_record": lambda: Spec("text", optional=True, empty=True),
     "sweep_name": lambda: Spec("text"),
     "phantom_scale": _scale_spec,
+    "copies_scale": _scale_spec,
     "seed": lambda: Spec("int", low=0, high=SEED_MAX),
     "split_seed": lambda: Spec("int", low=0, high=SEED_MAX, optional=True),
     "task": _choice("mcalc.curation", "TASKS"),

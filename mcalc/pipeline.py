@@ -211,8 +211,25 @@ def plan(profile: Profile) -> list[NotebookRun]:
             reads=(*study, *sweep_reads(SEED_SWEEP)),
             wave=2,
         ),
+        copies_run(profile),
     ]
     return runs
+
+
+def copies_run(profile: Profile) -> NotebookRun:
+    """Chapter 8: its own phantom, written in both layouts, at the profile's phantom scale or the book's
+    copies scale (the smaller), its validation hold-out scaled to it; it reads nothing of the other chapters."""
+    from mcalc.copies import BOOK_SCALE, COPIES_FOLDER
+
+    scale = min(profile.phantom_scale, BOOK_SCALE)
+    validation = replace(profile, data_source="phantom", phantom_scale=scale).validation()
+    return NotebookRun(
+        "08_copies",
+        "08_copies",
+        {"copies_scale": scale, "validation_size": validation},
+        writes=(f"{COPIES_FOLDER}/*/runs/baseline_svm.json",),
+        wave=2,
+    )
 
 
 def sensitivity_runs(profile: Profile, reads: tuple[str, ...]) -> list[NotebookRun]:

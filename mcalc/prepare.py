@@ -23,13 +23,15 @@ from mcalc.provenance import data_provenance, write_provenance
 from mcalc.results import MANIFEST, PROVENANCE
 
 
-def ensure_phantom(root: Path, scale: float, seed: int, progress: bool = True) -> None:
-    """Generate the phantom at ``root`` unless a finished phantom with the same scale and seed, matching
-    its own manifest, is already there (mcalc.phantom.ensure_phantom: exclusive, verified)."""
+def ensure_phantom(
+    root: Path, scale: float, seed: int, progress: bool = True, layout: str = "uid"
+) -> None:
+    """Generate the phantom at ``root`` unless a finished phantom with the same scale, seed and layout,
+    matching its own manifest, is already there (mcalc.phantom.ensure_phantom: exclusive, verified)."""
     from mcalc.phantom import PhantomConfig
     from mcalc.phantom import ensure_phantom as ensure
 
-    ensure(Path(root), PhantomConfig(scale=scale, seed=seed), progress=progress)
+    ensure(Path(root), PhantomConfig(scale=scale, seed=seed, layout=layout), progress=progress)
 
 
 def prepare_data(
@@ -40,12 +42,13 @@ def prepare_data(
     results_dir: str | Path = "results",
     progress: bool = True,
     task: str | Task = DEFAULT_TASK,
+    layout: str = "uid",
 ) -> CurationResult:
-    """Curate the data (generating the phantom first when asked) under a task (its labels; the ROIs it
-    leaves out recorded as exclusions) and write the manifest and provenance."""
+    """Curate the data (generating the phantom first when asked, in ``layout``) under a task (its labels;
+    the ROIs it leaves out recorded as exclusions) and write the manifest and provenance."""
     root = Path(data_root)
     if data_source == "phantom":
-        ensure_phantom(root, phantom_scale, seed, progress=progress)
+        ensure_phantom(root, phantom_scale, seed, progress=progress, layout=layout)
     elif data_source == "cbis-ddsm":
         if not root.is_dir():
             raise DataError(
