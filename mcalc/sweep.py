@@ -230,83 +230,35 @@ def _integer(least: int | None) -> Callable[[object], int]:
     return check
 
 
-def _positive(value: object) -> float:
-    """A check: a finite number > 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise _Refused("a finite number > 0")
-    return float(value)
+def _from_spec(name: str) -> Callable[[object], object]:
+    """The check of a parameter with a spec in :mod:`mcalc.parameters` (its one definition): a whole
+    float (2.0) is the integer it spells where the spec takes integers; 2.5 is refused, not rounded."""
+    from mcalc.parameters import parameter_spec
 
+    spec = parameter_spec(name)
 
-def _choice(choices: tuple[str, ...]) -> Callable[[object], str]:
-    """A check: one of the given names."""
-
-    def check(value: object) -> str:
-        if value not in choices:
-            raise _Refused(f"one of {', '.join(choices)}")
+    def check(value: object) -> object:
+        if (
+            (
+                spec.kind == "int"
+                or (spec.kind == "validation" and isinstance(value, float) and value >= 1)
+            )
+            and isinstance(value, float)
+            and value.is_integer()
+        ):
+            value = int(value)
+        if spec.problem(value) is not None:
+            raise _Refused(spec.accepted())
         return value
 
     return check
 
 
-def _optional(check: Callable[[object], object]) -> Callable[[object], object]:
-    """A check that also accepts None (null in YAML)."""
-    return lambda value: None if value is None else check(value)
-
-
-def _validation_size(value: object) -> int | float:
-    """A check: a count of ROIs (a whole number >= 1) or a fraction of the training split (0 < f < 1)."""
-    if isinstance(value, float) and 0 < value < 1:
-        return value
-    try:
-        return _integer(1)(value)
-    except _Refused:
-        raise _Refused("a whole number of ROIs >= 1 or a fraction between 0 and 1") from None
-
-
-def _weights(value: object) -> str:
-    """A check: a weights name, or the name of an .h5 / .hdf5 file."""
-    from mcalc.cli import WEIGHT_NAMES, WEIGHT_SUFFIXES
-
-    if isinstance(value, str) and (
-        value.strip().lower() in WEIGHT_NAMES or value.lower().endswith(WEIGHT_SUFFIXES)
-    ):
-        return value
-    raise _Refused(f"one of {', '.join(WEIGHT_NAMES)} or the path of an .h5 file")
-
-
-def _phantom_scale(value: object) -> float:
-    """A check: a phantom scale in (0, MAX_SCALE]."""
-    from mcalc.phantom import MAX_SCALE
-
-    if _positive(value) > MAX_SCALE:
-        raise _Refused(f"a number > 0 and <= {MAX_SCALE:g}")
-    return float(value)
-
-
 def parameter_checks() -> dict[str, Callable[[object], object]]:
-    """The range of each notebook parameter mcalc knows (others are checked by their default's type)."""
-    from mcalc.curation import TASKS
-    from mcalc.finetune import TRAIN_BACKBONE
-    from mcalc.preprocessing import MIN_IMAGE_SIZE
+    """The check of each notebook parameter mcalc has a spec for (others are checked by their default's type)."""
+    from mcalc.parameters import SPECS
 
-    return {
-        "epochs": _integer(1),
-        "batch_size": _integer(1),
-        "image_size": _integer(MIN_IMAGE_SIZE),
-        "n_boot": _integer(0),
-        "n_seeds": _integer(1),
-        "n_split_seeds": _integer(1),
-        "cv_folds": _integer(2),
-        "seed": _integer(0),
-        "split_seed": _optional(_integer(0)),
-        "learning_rate": _positive,
-        "validation_size": _validation_size,
-        "phantom_scale": _phantom_scale,
-        "optimizer": _choice(paper.OPTIMIZERS),
-        "task": _choice(tuple(TASKS)),
-        "train_backbone": _choice(TRAIN_BACKBONE),
-        "weights": _weights,
-    }
+    return {name: _from_spec(name) for name in SPECS}
 
 
 def _by_default(default: object) -> Callable[[object], object]:
