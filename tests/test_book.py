@@ -24,6 +24,25 @@ def test_banner_html_reads_the_book_provenance(tmp_path):
     assert "phantom" in banner_html(tmp_path)
 
 
+def test_banner_is_one_short_line_with_a_link(tmp_path):
+    """The banner is one sentence (not the long provenance paragraph) and links the intro's provenance section."""
+    write_provenance(
+        Provenance(data="phantom").with_weights("random"),
+        tmp_path / "book" / "executed" / "provenance.json",
+    )
+    text = banner_html(tmp_path, "../intro.html#what-produced-these-pages")
+    assert "href='../intro.html#what-produced-these-pages'" in text
+    assert "What produced these pages" in text
+    plain = Provenance(data="phantom").with_weights("random").headline()
+    assert "phantom images" in plain and "random backbone" in plain
+    assert len(plain) < 160 and "\n" not in plain
+    write_provenance(
+        Provenance(data="cbis-ddsm").with_weights("imagenet"),
+        tmp_path / "book" / "executed" / "provenance.json",
+    )
+    assert banner_html(tmp_path) == ""
+
+
 def test_a_failed_book_build_is_a_build_error_not_bad_data(tmp_path, monkeypatch, capsys):
     """jupyter-book failing raises BookBuildError (not DataError); `mcalc book` says so in one line, exit 1."""
     import subprocess
