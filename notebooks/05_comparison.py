@@ -57,6 +57,14 @@ plots.show_table(
 )
 
 # %%
+plots.show_figure(
+    plots.optimizer_panel({run.paper_name: run.history for run in results.cnn.values()}),
+    "Figures 4–7 together — training (solid) and validation (dashed) loss, accuracy and sensitivity at specificity 0.8 per epoch for the four optimizers, on the same fixed axes as Figures 4–7",
+    results.provenance,
+    name="figures-4-7",
+)
+
+# %%
 plots.show_table(
     tables.table4(results),
     "Table 4 — Loss, accuracy, AUC and sensitivity at specificity 0.8 per model on the official test split: ours, its patient-level 95% CI, the paper's value and the difference (ours − paper). The paper's AUC is Keras' pooled (micro) AUC, set beside ours; the macro one-vs-rest AUC is its own column (not in the paper)",
