@@ -154,10 +154,11 @@ def show_table(
     caption: str,
     provenance: Provenance | None = None,
     precision: int = 3,
-    empty: str = "(none)",
+    empty: str = "",
     name: str | None = None,
 ) -> None:
-    """Display a table's caption ("Table N — ...", with the provenance label) and the table (``empty`` if no rows).
+    """Display a table's caption ("Table N — ...", with the provenance label) and the table; a table without
+    rows shows nothing, or only the sentence ``empty`` (never a captioned "(none)").
 
     The table is one output, glued (myst-nb) under :func:`item_key` and carrying its caption, provenance
     and CSV (``mcalc.table``, for the book's results bundle) in its metadata; the caption is its own
@@ -166,7 +167,8 @@ def show_table(
     from IPython.display import HTML, display
 
     if df is None or len(df) == 0:
-        display(HTML(caption_html(caption, provenance) + f"<p>{html.escape(empty)}</p>"))
+        if empty:
+            display(HTML(f"<p class='mcalc-empty'>{html.escape(empty)}</p>"))
         return
     key = item_key(caption, name)
     record = {
@@ -179,6 +181,39 @@ def show_table(
         HTML(table_html(df, caption, precision)),
         metadata=item_metadata(key, caption, provenance, record),
     )
+
+
+#: Where the book explains the data and weights behind its results (relative to an executed chapter).
+PROVENANCE_SECTION = "../intro.html#what-produced-these-pages"
+
+
+def log(message: str) -> None:
+    """A run message for the kernel's log (stderr), never shown in the book."""
+    import sys
+
+    print(message, file=sys.stderr)
+
+
+def weights_sentence(info, link: str = PROVENANCE_SECTION) -> str:
+    """One sentence (HTML) when the backbone is not the ImageNet one that was asked for, else ''."""
+    if info.used == "imagenet" or info.requested == "random":
+        return ""
+    if info.used == "random":
+        what = (
+            "The ImageNet weights of InceptionResNetV2 were not available on this machine, so the "
+            "backbone is randomly initialised (seeded) and its results test the pipeline, not the paper."
+        )
+    else:
+        what = f"The backbone's weights come from {html.escape(info.used.removeprefix('file:'))}."
+    return f"{what} <a href='{html.escape(link)}'>How to use the ImageNet weights</a>."
+
+
+def show_note(text_html: str) -> None:
+    """Display one short sentence (HTML) as a note of the chapter; nothing when it is empty."""
+    from IPython.display import HTML, display
+
+    if text_html:
+        display(HTML(f"<p class='mcalc-note'>{text_html}</p>"))
 
 
 def fit_page(fig: plt.Figure, max_width: float = FIGURE_MAX_WIDTH) -> None:

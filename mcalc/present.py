@@ -12,6 +12,7 @@ from pathlib import Path
 INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it inserts
 PARAMETERS_TAG = "parameters"  # the template's defaults cell
 RUN_BOX_TAG = "mcalc-this-run"
+RUN_LOG_TAG = "mcalc-run-log"  # the collapsed "run log" present() appends: what the cells printed
 ITEM_TAG = (
     "mcalc-item"  # the glue:figure cells present() inserts (and the figures' class in the book)
 )
@@ -136,6 +137,30 @@ def display_items(cell) -> list[dict]:
     return []
 
 
+def _stdout(output) -> bool:
+    """True for a stdout stream (a print: a run message, kept in the chapter's run log)."""
+    return output.get("output_type") == "stream" and output.get("name") == "stdout"
+
+
+def printed_only(cell) -> str:
+    """What a code cell printed, when its only outputs (stderr aside) are prints; else ''."""
+    outputs = [o for o in cell.get("outputs", []) if not _stderr(o)]
+    if outputs and all(_stdout(o) for o in outputs):
+        return "".join(o.get("text", "") for o in outputs)
+    return ""
+
+
+def run_log(texts: list[str]) -> str:
+    """The chapter's run log: what its cells printed, collapsed (closed until clicked; not a result)."""
+    import html
+
+    body = "\n".join(t.rstrip("\n") for t in texts if t.strip())
+    return (
+        f'<details class="{RUN_LOG_TAG}">\n<summary>Run log: what the chapter\'s cells printed</summary>\n\n'
+        f"<pre>{html.escape(body)}</pre>\n</details>"
+    )
+
+
 def myst_escape(text: str) -> str:
     """Text that MyST renders as itself: every ASCII punctuation character backslash-escaped, one line."""
     return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(text.split()))
@@ -163,14 +188,15 @@ def glue_figure(item: dict, label: str) -> str:
 def present(path: Path, parameters: dict, commit: str | None = None) -> None:
     """Rewrite an executed notebook in place for the book: both parameters cells removed, one "this run" box in
     their place, every other code cell's input behind a toggle, and after each cell that only shows captioned
-    tables / figures one labelled ``glue:figure`` per item, its outputs hidden (outputs untouched, nothing
-    re-executed; running it again gives the same notebook)."""
+    tables / figures one labelled ``glue:figure`` per item, its outputs hidden, and what cells only printed
+    (run messages) hidden in place and gathered into one collapsed run log at the end (outputs untouched,
+    nothing re-executed; running it again gives the same notebook)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    inserted = {RUN_BOX_TAG, ITEM_TAG}
+    inserted = {RUN_BOX_TAG, ITEM_TAG, RUN_LOG_TAG}
     cells = [c for c in nb.cells if not inserted & set(c.get("metadata", {}).get("tags", []))]
-    nb.cells, first_param = [], None
+    nb.cells, first_param, printed = [], None, []
     for cell in cells:
         nb.cells.append(cell)
         if cell.cell_type != "code":
@@ -191,12 +217,22 @@ def present(path: Path, parameters: dict, commit: str | None = None) -> None:
                 )
                 figure.metadata["tags"] = [ITEM_TAG]
                 nb.cells.append(figure)
+        elif text := printed_only(
+            cell
+        ):  # a run message: into the run log, the code still a click away
+            printed.append(text)
+            _add(tags, "hide-input")
+            _add(tags, "remove-output")
         elif cell.get("outputs") and all(_glued(o) for o in cell.outputs):
             _add(
                 tags, "remove-input"
             )  # only glues numbers for the prose: nothing to show or toggle
         else:
             _add(tags, "hide-input")
+    if printed:
+        log = nbformat.v4.new_markdown_cell(run_log(printed))
+        log.metadata["tags"] = [RUN_LOG_TAG]
+        nb.cells.append(log)
     if first_param is not None:
         box = nbformat.v4.new_markdown_cell(
             run_box(parameters, commit or git_commit(Path(path).parent), versions())

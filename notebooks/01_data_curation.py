@@ -118,9 +118,11 @@ plots.show_table(curation.swaps, "Corrected crop/mask swaps", provenance)
 
 # %%
 download_check = metadata.check_download(curation, real_rows)
-print(download_check.note)
 plots.show_table(
-    download_check.summary, "Records of your tables against the shipped ones, per split", real
+    download_check.summary,
+    "Records of your tables against the shipped ones, per split",
+    real,
+    empty=download_check.note,
 )
 plots.show_table(download_check.differences, "Records that differ from the shipped tables", real)
 

@@ -41,7 +41,8 @@ manifest = load_manifest(results_dir)
 weights_info = resolve_weights(weights)
 provenance = read_results_provenance(results_dir).with_weights(weights_info.used, weights_info.note)
 print(provenance.label())
-print(weights_info.note)
+plots.log(weights_info.note)  # the full reason, in the kernel's log
+plots.show_note(plots.weights_sentence(weights_info))
 
 # %% [markdown]
 # ## Figure 1 — mammogram, cropped ROI, resized ROI, per class

@@ -116,12 +116,14 @@ def test_show_table_glues_the_table_and_keeps_its_csv_for_the_bundle(monkeypatch
     assert pd.read_csv(__import__("io").StringIO(record["csv"]))["a"].tolist() == [1.5, 2.5]
 
 
-def test_an_empty_table_is_its_caption_and_a_note_unglued(monkeypatch):
+def test_an_empty_table_is_one_sentence_or_nothing_never_a_captioned_none(monkeypatch):
+    """A table without rows shows only its explanatory sentence (no caption, not glued), or nothing."""
     shown = displayed(
-        monkeypatch, plots.show_table, pd.DataFrame(), "Table 9 — demo", None, empty="none"
+        monkeypatch, plots.show_table, pd.DataFrame(), "Table 9 — demo", None, empty="No run."
     )
     assert len(shown) == 1 and "scrapbook" not in shown[0].metadata
-    assert "Table 9 —" in shown[0].data["text/html"] and "none" in shown[0].data["text/html"]
+    assert "Table 9" not in shown[0].data["text/html"] and "No run." in shown[0].data["text/html"]
+    assert displayed(monkeypatch, plots.show_table, pd.DataFrame(), "Table 9 — demo", None) == []
 
 
 def test_show_figure_glues_the_image_with_its_caption(monkeypatch):
@@ -279,3 +281,20 @@ def test_interval_cells_never_wrap_and_other_cells_may():
     nowrap = re.findall(r"#(T_\w+) \{\s*white-space: nowrap", html)
     assert len(nowrap) == 1 and nowrap[0].endswith("_row0_col1")  # the interval cell, only it
     assert "white-space: nowrap" not in plots.table_html(df.iloc[:, :1], "Table 9 — demo")
+
+
+def test_missing_weights_are_one_sentence_and_a_link_the_reason_in_the_kernel_log(capsys):
+    """A random backbone in place of ImageNet is one sentence with a link; the resolver's message goes to stderr."""
+    from mcalc.weights import WeightsInfo
+
+    fallback = WeightsInfo(
+        "auto", "random", None, None, "not available: gaierror at /root/.keras/models"
+    )
+    sentence = plots.weights_sentence(fallback)
+    assert "randomly initialised" in sentence and "href='../intro.html#" in sentence
+    assert "gaierror" not in sentence and "/root/" not in sentence and sentence.count(". ") <= 1
+    assert plots.weights_sentence(WeightsInfo("imagenet", "imagenet", "x", "y", "ok")) == ""
+    assert plots.weights_sentence(WeightsInfo("random", "random", None, None, "asked")) == ""
+    plots.log(fallback.note)
+    out = capsys.readouterr()
+    assert "gaierror" in out.err and out.out == ""

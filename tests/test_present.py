@@ -13,7 +13,7 @@ from conftest import displayed
 from mcalc import pipeline as pl
 from mcalc import plots
 from mcalc.errors import NotebookFailed
-from mcalc.present import ITEM_TAG, RUN_BOX_TAG, myst_escape, present, run_box
+from mcalc.present import ITEM_TAG, RUN_BOX_TAG, RUN_LOG_TAG, myst_escape, present, run_box
 from mcalc.provenance import Provenance
 
 PARAMS = {"data_source": "phantom", "data_root": "../data", "seed": 3, "optimizer": "adam"}
@@ -177,3 +177,38 @@ def test_a_failing_cell_is_one_line_and_the_kernel_log_is_kept(tmp_path: Path) -
     assert str(tmp_path / "out" / "x.ipynb") in message
     assert (tmp_path / "out" / "x.ipynb").is_file()
     assert (tmp_path / "out" / pl.KERNEL_LOG).is_file()
+
+
+def test_printed_run_messages_go_to_one_collapsed_run_log(tmp_path: Path) -> None:
+    """Cells that only print are hidden in place and their text gathered, once, in a closed run log at the end."""
+    stream = nbformat.v4.new_output
+    cells = [
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_code_cell(
+            "print(run.describe())",
+            outputs=[
+                stream("stream", name="stderr", text="oneDNN notice\n"),
+                stream("stream", name="stdout", text="ADAM: head trained in 23.5 s\n"),
+            ],
+        ),
+        nbformat.v4.new_code_cell(
+            "print(saved)", outputs=[stream("stream", name="stdout", text="saved: cnn_adam.json\n")]
+        ),
+        nbformat.v4.new_code_cell(
+            "x", outputs=[stream("execute_result", data={"text/plain": "3"}, execution_count=1)]
+        ),
+    ]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    present(path, PARAMS, commit="abc1234")
+    present(path, PARAMS, commit="abc1234")
+    cells = nbformat.read(path, as_version=4).cells
+    logs = [c for c in cells if RUN_LOG_TAG in c.metadata.get("tags", [])]
+    assert len(logs) == 1 and cells[-1] is logs[0]
+    assert logs[0].source.startswith("<details") and "<details open" not in logs[0].source
+    assert "head trained in 23.5 s" in logs[0].source and "saved: cnn_adam.json" in logs[0].source
+    assert "oneDNN" not in logs[0].source  # stderr stays in the kernel log
+    code = [c for c in cells if c.cell_type == "code"]
+    assert "remove-output" in code[0].metadata.tags and "remove-output" in code[1].metadata.tags
+    assert "remove-output" not in code[2].metadata.get("tags", [])  # a result is shown
+    assert code[1].outputs[0]["text"] == "saved: cnn_adam.json\n"  # outputs untouched (nbval)
