@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import re
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from mcalc import names
 from mcalc.curation import CLASSES
 from mcalc.model import find_backbone
 from mcalc.provenance import Provenance
@@ -75,8 +77,6 @@ def caption_metadata(key: str) -> dict:
     return {"mcalc": {"caption_of": key}}
 
 
-#: Column names shown as the reader should read them (others: underscores become spaces).
-READABLE_NAMES = {"ci_low": "CI low", "ci_high": "CI high", "auc": "AUC", "n": "n"}
 FIGURE_MAX_WIDTH = 7.5  # inches: a wider figure is shrunk to this (text keeps its size) to stay legible at page width
 DISPLAY_DPI = (
     100  # CSS px per inch a figure is shown at: 7.5 in → 750 px, about the book's text column
@@ -92,17 +92,37 @@ CURVE_LIMITS = {
 
 
 def readable(name: object) -> object:
-    """A column or index name as a reader should see it ("task_and_data" → "task and data")."""
-    if not isinstance(name, str):
-        return name
-    return READABLE_NAMES.get(name, name.replace("_", " "))
+    """A column or index name as a reader should see it ("task_and_data" → "task and data", "auc_pooled" →
+    its display name from :data:`mcalc.names.METRIC_NAMES`)."""
+    return names.column_name(name)
 
 
 def for_reader(df: pd.DataFrame) -> pd.DataFrame:
-    """The table with readable column / index names (the data untouched)."""
+    """The table with readable column / index names, and metric identifiers (in a "metric" column or
+    index) as their display names (the numbers untouched)."""
     out = df.rename(columns=readable)
+    if "metric" in df.columns and not pd.api.types.is_numeric_dtype(df["metric"]):
+        out["metric"] = df["metric"].map(names.metric_name)
+    if df.index.nlevels == 1 and not pd.api.types.is_numeric_dtype(df.index):
+        out.index = df.index.map(names.metric_name)
     out.index = out.index.set_names([readable(n) for n in out.index.names])
     return out
+
+
+def number_formats(df: pd.DataFrame, precision: int = 3) -> dict:
+    """Per numeric column, how its cells are written (:func:`mcalc.names.number`): counts as integers,
+    shares as percentages, small values in scientific notation."""
+    formats = {}
+    for col in df.columns:
+        values = df[col]
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        count = pd.api.types.is_integer_dtype(values) or names.integral(values.tolist())
+        share = not count and names.is_share(col)
+        formats[col] = functools.partial(
+            names.number, precision=precision, count=count, share=share
+        )
+    return formats
 
 
 def _meaningless_index(df: pd.DataFrame) -> bool:
@@ -134,7 +154,11 @@ def table_html(df: pd.DataFrame, caption: str, precision: int = 3) -> str:
     scrolls a wide table inside itself instead of overflowing the page.
     """
     uid = hashlib.sha1(caption.encode()).hexdigest()[:8]
-    styler = for_reader(df).style.format(precision=precision, na_rep="—").set_uuid(uid)
+    shown = for_reader(df)
+    formats = number_formats(shown, precision)
+    styler = shown.style.format(precision=precision, na_rep="—").set_uuid(uid)
+    if formats:
+        styler = styler.format(formats, na_rep="—")
     if _meaningless_index(df):
         styler = styler.hide(axis="index")
     widths = _text_widths(df)
