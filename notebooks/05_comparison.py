@@ -50,8 +50,9 @@ print("runs found:", ", ".join(results.run_names()))
 
 # %%
 plots.show_table(
-    tables.table3(results),
-    "Table 3 — Training loss and accuracy per optimizer (KL divergence, lr 1e-4, batch 32): ours, the paper's, and the difference (ours − paper)",
+    tables.without_differences(tables.table3(results), results.provenance),
+    f"Table 3 — Training loss and accuracy per optimizer (KL divergence, lr 1e-4, batch 32): ours and the paper's{tables.difference_words(results.provenance)}."
+    + tables.paper_note(results.provenance),
     results.provenance,
     precision=4,
 )
@@ -66,8 +67,9 @@ plots.show_figure(
 
 # %%
 plots.show_table(
-    tables.table4(results),
-    "Table 4 — Loss, accuracy, AUC and sensitivity at specificity 0.8 per model on the official test split: ours, its patient-level 95% CI, the paper's value and the difference (ours − paper). The paper's AUC is Keras' pooled (micro) AUC, set beside ours; the macro one-vs-rest AUC is its own column (not in the paper)",
+    tables.long_comparison(tables.table4(results), results.provenance),
+    f"Table 4 — Loss, accuracy, AUC and sensitivity at specificity 0.8 per model on the official test split: ours, its patient-level 95% CI and the paper's value{tables.difference_words(results.provenance)}. The paper's AUC is Keras' pooled (micro) AUC, set beside ours; the macro one-vs-rest AUC is its own row (not in the paper)."
+    + tables.paper_note(results.provenance),
     results.provenance,
 )
 
@@ -151,7 +153,6 @@ plots.show_table(
     step_sizes,
     "How far one weight moves under a constant gradient with each optimizer's paper settings (lr 1e-4), after 1 step and after 20 epochs of 43 batches",
     None,
-    precision=7,
 )
 
 # %%
@@ -167,7 +168,6 @@ plots.show_table(
     ),
     f"How far each optimizer moves the head in {epochs} epochs at lr {learning_rate:g}: largest weight change, and change of the predicted probabilities on the test ROIs from those of the same head untrained (total-variation distance)",
     results.provenance,
-    precision=6,
 )
 
 # %% [markdown]
