@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Code identifier → display name, for every metric the book shows (add new metrics here).
 METRIC_NAMES = {
@@ -107,3 +111,47 @@ def number(value: object, precision: int = 3, *, count: bool = False, share: boo
     if v != 0 and abs(v) < SMALL:
         return f"{v:.1e}"
     return f"{v:.{precision}f}"
+
+
+#: The columns of the official CBIS-DDSM calcification case-description tables: what each records
+#: (Lee et al. 2017; the BI-RADS terms as in the ACR atlas). The book's data dictionary.
+CASE_COLUMNS = {
+    "patient_id": "the patient (P_00005); one patient may have several lesions and mammograms",
+    "breast density": "BI-RADS breast density, 1 (almost entirely fatty) to 4 (extremely dense)",
+    "left or right breast": "the breast side, LEFT or RIGHT",
+    "image view": "the mammographic view: CC (cranio-caudal) or MLO (medio-lateral oblique)",
+    "abnormality id": "the number of the abnormality within the mammogram (1, 2, …)",
+    "abnormality type": "always 'calcification' in these tables (masses have their own)",
+    "calc type": "BI-RADS calcification morphology (several joined by '-'): see the primer in chapter 1",
+    "calc distribution": "BI-RADS distribution of the calcifications: see the primer in chapter 1",
+    "assessment": "the radiologist's BI-RADS assessment category, 0 to 5",
+    "pathology": "the label the paper classifies: BENIGN, BENIGN_WITHOUT_CALLBACK (not biopsied) or MALIGNANT",
+    "subtlety": "how subtle the finding was judged, 1 (subtle) to 5 (obvious)",
+    "image file path": "the full mammogram's DICOM file, relative to the download",
+    "cropped image file path": "the cropped ROI's DICOM file (on disk, crop and mask are sometimes swapped)",
+    "ROI mask file path": "the binary mask of the ROI on the full mammogram (DICOM)",
+}
+
+
+def data_dictionary(tables: dict) -> pd.DataFrame:
+    """The data dictionary of the case-description CSVs (``split`` → path): per column what it records,
+    its distinct values in both tables, and up to four of the most frequent."""
+    import pandas as pd
+
+    frames = [pd.read_csv(path, dtype=str) for path in tables.values()]
+    rows = pd.concat(frames, ignore_index=True)
+    out = []
+    for column in rows.columns:
+        values = rows[column].dropna().str.strip()
+        common = values.value_counts().head(4).index.tolist() if values.nunique() <= 60 else []
+        out.append(
+            {
+                "column": column,
+                "what it records": CASE_COLUMNS.get(
+                    column, "not described (a column mcalc does not know)"
+                ),
+                "distinct values": values.nunique(),
+                "most frequent": ", ".join(common) if common else "(one per record)",
+            }
+        )
+    return pd.DataFrame(out).set_index("column")

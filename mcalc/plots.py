@@ -351,6 +351,30 @@ def sample_grid(manifest: pd.DataFrame, n_per_class: int = 4, seed: int = 0) -> 
     return fig
 
 
+def table1_chart(table1: pd.DataFrame) -> plt.Figure:
+    """Table 1 as bars: ROIs per class in the official tables beside the paper's, one panel per split
+    (the "total" row left out); each bar labelled with its count."""
+    official, printed = "official CBIS-DDSM tables (ours)", "paper"
+    rows = table1.drop(index=[i for i in table1.index if str(i).lower() == "total"])
+    splits = list(dict.fromkeys(table1[official].columns))
+    fig, axes = plt.subplots(1, len(splits), figsize=(7.5, 3.6), sharey=True, squeeze=False)
+    x = np.arange(len(rows))
+    for ax, split in zip(axes[0], splits):
+        for offset, (source, colour, name) in zip(
+            (-0.2, 0.2), ((official, "0.35", "official tables"), (printed, "C1", "paper"))
+        ):
+            values = rows[(source, split)].astype(float).to_numpy()
+            bars = ax.bar(x + offset, values, width=0.4, color=colour, label=name)
+            ax.bar_label(bars, labels=[f"{v:.0f}" for v in values], fontsize=MIN_FONTSIZE)
+        ax.set_xticks(x, [str(c).replace("_", "\n") for c in rows.index], fontsize=MIN_FONTSIZE)
+        ax.set_title(split, fontsize=11)
+        ax.margins(y=0.15)
+    axes[0][0].set_ylabel("ROIs")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    _legend_below(fig, *axes[0][0].get_legend_handles_labels(), ncol=2)
+    return fig
+
+
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     """(row0, row1, col0, col1) of the non-zero part of a mask."""
     rows, cols = np.nonzero(mask)

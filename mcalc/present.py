@@ -155,9 +155,10 @@ def run_log(texts: list[str]) -> str:
     import html
 
     body = "\n".join(t.rstrip("\n") for t in texts if t.strip())
+    lines = html.escape(body).replace("\n", "&#10;")  # one HTML block: a blank line would end it
     return (
-        f'<details class="{RUN_LOG_TAG}">\n<summary>Run log: what the chapter\'s cells printed</summary>\n\n'
-        f"<pre>{html.escape(body)}</pre>\n</details>"
+        f'<details class="{RUN_LOG_TAG}"><summary>Run log: what the chapter\'s cells printed</summary>'
+        f"<pre>{lines}</pre></details>"
     )
 
 

@@ -1,5 +1,6 @@
 """Sphinx extension: a one-line provenance banner on every page when the results came from the phantom or
-random weights, linking the intro's "what produced these pages"."""
+random weights, linking the intro's "what produced these pages"; and a search index of what a reader
+sees (no hidden code, no run log)."""
 
 from __future__ import annotations
 
@@ -47,8 +48,46 @@ def _on_page_context(app, pagename, templatename, context, doctree) -> None:
     context["theme_announcement"] = banner_html(Path(app.srcdir), f"{uri}#{PROVENANCE_ANCHOR}")
 
 
+HIDDEN_CLASSES = (
+    "cell_input",
+)  # myst-nb's code-cell inputs: behind a toggle, never search results
+RUN_LOG_CLASS = "mcalc-run-log"
+
+
+def searchable(doctree):
+    """A copy of a page's doctree without what the reader does not see by default: code-cell inputs and
+    the run log (what the search index is fed)."""
+    from docutils import nodes
+
+    copy = doctree.deepcopy()
+
+    def hidden(node) -> bool:
+        if isinstance(node, nodes.Element) and set(node.get("classes", [])) & set(HIDDEN_CLASSES):
+            return True
+        return isinstance(node, nodes.raw) and RUN_LOG_CLASS in node.astext()
+
+    for node in list(copy.findall(hidden)):
+        if node.parent is not None:
+            node.parent.remove(node)
+    return copy
+
+
+def _on_builder_inited(app) -> None:
+    """Feed the HTML builder's search index the visible text only."""
+    builder = app.builder
+    if not hasattr(builder, "index_page"):
+        return
+    original = builder.index_page
+
+    def index_page(pagename, doctree, title):
+        return original(pagename, searchable(doctree), title)
+
+    builder.index_page = index_page
+
+
 def setup(app) -> dict:
     """Register the extension."""
     app.connect("config-inited", _on_config_inited)
     app.connect("html-page-context", _on_page_context)
+    app.connect("builder-inited", _on_builder_inited)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 2. Preprocessing and the transfer-learning model (Sections 2.2–2.3, Figures 1–3, Table 2)
+# # Preprocessing and the transfer-learning model (Sections 2.2–2.3, Figures 1–3, Table 2)
 #
 # Each cropped ROI is min–max scaled to [0, 255], stretched to a square, resized to 299 × 299 with
 # antialiased bicubic interpolation, its grey level copied to three channels, and scaled by

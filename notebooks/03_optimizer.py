@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 3. InceptionResNetV2 with one optimizer (Sections 3.1–3.4, Figures 4–7, Tables 3–4)
+# # InceptionResNetV2 with one optimizer (Sections 3.1–3.4, Figures 4–7, Tables 3–4)
 #
 # One template, executed once per optimizer. The frozen backbone's cached features (chapter 2) feed
 # the paper's head, Dense(128, ReLU) → Dense(3, softmax), trained with the Kullback–Leibler divergence

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 4. Classical baselines: GLCM texture + SVM and k-NN (Section 3, Table 4)
+# # Classical baselines: GLCM texture + SVM and k-NN (Section 3, Table 4)
 #
 # The paper compares its network with 14 second-order grey-level co-occurrence (Haralick) features
 # classified by an RBF-kernel SVM and by k-NN under 10-fold cross-validation, without saying how

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 5. Comparison with the paper and the literature (Tables 3–5), and the verdict
+# # Comparison with the paper and the literature (Tables 3–5), and the verdict
 #
 # This chapter gathers the saved results of every run of this book and sets them beside the paper:
 # Tables 3 and 4 in full (per metric, ours, its 95% CI, the paper's value and the difference in

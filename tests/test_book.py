@@ -93,3 +93,23 @@ def test_the_bundle_collects_every_glued_table_and_no_figure(tmp_path, monkeypat
         text = archive.read("tables/05_comparison/table-4.csv").decode()
     assert names == ["tables/05_comparison/exclusions.csv", "tables/05_comparison/table-4.csv"]
     assert text.startswith("# Table 4 — demo\n# Data: PHANTOM") and "1.5" in text
+
+
+def test_the_search_index_sees_no_hidden_code_and_no_run_log():
+    """What the search index is fed: the page's text without code-cell inputs or the run log."""
+    from docutils import nodes
+
+    from mcalc.sphinxext import searchable
+
+    page = nodes.document(None, None)
+    page += nodes.paragraph(text="The accuracy of the head is shown.")
+    page += nodes.container(
+        "", nodes.literal_block(text="import secret_code"), classes=["cell_input"]
+    )
+    page += nodes.raw(
+        text="<details class='mcalc-run-log'><pre>saved: x.json</pre></details>", format="html"
+    )
+    text = searchable(page).astext()
+    assert "accuracy of the head" in text
+    assert "secret_code" not in text and "saved:" not in text
+    assert "secret_code" in page.astext()  # the page itself keeps its code

@@ -67,3 +67,17 @@ def test_tables_show_counts_as_integers_metric_names_and_small_values():
     assert "69.8%" in html and "0.697531" not in html
     assert "1.4e-07" in html and "0.712" in html
     assert "auc_pooled" not in html and "n_rois" not in html
+
+
+def test_the_data_dictionary_describes_every_column_of_the_shipped_tables():
+    """Each column of the official calc tables has a description, distinct values counted on both splits."""
+    from mcalc import metadata
+
+    tables = metadata.shipped_tables()
+    dictionary = names.data_dictionary(tables)
+    header = pd.read_csv(next(iter(tables.values())), nrows=0).columns
+    assert list(dictionary.index) == list(header)
+    assert not dictionary["what it records"].str.contains("not described").any()
+    assert dictionary.loc["pathology", "distinct values"] == 3
+    assert "BENIGN" in dictionary.loc["pathology", "most frequent"]
+    assert dictionary.loc["image file path", "most frequent"] == "(one per record)"

@@ -298,3 +298,18 @@ def test_missing_weights_are_one_sentence_and_a_link_the_reason_in_the_kernel_lo
     plots.log(fallback.note)
     out = capsys.readouterr()
     assert "gaierror" in out.err and out.out == ""
+
+
+def test_table1_chart_draws_the_official_and_the_paper_counts():
+    """One bar per class and source in each split, labelled with the counts of Table 1 (total left out)."""
+    import matplotlib.pyplot as plt
+
+    from mcalc import metadata
+
+    t1 = metadata.table1()
+    fig = plots.table1_chart(t1)
+    labels = {t.get_text() for ax in fig.axes for t in ax.texts}
+    assert {"67", "99", "129", "94", "474", "545"} <= labels  # official and paper, both splits
+    assert "1546" not in labels and "326" not in labels  # no total bar
+    assert all(t.get_fontsize() >= 10 for t in _texts(fig))
+    plt.close(fig)

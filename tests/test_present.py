@@ -207,6 +207,7 @@ def test_printed_run_messages_go_to_one_collapsed_run_log(tmp_path: Path) -> Non
     assert len(logs) == 1 and cells[-1] is logs[0]
     assert logs[0].source.startswith("<details") and "<details open" not in logs[0].source
     assert "head trained in 23.5 s" in logs[0].source and "saved: cnn_adam.json" in logs[0].source
+    assert "\n" not in logs[0].source  # one HTML block, whatever was printed
     assert "oneDNN" not in logs[0].source  # stderr stays in the kernel log
     code = [c for c in cells if c.cell_type == "code"]
     assert "remove-output" in code[0].metadata.tags and "remove-output" in code[1].metadata.tags
