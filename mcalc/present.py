@@ -128,9 +128,10 @@ def _stderr(output) -> bool:
 
 
 def display_items(cell) -> list[dict]:
-    """The captioned items of a code cell whose outputs are only items and their captions (stderr aside); else []."""
+    """The captioned items of a code cell whose outputs are only items and their captions (stderr aside),
+    each with its kind ("Table" or "Figure"); else []."""
     outputs = [o for o in cell.get("outputs", []) if not _stderr(o)]
-    items = [item for o in outputs if (item := _item(o)) is not None]
+    items = [item | {"kind": _kind(o)} for o in outputs if (item := _item(o)) is not None]
     keys = {item["key"] for item in items}
     if items and all(_item(o) is not None or _caption_of(o) in keys for o in outputs):
         return items
@@ -172,11 +173,37 @@ def item_label(stem: str, key: str) -> str:
     return f"{stem}-{key}"
 
 
+def chapter_number(stem: str) -> str:
+    """The chapter number of an executed notebook as the table of contents numbers it: '5' for
+    05_comparison, '3.2' for 03_optimizer_adagrad (the paper's optimizer order); '' when it has none."""
+    from mcalc.paper import OPTIMIZERS
+
+    found = re.match(r"^0*(\d+)_", stem)
+    if not found:
+        return ""
+    if stem.startswith("03_optimizer_") and stem.removeprefix("03_optimizer_") in OPTIMIZERS:
+        return f"{found[1]}.{OPTIMIZERS.index(stem.removeprefix('03_optimizer_')) + 1}"
+    return found[1]
+
+
+def own_lead(kind: str, chapter: str, count: int) -> str:
+    """The number of a table / figure that is not the paper's: 'Table S5.2 —' (S: the study's own)."""
+    return f"{kind} S{chapter}.{count} —" if chapter else f"{kind} S{count} —"
+
+
+def _kind(output) -> str:
+    """'Figure' for an image output, else 'Table'."""
+    return "Figure" if "image/png" in output.get("data", {}) else "Table"
+
+
 def glue_figure(item: dict, label: str) -> str:
-    """A ``glue:figure`` of a glued item: its label, and its caption (bold paper number) and provenance under it."""
+    """A ``glue:figure`` of a glued item: its label, and its caption (bold paper number, or the study's own
+    number in ``item["number"]``) and provenance under it."""
     from mcalc.plots import split_lead
 
     lead, rest = split_lead(item["caption"])
+    if not lead and item.get("number"):
+        lead = item["number"]
     caption = f"**{myst_escape(lead)}** {myst_escape(rest)}" if lead else myst_escape(rest)
     body = [caption] + ([f"*{myst_escape(item['provenance'])}*"] if item["provenance"] else [])
     return (
@@ -197,7 +224,10 @@ def present(path: Path, parameters: dict, commit: str | None = None) -> None:
     nb = nbformat.read(path, as_version=4)
     inserted = {RUN_BOX_TAG, ITEM_TAG, RUN_LOG_TAG}
     cells = [c for c in nb.cells if not inserted & set(c.get("metadata", {}).get("tags", []))]
+    from mcalc.plots import split_lead
+
     nb.cells, first_param, printed = [], None, []
+    chapter, counts = chapter_number(Path(path).stem), {}
     for cell in cells:
         nb.cells.append(cell)
         if cell.cell_type != "code":
@@ -213,6 +243,11 @@ def present(path: Path, parameters: dict, commit: str | None = None) -> None:
             _add(tags, "hide-input")
             _add(tags, "remove-output")
             for item in items:
+                if not split_lead(item["caption"])[
+                    0
+                ]:  # not one of the paper's: the study's own number
+                    counts[item["kind"]] = counts.get(item["kind"], 0) + 1
+                    item["number"] = own_lead(item["kind"], chapter, counts[item["kind"]])
                 figure = nbformat.v4.new_markdown_cell(
                     glue_figure(item, item_label(Path(path).stem, item["key"]))
                 )

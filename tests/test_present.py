@@ -135,7 +135,25 @@ def test_captioned_items_become_labelled_glue_figures(tmp_path, monkeypatch) -> 
     assert lines[6] == f"*{myst_escape(Provenance(data='phantom').label())}*"
     key = plots.item_key("ROC curves — demo")
     assert figure.startswith(f"```{{glue:figure}} {key}\n:name: 05_comparison-{key}\n")
-    assert "\nROC curves — demo\n" in figure
+    assert "\n**Figure S5\\.1 —** ROC curves — demo\n" in figure  # the study's own number
+
+
+@pytest.mark.parametrize(
+    "stem, number",
+    [
+        ("01_data_curation", "1"),
+        ("05_comparison", "5"),
+        ("03_optimizer_adam", "3.1"),
+        ("03_optimizer_rmsprop", "3.4"),
+        ("intro", ""),
+    ],
+)
+def test_own_items_are_numbered_by_chapter_as_the_contents_number_it(stem, number) -> None:
+    """Items that are not the paper's are numbered 'Table S<chapter>.<n>'; the optimizer chapters 3.1–3.4."""
+    from mcalc.present import chapter_number, own_lead
+
+    assert chapter_number(stem) == number
+    assert own_lead("Table", number, 2) == (f"Table S{number}.2 —" if number else "Table S2 —")
 
 
 def test_present_twice_gives_the_same_notebook(tmp_path, monkeypatch) -> None:
