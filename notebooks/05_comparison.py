@@ -132,7 +132,7 @@ plots.show_figure(
 # Table 3 of the paper reports training accuracies of 0.981–0.982 for all four optimizers after 20
 # epochs at learning rate 1e-4. The optimizers themselves make that implausible for Adadelta, whatever
 # the data: under a constant gradient g, with the paper's settings (ρ 0.95, ε 1e-7), Adadelta's first
-# step is lr·√ε / √((1−ρ)g² + ε) · g ≈ lr·√(ε/(1−ρ)) ≈ 1.4e-7 for any g well above √ε, and in 20
+# step is $\mathrm{lr}\,\sqrt{\varepsilon}\,g / \sqrt{(1-\rho)g^2 + \varepsilon} \approx \mathrm{lr}\sqrt{\varepsilon/(1-\rho)} \approx 1.4 \times 10^{-7}$ for any $g \gg \sqrt{\varepsilon}$, and in 20
 # epochs (860 steps of batch 32) it moves a weight hundreds of times less than Adam or RMSprop do.
 # Adagrad moves one about 15–37 times less than Adam, yet the paper gives it by far the lowest
 # training loss (0.0212). The paper's ADADelta row is easier to explain with the older Keras default
@@ -173,7 +173,7 @@ plots.show_table(
 # %% [markdown]
 # ## The paper's formulas, evaluated
 #
-# The paper's Eq. 4 (specificity = TP / (TN + FP)) and Eq. 5 (accuracy = (TP + TN + FP) / (TP + FP + FN))
+# The paper's Eq. 4 ($\text{specificity} = \frac{TP}{TN + FP}$) and Eq. 5 ($\text{accuracy} = \frac{TP + TN + FP}{TP + FP + FN}$)
 # against the correct definitions, on the confusion matrix of the best network here.
 
 # %%
