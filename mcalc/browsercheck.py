@@ -71,6 +71,18 @@ PAGE_SCRIPT = """
     const tops = new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.bottom)));
     return tops.size;
   };
+  const beyond = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    if (beyond.length >= 5 || !el.checkVisibility()) continue;
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || box.right <= window.innerWidth + tolerance) continue;
+    if ([...el.children].some((c) => c.getBoundingClientRect().right > window.innerWidth + tolerance)) continue;
+    let clipped = false;
+    for (let up = el.parentElement; up; up = up.parentElement) {
+      if (scrolls(up) && up.getBoundingClientRect().right <= window.innerWidth + tolerance) { clipped = true; break; }
+    }
+    if (!clipped) beyond.push(`${name(el)} (right edge at ${Math.round(box.right)} px)`);
+  }
   const bottom = document.querySelector('BOTTOM_LINE');
   const images = [...column.querySelectorAll('img')].filter((img) => img.checkVisibility() && img.clientWidth > 0)
       .map((img) => ({src: (img.getAttribute('src') || '').split('/').pop().slice(0, 40),
@@ -84,6 +96,7 @@ PAGE_SCRIPT = """
     bottom_line_top: bottom && bottom.checkVisibility() ? bottom.getBoundingClientRect().top + window.scrollY : null,
     viewport: {width: window.innerWidth, height: window.innerHeight},
     page_width: document.documentElement.scrollWidth,
+    beyond: beyond,
     text: document.body.innerText,
     images: images,
   };
@@ -194,6 +207,7 @@ def phone_problems_of(found: dict, intro: bool = False) -> list[str]:
         problems.append(
             f"at {found['viewport']['width']} px the page is {found['page_width']} px wide "
             "(sideways scrolling of the whole page)"
+            + (f"; sticking out: {', '.join(found['beyond'][:3])}" if found.get("beyond") else "")
         )
     if intro:
         problems += [

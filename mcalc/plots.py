@@ -370,7 +370,7 @@ def table1_chart(table1: pd.DataFrame) -> plt.Figure:
         ax.set_title(split, fontsize=11)
         ax.margins(y=0.15)
     axes[0][0].set_ylabel("ROIs")
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout()
     _legend_below(fig, *axes[0][0].get_legend_handles_labels(), ncol=2)
     return fig
 
@@ -571,10 +571,10 @@ def curve_limits(key: str, values: np.ndarray) -> tuple[float, float]:
 
 def _legend_below(fig: plt.Figure, handles, labels, ncol: int) -> None:
     """One legend for the figure, centred under its axes (never over the data)."""
-    fig.legend(
+    fig.legend(  # below the figure's edge: the saved image grows to hold it (bbox_inches="tight")
         handles,
         labels,
-        loc="lower center",
+        loc="upper center",
         bbox_to_anchor=(0.5, 0.0),
         ncol=ncol,
         frameon=False,
@@ -599,7 +599,7 @@ def training_curves(history: pd.DataFrame, title: str = "") -> plt.Figure:
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=12)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout()
     _legend_below(fig, *axes[0].get_legend_handles_labels(), ncol=2)
     return fig
 
@@ -627,7 +627,7 @@ def optimizer_panel(histories: dict[str, pd.DataFrame]) -> plt.Figure:
         ax.set_title(label, fontsize=11)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    fig.tight_layout(rect=(0, 0.2, 1, 1))
+    fig.tight_layout()
     _legend_below(fig, *axes[0].get_legend_handles_labels(), ncol=4)
     return fig
 

@@ -238,7 +238,7 @@ def test_training_curves_share_fixed_axes_whatever_the_values():
 
 
 def test_legends_lie_outside_the_data():
-    """No legend box overlaps an axes' plotting area."""
+    """No legend box overlaps an axes' plotting area, its tick labels or its axis labels."""
     import matplotlib.pyplot as plt
 
     ev = _evaluation()
@@ -254,8 +254,14 @@ def test_legends_lie_outside_the_data():
         assert legends
         for legend in legends:
             box = legend.get_window_extent(renderer)
-            for ax in fig.axes:
-                assert not box.overlaps(ax.get_window_extent(renderer)), ax.get_title()
+            for ax in fig.axes:  # neither the data nor the axis labels and ticks
+                for part in (ax, ax.xaxis, ax.yaxis):
+                    other = (
+                        part.get_window_extent(renderer)
+                        if part is ax
+                        else part.get_tightbbox(renderer)
+                    )
+                    assert other is None or not box.overlaps(other), (ax.get_title(), part)
         plt.close(fig)
 
 
