@@ -109,14 +109,25 @@ def for_reader(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _is_number(value: object) -> bool:
+    """True for an int or float (not a bool, not a string)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 def number_formats(df: pd.DataFrame, precision: int = 3) -> dict:
     """Per numeric column, how its cells are written (:func:`mcalc.names.number`): counts as integers,
     shares as percentages, small values in scientific notation."""
     formats = {}
     for col in df.columns:
         values = df[col]
-        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        if pd.api.types.is_bool_dtype(values):
             continue
+        if not pd.api.types.is_numeric_dtype(
+            values
+        ):  # numbers with gaps (None) in an object column
+            present = values.dropna()
+            if present.empty or not present.map(_is_number).all():
+                continue
         count = pd.api.types.is_integer_dtype(values) or names.integral(values.tolist())
         share = not count and names.is_share(col)
         formats[col] = functools.partial(

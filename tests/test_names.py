@@ -67,6 +67,9 @@ def test_tables_show_counts_as_integers_metric_names_and_small_values():
     assert "69.8%" in html and "0.697531" not in html
     assert "1.4e-07" in html and "0.712" in html
     assert "auc_pooled" not in html and "n_rois" not in html
+    gappy = pd.DataFrame({"sensitivity": [0.96, None, 0.85]}, dtype=object)
+    html = plots.table_html(gappy, "demo")
+    assert "0.960" in html and "0.960000" not in html and "—" in html
 
 
 def test_the_data_dictionary_describes_every_column_of_the_shipped_tables():
