@@ -143,7 +143,9 @@ def data_dictionary(tables: dict) -> pd.DataFrame:
     out = []
     for column in rows.columns:
         values = rows[column].dropna().str.strip()
-        common = values.value_counts().head(4).index.tolist() if values.nunique() <= 60 else []
+        distinct = values.nunique()
+        common = values.value_counts().head(4).index.tolist() if distinct <= 60 else []
+        unlisted = "(one per record)" if distinct == len(values) else "(too many to list)"
         out.append(
             {
                 "column": column,
@@ -151,7 +153,7 @@ def data_dictionary(tables: dict) -> pd.DataFrame:
                     column, "not described (a column mcalc does not know)"
                 ),
                 "distinct values": values.nunique(),
-                "most frequent": ", ".join(common) if common else "(one per record)",
+                "most frequent": ", ".join(common) if common else unlisted,
             }
         )
     return pd.DataFrame(out).set_index("column")

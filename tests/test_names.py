@@ -83,4 +83,7 @@ def test_the_data_dictionary_describes_every_column_of_the_shipped_tables():
     assert not dictionary["what it records"].str.contains("not described").any()
     assert dictionary.loc["pathology", "distinct values"] == 3
     assert "BENIGN" in dictionary.loc["pathology", "most frequent"]
-    assert dictionary.loc["image file path", "most frequent"] == "(one per record)"
+    assert dictionary.loc["cropped image file path", "most frequent"] == "(one per record)"
+    assert (
+        dictionary.loc["patient_id", "most frequent"] == "(too many to list)"
+    )  # several per patient
