@@ -40,8 +40,8 @@ from mcalc.weights import resolve_weights
 manifest = load_manifest(results_dir)
 weights_info = resolve_weights(weights)
 provenance = read_results_provenance(results_dir).with_weights(weights_info.used, weights_info.note)
-print(provenance.label())
-plots.log(weights_info.note)  # the full reason, in the kernel's log
+plots.log(provenance.label())  # run messages, in the kernel's log
+plots.log(weights_info.note)  # the full reason
 plots.show_note(plots.weights_sentence(weights_info))
 
 # %% [markdown]
