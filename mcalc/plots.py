@@ -6,6 +6,7 @@ import functools
 import hashlib
 import html
 import re
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -415,7 +416,18 @@ def figure1(manifest: pd.DataFrame, image_size: int = 299, seed: int = 0) -> plt
             axes[r, 0].add_patch(
                 Rectangle((c0, r0), c1 - c0, r1 - r0, fill=False, edgecolor="red", linewidth=1.2)
             )
-        axes[r, 0].set_title(f"(a) {cls}\n{row['roi_id']}", fontsize=MIN_FONTSIZE)
+        roi = str(row["roi_id"]).split("_", 1)[-1]  # "P_00266_RIGHT_CC_1", without "Calc-Training"
+        axes[r, 0].set_title(f"(a) mammogram\n{roi}", fontsize=MIN_FONTSIZE)
+        axes[r, 0].text(
+            -0.12,
+            0.5,
+            textwrap.fill(cls.replace("_", " "), 16),
+            transform=axes[r, 0].transAxes,
+            rotation=90,
+            ha="right",
+            va="center",
+            fontsize=MIN_FONTSIZE,
+        )
         axes[r, 1].imshow(crop, cmap="gray")
         axes[r, 1].set_title(
             f"(b) cropped ROI\n{crop.shape[1]} × {crop.shape[0]}", fontsize=MIN_FONTSIZE
