@@ -19,6 +19,7 @@ from mcalc.paper import OPTIMIZERS, PAPER_OPTIMIZER_NAMES
 NOTEBOOK_DIR = Path("notebooks")
 FIRST_TEMPLATE = "01_data_curation.py"
 SEED_SWEEP = "seed_variance"  # chapter 7's sweep, under <results_dir>/sweeps/
+SENSITIVITY_DIR = "runs/sensitivity"  # the sensitivity analyses' run records, under <results_dir>
 #: What every chapter's "this run" box names about the build, whether or not the chapter reads it.
 RUN_BOX_KEYS = ("data_source", "data_root", "phantom_scale", "weights", "seed")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -169,6 +170,7 @@ def plan(profile: Profile) -> list[NotebookRun]:
         )
         for i, opt in enumerate(OPTIMIZERS, start=1)
     ]
+    runs += sensitivity_runs(profile, study)
     runs += [
         NotebookRun(
             "04_glcm_baselines",
@@ -186,6 +188,7 @@ def plan(profile: Profile) -> list[NotebookRun]:
                 *study,
                 *cnn.values(),
                 baselines,
+                f"{SENSITIVITY_DIR}/*.json",
                 *sweep_reads(SEED_SWEEP),
             ),
             wave=3,
@@ -207,6 +210,38 @@ def plan(profile: Profile) -> list[NotebookRun]:
         ),
     ]
     return runs
+
+
+def sensitivity_runs(profile: Profile, reads: tuple[str, ...]) -> list[NotebookRun]:
+    """The analysis plan's sensitivity analyses that need a run of their own: the optimizer template, other parameters.
+
+    Each saves its record under ``<results_dir>/runs/sensitivity/`` (beside, not among, the four
+    primary runs); chapter 5 reports them under their own heading, beside the primary verdict.
+    """
+    from mcalc.plan import SENSITIVITY_ANALYSES
+
+    out = []
+    for i, (key, parameters, title) in enumerate(
+        [a for a in SENSITIVITY_ANALYSES if a[1]], start=1
+    ):
+        record = f"{SENSITIVITY_DIR}/cnn_{key}.json"
+        out.append(
+            NotebookRun(
+                "03_optimizer",
+                f"05_sensitivity_{key}",
+                {
+                    **parameters,
+                    "run_record": relative_to_output(
+                        str(Path(profile.results_dir) / record), profile.out_dir
+                    ),
+                },
+                title=f"5.{i} Sensitivity analysis: {title}",
+                reads=reads,
+                writes=(record,),
+                wave=2,
+            )
+        )
+    return out
 
 
 def seed_sweep(profile: Profile) -> dict:
