@@ -58,8 +58,11 @@ nbval: notebooks-ci papermill-override
 book-ci: notebooks-ci
 	$(PY) -m mcalc book --profile ci --no-execute
 
-# Every page of the CI book in headless Chromium: nothing wider than the text column, no code or parameters
-# shown by default; screenshots in build/ci/screenshots (skipped, with the reason, where no browser can be had).
+# Every page of the CI book in headless Chromium at 1300 and 390 px: nothing wider than the text column (nor,
+# on the phone, than the screen), no code or parameters shown by default, a banner of at most two lines, the
+# intro's bottom-line box (.mcalc-bottom-line) on its first screen, no run output (traceback, /root/,
+# gaierror, saved:, nan), figure images at least 2x their displayed width; screenshots of every page at both
+# widths in build/ci/screenshots (skipped, with the reason, where no browser can be had).
 book-check: book-ci
 	$(PY) -m mcalc.browsercheck build/ci/book/_build/html --screenshots build/ci/screenshots
 

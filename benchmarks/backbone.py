@@ -103,7 +103,7 @@ def render(results: dict) -> list[str]:
         return []
     lines: list[str] = []
     c = bb["ceiling"]
-    lines += ["", f"**{NUMBER}. Backbone forward throughput**", ""]
+    lines += ["", f"## {NUMBER}. Backbone forward throughput", ""]
     lines += table(
         ["quantity", "value"],
         [

@@ -54,7 +54,7 @@ def render(results: dict) -> list[str]:
     if not bk:
         return []
     lines: list[str] = []
-    lines += ["", f"**{NUMBER}. The whole book (`default` profile) by phantom scale**", ""]
+    lines += ["", f"## {NUMBER}. The whole book (`default` profile) by phantom scale", ""]
     lines += table(
         ["scale", "wall", "peak RSS, process tree", "peak RSS, largest process", "status"],
         [

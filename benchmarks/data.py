@@ -91,7 +91,7 @@ def render(results: dict) -> list[str]:
     lines: list[str] = []
     lines += [
         "",
-        f"**{NUMBER}. Data: phantom generation and curation (scale {d['scale']:g}, {d['n_rois']} ROIs)**",
+        f"## {NUMBER}. Data: phantom generation and curation (scale {d['scale']:g}, {d['n_rois']} ROIs)",
         "",
     ]
     rows = [

@@ -130,7 +130,7 @@ def render(results: dict) -> list[str]:
     per = br["per_image_s"]
     lines += [
         "",
-        f"**{NUMBER}. Feature extraction end to end ({ex['n_images']} phantom ROIs, empty cache)**",
+        f"## {NUMBER}. Feature extraction end to end ({ex['n_images']} phantom ROIs, empty cache)",
         "",
     ]
     lines += table(

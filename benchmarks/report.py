@@ -118,7 +118,7 @@ def render(results: dict) -> str:
             + (" — **the machine was not idle; the figures are disturbed**" if share > 0.1 else "")
             + ".",
         ]
-    lines += ["", "**Targets**", ""]
+    lines += ["", "## Targets", ""]
     lines += table(["target", "measured", "verdict"], targets(results))
 
     for section in SECTION_MODULES:

@@ -201,8 +201,8 @@ def render(results: dict) -> list[str]:
     s, f = tr["subset"], tr["full"]
     lines += [
         "",
-        f"**{NUMBER}. Cached-feature head training vs naive frozen-backbone `model.fit` "
-        f"(4 optimizers × {f['epochs']} epochs)**",
+        f"## {NUMBER}. Cached-feature head training vs naive frozen-backbone `model.fit` "
+        f"(4 optimizers × {f['epochs']} epochs)",
         "",
     ]
     lines += [

@@ -118,7 +118,7 @@ def _build_book(profile: Profile, source: Path | None) -> Path:
     bottom = source / EXECUTED / BOTTOM_LINE
     if not bottom.is_file():  # the intro includes it; chapter 5 writes it
         bottom.write_text(
-            "```{admonition} Bottom line\nChapter 5 has not run in this build: no verdict yet.\n```\n"
+            "```{admonition} Bottom line\n:class: mcalc-bottom-line\nChapter 5 has not run in this build: no verdict yet.\n```\n"
         )
     jb = Path(sys.executable).with_name("jupyter-book")
     # -W --keep-going: any Sphinx warning (a missing page, include or citation) fails the build, after reporting all.

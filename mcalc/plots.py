@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import re
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from mcalc import names
 from mcalc.curation import CLASSES
 from mcalc.model import find_backbone
 from mcalc.provenance import Provenance
@@ -75,24 +78,63 @@ def caption_metadata(key: str) -> dict:
     return {"mcalc": {"caption_of": key}}
 
 
-#: Column names shown as the reader should read them (others: underscores become spaces).
-READABLE_NAMES = {"ci_low": "CI low", "ci_high": "CI high", "auc": "AUC", "n": "n"}
-FIGURE_MAX_WIDTH = 8.0  # inches: a wider figure is shrunk to this (text keeps its size) to stay legible at page width
-PROVENANCE_FONTSIZE = 8
+FIGURE_MAX_WIDTH = 7.5  # inches: a wider figure is shrunk to this (text keeps its size) to stay legible at page width
+DISPLAY_DPI = (
+    100  # CSS px per inch a figure is shown at: 7.5 in → 750 px, about the book's text column
+)
+DISPLAY_DENSITY = 2  # image pixels per CSS px (sharp on high-density screens)
+MIN_FONTSIZE = 10  # pt: no text of a figure smaller, so it reads at the column's width
+#: Fixed y ranges of the per-optimizer curves (Figures 4–7), so that the four figures compare at a glance.
+CURVE_LIMITS = {
+    "loss": (0.0, 1.5),
+    "accuracy": (0.0, 1.0),
+    "sensitivity_at_specificity": (0.0, 1.0),
+}
 
 
 def readable(name: object) -> object:
-    """A column or index name as a reader should see it ("task_and_data" → "task and data")."""
-    if not isinstance(name, str):
-        return name
-    return READABLE_NAMES.get(name, name.replace("_", " "))
+    """A column or index name as a reader should see it ("task_and_data" → "task and data", "auc_pooled" →
+    its display name from :data:`mcalc.names.METRIC_NAMES`)."""
+    return names.column_name(name)
 
 
 def for_reader(df: pd.DataFrame) -> pd.DataFrame:
-    """The table with readable column / index names (the data untouched)."""
+    """The table with readable column / index names, and metric identifiers (in a "metric" column or
+    index) as their display names (the numbers untouched)."""
     out = df.rename(columns=readable)
+    if "metric" in df.columns and not pd.api.types.is_numeric_dtype(df["metric"]):
+        out["metric"] = df["metric"].map(names.metric_name)
+    if df.index.nlevels == 1 and not pd.api.types.is_numeric_dtype(df.index):
+        out.index = df.index.map(names.metric_name)
     out.index = out.index.set_names([readable(n) for n in out.index.names])
     return out
+
+
+def _is_number(value: object) -> bool:
+    """True for an int or float (not a bool, not a string)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def number_formats(df: pd.DataFrame, precision: int = 3) -> dict:
+    """Per numeric column, how its cells are written (:func:`mcalc.names.number`): counts as integers,
+    shares as percentages, small values in scientific notation."""
+    formats = {}
+    for col in df.columns:
+        values = df[col]
+        if pd.api.types.is_bool_dtype(values):
+            continue
+        if not pd.api.types.is_numeric_dtype(
+            values
+        ):  # numbers with gaps (None) in an object column
+            present = values.dropna()
+            if present.empty or not present.map(_is_number).all():
+                continue
+        count = pd.api.types.is_integer_dtype(values) or names.integral(values.tolist())
+        share = not count and names.is_share(col)
+        formats[col] = functools.partial(
+            names.number, precision=precision, count=count, share=share
+        )
+    return formats
 
 
 def _meaningless_index(df: pd.DataFrame) -> bool:
@@ -124,7 +166,11 @@ def table_html(df: pd.DataFrame, caption: str, precision: int = 3) -> str:
     scrolls a wide table inside itself instead of overflowing the page.
     """
     uid = hashlib.sha1(caption.encode()).hexdigest()[:8]
-    styler = for_reader(df).style.format(precision=precision, na_rep="—").set_uuid(uid)
+    shown = for_reader(df)
+    formats = number_formats(shown, precision)
+    styler = shown.style.format(precision=precision, na_rep="—").set_uuid(uid)
+    if formats:
+        styler = styler.format(formats, na_rep="—")
     if _meaningless_index(df):
         styler = styler.hide(axis="index")
     widths = _text_widths(df)
@@ -144,10 +190,11 @@ def show_table(
     caption: str,
     provenance: Provenance | None = None,
     precision: int = 3,
-    empty: str = "(none)",
+    empty: str = "",
     name: str | None = None,
 ) -> None:
-    """Display a table's caption ("Table N — ...", with the provenance label) and the table (``empty`` if no rows).
+    """Display a table's caption ("Table N — ...", with the provenance label) and the table; a table without
+    rows shows nothing, or only the sentence ``empty`` (never a captioned "(none)").
 
     The table is one output, glued (myst-nb) under :func:`item_key` and carrying its caption, provenance
     and CSV (``mcalc.table``, for the book's results bundle) in its metadata; the caption is its own
@@ -156,7 +203,8 @@ def show_table(
     from IPython.display import HTML, display
 
     if df is None or len(df) == 0:
-        display(HTML(caption_html(caption, provenance) + f"<p>{html.escape(empty)}</p>"))
+        if empty:
+            display(HTML(f"<p class='mcalc-empty'>{html.escape(empty)}</p>"))
         return
     key = item_key(caption, name)
     record = {
@@ -169,6 +217,39 @@ def show_table(
         HTML(table_html(df, caption, precision)),
         metadata=item_metadata(key, caption, provenance, record),
     )
+
+
+#: Where the book explains the data and weights behind its results (relative to an executed chapter).
+PROVENANCE_SECTION = "../intro.html#what-produced-these-pages"
+
+
+def log(message: str) -> None:
+    """A run message for the kernel's log (stderr), never shown in the book."""
+    import sys
+
+    print(message, file=sys.stderr)
+
+
+def weights_sentence(info, link: str = PROVENANCE_SECTION) -> str:
+    """One sentence (HTML) when the backbone is not the ImageNet one that was asked for, else ''."""
+    if info.used == "imagenet" or info.requested == "random":
+        return ""
+    if info.used == "random":
+        what = (
+            "The ImageNet weights of InceptionResNetV2 were not available on this machine, so the "
+            "backbone is randomly initialised (seeded) and its results test the pipeline, not the paper."
+        )
+    else:
+        what = f"The backbone's weights come from {html.escape(info.used.removeprefix('file:'))}."
+    return f"{what} <a href='{html.escape(link)}'>How to use the ImageNet weights</a>."
+
+
+def show_note(text_html: str) -> None:
+    """Display one short sentence (HTML) as a note of the chapter; nothing when it is empty."""
+    from IPython.display import HTML, display
+
+    if text_html:
+        display(HTML(f"<p class='mcalc-note'>{text_html}</p>"))
 
 
 def fit_page(fig: plt.Figure, max_width: float = FIGURE_MAX_WIDTH) -> None:
@@ -184,38 +265,39 @@ def fit_page(fig: plt.Figure, max_width: float = FIGURE_MAX_WIDTH) -> None:
         fig.tight_layout()
 
 
+def figure_png(fig: plt.Figure) -> tuple[bytes, int]:
+    """The figure as a PNG at DISPLAY_DENSITY × DISPLAY_DPI, and the width (CSS px) to show it at."""
+    import io
+
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    fig.savefig(  # independent of the kernel's matplotlib backend
+        buffer, format="png", dpi=DISPLAY_DPI * DISPLAY_DENSITY, bbox_inches="tight"
+    )
+    data = buffer.getvalue()
+    width = PILImage.open(io.BytesIO(data)).size[0]
+    return data, int(width // DISPLAY_DENSITY)
+
+
 def show_figure(
     fig: plt.Figure, caption: str, provenance: Provenance | None = None, name: str | None = None
 ) -> None:
     """Display a figure, then its caption ("Figure N — ...") with the provenance label; close the figure.
 
-    The image is one output, glued (myst-nb) under :func:`item_key` with its caption and provenance in
-    its metadata; in the book :func:`mcalc.present.present` shows them as one numbered, citable figure.
+    The image is one output at twice its displayed resolution (sharp on high-density screens), glued
+    (myst-nb) under :func:`item_key` with its caption and provenance in its metadata; in the book
+    :func:`mcalc.present.present` shows them as one numbered, citable figure, the provenance under the
+    caption (once: never inside the image).
     """
-    import io
-
     from IPython.display import HTML, Image, display
 
     key = item_key(caption, name)
     fit_page(fig)
-    if provenance is not None:  # under the figure, wrapped to its width (never widening the image)
-        fig.text(
-            0.005,
-            -0.01,
-            provenance.label(),
-            ha="left",
-            va="top",
-            fontsize=PROVENANCE_FONTSIZE,
-            color="0.3",
-            wrap=True,
-        )
-    buffer = io.BytesIO()
-    fig.savefig(
-        buffer, format="png", dpi=110, bbox_inches="tight"
-    )  # independent of the kernel's matplotlib backend
+    data, width = figure_png(fig)
     plt.close(fig)
     display(
-        Image(data=buffer.getvalue(), format="png"),
+        Image(data=data, format="png", width=width),
         metadata=item_metadata(key, caption, provenance),
     )
     display(HTML(caption_html(caption, provenance)), metadata=caption_metadata(key))
@@ -228,6 +310,23 @@ def _pick_per_class(manifest: pd.DataFrame, n: int, seed: int) -> dict[str, pd.D
         for c, g in manifest.groupby("pathology")
         if len(g)
     }
+
+
+def _known(value: object) -> str:
+    """A metadata value as text, '' where it is missing (None, NaN, empty)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    text = str(value).strip()
+    return "" if text.lower() in {"nan", "none", "n/a"} else text
+
+
+def roi_title(calc_type: object, distribution: object, width: int = 22) -> str:
+    """A sample ROI's title: its calcification type and distribution in lower case, each on one line
+    and shortened to ``width`` characters; a missing one left out ("type not recorded" if both are)."""
+    parts = [_known(calc_type), _known(distribution)]
+    parts = [p.lower().replace("_", " ") for p in parts if p]
+    parts = [p if len(p) <= width else p[: width - 1] + "…" for p in parts]
+    return "\n".join(parts) if parts else "type not recorded"
 
 
 def sample_grid(manifest: pd.DataFrame, n_per_class: int = 4, seed: int = 0) -> plt.Figure:
@@ -247,7 +346,8 @@ def sample_grid(manifest: pd.DataFrame, n_per_class: int = 4, seed: int = 0) -> 
                 row = rows.iloc[c]
                 ax.imshow(read_dicom_image(row["crop_path"]), cmap="gray")
                 ax.set_title(
-                    f"{row['calc_type']}\n{row['calc_distribution']}".lower()[:48], fontsize=8
+                    roi_title(row.get("calc_type"), row.get("calc_distribution")),
+                    fontsize=MIN_FONTSIZE,
                 )
         axes[r, 0].text(
             -0.08,
@@ -260,6 +360,30 @@ def sample_grid(manifest: pd.DataFrame, n_per_class: int = 4, seed: int = 0) -> 
             fontsize=10,
         )
     fig.tight_layout()
+    return fig
+
+
+def table1_chart(table1: pd.DataFrame) -> plt.Figure:
+    """Table 1 as bars: ROIs per class in the official tables beside the paper's, one panel per split
+    (the "total" row left out); each bar labelled with its count."""
+    official, printed = "official CBIS-DDSM tables (ours)", "paper"
+    rows = table1.drop(index=[i for i in table1.index if str(i).lower() == "total"])
+    splits = list(dict.fromkeys(table1[official].columns))
+    fig, axes = plt.subplots(1, len(splits), figsize=(7.5, 3.6), sharey=True, squeeze=False)
+    x = np.arange(len(rows))
+    for ax, split in zip(axes[0], splits):
+        for offset, (source, colour, name) in zip(
+            (-0.2, 0.2), ((official, "0.35", "official tables"), (printed, "C1", "paper"))
+        ):
+            values = rows[(source, split)].astype(float).to_numpy()
+            bars = ax.bar(x + offset, values, width=0.4, color=colour, label=name)
+            ax.bar_label(bars, labels=[f"{v:.0f}" for v in values], fontsize=MIN_FONTSIZE)
+        ax.set_xticks(x, [str(c).replace("_", "\n") for c in rows.index], fontsize=MIN_FONTSIZE)
+        ax.set_title(split, fontsize=11)
+        ax.margins(y=0.15)
+    axes[0][0].set_ylabel("ROIs")
+    fig.tight_layout()
+    _legend_below(fig, *axes[0][0].get_legend_handles_labels(), ncol=2)
     return fig
 
 
@@ -292,13 +416,30 @@ def figure1(manifest: pd.DataFrame, image_size: int = 299, seed: int = 0) -> plt
             axes[r, 0].add_patch(
                 Rectangle((c0, r0), c1 - c0, r1 - r0, fill=False, edgecolor="red", linewidth=1.2)
             )
-        axes[r, 0].set_title(f"(a) {cls}\n{row['roi_id']}", fontsize=9)
+        roi = str(row["roi_id"]).split("_", 1)[-1]  # "P_00266_RIGHT_CC_1", without "Calc-Training"
+        axes[r, 0].set_title(f"(a) mammogram\n{roi}", fontsize=MIN_FONTSIZE)
+        axes[r, 0].text(
+            -0.12,
+            0.5,
+            textwrap.fill(cls.replace("_", " "), 16),
+            transform=axes[r, 0].transAxes,
+            rotation=90,
+            ha="right",
+            va="center",
+            fontsize=MIN_FONTSIZE,
+        )
         axes[r, 1].imshow(crop, cmap="gray")
-        axes[r, 1].set_title(f"(b) cropped ROI\n{crop.shape[1]} × {crop.shape[0]}", fontsize=9)
+        axes[r, 1].set_title(
+            f"(b) cropped ROI\n{crop.shape[1]} × {crop.shape[0]}", fontsize=MIN_FONTSIZE
+        )
         axes[r, 2].imshow(resize_for_display(crop, image_size), cmap="gray")
-        axes[r, 2].set_title(f"(c) {image_size} × {image_size}\nantialiased bicubic", fontsize=9)
+        axes[r, 2].set_title(
+            f"(c) {image_size} × {image_size}\nantialiased bicubic", fontsize=MIN_FONTSIZE
+        )
         axes[r, 3].imshow(resize_for_display(crop, image_size, antialias=False), cmap="gray")
-        axes[r, 3].set_title(f"(d) {image_size} × {image_size}\npoint-sampled cubic", fontsize=9)
+        axes[r, 3].set_title(
+            f"(d) {image_size} × {image_size}\npoint-sampled cubic", fontsize=MIN_FONTSIZE
+        )
     fig.tight_layout()
     return fig
 
@@ -362,8 +503,8 @@ def _draw_stack(ax, boxes: list[tuple[str, str]], colours: list) -> None:
                 (0.08, y - 0.32), 0.84, 0.64, facecolor=colour, edgecolor="0.2", linewidth=0.8
             )
         )
-        ax.text(0.5, y + 0.09, title, ha="center", va="center", fontsize=10, weight="bold")
-        ax.text(0.5, y - 0.16, sub, ha="center", va="center", fontsize=9)
+        ax.text(0.5, y + 0.09, title, ha="center", va="center", fontsize=11, weight="bold")
+        ax.text(0.5, y - 0.16, sub, ha="center", va="center", fontsize=MIN_FONTSIZE)
         if i < n - 1:
             ax.annotate(
                 "",
@@ -434,39 +575,105 @@ def figure3(model) -> plt.Figure:
     return fig
 
 
+CURVE_PANELS = (
+    ("loss", "(a) loss (KL divergence)"),
+    ("accuracy", "(b) accuracy"),
+    ("sensitivity_at_specificity", "(c) sensitivity at specificity 0.8"),
+)
+
+
+def curve_limits(key: str, values: np.ndarray) -> tuple[float, float]:
+    """The fixed y range of a curve panel (:data:`CURVE_LIMITS`), widened only when a value falls outside it."""
+    low, high = CURVE_LIMITS[key]
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size:
+        low, high = min(low, float(finite.min())), max(high, float(np.ceil(finite.max() * 2) / 2))
+    return low, high
+
+
+def _legend_below(fig: plt.Figure, handles, labels, ncol: int) -> None:
+    """One legend for the figure, centred under its axes (never over the data)."""
+    fig.legend(  # below the figure's edge: the saved image grows to hold it (bbox_inches="tight")
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=ncol,
+        frameon=False,
+        fontsize=MIN_FONTSIZE,
+    )
+
+
 def training_curves(history: pd.DataFrame, title: str = "") -> plt.Figure:
-    """The paper's per-optimizer figure: (a) loss, (b) accuracy, (c) sensitivity, training vs validation."""
-    panels = [
-        ("loss", "(a) loss (KL divergence)"),
-        ("accuracy", "(b) accuracy"),
-        ("sensitivity_at_specificity", "(c) sensitivity at specificity 0.8"),
-    ]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    """The paper's per-optimizer figure: (a) loss, (b) accuracy, (c) sensitivity, training vs validation,
+    on the fixed y ranges of :data:`CURVE_LIMITS` (Figures 4–7 compare at a glance), the legend under the plots."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
     epochs = np.arange(1, len(history) + 1)
-    for ax, (key, label) in zip(axes, panels):
+    for ax, (key, label) in zip(axes, CURVE_PANELS):
         ax.plot(epochs, history[key], marker="o", ms=3, label="training")
+        values = [history[key].to_numpy()]
         if f"val_{key}" in history:
             ax.plot(epochs, history[f"val_{key}"], marker="s", ms=3, label="validation")
+            values.append(history[f"val_{key}"].to_numpy())
+        ax.set_ylim(*curve_limits(key, np.concatenate(values)))
         ax.set_title(label, fontsize=11)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=10)
     if title:
         fig.suptitle(title, fontsize=12)
     fig.tight_layout()
+    _legend_below(fig, *axes[0].get_legend_handles_labels(), ncol=2)
+    return fig
+
+
+def optimizer_panel(histories: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Figures 4–7 on one set of axes: each optimizer's training (solid) and validation (dashed) curves,
+    per panel of :data:`CURVE_PANELS`, on the same fixed y ranges."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
+    for i, (name, history) in enumerate(histories.items()):
+        epochs = np.arange(1, len(history) + 1)
+        for ax, (key, _) in zip(axes, CURVE_PANELS):
+            ax.plot(epochs, history[key], color=f"C{i}", lw=1.6, label=f"{name}, training")
+            if f"val_{key}" in history:
+                ax.plot(
+                    epochs,
+                    history[f"val_{key}"],
+                    color=f"C{i}",
+                    lw=1.2,
+                    ls="--",
+                    label=f"{name}, validation",
+                )
+    for ax, (key, label) in zip(axes, CURVE_PANELS):
+        values = np.concatenate([line.get_ydata() for line in ax.get_lines()] or [np.zeros(0)])
+        ax.set_ylim(*curve_limits(key, values))
+        ax.set_title(label, fontsize=11)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _legend_below(fig, *axes[0].get_legend_handles_labels(), ncol=4)
     return fig
 
 
 def roc_and_confusion(evaluation, title: str = "") -> plt.Figure:
-    """One-vs-rest ROC curves per class and the confusion matrix of one evaluation."""
-    fig, (ax_roc, ax_cm) = plt.subplots(1, 2, figsize=(10, 4))
+    """One-vs-rest ROC curves per class (legend under the plot) and the confusion matrix of one evaluation."""
+    fig, (ax_roc, ax_cm) = plt.subplots(1, 2, figsize=(10, 4.8))
     for cls, (fpr, tpr) in evaluation.roc().items():
-        auc = evaluation.auc.get(cls, float("nan"))
-        ax_roc.plot(fpr, tpr, color=CLASS_COLOURS.get(cls), label=f"{cls} (AUC {auc:.2f})")
+        auc = evaluation.auc.get(cls)
+        shown = _known(auc)
+        label = f"{cls} (AUC {float(auc):.2f})" if shown else f"{cls} (AUC not defined)"
+        ax_roc.plot(fpr, tpr, color=CLASS_COLOURS.get(cls), label=label)
     ax_roc.plot([0, 1], [0, 1], ls="--", color="0.6", lw=0.8)
     ax_roc.set_xlabel("false-positive rate")
     ax_roc.set_ylabel("true-positive rate")
-    ax_roc.legend(fontsize=9, loc="lower right")
+    ax_roc.set_aspect("equal")
+    ax_roc.legend(
+        fontsize=MIN_FONTSIZE,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.2),
+        frameon=False,
+        ncol=1,
+    )
     cm = np.asarray(evaluation.confusion)
     sns.heatmap(
         cm,
@@ -475,12 +682,13 @@ def roc_and_confusion(evaluation, title: str = "") -> plt.Figure:
         cmap="Blues",
         cbar=False,
         ax=ax_cm,
+        annot_kws={"fontsize": 11},
         xticklabels=[c.replace("_", "\n") for c in evaluation.classes],
         yticklabels=[c.replace("_", "\n") for c in evaluation.classes],
     )
     ax_cm.set_xlabel("predicted")
     ax_cm.set_ylabel("true")
-    ax_cm.tick_params(labelsize=9)
+    ax_cm.tick_params(labelsize=MIN_FONTSIZE)
     plt.setp(ax_cm.get_yticklabels(), rotation=0, va="center")  # wrapped class names read across
     if title:
         fig.suptitle(title, fontsize=12)
@@ -489,17 +697,19 @@ def roc_and_confusion(evaluation, title: str = "") -> plt.Figure:
 
 
 def roc_panel(evaluations: dict) -> plt.Figure:
-    """Macro-averaged one-vs-rest ROC curve of several models on one plot."""
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    """Macro-averaged one-vs-rest ROC curve of several models on one plot, the legend beside it."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
     grid = np.linspace(0, 1, 201)
     for name, ev in evaluations.items():
         curves = ev.roc()
         tpr = np.mean([np.interp(grid, fpr, t) for fpr, t in curves.values()], axis=0)
-        ax.plot(grid, tpr, label=f"{name} (macro AUC {ev.auc_macro:.2f})")
+        auc = _known(ev.auc_macro)
+        ax.plot(grid, tpr, label=f"{name} (macro AUC {float(auc):.2f})" if auc else name)
     ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=0.8)
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate")
-    ax.legend(fontsize=9, loc="lower right")
+    ax.set_aspect("equal")
+    ax.legend(fontsize=MIN_FONTSIZE, loc="center left", bbox_to_anchor=(1.03, 0.5), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -524,7 +734,7 @@ def seed_spread(
         )
         ax.set_title(metric, fontsize=11)
         ax.set_xlabel("")
-        ax.tick_params(axis="x", labelsize=9, labelrotation=30)
+        ax.tick_params(axis="x", labelsize=MIN_FONTSIZE, labelrotation=30)
     fig.tight_layout()
     return fig
 
@@ -560,9 +770,9 @@ def sweep_axes(
             )
             means = runs.groupby(axis, sort=False)[metric].mean().reindex(levels)
             ax.plot(range(len(levels)), means.to_numpy(), "-", color="C3", lw=1.5)
-            ax.set_xticks(range(len(levels)), [str(v) for v in levels], fontsize=8)
+            ax.set_xticks(range(len(levels)), [str(v) for v in levels], fontsize=MIN_FONTSIZE)
             ax.set_xlabel(axis if row == len(metrics) - 1 else "")
-            ax.set_ylabel(metric if col == 0 else "", fontsize=8)
+            ax.set_ylabel(metric if col == 0 else "", fontsize=MIN_FONTSIZE)
     fig.tight_layout()
     return fig
 

@@ -12,6 +12,7 @@ from pathlib import Path
 INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it inserts
 PARAMETERS_TAG = "parameters"  # the template's defaults cell
 RUN_BOX_TAG = "mcalc-this-run"
+RUN_LOG_TAG = "mcalc-run-log"  # the collapsed "run log" present() appends: what the cells printed
 ITEM_TAG = (
     "mcalc-item"  # the glue:figure cells present() inserts (and the figures' class in the book)
 )
@@ -127,13 +128,39 @@ def _stderr(output) -> bool:
 
 
 def display_items(cell) -> list[dict]:
-    """The captioned items of a code cell whose outputs are only items and their captions (stderr aside); else []."""
+    """The captioned items of a code cell whose outputs are only items and their captions (stderr aside),
+    each with its kind ("Table" or "Figure"); else []."""
     outputs = [o for o in cell.get("outputs", []) if not _stderr(o)]
-    items = [item for o in outputs if (item := _item(o)) is not None]
+    items = [item | {"kind": _kind(o)} for o in outputs if (item := _item(o)) is not None]
     keys = {item["key"] for item in items}
     if items and all(_item(o) is not None or _caption_of(o) in keys for o in outputs):
         return items
     return []
+
+
+def _stdout(output) -> bool:
+    """True for a stdout stream (a print: a run message, kept in the chapter's run log)."""
+    return output.get("output_type") == "stream" and output.get("name") == "stdout"
+
+
+def printed_only(cell) -> str:
+    """What a code cell printed, when its only outputs (stderr aside) are prints; else ''."""
+    outputs = [o for o in cell.get("outputs", []) if not _stderr(o)]
+    if outputs and all(_stdout(o) for o in outputs):
+        return "".join(o.get("text", "") for o in outputs)
+    return ""
+
+
+def run_log(texts: list[str]) -> str:
+    """The chapter's run log: what its cells printed, collapsed (closed until clicked; not a result)."""
+    import html
+
+    body = "\n".join(t.rstrip("\n") for t in texts if t.strip())
+    lines = html.escape(body).replace("\n", "&#10;")  # one HTML block: a blank line would end it
+    return (
+        f'<details class="{RUN_LOG_TAG}"><summary>Run log: what the chapter\'s cells printed</summary>'
+        f"<pre>{lines}</pre></details>"
+    )
 
 
 def myst_escape(text: str) -> str:
@@ -146,11 +173,37 @@ def item_label(stem: str, key: str) -> str:
     return f"{stem}-{key}"
 
 
+def chapter_number(stem: str) -> str:
+    """The chapter number of an executed notebook as the table of contents numbers it: '5' for
+    05_comparison, '3.2' for 03_optimizer_adagrad (the paper's optimizer order); '' when it has none."""
+    from mcalc.paper import OPTIMIZERS
+
+    found = re.match(r"^0*(\d+)_", stem)
+    if not found:
+        return ""
+    if stem.startswith("03_optimizer_") and stem.removeprefix("03_optimizer_") in OPTIMIZERS:
+        return f"{found[1]}.{OPTIMIZERS.index(stem.removeprefix('03_optimizer_')) + 1}"
+    return found[1]
+
+
+def own_lead(kind: str, chapter: str, count: int) -> str:
+    """The number of a table / figure that is not the paper's: 'Table S5.2 —' (S: the study's own)."""
+    return f"{kind} S{chapter}.{count} —" if chapter else f"{kind} S{count} —"
+
+
+def _kind(output) -> str:
+    """'Figure' for an image output, else 'Table'."""
+    return "Figure" if "image/png" in output.get("data", {}) else "Table"
+
+
 def glue_figure(item: dict, label: str) -> str:
-    """A ``glue:figure`` of a glued item: its label, and its caption (bold paper number) and provenance under it."""
+    """A ``glue:figure`` of a glued item: its label, and its caption (bold paper number, or the study's own
+    number in ``item["number"]``) and provenance under it."""
     from mcalc.plots import split_lead
 
     lead, rest = split_lead(item["caption"])
+    if not lead and item.get("number"):
+        lead = item["number"]
     caption = f"**{myst_escape(lead)}** {myst_escape(rest)}" if lead else myst_escape(rest)
     body = [caption] + ([f"*{myst_escape(item['provenance'])}*"] if item["provenance"] else [])
     return (
@@ -167,14 +220,18 @@ CHECK_CALL = "check_parameters(globals())"
 def present(path: Path, parameters: dict, commit: str | None = None) -> None:
     """Rewrite an executed notebook in place for the book: both parameters cells removed, one "this run" box in
     their place, every other code cell's input behind a toggle, and after each cell that only shows captioned
-    tables / figures one labelled ``glue:figure`` per item, its outputs hidden (outputs untouched, nothing
-    re-executed; running it again gives the same notebook)."""
+    tables / figures one labelled ``glue:figure`` per item, its outputs hidden, and what cells only printed
+    (run messages) hidden in place and gathered into one collapsed run log at the end (outputs untouched,
+    nothing re-executed; running it again gives the same notebook)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    inserted = {RUN_BOX_TAG, ITEM_TAG}
+    inserted = {RUN_BOX_TAG, ITEM_TAG, RUN_LOG_TAG}
     cells = [c for c in nb.cells if not inserted & set(c.get("metadata", {}).get("tags", []))]
-    nb.cells, first_param = [], None
+    from mcalc.plots import split_lead
+
+    nb.cells, first_param, printed = [], None, []
+    chapter, counts = chapter_number(Path(path).stem), {}
     for cell in cells:
         nb.cells.append(cell)
         if cell.cell_type != "code":
@@ -192,17 +249,32 @@ def present(path: Path, parameters: dict, commit: str | None = None) -> None:
             _add(tags, "hide-input")
             _add(tags, "remove-output")
             for item in items:
+                if not split_lead(item["caption"])[
+                    0
+                ]:  # not one of the paper's: the study's own number
+                    counts[item["kind"]] = counts.get(item["kind"], 0) + 1
+                    item["number"] = own_lead(item["kind"], chapter, counts[item["kind"]])
                 figure = nbformat.v4.new_markdown_cell(
                     glue_figure(item, item_label(Path(path).stem, item["key"]))
                 )
                 figure.metadata["tags"] = [ITEM_TAG]
                 nb.cells.append(figure)
+        elif text := printed_only(
+            cell
+        ):  # a run message: into the run log, the code still a click away
+            printed.append(text)
+            _add(tags, "hide-input")
+            _add(tags, "remove-output")
         elif cell.get("outputs") and all(_glued(o) for o in cell.outputs):
             _add(
                 tags, "remove-input"
             )  # only glues numbers for the prose: nothing to show or toggle
         else:
             _add(tags, "hide-input")
+    if printed:
+        log = nbformat.v4.new_markdown_cell(run_log(printed))
+        log.metadata["tags"] = [RUN_LOG_TAG]
+        nb.cells.append(log)
     if first_param is not None:
         box = nbformat.v4.new_markdown_cell(
             run_box(parameters, commit or git_commit(Path(path).parent), versions())

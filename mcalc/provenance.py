@@ -94,6 +94,24 @@ class Provenance:
             "from the official tables shipped with mcalc." + (f" {release}" if release else "")
         )
 
+    def headline(self) -> str:
+        """The banner's one line: what is simulated and what that means (empty when nothing is)."""
+        simulated = [
+            name
+            for name, on in (
+                ("phantom images", self.data == "phantom"),
+                ("a random backbone", self.weights == "random"),
+            )
+            if on
+        ]
+        jpeg = " Images: the Kaggle JPEG re-release (8-bit, lossy)." if self.is_kaggle_jpeg else ""
+        if not simulated:
+            return jpeg.strip()
+        return (
+            f"Built on {' and '.join(simulated)}: results test the pipeline, not the paper; "
+            "those from the real CBIS-DDSM tables are real." + jpeg
+        )
+
     def to_dict(self) -> dict:
         """JSON-serialisable form."""
         return asdict(self)

@@ -123,6 +123,77 @@ def comparison_frame(rows: dict[str, dict], index_name: str) -> pd.DataFrame:
     return out
 
 
+def testable(provenance) -> bool:
+    """True when results can bear on the paper's numbers: real CBIS-DDSM images and a pretrained backbone."""
+    return provenance is None or not provenance.is_simulated
+
+
+def simulated_reasons(provenance) -> str:
+    """'phantom data and a random backbone': why a build cannot bear on the paper ('' when it can)."""
+    why = [
+        w
+        for w, on in (
+            ("phantom data", provenance.data == "phantom"),
+            ("a random backbone", provenance.weights == "random"),
+        )
+        if on
+    ]
+    return " and ".join(why) or ("simulated" if not testable(provenance) else "")
+
+
+def difference_words(provenance) -> str:
+    """The caption's ', and the difference (ours − paper)' where the difference means something, else ''."""
+    return ", and the difference (ours − paper)" if testable(provenance) else ""
+
+
+def paper_note(provenance) -> str:
+    """The sentence a caption ends with when ours cannot bear on the paper ('' when it can)."""
+    if testable(provenance):
+        return ""
+    return (
+        f" Not testable here ({simulated_reasons(provenance)}): our numbers test the pipeline and cannot "
+        "bear on the paper's, which are shown for reference only, with no difference taken."
+    )
+
+
+def without_differences(frame: pd.DataFrame, provenance) -> pd.DataFrame:
+    """A comparison table without its difference columns where ours cannot bear on the paper (unchanged otherwise)."""
+    if testable(provenance) or frame.columns.nlevels != 2:
+        return frame
+    keep = [c for c in frame.columns if c[1] != DIFFERENCE]
+    return frame.loc[:, keep]
+
+
+def long_comparison(frame: pd.DataFrame, provenance=None) -> pd.DataFrame:
+    """A two-level comparison table (metric → ours / 95% CI / paper / difference) in long format: one row per
+    row and metric, the parts as columns (a few narrow columns: no sideways scrolling), the patients /
+    lesions / ROIs as a column; no difference column where ours cannot bear on the paper."""
+    names = list(frame.index.names)
+    row_name = names[0] if len(names) == 1 and names[0] else "model"
+    metrics = list(dict.fromkeys(m for m, part in frame.columns if m != UNITS_COLUMN))
+    units = frame[(UNITS_COLUMN, "")] if (UNITS_COLUMN, "") in frame.columns else None
+    rows = []
+    for label in frame.index:
+        for metric in metrics:
+            part = frame.loc[label, metric]
+            row = {row_name: label, "metric": metric}
+            for name in COMPARISON_PARTS:
+                if name in part.index:
+                    row[name] = part[name]
+            if units is not None:
+                row[UNITS_COLUMN] = units.loc[label]
+            rows.append(row)
+    out = pd.DataFrame(rows).set_index([row_name, "metric"]).infer_objects()
+    order = [c for c in (*COMPARISON_PARTS, UNITS_COLUMN) if c in out.columns]
+    out = out[order]
+    for name in (OURS, PAPER, DIFFERENCE):
+        if name in out.columns:
+            out[name] = pd.to_numeric(out[name], errors="coerce")
+    if not testable(provenance) and DIFFERENCE in out.columns:
+        out = out.drop(columns=DIFFERENCE)
+    return out
+
+
 # ------------------------------------------------------------------------------------ 1. the data
 
 

@@ -737,7 +737,7 @@ def bottom_line(verdicts: pd.DataFrame) -> str:
     )
     lines = [
         "```{admonition} Bottom line",
-        ":class: tip",
+        ":class: tip mcalc-bottom-line",  # the browser check finds the box by this class
         f"**What this study could decide here.** {could}",
         "",
         f"**What it decided.** {decided} The full reasons are in {{ref}}`the verdict table <verdict>`.",

@@ -11,13 +11,13 @@
 # ---
 
 # %% [markdown]
-# # 1. Data: CBIS-DDSM calcification ROIs (Section 2.1, Table 1)
+# # Data: CBIS-DDSM calcification ROIs (Section 2.1, Table 1)
 #
-# The paper classifies the calcification regions of interest (ROIs) of CBIS-DDSM into BENIGN,
-# BENIGN_WITHOUT_CALLBACK and MALIGNANT. This chapter reads the official case-description tables and
+# The paper classifies the calcification {term}`regions of interest (ROIs) <ROI>` of CBIS-DDSM into BENIGN,
+# {term}`BENIGN_WITHOUT_CALLBACK` and MALIGNANT. This chapter reads the official case-description tables and
 # the DICOM tree below them, resolves every image path, decides crop versus ROI mask by content, and
 # writes one manifest row per ROI together with an exclusion report: nothing is dropped silently.
-# By default the data are the offline **phantom** (see the introduction); with `data_source =
+# By default the data are the offline **{term}`phantom`** (see the introduction); with `data_source =
 # "cbis-ddsm"` and `data_root` pointing at a download, the same code reads the real images — the
 # DICOM release, or the Kaggle JPEG re-release (8-bit, lossy; the label below says which, and the
 # Methods what it changes).
@@ -43,7 +43,7 @@ from mcalc.parameters import check_parameters
 check_parameters(globals())  # each parameter against its spec: one line naming a bad value
 
 # %%
-from mcalc import metadata, plots, tables
+from mcalc import metadata, names, plots, tables
 from mcalc.prepare import prepare_data
 from mcalc.results import read_results_provenance
 
@@ -75,6 +75,14 @@ plots.show_table(
     metadata.table1(curation, real_rows),
     "Table 1 — Number of ROI images per class: ours from the official CBIS-DDSM tables, the paper's",
     real,
+)
+
+# %%
+plots.show_figure(
+    plots.table1_chart(metadata.table1(curation, real_rows)),
+    "Table 1 as a chart — ROIs per class in the official CBIS-DDSM tables beside the paper's Table 1, training and test split: the training counts agree, the test counts per class do not",
+    real,
+    name="table-1-chart",
 )
 
 # %% [markdown]
@@ -124,9 +132,11 @@ plots.show_table(curation.swaps, "Corrected crop/mask swaps", provenance)
 
 # %%
 download_check = metadata.check_download(curation, real_rows)
-print(download_check.note)
 plots.show_table(
-    download_check.summary, "Records of your tables against the shipped ones, per split", real
+    download_check.summary,
+    "Records of your tables against the shipped ones, per split",
+    real,
+    empty=download_check.note,
 )
 plots.show_table(download_check.differences, "Records that differ from the shipped tables", real)
 
@@ -169,13 +179,48 @@ plots.show_table(
 )
 
 # %% [markdown]
-# ## Sample ROIs per class
+# ## Sample ROIs per class, and what the radiologist's words mean
+#
+# ```{admonition} A short clinical primer: calcifications in BI-RADS
+# :class: tip mcalc-primer
+# Radiologists describe breast calcifications with the {term}`BI-RADS` lexicon
+# {cite}`dorsi2013birads`, and CBIS-DDSM records these words for every ROI
+# (its *calc type* and *calc distribution*, shown above each sample below).
+#
+# **Morphology** (the shape of the individual specks). *Typically benign*: skin, vascular, coarse
+# or "popcorn-like", large rod-like, round (punctate when under 0.5 mm), rim, dystrophic, milk of
+# calcium and suture calcifications; CBIS-DDSM's LUCENT_CENTER and EGGSHELL belong here.
+# *Suspicious*, in increasing order of concern: amorphous, coarse heterogeneous, fine pleomorphic,
+# and fine linear or fine-linear branching.
+#
+# **Distribution** (how the specks are arranged). Diffuse (scattered over the breast) and regional
+# (a large area, more than 2 cm) are more often benign; grouped or *clustered* (a few specks within
+# 1 cm, up to 2 cm), linear (in a line, suggesting a duct) and segmental (a duct and its branches)
+# raise concern, the last two most.
+#
+# Morphology and distribution together set the risk; the descriptors' positive predictive values
+# for malignancy rise from the benign types to fine linear branching {cite}`burnside2007`. The
+# {term}`assessment <BI-RADS>` (0–5) sums the reading up, which is why it predicts the pathology label so
+# well (see the rule above), and why an image model is not meant to see it.
+# ```
 
 # %%
 plots.show_figure(
     plots.sample_grid(curation.usable(), n_per_class=4, seed=seed),
     "Sample ROIs — four cropped ROIs per class, as curated",
     provenance,
+)
+
+# %% [markdown]
+# ## Data dictionary of the case-description tables
+
+# %%
+# NBVAL_CHECK_OUTPUT
+plots.show_table(
+    names.data_dictionary(metadata.shipped_tables()),
+    "Data dictionary — the columns of the official CBIS-DDSM calcification case-description tables: what each records, its distinct values over both splits and the most frequent",
+    real,
+    name="data-dictionary",
 )
 
 # %%

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 2. Preprocessing and the transfer-learning model (Sections 2.2–2.3, Figures 1–3, Table 2)
+# # Preprocessing and the transfer-learning model (Sections 2.2–2.3, Figures 1–3, Table 2)
 #
 # Each cropped ROI is min–max scaled to [0, 255], stretched to a square, resized to 299 × 299 with
 # antialiased bicubic interpolation, its grey level copied to three channels, and scaled by
@@ -46,8 +46,9 @@ from mcalc.weights import resolve_weights
 manifest = load_manifest(results_dir)
 weights_info = resolve_weights(weights)
 provenance = read_results_provenance(results_dir).with_weights(weights_info.used, weights_info.note)
-print(provenance.label())
-print(weights_info.note)
+plots.log(provenance.label())  # run messages, in the kernel's log
+plots.log(weights_info.note)  # the full reason
+plots.show_note(plots.weights_sentence(weights_info))
 
 # %% [markdown]
 # ## Figure 1 — mammogram, cropped ROI, resized ROI, per class

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 3. InceptionResNetV2 with one optimizer (Sections 3.1–3.4, Figures 4–7, Tables 3–4)
+# # InceptionResNetV2 with one optimizer (Sections 3.1–3.4, Figures 4–7, Tables 3–4)
 #
 # One template, executed once per optimizer. The frozen backbone's cached features (chapter 2) feed
 # the paper's head, Dense(128, ReLU) → Dense(3, softmax), trained with the Kullback–Leibler divergence
@@ -87,16 +87,18 @@ plots.show_figure(
 
 # %%
 plots.show_table(
-    tables.table3_row(run),
-    f"Table 3 — Training loss and accuracy after the last epoch, {run.paper_name}: ours, the paper's, and the difference (ours − paper)",
+    tables.without_differences(tables.table3_row(run), run.provenance),
+    f"Table 3 — Training loss and accuracy after the last epoch, {run.paper_name}: ours and the paper's{tables.difference_words(run.provenance)}."
+    + tables.paper_note(run.provenance),
     run.provenance,
     precision=4,
 )
 
 # %%
 plots.show_table(
-    tables.table4_row(run),
-    f"Table 4 — Validation and test loss, accuracy, AUC and sensitivity at specificity 0.8 with patient-level 95% bootstrap CIs (and the patients / lesions / ROIs they rest on), {run.paper_name}: ours, the paper's and the difference (ours − paper); AUC pooled as the paper's, macro as its own column",
+    tables.long_comparison(tables.table4_row(run), run.provenance),
+    f"Table 4 — Validation and test loss, accuracy, AUC and sensitivity at specificity 0.8 with patient-level 95% bootstrap CIs (and the patients / lesions / ROIs they rest on), {run.paper_name}: ours and the paper's{tables.difference_words(run.provenance)}; AUC pooled as the paper's, macro as its own row."
+    + tables.paper_note(run.provenance),
     run.provenance,
 )
 

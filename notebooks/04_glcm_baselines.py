@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 4. Classical baselines: GLCM texture + SVM and k-NN (Section 3, Table 4)
+# # Classical baselines: GLCM texture + SVM and k-NN (Section 3, Table 4)
 #
 # The paper compares its network with 14 second-order grey-level co-occurrence (Haralick) features
 # classified by an RBF-kernel SVM and by k-NN under 10-fold cross-validation, without saying how
@@ -75,8 +75,9 @@ plots.show_table(
 
 # %%
 plots.show_table(
-    tables.baseline_rows(baselines),
-    f"Table 4 — GLCM + SVM (RBF) and GLCM + k-NN: {folds}-fold patient-grouped cross-validation on the training split and the official test split; per metric ours, its patient-level 95% bootstrap CI, the paper's value (its 10-fold CV) and the difference (ours − paper), and the patients / lesions / ROIs the intervals rest on; AUC pooled as the paper's (Keras) and macro as its own column",
+    tables.long_comparison(tables.baseline_rows(baselines), baselines.provenance),
+    f"Table 4 — GLCM + SVM (RBF) and GLCM + k-NN: {folds}-fold patient-grouped cross-validation on the training split and the official test split; per metric ours, its patient-level 95% bootstrap CI, the paper's value (its 10-fold CV){tables.difference_words(baselines.provenance)}, and the patients / lesions / ROIs the intervals rest on; AUC pooled as the paper's (Keras) and macro as its own row."
+    + tables.paper_note(baselines.provenance),
     baselines.provenance,
 )
 

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 5. Comparison with the paper and the literature (Tables 3–5), and the verdict
+# # Comparison with the paper and the literature (Tables 3–5), and the verdict
 #
 # This chapter judges the paper's claims by a plan fixed before any result: it opens with that plan
 # (per claim the quantity, the test, the margin δ and why, the direction counted as better, the rule
@@ -161,16 +161,26 @@ plots.show_table(
 
 # %%
 plots.show_table(
-    tables.table3(results),
-    "Table 3 — Training loss and accuracy per optimizer (KL divergence, lr 1e-4, batch 32): ours, the paper's, and the difference (ours − paper)",
+    tables.without_differences(tables.table3(results), results.provenance),
+    f"Table 3 — Training loss and accuracy per optimizer (KL divergence, lr 1e-4, batch 32): ours and the paper's{tables.difference_words(results.provenance)}."
+    + tables.paper_note(results.provenance),
     results.provenance,
     precision=4,
 )
 
 # %%
+plots.show_figure(
+    plots.optimizer_panel({run.paper_name: run.history for run in results.cnn.values()}),
+    "Figures 4–7 together — training (solid) and validation (dashed) loss, accuracy and sensitivity at specificity 0.8 per epoch for the four optimizers, on the same fixed axes as Figures 4–7",
+    results.provenance,
+    name="figures-4-7",
+)
+
+# %%
 plots.show_table(
-    tables.table4(results),
-    "Table 4 — Loss, accuracy, AUC and sensitivity at specificity 0.8 per model on the official test split: ours, its patient-level 95% CI, the paper's value and the difference (ours − paper). The paper's AUC is Keras' pooled (micro) AUC, set beside ours; the macro one-vs-rest AUC is its own column (not in the paper)",
+    tables.long_comparison(tables.table4(results), results.provenance),
+    f"Table 4 — Loss, accuracy, AUC and sensitivity at specificity 0.8 per model on the official test split: ours, its patient-level 95% CI and the paper's value{tables.difference_words(results.provenance)}. The paper's AUC is Keras' pooled (micro) AUC, set beside ours; the macro one-vs-rest AUC is its own row (not in the paper)."
+    + tables.paper_note(results.provenance),
     results.provenance,
 )
 
@@ -188,8 +198,8 @@ plots.show_table(
 
 # %%
 plots.show_table(
-    tables.table5(results),
-    "Table 5 — Comparison with existing techniques: the paper's rows (normalised to fractions) and two anchors closer to this task, each described as its source states it, and ours",
+    tables.table5(results).drop(columns="task_and_data"),
+    "Table 5 — Comparison with existing techniques: the paper's rows (normalised to fractions), two anchors closer to this task, and ours (CBIS-DDSM calcification ROIs, the official test split); each study's task, classes, data and split, as its source states them, are in the next table",
     results.provenance,
 )
 
@@ -234,7 +244,7 @@ plots.show_figure(
 # Table 3 of the paper reports training accuracies of 0.981–0.982 for all four optimizers after 20
 # epochs at learning rate 1e-4. The optimizers themselves make that implausible for Adadelta, whatever
 # the data: under a constant gradient g, with the paper's settings (ρ 0.95, ε 1e-7), Adadelta's first
-# step is lr·√ε / √((1−ρ)g² + ε) · g ≈ lr·√(ε/(1−ρ)) ≈ 1.4e-7 for any g well above √ε, and in 20
+# step is $\mathrm{lr}\,\sqrt{\varepsilon}\,g / \sqrt{(1-\rho)g^2 + \varepsilon} \approx \mathrm{lr}\sqrt{\varepsilon/(1-\rho)} \approx 1.4 \times 10^{-7}$ for any $g \gg \sqrt{\varepsilon}$, and in 20
 # epochs (860 steps of batch 32) it moves a weight hundreds of times less than Adam or RMSprop do.
 # Adagrad moves one about 15–37 times less than Adam, yet the paper gives it by far the lowest
 # training loss (0.0212). The paper's ADADelta row is easier to explain with the older Keras default
@@ -255,7 +265,6 @@ plots.show_table(
     step_sizes,
     "How far one weight moves under a constant gradient with each optimizer's paper settings (lr 1e-4), after 1 step and after 20 epochs of 43 batches",
     None,
-    precision=7,
 )
 
 # %%
@@ -271,14 +280,13 @@ plots.show_table(
     ),
     f"How far each optimizer moves the head in {epochs} epochs at lr {learning_rate:g}: largest weight change, and change of the predicted probabilities on the test ROIs from those of the same head untrained (total-variation distance)",
     results.provenance,
-    precision=6,
 )
 
 # %% [markdown]
 # (05_comparison-formulas)=
 # ## The paper's formulas, evaluated
 #
-# The paper's Eq. 4 (specificity = TP / (TN + FP)) and Eq. 5 (accuracy = (TP + TN + FP) / (TP + FP + FN))
+# The paper's Eq. 4 ($\text{specificity} = \frac{TP}{TN + FP}$) and Eq. 5 ($\text{accuracy} = \frac{TP + TN + FP}{TP + FP + FN}$)
 # against the correct definitions, on the confusion matrix of the best network here.
 
 # %%

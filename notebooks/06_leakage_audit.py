@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 6. Beyond the paper: a leakage audit
+# # Beyond the paper: a leakage audit
 #
 # The paper most likely evaluated on the official, patient-disjoint split (see the methods). Many
 # studies do not: they pool the ROIs and split them at random, which puts the CC and MLO views of one

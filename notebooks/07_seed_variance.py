@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 7. Beyond the paper: seed and optimizer variance
+# # Beyond the paper: seed and optimizer variance
 #
 # The paper reports one run per optimizer and concludes that the network "performs efficiently
 # irrespective of the optimizers' type" (test accuracies 0.92–0.94). Whether differences of that

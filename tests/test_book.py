@@ -24,6 +24,25 @@ def test_banner_html_reads_the_book_provenance(tmp_path):
     assert "phantom" in banner_html(tmp_path)
 
 
+def test_banner_is_one_short_line_with_a_link(tmp_path):
+    """The banner is one sentence (not the long provenance paragraph) and links the intro's provenance section."""
+    write_provenance(
+        Provenance(data="phantom").with_weights("random"),
+        tmp_path / "book" / "executed" / "provenance.json",
+    )
+    text = banner_html(tmp_path, "../intro.html#what-produced-these-pages")
+    assert "href='../intro.html#what-produced-these-pages'" in text
+    assert "What produced these pages" in text
+    plain = Provenance(data="phantom").with_weights("random").headline()
+    assert "phantom images" in plain and "random backbone" in plain
+    assert len(plain) < 160 and "\n" not in plain
+    write_provenance(
+        Provenance(data="cbis-ddsm").with_weights("imagenet"),
+        tmp_path / "book" / "executed" / "provenance.json",
+    )
+    assert banner_html(tmp_path) == ""
+
+
 def test_a_failed_book_build_is_a_build_error_not_bad_data(tmp_path, monkeypatch, capsys):
     """jupyter-book failing raises BookBuildError (not DataError); `mcalc book` says so in one line, exit 1."""
     import subprocess
@@ -76,3 +95,23 @@ def test_the_bundle_collects_every_glued_table_and_no_figure(tmp_path, monkeypat
         text = archive.read("tables/05_comparison/table-4.csv").decode()
     assert names == ["tables/05_comparison/exclusions.csv", "tables/05_comparison/table-4.csv"]
     assert text.startswith("# Table 4 — demo\n# Data: PHANTOM") and "1.5" in text
+
+
+def test_the_search_index_sees_no_hidden_code_and_no_run_log():
+    """What the search index is fed: the page's text without code-cell inputs or the run log."""
+    from docutils import nodes
+
+    from mcalc.sphinxext import searchable
+
+    page = nodes.document(None, None)
+    page += nodes.paragraph(text="The accuracy of the head is shown.")
+    page += nodes.container(
+        "", nodes.literal_block(text="import secret_code"), classes=["cell_input"]
+    )
+    page += nodes.raw(
+        text="<details class='mcalc-run-log'><pre>saved: x.json</pre></details>", format="html"
+    )
+    text = searchable(page).astext()
+    assert "accuracy of the head" in text
+    assert "secret_code" not in text and "saved:" not in text
+    assert "secret_code" in page.astext()  # the page itself keeps its code

@@ -116,12 +116,14 @@ def test_show_table_glues_the_table_and_keeps_its_csv_for_the_bundle(monkeypatch
     assert pd.read_csv(__import__("io").StringIO(record["csv"]))["a"].tolist() == [1.5, 2.5]
 
 
-def test_an_empty_table_is_its_caption_and_a_note_unglued(monkeypatch):
+def test_an_empty_table_is_one_sentence_or_nothing_never_a_captioned_none(monkeypatch):
+    """A table without rows shows only its explanatory sentence (no caption, not glued), or nothing."""
     shown = displayed(
-        monkeypatch, plots.show_table, pd.DataFrame(), "Table 9 — demo", None, empty="none"
+        monkeypatch, plots.show_table, pd.DataFrame(), "Table 9 — demo", None, empty="No run."
     )
     assert len(shown) == 1 and "scrapbook" not in shown[0].metadata
-    assert "Table 9 —" in shown[0].data["text/html"] and "none" in shown[0].data["text/html"]
+    assert "Table 9" not in shown[0].data["text/html"] and "No run." in shown[0].data["text/html"]
+    assert displayed(monkeypatch, plots.show_table, pd.DataFrame(), "Table 9 — demo", None) == []
 
 
 def test_show_figure_glues_the_image_with_its_caption(monkeypatch):
@@ -142,8 +144,11 @@ def test_show_figure_glues_the_image_with_its_caption(monkeypatch):
     assert caption.metadata["mcalc"]["caption_of"] == "roc-demo"
 
 
-def test_wide_figures_shrink_to_the_page_and_keep_their_provenance_inside(monkeypatch):
-    """A 12-inch figure is shown at page width; the provenance label wraps rather than widening it."""
+def test_wide_figures_shrink_to_the_page_at_twice_the_resolution_provenance_under_the_caption(
+    monkeypatch,
+):
+    """A 12-inch figure is shown at page width from an image twice as wide; the provenance is in the
+    caption only (never drawn into the image)."""
     import io
 
     import IPython.display
@@ -155,9 +160,123 @@ def test_wide_figures_shrink_to_the_page_and_keep_their_provenance_inside(monkey
     fig, ax = plt.subplots(1, 3, figsize=(12, 3.4))
     prov = Provenance(data="phantom", data_detail="x" * 80, weights="random")
     plots.show_figure(fig, "Figure 9 — demo", prov)
+    assert not any("PHANTOM" in t.get_text() for t in fig.texts)
     width, _ = Image.open(io.BytesIO(shown[0].data)).size
-    assert width <= plots.FIGURE_MAX_WIDTH * 110 * 1.05
-    assert "Figure 9 —" in shown[1].data
+    assert shown[0].width * plots.DISPLAY_DENSITY == pytest.approx(width, abs=1)
+    assert shown[0].width <= plots.FIGURE_MAX_WIDTH * plots.DISPLAY_DPI * 1.05
+    assert "Figure 9 —" in shown[1].data and "PHANTOM" in shown[1].data
+
+
+def _evaluation():
+    """A small three-class evaluation (no bootstrap)."""
+    import numpy as np
+
+    from mcalc import metrics
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 20)
+    proba = rng.dirichlet([1, 1, 1], size=len(y))
+    return metrics.evaluate(y, proba, n_boot=0)
+
+
+def _history(scale: float):
+    """A training history whose values lie in a narrow band (as Adadelta's do)."""
+    import numpy as np
+
+    epochs = 5
+    band = np.linspace(0, 1e-4, epochs) * scale
+    return pd.DataFrame(
+        {
+            "loss": 1.099 + band,
+            "val_loss": 1.0992 + band,
+            "accuracy": 0.3 + band,
+            "val_accuracy": 0.31 + band,
+            "sensitivity_at_specificity": 0.2 + band,
+            "val_sensitivity_at_specificity": 0.21 + band,
+        }
+    )
+
+
+def _texts(fig):
+    """Every non-empty text of a figure (titles, labels, ticks, legends, annotations)."""
+    import matplotlib.text
+
+    fig.canvas.draw()
+    return [
+        t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()
+    ]
+
+
+def test_figure_text_is_at_least_10_pt():
+    """The curves, ROC, confusion and panel figures use no text smaller than MIN_FONTSIZE."""
+    import matplotlib.pyplot as plt
+
+    ev = _evaluation()
+    for fig in (
+        plots.training_curves(_history(1), title="Adam"),
+        plots.optimizer_panel({"Adam": _history(1), "Adadelta": _history(2)}),
+        plots.roc_and_confusion(ev, title="Adam"),
+        plots.roc_panel({"a": ev, "b": ev}),
+    ):
+        small = [(t.get_text(), t.get_fontsize()) for t in _texts(fig) if t.get_fontsize() < 10]
+        plt.close(fig)
+        assert small == []
+
+
+def test_training_curves_share_fixed_axes_whatever_the_values():
+    """Figures 4–7 compare at a glance: a flat loss near 1.099 is drawn on the same 0–1.5 axis as any other."""
+    import matplotlib.pyplot as plt
+
+    limits = []
+    for scale in (1, 50):
+        fig = plots.training_curves(_history(scale))
+        limits.append([ax.get_ylim() for ax in fig.axes])
+        plt.close(fig)
+    assert limits[0] == limits[1]
+    assert limits[0][0] == plots.CURVE_LIMITS["loss"] and limits[0][1] == (0.0, 1.0)
+    assert plots.curve_limits("loss", [0.2, 2.3]) == (0.0, 2.5)  # widened, never clipped
+
+
+def test_legends_lie_outside_the_data():
+    """No legend box overlaps an axes' plotting area, its tick labels or its axis labels."""
+    import matplotlib.pyplot as plt
+
+    ev = _evaluation()
+    for fig in (
+        plots.training_curves(_history(1)),
+        plots.optimizer_panel({"Adam": _history(1), "RMSprop": _history(3)}),
+        plots.roc_and_confusion(ev),
+        plots.roc_panel({"a": ev}),
+    ):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+        assert legends
+        for legend in legends:
+            box = legend.get_window_extent(renderer)
+            for ax in fig.axes:  # neither the data nor the axis labels and ticks
+                for part in (ax, ax.xaxis, ax.yaxis):
+                    other = (
+                        part.get_window_extent(renderer)
+                        if part is ax
+                        else part.get_tightbbox(renderer)
+                    )
+                    assert other is None or not box.overlaps(other), (ax.get_title(), part)
+        plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    "calc_type, distribution, title",
+    [
+        ("PLEOMORPHIC", "CLUSTERED", "pleomorphic\nclustered"),
+        (float("nan"), "SEGMENTAL", "segmental"),
+        (None, float("nan"), "type not recorded"),
+        ("PUNCTATE-AMORPHOUS-PLEOMORPHIC-FINE_LINEAR_BRANCHING", "nan", "punctate-amorphous-pl…"),
+    ],
+)
+def test_roi_titles_never_show_nan(calc_type, distribution, title):
+    """A sample ROI's panel title leaves out missing metadata instead of printing 'nan'."""
+    assert plots.roi_title(calc_type, distribution) == title
 
 
 def test_interval_cells_never_wrap_and_other_cells_may():
@@ -168,3 +287,35 @@ def test_interval_cells_never_wrap_and_other_cells_may():
     nowrap = re.findall(r"#(T_\w+) \{\s*white-space: nowrap", html)
     assert len(nowrap) == 1 and nowrap[0].endswith("_row0_col1")  # the interval cell, only it
     assert "white-space: nowrap" not in plots.table_html(df.iloc[:, :1], "Table 9 — demo")
+
+
+def test_missing_weights_are_one_sentence_and_a_link_the_reason_in_the_kernel_log(capsys):
+    """A random backbone in place of ImageNet is one sentence with a link; the resolver's message goes to stderr."""
+    from mcalc.weights import WeightsInfo
+
+    fallback = WeightsInfo(
+        "auto", "random", None, None, "not available: gaierror at /root/.keras/models"
+    )
+    sentence = plots.weights_sentence(fallback)
+    assert "randomly initialised" in sentence and "href='../intro.html#" in sentence
+    assert "gaierror" not in sentence and "/root/" not in sentence and sentence.count(". ") <= 1
+    assert plots.weights_sentence(WeightsInfo("imagenet", "imagenet", "x", "y", "ok")) == ""
+    assert plots.weights_sentence(WeightsInfo("random", "random", None, None, "asked")) == ""
+    plots.log(fallback.note)
+    out = capsys.readouterr()
+    assert "gaierror" in out.err and out.out == ""
+
+
+def test_table1_chart_draws_the_official_and_the_paper_counts():
+    """One bar per class and source in each split, labelled with the counts of Table 1 (total left out)."""
+    import matplotlib.pyplot as plt
+
+    from mcalc import metadata
+
+    t1 = metadata.table1()
+    fig = plots.table1_chart(t1)
+    labels = {t.get_text() for ax in fig.axes for t in ax.texts}
+    assert {"67", "99", "129", "94", "474", "545"} <= labels  # official and paper, both splits
+    assert "1546" not in labels and "326" not in labels  # no total bar
+    assert all(t.get_fontsize() >= 10 for t in _texts(fig))
+    plt.close(fig)

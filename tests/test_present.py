@@ -13,7 +13,7 @@ from conftest import displayed
 from mcalc import pipeline as pl
 from mcalc import plots
 from mcalc.errors import NotebookFailed
-from mcalc.present import ITEM_TAG, RUN_BOX_TAG, myst_escape, present, run_box
+from mcalc.present import ITEM_TAG, RUN_BOX_TAG, RUN_LOG_TAG, myst_escape, present, run_box
 from mcalc.provenance import Provenance
 
 PARAMS = {"data_source": "phantom", "data_root": "../data", "seed": 3, "optimizer": "adam"}
@@ -135,7 +135,25 @@ def test_captioned_items_become_labelled_glue_figures(tmp_path, monkeypatch) -> 
     assert lines[6] == f"*{myst_escape(Provenance(data='phantom').label())}*"
     key = plots.item_key("ROC curves — demo")
     assert figure.startswith(f"```{{glue:figure}} {key}\n:name: 05_comparison-{key}\n")
-    assert "\nROC curves — demo\n" in figure
+    assert "\n**Figure S5\\.1 —** ROC curves — demo\n" in figure  # the study's own number
+
+
+@pytest.mark.parametrize(
+    "stem, number",
+    [
+        ("01_data_curation", "1"),
+        ("05_comparison", "5"),
+        ("03_optimizer_adam", "3.1"),
+        ("03_optimizer_rmsprop", "3.4"),
+        ("intro", ""),
+    ],
+)
+def test_own_items_are_numbered_by_chapter_as_the_contents_number_it(stem, number) -> None:
+    """Items that are not the paper's are numbered 'Table S<chapter>.<n>'; the optimizer chapters 3.1–3.4."""
+    from mcalc.present import chapter_number, own_lead
+
+    assert chapter_number(stem) == number
+    assert own_lead("Table", number, 2) == (f"Table S{number}.2 —" if number else "Table S2 —")
 
 
 def test_present_twice_gives_the_same_notebook(tmp_path, monkeypatch) -> None:
@@ -194,3 +212,39 @@ def test_the_parameter_check_is_removed_with_the_parameters(tmp_path: Path) -> N
     present(path, PARAMS, commit="abc1234")
     code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
     assert ["remove-cell" in c.metadata.get("tags", []) for c in code] == [True, True, True, False]
+
+
+def test_printed_run_messages_go_to_one_collapsed_run_log(tmp_path: Path) -> None:
+    """Cells that only print are hidden in place and their text gathered, once, in a closed run log at the end."""
+    stream = nbformat.v4.new_output
+    cells = [
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_code_cell(
+            "print(run.describe())",
+            outputs=[
+                stream("stream", name="stderr", text="oneDNN notice\n"),
+                stream("stream", name="stdout", text="ADAM: head trained in 23.5 s\n"),
+            ],
+        ),
+        nbformat.v4.new_code_cell(
+            "print(saved)", outputs=[stream("stream", name="stdout", text="saved: cnn_adam.json\n")]
+        ),
+        nbformat.v4.new_code_cell(
+            "x", outputs=[stream("execute_result", data={"text/plain": "3"}, execution_count=1)]
+        ),
+    ]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    present(path, PARAMS, commit="abc1234")
+    present(path, PARAMS, commit="abc1234")
+    cells = nbformat.read(path, as_version=4).cells
+    logs = [c for c in cells if RUN_LOG_TAG in c.metadata.get("tags", [])]
+    assert len(logs) == 1 and cells[-1] is logs[0]
+    assert logs[0].source.startswith("<details") and "<details open" not in logs[0].source
+    assert "head trained in 23.5 s" in logs[0].source and "saved: cnn_adam.json" in logs[0].source
+    assert "\n" not in logs[0].source  # one HTML block, whatever was printed
+    assert "oneDNN" not in logs[0].source  # stderr stays in the kernel log
+    code = [c for c in cells if c.cell_type == "code"]
+    assert "remove-output" in code[0].metadata.tags and "remove-output" in code[1].metadata.tags
+    assert "remove-output" not in code[2].metadata.get("tags", [])  # a result is shown
+    assert code[1].outputs[0]["text"] == "saved: cnn_adam.json\n"  # outputs untouched (nbval)

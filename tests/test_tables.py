@@ -104,3 +104,38 @@ def test_baseline_rows_compare_in_the_table4_columns(res) -> None:
     # a record from before the count was kept names the folds it asked for
     runs["svm"].config = {"cv_folds": 10}
     assert tables.cv_text(runs["svm"]) == "10-fold CV on train"
+
+
+def test_table4_in_long_format_fits_and_keeps_every_number(res) -> None:
+    """Long format: one row per model and metric, the parts as a handful of columns, values unchanged."""
+    from mcalc.provenance import Provenance
+
+    wide = tables.table4(res)
+    real = Provenance(data="cbis-ddsm", weights="imagenet")
+    long = tables.long_comparison(wide, real)
+    assert list(long.columns) == [*tables.COMPARISON_PARTS, tables.UNITS_COLUMN]
+    assert long.index.names == ["model", "metric"]
+    assert len(long) == len(wide) * (len(tables.METRIC_COLUMNS) + 1)  # + loss
+    name = "InceptionResNetV2, ADAM"
+    assert long.loc[(name, "accuracy"), "ours"] == wide.loc[name, ("accuracy", "ours")]
+    assert long.loc[(name, "accuracy"), "95% CI"] == wide.loc[name, ("accuracy", "95% CI")]
+    assert long.loc[(name, "accuracy"), "difference"] == pytest.approx(
+        wide.loc[name, ("accuracy", "difference")]
+    )
+
+
+def test_a_phantom_build_takes_no_difference_and_says_why(res) -> None:
+    """On phantom data or a random backbone no difference column is shown, and the caption says why."""
+    from mcalc.provenance import Provenance
+
+    phantom = Provenance(data="phantom").with_weights("random")
+    long = tables.long_comparison(tables.table4(res), phantom)
+    assert "difference" not in long.columns and "paper" in long.columns
+    t3 = tables.without_differences(tables.table3(res), phantom)
+    assert "difference" not in t3.columns.get_level_values(1)
+    note = tables.paper_note(phantom)
+    assert "Not testable here" in note and "phantom data and a random backbone" in note
+    assert tables.difference_words(phantom) == ""
+    real = Provenance(data="cbis-ddsm", weights="imagenet")
+    assert tables.paper_note(real) == "" and "difference" in tables.difference_words(real)
+    assert tables.without_differences(tables.table3(res), real).equals(tables.table3(res))
