@@ -638,7 +638,11 @@ def _weighted_sens_at_spec(Wp: np.ndarray, Wn: np.ndarray, specificity: float) -
 
 
 def _weighted_metrics(
-    W: np.ndarray, y: np.ndarray, p: np.ndarray, n_classes: int, classes: Sequence[str] | None = None
+    W: np.ndarray,
+    y: np.ndarray,
+    p: np.ndarray,
+    n_classes: int,
+    classes: Sequence[str] | None = None,
 ) -> np.ndarray:
     """The metric vector of :func:`_metric_vector` for every row of ROI weights ``W`` at once, (m, R).
 
@@ -735,7 +739,9 @@ def evaluate(
     intervals (``proportion_ci="wilson-cluster"``, the default) or the bootstrap's (``"bootstrap"``).
     """
     if proportion_ci not in ("wilson-cluster", "bootstrap"):
-        raise ValueError(f"proportion_ci must be 'wilson-cluster' or 'bootstrap', got {proportion_ci!r}")
+        raise ValueError(
+            f"proportion_ci must be 'wilson-cluster' or 'bootstrap', got {proportion_ci!r}"
+        )
     classes = tuple(classes)
     k = len(classes)
     y = _check_labels(y_true, k)
@@ -784,7 +790,9 @@ def evaluate(
         classes=classes,
     )
     ev.ci = {name: (float(a), float(b)) for name, a, b in zip(names, lo, hi)}
-    if unit == "patient" and proportion_ci == "wilson-cluster":  # proportions: the cluster-adjusted Wilson interval (not degenerate at 0, 1)
+    if (
+        unit == "patient" and proportion_ci == "wilson-cluster"
+    ):  # proportions: the cluster-adjusted Wilson interval (not degenerate at 0, 1)
         for name, (success, mask) in _proportions(y, pred, classes).items():
             ev.ci[name] = cluster_wilson(success[mask], g[mask], confidence)
         ev.proportion_ci = "wilson-cluster"
@@ -1100,8 +1108,10 @@ def paired_difference(
     if n_boot > 0:
         codes = g if unit == "patient" else np.arange(len(y))
         lo, hi, dist = cluster_bootstrap(
-            lambda W: _weighted_metrics(W, y, pa, k, classes)[sel]
-            - _weighted_metrics(W, y, pb, k, classes)[sel],
+            lambda W: (
+                _weighted_metrics(W, y, pa, k, classes)[sel]
+                - _weighted_metrics(W, y, pb, k, classes)[sel]
+            ),
             codes,
             y,
             k,

@@ -204,7 +204,9 @@ def test_bootstrap_metric_vector_equals_scikit_learn_metric_by_metric(case: str)
                 ),
                 np.mean(M.specificity_per_class(y, pred)),
                 log_loss(y, p, labels=[0, 1, 2]),
-                sum(brier_score_loss(y == k, p[:, k]) for k in range(3)),  # Σ_k of the binary scores
+                sum(
+                    brier_score_loss(y == k, p[:, k]) for k in range(3)
+                ),  # Σ_k of the binary scores
                 np.array([99, 133, 94]) / 326 @ recall_score(y, pred, average=None)[[1, 0, 2]],
                 M.sensitivity_at_specificity((y == 2)[:, None], p[:, [2]]),
             ],
