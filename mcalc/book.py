@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mcalc.checklist import write_page as write_checklist
 from mcalc.errors import BookBuildError
 from mcalc.pipeline import Profile
 from mcalc.results import PROVENANCE
@@ -95,6 +96,7 @@ def build_book(profile: Profile, source: Path | None = None) -> Path:
     if provenance.is_file():
         shutil.copy2(provenance, source / EXECUTED / PROVENANCE)
     write_bundle(source / EXECUTED, Path(profile.results_dir))
+    write_checklist(source)  # the reporting-checklist appendix, generated from mcalc.checklist
     jb = Path(sys.executable).with_name("jupyter-book")
     # -W --keep-going: any Sphinx warning (a missing page, include or citation) fails the build, after reporting all.
     cmd = [
