@@ -1267,3 +1267,27 @@ def interval_comparison(
             }
         )
     return pd.DataFrame(rows)
+
+
+def reliability(ev: Evaluation, n_bins: int = 10) -> pd.DataFrame:
+    """Reliability of the top-class probability: per bin of confidence, its mean and the accuracy.
+
+    Multi-class reliability as usually drawn: each ROI's confidence is its largest predicted
+    probability and it is right when that class is its label; ``sklearn.calibration.calibration_curve``
+    bins them (equal-width bins, empty bins left out). Needs the evaluation's kept predictions
+    (:func:`evaluate_rows`). Columns: confidence, accuracy, ROIs.
+    """
+    from sklearn.calibration import calibration_curve
+
+    if not ev.predictions:
+        raise DataError("reliability: the evaluation kept no per-ROI predictions")
+    p = np.asarray(ev.predictions["proba"], dtype=float)
+    y = np.asarray(ev.predictions["label"], dtype=np.int64)
+    conf = p.max(axis=1)
+    right = (p.argmax(axis=1) == y).astype(int)
+    acc, mean_conf = calibration_curve(right, conf, n_bins=n_bins, strategy="uniform")
+    edges = np.linspace(0, 1, n_bins + 1)
+    counts = np.bincount(np.clip(np.digitize(conf, edges[1:-1]), 0, n_bins - 1), minlength=n_bins)
+    return pd.DataFrame(
+        {"confidence": mean_conf, "accuracy": acc, "ROIs": counts[counts > 0][: len(acc)]}
+    )

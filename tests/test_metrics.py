@@ -750,3 +750,32 @@ def test_cluster_wilson_all_correct_rests_on_the_patients() -> None:
     lo, hi = M.cluster_wilson(np.ones(67), codes)
     assert lo == pytest.approx(17 / (17 + 1.959964**2), abs=1e-4) and hi == 1.0
     assert M.cluster_wilson(np.ones(67), np.arange(67))[0] > 0.94
+
+
+def test_reliability_bins_top_class_confidence_against_accuracy() -> None:
+    """Perfectly calibrated scores sit near the diagonal; over-confident ones far below it."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    conf = rng.uniform(0.5, 1.0, n)
+    y = rng.integers(0, 3, n)
+    right = rng.uniform(size=n) < conf
+    pred = np.where(right, y, (y + 1 + rng.integers(0, 2, n)) % 3)
+    p = np.repeat(((1 - conf) / 2)[:, None], 3, axis=1)
+    p[np.arange(n), pred] = conf
+    rows = pd.DataFrame(
+        {
+            "roi_id": [f"R{i}" for i in range(n)],
+            "label": y,
+            "patient_id": [f"P{i}" for i in range(n)],
+            "side": "LEFT",
+            "abnormality_id": 1,
+        }
+    )
+    table = M.reliability(M.evaluate_rows(rows, p, n_boot=0))
+    assert table["ROIs"].sum() == n
+    assert np.abs(table["accuracy"] - table["confidence"]).max() < 0.08
+    sure = np.where(np.arange(3)[None, :] == pred[:, None], 0.98, 0.01)
+    over = M.reliability(M.evaluate_rows(rows, sure, n_boot=0))
+    assert (over["confidence"] - over["accuracy"]).max() > 0.2
+    with pytest.raises(DataError, match="no per-ROI predictions"):
+        M.reliability(M.evaluate(y, p, n_boot=0))
