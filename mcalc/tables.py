@@ -303,8 +303,11 @@ def table4(results: Results) -> pd.DataFrame:
         ) | evaluation_comparison(ev, p)
     for key in ("majority", "assessment"):
         if key in results.baselines:
-            ev = results.baselines[key].evaluations["test"]
-            rows[results.baselines[key].label] = comparison_cells(
+            run = results.baselines[key]
+            ev = run.evaluations["test"]
+            # the row names its data: the phantom's tables give other numbers than the real ones
+            data = "phantom's tables" if run.provenance.data == "phantom" else "real tables"
+            rows[f"{run.label}, {data}"] = comparison_cells(
                 "loss", None, None, with_ci=False
             ) | evaluation_comparison(ev, None)
     return comparison_frame(rows, "model")

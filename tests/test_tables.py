@@ -144,3 +144,17 @@ def test_table4_reports_standardised_accuracy_and_brier_beside_raw_accuracy(res)
     assert row[("Brier score", "ours")] == pytest.approx(adam.brier)
     std = t4[("accuracy standardised to the paper's test mix", "ours")]
     assert std.notna().sum() >= 6  # the four optimizers and both baselines
+
+
+def test_reference_rows_of_table4_name_their_data() -> None:
+    """The metadata rule's row says whether it ran on the phantom's tables or the real ones."""
+    from mcalc.results import BaselineRun
+
+    for data, words in (("phantom", "phantom's tables"), ("cbis-ddsm", "real tables")):
+        res = synthetic_results(data, "imagenet", 2.0)
+        svm = res.baselines["svm"]
+        res.baselines["assessment"] = BaselineRun(
+            "assessment", "BI-RADS assessment only (metadata rule)", svm.evaluations, svm.provenance
+        )
+        t4 = tables.table4(res)
+        assert f"BI-RADS assessment only (metadata rule), {words}" in t4.index
