@@ -237,9 +237,10 @@ ITEMS: tuple[Item, ...] = (
 
 def headings(path: Path) -> list[str]:
     """The headings of a Markdown page or a jupytext chapter template (its ``# ##`` markdown lines)."""
+    prefix = "# " if Path(path).suffix == ".py" else ""  # a template's markdown lines start "# "
     out = []
     for line in Path(path).read_text(encoding="utf-8").splitlines():
-        m = re.match(r"^(?:# )?#{1,6} (.+?)\s*$", line)
+        m = re.match(rf"^{prefix}#{{1,6}} (.+?)\s*$", line)
         if m:
             out.append(m.group(1))
     return out
