@@ -1287,7 +1287,7 @@ def reliability(ev: Evaluation, n_bins: int = 10) -> pd.DataFrame:
     right = (p.argmax(axis=1) == y).astype(int)
     acc, mean_conf = calibration_curve(right, conf, n_bins=n_bins, strategy="uniform")
     edges = np.linspace(0, 1, n_bins + 1)
-    counts = np.bincount(np.clip(np.digitize(conf, edges[1:-1]), 0, n_bins - 1), minlength=n_bins)
-    return pd.DataFrame(
-        {"confidence": mean_conf, "accuracy": acc, "ROIs": counts[counts > 0][: len(acc)]}
-    )
+    counts = np.bincount(
+        np.searchsorted(edges[1:-1], conf), minlength=n_bins
+    )  # calibration_curve's bins
+    return pd.DataFrame({"confidence": mean_conf, "accuracy": acc, "ROIs": counts[counts > 0]})
