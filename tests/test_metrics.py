@@ -777,6 +777,11 @@ def test_reliability_bins_top_class_confidence_against_accuracy() -> None:
     sure = np.where(np.arange(3)[None, :] == pred[:, None], 0.98, 0.01)
     over = M.reliability(M.evaluate_rows(rows, sure, n_boot=0))
     assert (over["confidence"] - over["accuracy"]).max() > 0.2
+    edge = np.eye(3)[y] * 0.7 + 0.1  # every confidence exactly on a bin edge (0.8)
+    on_edge = M.reliability(M.evaluate_rows(rows, edge, n_boot=0))
+    assert on_edge["ROIs"].tolist() == [n] and on_edge["confidence"].tolist() == [
+        pytest.approx(0.8)
+    ]
     with pytest.raises(DataError, match="no per-ROI predictions"):
         M.reliability(M.evaluate(y, p, n_boot=0))
 
