@@ -18,6 +18,9 @@ PAPER_ITEMS = tuple([f"Table {i}" for i in range(1, 6)] + [f"Figure {i}" for i i
 BOOK_FILES = ("_config.yml", "_toc.yml", "_static", "book", "benchmarks/RESULTS.md")
 EXECUTED = Path("book/executed")
 BUNDLE = "mcalc-results.zip"  # in EXECUTED; the intro links it
+BOTTOM_LINE = (
+    "bottom_line.txt"  # in EXECUTED: chapter 5's verdicts, included at the top of the intro
+)
 RECORD_SUFFIXES = (".json", ".csv")  # the run records and tables under the results folder
 
 
@@ -96,6 +99,11 @@ def build_book(profile: Profile, source: Path | None = None) -> Path:
     if provenance.is_file():
         shutil.copy2(provenance, source / EXECUTED / PROVENANCE)
     write_bundle(source / EXECUTED, Path(profile.results_dir))
+    bottom = source / EXECUTED / BOTTOM_LINE
+    if not bottom.is_file():  # the intro includes it; chapter 5 writes it
+        bottom.write_text(
+            "```{admonition} Bottom line\nChapter 5 has not run in this build: no verdict yet.\n```\n"
+        )
     write_checklist(source)  # the reporting-checklist appendix, generated from mcalc.checklist
     jb = Path(sys.executable).with_name("jupyter-book")
     # -W --keep-going: any Sphinx warning (a missing page, include or citation) fails the build, after reporting all.

@@ -55,8 +55,8 @@ ITEMS: tuple[Item, ...] = (
     Item(
         2,
         "Structured summary",
-        ((INTRO, "What reproduced, what did not, and why: at a glance"),),
-        "a table of claims and outcomes in place of an abstract",
+        ((INTRO, ""), (CH5, "Verdict: one row per claim of the plan")),
+        "the verdict on each claim at the top of the first page, in place of an abstract",
     ),
     Item(
         3,
@@ -67,8 +67,8 @@ ITEMS: tuple[Item, ...] = (
     Item(
         4,
         "Objectives and hypotheses",
-        ((INTRO, "What reproduced, what did not, and why: at a glance"),),
-        "the paper's claims, each tested",
+        ((CH5, "The analysis plan, fixed before any result"),),
+        "the paper's claims, each with the quantity, margin and test fixed before the data",
     ),
     Item(
         5,

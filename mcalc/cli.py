@@ -236,6 +236,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             scheduler=args.scheduler or profile.sweep.scheduler,
             workers=profile.sweep.workers if args.workers is None else args.workers,
             progress=_progress(args),
+            force=args.force,
+            shared_fs=args.shared_fs or profile.sweep.shared_fs,
+            warm=not args.fresh_kernels,
         )
     except KeyboardInterrupt:
         print(
@@ -245,6 +248,18 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return 130
     print(summary.describe())
     return 1 if summary.failed else 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    """Set two runs side by side: paired patient-level differences, verdicts, provenance."""
+    from mcalc.compare import compare_runs
+
+    comparison = compare_runs(args.run_a, args.run_b, n_boot=args.n_boot, seed=args.seed)
+    print(comparison.report())
+    if args.out:
+        for path in comparison.write(args.out):
+            print(f"wrote {path}")
+    return 0
 
 
 def _add_profile_args(p: argparse.ArgumentParser) -> None:
@@ -417,7 +432,40 @@ def build_parser() -> argparse.ArgumentParser:
         type=_workers,
         help="LocalCluster workers (default: one per core, or per GPU)",
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="run every point again, replacing its records (damaged records are re-run anyway)",
+    )
+    p.add_argument(
+        "--shared-fs",
+        action="store_true",
+        help="workers read the inputs and write the records at this machine's paths (one machine or a "
+        "shared file system); by default they receive and return them through Dask",
+    )
+    p.add_argument(
+        "--fresh-kernels",
+        action="store_true",
+        help="start a fresh notebook kernel for every point (by default each worker keeps one warm, "
+        "reset between points)",
+    )
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser(
+        "compare",
+        help="set two runs side by side (results folders or bundles): paired differences, verdicts, provenance",
+        description=_cmd_compare.__doc__,
+    )
+    p.add_argument("run_a", help="run A: a results folder or a results bundle (mcalc-results.zip)")
+    p.add_argument("run_b", help="run B, compared with A (differences are B − A)")
+    p.add_argument(
+        "--n-boot",
+        type=lambda t: _integer(t, 0),
+        help="bootstrap resamples of the paired differences (default: run A's)",
+    )
+    p.add_argument("--seed", type=_seed, help="bootstrap seed (default: run A's)")
+    p.add_argument("--out", help="folder to write the comparison's tables (CSV) into")
+    p.set_defaults(func=_cmd_compare)
     return parser
 
 

@@ -191,6 +191,26 @@ def extract_features(
     return result.array
 
 
+def _versions() -> dict[str, str]:
+    """What made the features: mcalc, its commit, Python, TensorFlow, Keras, the device (``mcalc compare`` reads them)."""
+    import platform
+
+    import keras
+    import tensorflow as tf
+
+    from mcalc import __version__
+    from mcalc.present import git_commit
+
+    return {
+        "mcalc": __version__,
+        "commit": git_commit(Path(__file__).resolve().parent),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "device": compute_device(),
+    }
+
+
 def compute_features(
     manifest: pd.DataFrame,
     image_size: int,
@@ -224,6 +244,7 @@ def compute_features(
             "n": int(len(X)),
             "left_out": [str(r) for r in ids[~np.isfinite(X).all(axis=1)]],
             "elapsed_s": round(elapsed, 2),
+            "versions": _versions(),
         },
         results / FEATURES_META,
     )

@@ -19,6 +19,7 @@ from mcalc.paper import OPTIMIZERS, PAPER_OPTIMIZER_NAMES
 NOTEBOOK_DIR = Path("notebooks")
 FIRST_TEMPLATE = "01_data_curation.py"
 SEED_SWEEP = "seed_variance"  # chapter 7's sweep, under <results_dir>/sweeps/
+SENSITIVITY_DIR = "runs/sensitivity"  # the sensitivity analyses' run records, under <results_dir>
 #: What every chapter's "this run" box names about the build, whether or not the chapter reads it.
 RUN_BOX_KEYS = ("data_source", "data_root", "phantom_scale", "weights", "seed")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -30,6 +31,9 @@ class SweepSection:
 
     scheduler: str = "local"  # "local": a LocalCluster here; "serial": no Dask; or tcp://HOST:8786
     workers: int = 0  # LocalCluster workers (0: one per core, or one per GPU when there are GPUs)
+    shared_fs: bool = (
+        False  # workers use this machine's paths instead of receiving inputs through Dask
+    )
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,7 @@ def plan(profile: Profile) -> list[NotebookRun]:
         )
         for i, opt in enumerate(OPTIMIZERS, start=1)
     ]
+    runs += sensitivity_runs(profile, study)
     runs += [
         NotebookRun(
             "04_glcm_baselines",
@@ -196,6 +201,7 @@ def plan(profile: Profile) -> list[NotebookRun]:
                 *study,
                 *cnn.values(),
                 baselines,
+                f"{SENSITIVITY_DIR}/*.json",
                 *sweep_reads(SEED_SWEEP),
             ),
             wave=3,
@@ -215,8 +221,57 @@ def plan(profile: Profile) -> list[NotebookRun]:
             reads=(*study, *sweep_reads(SEED_SWEEP)),
             wave=2,
         ),
+        copies_run(profile),
     ]
     return runs
+
+
+def copies_run(profile: Profile) -> NotebookRun:
+    """Chapter 8: its own phantom, written in both layouts, at the profile's phantom scale or the book's
+    copies scale (the smaller), its validation hold-out scaled to it; it reads nothing of the other chapters."""
+    from mcalc.copies import BOOK_SCALE, COPIES_FOLDER
+
+    scale = min(profile.phantom_scale, BOOK_SCALE)
+    validation = replace(profile, data_source="phantom", phantom_scale=scale).validation()
+    return NotebookRun(
+        "08_copies",
+        "08_copies",
+        {"copies_scale": scale, "validation_size": validation},
+        writes=(f"{COPIES_FOLDER}/*/runs/baseline_svm.json",),
+        wave=2,
+    )
+
+
+def sensitivity_runs(profile: Profile, reads: tuple[str, ...]) -> list[NotebookRun]:
+    """The analysis plan's sensitivity analyses that need a run of their own: the optimizer template, other parameters.
+
+    Each saves its record under ``<results_dir>/runs/sensitivity/`` (beside, not among, the four
+    primary runs); chapter 5 reports them under their own heading, beside the primary verdict.
+    """
+    from mcalc.plan import SENSITIVITY_ANALYSES
+
+    out = []
+    for i, (key, parameters, title) in enumerate(
+        [a for a in SENSITIVITY_ANALYSES if a[1]], start=1
+    ):
+        record = f"{SENSITIVITY_DIR}/cnn_{key}.json"
+        out.append(
+            NotebookRun(
+                "03_optimizer",
+                f"05_sensitivity_{key}",
+                {
+                    **parameters,
+                    "run_record": relative_to_output(
+                        str(Path(profile.results_dir) / record), profile.out_dir
+                    ),
+                },
+                title=f"5.{i} Sensitivity analysis: {title}",
+                reads=reads,
+                writes=(record,),
+                wave=2,
+            )
+        )
+    return out
 
 
 def seed_sweep(profile: Profile) -> dict:
@@ -415,8 +470,16 @@ def execution_key(run: NotebookRun, profile: Profile, context: BuildContext) -> 
     )
 
 
-def _run_sweeps(runs: list[NotebookRun], profile: Profile, done: set[str], say, progress: bool):
-    """Run (resume) each sweep the given executions read, once per build: finished points are skipped."""
+def _run_sweeps(
+    runs: list[NotebookRun],
+    profile: Profile,
+    done: set[str],
+    say,
+    progress: bool,
+    force: bool = False,
+):
+    """Run (resume) each sweep the given executions read, once per build: finished points are skipped
+    (every point runs again with ``force``)."""
     from mcalc.sweep import GridSpec, run_sweep
 
     for run in runs:
@@ -429,6 +492,8 @@ def _run_sweeps(runs: list[NotebookRun], profile: Profile, done: set[str], say, 
             scheduler=profile.sweep.scheduler,
             workers=profile.sweep.workers,
             progress=progress,
+            force=force,
+            shared_fs=profile.sweep.shared_fs,
         )
         say(f"[mcalc] {summary.describe()}")
 
@@ -484,7 +549,7 @@ def run_profile(
 
     for wave in sorted({r.wave for r in runs}):
         batch = [r for r in runs if r.wave == wave]
-        _run_sweeps(batch, profile, swept, say, progress)
+        _run_sweeps(batch, profile, swept, say, progress, force)
         todo, now = [], context()
         for run in batch:
             key = execution_key(run, profile, now)

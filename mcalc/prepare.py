@@ -24,11 +24,13 @@ from mcalc.provenance import data_provenance, write_provenance
 from mcalc.results import MANIFEST, PROVENANCE
 
 
-def ensure_phantom(root: Path, scale: float, seed: int, progress: bool = True) -> None:
-    """Generate the phantom at ``root`` unless a phantom with the same scale and seed is already there."""
+def ensure_phantom(
+    root: Path, scale: float, seed: int, progress: bool = True, layout: str = "uid"
+) -> None:
+    """Generate the phantom at ``root`` unless a phantom with the same scale, seed and layout is already there."""
     from mcalc.phantom import PhantomConfig, generate_phantom
 
-    config = PhantomConfig(scale=scale, seed=seed)
+    config = PhantomConfig(scale=scale, seed=seed, layout=layout)
     marker = Path(root) / "phantom.json"
     if marker.is_file():
         meta = json.loads(marker.read_text())
@@ -47,12 +49,13 @@ def prepare_data(
     results_dir: str | Path = "results",
     progress: bool = True,
     task: str | Task = DEFAULT_TASK,
+    layout: str = "uid",
 ) -> CurationResult:
-    """Curate the data (generating the phantom first when asked) under a task (its labels; the ROIs it
-    leaves out recorded as exclusions) and write the manifest and provenance."""
+    """Curate the data (generating the phantom first when asked, in ``layout``) under a task (its labels;
+    the ROIs it leaves out recorded as exclusions) and write the manifest and provenance."""
     root = Path(data_root)
     if data_source == "phantom":
-        ensure_phantom(root, phantom_scale, seed, progress=progress)
+        ensure_phantom(root, phantom_scale, seed, progress=progress, layout=layout)
     elif data_source == "cbis-ddsm":
         if not root.is_dir():
             raise DataError(

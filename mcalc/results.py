@@ -21,6 +21,7 @@ from mcalc.curation import DEFAULT_TASK, Task, apply_task, get_task, read_manife
 from mcalc.errors import DataError, ExclusionWarning
 from mcalc.fsio import write_text
 from mcalc.metrics import Evaluation
+from mcalc.plan import plan_hash
 from mcalc.provenance import Provenance, read_provenance
 
 MANIFEST = "manifest.csv"
@@ -129,6 +130,8 @@ class OptimizerRun:
     path: Path = Path(".")
     #: the head evaluated on its own training ROIs after training (Table 3's training accuracy)
     train: Evaluation | None = None
+    #: the content hash of the analysis plan (mcalc.plan) in force when the run was recorded
+    analysis_plan: str | None = None
 
     @property
     def paper_name(self) -> str:
@@ -162,6 +165,7 @@ class OptimizerRun:
             "provenance": self.provenance.to_dict(),
             "split_sizes": self.split_sizes,
             "elapsed_s": self.elapsed_s,
+            "analysis_plan": self.analysis_plan or plan_hash(),
         }
 
     @classmethod
@@ -178,6 +182,7 @@ class OptimizerRun:
             elapsed_s=d["elapsed_s"],
             path=path,
             train=None if d.get("train") is None else Evaluation.from_dict(d["train"]),
+            analysis_plan=d.get("analysis_plan"),
         )
 
 
@@ -190,11 +195,14 @@ class BaselineRun:
     evaluations: dict[str, Evaluation]
     provenance: Provenance
     config: dict = field(default_factory=dict)
+    #: the content hash of the analysis plan (mcalc.plan) in force when the run was recorded
+    analysis_plan: str | None = None
 
     def to_dict(self) -> dict:
         """JSON-serialisable record."""
         return {
             "kind": "baseline",
+            "analysis_plan": self.analysis_plan or plan_hash(),
             "name": self.name,
             "label": self.label,
             "config": self.config,
@@ -211,6 +219,7 @@ class BaselineRun:
             config=d.get("config", {}),
             evaluations={k: Evaluation.from_dict(v) for k, v in d["evaluations"].items()},
             provenance=Provenance.from_dict(d["provenance"]),
+            analysis_plan=d.get("analysis_plan"),
         )
 
 

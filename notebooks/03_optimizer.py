@@ -15,7 +15,8 @@
 #
 # One template, executed once per optimizer. The frozen backbone's cached features (chapter 2) feed
 # the paper's head, Dense(128, ReLU) → Dense(3, softmax), trained with the Kullback–Leibler divergence
-# loss, batch 32, 20 epochs, learning rate 1e-4 and the optimizer's own settings from the paper.
+# loss, batch 32, 20 epochs, learning rate 1e-4 and the optimizer's own settings from the paper (the
+# sensitivity analyses of chapter 5 run this same template at other learning rates).
 # Validation is 200 ROIs held out of the official training split, grouped by patient; the test set
 # is the official, patient-disjoint test split (326 ROIs on the real data).
 

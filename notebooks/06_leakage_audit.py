@@ -71,12 +71,20 @@ audit = leakage_audit(
 )
 print(audit.provenance.label())
 
+# %%
+from IPython.display import Markdown
+
+from mcalc.verdicts import leakage_sentence
+
+plots.glue_numbers(memoriser_sentence=Markdown(leakage_sentence(audit.repeats)))
+
 # %% [markdown]
 # Each row of (b) and (c) is the mean ± SD over the split seeds; the last row is what leakage adds
 # on the same pooled data, with its 95% interval over the split seeds (Welch's t interval of the
-# difference of the two means; it says how much the gap depends on which split was drawn). The last column is a pure memoriser — the label of the nearest training
-# ROI in backbone-feature space. It gains most from a split that leaves the other view of a lesion in
-# training; the frozen head, which averages over many ROIs, gains less.
+# difference of the two means; it says how much the gap depends on which split was drawn). The last
+# column is a pure memoriser — the label of the nearest training ROI in backbone-feature space —
+# which can only gain from a split that leaves the other view of a lesion in training.
+# {glue:md}`memoriser_sentence`
 
 # %%
 plots.show_table(
@@ -125,8 +133,9 @@ plots.glue_numbers(
 #
 # - On the same pooled data and pipeline, a ROI-level split gives a mean test accuracy of
 #   {glue:text}`roi_level_accuracy:.3f` and a patient-grouped split {glue:text}`grouped_accuracy:.3f`
-#   ({glue:text}`n_split_seeds_run` split seeds each): leakage adds {glue:text}`leakage_gain:+.3f`
+#   ({glue:text}`n_split_seeds_run` split seeds each): a difference of {glue:text}`leakage_gain:+.3f`
 #   (95% CI over split seeds {glue:text}`leakage_gain_low:+.3f` to {glue:text}`leakage_gain_high:+.3f`;
 #   with a single seed per scheme there is no interval and these read nan).
+# - {glue:md}`memoriser_sentence`
 # - The official tables show how much a ROI-level split leaks (the other view of a presumed same
 #   lesion, the same breast, the same patient); the official split is patient-disjoint and leaks none.

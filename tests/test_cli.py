@@ -10,7 +10,7 @@ import pytest
 
 from mcalc.cli import build_parser, main
 
-SUBCOMMANDS = ["curate", "phantom", "notebooks", "book", "sweep"]
+SUBCOMMANDS = ["curate", "phantom", "notebooks", "book", "sweep", "compare"]
 
 
 def test_every_subcommand_is_registered():

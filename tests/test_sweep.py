@@ -26,13 +26,20 @@ results_dir = "results"
 x = 0
 fail = False
 kill = ""
+log = ""
+read = ""
+hold = ""
+train_backbone = "none"
 run_record = ""
 
 # %%
-import json, os, pathlib, signal
+import json, os, pathlib, signal, time
 
-with open(pathlib.Path(results_dir) / "executions.log", "a") as fh:
-    fh.write(f"{x}\\n")
+with open(log or pathlib.Path(results_dir) / "executions.log", "a") as fh:
+    fh.write(f"{x} {os.environ.get('MCALC_TEST_WORKER', '-')} {os.getpid()}\\n")
+if hold and not pathlib.Path(hold).exists():  # the first execution waits there, to be killed
+    pathlib.Path(hold).write_text(os.environ.get("MCALC_TEST_WORKER", "-"))
+    time.sleep(300)
 if kill and not pathlib.Path(kill).exists():
     pathlib.Path(kill).write_text("killed once")
     os.kill(os.getppid(), signal.SIGKILL)
@@ -41,7 +48,9 @@ if fail:
     raise ValueError(f"point {x} fails on purpose")
 metrics = {"accuracy": x / 10, "auc_pooled": 0.5, "sensitivity_at_spec80": 0.1, "loss_kl": 1.0}
 metrics["ci"] = {"accuracy": [x / 10 - 0.05, x / 10 + 0.05]}
-pathlib.Path(run_record).write_text(json.dumps({"test": metrics}))
+data = (pathlib.Path(results_dir) / read).read_text() if read else None
+pathlib.Path("figure.txt").write_text(f"figure of point {x}")
+pathlib.Path(run_record).write_text(json.dumps({"test": metrics, "data": data}))
 """
 
 
@@ -61,10 +70,15 @@ def _spec(**kw) -> sweep.GridSpec:
     return sweep.GridSpec.from_dict({"name": "fake", "template": "fake", "inputs": [], **kw})
 
 
+def _log(profile) -> str:
+    """Where the fake template logs its executions: beside the results folder, so workers without it reach it."""
+    return str(Path(profile.results_dir).parent / "executions.log")
+
+
 def _executions(profile) -> list[int]:
     """The x of every execution of the fake template, in order."""
-    log = Path(profile.results_dir) / "executions.log"
-    return [int(line) for line in log.read_text().split()] if log.exists() else []
+    log = Path(_log(profile))
+    return [int(line.split()[0]) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 @pytest.mark.parametrize(
@@ -166,11 +180,16 @@ def test_the_first_writer_of_a_record_wins(tmp_path):
 def test_serial_sweep_resumes_retries_once_and_lists_failures(fake):
     """An interrupted sweep (half its grid done) resumes; a failing point runs twice, then is recorded."""
     notebooks, profile = fake
+    log = {"log": _log(profile)}
     first = sweep.run_sweep(
-        _spec(grid={"x": [0, 1]}), profile, "serial", progress=False, notebook_dir=notebooks
+        _spec(grid={"x": [0, 1]}, fixed=log),
+        profile,
+        "serial",
+        progress=False,
+        notebook_dir=notebooks,
     )
     assert len(first.ran) == 2 and not first.failed
-    spec = _spec(grid={"x": [0, 1, 2]}, points=[{"x": 3, "fail": True}])
+    spec = _spec(grid={"x": [0, 1, 2]}, points=[{"x": 3, "fail": True}], fixed=log)
     second = sweep.run_sweep(spec, profile, "serial", progress=False, notebook_dir=notebooks)
     assert sorted(second.skipped) == sorted(first.ran)
     assert len(second.ran) == 1 and len(second.failed) == 1
@@ -213,7 +232,10 @@ def test_local_cluster_survives_a_killed_worker_and_runs_a_duplicate_once(fake, 
     """On 2 workers: a point whose worker dies mid-task is re-run, a failure is retried once, a duplicate runs once."""
     notebooks, profile = fake
     marker = str(tmp_path / "killed")
-    spec = _spec(points=[{"x": 0, "kill": marker}, {"x": 1, "fail": True}, {"x": 2}, {"x": 2}])
+    spec = _spec(
+        points=[{"x": 0, "kill": marker}, {"x": 1, "fail": True}, {"x": 2}, {"x": 2}],
+        fixed={"log": _log(profile)},
+    )
     summary = sweep.run_sweep(
         spec, profile, "local", workers=2, progress=False, notebook_dir=notebooks, dashboard=False
     )
@@ -267,7 +289,8 @@ def study_inputs(tmp_path_factory):
 
 @pytest.mark.slow
 def test_dask_sweep_of_the_optimizer_template_gives_the_serial_numbers(study_inputs):
-    """A 4-point grid of 03_optimizer on a 2-worker LocalCluster: the same records as the serial path."""
+    """A 4-point grid of 03_optimizer on a 2-worker LocalCluster, warm kernels (a worker's second point
+    runs in the kernel of its first): the same records as the serial path with a fresh kernel per point."""
     from mcalc.audits import variance_summary
 
     grid = {
@@ -287,13 +310,16 @@ def test_dask_sweep_of_the_optimizer_template_gives_the_serial_numbers(study_inp
         study_inputs,
         "serial",
         progress=False,
+        warm=False,
     )
     assert len(on_dask.ran) == len(serial.ran) == 4 and not on_dask.failed and not serial.failed
     a, _ = sweep.load_sweep(study_inputs.results_dir, "dask")
     b, _ = sweep.load_sweep(study_inputs.results_dir, "serial")
+    assert all(r["kernel"]["warm"] for r in a) and not any(r["kernel"]["warm"] for r in b)
+    assert sum(r["kernel"]["points_before"] for r in a) >= 2  # 4 points, 2 kernels: reused
     for x, y in zip(a, b):
         assert x["key"] == y["key"] and x["axes"] == y["axes"]
-        for part in ("history", "validation", "test", "config", "split_sizes"):
+        for part in ("history", "validation", "test", "train", "config", "split_sizes"):
             assert x["run"][part] == y["run"][part], part
     runs = sweep.load_runs(study_inputs.results_dir, "dask")
     pd.testing.assert_frame_equal(runs, sweep.load_runs(study_inputs.results_dir, "serial"))
@@ -318,3 +344,227 @@ def test_chapter_7_grid_is_every_optimizer_by_seed_on_the_optimizer_template(tmp
     assert len(points) == 4 * profile.n_seeds
     assert {p.parameters["split_seed"] for p in points} == {profile.seed}
     assert points[0].parameters["epochs"] == profile.epochs
+
+
+# --- bad grids: every value checked against the template, bounded expansion (before anything runs) ---
+
+OPTIMIZER_TEMPLATE = ROOT / "notebooks"
+
+
+def _optimizer_spec(**kw) -> sweep.GridSpec:
+    """A grid of the optimizer template without study inputs (expansion only)."""
+    return replace(sweep.GridSpec.from_dict({"name": "bad", **kw}), inputs=())
+
+
+@pytest.mark.parametrize(
+    "axis, value, accepted",
+    [
+        ("learning_rate", float("inf"), "a finite value"),
+        ("learning_rate", float("nan"), "a finite value"),
+        ("learning_rate", -1e-3, "a finite number > 0"),
+        ("learning_rate", "fast", "a finite number > 0"),
+        ("epochs", 2.5, "a whole number >= 1"),
+        ("epochs", 0, "a whole number >= 1"),
+        ("image_size", 0, "a whole number >= 75"),
+        ("seed", True, "a whole number >= 0"),
+        ("optimizer", "sgd", "one of adam, adagrad, adadelta, rmsprop"),
+        ("train_backbone", "half", "one of none, top, all"),
+        ("validation_size", 1.5, "a whole number of ROIs >= 1 or a fraction"),
+        ("batch_size", [32, 64], "a single value"),
+        ("split_seed", -1, "a whole number >= 0"),
+    ],
+)
+def test_every_grid_value_is_checked_against_the_template(axis, value, accepted):
+    """A value of the wrong type or out of range: DataError naming the parameter, the value and what it takes."""
+    profile = get_profile("ci")
+    where_ = ({"grid": {axis: [value]}}, {"grid": {"n_boot": [0]}, "fixed": {axis: value}})
+    for where in (*where_, {"points": [{axis: value}]}):
+        with pytest.raises(DataError, match=f"{axis} = .* is refused: give {accepted}"):
+            sweep.expand(_optimizer_spec(**where), profile, OPTIMIZER_TEMPLATE)
+
+
+def test_grid_values_are_taken_as_the_template_takes_them():
+    """YAML's 1e-4 (text) is the number; 2.0 epochs are 2; null is the split seed's default; a fraction hold-out."""
+    profile = get_profile("ci")
+    spec = _optimizer_spec(
+        grid={"learning_rate": ["1e-4"], "epochs": [2.0]},
+        fixed={"split_seed": None, "validation_size": 0.25},
+    )
+    (point,) = sweep.expand(spec, profile, OPTIMIZER_TEMPLATE)
+    assert point.axes == {"learning_rate": 1e-4, "epochs": 2}
+    assert isinstance(point.parameters["epochs"], int)
+    assert point.parameters["split_seed"] is None and point.parameters["validation_size"] == 0.25
+
+
+def test_an_unknown_parameter_is_checked_by_its_default_type(fake):
+    """A parameter mcalc has no range for takes its default's type: x (an int) refuses text and 1.5."""
+    notebooks, profile = fake
+    for bad in ("one", 1.5, float("inf")):
+        with pytest.raises(DataError, match="x = .* is refused"):
+            sweep.expand(_spec(grid={"x": [bad]}), profile, notebooks)
+    with pytest.raises(DataError, match="fail = 'yes' is refused: give true or false"):
+        sweep.expand(_spec(grid={"fail": ["yes"]}), profile, notebooks)
+
+
+def test_a_grid_of_too_many_points_is_refused_before_it_expands(tmp_path):
+    """A million points: one line naming the count and the cap, at once (nothing is expanded)."""
+    path = tmp_path / "huge.yaml"
+    path.write_text(
+        "name: huge\ngrid:\n  seed: [" + ", ".join(map(str, range(1000))) + "]\n"
+        "  split_seed: [" + ", ".join(map(str, range(1000))) + "]\n"
+    )
+    with pytest.raises(DataError, match=r"expands to 1,000,000 points, more than the 10,000"):
+        sweep.read_grid(path)
+
+
+def test_a_yaml_alias_bomb_is_refused(tmp_path):
+    """Aliases nested to expand to 10^9 values: refused as soon as the count passes the budget."""
+    lines = ["name: bomb", "a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    lines += ["grid:", "  seed: *a8"]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="more than 100,000 values once its YAML aliases"):
+        sweep.read_grid(path)
+
+
+def test_a_yaml_error_names_its_line_and_column(tmp_path):
+    """The YAML error keeps where it is."""
+    path = tmp_path / "grid.yaml"
+    path.write_text("name: a\ngrid: {seed: [0}\n")
+    with pytest.raises(DataError, match=r"not valid YAML at line 2, column \d+"):
+        sweep.read_grid(path)
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "-1e-3"])
+def test_cli_sweep_with_a_non_finite_learning_rate_exits_2_and_writes_nothing(
+    tmp_path, capsys, value
+):
+    """`learning_rate: .inf` in a grid: exit 2, one line naming it, no sweep folder, nothing run."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"name: bad\ngrid:\n  learning_rate: [1e-4, {value}]\n")
+    results = tmp_path / "results"
+    code = main(["sweep", str(grid), "--profile", "ci", "--results-dir", str(results), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.count("\n") == 1 and "learning_rate = " in err and "is refused" in err
+    assert not results.exists()
+
+
+# --- a point's key covers the bytes it reads, from whichever results folder ---
+
+
+def test_a_grid_overriding_the_results_folder_keys_points_by_that_folders_files(fake, tmp_path):
+    """The same parameters on another results folder's data are another point; on equal data, the same one."""
+    notebooks, profile = fake
+    other = tmp_path / "other"
+    other.mkdir()
+    (Path(profile.results_dir) / "data.txt").write_text("the profile's data")
+    (other / "data.txt").write_text("other data")
+    spec = replace(_spec(grid={"x": [1]}), inputs=("data.txt",))
+    (plain,) = sweep.expand(spec, profile, notebooks)
+    overridden = replace(spec, fixed={"results_dir": str(other)})
+    (moved,) = sweep.expand(overridden, profile, notebooks)
+    assert moved.key != plain.key and moved.inputs != plain.inputs
+    assert moved.parameters["results_dir"] == str(other.resolve())
+    (other / "data.txt").write_text(
+        "the profile's data"
+    )  # the same bytes elsewhere: the same point
+    (same,) = sweep.expand(overridden, profile, notebooks)
+    assert same.key == plain.key
+
+
+# --- damaged records: never counted, repaired by the next run (and by --force) ---
+
+
+def _record(key: str, accuracy: float = 0.5) -> dict:
+    """A finished point's record as a worker returns it."""
+    return {"key": key, "status": "ok", "axes": {"x": 1}, "run": {"test": {"accuracy": accuracy}}}
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text[: len(text) // 2],  # cut short
+        lambda text: text.replace('"accuracy": 0.5', '"accuracy": 0.9'),  # edited
+        lambda text: "",  # emptied
+        lambda text: "[]",  # not a record
+    ],
+)
+def test_a_damaged_record_is_not_finished_and_is_replaced(tmp_path, damage):
+    """A record cut short, edited or emptied: not a finished point; the next write replaces it."""
+    key = "ab" * 32
+    path = sweep.record_path(tmp_path, key)
+    stored = sweep.store_record(_record(key), tmp_path)
+    assert sweep.finished(sweep.read_record(path), key) and stored["digest"]
+    path.write_text(damage(path.read_text()))
+    assert not sweep.finished(sweep.read_record(path), key)
+    sweep.store_record(_record(key), tmp_path)
+    assert sweep.finished(sweep.read_record(path), key)
+    assert sweep.read_record(path)["run"]["test"]["accuracy"] == 0.5
+
+
+def test_a_whole_record_is_kept_unless_forced(tmp_path):
+    """The first whole record of a key wins; with force, the new one replaces it."""
+    key = "cd" * 32
+    sweep.store_record(_record(key, 0.5), tmp_path)
+    assert sweep.store_record(_record(key, 0.7), tmp_path)["run"]["test"]["accuracy"] == 0.5
+    sweep.store_record(_record(key, 0.7), tmp_path, force=True)
+    assert sweep.read_record(sweep.record_path(tmp_path, key))["run"]["test"]["accuracy"] == 0.7
+
+
+@pytest.mark.slow
+def test_a_damaged_record_is_run_again_and_force_runs_every_point(fake):
+    """Resume re-runs the point whose record was damaged (and the readers see it again); --force re-runs all."""
+    notebooks, profile = fake
+    spec = _spec(grid={"x": [1, 2]}, fixed={"log": _log(profile)})
+    run = dict(notebook_dir=notebooks, progress=False)
+    first = sweep.run_sweep(spec, profile, "serial", **run)
+    path = sweep.record_path(first.out_dir, first.ran[0])
+    path.write_text(path.read_text()[:100])
+    with pytest.raises(DataError, match="1 point"):
+        sweep.load_runs(profile.results_dir, "fake")
+    second = sweep.run_sweep(spec, profile, "serial", **run)
+    assert second.ran == [first.ran[0]] and second.skipped == [first.ran[1]]
+    assert sweep.load_runs(profile.results_dir, "fake")["x"].tolist() == [1, 2]
+    third = sweep.run_sweep(spec, profile, "serial", force=True, **run)
+    assert third.ran == first.ran and not third.skipped
+    assert _executions(profile) == [1, 2, 1, 1, 2]
+
+
+def test_a_worker_with_another_mcalc_refuses_the_point(fake):
+    """A worker whose mcalc sources differ from the client's (the key's) refuses before running anything."""
+    notebooks, profile = fake
+    (point,) = sweep.expand(_spec(grid={"x": [1]}), profile, notebooks)
+    assert point.sources == rebuild.source_digest()
+    sweep.check_sources(point)  # the same mcalc: accepted
+    with pytest.raises(DataError, match="differs from the client's"):
+        sweep.execute_point(replace(point, sources="0" * 64), {"key": "k", "files": {}})
+    assert not _executions(profile)
+
+
+def _kernels(profile) -> list[str]:
+    """The process id of the kernel of every execution of the fake template, in order."""
+    return [line.split()[2] for line in Path(_log(profile)).read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_a_serial_sweep_keeps_one_warm_kernel_and_each_point_starts_clean(fake):
+    """Warm: every point in one kernel, none seeing another's variables or folder; fresh: a kernel each."""
+    notebooks, profile = fake
+    template = FAKE_TEMPLATE.replace(
+        "# %%\nimport json",
+        "# %%\nimport os\nassert 'metrics' not in globals() and not os.listdir('.')\nimport json",
+    )
+    (notebooks / "fake.py").write_text(template)
+    spec = _spec(grid={"x": [1, 2, 3]}, fixed={"log": _log(profile)})
+    run = dict(notebook_dir=notebooks, progress=False)
+    warm = sweep.run_sweep(spec, profile, "serial", **run)
+    assert len(warm.ran) == 3 and not warm.failed, warm.describe()
+    assert len(set(_kernels(profile))) == 1
+    fresh = sweep.run_sweep(spec, profile, "serial", force=True, warm=False, **run)
+    assert len(fresh.ran) == 3 and not fresh.failed
+    assert len(set(_kernels(profile)[3:])) == 3
+    out = sweep.sweep_dir(profile.results_dir, "fake")
+    for key in warm.ran:
+        assert (out / "files" / key / "figure.txt").is_file()
