@@ -45,8 +45,28 @@ class LeakageAudit:
         """The mean test accuracy of one split scheme over its split seeds (NaN when it was not run)."""
         return float(self.repeats.loc[self.repeats["scheme"] == scheme, "accuracy"].mean())
 
+    def gap(self, metric: str = "accuracy", confidence: float = 0.95) -> tuple[float, float, float]:
+        """What leakage adds: mean ROI-level − mean patient-grouped ``metric`` over the split seeds, and
+        the Welch t interval of that difference (NaN bounds with fewer than two seeds per scheme)."""
+        from scipy.stats import ttest_ind
+
+        roi = self.repeats.loc[self.repeats["scheme"] == "roi_level", metric].to_numpy(float)
+        grouped = self.repeats.loc[self.repeats["scheme"] == "patient_grouped", metric].to_numpy(
+            float
+        )
+        if not len(roi) or not len(grouped):
+            return float("nan"), float("nan"), float("nan")
+        diff = float(roi.mean() - grouped.mean())
+        if len(roi) < 2 or len(grouped) < 2:
+            return diff, float("nan"), float("nan")
+        if np.ptp(np.r_[roi - roi.mean(), grouped - grouped.mean()]) == 0:
+            return diff, diff, diff  # no seed-to-seed spread at all
+        ci = ttest_ind(roi, grouped, equal_var=False).confidence_interval(confidence)
+        return diff, float(ci.low), float(ci.high)
+
     def table(self) -> pd.DataFrame:
-        """Test accuracy / AUC / 1-NN accuracy per scheme, mean ± SD over split seeds, and the leakage gap."""
+        """Test accuracy / AUC / 1-NN accuracy per scheme, mean ± SD over split seeds, and the leakage
+        gap with its 95% interval over the split seeds (:meth:`gap`)."""
         metrics = ("accuracy", "AUC", "1-NN accuracy on the features")
         rows = {}
         for scheme, label in SPLIT_SCHEMES.items():
@@ -61,11 +81,14 @@ class LeakageAudit:
         roi = self.repeats[self.repeats["scheme"] == "roi_level"]
         grouped = self.repeats[self.repeats["scheme"] == "patient_grouped"]
         if len(roi) and len(grouped):
-            gap = {m: roi[m].mean() - grouped[m].mean() for m in metrics}
-            rows["(b) − (c): what leakage adds on the same data"] = {
+            cells = {}
+            for m in metrics:
+                diff, lo, hi = self.gap(m)
+                cells[m] = f"{diff:+.3f}" + ("" if np.isnan(lo) else f" [{lo:+.3f}, {hi:+.3f}]")
+            rows["(b) − (c): what leakage adds on the same data, 95% CI over split seeds"] = {
                 "split seeds": "—",
                 "test ROIs": "—",
-                **{m: f"{v:+.3f}" for m, v in gap.items()},
+                **cells,
             }
         out = pd.DataFrame(rows).T
         out.index.name = "split scheme"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mcalc.checklist import write_page as write_checklist
 from mcalc.errors import BookBuildError
 from mcalc.fsio import LOCK_NAME, exclusive
 from mcalc.pipeline import Profile
@@ -120,6 +121,7 @@ def _build_book(profile: Profile, source: Path | None) -> Path:
         bottom.write_text(
             "```{admonition} Bottom line\n:class: mcalc-bottom-line\nChapter 5 has not run in this build: no verdict yet.\n```\n"
         )
+    write_checklist(source)  # the reporting-checklist appendix, generated from mcalc.checklist
     jb = Path(sys.executable).with_name("jupyter-book")
     # -W --keep-going: any Sphinx warning (a missing page, include or citation) fails the build, after reporting all.
     cmd = [

@@ -9,7 +9,11 @@ the phantom samples from:
   calc distribution x assessment x subtlety x breast density;
 * per split: patients, images per patient, abnormalities per image, lesions per breast, the fraction
   of lesions seen in both CC and MLO (views matched by their descriptors within a breast), bilateral
-  patients, how single-view lesions sit in breasts.
+  patients, how single-view lesions sit in breasts;
+* per split and pathology: ROIs, lesions and patients, and the histogram of patient layouts (how
+  many breasts, and in each how many lesions are seen in both views, in CC only, in MLO only) that
+  the phantom draws its patients from, so that it clusters ROIs into patients per class as the real
+  tables do (BENIGN_WITHOUT_CALLBACK: few patients with many ROIs each).
 
 Only aggregate figures leave this module, never rows of the tables.
 """
@@ -139,6 +143,39 @@ def _distribution(values: pd.Series) -> dict[str, int]:
     return {str(int(k)): int(v) for k, v in counts.items()}
 
 
+def patient_layout(group: pd.DataFrame) -> str:
+    """One patient's layout: per breast 'pairs.CC-only.MLO-only' lesions, breasts sorted, joined by '|'."""
+    parts = []
+    for _, breast in group.groupby("side"):
+        lesions, pairs = _breast_lesions(breast)
+        n_cc = int((breast["view"] == "CC").sum()) - pairs
+        n_mlo = int((breast["view"] == "MLO").sum()) - pairs
+        parts.append(f"{pairs}.{n_cc}.{n_mlo}")
+    return "|".join(sorted(parts))
+
+
+def parse_layout(key: str) -> list[tuple[int, int, int]]:
+    """The breasts of a :func:`patient_layout` key as (pairs, CC-only, MLO-only) lesion counts."""
+    return [tuple(int(v) for v in part.split(".")) for part in key.split("|")]  # type: ignore[misc]
+
+
+def class_structure(df: pd.DataFrame) -> dict:
+    """Per pathology of one split: ROIs, lesions, patients and the histogram of patient layouts."""
+    out = {}
+    for pathology, sub in df.groupby("pathology"):
+        layouts = sub.groupby("patient_id").apply(patient_layout, include_groups=False)
+        lesions = sum(
+            n_cc + n_mlo + pairs for key in layouts for pairs, n_cc, n_mlo in parse_layout(key)
+        )
+        out[str(pathology)] = {
+            "rois": int(len(sub)),
+            "lesions": int(lesions),
+            "patients": int(sub["patient_id"].nunique()),
+            "patient_layouts": {k: int(v) for k, v in layouts.value_counts().sort_index().items()},
+        }
+    return out
+
+
 def structure(df: pd.DataFrame) -> dict:
     """Patient/breast/image/lesion structure statistics of one split."""
     breasts = df.groupby(["patient_id", "side"])
@@ -175,6 +212,7 @@ def structure(df: pd.DataFrame) -> dict:
             int(df["patient_id"].str[2:].astype(int).max()),
         ],
         "breast_layout": _breast_layout(df),
+        "by_pathology": class_structure(df),
         "lucent_centered_spelling_fraction": round(float(centered.sum() / max(1, lucent.sum())), 4),
     }
 

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import bootstrap
+from scipy.stats import bootstrap, norm
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
@@ -280,7 +280,12 @@ HEAD_METRICS: tuple[str, ...] = (
     "sensitivity_macro",
     "specificity_macro",
     "loss_kl",
+    "brier",
+    "accuracy_standardised",
+    "malignant_sensitivity_at_spec80",
 )
+#: The class whose one-vs-rest sensitivity at 80% specificity the binary studies of Table 5 report.
+POSITIVE_CLASS = "MALIGNANT"
 #: Names of the per-class metrics (``name[CLASS]`` in :meth:`Evaluation.values`), in that order.
 PER_CLASS_METRICS: tuple[str, ...] = ("auc", "sensitivity", "specificity")
 #: What a bootstrap may resample: whole patients (every interval of the study) or single ROIs.
@@ -314,6 +319,12 @@ class Evaluation:
     specificity_macro: float
     loss_kl: float
     confusion: list[list[int]]
+    #: multi-class Brier score: mean over ROIs of Σ_k (p_k − y_k)², 0 (perfect) to 2 (NaN: not recorded)
+    brier: float = math.nan
+    #: Σ_k w_k · sensitivity_k with w the paper's Table 1 test mix (NaN unless the paper's classes)
+    accuracy_standardised: float = math.nan
+    #: one-vs-rest sensitivity of MALIGNANT at specificity ≥ 0.8 (NaN without a MALIGNANT class)
+    malignant_sensitivity_at_spec80: float = math.nan
     #: metric name (as in :meth:`table`) -> (low, high); NaN where no interval could be computed.
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     confidence: float = 0.95
@@ -323,6 +334,9 @@ class Evaluation:
     roc_points: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
     #: what the bootstrap resampled: "patient" (whole patients) or "roi"
     resampling_unit: str = "patient"
+    #: "wilson-cluster" where accuracy, sensitivities and specificities carry :func:`cluster_wilson`
+    #: intervals instead of bootstrap ones ("" where every interval is the bootstrap's)
+    proportion_ci: str = ""
     #: number of distinct patients (None where no patient ids were given)
     n_patients: int | None = None
     #: number of distinct lesions (patient, side, abnormality id; None where not given)
@@ -377,9 +391,15 @@ class Evaluation:
         unit = {"patient": "patient-level", "roi": "ROI-level"}.get(
             self.resampling_unit, self.resampling_unit
         )
+        wilson = (
+            "; accuracy, sensitivities and specificities: Wilson interval on the patient-clustered "
+            "effective sample size"
+            if self.proportion_ci == "wilson-cluster"
+            else ""
+        )
         return (
             f"{self.confidence:.0%} CI: {unit} bootstrap ({self.ci_method}, {self.n_boot} resamples)"
-            f" on {self._sizes()}"
+            f"{wilson} on {self._sizes()}"
         )
 
     def _sizes(self) -> str:
@@ -431,8 +451,8 @@ class Evaluation:
             k: (_none_to_nan(lo), _none_to_nan(hi)) for k, (lo, hi) in d.get("ci", {}).items()
         }
         d["roc_points"] = {c: (list(f), list(t)) for c, (f, t) in d.get("roc_points", {}).items()}
-        for key in HEAD_METRICS:
-            d[key] = _none_to_nan(d[key])
+        for key in HEAD_METRICS:  # records from before a metric existed read it as NaN
+            d[key] = _none_to_nan(d.get(key))
         for key in PER_CLASS_METRICS:
             d[key] = {c: _none_to_nan(v) for c, v in d[key].items()}
         return cls(**d)
@@ -520,7 +540,33 @@ def unit_counts(
     return out
 
 
-def _metric_vector(y: np.ndarray, p: np.ndarray, n_classes: int) -> np.ndarray:
+def standard_mix(classes: Sequence[str] | None) -> np.ndarray | None:
+    """The paper's Table 1 test mix (99/133/94) as weights in ``classes`` order; None for other classes."""
+    from mcalc import paper  # the paper's numbers live there (one definition)
+
+    testing = paper.table1()["Testing"]
+    if classes is None or sorted(classes) != sorted(testing.index):
+        return None
+    w = np.array([testing[c] for c in classes], dtype=float)
+    return w / w.sum()
+
+
+def _task_classes(classes: Sequence[str] | None, n_classes: int) -> tuple[str, ...] | None:
+    """The class names of a metric vector: as given, else the study's three when there are three."""
+    if classes is not None:
+        return tuple(classes)
+    return CLASSES if n_classes == len(CLASSES) else None
+
+
+def brier_score(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """Multi-class Brier score: mean over ROIs of Σ_k (p_k − y_k)² (``brier_score_loss`` × 2 for two classes)."""
+    p = np.asarray(proba, dtype=float)
+    return float(np.mean(((p - np.eye(p.shape[1])[np.asarray(y_true)]) ** 2).sum(axis=1)))
+
+
+def _metric_vector(
+    y: np.ndarray, p: np.ndarray, n_classes: int, classes: Sequence[str] | None = None
+) -> np.ndarray:
     """All metrics of :meth:`Evaluation.values` for one data set, in that order, by scikit-learn.
 
     The one-vs-rest counts of ``multilabel_confusion_matrix`` give accuracy (TP summed over classes
@@ -528,8 +574,14 @@ def _metric_vector(y: np.ndarray, p: np.ndarray, n_classes: int) -> np.ndarray:
     ``accuracy_score``, ``recall_score`` and :func:`specificity_per_class` — and the macro AUC is the
     mean of the per-class ``roc_auc_score(average=None)``, which is how scikit-learn defines
     ``average="macro"``. ``tests/test_metrics.py`` checks both against the single-metric functions,
-    and the bootstrap's weighted, vectorised :func:`_weighted_metrics` against this.
+    and the bootstrap's weighted, vectorised :func:`_weighted_metrics` against this. The
+    prevalence-standardised accuracy weighs the per-class sensitivities by the paper's test mix
+    (:func:`standard_mix`); the malignant sensitivity at 80% specificity is read off the one-vs-rest
+    ROC curve of MALIGNANT (:func:`sensitivity_at_specificity` of that column alone).
     """
+    names = _task_classes(classes, n_classes)
+    mix = standard_mix(names)
+    pos = names.index(POSITIVE_CLASS) if names and POSITIVE_CLASS in names else None
     pred = to_labels(p)
     labels = list(range(n_classes))
     tp, sens, spec = _ovr_rates(y, pred, n_classes)
@@ -542,6 +594,11 @@ def _metric_vector(y: np.ndarray, p: np.ndarray, n_classes: int) -> np.ndarray:
         float(np.mean(sens)),
         float(np.mean(spec)),
         float(log_loss(y, p, labels=labels)),
+        brier_score(y, p),
+        float(mix @ sens) if mix is not None else math.nan,
+        sensitivity_at_specificity((y == pos)[:, None], p[:, [pos]], SPECIFICITY_TARGET)
+        if pos is not None
+        else math.nan,
     ]
     return np.concatenate([head, auc, sens, spec])
 
@@ -580,7 +637,13 @@ def _weighted_sens_at_spec(Wp: np.ndarray, Wn: np.ndarray, specificity: float) -
     return np.where(P[:, 0] > 0, best, np.nan)
 
 
-def _weighted_metrics(W: np.ndarray, y: np.ndarray, p: np.ndarray, n_classes: int) -> np.ndarray:
+def _weighted_metrics(
+    W: np.ndarray,
+    y: np.ndarray,
+    p: np.ndarray,
+    n_classes: int,
+    classes: Sequence[str] | None = None,
+) -> np.ndarray:
     """The metric vector of :func:`_metric_vector` for every row of ROI weights ``W`` at once, (m, R).
 
     A bootstrap resample that draws a patient twice is the data set with that patient's ROIs
@@ -589,6 +652,9 @@ def _weighted_metrics(W: np.ndarray, y: np.ndarray, p: np.ndarray, n_classes: in
     flattened one-hot targets, the clipped log loss), computed for all resamples by matrix products.
     """
     k = n_classes
+    names = _task_classes(classes, n_classes)
+    mix = standard_mix(names)
+    malignant = names.index(POSITIVE_CLASS) if names and POSITIVE_CLASS in names else None
     Y = np.eye(k)[y]
     P1 = np.eye(k)[to_labels(p)]
     tot = W.sum(axis=1)
@@ -613,6 +679,13 @@ def _weighted_metrics(W: np.ndarray, y: np.ndarray, p: np.ndarray, n_classes: in
             sens.mean(axis=1),
             spec.mean(axis=1),
             W @ per_roi_loss / tot,
+            W @ ((p - Y) ** 2).sum(axis=1) / tot,
+            sens @ mix if mix is not None else np.full(len(W), np.nan),
+            _weighted_sens_at_spec(
+                *_grouped_weights(W, p[:, malignant], y == malignant), SPECIFICITY_TARGET
+            )
+            if malignant is not None
+            else np.full(len(W), np.nan),
         ],
         axis=1,
     )
@@ -652,6 +725,7 @@ def evaluate(
     lesions: np.ndarray | None = None,
     unit: str | None = None,
     roi_ids: Sequence[str] | None = None,
+    proportion_ci: str = "wilson-cluster",
 ) -> Evaluation:
     """Point estimates and patient-level (cluster) bootstrap CIs of all metrics (see module doc).
 
@@ -661,7 +735,13 @@ def evaluate(
     (default), ``"bca"`` or ``"basic"`` (``scipy.stats.bootstrap``); ``n_boot=0`` skips the bootstrap
     (all intervals NaN). With ``roi_ids`` the per-ROI predictions are kept in the evaluation
     (:attr:`Evaluation.predictions`), so that :func:`compare_evaluations` can pair it with another.
+    Under the patient bootstrap, accuracy, sensitivities and specificities get :func:`cluster_wilson`
+    intervals (``proportion_ci="wilson-cluster"``, the default) or the bootstrap's (``"bootstrap"``).
     """
+    if proportion_ci not in ("wilson-cluster", "bootstrap"):
+        raise ValueError(
+            f"proportion_ci must be 'wilson-cluster' or 'bootstrap', got {proportion_ci!r}"
+        )
     classes = tuple(classes)
     k = len(classes)
     y = _check_labels(y_true, k)
@@ -672,7 +752,7 @@ def evaluate(
     g = None if groups is None else _codes(groups, len(y), "groups")
     les = _lesion_codes(lesions, g, len(y))
 
-    point = _metric_vector(y, p, k)
+    point = _metric_vector(y, p, k, classes)
     pred = to_labels(p)
     counts = unit_counts(y, g, les, classes)
     ev = Evaluation(
@@ -707,9 +787,61 @@ def evaluate(
         confidence=confidence,
         method=method,
         groups=g if unit == "patient" else None,
+        classes=classes,
     )
     ev.ci = {name: (float(a), float(b)) for name, a, b in zip(names, lo, hi)}
+    if (
+        unit == "patient" and proportion_ci == "wilson-cluster"
+    ):  # proportions: the cluster-adjusted Wilson interval (not degenerate at 0, 1)
+        for name, (success, mask) in _proportions(y, pred, classes).items():
+            ev.ci[name] = cluster_wilson(success[mask], g[mask], confidence)
+        ev.proportion_ci = "wilson-cluster"
     return ev
+
+
+def _proportions(
+    y: np.ndarray, pred: np.ndarray, classes: Sequence[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each proportion metric as (success per ROI, the ROIs of its denominator)."""
+    out = {"accuracy": (pred == y, np.ones(len(y), dtype=bool))}
+    for k, c in enumerate(classes):
+        out[f"sensitivity[{c}]"] = (pred == k, y == k)
+    for k, c in enumerate(classes):
+        out[f"specificity[{c}]"] = (pred != k, y != k)
+    return out
+
+
+def cluster_wilson(
+    success: np.ndarray, clusters: np.ndarray, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Wilson score interval of a proportion of clustered ROIs, on the effective sample size n / deff.
+
+    The design effect deff is the ratio of the cluster (patient) variance of the ratio estimator,
+    g/(g−1) · Σ_i (a_i − p̂ m_i)² / n², to the binomial variance p̂(1 − p̂)/n (a_i successes among the
+    m_i ROIs of patient i, g patients, n ROIs), at least 1 (Korn & Graubard 1998's effective-sample-size
+    interval). Where it cannot be estimated — p̂ of 0 or 1, or a single patient — deff is n / g, the
+    design effect of ROIs that always agree within a patient, so the interval rests on the number of
+    patients: 17 patients all correct give a lower limit of 0.82 at 95%, never a degenerate [1, 1].
+    """
+    a = np.asarray(success, dtype=float)
+    n = len(a)
+    if n == 0:
+        return math.nan, math.nan
+    codes = _codes(clusters, n, "clusters")
+    g = int(codes.max()) + 1
+    m = np.bincount(codes, minlength=g).astype(float)
+    s = np.bincount(codes, weights=a, minlength=g)
+    phat = float(a.mean())
+    if 0.0 < phat < 1.0 and g > 1:
+        v_cluster = g / (g - 1) * float(((s - phat * m) ** 2).sum()) / n**2
+        deff = max(1.0, v_cluster / (phat * (1 - phat) / n))
+    else:
+        deff = n / g
+    n_eff = n / deff
+    z = float(norm.ppf(0.5 + confidence / 2))
+    centre = (phat + z**2 / (2 * n_eff)) / (1 + z**2 / n_eff)
+    half = z / (1 + z**2 / n_eff) * math.sqrt(phat * (1 - phat) / n_eff + z**2 / (4 * n_eff**2))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _predictions(
@@ -892,6 +1024,7 @@ def bootstrap_ci(
     confidence: float = 0.95,
     method: str = "percentile",
     groups: np.ndarray | None = None,
+    classes: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper CI bounds of the metric vector of :meth:`Evaluation.values`.
 
@@ -903,7 +1036,7 @@ def bootstrap_ci(
     k = p.shape[1]
     codes = np.arange(len(y)) if groups is None else _codes(groups, len(y), "groups")
     lo, hi, _ = cluster_bootstrap(
-        lambda W: _weighted_metrics(W, y, p, k),
+        lambda W: _weighted_metrics(W, y, p, k, classes),
         codes,
         y,
         k,
@@ -969,13 +1102,16 @@ def paired_difference(
     sel = np.array([names.index(m) for m in metrics])
     g = None if groups is None else _codes(groups, len(y), "groups")
     les = _lesion_codes(lesions, g, len(y))
-    va = _metric_vector(y, pa, k)[sel]
-    vb = _metric_vector(y, pb, k)[sel]
+    va = _metric_vector(y, pa, k, classes)[sel]
+    vb = _metric_vector(y, pb, k, classes)[sel]
     lo = hi = pval = np.full(len(sel), np.nan)
     if n_boot > 0:
         codes = g if unit == "patient" else np.arange(len(y))
         lo, hi, dist = cluster_bootstrap(
-            lambda W: _weighted_metrics(W, y, pa, k)[sel] - _weighted_metrics(W, y, pb, k)[sel],
+            lambda W: (
+                _weighted_metrics(W, y, pa, k, classes)[sel]
+                - _weighted_metrics(W, y, pb, k, classes)[sel]
+            ),
             codes,
             y,
             k,
@@ -1102,7 +1238,14 @@ def interval_comparison(
     """ROI-level and patient-level 95% intervals of the same predictions, and how much narrower the first is."""
     ev = {
         unit: evaluate(
-            y_true, proba, n_boot=n_boot, seed=seed, groups=groups, lesions=lesions, unit=unit
+            y_true,
+            proba,
+            n_boot=n_boot,
+            seed=seed,
+            groups=groups,
+            lesions=lesions,
+            unit=unit,
+            proportion_ci="bootstrap",
         )
         for unit in RESAMPLING_UNITS
     }
@@ -1124,3 +1267,27 @@ def interval_comparison(
             }
         )
     return pd.DataFrame(rows)
+
+
+def reliability(ev: Evaluation, n_bins: int = 10) -> pd.DataFrame:
+    """Reliability of the top-class probability: per bin of confidence, its mean and the accuracy.
+
+    Multi-class reliability as usually drawn: each ROI's confidence is its largest predicted
+    probability and it is right when that class is its label; ``sklearn.calibration.calibration_curve``
+    bins them (equal-width bins, empty bins left out). Needs the evaluation's kept predictions
+    (:func:`evaluate_rows`). Columns: confidence, accuracy, ROIs.
+    """
+    from sklearn.calibration import calibration_curve
+
+    if not ev.predictions:
+        raise DataError("reliability: the evaluation kept no per-ROI predictions")
+    p = np.asarray(ev.predictions["proba"], dtype=float)
+    y = np.asarray(ev.predictions["label"], dtype=np.int64)
+    conf = p.max(axis=1)
+    right = (p.argmax(axis=1) == y).astype(int)
+    acc, mean_conf = calibration_curve(right, conf, n_bins=n_bins, strategy="uniform")
+    edges = np.linspace(0, 1, n_bins + 1)
+    counts = np.bincount(
+        np.searchsorted(edges[1:-1], conf), minlength=n_bins
+    )  # calibration_curve's bins
+    return pd.DataFrame({"confidence": mean_conf, "accuracy": acc, "ROIs": counts[counts > 0]})

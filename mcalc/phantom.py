@@ -8,9 +8,10 @@ folder as a phantom) and ``quirks.csv`` (the download faults injected on purpose
 
 Sizes and descriptors are sampled from figures derived from the real tables shipped with mcalc
 (``mcalc/data/calc_case_description_{train,test}_set.csv``; see :mod:`mcalc.calibration`):
-split x pathology x calc type x distribution x assessment x subtlety x density, patients, breasts,
-lesions per breast, lesions seen in both CC and MLO, bilateral patients. ``scale=1`` gives the real
-sizes (1546 + 326 ROIs).
+split x pathology x calc type x distribution x assessment x subtlety x density, and per split and
+pathology the real patients' layouts (breasts, lesions seen in both CC and MLO or in one view), so that
+ROIs cluster into patients per class as in the real tables. ``scale=1`` gives the real sizes (1546 +
+326 ROIs) and the real numbers of patients and lesions per split and class.
 
 Pixels depend on the rendering descriptors only (calc type, calc distribution, subtlety, breast
 density, view): pathology and assessment never reach the renderer, so any class information in the
@@ -47,12 +48,12 @@ from skimage.draw import polygon as draw_polygon
 from tqdm.auto import tqdm
 
 from mcalc import __version__, kaggle
-from mcalc.calibration import derive_calibration
+from mcalc.calibration import derive_calibration, parse_layout
 from mcalc.curation import CLASSES
 from mcalc.errors import DataError
 from mcalc.fsio import LOCK_NAME, exclusive, write_text
 
-PHANTOM_VERSION = "1.0"
+PHANTOM_VERSION = "1.1"
 SPLITS = ("train", "test")
 CSV_NAMES = {
     "train": "calc_case_description_train_set.csv",
@@ -728,54 +729,34 @@ def _target_counts(calibration: pd.DataFrame, scale: float) -> dict[tuple[str, s
     }
 
 
-def _chunks(
-    items: list, hist: dict[str, int], rng: np.random.Generator, least: int = 1
-) -> list[list]:
-    """Cut items into consecutive groups whose sizes are drawn from a histogram (sizes < least dropped)."""
-    hist = {k: v for k, v in hist.items() if int(k) >= least} or {str(least): 1}
-    out = []
-    while items:
-        k = _sample_distribution(hist, rng)
-        out.append(items[:k])
-        items = items[k:]
-    return out
+#: Descriptors that tell two lesions of one breast apart (as :mod:`mcalc.calibration` matches views).
+_LESION_KEY = ("calc_type", "calc_distribution", "assessment", "subtlety")
 
 
-def _group_breasts(lesions: list[dict], stats: dict, rng: np.random.Generator) -> list[list[dict]]:
-    """Lesions of one density -> breasts, with the real mix of single-view and two-view breasts."""
-    layout = stats["breast_layout"]
-    in_sv, in_bv = (
-        layout["single_view_lesions_in_single_view_breasts"],
-        layout["single_view_lesions_in_two_view_breasts"],
-    )
-    to_sv = in_sv / max(1, in_sv + in_bv)
-    pairs = [les for les in lesions if len(les["views"]) == 2]
-    singles = [les for les in lesions if len(les["views"]) == 1]
-    sv_pool, bv_pool = [], []
-    for les in singles:
-        (sv_pool if rng.uniform() < to_sv else bv_pool).append(les)
-    breasts = []
-    for view in ("CC", "MLO"):
-        breasts += _chunks(
-            [les for les in sv_pool if les["views"] == (view,)],
-            layout["lesions_per_single_view_breast"],
-            rng,
-        )
-    two_view = _chunks(pairs, layout["pairs_per_two_view_breast"], rng, least=1)
-    hist = layout["pairs_per_two_view_breast"]
-    zero_share = hist.get("0", 0) / max(1, sum(hist.values()))
-    n_zero = int(round(zero_share / max(1e-9, 1 - zero_share) * len(two_view)))
-    cc = [les for les in bv_pool if les["views"] == ("CC",)]
-    mlo = [les for les in bv_pool if les["views"] == ("MLO",)]
-    n_zero = min(n_zero, len(cc), len(mlo))
-    two_view += [[cc[i], mlo[i]] for i in range(n_zero)]
-    rest = cc[n_zero:] + mlo[n_zero:]
-    for les in rest:
-        if two_view:
-            two_view[int(rng.integers(len(two_view)))].append(les)
-        else:
-            breasts.append([les])
-    return breasts + two_view
+def _draw_layouts(
+    layouts: dict[str, int], target: int, rng: np.random.Generator
+) -> list[list[list[int]]]:
+    """Real patient layouts of one split x class, in random order (reshuffled when used up), until
+    they hold ``target`` ROIs; the last one trimmed to the exact count (breasts as [pairs, CC, MLO])."""
+    pool = [key for key, n in layouts.items() for _ in range(int(n))]
+    chosen: list[list[list[int]]] = []
+    total, order = 0, []
+    while total < target:
+        if not order:
+            order = [int(i) for i in rng.permutation(len(pool))]
+        breasts = [list(b) for b in parse_layout(pool[order.pop()])]
+        chosen.append(breasts)
+        total += sum(2 * p + c + m for p, c, m in breasts)
+    excess = total - target
+    for breast in chosen[-1]:
+        for slot in (1, 2, 0):  # CC-only, MLO-only, then a pair becomes an MLO-only lesion
+            while excess > 0 and breast[slot] > 0:
+                breast[slot] -= 1
+                if slot == 0:
+                    breast[2] += 1
+                excess -= 1
+    chosen[-1] = [b for b in chosen[-1] if sum(b)]
+    return chosen
 
 
 def _plan_split(
@@ -786,68 +767,68 @@ def _plan_split(
     rng: np.random.Generator,
     spelling: bool,
 ) -> list[dict]:
-    """Patients (each with breasts, each with lesions) of one split."""
-    lesions = []
+    """Patients (each with breasts, each with lesions) of one split, clustered per class as the real tables.
+
+    Each class's patients are the real tables' patient layouts of that split and class (breasts; in
+    each, lesions seen in both views, in CC only, in MLO only), drawn until they hold the class's
+    ROIs: at scale 1 every real layout once, so patients, lesions and ROIs per split and class are the
+    real ones. A patient's descriptors are drawn from the class's joint counts, the first lesion's
+    breast density then holding for the patient's other lesions.
+    """
     cal = calibration[calibration["split"] == split]
     targets = _target_counts(calibration, scale)
-    for pathology in CLASSES:
-        n_rois = targets[(split, pathology)]
-        pair_frac = float(stats["both_views_roi_fraction_by_pathology"].get(pathology, 0.0))
-        n_pairs = min(n_rois // 2, int(round(n_rois * pair_frac / 2)))
-        n_lesions = n_rois - n_pairs
-        sub = cal[cal["pathology"] == pathology].reset_index(drop=True)
-        picks = rng.choice(len(sub), size=n_lesions, p=sub["count"].to_numpy() / sub["count"].sum())
-        for i, k in enumerate(picks):
-            row = sub.iloc[int(k)]
-            if i < n_pairs:
-                views = ("CC", "MLO")
-            else:
-                views = ("MLO",) if rng.uniform() < stats["single_view_mlo_fraction"] else ("CC",)
-            written = row["calc_type"]
-            if (
-                spelling
-                and "LUCENT_CENTER" in written
-                and rng.uniform() < stats["lucent_centered_spelling_fraction"]
-            ):
-                written = written.replace("LUCENT_CENTER", "LUCENT_CENTERED")
-            lesions.append(
-                {
-                    "pathology": pathology,
-                    "calc_type": row["calc_type"],
-                    "calc_type_written": written,
-                    "calc_distribution": row["calc_distribution"],
-                    "assessment": int(row["assessment"]),
-                    "subtlety": int(row["subtlety"]),
-                    "density": int(row["density"]),
-                    "views": views,
-                }
-            )
-    # breasts: lesions of equal density grouped as in the real tables (see _group_breasts)
-    breasts = []
-    for density in sorted({les["density"] for les in lesions}):
-        group = [
-            lesions[i] for i in rng.permutation(len(lesions)) if lesions[i]["density"] == density
-        ]
-        breasts += [
-            {"density": density, "lesions": chunk} for chunk in _group_breasts(group, stats, rng)
-        ]
-    # patients: breasts of equal density paired into bilateral patients at the real rate
-    pair_prob = float(
-        stats["bilateral_patient_fraction"]
-    )  # each patient is bilateral with this probability
     patients = []
-    for density in sorted({br["density"] for br in breasts}):
-        group = [br for br in breasts if br["density"] == density]
-        group = [group[i] for i in rng.permutation(len(group))]
-        while group:
-            if len(group) >= 2 and rng.uniform() < pair_prob:
-                pair, group = group[:2], group[2:]
-                pair[0]["side"], pair[1]["side"] = "LEFT", "RIGHT"
-                patients.append({"split": split, "density": density, "breasts": pair})
+    for pathology in CLASSES:
+        sub = cal[cal["pathology"] == pathology].reset_index(drop=True)
+        weights = sub["count"].to_numpy(dtype=float)
+        layouts = stats["by_pathology"][pathology]["patient_layouts"]
+        for breasts in _draw_layouts(layouts, targets[(split, pathology)], rng):
+            density = None
+            out_breasts = []
+            for pairs, n_cc, n_mlo in breasts:
+                views = [("CC", "MLO")] * pairs + [("CC",)] * n_cc + [("MLO",)] * n_mlo
+                lesions = []
+                for v in views:
+                    w = weights if density is None else weights * (sub["density"] == density)
+                    w = weights if w.sum() == 0 else w
+                    # a single-view lesion never repeats the descriptors of one seen only in the
+                    # other view of the breast (the two would read as one lesion in both views)
+                    other = {
+                        tuple(les[k] for k in _LESION_KEY)
+                        for les in lesions
+                        if len(v) == 1 and les["views"] not in (v, ("CC", "MLO"))
+                    }
+                    for _ in range(20):
+                        row = sub.iloc[int(rng.choice(len(sub), p=w / w.sum()))]
+                        if tuple(row[k] for k in _LESION_KEY) not in other:
+                            break
+                    density = int(row["density"]) if density is None else density
+                    written = row["calc_type"]
+                    if (
+                        spelling
+                        and "LUCENT_CENTER" in written
+                        and rng.uniform() < stats["lucent_centered_spelling_fraction"]
+                    ):
+                        written = written.replace("LUCENT_CENTER", "LUCENT_CENTERED")
+                    lesions.append(
+                        {
+                            "pathology": pathology,
+                            "calc_type": row["calc_type"],
+                            "calc_type_written": written,
+                            "calc_distribution": row["calc_distribution"],
+                            "assessment": int(row["assessment"]),
+                            "subtlety": int(row["subtlety"]),
+                            "density": density,
+                            "views": v,
+                        }
+                    )
+                out_breasts.append({"density": density, "lesions": lesions})
+            if len(out_breasts) == 2:
+                out_breasts[0]["side"], out_breasts[1]["side"] = "LEFT", "RIGHT"
             else:
-                br, group = group[0], group[1:]
-                br["side"] = "LEFT" if rng.uniform() < 0.5 else "RIGHT"
-                patients.append({"split": split, "density": density, "breasts": [br]})
+                for br in out_breasts:
+                    br["side"] = "LEFT" if rng.uniform() < 0.5 else "RIGHT"
+            patients.append({"split": split, "density": density, "breasts": out_breasts})
     return patients
 
 

@@ -56,6 +56,10 @@ class Profile:
     n_boot: int = 1000
     cv_folds: int = 10
     n_seeds: int = 5
+    #: split seeds per scheme of chapter 6's leakage audit (≥ 2 for an interval on the gap)
+    n_split_seeds: int = 10
+    #: learning rates of chapter 5's test-selection search (the paper's: 1e-2 to 1e-5)
+    selection_learning_rates: tuple[float, ...] = (1e-2, 1e-3, 1e-4, 1e-5)
     results_dir: str = "results"
     cache_dir: str = "cache"
     out_dir: str = "book/executed"
@@ -103,6 +107,8 @@ PROFILES = {
         n_boot=50,
         cv_folds=3,
         n_seeds=2,
+        n_split_seeds=2,
+        selection_learning_rates=(1e-3, 1e-4),
         results_dir="build/ci/results",
         cache_dir="build/ci/cache",
         out_dir="build/ci/notebooks",
@@ -185,7 +191,11 @@ def plan(profile: Profile) -> list[NotebookRun]:
         NotebookRun(
             "05_comparison",
             "05_comparison",
-            {"n_seeds": min(profile.n_seeds, 3), "sweep_name": SEED_SWEEP},
+            {
+                "n_seeds": min(profile.n_seeds, 3),
+                "sweep_name": SEED_SWEEP,
+                "selection_learning_rates": list(profile.selection_learning_rates),
+            },
             sweep=seed_sweep(profile),
             reads=(
                 *study,
@@ -199,7 +209,7 @@ def plan(profile: Profile) -> list[NotebookRun]:
         NotebookRun(
             "06_leakage_audit",
             "06_leakage_audit",
-            {"n_split_seeds": min(profile.n_seeds, 3)},
+            {"n_split_seeds": profile.n_split_seeds},
             reads=study,
             wave=2,
         ),

@@ -783,3 +783,26 @@ def glue_numbers(**values: object) -> None:
 
     for name, value in values.items():
         glue(name, value.item() if hasattr(value, "item") else value, display=False)
+
+
+def reliability_panel(evaluations: dict, n_bins: int = 10) -> plt.Figure:
+    """Reliability diagram per model: accuracy against mean top-class probability per bin, and the diagonal."""
+    from mcalc.metrics import reliability
+
+    n = len(evaluations)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), squeeze=False)
+    for ax, (name, ev) in zip(axes.ravel(), evaluations.items()):
+        table = reliability(ev, n_bins)
+        ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=0.8)
+        ax.plot(table["confidence"], table["accuracy"], marker="o", lw=1)
+        ax.set_title(f"{name}\nBrier {ev.brier:.3f}", fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("mean top-class probability", fontsize=8)
+        ax.set_ylabel("accuracy", fontsize=8)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig

@@ -2,7 +2,8 @@
 
 The paper trains on 1547 ROIs, validates on 200 and tests on 326, the official CBIS-DDSM test total;
 its "80 % / 20 % stratified" wording paraphrases how the data set's authors describe their official,
-patient-disjoint split, which the paper most likely used. This module offers:
+patient-disjoint split (its training counts match that split's, its test counts per class do not, so
+whether the paper used it is not settled). This module offers:
 
 * :func:`validation_split` — a validation set of about ``n_val`` ROIs carved out of the training
   table, grouped by patient (no patient on both sides) and stratified by label as well as the

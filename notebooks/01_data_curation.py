@@ -144,7 +144,7 @@ plots.show_table(download_check.differences, "Records that differ from the shipp
 # ## The metadata behind the labels
 #
 # BENIGN_WITHOUT_CALLBACK marks lesions that were not biopsied, and the BI-RADS assessment is the
-# radiologist's (partly post-hoc) reading; in the official tables that class is almost exactly
+# radiologist's reading; in the official tables that class is almost exactly
 # assessment 2. This is a property of the labels, not of the images: a model that sees the
 # assessment (or anything correlated with it) inherits it. Pathology by assessment:
 

@@ -13,8 +13,9 @@
 # %% [markdown]
 # # Beyond the paper: a leakage audit
 #
-# The paper most likely evaluated on the official, patient-disjoint split (see the methods). Many
-# studies do not: they pool the ROIs and split them at random, which puts the CC and MLO views of one
+# Whether the paper evaluated on the official, patient-disjoint split is not settled: its training
+# counts match the official table, its test class counts do not (see the methods). Many studies
+# do not use a patient-disjoint split: they pool the ROIs and split them at random, which puts the CC and MLO views of one
 # lesion, and other lesions of the same patient, on both sides. This chapter is about that general
 # lesson, not about the paper. Its clean contrast is between two splits of the **same pooled data**
 # (official train and test together): (b) a random ROI-level 80/20 split and (c) a patient-grouped
@@ -43,7 +44,7 @@ learning_rate = 1e-4
 batch_size = 32
 epochs = 20
 validation_size = 200
-n_split_seeds = 3  # repeats of each pooled-data split scheme
+n_split_seeds = 10  # repeats of each pooled-data split scheme (enough for an interval on the gap)
 
 
 # %%
@@ -85,9 +86,11 @@ plots.glue_numbers(memoriser_sentence=Markdown(leakage_sentence(audit.repeats)))
 
 # %% [markdown]
 # Each row of (b) and (c) is the mean ± SD over the split seeds; the last row is what leakage adds
-# on the same pooled data. The last column is a pure memoriser — the label of the nearest training
-# ROI in backbone-feature space — which can only gain from a split that leaves the other view of a
-# lesion in training. {glue:md}`memoriser_sentence`
+# on the same pooled data, with its 95% interval over the split seeds (Welch's t interval of the
+# difference of the two means; it says how much the gap depends on which split was drawn). The last
+# column is a pure memoriser — the label of the nearest training ROI in backbone-feature space —
+# which can only gain from a split that leaves the other view of a lesion in training.
+# {glue:md}`memoriser_sentence`
 
 # %%
 plots.show_table(
@@ -121,10 +124,13 @@ plots.show_table(
 
 # %%
 roi_level, grouped = (audit.mean_test_accuracy(s) for s in ("roi_level", "patient_grouped"))
+gain, gain_low, gain_high = audit.gap("accuracy")
 plots.glue_numbers(
     roi_level_accuracy=roi_level,
     grouped_accuracy=grouped,
-    leakage_gain=roi_level - grouped,
+    leakage_gain=gain,
+    leakage_gain_low=gain_low,
+    leakage_gain_high=gain_high,
     n_split_seeds_run=n_split_seeds,
 )
 
@@ -133,7 +139,9 @@ plots.glue_numbers(
 #
 # - On the same pooled data and pipeline, a ROI-level split gives a mean test accuracy of
 #   {glue:text}`roi_level_accuracy:.3f` and a patient-grouped split {glue:text}`grouped_accuracy:.3f`
-#   ({glue:text}`n_split_seeds_run` split seeds each): a difference of {glue:text}`leakage_gain:+.3f`.
+#   ({glue:text}`n_split_seeds_run` split seeds each): a difference of {glue:text}`leakage_gain:+.3f`
+#   (95% CI over split seeds {glue:text}`leakage_gain_low:+.3f` to {glue:text}`leakage_gain_high:+.3f`;
+#   with a single seed per scheme there is no interval and these read nan).
 # - {glue:md}`memoriser_sentence`
 # - The official tables show how much a ROI-level split leaks (the other view of a presumed same
 #   lesion, the same breast, the same patient); the official split is patient-disjoint and leaks none.

@@ -168,6 +168,7 @@ def test_evaluate_point_estimates_match_functions() -> None:
     assert ev.specificity_macro == pytest.approx(np.mean(M.specificity_per_class(y, pred)))
     assert ev.sensitivity_at_spec80 == pytest.approx(M.sensitivity_at_specificity(M.one_hot(y), p))
     assert ev.loss_kl == pytest.approx(M.log_loss_kl(y, p))
+    assert ev.brier == pytest.approx(np.mean(((p - M.one_hot(y)) ** 2).sum(axis=1)))
     assert np.array(ev.confusion).sum() == 90
     assert all(math.isnan(lo) and math.isnan(hi) for lo, hi in ev.ci.values())
 
@@ -175,7 +176,13 @@ def test_evaluate_point_estimates_match_functions() -> None:
 @pytest.mark.parametrize("case", ["informative", "one_class_never_predicted", "small"])
 def test_bootstrap_metric_vector_equals_scikit_learn_metric_by_metric(case: str) -> None:
     """The per-resample vector (one confusion count, one AUC call) equals each scikit-learn metric called alone."""
-    from sklearn.metrics import accuracy_score, log_loss, recall_score, roc_auc_score
+    from sklearn.metrics import (
+        accuracy_score,
+        brier_score_loss,
+        log_loss,
+        recall_score,
+        roc_auc_score,
+    )
 
     y, p = scored_data(12 if case == "small" else 150, 7)
     if case == "one_class_never_predicted":
@@ -197,6 +204,11 @@ def test_bootstrap_metric_vector_equals_scikit_learn_metric_by_metric(case: str)
                 ),
                 np.mean(M.specificity_per_class(y, pred)),
                 log_loss(y, p, labels=[0, 1, 2]),
+                sum(
+                    brier_score_loss(y == k, p[:, k]) for k in range(3)
+                ),  # Σ_k of the binary scores
+                np.array([99, 133, 94]) / 326 @ recall_score(y, pred, average=None)[[1, 0, 2]],
+                M.sensitivity_at_specificity((y == 2)[:, None], p[:, [2]]),
             ],
             roc_auc_score(y, p, multi_class="ovr", average=None),
             recall_score(y, pred, average=None, labels=[0, 1, 2], zero_division=np.nan),
@@ -423,7 +435,9 @@ def test_patient_bootstrap_deterministic_by_seed_and_wider_when_clustered() -> N
 def test_one_roi_per_patient_patient_and_roi_bootstrap_agree(method: str) -> None:
     y, p = scored_data(60, 5)
     ids = np.array([f"P_{i:05d}" for i in range(len(y))])
-    patient = M.evaluate(y, p, n_boot=100, seed=1, method=method, groups=ids)
+    patient = M.evaluate(
+        y, p, n_boot=100, seed=1, method=method, groups=ids, proportion_ci="bootstrap"
+    )
     roi = M.evaluate(y, p, n_boot=100, seed=1, method=method)
     assert patient.ci == roi.ci
     assert all(np.isfinite(v).all() for v in patient.ci.values())
@@ -434,10 +448,12 @@ def test_patient_bootstrap_class_of_one_patient_is_kept() -> None:
     y, p, patient = clustered_data(30, 3, seed=6)
     y = np.where(y == 2, 0, y)
     y[patient == 0] = 2  # patient 0 alone holds MALIGNANT
-    ev = M.evaluate(y, p, n_boot=100, seed=0, groups=patient)
+    ev = M.evaluate(y, p, n_boot=100, seed=0, groups=patient, proportion_ci="bootstrap")
     assert all(np.isfinite(ev.ci[f"auc[{c}]"]).all() for c in M.CLASSES)
     lo, hi = ev.ci["sensitivity[MALIGNANT]"]
-    assert lo == hi == ev.sensitivity["MALIGNANT"]
+    assert lo == hi == ev.sensitivity["MALIGNANT"]  # the bootstrap's interval is degenerate there
+    lo, hi = M.evaluate(y, p, n_boot=100, seed=0, groups=patient).ci["sensitivity[MALIGNANT]"]
+    assert lo < hi  # the cluster-Wilson interval (the default) rests on the one patient
 
 
 def test_patient_bootstrap_rejects_bad_ids() -> None:
@@ -477,7 +493,7 @@ def coverage(n_patients: int, rois: int, unit: str, reps: int, true_acc: float) 
 def test_accuracy_only_statistic_reads_the_same_resamples_as_evaluate() -> None:
     """The coverage test's accuracy-only statistic sees exactly the resamples of evaluate()."""
     y, p, patient = clustered_data(30, 4, seed=3)
-    ev = M.evaluate(y, p, n_boot=400, seed=5, groups=patient)
+    ev = M.evaluate(y, p, n_boot=400, seed=5, groups=patient, proportion_ci="bootstrap")
     assert accuracy_interval(y, p, patient, n_boot=400, seed=5) == pytest.approx(ev.ci["accuracy"])
 
 
@@ -622,3 +638,189 @@ def test_evaluate_rows_keeps_predictions_and_compares_by_roi_id() -> None:
         M.compare_evaluations(ev, M.evaluate_rows(rows.iloc[:-1], worse[:-1], n_boot=0))
     with pytest.raises(DataError, match="no per-ROI predictions"):
         M.compare_evaluations(ev, M.evaluate(y, worse, n_boot=0))
+
+
+# -------------------------------------------------------------- calibration, class mix, Table 5b
+
+
+def test_brier_score_in_every_evaluation_record_with_a_patient_level_interval() -> None:
+    """Brier: 0 for perfect one-hot scores, 2 for confident wrong ones; recorded, with its interval,
+    in the JSON record; an old record without it reads back as NaN."""
+    y = np.array([0, 1, 2, 0, 1, 2])
+    assert M.brier_score(y, np.eye(3)[y]) == 0.0
+    assert M.brier_score(y, np.eye(3)[(y + 1) % 3]) == 2.0
+    y, p, patient = clustered_data(40, 3, seed=4)
+    ev = M.evaluate(y, p, n_boot=200, seed=1, groups=patient)
+    record = json.loads(json.dumps(ev.to_dict()))
+    assert record["brier"] == pytest.approx(M.brier_score(y, p))
+    lo, hi = record["ci"]["brier"]
+    assert lo < record["brier"] < hi
+    assert "brier" in set(ev.table()["metric"])
+    del record["brier"]
+    assert math.isnan(M.Evaluation.from_dict(record).brier)
+
+
+def test_standardised_accuracy_weighs_class_sensitivities_by_the_paper_test_mix() -> None:
+    """Σ_k w_k · sensitivity_k with w = 99/133/94 (BWC/BENIGN/MALIGNANT); equal to the raw accuracy
+    when the test set has the paper's mix; NaN for a task with other classes."""
+    pred = np.r_[np.zeros(133, int), np.ones(99, int), np.full(94, 2)]
+    y = pred.copy()
+    y[:33] = 1  # 33 of 166 'BENIGN' predictions are in truth BWC
+    y = np.r_[y]
+    p = np.eye(3)[pred] * 0.8 + 0.2 / 3
+    ev = M.evaluate(y, p, n_boot=0)
+    sens = M.sensitivity_per_class(y, pred)
+    w = np.array([133, 99, 94]) / 326
+    assert ev.accuracy_standardised == pytest.approx(float(w @ sens))
+    mixed = np.r_[np.zeros(133, int), np.ones(99, int), np.full(94, 2)]
+    ev_mix = M.evaluate(mixed, p, n_boot=0)
+    assert ev_mix.accuracy_standardised == pytest.approx(ev_mix.accuracy)
+    yb, pb = np.array([0, 0, 1, 1]), np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.8, 0.2]])
+    ev2 = M.evaluate(yb, pb, classes=("BENIGN", "MALIGNANT"), n_boot=0)
+    assert math.isnan(ev2.accuracy_standardised)
+
+
+def test_malignant_sensitivity_at_80_specificity_is_the_one_vs_rest_quantity() -> None:
+    """The binary studies' quantity: MALIGNANT's column against the rest, not the pooled one-hot one."""
+    from sklearn.metrics import roc_curve
+
+    y, p = scored_data(200, 11)
+    ev = M.evaluate(y, p, n_boot=0)
+    fpr, tpr, _ = roc_curve(y == 2, p[:, 2], drop_intermediate=False)
+    assert ev.malignant_sensitivity_at_spec80 == pytest.approx(tpr[fpr <= 0.2 + 1e-12].max())
+    assert ev.malignant_sensitivity_at_spec80 != pytest.approx(ev.sensitivity_at_spec80)
+    yb = (y == 2).astype(int)
+    pb = np.c_[1 - p[:, 2], p[:, 2]]
+    ev2 = M.evaluate(yb, pb, classes=("BENIGN", "MALIGNANT"), n_boot=0)
+    assert ev2.malignant_sensitivity_at_spec80 == pytest.approx(ev.malignant_sensitivity_at_spec80)
+
+
+def _real_test_clusters() -> tuple[np.ndarray, np.ndarray]:
+    """Patient id and class index of every ROI of the real official test table (shipped with mcalc)."""
+    from mcalc.calibration import read_split, shipped_tables
+
+    df = read_split(shipped_tables()["test"], "test")
+    return df["patient_id"].to_numpy(), df["pathology"].map(M.CLASSES.index).to_numpy()
+
+
+#: Coverage the 95% cluster-Wilson interval must reach on the real test split's patients (book/methods.md).
+WILSON_COVERAGE_FLOOR = 0.92
+
+
+@pytest.mark.parametrize(
+    "cls, truth, sigma",
+    [
+        ("BENIGN_WITHOUT_CALLBACK", 0.99, 1.5),
+        ("BENIGN_WITHOUT_CALLBACK", 0.95, 1.5),
+        ("BENIGN_WITHOUT_CALLBACK", 0.85, 1.5),
+        ("BENIGN_WITHOUT_CALLBACK", 0.60, 0.5),
+        ("MALIGNANT", 0.85, 1.5),
+        ("BENIGN", 0.95, 0.5),
+    ],
+)
+def test_cluster_wilson_coverage_on_the_real_test_split_patients(
+    cls: str, truth: float, sigma: float
+) -> None:
+    """The real test split's patients of a class (BWC: 67 ROIs of 17 patients), outcomes simulated
+    with a patient effect (logit sd ``sigma``) around a true sensitivity: the 95% cluster-Wilson
+    interval covers it in at least WILSON_COVERAGE_FLOOR of 1000 replicates, and is never [1, 1]."""
+    from scipy.optimize import brentq
+    from scipy.special import expit
+
+    patients, labels = _real_test_clusters()
+    mask = labels == M.CLASSES.index(cls)
+    codes = pd.factorize(patients[mask])[0]
+    if cls == "BENIGN_WITHOUT_CALLBACK":
+        assert (mask.sum(), codes.max() + 1) == (67, 17)
+    z, w = np.polynomial.hermite_e.hermegauss(40)
+    mu = brentq(lambda a: expit(a + sigma * z) @ (w / w.sum()) - truth, -30, 30)
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(1000):
+        pi = expit(mu + sigma * rng.normal(size=codes.max() + 1))[codes]
+        lo, hi = M.cluster_wilson(rng.uniform(size=len(codes)) < pi, codes)
+        assert lo < hi
+        hits += lo <= truth <= hi
+    assert hits / 1000 >= WILSON_COVERAGE_FLOOR, hits / 1000
+
+
+def test_cluster_wilson_all_correct_rests_on_the_patients() -> None:
+    """17 patients, 67 ROIs, all correct: the lower limit is Wilson's for 17, not for 67, ROIs."""
+    codes = np.repeat(np.arange(17), [4] * 16 + [3])
+    lo, hi = M.cluster_wilson(np.ones(67), codes)
+    assert lo == pytest.approx(17 / (17 + 1.959964**2), abs=1e-4) and hi == 1.0
+    assert M.cluster_wilson(np.ones(67), np.arange(67))[0] > 0.94
+
+
+def test_reliability_bins_top_class_confidence_against_accuracy() -> None:
+    """Perfectly calibrated scores sit near the diagonal; over-confident ones far below it."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    conf = rng.uniform(0.5, 1.0, n)
+    y = rng.integers(0, 3, n)
+    right = rng.uniform(size=n) < conf
+    pred = np.where(right, y, (y + 1 + rng.integers(0, 2, n)) % 3)
+    p = np.repeat(((1 - conf) / 2)[:, None], 3, axis=1)
+    p[np.arange(n), pred] = conf
+    rows = pd.DataFrame(
+        {
+            "roi_id": [f"R{i}" for i in range(n)],
+            "label": y,
+            "patient_id": [f"P{i}" for i in range(n)],
+            "side": "LEFT",
+            "abnormality_id": 1,
+        }
+    )
+    table = M.reliability(M.evaluate_rows(rows, p, n_boot=0))
+    assert table["ROIs"].sum() == n
+    assert np.abs(table["accuracy"] - table["confidence"]).max() < 0.08
+    sure = np.where(np.arange(3)[None, :] == pred[:, None], 0.98, 0.01)
+    over = M.reliability(M.evaluate_rows(rows, sure, n_boot=0))
+    assert (over["confidence"] - over["accuracy"]).max() > 0.2
+    edge = np.eye(3)[y] * 0.7 + 0.1  # every confidence exactly on a bin edge (0.8)
+    on_edge = M.reliability(M.evaluate_rows(rows, edge, n_boot=0))
+    assert on_edge["ROIs"].tolist() == [n] and on_edge["confidence"].tolist() == [
+        pytest.approx(0.8)
+    ]
+    with pytest.raises(DataError, match="no per-ROI predictions"):
+        M.reliability(M.evaluate(y, p, n_boot=0))
+
+
+@pytest.mark.slow
+def test_interval_coverage_on_the_real_test_split_under_strong_patient_correlation() -> None:
+    """The real test split's patients, scores with a strong patient effect shared by all of a
+    patient's ROIs: every interval of the evaluation (bootstrap AUCs, cluster-Wilson sensitivities)
+    covers the truth — the metric on a population 200 times the split — in at least 88% of 200
+    replicates (book/methods.md states what they reach: about 0.91-0.97)."""
+    patients, y = _real_test_clusters()
+    codes = pd.factorize(patients)[0]
+    g = codes.max() + 1
+
+    def draw(rng: np.random.Generator) -> np.ndarray:
+        """Softmax scores: class signal 2, ROI noise 1, patient effect 1.5 (logit scale)."""
+        logits = rng.normal(size=(len(y), 3)) + 1.5 * rng.normal(size=(g, 3))[codes]
+        logits[np.arange(len(y)), y] += 2.0
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    names = [
+        "auc_pooled",
+        "auc[BENIGN_WITHOUT_CALLBACK]",
+        "malignant_sensitivity_at_spec80",
+        "sensitivity[BENIGN_WITHOUT_CALLBACK]",
+        "accuracy",
+        "brier",
+    ]
+    rng = np.random.default_rng(123)
+    big = np.vstack([draw(rng) for _ in range(200)])
+    truth = M.evaluate(np.tile(y, 200), big, n_boot=0).values()
+    rng = np.random.default_rng(0)
+    hits = dict.fromkeys(names, 0)
+    reps = 200
+    for r in range(reps):
+        ev = M.evaluate(y, draw(rng), n_boot=500, seed=r, groups=patients)
+        for n in names:
+            lo, hi = ev.ci[n]
+            hits[n] += lo <= truth[n] <= hi
+    coverage = {n: h / reps for n, h in hits.items()}
+    assert min(coverage.values()) >= 0.88, coverage

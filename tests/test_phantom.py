@@ -61,11 +61,16 @@ def test_calibration_is_unchanged_by_deriving_it_at_run_time():
 
     Until the real tables shipped with mcalc, the same figures were written once to
     ``mcalc/data/calc_calibration.csv`` and ``calc_structure.json``; these are those files' SHA-256, so
-    a change of the derivation (and with it of every phantom) cannot pass unnoticed.
+    a change of the derivation (and with it of every phantom) cannot pass unnoticed. The per-class
+    figures added since (``by_pathology``) are left out of the old file's hash and checked by
+    :func:`test_phantom_clusters_per_class_like_the_real_tables`.
     """
     table, info = derive_calibration()
     csv_text = table.to_csv(index=False, lineterminator="\n")
-    json_text = json.dumps(info, indent=2, sort_keys=True) + "\n"
+    retired = copy.deepcopy(info)
+    for split in retired["splits"].values():
+        del split["by_pathology"]
+    json_text = json.dumps(retired, indent=2, sort_keys=True) + "\n"
     assert hashlib.sha256(csv_text.encode()).hexdigest() == (
         "f48b2c4b901c73748c0a50e221b397e4b33f2fd230ac796d2cb7edbd8a66fef2"
     )
@@ -150,6 +155,31 @@ def test_full_scale_plan_matches_real_structure():
         assert abs(len(sub) - stats[split]["patients"]) <= 0.06 * stats[split]["patients"]
         assert abs(len(images) - stats[split]["images"]) <= 0.08 * stats[split]["images"]
         assert max(len(img["rois"]) for img in images) >= 3  # several abnormalities per image
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.25])
+def test_phantom_clusters_per_class_like_the_real_tables(tmp_path, scale):
+    """Patients, lesions and ROIs per split x class, counted by the same code on the phantom's tables
+    and on the real ones: equal at scale 1, scaled within a quarter (and 3 patients) below it."""
+    patients = ph.plan_phantom(ph.PhantomConfig(scale=scale, seed=4))
+    tables = {}
+    for split in ph.SPLITS:
+        tables[split] = tmp_path / ph.CSV_NAMES[split]
+        ph._write_csv(tables[split], ph._csv_rows(patients, split))
+    got = derive_calibration(tables)[1]["splits"]
+    real = ph.load_structure()["splits"]
+    assert real["test"]["by_pathology"]["BENIGN_WITHOUT_CALLBACK"]["patients"] == 17
+    for split in ph.SPLITS:
+        for cls in ph.CLASSES:
+            g, r = got[split]["by_pathology"][cls], real[split]["by_pathology"][cls]
+            assert g["rois"] == max(1, round(scale * r["rois"]))
+            for unit in ("patients", "lesions"):
+                if scale == 1.0:
+                    assert g[unit] == r[unit], (split, cls, unit)
+                else:
+                    assert abs(g[unit] - scale * r[unit]) <= max(3, 0.25 * scale * r[unit])
+            if scale == 1.0:
+                assert g["patient_layouts"] == r["patient_layouts"]
 
 
 def test_patients_disjoint_between_splits(small):
@@ -263,6 +293,7 @@ def test_crop_matches_the_full_image_under_the_mask(small, quirks):
     damaged = set(quirks["file"])
     k = config.factor
     correlations = []
+    off = 0
     for _, row in all_rows(out).iterrows():
         rels = [
             f"{ph.DICOM_ROOT}/{p}"
@@ -281,13 +312,16 @@ def test_crop_matches_the_full_image_under_the_mask(small, quirks):
         region = full[r0:r1, c0:c1]
         coarse = crop.reshape(r1 - r0, k, c1 - c0, k).mean(axis=(1, 3))
         residual = coarse - region  # what is left: the full image's own quantum noise
-        assert abs(residual.mean()) < 0.002 * 65535 and residual.std() < 0.008 * 65535
+        # a crowded breast (BWC patients hold up to a dozen lesions a breast, as in the real tables)
+        # may get lesions placed over one another; a few such ROIs are allowed, not more
+        off += not (abs(residual.mean()) < 0.002 * 65535 and residual.std() < 0.008 * 65535)
         correlations.append(np.corrcoef(coarse.ravel(), region.ravel())[0, 1])
         if int(row["subtlety"]) >= 4:  # the lesion's brightest detail lies inside the mask
             tophat = ndimage.white_tophat(crop, size=2 * k + 1)
             i, j = np.unravel_index(np.argmax(tophat), tophat.shape)
             assert mask[r0 + i // k, c0 + j // k] > 0
     assert len(correlations) > 10 and np.median(correlations) > 0.9
+    assert off <= max(1, 0.05 * len(correlations)), off
 
 
 def test_quirks_are_what_is_on_disk(small, quirks):

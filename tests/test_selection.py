@@ -45,12 +45,77 @@ def test_selection_optimism_on_a_hand_built_history():
         selection_optimism(runs.drop(columns="test_accuracy"))
 
 
+def _noise_runs(n_configs: int, n_test: int, seed: int) -> pd.DataFrame:
+    """Runs whose epochs get each test ROI right by a coin flip (the same chance everywhere)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(n_configs):
+        hit = rng.uniform(size=n_test) < 0.7
+        rows.append(
+            {
+                "optimizer": f"o{k}",
+                "learning_rate": 1e-4,
+                "seed": 0,
+                "epoch": 1,
+                "val_accuracy": rng.uniform(),
+                "test_accuracy": hit.mean(),
+                "test_correct": "".join("1" if h else "0" for h in hit),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_optimism_interval_bootstraps_the_whole_procedure_over_patients():
+    """Configurations that differ only by chance: choosing on the test set still gains (the point and
+    the interval's bulk above 0), the interval contains the point, and duplicating every test ROI
+    within its patient leaves its width about the same (patients, not ROIs, are resampled)."""
+    runs = _noise_runs(24, 120, seed=1)
+    labels = np.arange(120) % 3
+    row = "optimism of choosing on the test set (difference of the two rows above)"
+    ci_col = "95% CI (patient bootstrap of the procedure)"
+    alone = selection_optimism(runs, np.arange(120), labels, n_boot=400)
+    point = alone.loc[row, "test accuracy"]
+    lo, hi = (float(v) for v in alone.loc[row, ci_col].strip("[]").split(","))
+    assert point > 0 and lo <= point <= hi and hi > 0
+    # duplicate every ROI into a patient of two: the same accuracies, but half as many patients
+    twice = runs.assign(test_correct=runs["test_correct"].map(lambda s: "".join(c * 2 for c in s)))
+    paired = selection_optimism(
+        twice, np.repeat(np.arange(120), 2), np.repeat(labels, 2), n_boot=400
+    )
+    lo2, hi2 = (float(v) for v in paired.loc[row, ci_col].strip("[]").split(","))
+    assert paired.loc[row, "test accuracy"] == pytest.approx(point)
+    assert hi2 - lo2 == pytest.approx(hi - lo, rel=0.35)  # patients, not ROIs, set the width
+    no_ci = selection_optimism(runs)
+    assert no_ci.loc[row, ci_col] == "—"
+
+
+def test_paper_learning_rates_are_the_papers_search():
+    """The widened search covers the paper's tuned range, 1e-2 to 1e-5."""
+    from mcalc.selection import PAPER_LEARNING_RATES
+
+    assert max(PAPER_LEARNING_RATES) == 1e-2 and min(PAPER_LEARNING_RATES) == 1e-5
+    assert 1e-4 in PAPER_LEARNING_RATES
+
+
 @pytest.mark.slow
 def test_selection_runs_record_test_accuracy_every_epoch():
     """One row per optimizer × seed × epoch; accuracies are shares of the right split sizes."""
     X, y, idx = features()
-    runs = selection_runs(X, y, idx, TrainConfig(epochs=2, batch_size=16), ("adam",), n_seeds=2)
-    assert len(runs) == 1 * 2 * 2 and set(runs["seed"]) == {0, 1}
+    runs = selection_runs(
+        X,
+        y,
+        idx,
+        TrainConfig(epochs=2, batch_size=16),
+        ("adam",),
+        n_seeds=2,
+        learning_rates=(1e-2, 1e-4),
+    )
+    assert len(runs) == 1 * 2 * 2 * 2 and set(runs["seed"]) == {0, 1}
+    assert set(runs["learning_rate"]) == {1e-2, 1e-4}
+    hits = runs["test_correct"].map(lambda s: s.count("1") / len(s))
+    np.testing.assert_allclose(
+        hits, runs["test_accuracy"]
+    )  # per-ROI record agrees with the accuracy
     n_test = len(idx["test"])
     assert np.allclose(runs["test_accuracy"] * n_test, np.round(runs["test_accuracy"] * n_test))
     assert runs[["val_accuracy", "test_accuracy"]].stack().between(0, 1).all()

@@ -169,7 +169,10 @@ def test_leakage_audit(tiny):
     }
     grouped_runs = audit.repeats[audit.repeats["scheme"] == "patient_grouped"]
     assert (grouped_runs["presumed same lesion, other view, in training"] == 0).all()
-    assert "(b) − (c): what leakage adds on the same data" in audit.table().index
+    assert (
+        "(b) − (c): what leakage adds on the same data, 95% CI over split seeds"
+        in audit.table().index
+    )
 
     official = audit.leakage.loc[splits.SPLIT_SCHEMES["official"]]
     grouped = audit.leakage.loc[splits.SPLIT_SCHEMES["patient_grouped"]]

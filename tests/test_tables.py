@@ -139,3 +139,57 @@ def test_a_phantom_build_takes_no_difference_and_says_why(res) -> None:
     real = Provenance(data="cbis-ddsm", weights="imagenet")
     assert tables.paper_note(real) == "" and "difference" in tables.difference_words(real)
     assert tables.without_differences(tables.table3(res), real).equals(tables.table3(res))
+
+
+@pytest.mark.parametrize(
+    "data, weights, comparable",
+    [
+        ("cbis-ddsm", "imagenet", "yes"),
+        ("cbis-ddsm", "random", "no"),
+        ("phantom", "imagenet", "no"),
+    ],
+)
+def test_table5b_reports_the_binary_studies_quantity_and_never_calls_simulation_comparable(
+    data: str, weights: str, comparable: str
+) -> None:
+    """Table 5b's sensitivity is MALIGNANT's one-vs-rest sensitivity at 80% specificity (as the binary
+    studies report), not the pooled one-hot one; a random backbone or the phantom is never comparable."""
+    res = synthetic_results(data, weights, 0.0, "binary-merged")  # separable short of perfectly
+    table = tables.binary_comparison(res)
+    ours = table[table.index.str.startswith("This study")]
+    assert len(ours) == 4
+    for (_, row), run in zip(ours.iterrows(), res.cnn.values()):
+        assert row["sensitivity"] == run.test.malignant_sensitivity_at_spec80
+        assert row["sensitivity"] != run.test.sensitivity_at_spec80
+        assert row["comparable with this task"].startswith(comparable)
+    if comparable == "no":
+        assert ("random backbone" if weights == "random" else "phantom data") in row[
+            "comparable with this task"
+        ]
+
+
+def test_table4_reports_standardised_accuracy_and_brier_beside_raw_accuracy(res) -> None:
+    """Every model's row carries the accuracy standardised to the paper's test mix and the Brier score."""
+    t4 = tables.table4(res)
+    adam = res.cnn["adam"].test
+    row = t4.loc["InceptionResNetV2, ADAM"]
+    assert row[("accuracy standardised to the paper's test mix", "ours")] == pytest.approx(
+        adam.accuracy_standardised
+    )
+    assert row[("Brier score", "ours")] == pytest.approx(adam.brier)
+    std = t4[("accuracy standardised to the paper's test mix", "ours")]
+    assert std.notna().sum() >= 6  # the four optimizers and both baselines
+
+
+def test_reference_rows_of_table4_name_their_data() -> None:
+    """The metadata rule's row says whether it ran on the phantom's tables or the real ones."""
+    from mcalc.results import BaselineRun
+
+    for data, words in (("phantom", "phantom's tables"), ("cbis-ddsm", "real tables")):
+        res = synthetic_results(data, "imagenet", 2.0)
+        svm = res.baselines["svm"]
+        res.baselines["assessment"] = BaselineRun(
+            "assessment", "BI-RADS assessment only (metadata rule)", svm.evaluations, svm.provenance
+        )
+        t4 = tables.table4(res)
+        assert f"BI-RADS assessment only (metadata rule), {words}" in t4.index
