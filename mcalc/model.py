@@ -32,7 +32,7 @@ import pandas as pd
 
 from mcalc.curation import CLASSES, DEFAULT_TASK, get_task
 from mcalc.errors import DataError, WeightsUnavailable
-from mcalc.paper import OPTIMIZERS
+from mcalc.paper import LEARNING_RATE, OPTIMIZERS
 from mcalc.preprocessing import MIN_IMAGE_SIZE
 from mcalc.weights import IMAGENET_NOTOP_FILE, WeightsInfo
 
@@ -47,14 +47,20 @@ log = logging.getLogger(__name__)
 PAPER_OPTIMIZER_SETTINGS: MappingProxyType = MappingProxyType(
     {
         "adam": MappingProxyType(
-            {"learning_rate": 1e-4, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+            {"learning_rate": LEARNING_RATE, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
         ),
         "adagrad": MappingProxyType(
-            {"learning_rate": 1e-4, "initial_accumulator_value": 0.1, "epsilon": 1e-7}
+            {
+                "learning_rate": LEARNING_RATE,
+                "initial_accumulator_value": 0.1,
+                "epsilon": 1e-7,
+            }
         ),
-        "adadelta": MappingProxyType({"learning_rate": 1e-4, "rho": 0.95, "epsilon": 1e-7}),
+        "adadelta": MappingProxyType(
+            {"learning_rate": LEARNING_RATE, "rho": 0.95, "epsilon": 1e-7}
+        ),
         "rmsprop": MappingProxyType(
-            {"learning_rate": 1e-4, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7}
+            {"learning_rate": LEARNING_RATE, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7}
         ),
     }
 )
@@ -101,7 +107,7 @@ class TrainConfig:
     """Head-training settings; the defaults are the paper's (§2.4, §3: lr 1e-4, batch 32, 20 epochs)."""
 
     optimizer: str = "adam"
-    learning_rate: float = 1e-4
+    learning_rate: float = LEARNING_RATE
     batch_size: int = 32
     epochs: int = 20
     seed: int = 0

@@ -18,6 +18,8 @@ OPTIMIZERS = ("adam", "adagrad", "adadelta", "rmsprop")
 PAPER_OPTIMIZER_NAMES = dict(zip(OPTIMIZERS, ("ADAM", "ADAGrad", "ADADelta", "RMSProp")))
 #: The paper's figure of each optimizer's training curves (§3.1–3.4: Figures 4–7).
 FIGURE_OF_OPTIMIZER = {opt: f"Figure {i}" for i, opt in enumerate(OPTIMIZERS, start=4)}
+#: The learning rate of every network the paper reports (§2.4, §3.1–3.4).
+LEARNING_RATE = 1e-4
 #: The order in which the paper's tables list the classes (Table 1).
 PAPER_CLASS_ORDER = ("BENIGN_WITHOUT_CALLBACK", "BENIGN", "MALIGNANT")
 
@@ -276,27 +278,6 @@ def table5() -> pd.DataFrame:
         ]
     )
     return pd.concat([_source_frame(TABLE5_SOURCES), ours], ignore_index=True)
-
-
-def headline_claims() -> pd.DataFrame:
-    """The paper's headline claims (Section 3 and the Conclusions; the abstract gives no numbers) that the verdict table tests."""
-    rows = [
-        ("accuracy", "Validation/test accuracy 94% (ADADelta)", 0.94),
-        ("auc", "AUC 0.96 (ADADelta)", 0.96),
-        ("sensitivity_at_spec80", "Sensitivity 0.97 at specificity 0.80 (ADADelta)", 0.97),
-        ("specificity", "Specificity 0.80", 0.80),
-        (
-            "beats_classical",
-            "Outperforms classical machine learning (GLCM + SVM 0.91, k-NN 0.89 accuracy)",
-            None,
-        ),
-        (
-            "optimizer_insensitive",
-            "Performs efficiently irrespective of the optimizer (0.92-0.94 accuracy)",
-            None,
-        ),
-    ]
-    return pd.DataFrame(rows, columns=["claim_id", "claim", "paper_value"])
 
 
 def is_binary(source: Source) -> bool:

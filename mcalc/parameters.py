@@ -25,7 +25,7 @@ SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds both take this range
 class Spec:
     """What one parameter accepts: an integer or number in a range, text, one of some choices, a flag."""
 
-    kind: str  # "int", "number", "text", "choice", "flag", "weights", "validation"
+    kind: str  # "int", "number", "numbers", "text", "choice", "flag", "weights", "validation"
     low: float | None = None  # inclusive
     high: float | None = None  # inclusive
     choices: tuple[str, ...] = ()
@@ -46,6 +46,8 @@ class Spec:
             return f"{word} {' and '.join(bounds)}".strip() + none
         if self.kind == "choice":
             return "one of " + ", ".join(self.choices) + none
+        if self.kind == "numbers":
+            return "a non-empty list of finite numbers > 0"
         if self.kind == "flag":
             return "True or False"
         if self.kind == "weights":
@@ -62,6 +64,11 @@ class Spec:
             return None if self.optional else "missing"
         if self.kind == "flag":
             return None if isinstance(value, bool) else "not True or False"
+        if self.kind == "numbers":
+            if not isinstance(value, list | tuple) or not value:
+                return "not a non-empty list"
+            each = Spec("number", low=0)
+            return next((f"{why} at {v!r}" for v in value if (why := each.problem(v))), None)
         if isinstance(value, bool) and self.kind != "text":
             return "a flag, not a number"
         if self.kind in ("int", "number", "validation"):
@@ -153,6 +160,7 @@ SPECS: dict[str, Callable[[], Spec]] = {
     "resize_antialias": lambda: Spec("flag"),
     "optimizer": _choice("mcalc.paper", "OPTIMIZERS", fold_case=True),
     "learning_rate": lambda: Spec("number", low=0),
+    "selection_learning_rates": lambda: Spec("numbers"),
     "batch_size": lambda: Spec("int", low=1),
     "epochs": lambda: Spec("int", low=1),
     "validation_size": lambda: Spec("validation"),

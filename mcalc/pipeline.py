@@ -251,9 +251,7 @@ def sensitivity_runs(profile: Profile, reads: tuple[str, ...]) -> list[NotebookR
     from mcalc.plan import SENSITIVITY_ANALYSES
 
     out = []
-    for i, (key, parameters, title) in enumerate(
-        [a for a in SENSITIVITY_ANALYSES if a[1]], start=1
-    ):
+    for key, parameters, title in [a for a in SENSITIVITY_ANALYSES if a[1]]:
         record = f"{SENSITIVITY_DIR}/cnn_{key}.json"
         out.append(
             NotebookRun(
@@ -265,7 +263,7 @@ def sensitivity_runs(profile: Profile, reads: tuple[str, ...]) -> list[NotebookR
                         str(Path(profile.results_dir) / record), profile.out_dir
                     ),
                 },
-                title=f"5.{i} Sensitivity analysis: {title}",
+                title=f"Sensitivity analysis: {title}",
                 reads=reads,
                 writes=(record,),
                 wave=2,

@@ -190,6 +190,20 @@ class OptimizerRun:
         """The paper's figure for this optimizer ('Figure 4' … 'Figure 7')."""
         return paper.FIGURE_OF_OPTIMIZER.get(self.optimizer, "Figure")
 
+    @property
+    def at_paper_setting(self) -> bool:
+        """Trained at the paper's learning rate (a sensitivity analysis, or a re-run at another rate, is not)."""
+        return bool(
+            np.isclose(self.config.get("learning_rate", paper.LEARNING_RATE), paper.LEARNING_RATE)
+        )
+
+    def item_lead(self, item: str) -> str:
+        """A caption's lead: 'Table 3 —' at the paper's setting; else one saying the item is laid out as
+        the paper's but is not it (the book then numbers it as the study's own)."""
+        if self.at_paper_setting:
+            return f"{item} —"
+        return f"At lr {self.config['learning_rate']:g}, not the paper's {paper.LEARNING_RATE:g} (laid out as its {item}):"
+
     def describe(self) -> str:
         """One line: the split sizes and the settings."""
         c = self.config

@@ -78,7 +78,7 @@ print(run.describe())
 # %%
 plots.show_figure(
     plots.training_curves(run.history, title=run.paper_name),
-    f"{run.figure_label} — Output obtained using the {run.paper_name} optimizer: (a) loss function; (b) accuracy; (c) sensitivity at specificity 0.8; training and validation per epoch",
+    f"{run.item_lead(run.figure_label)} Output obtained using the {run.paper_name} optimizer: (a) loss function; (b) accuracy; (c) sensitivity at specificity 0.8; training and validation per epoch",
     run.provenance,
 )
 
@@ -88,7 +88,7 @@ plots.show_figure(
 # %%
 plots.show_table(
     tables.without_differences(tables.table3_row(run), run.provenance),
-    f"Table 3 — Training loss and accuracy after the last epoch, {run.paper_name}: ours and the paper's{tables.difference_words(run.provenance)}."
+    f"{run.item_lead('Table 3')} Training loss and accuracy after the last epoch, {run.paper_name}: ours and the paper's{tables.difference_words(run.provenance)}."
     + tables.paper_note(run.provenance),
     run.provenance,
     precision=4,
@@ -97,7 +97,7 @@ plots.show_table(
 # %%
 plots.show_table(
     tables.long_comparison(tables.table4_row(run), run.provenance),
-    f"Table 4 — Validation and test loss, accuracy, AUC and sensitivity at specificity 0.8 with patient-level 95% bootstrap CIs (and the patients / lesions / ROIs they rest on), {run.paper_name}: ours and the paper's{tables.difference_words(run.provenance)}; AUC pooled as the paper's, macro as its own row."
+    f"{run.item_lead('Table 4')} Validation and test loss, accuracy, AUC and sensitivity at specificity 0.8 with patient-level 95% bootstrap CIs (and the patients / lesions / ROIs they rest on), {run.paper_name}: ours and the paper's{tables.difference_words(run.provenance)}; AUC pooled as the paper's, macro as its own row."
     + tables.paper_note(run.provenance),
     run.provenance,
 )

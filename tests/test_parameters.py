@@ -59,6 +59,10 @@ def test_every_template_checks_its_parameters_right_after_the_parameters_cell(te
         ("phantom_scale", 0, "not > 0"),
         ("resize_antialias", "yes", "True or False"),
         ("data_root", "", "not a non-empty text"),
+        ("selection_learning_rates", [], "not a non-empty list"),
+        ("selection_learning_rates", "1e-3", "not a non-empty list"),
+        ("selection_learning_rates", [1e-3, math.nan], "not finite at nan"),
+        ("selection_learning_rates", [1e-3, -1e-2], "not > 0 at -0.01"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_parameter_and_what_is_accepted(name, value, needle):
@@ -81,6 +85,8 @@ def test_a_bad_value_is_one_line_naming_the_parameter_and_what_is_accepted(name,
         ("run_record", ""),
         ("weights", "my/weights.h5"),
         ("n_boot", 0),
+        ("selection_learning_rates", [1e-2, 1e-3, 1e-4, 1e-5]),
+        ("selection_learning_rates", (1e-3,)),
     ],
 )
 def test_good_values_pass(name, value):
