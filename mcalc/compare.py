@@ -28,14 +28,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mcalc import names
 from mcalc.curation import DEFAULT_TASK, TASKS
 from mcalc.errors import DataError
 from mcalc.metrics import Evaluation, metric_names, paired_difference
+from mcalc.names import metric_name
 from mcalc.provenance import KAGGLE_JPEG_LABEL
 from mcalc.results import FEATURES, FEATURES_META, PROVENANCE, RUNS, Results, gather_results
 
 #: The metrics of the paper's Table 4 (its loss is the KL loss; its AUC the pooled one, macro beside it).
-TABLE4_METRICS = ("loss_kl", "accuracy", "auc_pooled", "auc_macro", "sensitivity_at_spec80")
+TABLE4_METRICS = ("loss_kl", *names.TABLE4_METRICS)
 #: Where a results bundle (mcalc.book.write_bundle) keeps the results folder's files.
 BUNDLE_RECORDS = "records"
 #: Columns of :attr:`Comparison.differences`.
@@ -184,15 +186,18 @@ def models(results: Results) -> dict[str, tuple[str, Evaluation]]:
     return out
 
 
-def _verdicts(results: Results) -> pd.DataFrame:
-    """The verdict table of one run (one row per claim; its first column the verdict).
+def _verdicts(results: Results, folder: Path | None = None) -> pd.DataFrame:
+    """The analysis plan's verdict on each claim of one run, as its own chapter 5 gives it (with
+    chapter 7's seed runs where its results folder holds them); one row per claim, the verdict with
+    its direction ("not reproduced (lower)") in the column ``verdict``.
 
-    The one place this module reads the verdict rules: pointing it at another rule set changes every
-    comparison's verdict columns.
+    The one place this module reads the verdict rules.
     """
-    from mcalc.verdicts import verdict_table
+    from mcalc.verdicts import plan_verdicts, seed_runs
 
-    return verdict_table(results)
+    seeds = seed_runs(folder) if folder is not None else None
+    v = plan_verdicts(results, seeds)
+    return v.set_index("claim")[["label"]].rename(columns={"label": "verdict"})
 
 
 # ------------------------------------------------------------------------------ pairing
@@ -533,7 +538,7 @@ def compare_runs(
         b=b.name,
         task=tasks[0],
         differences=diffs,
-        verdicts=verdict_changes(_verdicts(a.results), _verdicts(b.results)),
+        verdicts=verdict_changes(_verdicts(a.results, a.folder), _verdicts(b.results, b.folder)),
         provenance=provenance_table(a, b, *tasks),
         unmatched=pd.DataFrame(unmatched_rows, columns=["roi_id", "why", "models"]),
         models_skipped=pd.DataFrame(skipped, columns=["model", "why"]),
@@ -710,7 +715,7 @@ def difference_sentence(comparison: Comparison, metrics: tuple[str, ...] = TABLE
     )
     if largest is not None:
         text += (
-            f"; the largest in size is {largest['model']}'s {largest['metric']}, "
+            f"; the largest in size is {largest['model']}'s {metric_name(largest['metric'])}, "
             f"{largest['B − A']:+.3f} [{largest['ci_low']:+.3f}, {largest['ci_high']:+.3f}]"
         )
     return text + "."

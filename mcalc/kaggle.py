@@ -651,11 +651,6 @@ def check_jpeg_image(path: str | Path) -> tuple[np.ndarray, str]:
     return img, "; ".join(n for n in notes if n)
 
 
-def read_jpeg_image(path: str | Path) -> np.ndarray:
-    """Read a greyscale JPEG ROI as float32 2-D (see :func:`check_jpeg_image`)."""
-    return check_jpeg_image(path)[0]
-
-
 # ------------------------------------------------------------------------------------- writing
 
 

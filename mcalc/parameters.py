@@ -169,7 +169,7 @@ SPECS: dict[str, Callable[[], Spec]] = {
     "cv_folds": lambda: Spec("int", low=2),
     "glcm_levels": lambda: Spec("int", low=2, high=256),
     "n_seeds": lambda: Spec("int", low=1),
-    "n_split_seeds": lambda: Spec("int", low=1),
+    "n_split_seeds": lambda: Spec("int", low=2),  # an interval over split seeds needs two
 }
 
 

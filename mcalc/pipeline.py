@@ -172,7 +172,7 @@ def plan(profile: Profile) -> list[NotebookRun]:
             "03_optimizer",
             f"03_optimizer_{opt}",
             {"optimizer": opt},
-            title=f"3.{i} InceptionResNetV2 with {PAPER_OPTIMIZER_NAMES[opt]} (Section 3.{i}, Figure {3 + i})",
+            title=f"InceptionResNetV2 with {PAPER_OPTIMIZER_NAMES[opt]} (Section 3.{i}, Figure {3 + i})",
             reads=study,
             writes=(cnn[opt],),
             wave=2,

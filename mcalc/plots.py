@@ -106,6 +106,8 @@ def for_reader(df: pd.DataFrame) -> pd.DataFrame:
         out["metric"] = df["metric"].map(names.metric_name)
     if df.index.nlevels == 1 and not pd.api.types.is_numeric_dtype(df.index):
         out.index = df.index.map(names.metric_name)
+    elif "metric" in df.index.names:
+        out = out.rename(index=names.metric_name, level="metric")
     out.index = out.index.set_names([readable(n) for n in out.index.names])
     return out
 

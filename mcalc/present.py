@@ -183,7 +183,17 @@ def chapter_number(stem: str) -> str:
         return ""
     if stem.startswith("03_optimizer_") and stem.removeprefix("03_optimizer_") in OPTIMIZERS:
         return f"{found[1]}.{OPTIMIZERS.index(stem.removeprefix('03_optimizer_')) + 1}"
+    if stem.startswith("05_sensitivity_"):
+        return f"{found[1]}.{_sensitivity_letter(stem.removeprefix('05_sensitivity_'))}"
     return found[1]
+
+
+def _sensitivity_letter(key: str) -> str:
+    """A sensitivity analysis' letter (A, B, … in the plan's order): its items never share chapter 5's numbers."""
+    from mcalc.plan import SENSITIVITY_ANALYSES
+
+    keys = [k for k, parameters, _ in SENSITIVITY_ANALYSES if parameters]
+    return chr(ord("A") + keys.index(key)) if key in keys else "X"
 
 
 def own_lead(kind: str, chapter: str, count: int) -> str:

@@ -842,7 +842,9 @@ def dask_client(
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=":8787" if dashboard else None,
+            dashboard_address=":0"
+            if dashboard
+            else None,  # a free port: no warning when 8787 is taken
             silence_logs=logging.CRITICAL,  # a task's error is in its record; no shutdown chatter
             resources={GPU_RESOURCE: 1} if gpus else None,
         ) as cluster,

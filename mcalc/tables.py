@@ -18,6 +18,7 @@ from mcalc import paper
 from mcalc.curation import DEFAULT_TASK, CurationResult, get_task
 from mcalc.metrics import Evaluation, paper_formula_errata
 from mcalc.model import head_layers
+from mcalc.names import TABLE4_METRICS, metric_name
 from mcalc.results import BaselineRun, OptimizerRun, Results
 
 if TYPE_CHECKING:
@@ -27,14 +28,7 @@ if TYPE_CHECKING:
 
 #: The headline metric columns of Tables 4 and the audits, and the :class:`Evaluation` field of each.
 #: The paper's AUC is Keras' pooled (micro) AUC; scikit-learn's macro AUC is its own column.
-METRIC_COLUMNS = {
-    "accuracy": "accuracy",
-    "accuracy standardised to the paper's test mix": "accuracy_standardised",
-    "AUC (pooled, as the paper)": "auc_pooled",
-    "AUC (macro, one-vs-rest)": "auc_macro",
-    "sensitivity at specificity 0.8": "sensitivity_at_spec80",
-    "Brier score": "brier",
-}
+METRIC_COLUMNS = {metric_name(field): field for field in TABLE4_METRICS}
 #: The columns of :data:`METRIC_COLUMNS` that the paper reports, and their :func:`mcalc.paper.table4` field.
 PAPER_METRIC_COLUMNS = {
     "accuracy": "accuracy",

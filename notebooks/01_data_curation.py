@@ -174,7 +174,7 @@ plots.show_table(
 # NBVAL_CHECK_OUTPUT
 plots.show_table(
     reference.table(),
-    "The BI-RADS assessment rule and the majority class on the official test table, with 95% patient-level bootstrap CIs",
+    "The BI-RADS assessment rule and the majority class on the official test table, with patient-level 95% CIs (cluster-Wilson for proportions, bootstrap otherwise)",
     real,
 )
 

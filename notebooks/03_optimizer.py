@@ -97,7 +97,7 @@ plots.show_table(
 # %%
 plots.show_table(
     tables.long_comparison(tables.table4_row(run), run.provenance),
-    f"{run.item_lead('Table 4')} Validation and test loss, accuracy, AUC and sensitivity at specificity 0.8 with patient-level 95% bootstrap CIs (and the patients / lesions / ROIs they rest on), {run.paper_name}: ours and the paper's{tables.difference_words(run.provenance)}; AUC pooled as the paper's, macro as its own row."
+    f"{run.item_lead('Table 4')} Validation and test loss, accuracy (raw and standardised to the paper's test mix), AUC, sensitivity at specificity 0.8 and Brier score with patient-level 95% CIs (cluster-Wilson for proportions, bootstrap otherwise) (and the patients / lesions / ROIs they rest on), {run.paper_name}: ours and the paper's{tables.difference_words(run.provenance)}; AUC pooled as the paper's, macro as its own row."
     + tables.paper_note(run.provenance),
     run.provenance,
 )
@@ -110,7 +110,7 @@ plots.show_table(
 # %%
 plots.show_table(
     run.test.table(),
-    f"Test metrics, {run.paper_name} — point estimates, patient-level 95% bootstrap CIs and the ROIs, lesions and patients each rests on (per class for per-class metrics)",
+    f"Test metrics, {run.paper_name} — point estimates, patient-level 95% CIs (cluster-Wilson for proportions, bootstrap otherwise) and the ROIs, lesions and patients each rests on (per class for per-class metrics)",
     run.provenance,
 )
 

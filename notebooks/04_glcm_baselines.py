@@ -97,7 +97,7 @@ plots.show_table(
 # NBVAL_CHECK_OUTPUT
 plots.show_table(
     metadata.reference_rules(n_boot=n_boot, seed=seed).table(),
-    "Majority-class and assessment-only baselines on the official test table, with 95% patient-level bootstrap CIs",
+    "Majority-class and assessment-only baselines on the official test table, with patient-level 95% CIs (cluster-Wilson for proportions, bootstrap otherwise)",
     metadata.provenance(),
 )
 

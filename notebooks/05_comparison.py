@@ -140,7 +140,8 @@ print(
 # beside the primary verdict and never instead of it: ADADelta at lr 1e-3 (the learning rate of the
 # paper's Conclusions), ADADelta at lr 1.0 (Keras' former default for it), and the best of the four
 # optimizers at lr 1e-4 chosen on validation accuracy. Each runs the optimizer template of
-# chapter 3 with other parameters (sections 5.1 and 5.2); each is judged by the same rules.
+# chapter 3 with other parameters (the pages {doc}`05_sensitivity_adadelta_lr1e-3` and
+# {doc}`05_sensitivity_adadelta_lr1`); each is judged by the same rules.
 
 # %%
 sensitivity = verdicts.sensitivity_table(results, verdicts.sensitivity_runs(results_dir), seeds)
@@ -186,7 +187,7 @@ plots.show_figure(
 # %%
 plots.show_table(
     tables.long_comparison(tables.table4(results), results.provenance),
-    f"Table 4 — Loss, accuracy, AUC and sensitivity at specificity 0.8 per model on the official test split: ours, its patient-level 95% CI and the paper's value{tables.difference_words(results.provenance)}. The paper's AUC is Keras' pooled (micro) AUC, set beside ours; the macro one-vs-rest AUC is its own row (not in the paper)."
+    f"Table 4 — Loss, accuracy (raw and standardised to the paper's test mix), AUC, sensitivity at specificity 0.8 and Brier score per model on the official test split: ours, its patient-level 95% CI and the paper's value{tables.difference_words(results.provenance)}. The paper's AUC is Keras' pooled (micro) AUC, set beside ours; the macro one-vs-rest AUC is its own row (not in the paper)."
     + tables.paper_note(results.provenance),
     results.provenance,
 )
@@ -395,7 +396,7 @@ plots.show_table(
 sweep_runs = sweep.load_runs(results_dir, sweep_name)
 plots.show_table(
     sweep.runs_table(sweep_runs),
-    f"Sweep {sweep_name} — test metrics of every grid point, with patient-level 95% bootstrap CIs",
+    f"Sweep {sweep_name} — test metrics of every grid point, with patient-level 95% CIs (cluster-Wilson for proportions, bootstrap otherwise)",
     results.provenance,
 )
 

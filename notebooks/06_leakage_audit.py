@@ -140,8 +140,7 @@ plots.glue_numbers(
 # - On the same pooled data and pipeline, a ROI-level split gives a mean test accuracy of
 #   {glue:text}`roi_level_accuracy:.3f` and a patient-grouped split {glue:text}`grouped_accuracy:.3f`
 #   ({glue:text}`n_split_seeds_run` split seeds each): a difference of {glue:text}`leakage_gain:+.3f`
-#   (95% CI over split seeds {glue:text}`leakage_gain_low:+.3f` to {glue:text}`leakage_gain_high:+.3f`;
-#   with a single seed per scheme there is no interval and these read nan).
+#   (95% CI over split seeds {glue:text}`leakage_gain_low:+.3f` to {glue:text}`leakage_gain_high:+.3f`).
 # - {glue:md}`memoriser_sentence`
 # - The official tables show how much a ROI-level split leaks (the other view of a presumed same
 #   lesion, the same breast, the same patient); the official split is patient-disjoint and leaks none.

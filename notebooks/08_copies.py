@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 8. Beyond the paper: two copies of the data, one verdict?
+# # Beyond the paper: two copies of the data, one verdict?
 #
 # Most people who try this study hold the Kaggle JPEG re-release of CBIS-DDSM (8-bit, lossy, about
 # 6 GB), not the TCIA DICOM download (16-bit, 163 GB). mcalc reads both and labels every result with

@@ -147,13 +147,26 @@ def test_verdicts_go_through_one_function(tmp_path: Path, monkeypatch) -> None:
     run = write_run(tmp_path / "a")
     calls = []
 
-    def plan(results):
-        calls.append(results)
+    def plan(results, folder=None):
+        calls.append(folder)
         return pd.DataFrame({"verdict": ["x"]}, index=pd.Index(["claim"], name="claim"))
 
     monkeypatch.setattr(C, "_verdicts", plan)
     c = C.compare_runs(run, run)
-    assert len(calls) == 2 and c.verdicts.loc["claim", "A"] == "x"
+    # each run's verdicts read with its own folder (chapter 7's seed runs, as its chapter 5 does)
+    assert (
+        len(calls) == 2
+        and all(f is not None for f in calls)
+        and c.verdicts.loc["claim", "A"] == "x"
+    )
+
+
+def test_a_change_of_direction_alone_is_a_changed_verdict() -> None:
+    """'not reproduced (lower)' → '(higher)' is a change although the outcome word is the same."""
+    a = pd.DataFrame({"verdict": ["not reproduced (lower)"]}, index=pd.Index(["c"], name="claim"))
+    b = pd.DataFrame({"verdict": ["not reproduced (higher)"]}, index=pd.Index(["c"], name="claim"))
+    assert C.verdict_changes(a, b).loc["c", "changed"]
+    assert not C.verdict_changes(a, a).loc["c", "changed"]
 
 
 def test_provenance_differences_name_the_copy(tmp_path: Path) -> None:
