@@ -77,7 +77,7 @@ def test_data_section_runs_at_tiny_scale_and_writes_its_table(tmp_path):
     assert raw["data"]["curate"]["returncode"] == 0 and Path(raw["data"]["manifest"]).is_file()
     text = markdown.read_text()
     assert "`mcalc phantom`" in text and f"{raw['data']['n_rois']} ROIs" in text
-    assert "`mcalc curate`" in text and "**2. Data: phantom generation and curation" in text
+    assert "`mcalc curate`" in text and "\n## 2. Data: phantom generation and curation" in text
     assert "| peak RSS ≤ 4 GB |" in text and "not measured (run with `--book`)" in text
     assert raw["machine"]["cores"] >= 1 and raw["machine"]["tensorflow"]
 
