@@ -76,7 +76,7 @@ plots.show_table(
 # %%
 plots.show_table(
     tables.long_comparison(tables.baseline_rows(baselines), baselines.provenance),
-    f"Table 4 — GLCM + SVM (RBF) and GLCM + k-NN: {folds}-fold patient-grouped cross-validation on the training split and the official test split; per metric ours, its patient-level 95% bootstrap CI, the paper's value (its 10-fold CV){tables.difference_words(baselines.provenance)}, and the patients / lesions / ROIs the intervals rest on; AUC pooled as the paper's (Keras) and macro as its own row."
+    f"Table 4 — GLCM + SVM (RBF) and GLCM + k-NN: {folds}-fold patient-grouped cross-validation on the training split and the official test split; per metric ours, its patient-level 95% CI (cluster-Wilson for proportions, bootstrap otherwise), the paper's value (its 10-fold CV){tables.difference_words(baselines.provenance)}, and the patients / lesions / ROIs the intervals rest on; AUC pooled as the paper's (Keras) and macro as its own row."
     + tables.paper_note(baselines.provenance),
     baselines.provenance,
 )
