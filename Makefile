@@ -38,6 +38,7 @@ units-all: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mcalc tests benchmarks notebooks
 	$(VENV)/bin/ruff format --check mcalc tests benchmarks notebooks
+	$(VENV)/bin/lint-imports
 
 notebooks-ci: $(STAMP)
 	$(PY) -m mcalc notebooks --profile ci
@@ -64,7 +65,7 @@ book-ci: notebooks-ci
 # gaierror, saved:, nan), figure images at least 2x their displayed width; screenshots of every page at both
 # widths in build/ci/screenshots (skipped, with the reason, where no browser can be had).
 book-check: book-ci
-	$(PY) -m mcalc.browsercheck build/ci/book/_build/html --screenshots build/ci/screenshots
+	$(PY) -m mcalc.report.browsercheck build/ci/book/_build/html --screenshots build/ci/screenshots
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/run.py

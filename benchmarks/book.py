@@ -17,8 +17,8 @@ _BOOK_SCRIPT = """
 import sys
 from dataclasses import replace
 from pathlib import Path
-from mcalc.book import assemble, build_book
-from mcalc.pipeline import get_profile, run_profile
+from mcalc.report.book import assemble, build_book
+from mcalc.run.pipeline import get_profile, run_profile
 scale, work = float(sys.argv[1]), Path(sys.argv[2])
 profile = replace(get_profile("default", phantom_scale=scale), name=f"bench-{scale:g}",
                   data_root=str(work / "data" / "phantom"), results_dir=str(work / "results"),

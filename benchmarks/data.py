@@ -74,7 +74,7 @@ def bench_data(cfg: BenchConfig) -> dict:
 
 def usable_crop_paths(root: Path) -> tuple[list[str], str]:
     """The crop paths of the usable ROIs of a phantom (its curated manifest) and how they were found."""
-    from mcalc.curation import curate
+    from mcalc.data.curation import curate
 
     result = curate(root, progress=False)
     ok = result.manifest[result.manifest["status"] == "ok"]

@@ -1,4 +1,4 @@
-"""Section 3: :func:`mcalc.features.extract_features` end to end on the phantom (DICOM read, crop,
+"""Section 3: :func:`mcalc.learn.features.extract_features` end to end on the phantom (DICOM read, crop,
 resize, backbone, cache writes) against the bare backbone's throughput."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ NUMBER = 3
 
 def extraction_breakdown(paths: list[str], cfg: BenchConfig, n: int = 32) -> dict:
     """Single-thread cost per image of the CPU steps around the backbone: sha256, DICOM read, preprocessing, cache write."""
-    from mcalc.cache import FeatureCache, file_digest
-    from mcalc.preprocessing import PreprocessConfig, preprocess_roi, read_dicom_image
+    from mcalc.learn.preprocessing import PreprocessConfig, preprocess_roi, read_dicom_image
+    from mcalc.records.cache import FeatureCache, file_digest
 
     sample = paths[: max(1, n)]
     pre = PreprocessConfig(image_size=cfg.image_size)
@@ -54,12 +54,12 @@ def extraction_breakdown(paths: list[str], cfg: BenchConfig, n: int = 32) -> dic
 
 def bench_extraction(backbone, weights, bare_images_per_s: float, cfg: BenchConfig) -> dict:
     """Section 3: extract_features end to end (empty cache) on the phantom vs the bare backbone's throughput."""
-    from mcalc.features import extract_features
-    from mcalc.preprocessing import PreprocessConfig
+    from mcalc.learn.features import extract_features
+    from mcalc.learn.preprocessing import PreprocessConfig
 
     root = phantom_dir(cfg, cfg.scale)
     if not (root / "phantom.json").is_file():
-        from mcalc.phantom import PhantomConfig, generate_phantom
+        from mcalc.data.phantom import PhantomConfig, generate_phantom
 
         remove_phantom(root)
         generate_phantom(root, PhantomConfig(scale=cfg.scale, seed=cfg.seed), progress=False)

@@ -40,7 +40,7 @@ def machine_info() -> dict:
     import keras
     import tensorflow as tf
 
-    from mcalc.model import compute_device
+    from mcalc.learn.model import compute_device
 
     try:
         usable = len(os.sched_getaffinity(0))

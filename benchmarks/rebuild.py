@@ -33,8 +33,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mcalc import pipeline
-from mcalc.fsio import write_text
+from mcalc.records.fsio import write_text
+from mcalc.run import pipeline
 
 HERE = Path(__file__).resolve().parent
 MARKER = "<!-- rebuild: figures from benchmarks/rebuild.py; run.py --write keeps this section -->"

@@ -6,7 +6,7 @@ one module each in this folder:
 1. ``backbone``   — InceptionResNetV2 forward throughput on random tensors, and the same as a fraction
    of the machine's dense-convolution ceiling (a large Conv2D timed in TensorFlow);
 2. ``data``       — ``mcalc phantom`` and ``mcalc curate`` as subprocesses: ROIs/s and peak RSS;
-3. ``extraction`` — :func:`mcalc.features.extract_features` end to end on the phantom (DICOM read, crop,
+3. ``extraction`` — :func:`mcalc.learn.features.extract_features` end to end on the phantom (DICOM read, crop,
    resize, backbone, cache writes) against the bare backbone's throughput;
 4. ``training``   — head training on cached features against a naive frozen-backbone ``model.fit`` on
    images, four optimizers, with a check that both give the same head weights (the naive path is
@@ -33,7 +33,7 @@ from benchmarks import backbone, book, data, extraction, rebuild, training
 from benchmarks.config import QUICK, BenchConfig
 from benchmarks.measure import busy_cpu_s, machine_info, own_cpu_s
 from benchmarks.report import render
-from mcalc.fsio import write_text
+from mcalc.records.fsio import write_text
 
 HERE = Path(__file__).resolve().parent
 #: Every section, in its published order; the default run leaves out the book.
@@ -97,8 +97,8 @@ def run(cfg: BenchConfig, sections: list[str]) -> dict:
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
     model = weights = None
     if {"backbone", "extraction", "training"} & set(sections):
-        from mcalc.model import build_backbone
-        from mcalc.weights import resolve_weights
+        from mcalc.learn.model import build_backbone
+        from mcalc.learn.weights import resolve_weights
 
         weights = resolve_weights(cfg.weights)
         model = build_backbone(cfg.image_size, weights, cfg.seed)

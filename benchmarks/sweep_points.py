@@ -23,18 +23,18 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mcalc.fsio import write_text
+from mcalc.records.fsio import write_text
 
 HERE = Path(__file__).resolve().parent
 
 
 def prepare(work: Path, scale: float, image_size: int):
     """A CI-like profile on a fresh tiny phantom with random-weight features (what notebooks 01-02 make)."""
-    from mcalc.features import compute_features
-    from mcalc.pipeline import get_profile
-    from mcalc.prepare import prepare_data
-    from mcalc.results import load_manifest, read_results_provenance
-    from mcalc.weights import resolve_weights
+    from mcalc.chapters.prepare import prepare_data
+    from mcalc.learn.features import compute_features
+    from mcalc.learn.weights import resolve_weights
+    from mcalc.records.results import load_manifest, read_results_provenance
+    from mcalc.run.pipeline import get_profile
 
     shutil.rmtree(work, ignore_errors=True)
     profile = get_profile(
@@ -70,7 +70,7 @@ def prepare(work: Path, scale: float, image_size: int):
 
 def run_mode(profile, points: int, epochs: int, warm: bool, name: str) -> dict:
     """One serial sweep of ``points`` seeds; wall time and per-point figures."""
-    from mcalc import sweep
+    from mcalc.run import sweep
 
     spec = sweep.GridSpec.from_dict(
         {
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, default=75)
     ap.add_argument("--repeats", type=int, default=2, help="fresh + warm pairs")
     args = ap.parse_args(argv)
-    from mcalc.results import load_manifest
+    from mcalc.records.results import load_manifest
 
     profile = prepare(Path("build/bench/sweep"), args.scale, args.image_size)
     runs = []

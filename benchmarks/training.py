@@ -17,7 +17,7 @@ NUMBER = 4
 
 def full_sizes(cfg: BenchConfig) -> dict:
     """Sizes of the default run: all usable ROIs, the training ROIs and the validation ROIs of the train split."""
-    from mcalc.phantom import PhantomConfig, plan_phantom
+    from mcalc.data.phantom import PhantomConfig, plan_phantom
 
     features = None
     if cfg.features.is_file():
@@ -61,7 +61,7 @@ def bench_training(
     """Section 4: cached-feature head training vs a naive frozen-backbone fit on images (4 optimizers)."""
     import tensorflow as tf
 
-    from mcalc import model as M
+    from mcalc.learn import model as M
     from mcalc.paper import OPTIMIZERS
 
     tf32 = tf.config.experimental.tensor_float_32_execution_enabled()

@@ -2,6 +2,6 @@
 
 import sys
 
-from mcalc.cli import main
+from mcalc.run.cli import main
 
 sys.exit(main())

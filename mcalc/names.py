@@ -1,6 +1,6 @@
 """What the reader sees: one table of metric display names, and the number formats of the book's tables.
 
-A metric is named in code by its :class:`mcalc.metrics.Evaluation` field ("auc_pooled"), per class with
+A metric is named in code by its :class:`mcalc.evaluate.metrics.Evaluation` field ("auc_pooled"), per class with
 the class in brackets ("auc[BENIGN]"); the book shows :data:`METRIC_NAMES`' words instead. To name a
 new metric, add one entry here.
 """
@@ -168,3 +168,12 @@ def data_dictionary(tables: dict) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(out).set_index("column")
+
+
+def ci_cell(value: float | None, ci: tuple[float, float] | None = None) -> str:
+    """'0.734 [0.690, 0.771]' (or the value alone, or '—' when there is none)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if ci is None or any(c is None or math.isnan(c) for c in ci):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"

@@ -38,14 +38,16 @@ n_boot = 1000
 
 
 # %%
-from mcalc.parameters import check_parameters
+from mcalc.run.parameters import check_parameters
 
 check_parameters(globals())  # each parameter against its spec: one line naming a bad value
 
 # %%
-from mcalc import metadata, names, plots, tables
-from mcalc.prepare import prepare_data
-from mcalc.results import read_results_provenance
+from mcalc import names
+from mcalc.chapters.prepare import prepare_data
+from mcalc.evaluate import metadata
+from mcalc.records.results import read_results_provenance
+from mcalc.report import plots, tables
 
 curation = prepare_data(
     data_source,

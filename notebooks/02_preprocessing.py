@@ -31,17 +31,17 @@ cache_dir = "cache"
 
 
 # %%
-from mcalc.parameters import check_parameters
+from mcalc.run.parameters import check_parameters
 
 check_parameters(globals())  # each parameter against its spec: one line naming a bad value
 
 # %%
-from mcalc import plots, tables
-from mcalc.features import compute_features
-from mcalc.model import architecture_summary, build_model
-from mcalc.preprocessing import speck_contrast
-from mcalc.results import load_manifest, read_results_provenance
-from mcalc.weights import resolve_weights
+from mcalc.learn.features import compute_features
+from mcalc.learn.model import architecture_summary, build_model
+from mcalc.learn.preprocessing import speck_contrast
+from mcalc.learn.weights import resolve_weights
+from mcalc.records.results import load_manifest, read_results_provenance
+from mcalc.report import plots, tables
 
 manifest = load_manifest(results_dir)
 weights_info = resolve_weights(weights)

@@ -38,14 +38,14 @@ run_record = ""  # path of the run's JSON (empty: results_dir/runs/cnn_OPTIMIZER
 
 
 # %%
-from mcalc.parameters import check_parameters
+from mcalc.run.parameters import check_parameters
 
 check_parameters(globals())  # each parameter against its spec: one line naming a bad value
 
 # %%
-from mcalc import plots, tables
-from mcalc.model import TrainConfig
-from mcalc.training import run_optimizer
+from mcalc.chapters.training import run_optimizer
+from mcalc.learn.model import TrainConfig
+from mcalc.report import plots, tables
 
 config = TrainConfig(
     optimizer=optimizer,

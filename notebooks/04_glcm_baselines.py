@@ -37,13 +37,14 @@ glcm_levels = 64
 
 
 # %%
-from mcalc.parameters import check_parameters
+from mcalc.run.parameters import check_parameters
 
 check_parameters(globals())  # each parameter against its spec: one line naming a bad value
 
 # %%
-from mcalc import metadata, plots, tables
-from mcalc.baselines import run_baselines
+from mcalc.evaluate import metadata
+from mcalc.evaluate.baselines import run_baselines
+from mcalc.report import plots, tables
 
 baselines = run_baselines(
     results_dir=results_dir,

@@ -45,15 +45,19 @@ sweep_name = "seed_variance"  # a sweep under the results folder's sweeps/ to sh
 
 
 # %%
-from mcalc.parameters import check_parameters
+from mcalc.run.parameters import check_parameters
 
 check_parameters(globals())  # each parameter against its spec: one line naming a bad value
 
 # %%
-from mcalc import metadata, paper, plan, plots, selection, sweep, tables, verdicts
-from mcalc.audits import update_sizes
-from mcalc.model import TrainConfig
-from mcalc.results import gather_results
+from mcalc import paper
+from mcalc.chapters import selection
+from mcalc.chapters.audits import update_sizes
+from mcalc.evaluate import metadata, plan, verdicts
+from mcalc.evaluate.runs import gather_results
+from mcalc.learn.model import TrainConfig
+from mcalc.report import plots, tables
+from mcalc.run import sweep
 
 results = gather_results(results_dir)
 print(results.provenance.label())
@@ -74,7 +78,7 @@ plots.glue_numbers(plan_hash=plan.plan_hash(), power_note=Markdown(plan.power_no
 # Every claim of the paper this book judges, with the quantity, the test, the margin δ and why that
 # δ, the direction that counts as better, the rule for a claim made of several numbers, and the
 # minimum detectable difference at 80% power and α 0.05 on the official test split. The plan lives in
-# `mcalc.plan`; its content hash is {glue:text}`plan_hash`, and every run record of this book
+# `mcalc.evaluate.plan`; its content hash is {glue:text}`plan_hash`, and every run record of this book
 # carries the hash of the plan in force when it was made. *Data-free* claims (counts, formulas,
 # optimizer arithmetic, what a cited source says) are decided in every build; *image* claims need
 # the CBIS-DDSM images and ImageNet weights.

@@ -48,15 +48,16 @@ n_split_seeds = 10  # repeats of each pooled-data split scheme (enough for an in
 
 
 # %%
-from mcalc.parameters import check_parameters
+from mcalc.run.parameters import check_parameters
 
 check_parameters(globals())  # each parameter against its spec: one line naming a bad value
 
 # %%
-from mcalc import metadata, plots
-from mcalc.audits import leakage_audit
-from mcalc.model import TrainConfig
-from mcalc.splits import SPLIT_SCHEMES
+from mcalc.chapters.audits import leakage_audit
+from mcalc.evaluate import metadata
+from mcalc.learn.model import TrainConfig
+from mcalc.learn.splits import SPLIT_SCHEMES
+from mcalc.report import plots
 
 config = TrainConfig(
     optimizer=optimizer,
@@ -80,7 +81,7 @@ print(audit.provenance.label())
 # %%
 from IPython.display import Markdown
 
-from mcalc.verdicts import leakage_sentence
+from mcalc.evaluate.verdicts import leakage_sentence
 
 plots.glue_numbers(memoriser_sentence=Markdown(leakage_sentence(audit.repeats)))
 

@@ -26,14 +26,15 @@ sweep_name = "seed_variance"  # the sweep under the results folder's sweeps/ tha
 
 
 # %%
-from mcalc.parameters import check_parameters
+from mcalc.run.parameters import check_parameters
 
 check_parameters(globals())  # each parameter against its spec: one line naming a bad value
 
 # %%
-from mcalc import plots, sweep
-from mcalc.audits import variance_summary
-from mcalc.results import read_results_provenance
+from mcalc.chapters.audits import variance_summary
+from mcalc.records.results import read_results_provenance
+from mcalc.report import plots
+from mcalc.run import sweep
 
 runs = sweep.load_runs(results_dir, sweep_name)
 provenance = read_results_provenance(results_dir)
@@ -62,7 +63,7 @@ plots.show_table(
 # %%
 from IPython.display import Markdown
 
-from mcalc.verdicts import seed_sentence
+from mcalc.evaluate.verdicts import seed_sentence
 
 plots.glue_numbers(n_runs=len(runs), seed_sentence=Markdown(seed_sentence(runs)))
 

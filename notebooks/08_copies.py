@@ -47,17 +47,18 @@ copies_scale = 0.25  # phantom scale of both copies (1: the real CBIS-DDSM calc 
 
 
 # %%
-from mcalc.parameters import check_parameters
+from mcalc.run.parameters import check_parameters
 
 check_parameters(globals())  # each parameter against its spec: one line naming a bad value
 
 # %%
 import pandas as pd
 
-from mcalc import compare, plots
-from mcalc.copies import CopiesConfig, pair_label, run_copies
-from mcalc.model import TrainConfig
-from mcalc.results import read_results_provenance
+from mcalc.chapters.copies import CopiesConfig, pair_label, run_copies
+from mcalc.evaluate import compare
+from mcalc.learn.model import TrainConfig
+from mcalc.records.results import read_results_provenance
+from mcalc.report import plots
 
 config = CopiesConfig(
     results_dir=results_dir,

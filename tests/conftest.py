@@ -50,8 +50,8 @@ def shared_tables() -> Path:
 
 
 def curate_quietly(root: Path, **kwargs):
-    """mcalc.curation.curate() without a progress bar, its exclusion warnings swallowed."""
-    from mcalc import curation
+    """mcalc.data.curation.curate() without a progress bar, its exclusion warnings swallowed."""
+    from mcalc.data import curation
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", curation.CurationWarning)
@@ -120,7 +120,7 @@ def textured_rois(
 @pytest.fixture(scope="session")
 def make_phantom(tmp_path_factory: pytest.TempPathFactory):
     """Generate (once per session and settings) a phantom: ``make_phantom(scale, seed, layout)`` → root."""
-    from mcalc import phantom as ph
+    from mcalc.data import phantom as ph
 
     made: dict[tuple[float, int, str], Path] = {}
 

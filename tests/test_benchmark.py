@@ -151,9 +151,11 @@ def _mcalc_names(tree: ast.AST) -> list[tuple[str, str]]:
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mcalc":
             for alias in node.names:
                 names.append((node.module, alias.name))
-                if node.module == "mcalc" and importlib.util.find_spec(f"mcalc.{alias.name}"):
+                if hasattr(
+                    importlib.import_module(node.module), "__path__"
+                ) and importlib.util.find_spec(f"{node.module}.{alias.name}"):
                     modules[alias.asname or alias.name] = importlib.import_module(
-                        f"mcalc.{alias.name}"
+                        f"{node.module}.{alias.name}"
                     )
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
@@ -167,7 +169,10 @@ def test_every_mcalc_name_the_benchmark_uses_exists():
     trees = [ast.parse(p.read_text()) for p in sorted((REPO / "benchmarks").glob("*.py"))]
     trees.append(ast.parse(book._BOOK_SCRIPT))
     names = [pair for tree in trees for pair in _mcalc_names(tree)]
-    assert ("mcalc.curation", "curate") in names and ("mcalc.model", "train_head") in names
+    assert ("mcalc.data.curation", "curate") in names and (
+        "mcalc.learn.model",
+        "train_head",
+    ) in names
     missing = [f"{m}.{n}" for m, n in names if not hasattr(importlib.import_module(m), n)]
     assert not missing
 

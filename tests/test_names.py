@@ -7,7 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from mcalc import names, plots
+from mcalc import names
+from mcalc.report import plots
 
 
 @pytest.mark.parametrize(
@@ -74,7 +75,7 @@ def test_tables_show_counts_as_integers_metric_names_and_small_values():
 
 def test_the_data_dictionary_describes_every_column_of_the_shipped_tables():
     """Each column of the official calc tables has a description, distinct values counted on both splits."""
-    from mcalc import metadata
+    from mcalc.evaluate import metadata
 
     tables = metadata.shipped_tables()
     dictionary = names.data_dictionary(tables)

@@ -1,0 +1,69 @@
+"""Chapter 8 executed on a tiny phantom: every number it shows is what mcalc.evaluate.compare computes on its two copies."""
+
+from __future__ import annotations
+
+import ast
+import io
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mcalc.evaluate import compare
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _outputs(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The executed notebook's tables (caption → CSV) and glued values (name → text)."""
+    import nbformat
+
+    tables, glued = {}, {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {})
+            table = meta.get("mcalc", {}).get("table")
+            if table:
+                tables[table["caption"]] = table["csv"]
+            name = meta.get("scrapbook", {}).get("name")
+            record = out.get("data", {}).get("application/papermill.record/text/plain")
+            if name and record is not None:
+                glued[name] = ast.literal_eval(record)
+    return tables, glued
+
+
+@pytest.mark.slow
+def test_the_chapter_shows_what_compare_computes(tmp_path: Path) -> None:
+    from mcalc.run.pipeline import copies_run, execute, get_profile
+
+    profile = replace(
+        get_profile("ci"),
+        results_dir=str(tmp_path / "results"),
+        cache_dir=str(tmp_path / "cache"),
+        out_dir=str(tmp_path / "notebooks"),
+        epochs=1,
+        n_boot=20,
+        cv_folds=2,
+    )
+    run = copies_run(profile)
+    tables, glued = _outputs(execute(run, profile))
+    a = tmp_path / "results" / "copies" / "dicom"
+    b = tmp_path / "results" / "copies" / "kaggle-jpeg"
+    c = compare.compare_runs(a, b)  # recomputed here: the same paired bootstrap, same seed
+    (caption,) = [k for k in tables if k.startswith("Table 4 metrics")]
+    shown = tables[caption]
+    assert shown == compare.difference_table(c, names=("DICOM", "Kaggle JPEG")).to_csv()
+    assert len(pd.read_csv(io.StringIO(shown))) == len(c.table4())
+    assert glued["difference_text"] == compare.difference_sentence(c)
+    assert glued["shift_text"] == compare.shift_sentence(compare.feature_shift(a, b))
+    assert glued["verdict_text"] == compare.verdict_sentence(c)
+    assert (glued["n_excluding"], glued["n_differences"]) == c.n_excluding_zero()
+    # the copies differ in their data copy and nothing else that either records
+    (prov_caption,) = [k for k in tables if k.startswith("Provenance of the two runs")]
+    prov = pd.read_csv(io.StringIO(tables[prov_caption]), index_col=0)
+    assert list(prov.index[prov["differs"]]) == ["data copy"]
+    assert (
+        "JPEG round trip of the pipeline, not the real copies"
+        in (ROOT / "notebooks" / "08_copies.py").read_text()
+    )
