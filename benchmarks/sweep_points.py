@@ -70,6 +70,7 @@ def prepare(work: Path, scale: float, image_size: int):
 
 def run_mode(profile, points: int, epochs: int, warm: bool, name: str) -> dict:
     """One serial sweep of ``points`` seeds; wall time and per-point figures."""
+    from mcalc.records import sweeps
     from mcalc.run import sweep
 
     spec = sweep.GridSpec.from_dict(
@@ -84,7 +85,7 @@ def run_mode(profile, points: int, epochs: int, warm: bool, name: str) -> dict:
     summary = sweep.run_sweep(spec, profile, "serial", progress=False, force=True, warm=warm)
     wall = time.perf_counter() - start
     assert not summary.failed, summary.describe()
-    done, _ = sweep.load_sweep(profile.results_dir, name)
+    done, _ = sweeps.load_sweep(profile.results_dir, name)
     training = [r["run"]["elapsed_s"] for r in done]
     executions = [r["elapsed_s"] for r in done]
     return {

@@ -56,8 +56,8 @@ from mcalc.chapters.audits import update_sizes
 from mcalc.evaluate import metadata, plan, verdicts
 from mcalc.evaluate.runs import gather_results
 from mcalc.learn.model import TrainConfig
+from mcalc.records import sweeps
 from mcalc.report import plots, tables
-from mcalc.run import sweep
 
 results = gather_results(results_dir)
 print(results.provenance.label())
@@ -397,16 +397,16 @@ plots.show_table(
 # The intervals are the patient-level bootstrap's, on the official test split.
 
 # %%
-sweep_runs = sweep.load_runs(results_dir, sweep_name)
+sweep_runs = sweeps.load_runs(results_dir, sweep_name)
 plots.show_table(
-    sweep.runs_table(sweep_runs),
+    sweeps.runs_table(sweep_runs),
     f"Sweep {sweep_name} — test metrics of every grid point, with patient-level 95% CIs (cluster-Wilson for proportions, bootstrap otherwise)",
     results.provenance,
 )
 
 # %%
 plots.show_figure(
-    plots.sweep_axes(sweep_runs, sweep.grid_axes(sweep_runs)),
+    plots.sweep_axes(sweep_runs, sweeps.grid_axes(sweep_runs)),
     f"Sweep {sweep_name} — test metrics against each grid axis (points: runs with their 95% CIs; line: mean over the other axes)",
     results.provenance,
 )

@@ -32,11 +32,11 @@ check_parameters(globals())  # each parameter against its spec: one line naming 
 
 # %%
 from mcalc.chapters.audits import variance_summary
+from mcalc.records import sweeps
 from mcalc.records.results import read_results_provenance
 from mcalc.report import plots
-from mcalc.run import sweep
 
-runs = sweep.load_runs(results_dir, sweep_name)
+runs = sweeps.load_runs(results_dir, sweep_name)
 provenance = read_results_provenance(results_dir)
 print(provenance.label())
 

@@ -395,7 +395,7 @@ def interval(
 
 def seed_runs(results_dir: str | Path, name: str = SEED_SWEEP) -> pd.DataFrame | None:
     """Chapter 7's optimizer × seed runs (test accuracy, and Table 3's last-epoch training accuracy), or None."""
-    from mcalc.run.sweep import load_sweep
+    from mcalc.records.sweeps import load_sweep
 
     try:
         done, _ = load_sweep(results_dir, name)

@@ -138,7 +138,7 @@ class NotebookRun:
 
 def sweep_reads(name: str) -> tuple[str, ...]:
     """The files of a sweep its readers depend on (under results_dir): its index and its points' records."""
-    from mcalc.run.sweep import INDEX, SWEEPS, record_path
+    from mcalc.records.sweeps import INDEX, SWEEPS, record_path
 
     return (f"{SWEEPS}/{name}/{INDEX}", record_path(f"{SWEEPS}/{name}", "*").as_posix())
 

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from mcalc.errors import DataError
-from mcalc.records import cache
+from mcalc.records import cache, sweeps
 from mcalc.run import sweep
 from mcalc.run.cli import main
 from mcalc.run.pipeline import get_profile, seed_sweep
@@ -165,7 +165,7 @@ def test_the_first_writer_of_a_record_wins(tmp_path):
 
     def writer(i: int) -> None:
         barrier.wait()
-        wrote[i] = sweep.write_first({"writer": i, "pad": "x" * 100_000}, path)
+        wrote[i] = sweeps.write_first({"writer": i, "pad": "x" * 100_000}, path)
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
     for t in threads:
@@ -201,12 +201,12 @@ def test_serial_sweep_resumes_retries_once_and_lists_failures(fake):
     ]
     assert kernels == []  # every point's kernel is shut down, the failed ones' too
     assert "ValueError: point 3 fails on purpose" in second.describe()
-    done, missing = sweep.load_sweep(profile.results_dir, "fake")
+    done, missing = sweeps.load_sweep(profile.results_dir, "fake")
     assert [r["axes"]["x"] for r in done] == [0, 1, 2]
     assert missing[0]["status"] == "failed" and "fails on purpose" in missing[0]["error"]
     with pytest.raises(DataError, match="1 point"):
-        sweep.load_runs(profile.results_dir, "fake")
-    runs = sweep.load_runs(profile.results_dir, "fake", allow_missing=True)
+        sweeps.load_runs(profile.results_dir, "fake")
+    runs = sweeps.load_runs(profile.results_dir, "fake", allow_missing=True)
     assert runs["x"].tolist() == [0, 1, 2] and runs["accuracy"].tolist() == [0.0, 0.1, 0.2]
 
 
@@ -220,9 +220,9 @@ def test_a_sweep_is_shown_as_a_table_and_a_figure_of_each_axis(fake):
     sweep.run_sweep(
         _spec(grid={"x": [2, 1]}), profile, "serial", progress=False, notebook_dir=notebooks
     )
-    runs = sweep.load_runs(profile.results_dir, "fake")
-    assert sweep.grid_axes(runs) == ["x"]
-    table = sweep.runs_table(runs)
+    runs = sweeps.load_runs(profile.results_dir, "fake")
+    assert sweeps.grid_axes(runs) == ["x"]
+    table = sweeps.runs_table(runs)
     assert table.loc[2, "accuracy"] == "0.200 [0.150, 0.250]" and table.loc[1, "AUC"] == "0.500"
     fig = plots.sweep_axes(runs, ["x"])
     assert len(fig.axes) == 3 and fig.axes[0].get_xticklabels()[0].get_text() == "2"
@@ -246,7 +246,7 @@ def test_local_cluster_survives_a_killed_worker_and_runs_a_duplicate_once(fake, 
         "ValueError: point 1 fails on purpose"
     ]
     assert sorted(_executions(profile)) == [0, 0, 1, 1, 2]
-    done, _ = sweep.load_sweep(profile.results_dir, "fake")
+    done, _ = sweeps.load_sweep(profile.results_dir, "fake")
     assert [r["axes"]["x"] for r in done] == [0, 2]
 
 
@@ -315,16 +315,16 @@ def test_dask_sweep_of_the_optimizer_template_gives_the_serial_numbers(study_inp
         warm=False,
     )
     assert len(on_dask.ran) == len(serial.ran) == 4 and not on_dask.failed and not serial.failed
-    a, _ = sweep.load_sweep(study_inputs.results_dir, "dask")
-    b, _ = sweep.load_sweep(study_inputs.results_dir, "serial")
+    a, _ = sweeps.load_sweep(study_inputs.results_dir, "dask")
+    b, _ = sweeps.load_sweep(study_inputs.results_dir, "serial")
     assert all(r["kernel"]["warm"] for r in a) and not any(r["kernel"]["warm"] for r in b)
     assert sum(r["kernel"]["points_before"] for r in a) >= 2  # 4 points, 2 kernels: reused
     for x, y in zip(a, b):
         assert x["key"] == y["key"] and x["axes"] == y["axes"]
         for part in ("history", "validation", "test", "train", "config", "split_sizes"):
             assert x["run"][part] == y["run"][part], part
-    runs = sweep.load_runs(study_inputs.results_dir, "dask")
-    pd.testing.assert_frame_equal(runs, sweep.load_runs(study_inputs.results_dir, "serial"))
+    runs = sweeps.load_runs(study_inputs.results_dir, "dask")
+    pd.testing.assert_frame_equal(runs, sweeps.load_runs(study_inputs.results_dir, "serial"))
     assert runs[["optimizer", "seed"]].values.tolist() == [
         ["ADAM", 0],
         ["ADAM", 1],
@@ -496,23 +496,23 @@ def _record(key: str, accuracy: float = 0.5) -> dict:
 def test_a_damaged_record_is_not_finished_and_is_replaced(tmp_path, damage):
     """A record cut short, edited or emptied: not a finished point; the next write replaces it."""
     key = "ab" * 32
-    path = sweep.record_path(tmp_path, key)
-    stored = sweep.store_record(_record(key), tmp_path)
-    assert sweep.finished(sweep.read_record(path), key) and stored["digest"]
+    path = sweeps.record_path(tmp_path, key)
+    stored = sweeps.store_record(_record(key), tmp_path)
+    assert sweeps.finished(sweeps.read_record(path), key) and stored["digest"]
     path.write_text(damage(path.read_text()))
-    assert not sweep.finished(sweep.read_record(path), key)
-    sweep.store_record(_record(key), tmp_path)
-    assert sweep.finished(sweep.read_record(path), key)
-    assert sweep.read_record(path)["run"]["test"]["accuracy"] == 0.5
+    assert not sweeps.finished(sweeps.read_record(path), key)
+    sweeps.store_record(_record(key), tmp_path)
+    assert sweeps.finished(sweeps.read_record(path), key)
+    assert sweeps.read_record(path)["run"]["test"]["accuracy"] == 0.5
 
 
 def test_a_whole_record_is_kept_unless_forced(tmp_path):
     """The first whole record of a key wins; with force, the new one replaces it."""
     key = "cd" * 32
-    sweep.store_record(_record(key, 0.5), tmp_path)
-    assert sweep.store_record(_record(key, 0.7), tmp_path)["run"]["test"]["accuracy"] == 0.5
-    sweep.store_record(_record(key, 0.7), tmp_path, force=True)
-    assert sweep.read_record(sweep.record_path(tmp_path, key))["run"]["test"]["accuracy"] == 0.7
+    sweeps.store_record(_record(key, 0.5), tmp_path)
+    assert sweeps.store_record(_record(key, 0.7), tmp_path)["run"]["test"]["accuracy"] == 0.5
+    sweeps.store_record(_record(key, 0.7), tmp_path, force=True)
+    assert sweeps.read_record(sweeps.record_path(tmp_path, key))["run"]["test"]["accuracy"] == 0.7
 
 
 @pytest.mark.slow
@@ -522,13 +522,13 @@ def test_a_damaged_record_is_run_again_and_force_runs_every_point(fake):
     spec = _spec(grid={"x": [1, 2]}, fixed={"log": _log(profile)})
     run = dict(notebook_dir=notebooks, progress=False)
     first = sweep.run_sweep(spec, profile, "serial", **run)
-    path = sweep.record_path(first.out_dir, first.ran[0])
+    path = sweeps.record_path(first.out_dir, first.ran[0])
     path.write_text(path.read_text()[:100])
     with pytest.raises(DataError, match="1 point"):
-        sweep.load_runs(profile.results_dir, "fake")
+        sweeps.load_runs(profile.results_dir, "fake")
     second = sweep.run_sweep(spec, profile, "serial", **run)
     assert second.ran == [first.ran[0]] and second.skipped == [first.ran[1]]
-    assert sweep.load_runs(profile.results_dir, "fake")["x"].tolist() == [1, 2]
+    assert sweeps.load_runs(profile.results_dir, "fake")["x"].tolist() == [1, 2]
     third = sweep.run_sweep(spec, profile, "serial", force=True, **run)
     assert third.ran == first.ran and not third.skipped
     assert _executions(profile) == [1, 2, 1, 1, 2]
@@ -567,6 +567,6 @@ def test_a_serial_sweep_keeps_one_warm_kernel_and_each_point_starts_clean(fake):
     fresh = sweep.run_sweep(spec, profile, "serial", force=True, warm=False, **run)
     assert len(fresh.ran) == 3 and not fresh.failed
     assert len(set(_kernels(profile)[3:])) == 3
-    out = sweep.sweep_dir(profile.results_dir, "fake")
+    out = sweeps.sweep_dir(profile.results_dir, "fake")
     for key in warm.ran:
         assert (out / "files" / key / "figure.txt").is_file()

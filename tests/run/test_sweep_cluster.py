@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from mcalc.records import sweeps
 from mcalc.run import sweep
 from mcalc.run.pipeline import get_profile
 from tests.run.test_sweep import FAKE_TEMPLATE
@@ -211,11 +212,11 @@ def test_a_sweep_on_a_dask_cluster_without_the_clients_files(tmp_path):
     }
     for worker in ("cpu", "gpu2"):  # warm kernels: a worker's points share its one kernel
         assert len({pid for _, w, pid in ran if w == worker}) == 1
-    done, missing = sweep.load_sweep(profile.results_dir, "cluster")
+    done, missing = sweeps.load_sweep(profile.results_dir, "cluster")
     assert not missing and [r["axes"]["x"] for r in done] == [0, 1, 2, 3, 4]
     assert {r["worker"] for r in done} <= {"cpu", "gpu", "gpu2"}
     assert all(r["run"]["data"] == "the client's data" for r in done)  # the inputs were shipped
-    out = sweep.sweep_dir(profile.results_dir, "cluster")
+    out = sweeps.sweep_dir(profile.results_dir, "cluster")
     for record in done:  # what the point produced came back and was written here
         assert (out / record["notebook"]).is_file()
         assert (out / "runs" / f"{record['key']}.json").is_file()
@@ -227,5 +228,5 @@ def test_a_sweep_on_a_dask_cluster_without_the_clients_files(tmp_path):
     shutil.copy(Path(profile.results_dir) / "data.txt", serial_profile.results_dir)
     serial = sweep.run_sweep(spec, serial_profile, "serial", progress=False, notebook_dir=notebooks)
     assert sorted(serial.ran) == sorted(summary.ran)  # the same keys: the same content
-    alone, _ = sweep.load_sweep(serial_profile.results_dir, "cluster")
+    alone, _ = sweeps.load_sweep(serial_profile.results_dir, "cluster")
     assert [_comparable(r) for r in alone] == [_comparable(r) for r in done]
