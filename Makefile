@@ -3,7 +3,7 @@
 #   make test   runs the unit tests, then every notebook on a tiny phantom under nbval
 # Both create (or reuse) the virtual environment .venv themselves.
 # For contributors: make units (fast tests, seconds), make units-all (every unit test),
-# make lint (ruff check + format check; .ci/run runs it before make test).
+# make lint (ruff check + format check + lint-imports, the stages import only downward; .ci/run runs it before make test).
 
 PYTHON ?= python3
 VENV ?= .venv
