@@ -49,8 +49,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from mcalc.errors import DataError
+from mcalc.evaluate.evaluation import Evaluation, evaluate_rows
 from mcalc.evaluate.metadata import assessment_rule, majority_baseline
-from mcalc.evaluate.metrics import Evaluation, evaluate_rows
 from mcalc.evaluate.runs import BaselineRun
 from mcalc.learn.splits import FastStratifiedGroupKFold
 from mcalc.records.cache import FeatureCache, cache_key, file_digest, load_or_compute

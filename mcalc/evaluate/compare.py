@@ -3,7 +3,7 @@
 A run is a results folder (``runs/*.json``, ``provenance.json``, ``features.json``) or the book's
 results bundle (``mcalc-results.zip``, whose ``records/`` hold the same files). For every model both
 runs hold, the test predictions of the two runs are paired by ROI id and the difference B − A of every
-metric is bootstrapped *paired* at the patient level (:func:`mcalc.evaluate.metrics.paired_difference`: a
+metric is bootstrapped *paired* at the patient level (:func:`mcalc.evaluate.bootstrap.paired_difference`: a
 drawn patient brings all of their ROIs, in both runs). The verdict table of each run is set beside
 the other's, and what differs in their provenance (data copy, weights, task, versions, commit) is
 listed. ROIs that only one run tested, or whose label the runs disagree on, are listed with the
@@ -30,7 +30,9 @@ import pandas as pd
 
 from mcalc import names
 from mcalc.errors import DataError
-from mcalc.evaluate.metrics import Evaluation, metric_names, paired_difference
+from mcalc.evaluate.bootstrap import paired_difference
+from mcalc.evaluate.evaluation import Evaluation
+from mcalc.evaluate.metrics import metric_names
 from mcalc.evaluate.runs import Results, gather_results
 from mcalc.names import metric_name
 from mcalc.records.provenance import KAGGLE_JPEG_LABEL

@@ -33,7 +33,7 @@ from mcalc import paper
 from mcalc.data.calibration import shipped_tables
 from mcalc.data.curation import CurationResult, read_case_table
 from mcalc.errors import DataError
-from mcalc.evaluate.metrics import Evaluation, cluster_ids, evaluate
+from mcalc.evaluate.evaluation import Evaluation, cluster_ids, evaluate
 from mcalc.learn.splits import (
     SPLIT_SCHEMES,
     leakage_report,

@@ -159,8 +159,8 @@ def power_design() -> Design:
     The design effect is measured on the one real prediction every build has: the BI-RADS
     assessment rule (learned on the official training table) on the official test table.
     """
+    from mcalc.evaluate.evaluation import cluster_ids
     from mcalc.evaluate.metadata import assessment_rule, read_real_tables
-    from mcalc.evaluate.metrics import cluster_ids
 
     rows = read_real_tables()
     train, test = rows[rows["split"] == "train"], rows[rows["split"] == "test"]

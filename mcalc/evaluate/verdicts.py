@@ -33,7 +33,7 @@ from scipy.stats import kruskal, norm
 from mcalc import paper
 from mcalc.errors import DataError
 from mcalc.evaluate import plan
-from mcalc.evaluate.metrics import Evaluation, compare_evaluations
+from mcalc.evaluate.evaluation import Evaluation, compare_evaluations
 from mcalc.evaluate.runs import OptimizerRun, Results
 from mcalc.records.results import SENSITIVITY_DIR
 from mcalc.study import DEFAULT_TASK
@@ -373,7 +373,7 @@ def interval(
     """The patient-level CI of one metric at ``confidence``: re-bootstrapped from the kept predictions,
     else read off the evaluation's 95% CI by the normal approximation."""
     if ev.predictions:
-        from mcalc.evaluate.metrics import evaluate
+        from mcalc.evaluate.evaluation import evaluate
 
         p = ev.predictions
         again = evaluate(
@@ -455,8 +455,9 @@ def not_testable_reason(results: Results) -> str | None:
 
 def data_free_judgements() -> dict[str, Judgement]:
     """The data-free claims of the plan, decided on the shipped official tables and arithmetic."""
+    from mcalc.evaluate.errata import paper_formula_errata
     from mcalc.evaluate.metadata import _counts, assessment_rule, read_real_tables
-    from mcalc.evaluate.metrics import confusion, paper_formula_errata
+    from mcalc.evaluate.metrics import confusion
 
     rows = read_real_tables()
     counts = _counts(rows)

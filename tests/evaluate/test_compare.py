@@ -12,7 +12,7 @@ import pytest
 
 from mcalc.errors import DataError
 from mcalc.evaluate import compare as C
-from mcalc.evaluate.metrics import evaluate_rows
+from mcalc.evaluate.evaluation import evaluate_rows
 from mcalc.evaluate.runs import BaselineRun, OptimizerRun
 from mcalc.records.provenance import Provenance, write_provenance
 from mcalc.records.results import write_json

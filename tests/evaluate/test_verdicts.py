@@ -49,7 +49,7 @@ def test_the_margin_is_the_stated_one() -> None:
 
 
 def diff(d: float, lo: float, hi: float, p: float = 0.01) -> pd.Series:
-    """A row of mcalc.evaluate.metrics.paired_difference."""
+    """A row of mcalc.evaluate.bootstrap.paired_difference."""
     return pd.Series({"difference": d, "ci_low": lo, "ci_high": hi, "p_value": p})
 
 
@@ -202,7 +202,7 @@ def synthetic_results(
     history_accuracy: float = 0.98,
 ) -> object:
     """Results with four optimizer runs, an SVM and a k-NN on the same 240 test ROIs of 80 patients."""
-    from mcalc.evaluate.metrics import evaluate_rows
+    from mcalc.evaluate.evaluation import evaluate_rows
     from mcalc.evaluate.runs import BaselineRun, OptimizerRun, Results
     from mcalc.records.provenance import Provenance
 
