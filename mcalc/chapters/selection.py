@@ -224,7 +224,8 @@ def _optimism_ci(
     seed: int,
 ) -> dict[str, tuple[float, float]]:
     """Patient-bootstrap 95% intervals of the validation choice's, the test choice's accuracy and their difference."""
-    from mcalc.evaluate.bootstrap import cluster_bootstrap, cluster_codes
+    from mcalc.evaluate.bootstrap import cluster_bootstrap
+    from mcalc.evaluate.clusters import cluster_codes
 
     C = np.array([[c == "1" for c in s] for s in runs["test_correct"]], dtype=float)
     n = C.shape[1]

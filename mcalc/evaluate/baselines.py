@@ -61,6 +61,22 @@ from mcalc.records.results import (
 )
 from mcalc.study import CLASSES, DEFAULT_TASK, Task, get_task
 
+__all__ = [
+    "TuningConfig",
+    "grouped_folds",
+    "GroupedPlattSVC",
+    "make_svm",
+    "make_knn",
+    "TunedClassifier",
+    "cross_validated_proba",
+    "fit_model",
+    "predict_proba",
+    "fit_predict_proba",
+    "BaselineResults",
+    "glcm_matrix",
+    "run_baselines",
+]
+
 
 @dataclass(frozen=True)
 class TuningConfig:

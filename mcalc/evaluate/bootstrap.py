@@ -34,6 +34,7 @@ import pandas as pd
 from scipy.stats import bootstrap, norm
 
 from mcalc.errors import DataError
+from mcalc.evaluate.clusters import cluster_codes, lesion_codes
 from mcalc.evaluate.metrics import (
     POSITIVE_CLASS,
     SPECIFICITY_TARGET,
@@ -48,6 +49,18 @@ from mcalc.evaluate.metrics import (
 )
 from mcalc.study import CLASSES
 
+__all__ = [
+    "CI_METHODS",
+    "RESAMPLING_UNITS",
+    "check_unit",
+    "check_ci_args",
+    "cluster_wilson",
+    "cluster_bootstrap",
+    "bootstrap_ci",
+    "PAIRED_COLUMNS",
+    "paired_difference",
+]
+
 #: Bootstrap interval methods accepted by ``evaluate`` (scipy names, lower case).
 CI_METHODS = ("percentile", "bca", "basic")
 
@@ -58,27 +71,6 @@ RESAMPLING_UNITS = ("patient", "roi")
 
 #: Above this many (resample, ROI-class) cells, the bootstrap is computed in batches of resamples.
 _CELLS_PER_BATCH = 2_000_000
-
-
-def cluster_codes(ids: Any, n: int, what: str) -> np.ndarray:
-    """Integer codes 0..g-1 of a per-ROI id array (DataError on a wrong length or a missing id)."""
-    arr = np.asarray(ids, dtype=object) if not isinstance(ids, np.ndarray) else ids
-    if arr.ndim != 1 or len(arr) != n:
-        raise DataError(f"{what}: expected {n} ids (one per ROI), got shape {np.shape(arr)}")
-    codes, _ = pd.factorize(pd.Series(arr), use_na_sentinel=True)
-    if (codes < 0).any():
-        raise DataError(f"{what}: missing id at position {int(np.flatnonzero(codes < 0)[0])}")
-    return codes.astype(np.int64)
-
-
-def lesion_codes(lesions: Any, patients: np.ndarray | None, n: int) -> np.ndarray | None:
-    """Integer lesion codes, a lesion id naming a lesion within its patient (None without ids)."""
-    if lesions is None:
-        return None
-    les = cluster_codes(lesions, n, "lesions")
-    if patients is None:
-        return les
-    return cluster_codes(patients * (int(les.max()) + 1) + les, n, "lesions")
 
 
 def _grouped_weights(

@@ -37,6 +37,20 @@ from mcalc.names import metric_name
 from mcalc.records.provenance import KAGGLE_JPEG_LABEL
 from mcalc.records.results import FEATURES
 
+__all__ = [
+    "TABLE4_METRICS",
+    "DIFFERENCE_COLUMNS",
+    "COMMAND",
+    "Comparison",
+    "copy_label",
+    "verdict_changes",
+    "compare_runs",
+    "difference_table",
+    "units_text",
+    "difference_sentence",
+    "verdict_sentence",
+]
+
 #: The metrics of the paper's Table 4 (its loss is the KL loss; its AUC the pooled one, macro beside it).
 TABLE4_METRICS = ("loss_kl", *names.TABLE4_METRICS)
 #: Columns of :attr:`Comparison.differences`.
@@ -201,7 +215,7 @@ def copy_label(prov) -> str:
     return KAGGLE_JPEG_LABEL if prov.is_kaggle_jpeg else "DICOM release (16-bit)"
 
 
-def provenance_table(a: Run, b: Run, task_a: str, task_b: str) -> pd.DataFrame:
+def _provenance_table(a: Run, b: Run, task_a: str, task_b: str) -> pd.DataFrame:
     """What each run records of its provenance, item by item, and whether the two differ."""
 
     def items(run: Run, task: str) -> dict[str, object]:
@@ -362,7 +376,7 @@ def compare_runs(
         task=tasks[0],
         differences=diffs,
         verdicts=verdict_changes(_verdicts(a.results, a.folder), _verdicts(b.results, b.folder)),
-        provenance=provenance_table(a, b, *tasks),
+        provenance=_provenance_table(a, b, *tasks),
         unmatched=pd.DataFrame(unmatched_rows, columns=["roi_id", "why", "models"]),
         models_skipped=pd.DataFrame(skipped, columns=["model", "why"]),
         n_boot=first.n_boot if n_boot is None else int(n_boot),

@@ -19,6 +19,10 @@ from mcalc.errors import DataError
 from mcalc.evaluate.metrics import accuracy
 from mcalc.study import CLASSES
 
+__all__ = [
+    "paper_formula_errata",
+]
+
 
 def paper_formula_errata(cm: np.ndarray, classes: Sequence[str] = CLASSES) -> pd.DataFrame:
     """The paper's Eq. 4 (specificity) and Eq. 5 (accuracy) versus the correct formulas, per class.

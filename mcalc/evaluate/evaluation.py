@@ -23,11 +23,10 @@ from mcalc.evaluate.bootstrap import (
     bootstrap_ci,
     check_ci_args,
     check_unit,
-    cluster_codes,
     cluster_wilson,
-    lesion_codes,
     paired_difference,
 )
+from mcalc.evaluate.clusters import cluster_codes, cluster_ids, lesion_codes, unit_counts
 from mcalc.evaluate.metrics import (
     HEAD_METRICS,
     PER_CLASS_METRICS,
@@ -40,6 +39,17 @@ from mcalc.evaluate.metrics import (
     to_labels,
 )
 from mcalc.study import CLASSES
+
+__all__ = [
+    "Evaluation",
+    "TABLE_COLUMNS",
+    "evaluate",
+    "evaluate_rows",
+    "compare_evaluations",
+    "COMPARISON_METRICS",
+    "interval_comparison",
+    "reliability",
+]
 
 
 @dataclass
@@ -82,7 +92,8 @@ class Evaluation:
     n_patients: int | None = None
     #: number of distinct lesions (patient, side, abnormality id; None where not given)
     n_lesions: int | None = None
-    #: "all", each class and "not CLASS" -> {"rois", "lesions", "patients"} (see :func:`unit_counts`)
+    #: "all", each class and "not CLASS" -> {"rois", "lesions", "patients"}
+    #: (see :func:`~mcalc.evaluate.clusters.unit_counts`)
     counts: dict[str, dict[str, int | None]] = field(default_factory=dict)
     #: per ROI, when kept (``evaluate(roi_ids=...)``): "roi_id", "patient_id", "lesion_id", "label",
     #: "proba" — what a paired comparison with another model on the same ROIs needs
@@ -213,53 +224,6 @@ def _none_to_nan(v: float | None) -> float:
     return math.nan if v is None else float(v)
 
 
-def cluster_ids(manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(patient id, lesion id) of every manifest row; a lesion is (patient, side, abnormality id).
-
-    The CC and MLO views of one abnormality share patient, side and abnormality id, so they are one
-    lesion; :func:`evaluate` resamples the patients and counts the lesions.
-    """
-    cols = ["patient_id", "side", "abnormality_id"]
-    missing = [c for c in cols if c not in manifest.columns]
-    if missing:
-        raise DataError(
-            f"manifest: missing column(s) {', '.join(missing)} (patient and lesion ids)"
-        )
-    for c in cols:
-        na = manifest[c].isna().to_numpy()
-        if na.any():
-            raise DataError(f"manifest: missing {c} in row {manifest.index[na][0]!r}")
-    patients = manifest["patient_id"].astype(str).to_numpy()
-    abn = manifest["abnormality_id"].astype(str).str.replace(r"\.0$", "", regex=True)
-    lesions = manifest["patient_id"].astype(str) + "|" + manifest["side"].astype(str) + "|" + abn
-    return patients, lesions.to_numpy()
-
-
-def unit_counts(
-    y: np.ndarray,
-    groups: np.ndarray | None,
-    lesions: np.ndarray | None,
-    classes: Sequence[str] = CLASSES,
-) -> dict[str, dict[str, int | None]]:
-    """ROIs, lesions and patients of all ROIs, of each class and of the ROIs not of each class."""
-    y = np.asarray(y)
-
-    def count(mask: np.ndarray) -> dict[str, int | None]:
-        """The three counts of the ROIs in ``mask``."""
-        return {
-            "rois": int(mask.sum()),
-            "lesions": None if lesions is None else int(len(np.unique(lesions[mask]))),
-            "patients": None if groups is None else int(len(np.unique(groups[mask]))),
-        }
-
-    out = {"all": count(np.ones(len(y), dtype=bool))}
-    for k, c in enumerate(classes):
-        out[c] = count(y == k)
-    for k, c in enumerate(classes):
-        out[f"not {c}"] = count(y != k)
-    return out
-
-
 def evaluate(
     y_true: np.ndarray,
     proba: np.ndarray,
@@ -277,7 +241,8 @@ def evaluate(
 ) -> Evaluation:
     """Point estimates and patient-level (cluster) bootstrap CIs of all metrics (see module doc).
 
-    ``groups`` is the patient id of every ROI and ``lesions`` its lesion id (:func:`cluster_ids`);
+    ``groups`` is the patient id of every ROI and ``lesions`` its lesion id
+    (:func:`~mcalc.evaluate.clusters.cluster_ids`);
     with ``groups`` the bootstrap resamples patients (``unit="patient"``, the default then), without
     it ROIs (``unit="roi"``, only for showing the difference). ``method`` is ``"percentile"``
     (default), ``"bca"`` or ``"basic"`` (``scipy.stats.bootstrap``); ``n_boot=0`` skips the bootstrap

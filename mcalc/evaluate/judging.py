@@ -31,6 +31,29 @@ from scipy.stats import kruskal, norm
 from mcalc import paper
 from mcalc.evaluate import plan
 
+__all__ = [
+    "REPRODUCED",
+    "NOT_REPRODUCED",
+    "INCONCLUSIVE",
+    "NOT_TESTABLE",
+    "OUTCOMES",
+    "ALPHA",
+    "TOST_CONFIDENCE",
+    "CLAIM_METRIC",
+    "Judgement",
+    "judge_equivalence",
+    "judge_all_of",
+    "judge_superiority",
+    "expected_range",
+    "judge_spread",
+    "judge_optimizer",
+    "judge_counts",
+    "judge_formula",
+    "weight_travel",
+    "judge_step_ratio",
+    "judge_attribution",
+]
+
 REPRODUCED = "reproduced"
 
 

@@ -35,6 +35,33 @@ from sklearn.metrics import (
 from mcalc.errors import DataError
 from mcalc.study import CLASSES
 
+__all__ = [
+    "check_labels",
+    "check_proba",
+    "require_all_classes",
+    "to_labels",
+    "one_hot",
+    "accuracy",
+    "confusion",
+    "sensitivity_per_class",
+    "specificity_per_class",
+    "auc_per_class",
+    "auc_macro",
+    "auc_pooled",
+    "roc_curves",
+    "sensitivity_at_specificity",
+    "log_loss_kl",
+    "HEAD_METRICS",
+    "POSITIVE_CLASS",
+    "PER_CLASS_METRICS",
+    "SPECIFICITY_TARGET",
+    "metric_names",
+    "standard_mix",
+    "task_classes",
+    "brier_score",
+    "metric_vector",
+]
+
 #: Tolerance on probability rows summing to one.
 _ROW_SUM_ATOL = 1e-3
 

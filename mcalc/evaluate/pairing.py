@@ -23,6 +23,17 @@ from mcalc.evaluate.runs import Results, gather_results
 from mcalc.records.results import FEATURES_META, PROVENANCE, RUNS
 from mcalc.study import DEFAULT_TASK, TASKS
 
+__all__ = [
+    "BUNDLE_RECORDS",
+    "BASELINE_ORDER",
+    "Run",
+    "load_run",
+    "run_task",
+    "models",
+    "PairedPredictions",
+    "pair_predictions",
+]
+
 #: Where a results bundle (mcalc.report.book.write_bundle) keeps the results folder's files.
 BUNDLE_RECORDS = "records"
 

@@ -21,8 +21,18 @@ from mcalc.evaluate.judging import (
     expected_range,
 )
 
+__all__ = [
+    "counts_text",
+    "verdict_summary",
+    "OUTCOME_BADGES",
+    "bottom_line",
+    "write_bottom_line",
+    "leakage_sentence",
+    "seed_sentence",
+]
 
-def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
+
+def _verdict_counts(table: pd.DataFrame) -> dict[str, int]:
     """Claims of a verdict table per outcome, in :data:`~mcalc.evaluate.judging.OUTCOMES` order (no zeros)."""
     counts = table["verdict"].value_counts()
     return {o: int(counts[o]) for o in OUTCOMES if o in counts}
@@ -30,7 +40,7 @@ def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
 
 def counts_text(table: pd.DataFrame) -> str:
     """'3 reproduced, 1 inconclusive': the outcomes of a table's ``verdict`` column, counted."""
-    return ", ".join(f"{n} {o}" for o, n in verdict_counts(table).items()) or "none"
+    return ", ".join(f"{n} {o}" for o, n in _verdict_counts(table).items()) or "none"
 
 
 def verdict_summary(table: pd.DataFrame) -> str:

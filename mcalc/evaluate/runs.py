@@ -25,6 +25,13 @@ from mcalc.records.results import (
     read_results_provenance,
 )
 
+__all__ = [
+    "OptimizerRun",
+    "BaselineRun",
+    "Results",
+    "gather_results",
+]
+
 
 @dataclass
 class OptimizerRun:

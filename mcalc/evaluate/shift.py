@@ -11,6 +11,13 @@ import pandas as pd
 from mcalc.errors import DataError
 from mcalc.records.results import FEATURES
 
+__all__ = [
+    "feature_shift",
+    "shift_summary",
+    "shift_figure",
+    "shift_sentence",
+]
+
 
 def _features(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """A results folder's backbone features and their ROI ids (DataError when absent or unreadable)."""

@@ -40,6 +40,22 @@ from mcalc.evaluate.runs import OptimizerRun, Results
 from mcalc.records.results import SENSITIVITY_DIR
 from mcalc.study import DEFAULT_TASK
 
+__all__ = [
+    "CLAIM_METRICS",
+    "SEED_SWEEP",
+    "interval",
+    "seed_runs",
+    "sensitivity_runs",
+    "not_testable_reason",
+    "data_free_judgements",
+    "plan_verdicts",
+    "verdict_table",
+    "plan_of_runs",
+    "sensitivity_table",
+    "chance_levels",
+    "baseline_differences",
+]
+
 #: The Evaluation metric judged for each numeric headline claim (the paper's AUC is Keras' pooled AUC).
 CLAIM_METRICS = {
     "accuracy": "accuracy",
@@ -142,11 +158,11 @@ def not_testable_reason(results: Results) -> str | None:
 def data_free_judgements() -> dict[str, Judgement]:
     """The data-free claims of the plan, decided on the shipped official tables and arithmetic."""
     from mcalc.evaluate.errata import paper_formula_errata
-    from mcalc.evaluate.metadata import _counts, assessment_rule, read_real_tables
+    from mcalc.evaluate.metadata import assessment_rule, class_counts, read_real_tables
     from mcalc.evaluate.metrics import confusion
 
     rows = read_real_tables()
-    counts = _counts(rows)
+    counts = class_counts(rows)
     printed = paper.table1()
     out = {
         "table1_train": judge_counts(counts["train"].to_dict(), printed["Training"].to_dict()),
@@ -187,7 +203,7 @@ def _value_judgement(
     return judge_equivalence(paper_value, value, cache[key], plan.VALUE_MARGIN), value
 
 
-def training_judgement(results: Results, seeds: pd.DataFrame | None) -> Judgement:
+def _training_judgement(results: Results, seeds: pd.DataFrame | None) -> Judgement:
     """Table 3's ≈98%: Keras' last-epoch running accuracy per optimizer, its seed range when known."""
     t3 = paper.table3()
     parts: dict[str, Judgement | None] = {}
@@ -214,7 +230,7 @@ def training_judgement(results: Results, seeds: pd.DataFrame | None) -> Judgemen
     return judge_all_of(parts)
 
 
-def image_judgements(
+def _image_judgements(
     results: Results, seeds: pd.DataFrame | None, cache: dict | None = None
 ) -> dict[str, Judgement]:
     """The image claims of the plan on this build's runs (meaningful only on real images and weights)."""
@@ -231,7 +247,7 @@ def image_judgements(
             out[claim_id] = Judgement(
                 j.outcome, j.qualifier, f"{j.detail} (ADADelta, test split, {metric})"
             )
-    out["training_accuracy"] = training_judgement(results, seeds)
+    out["training_accuracy"] = _training_judgement(results, seeds)
     best = results.best_cnn()
     comparators = {
         k: (results.baselines[k].label, results.baselines[k].evaluations["test"])
@@ -284,7 +300,7 @@ def plan_verdicts(results: Results, seeds: pd.DataFrame | None = None) -> pd.Dat
     """
     decided = data_free_judgements()
     why_not = not_testable_reason(results)
-    image = {} if why_not else image_judgements(results, seeds)
+    image = {} if why_not else _image_judgements(results, seeds)
     h = plan.plan_hash()
     rows = []
     for c in plan.claims():

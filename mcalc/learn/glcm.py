@@ -19,6 +19,17 @@ import numpy as np
 
 from mcalc.errors import DataError
 
+__all__ = [
+    "HARALICK_NAMES",
+    "GLCM_LEVELS",
+    "GLCM_DISTANCE",
+    "GLCM_ANGLES",
+    "glcm_settings",
+    "quantise",
+    "glcm_features",
+    "glcm_feature_matrix",
+]
+
 #: Names of the 14 Haralick features, in the order ``mahotas.features.haralick`` returns them.
 HARALICK_NAMES: tuple[str, ...] = (
     "angular_second_moment",

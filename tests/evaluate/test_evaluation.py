@@ -21,6 +21,7 @@ from metric_cases import (
 
 from mcalc.errors import DataError
 from mcalc.evaluate import bootstrap as B
+from mcalc.evaluate import clusters as CL
 from mcalc.evaluate import evaluation as EV
 from mcalc.evaluate import metadata as MD
 from mcalc.evaluate import metrics as M
@@ -116,22 +117,6 @@ def test_bad_inputs_raise_data_error() -> None:
         M.log_loss_kl(y, nan)
 
 
-def test_cluster_ids_on_the_real_test_table() -> None:
-    """151 patients, 189 lesions on the 326 test ROIs; BENIGN_WITHOUT_CALLBACK: 67 ROIs of 17 patients."""
-    from mcalc.evaluate.metadata import read_real_tables
-
-    rows = read_real_tables()
-    table = rows[rows["split"] == "test"]
-    patients, lesions = EV.cluster_ids(table)
-    y = table["label"].to_numpy(dtype=int)
-    counts = EV.unit_counts(y, patients, lesions)
-    assert counts["all"] == {"rois": 326, "lesions": 189, "patients": 151}
-    assert counts["BENIGN_WITHOUT_CALLBACK"]["rois"] == 67
-    assert counts["BENIGN_WITHOUT_CALLBACK"]["patients"] == 17
-    with pytest.raises(DataError, match="abnormality_id"):
-        EV.cluster_ids(table.drop(columns="abnormality_id"))
-
-
 def test_methods_page_interval_table_is_what_the_code_gives_on_the_real_tables() -> None:
     """book/methods.md's ROI- vs patient-level table, recomputed from the shipped real tables (BI-RADS rule)."""
     from conftest import REPO
@@ -141,7 +126,7 @@ def test_methods_page_interval_table_is_what_the_code_gives_on_the_real_tables()
     rows = read_real_tables()
     train, test = rows[rows["split"] == "train"], rows[rows["split"] == "test"]
     proba = MD.assessment_rule(train, test)
-    patients, lesions = EV.cluster_ids(test)
+    patients, lesions = CL.cluster_ids(test)
     table = EV.interval_comparison(
         test["label"].to_numpy(dtype=int), proba, patients, lesions, n_boot=2000, seed=0
     )
