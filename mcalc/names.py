@@ -1,6 +1,6 @@
 """What the reader sees: one table of metric display names, and the number formats of the book's tables.
 
-A metric is named in code by its :class:`mcalc.evaluate.metrics.Evaluation` field ("auc_pooled"), per class with
+A metric is named in code by its :class:`mcalc.evaluate.evaluation.Evaluation` field ("auc_pooled"), per class with
 the class in brackets ("auc[BENIGN]"); the book shows :data:`METRIC_NAMES`' words instead. To name a
 new metric, add one entry here.
 """

@@ -53,7 +53,7 @@ check_parameters(globals())  # each parameter against its spec: one line naming 
 from mcalc import paper
 from mcalc.chapters import selection
 from mcalc.chapters.audits import update_sizes
-from mcalc.evaluate import metadata, plan, verdicts
+from mcalc.evaluate import metadata, plan, prose, verdicts
 from mcalc.evaluate.runs import gather_results
 from mcalc.learn.model import TrainConfig
 from mcalc.records import sweeps
@@ -128,7 +128,7 @@ plots.show_table(
 )
 
 # %%
-verdicts.write_bottom_line(verdicts.plan_verdicts(results, seeds), "bottom_line.txt")
+prose.write_bottom_line(verdicts.plan_verdicts(results, seeds), "bottom_line.txt")
 print(
     "run records made under plan(s):",
     ", ".join(sorted(verdicts.plan_of_runs(results))),
@@ -430,8 +430,8 @@ plots.show_table(
 # %%
 best = results.best_cnn()
 plots.glue_numbers(
-    verdict_summary=verdicts.verdict_summary(verdict),
-    sensitivity_summary=verdicts.counts_text(sensitivity),
+    verdict_summary=prose.verdict_summary(verdict),
+    sensitivity_summary=prose.counts_text(sensitivity),
     chance_auc=float(chance.iloc[1, 0]),
     best_network=best.paper_name if best is not None else "none trained",
     best_accuracy=best.test.accuracy if best is not None else float("nan"),

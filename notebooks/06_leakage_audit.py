@@ -81,7 +81,7 @@ print(audit.provenance.label())
 # %%
 from IPython.display import Markdown
 
-from mcalc.evaluate.verdicts import leakage_sentence
+from mcalc.evaluate.prose import leakage_sentence
 
 plots.glue_numbers(memoriser_sentence=Markdown(leakage_sentence(audit.repeats)))
 

@@ -63,7 +63,7 @@ plots.show_table(
 # %%
 from IPython.display import Markdown
 
-from mcalc.evaluate.verdicts import seed_sentence
+from mcalc.evaluate.prose import seed_sentence
 
 plots.glue_numbers(n_runs=len(runs), seed_sentence=Markdown(seed_sentence(runs)))
 

@@ -56,6 +56,7 @@ import pandas as pd
 
 from mcalc.chapters.copies import CopiesConfig, pair_label, run_copies
 from mcalc.evaluate import compare
+from mcalc.evaluate.shift import shift_figure, shift_sentence, shift_summary
 from mcalc.learn.model import TrainConfig
 from mcalc.records.results import read_results_provenance
 from mcalc.report import plots
@@ -117,14 +118,14 @@ plots.show_table(
 # %%
 shift = comparison.features
 plots.show_figure(
-    compare.shift_figure(shift),
+    shift_figure(shift),
     "Feature shift — how far each ROI's backbone features moved from the DICOM copy to the Kaggle JPEG copy, and how far each lies from its nearest other ROI (both relative to the ROI's feature norm)",
     provenance,
 )
 
 # %%
 plots.show_table(
-    compare.shift_summary(shift),
+    shift_summary(shift),
     "Feature shift in numbers — the move of each ROI's features between the copies, beside the distance to its nearest other ROI",
     provenance,
 )
@@ -196,7 +197,7 @@ plots.show_table(
 # %%
 n_excluding, n_differences = comparison.n_excluding_zero()
 plots.glue_numbers(
-    shift_text=compare.shift_sentence(shift),
+    shift_text=shift_sentence(shift),
     difference_text=compare.difference_sentence(comparison),
     verdict_text=compare.verdict_sentence(comparison),
     n_excluding=n_excluding,

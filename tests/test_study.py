@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from mcalc.errors import DataError
 from mcalc.evaluate import runs
-from mcalc.evaluate.metrics import evaluate
+from mcalc.evaluate.evaluation import evaluate
 from mcalc.learn.model import TrainConfig
 from mcalc.learn.splits import check_classes_present
 from mcalc.records import results

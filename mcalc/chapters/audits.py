@@ -15,8 +15,8 @@ import pandas as pd
 
 from mcalc import paper
 from mcalc.chapters.training import fit_head
+from mcalc.evaluate.evaluation import Evaluation
 from mcalc.evaluate.metadata import leak_cells
-from mcalc.evaluate.metrics import Evaluation
 from mcalc.learn.model import TrainConfig, make_optimizer, quiet_retracing
 from mcalc.learn.splits import SPLIT_SCHEMES, scheme_indices
 from mcalc.records.provenance import Provenance

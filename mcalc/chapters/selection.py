@@ -142,7 +142,7 @@ def selection_optimism(
     With ``test_patients`` (and ``test_labels``, for the stratification) and runs that recorded which
     test ROIs each epoch got right, the whole procedure — choose the run and epoch of best test
     accuracy, report it, minus the test accuracy of the choice made on validation — is bootstrapped
-    over test patients (:func:`mcalc.evaluate.metrics.cluster_bootstrap`): each resample re-chooses on the
+    over test patients (:func:`mcalc.evaluate.bootstrap.cluster_bootstrap`): each resample re-chooses on the
     test set, so the interval includes the luck of the choice, not only that of the accuracy.
     """
     needed = {"optimizer", "seed", "epoch", "val_accuracy", "test_accuracy"}
@@ -224,11 +224,12 @@ def _optimism_ci(
     seed: int,
 ) -> dict[str, tuple[float, float]]:
     """Patient-bootstrap 95% intervals of the validation choice's, the test choice's accuracy and their difference."""
-    from mcalc.evaluate.metrics import _codes, cluster_bootstrap
+    from mcalc.evaluate.bootstrap import cluster_bootstrap
+    from mcalc.evaluate.clusters import cluster_codes
 
     C = np.array([[c == "1" for c in s] for s in runs["test_correct"]], dtype=float)
     n = C.shape[1]
-    codes = _codes(np.asarray(patients), n, "test_patients")
+    codes = cluster_codes(np.asarray(patients), n, "test_patients")
     y = np.zeros(n, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
 
     def stat(W: np.ndarray) -> np.ndarray:

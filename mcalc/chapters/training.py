@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mcalc.evaluate.metrics import Evaluation, evaluate_rows
+from mcalc.evaluate.evaluation import Evaluation, evaluate_rows
 from mcalc.evaluate.runs import OptimizerRun
 from mcalc.learn.model import TrainConfig, TrainResult, predict_proba, train_head
 from mcalc.learn.splits import official_split

@@ -1,28 +1,20 @@
 """Two runs side by side (``mcalc compare RUN_A RUN_B``): paired differences, verdicts, provenance.
 
-A run is a results folder (``runs/*.json``, ``provenance.json``, ``features.json``) or the book's
-results bundle (``mcalc-results.zip``, whose ``records/`` hold the same files). For every model both
-runs hold, the test predictions of the two runs are paired by ROI id and the difference B − A of every
-metric is bootstrapped *paired* at the patient level (:func:`mcalc.evaluate.metrics.paired_difference`: a
+For every model both runs hold (read and paired by :mod:`mcalc.evaluate.pairing`), the test
+predictions of the two runs are paired by ROI id and the difference B − A of every metric is
+bootstrapped *paired* at the patient level (:func:`mcalc.evaluate.bootstrap.paired_difference`: a
 drawn patient brings all of their ROIs, in both runs). The verdict table of each run is set beside
 the other's, and what differs in their provenance (data copy, weights, task, versions, commit) is
 listed. ROIs that only one run tested, or whose label the runs disagree on, are listed with the
 models they concern and left out of the pairing, never dropped silently. Runs that cannot be
 compared (another task, no model or test ROI in common, not a run at all) raise one
-:class:`~mcalc.errors.DataError` line.
-
-With two results folders, :func:`feature_shift` also measures how far each ROI's backbone features
-moved between them (chapter 8: the same phantom written as the DICOM release and as the Kaggle JPEG
-re-release).
+:class:`~mcalc.errors.DataError` line. How far the backbone features moved between two results
+folders is :mod:`mcalc.evaluate.shift`'s.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import tempfile
-import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +22,37 @@ import pandas as pd
 
 from mcalc import names
 from mcalc.errors import DataError
-from mcalc.evaluate.metrics import Evaluation, metric_names, paired_difference
-from mcalc.evaluate.runs import Results, gather_results
+from mcalc.evaluate.bootstrap import paired_difference
+from mcalc.evaluate.metrics import metric_names
+from mcalc.evaluate.pairing import (
+    Run,
+    load_run,
+    models,
+    pair_predictions,
+    run_task,
+)
+from mcalc.evaluate.runs import Results
+from mcalc.evaluate.shift import feature_shift, shift_sentence
 from mcalc.names import metric_name
 from mcalc.records.provenance import KAGGLE_JPEG_LABEL
-from mcalc.records.results import FEATURES, FEATURES_META, PROVENANCE, RUNS
-from mcalc.study import DEFAULT_TASK, TASKS
+from mcalc.records.results import FEATURES
+
+__all__ = [
+    "TABLE4_METRICS",
+    "DIFFERENCE_COLUMNS",
+    "COMMAND",
+    "Comparison",
+    "copy_label",
+    "verdict_changes",
+    "compare_runs",
+    "difference_table",
+    "units_text",
+    "difference_sentence",
+    "verdict_sentence",
+]
 
 #: The metrics of the paper's Table 4 (its loss is the KL loss; its AUC the pooled one, macro beside it).
 TABLE4_METRICS = ("loss_kl", *names.TABLE4_METRICS)
-#: Where a results bundle (mcalc.report.book.write_bundle) keeps the results folder's files.
-BUNDLE_RECORDS = "records"
 #: Columns of :attr:`Comparison.differences`.
 DIFFERENCE_COLUMNS = [
     "model",
@@ -56,135 +68,8 @@ DIFFERENCE_COLUMNS = [
     "n_lesions",
     "n_rois",
 ]
-#: The order of the baselines in a comparison (Table 4's, then the two the paper omits).
-BASELINE_ORDER = ("svm", "knn", "majority", "assessment")
 #: The command a user runs on two runs of their own (shown by chapter 8).
 COMMAND = "mcalc compare RUN_A RUN_B"
-
-
-# ------------------------------------------------------------------------------ reading a run
-
-
-@dataclass
-class Run:
-    """One run read back: its saved results and its features' record (empty when absent)."""
-
-    source: Path
-    results: Results
-    features_meta: dict = field(default_factory=dict)
-    #: the results folder (None for a bundle, which holds no features.npz)
-    folder: Path | None = None
-
-    @property
-    def name(self) -> str:
-        """How the run is named in the report: the path given."""
-        return str(self.source)
-
-
-def _bundle_members(archive: zipfile.ZipFile) -> dict[str, str]:
-    """The bundle's records compare reads: member name → path under the results folder.
-
-    Only plain names are taken (``records/provenance.json``, ``records/features.json``,
-    ``records/runs/NAME.json``), so nothing is ever written outside the temporary folder.
-    """
-    plain = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*\.json")
-    out = {}
-    for name in archive.namelist():
-        parts = name.split("/")
-        if parts[0] != BUNDLE_RECORDS or not plain.fullmatch(parts[-1]):
-            continue
-        if len(parts) == 2 and parts[1] in (PROVENANCE, FEATURES_META):
-            out[name] = parts[1]
-        elif len(parts) == 3 and parts[1] == RUNS:
-            out[name] = f"{RUNS}/{parts[2]}"
-    return out
-
-
-def _read_folder(folder: Path, source: Path) -> Run:
-    """A results folder's runs and features record; DataError (one line) for anything unreadable."""
-    if not (folder / RUNS).is_dir():
-        raise DataError(
-            f"{source} is not a results folder: it has no {RUNS}/ with run records "
-            "(notebooks 03 and 04 write them) and is not a results bundle"
-        )
-    try:
-        results = gather_results(folder)
-        meta_path = folder / FEATURES_META
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    except DataError as exc:
-        raise DataError(f"{source}: {exc}") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise DataError(
-            f"{source}: a run record cannot be read ({type(exc).__name__}: {exc})"
-        ) from None
-    return Run(source, results, meta if isinstance(meta, dict) else {})
-
-
-def load_run(path: str | Path) -> Run:
-    """A results folder or a results bundle (.zip) read back; DataError (one line) when it is neither."""
-    source = Path(path)
-    if not source.exists():
-        raise DataError(
-            f"{source} does not exist: give a results folder or a results bundle (.zip)"
-        )
-    if source.is_dir():
-        run = _read_folder(source, source)
-        run.folder = source
-        return run
-    if not zipfile.is_zipfile(source):
-        raise DataError(
-            f"{source} is neither a results folder nor a results bundle (.zip, mcalc-results.zip)"
-        )
-    try:
-        with zipfile.ZipFile(source) as archive, tempfile.TemporaryDirectory() as tmp:
-            members = _bundle_members(archive)
-            if not any(p.startswith(f"{RUNS}/") for p in members.values()):
-                raise DataError(
-                    f"{source} is a zip but not a results bundle: it has no {BUNDLE_RECORDS}/{RUNS}/*.json"
-                )
-            for name, rel in members.items():
-                target = Path(tmp) / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(archive.read(name))
-            return _read_folder(Path(tmp), source)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
-        raise DataError(f"{source}: the bundle cannot be read ({exc})") from None
-
-
-def run_task(results: Results) -> str:
-    """The task a run was made under: its networks' (their configs), else the one its classes name."""
-    tasks = {
-        r.config.get("task", DEFAULT_TASK)
-        for r in [*results.cnn.values(), *results.finetuned.values()]
-    }
-    if len(tasks) > 1:
-        raise DataError(
-            f"its networks were trained under several tasks ({', '.join(sorted(tasks))})"
-        )
-    if tasks:
-        return tasks.pop()
-    classes = {ev.classes for _, ev in models(results).values()}
-    named = [t.name for t in TASKS.values() if (t.classes,) == tuple(classes)]
-    return named[0] if len(named) == 1 else (", ".join("/".join(c) for c in classes) or "unknown")
-
-
-def models(results: Results) -> dict[str, tuple[str, Evaluation]]:
-    """Every model of a run with a test evaluation: key (the run record's name) → (label, evaluation)."""
-    out = {
-        f"cnn_{k}": (f"InceptionResNetV2 {r.paper_name}", r.test) for k, r in results.cnn.items()
-    }
-    out |= {
-        f"cnn_{k}": (f"InceptionResNetV2 {k} (fine-tuned)", r.test)
-        for k, r in results.finetuned.items()
-    }
-    order = [k for k in BASELINE_ORDER if k in results.baselines]
-    order += sorted(set(results.baselines) - set(order))
-    out |= {
-        f"baseline_{k}": (results.baselines[k].label, results.baselines[k].evaluations["test"])
-        for k in order
-        if "test" in results.baselines[k].evaluations
-    }
-    return out
 
 
 def _verdicts(results: Results, folder: Path | None = None) -> pd.DataFrame:
@@ -199,55 +84,6 @@ def _verdicts(results: Results, folder: Path | None = None) -> pd.DataFrame:
     seeds = seed_runs(folder) if folder is not None else None
     v = plan_verdicts(results, seeds)
     return v.set_index("claim")[["label"]].rename(columns={"label": "verdict"})
-
-
-# ------------------------------------------------------------------------------ pairing
-
-
-@dataclass
-class _Pair:
-    """One model's test predictions of both runs on the ROIs both tested with the same label."""
-
-    y: np.ndarray
-    proba_a: np.ndarray
-    proba_b: np.ndarray
-    patients: list
-    lesions: list | None
-    only_a: list[str]
-    only_b: list[str]
-    label_differs: list[str]
-
-
-def _pair(a: Evaluation, b: Evaluation) -> _Pair:
-    """Match two evaluations' per-ROI predictions by ROI id (both must have kept them)."""
-    pa, pb = a.predictions, b.predictions
-    ids_b = {r: i for i, r in enumerate(pb["roi_id"])}
-    ids_a = set(pa["roi_id"])
-    ia, ib, differs = [], [], []
-    for i, r in enumerate(pa["roi_id"]):
-        j = ids_b.get(r)
-        if j is None:
-            continue
-        if int(pa["label"][i]) != int(pb["label"][j]):
-            differs.append(r)
-            continue
-        ia.append(i)
-        ib.append(j)
-    take = np.asarray(ia, dtype=int)
-    patients = pa.get("patient_id")
-    lesions = pa.get("lesion_id")
-    return _Pair(
-        y=np.asarray(pa["label"], dtype=np.int64)[take],
-        proba_a=np.asarray(pa["proba"], dtype=float).reshape(-1, len(a.classes))[take],
-        proba_b=np.asarray(pb["proba"], dtype=float).reshape(-1, len(b.classes))[
-            np.asarray(ib, dtype=int)
-        ],
-        patients=None if patients is None else [patients[i] for i in ia],
-        lesions=None if lesions is None else [lesions[i] for i in ia],
-        only_a=[r for r in pa["roi_id"] if r not in ids_b],
-        only_b=[r for r in pb["roi_id"] if r not in ids_a],
-        label_differs=differs,
-    )
 
 
 # ------------------------------------------------------------------------------ the comparison
@@ -273,7 +109,7 @@ class Comparison:
     #: the bootstrap's resamples and seed
     n_boot: int = 0
     seed: int = 0
-    #: per ROI, how far its backbone features moved (:func:`feature_shift`); None unless both runs
+    #: per ROI, how far its backbone features moved (``shift.feature_shift``); None unless both runs
     #: are results folders holding features
     features: pd.DataFrame | None = None
 
@@ -379,7 +215,7 @@ def copy_label(prov) -> str:
     return KAGGLE_JPEG_LABEL if prov.is_kaggle_jpeg else "DICOM release (16-bit)"
 
 
-def provenance_table(a: Run, b: Run, task_a: str, task_b: str) -> pd.DataFrame:
+def _provenance_table(a: Run, b: Run, task_a: str, task_b: str) -> pd.DataFrame:
     """What each run records of its provenance, item by item, and whether the two differ."""
 
     def items(run: Run, task: str) -> dict[str, object]:
@@ -438,7 +274,7 @@ def compare_runs(
     n_boot: int | None = None,
     seed: int | None = None,
 ) -> Comparison:
-    """Compare two runs (results folders, bundles or loaded :class:`Run`\\ s): see the module doc.
+    """Compare two runs (results folders, bundles or loaded runs): see the module doc.
 
     ``n_boot`` and ``seed`` of the paired bootstrap default to those of run A's evaluations.
     DataError (one line) when the runs cannot be compared.
@@ -480,7 +316,7 @@ def compare_runs(
                 f"cannot compare {label}: its classes differ ({', '.join(ea.classes)} vs "
                 f"{', '.join(eb.classes)})"
             )
-        pair = _pair(ea, eb)
+        pair = pair_predictions(ea, eb)
         for why, ids in (
             ("only in A", pair.only_a),
             ("only in B", pair.only_b),
@@ -540,115 +376,13 @@ def compare_runs(
         task=tasks[0],
         differences=diffs,
         verdicts=verdict_changes(_verdicts(a.results, a.folder), _verdicts(b.results, b.folder)),
-        provenance=provenance_table(a, b, *tasks),
+        provenance=_provenance_table(a, b, *tasks),
         unmatched=pd.DataFrame(unmatched_rows, columns=["roi_id", "why", "models"]),
         models_skipped=pd.DataFrame(skipped, columns=["model", "why"]),
         n_boot=first.n_boot if n_boot is None else int(n_boot),
         seed=first.seed if seed is None else int(seed),
         features=shift,
     )
-
-
-# ------------------------------------------------------------------------------ feature shift
-
-
-def _features(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A results folder's backbone features and their ROI ids (DataError when absent or unreadable)."""
-    path = Path(folder) / FEATURES
-    if not path.is_file():
-        raise DataError(f"no {FEATURES} in {folder}: run notebook 02 (preprocessing) there first")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return np.asarray(z["X"], dtype=float), np.asarray(z["roi_id"]).astype(str)
-    except (ValueError, KeyError, OSError) as exc:
-        raise DataError(f"{path} cannot be read ({exc})") from None
-
-
-def feature_shift(folder_a: str | Path, folder_b: str | Path) -> pd.DataFrame:
-    """How far each ROI's backbone features moved from results folder A to B (matched by ROI id).
-
-    Per ROI both folders hold with finite features: the relative change ‖b − a‖ / ‖a‖, the cosine
-    distance, and for scale the distance from a to the nearest *other* ROI of A (relative to ‖a‖);
-    ``moved_past_neighbour`` says whether the move is larger than that.
-    """
-    from sklearn.neighbors import NearestNeighbors
-
-    Xa, ida = _features(Path(folder_a))
-    Xb, idb = _features(Path(folder_b))
-    fin_a = np.isfinite(Xa).all(axis=1)
-    row_b = {r: i for i, r in enumerate(idb) if np.isfinite(Xb[i]).all()}
-    ia = [i for i, r in enumerate(ida) if fin_a[i] and r in row_b]
-    if not ia:
-        raise DataError(f"the features of {folder_a} and {folder_b} share no ROI")
-    A = Xa[ia]
-    B = Xb[[row_b[ida[i]] for i in ia]]
-    norm_a = np.linalg.norm(A, axis=1)
-    norm_b = np.linalg.norm(B, axis=1)
-    safe = np.where(norm_a > 0, norm_a, np.nan)
-    moved = np.linalg.norm(B - A, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cosine = 1 - (A * B).sum(axis=1) / (safe * np.where(norm_b > 0, norm_b, np.nan))
-    pool = Xa[fin_a]
-    if len(pool) >= 2:
-        dist, _ = NearestNeighbors(n_neighbors=2).fit(pool).kneighbors(A)
-        nearest = dist[:, 1]
-    else:
-        nearest = np.full(len(A), np.nan)
-    return pd.DataFrame(
-        {
-            "roi_id": ida[ia],
-            "relative_change": moved / safe,
-            "cosine_distance": cosine,
-            "nearest_other_roi": nearest / safe,
-            "moved_past_neighbour": moved > nearest,
-        }
-    )
-
-
-def shift_summary(shift: pd.DataFrame) -> pd.DataFrame:
-    """The feature shift in a few rows (as text): median, 90th percentile and largest change, beside the
-    same statistic of the distance to the nearest other ROI."""
-    rel, near = shift["relative_change"], shift["nearest_other_roi"]
-    rows = [
-        ("ROIs matched by id", f"{len(shift)}", "—"),
-        ("relative change ‖B − A‖ / ‖A‖, median", f"{rel.median():.3f}", f"{near.median():.3f}"),
-        (
-            "relative change, 90th percentile",
-            f"{rel.quantile(0.9):.3f}",
-            f"{near.quantile(0.9):.3f}",
-        ),
-        ("relative change, largest", f"{rel.max():.3f}", f"{near.max():.3f}"),
-        ("cosine distance, median", f"{shift['cosine_distance'].median():.2e}", "—"),
-        (
-            "ROIs that moved farther than their nearest other ROI",
-            f"{int(shift['moved_past_neighbour'].sum())}",
-            "—",
-        ),
-    ]
-    return pd.DataFrame(
-        rows, columns=["quantity", "value", "nearest other ROI (same statistic)"]
-    ).set_index("quantity")
-
-
-def shift_figure(shift: pd.DataFrame):
-    """Histogram of each ROI's relative feature change beside the distance to its nearest other ROI."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 3.4))
-    rel = shift["relative_change"].to_numpy(dtype=float)
-    near = shift["nearest_other_roi"].to_numpy(dtype=float)
-    both = np.concatenate([rel[np.isfinite(rel)], near[np.isfinite(near)]])
-    top = float(both.max()) if both.size else 1.0
-    bins = np.linspace(0, top * 1.02 if top > 0 else 1.0, 41)
-    ax.hist(rel, bins=bins, color="C0", alpha=0.8, label="each ROI: its move between the two runs")
-    ax.hist(
-        near, bins=bins, color="C1", alpha=0.5, label="each ROI: distance to its nearest other ROI"
-    )
-    ax.set_xlabel("distance relative to the ROI's feature norm ‖A‖")
-    ax.set_ylabel("ROIs")
-    ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
 # ------------------------------------------------------------------------------ for the book
@@ -691,17 +425,6 @@ def units_text(comparison: Comparison) -> str | None:
         return None
     n = units.iloc[0]
     return f"{n['n_patients']} patients, {n['n_lesions']} lesions, {n['n_rois']} ROIs"
-
-
-def shift_sentence(shift: pd.DataFrame) -> str:
-    """One sentence on the feature shift, from its numbers."""
-    rel, near = shift["relative_change"], shift["nearest_other_roi"]
-    past = int(shift["moved_past_neighbour"].sum())
-    return (
-        f"Backbone features of {len(shift)} ROIs matched by id moved by a median {rel.median():.3f} "
-        f"of their norm (largest {rel.max():.3f}), against a median distance of {near.median():.3f} "
-        f"to the nearest other ROI; {past} of {len(shift)} ROIs moved farther than that."
-    )
 
 
 def difference_sentence(comparison: Comparison, metrics: tuple[str, ...] = TABLE4_METRICS) -> str:

@@ -33,7 +33,8 @@ from mcalc import paper
 from mcalc.data.calibration import shipped_tables
 from mcalc.data.curation import CurationResult, read_case_table
 from mcalc.errors import DataError
-from mcalc.evaluate.metrics import Evaluation, cluster_ids, evaluate
+from mcalc.evaluate.clusters import cluster_ids
+from mcalc.evaluate.evaluation import Evaluation, evaluate
 from mcalc.learn.splits import (
     SPLIT_SCHEMES,
     leakage_report,
@@ -44,6 +45,31 @@ from mcalc.learn.splits import (
 from mcalc.names import ci_cell
 from mcalc.records.provenance import REAL_TABLES, Provenance
 from mcalc.study import CLASSES, SPLITS
+
+__all__ = [
+    "RECORD_FIELDS",
+    "SPLIT_NAMES",
+    "SOURCE_DETAIL",
+    "provenance",
+    "read_real_tables",
+    "class_counts",
+    "table1",
+    "structure",
+    "assessment_crosstab",
+    "MAJORITY",
+    "ASSESSMENT",
+    "ReferenceRules",
+    "reference_rules",
+    "scheme_sides",
+    "leak_cells",
+    "leakage_structure",
+    "lesion_matching",
+    "DownloadCheck",
+    "check_download",
+    "majority_baseline",
+    "assessment_rule_table",
+    "assessment_rule",
+]
 
 #: Fields of a record compared between the shipped tables and a user's download.
 RECORD_FIELDS = (
@@ -84,7 +110,7 @@ def read_real_tables(tables: dict[str, Path] | None = None) -> pd.DataFrame:
     return rows
 
 
-def _counts(rows: pd.DataFrame) -> pd.DataFrame:
+def class_counts(rows: pd.DataFrame) -> pd.DataFrame:
     """ROIs per class (rows, paper order) and split (columns)."""
     return (
         pd.crosstab(rows["pathology"], rows["split"])
@@ -98,7 +124,7 @@ def table1(
 ) -> pd.DataFrame:
     """Table 1: ROIs per class and split from the real tables, the paper's, and a curated download's usable ROIs."""
     rows = read_real_tables() if rows is None else rows
-    ours = _counts(rows)
+    ours = class_counts(rows)
     printed = paper.table1().reindex(list(paper.PAPER_CLASS_ORDER))
     columns = {}
     for split in SPLITS:
@@ -106,7 +132,7 @@ def table1(
     columns[("paper", "training")] = printed["Training"]
     columns[("paper", "testing")] = printed["Testing"]
     if curation is not None and not curation.is_phantom:
-        usable = _counts(curation.usable())
+        usable = class_counts(curation.usable())
         for split in SPLITS:
             columns[("your download, usable after curation", SPLIT_NAMES[split])] = usable[split]
     out = pd.DataFrame(columns, index=pd.Index(paper.PAPER_CLASS_ORDER, name="class"))

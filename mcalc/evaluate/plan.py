@@ -25,6 +25,36 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+__all__ = [
+    "ALPHA",
+    "POWER",
+    "VALUE_MARGIN",
+    "VALUE_MARGIN_WHY",
+    "TRAINING_MARGIN",
+    "TRAINING_MARGIN_WHY",
+    "STEP_RATIO_MARGIN",
+    "SENSITIVITY_ANALYSES",
+    "COUNTS",
+    "FORMULA",
+    "STEPS",
+    "QUOTE",
+    "EQUIVALENCE",
+    "TRAINING",
+    "SUPERIORITY",
+    "LEVEL_AND_SPREAD",
+    "TESTS",
+    "Claim",
+    "Design",
+    "power_design",
+    "claims",
+    "claim",
+    "plan_hash",
+    "plan_table",
+    "plan_details",
+    "tests_table",
+    "power_note",
+]
+
 #: Two-sided significance level of every test of the plan (each one-sided test of TOST at α too).
 ALPHA = 0.05
 #: Power at which the minimum detectable difference is stated.
@@ -142,7 +172,7 @@ class Design:
         return self.n_rois / self.design_effect
 
 
-def cluster_design_effect(correct: np.ndarray, clusters: np.ndarray) -> float:
+def _cluster_design_effect(correct: np.ndarray, clusters: np.ndarray) -> float:
     """Kish's design effect of a mean of 0/1 outcomes: cluster-robust variance / binomial variance."""
     x = np.asarray(correct, dtype=float)
     n, p = len(x), float(np.mean(x))
@@ -159,8 +189,8 @@ def power_design() -> Design:
     The design effect is measured on the one real prediction every build has: the BI-RADS
     assessment rule (learned on the official training table) on the official test table.
     """
+    from mcalc.evaluate.clusters import cluster_ids
     from mcalc.evaluate.metadata import assessment_rule, read_real_tables
-    from mcalc.evaluate.metrics import cluster_ids
 
     rows = read_real_tables()
     train, test = rows[rows["split"] == "train"], rows[rows["split"] == "test"]
@@ -171,34 +201,34 @@ def power_design() -> Design:
         n_rois=len(test),
         n_lesions=len(set(lesions)),
         n_patients=len(set(patients)),
-        design_effect=cluster_design_effect(correct, patients),
+        design_effect=_cluster_design_effect(correct, patients),
         n_train_rois=len(train),
     )
 
 
-def z_sum(alpha: float = ALPHA, power: float = POWER) -> float:
+def _z_sum(alpha: float = ALPHA, power: float = POWER) -> float:
     """z(1 − α/2) + z(power): the detectable difference in standard errors."""
     return float(norm.ppf(1 - alpha / 2) + norm.ppf(power))
 
 
-def mdd_proportion(p: float, n_effective: float) -> float:
+def _mdd_proportion(p: float, n_effective: float) -> float:
     """Minimum detectable difference of a proportion near ``p`` (accuracy, sensitivity)."""
-    return z_sum() * math.sqrt(p * (1 - p) / n_effective)
+    return _z_sum() * math.sqrt(p * (1 - p) / n_effective)
 
 
-def mdd_paired(p_a: float, p_b: float, n_effective: float) -> float:
+def _mdd_paired(p_a: float, p_b: float, n_effective: float) -> float:
     """Minimum detectable difference of two accuracies on the same ROIs (errors taken as independent)."""
     p10, p01 = p_a * (1 - p_b), (1 - p_a) * p_b
-    return z_sum() * math.sqrt((p10 + p01 - (p10 - p01) ** 2) / n_effective)
+    return _z_sum() * math.sqrt((p10 + p01 - (p10 - p01) ** 2) / n_effective)
 
 
-def mdd_auc(auc: float, n_pos: float, n_neg: float) -> float:
+def _mdd_auc(auc: float, n_pos: float, n_neg: float) -> float:
     """Minimum detectable difference of an AUC (Hanley and McNeil's standard error)."""
     q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
     var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (
         n_pos * n_neg
     )
-    return z_sum() * math.sqrt(var)
+    return _z_sum() * math.sqrt(var)
 
 
 # ------------------------------------------------------------------------------------------ claims
@@ -319,7 +349,7 @@ def claims() -> tuple[Claim, ...]:
             VALUE_MARGIN_WHY,
             HIGHER,
             "—",
-            round(mdd_proportion(0.94, n_eff), 3),
+            round(_mdd_proportion(0.94, n_eff), 3),
             "{ref}`Table 4 <05_comparison-table-4>`",
         ),
         Claim(
@@ -335,7 +365,7 @@ def claims() -> tuple[Claim, ...]:
             HIGHER,
             "—",
             round(
-                mdd_auc(0.96, d.n_rois / d.design_effect, (k - 1) * d.n_rois / d.design_effect), 3
+                _mdd_auc(0.96, d.n_rois / d.design_effect, (k - 1) * d.n_rois / d.design_effect), 3
             ),
             "{ref}`Table 4 <05_comparison-table-4>`",
         ),
@@ -351,7 +381,7 @@ def claims() -> tuple[Claim, ...]:
             VALUE_MARGIN_WHY,
             HIGHER,
             "—",
-            round(mdd_proportion(0.97, n_eff), 3),
+            round(_mdd_proportion(0.97, n_eff), 3),
             "{ref}`Table 4 <05_comparison-table-4>`",
         ),
         Claim(
@@ -384,7 +414,7 @@ def claims() -> tuple[Claim, ...]:
             HIGHER,
             "against both baselines (intersection–union, no correction): all reproduced → "
             "reproduced; any not reproduced → not reproduced",
-            round(mdd_paired(0.94, 0.91, n_eff), 3),
+            round(_mdd_paired(0.94, 0.91, n_eff), 3),
             "{ref}`paired differences <05_comparison-paired>`",
         ),
         Claim(
@@ -399,7 +429,7 @@ def claims() -> tuple[Claim, ...]:
             VALUE_MARGIN_WHY,
             HIGHER,
             "level and spread must both hold; level: all four optimizers (intersection–union)",
-            round(mdd_paired(0.93, 0.93, n_eff), 3),
+            round(_mdd_paired(0.93, 0.93, n_eff), 3),
             "{ref}`Table 4 <05_comparison-table-4>`, chapter 7",
         ),
     )

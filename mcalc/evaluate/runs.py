@@ -1,6 +1,6 @@
 """Run records: one optimizer run or the baselines, as the notebooks write them under ``runs/``, and read back.
 
-A record carries its evaluations (:class:`mcalc.evaluate.metrics.Evaluation`), its provenance and the
+A record carries its evaluations (:class:`mcalc.evaluate.evaluation.Evaluation`), its provenance and the
 analysis plan's hash (:func:`mcalc.evaluate.plan.plan_hash`) it was judged under.
 """
 
@@ -14,7 +14,7 @@ import pandas as pd
 
 from mcalc import paper
 from mcalc.errors import DataError
-from mcalc.evaluate.metrics import Evaluation
+from mcalc.evaluate.evaluation import Evaluation
 from mcalc.evaluate.plan import plan_hash
 from mcalc.records.provenance import Provenance
 from mcalc.records.results import (
@@ -24,6 +24,13 @@ from mcalc.records.results import (
     read_json,
     read_results_provenance,
 )
+
+__all__ = [
+    "OptimizerRun",
+    "BaselineRun",
+    "Results",
+    "gather_results",
+]
 
 
 @dataclass

@@ -789,7 +789,7 @@ def glue_numbers(**values: object) -> None:
 
 def reliability_panel(evaluations: dict, n_bins: int = 10) -> plt.Figure:
     """Reliability diagram per model: accuracy against mean top-class probability per bin, and the diagonal."""
-    from mcalc.evaluate.metrics import reliability
+    from mcalc.evaluate.evaluation import reliability
 
     n = len(evaluations)
     cols = min(n, 3)

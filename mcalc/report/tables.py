@@ -16,7 +16,8 @@ import pandas as pd
 
 from mcalc import paper
 from mcalc.data.curation import CurationResult
-from mcalc.evaluate.metrics import Evaluation, paper_formula_errata
+from mcalc.evaluate.errata import paper_formula_errata
+from mcalc.evaluate.evaluation import Evaluation
 from mcalc.evaluate.runs import BaselineRun, OptimizerRun, Results
 from mcalc.learn.model import head_layers
 from mcalc.names import TABLE4_METRICS, ci_cell, metric_name

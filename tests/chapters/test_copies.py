@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from mcalc.evaluate import compare
+from mcalc.evaluate.shift import feature_shift, shift_sentence
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +57,7 @@ def test_the_chapter_shows_what_compare_computes(tmp_path: Path) -> None:
     assert shown == compare.difference_table(c, names=("DICOM", "Kaggle JPEG")).to_csv()
     assert len(pd.read_csv(io.StringIO(shown))) == len(c.table4())
     assert glued["difference_text"] == compare.difference_sentence(c)
-    assert glued["shift_text"] == compare.shift_sentence(compare.feature_shift(a, b))
+    assert glued["shift_text"] == shift_sentence(feature_shift(a, b))
     assert glued["verdict_text"] == compare.verdict_sentence(c)
     assert (glued["n_excluding"], glued["n_differences"]) == c.n_excluding_zero()
     # the copies differ in their data copy and nothing else that either records

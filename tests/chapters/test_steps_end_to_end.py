@@ -13,7 +13,7 @@ from mcalc.chapters import audits
 from mcalc.chapters.prepare import ensure_phantom, prepare_data
 from mcalc.chapters.training import run_optimizer
 from mcalc.errors import DataError
-from mcalc.evaluate import runs, verdicts
+from mcalc.evaluate import judging, runs, verdicts
 from mcalc.evaluate.baselines import run_baselines
 from mcalc.learn import splits
 from mcalc.learn.features import compute_features
@@ -141,10 +141,10 @@ def test_comparison_gathers_runs_and_judges_claims(tiny):
     # On the phantom with random weights no image claim can be judged: every such verdict says so;
     # the data-free claims are decided on the real tables all the same.
     image = verdict[verdict["kind"] == "image"]
-    assert (image["verdict"] == verdicts.NOT_TESTABLE).all() and len(image) == 6
+    assert (image["verdict"] == judging.NOT_TESTABLE).all() and len(image) == 6
     assert image.index.str.contains("Training accuracy").any()
     free = verdict[verdict["kind"] == "data-free"]
-    assert verdicts.NOT_REPRODUCED in set(free["verdict"])
+    assert judging.NOT_REPRODUCED in set(free["verdict"])
     # every run record carries the hash of the plan it was made under
     from mcalc.evaluate.plan import plan_hash
 

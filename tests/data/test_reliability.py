@@ -308,7 +308,7 @@ def small_manifest(n_per_class: int = 12) -> pd.DataFrame:
 @given(absent=st.sampled_from(range(len(study.CLASSES))))
 def test_class_absent_is_a_data_error_naming_it(absent):
     """validation_split and evaluate refuse data with a class missing and name that class."""
-    from mcalc.evaluate.metrics import evaluate
+    from mcalc.evaluate.evaluation import evaluate
     from mcalc.learn.splits import validation_split
 
     m = small_manifest()

@@ -12,7 +12,8 @@ import pytest
 
 from mcalc.errors import DataError
 from mcalc.evaluate import compare as C
-from mcalc.evaluate.metrics import evaluate_rows
+from mcalc.evaluate.evaluation import evaluate_rows
+from mcalc.evaluate.metrics import metric_names
 from mcalc.evaluate.runs import BaselineRun, OptimizerRun
 from mcalc.records.provenance import Provenance, write_provenance
 from mcalc.records.results import write_json
@@ -75,7 +76,7 @@ def write_run(
 def test_a_run_compared_with_itself_differs_in_nothing(tmp_path: Path) -> None:
     run = write_run(tmp_path / "a")
     c = C.compare_runs(run, run)
-    assert len(c.differences) == 6 * len(C.metric_names())  # every model, every metric
+    assert len(c.differences) == 6 * len(metric_names())  # every model, every metric
     assert (c.differences["B − A"] == 0).all()
     assert (c.differences[["ci_low", "ci_high"]].to_numpy() == 0).all()
     assert not c.differences["CI excludes 0"].any()
@@ -245,36 +246,7 @@ def test_cli_prints_the_report_and_writes_its_tables(tmp_path: Path, capsys) -> 
     assert "Paired patient-level differences B − A" in out and "(50 resamples" in out
     assert "Verdicts: 0 of" in out
     written = pd.read_csv(tmp_path / "out" / "differences.csv")
-    assert len(written) == 6 * len(C.metric_names())
-
-
-def write_features(folder: Path, X: np.ndarray, ids: list[str]) -> None:
-    """A features.npz as notebook 02 writes it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez(folder / "features.npz", X=X, roi_id=np.asarray(ids))
-
-
-def test_feature_shift_measures_each_rois_move(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(20, 8)) + 5
-    ids = [f"R{i}" for i in range(20)]
-    write_features(tmp_path / "a", X, ids)
-    write_features(tmp_path / "same", X, ids)
-    same = C.feature_shift(tmp_path / "a", tmp_path / "same")
-    assert (same["relative_change"] == 0).all() and not same["moved_past_neighbour"].any()
-    assert (same["nearest_other_roi"] > 0).all()
-    Y = X.copy()
-    Y[3] *= 1.1  # one ROI moved by 10% of its norm; one missing in B; one NaN in B
-    Y[5] = np.nan
-    write_features(tmp_path / "b", Y[:-1], ids[:-1])
-    shift = C.feature_shift(tmp_path / "a", tmp_path / "b").set_index("roi_id")
-    assert len(shift) == 18 and "R5" not in shift.index and "R19" not in shift.index
-    assert shift.loc["R3", "relative_change"] == pytest.approx(0.1)
-    assert shift.drop("R3")["relative_change"].max() == 0
-    summary = C.shift_summary(shift.reset_index())
-    assert summary.loc["ROIs matched by id", "value"] == "18"
-    with pytest.raises(DataError, match="no features.npz"):
-        C.feature_shift(tmp_path / "a", tmp_path / "nowhere")
+    assert len(written) == 6 * len(metric_names())
 
 
 def test_the_copies_chapter_runs_its_own_phantom_at_a_scaled_hold_out() -> None:

@@ -171,12 +171,12 @@ def _evaluation():
     """A small three-class evaluation (no bootstrap)."""
     import numpy as np
 
-    from mcalc.evaluate import metrics
+    from mcalc.evaluate import evaluation
 
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1, 2], 20)
     proba = rng.dirichlet([1, 1, 1], size=len(y))
-    return metrics.evaluate(y, proba, n_boot=0)
+    return evaluation.evaluate(y, proba, n_boot=0)
 
 
 def _history(scale: float):
