@@ -18,6 +18,16 @@ from typing import Any
 
 from mcalc.errors import DataError
 
+__all__ = [
+    "SEED_MAX",
+    "Spec",
+    "MAX_IMAGE_SIZE",
+    "SPECS",
+    "parameter_spec",
+    "parameter_problem",
+    "check_parameters",
+]
+
 SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds both take this range
 
 

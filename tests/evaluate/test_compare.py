@@ -280,7 +280,8 @@ def test_feature_shift_measures_each_rois_move(tmp_path: Path) -> None:
 def test_the_copies_chapter_runs_its_own_phantom_at_a_scaled_hold_out() -> None:
     """Chapter 8 is planned in both profiles: the book's copies scale (or the profile's, if smaller)."""
     from mcalc.chapters.copies import BOOK_SCALE
-    from mcalc.run.pipeline import get_profile, plan
+    from mcalc.run.pipeline import plan
+    from mcalc.run.profiles import get_profile
 
     def copies(profile):
         (run,) = [r for r in plan(profile) if r.template == "08_copies"]
