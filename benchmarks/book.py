@@ -18,7 +18,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 from mcalc.report.book import assemble, build_book
-from mcalc.run.pipeline import get_profile, run_profile
+from mcalc.run.pipeline import run_profile
+from mcalc.run.profiles import get_profile
 scale, work = float(sys.argv[1]), Path(sys.argv[2])
 profile = replace(get_profile("default", phantom_scale=scale), name=f"bench-{scale:g}",
                   data_root=str(work / "data" / "phantom"), results_dir=str(work / "results"),

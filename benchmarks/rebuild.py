@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mcalc.records.fsio import write_text
-from mcalc.run import pipeline
+from mcalc.run import pipeline, profiles, runner
 
 HERE = Path(__file__).resolve().parent
 MARKER = "<!-- rebuild: figures from benchmarks/rebuild.py; run.py --write keeps this section -->"
@@ -56,7 +56,7 @@ def timed(name: str, run) -> dict:
     }
 
 
-def step(name: str, profile: pipeline.Profile, **kw) -> dict:
+def step(name: str, profile: profiles.Profile, **kw) -> dict:
     """One in-process build of the notebooks: the notebooks executed (non-zero time) and kept."""
 
     def run() -> dict:
@@ -80,7 +80,7 @@ def notebook_durations(out_dir: Path) -> dict[str, float]:
     return out
 
 
-def book_command(profile: pipeline.Profile) -> list[str]:
+def book_command(profile: profiles.Profile) -> list[str]:
     """``python -m mcalc book`` for ``profile``'s folders (what `make book` runs, with them)."""
     return [
         sys.executable,
@@ -101,7 +101,7 @@ def book_command(profile: pipeline.Profile) -> list[str]:
     ]
 
 
-def book_step(name: str, profile: pipeline.Profile) -> dict:
+def book_step(name: str, profile: profiles.Profile) -> dict:
     """`mcalc book` as a subprocess; which notebooks it executed (their papermill times changed)."""
 
     def run() -> dict:
@@ -128,7 +128,7 @@ def book_step(name: str, profile: pipeline.Profile) -> dict:
     return timed(name, run)
 
 
-def papermill_step(profile: pipeline.Profile, work: Path) -> dict:
+def papermill_step(profile: profiles.Profile, work: Path) -> dict:
     """The README's re-run recipe on the optimizer template: jupytext to .ipynb, then papermill."""
     bin_dir = Path(sys.executable).parent
     template = work / "03_optimizer.ipynb"
@@ -142,7 +142,7 @@ def papermill_step(profile: pipeline.Profile, work: Path) -> dict:
         "validation_size": profile.validation(),
         "n_boot": profile.n_boot,
     }
-    declared = pipeline.declared("03_optimizer")
+    declared = runner.declared("03_optimizer")
     args = [x for k, v in params.items() if k in declared for x in ("-p", k, str(v))]
 
     def run() -> dict:
@@ -196,12 +196,12 @@ def kept_section(markdown: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the four steps and print their table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="ci", choices=sorted(pipeline.PROFILES))
+    ap.add_argument("--profile", default="ci", choices=sorted(profiles.PROFILES))
     ap.add_argument("--jobs", type=int, default=None)
     args = ap.parse_args(argv)
     work = Path("build/bench/rebuild") / args.profile
     shutil.rmtree(work, ignore_errors=True)
-    profile = pipeline.get_profile(
+    profile = profiles.get_profile(
         args.profile,
         data_root=str(work / "data"),
         results_dir=str(work / "results"),

@@ -34,7 +34,7 @@ def prepare(work: Path, scale: float, image_size: int):
     from mcalc.learn.features import compute_features
     from mcalc.learn.weights import resolve_weights
     from mcalc.records.results import load_manifest, read_results_provenance
-    from mcalc.run.pipeline import get_profile
+    from mcalc.run.profiles import get_profile
 
     shutil.rmtree(work, ignore_errors=True)
     profile = get_profile(
@@ -72,8 +72,9 @@ def run_mode(profile, points: int, epochs: int, warm: bool, name: str) -> dict:
     """One serial sweep of ``points`` seeds; wall time and per-point figures."""
     from mcalc.records import sweeps
     from mcalc.run import sweep
+    from mcalc.run.grid import GridSpec
 
-    spec = sweep.GridSpec.from_dict(
+    spec = GridSpec.from_dict(
         {
             "name": name,
             "fixed": {"optimizer": "adam", "epochs": epochs, "n_boot": 0, "split_seed": 0},

@@ -24,8 +24,10 @@ from mcalc.learn.splits import check_classes_present
 from mcalc.records import results
 from mcalc.report import tables
 from mcalc.run.cli import main
-from mcalc.run.pipeline import get_profile, notebook_parameters, plan
+from mcalc.run.pipeline import plan
 from mcalc.run.preflight import check_counts, preflight
+from mcalc.run.profiles import get_profile
+from mcalc.run.runner import notebook_parameters
 from mcalc.study import CLASSES, TASK_EXCLUSION, TASKS, apply_task, check_task_classes, get_task
 
 BWC = CLASSES[1]
@@ -241,18 +243,17 @@ def test_task_is_a_sweepable_axis_of_the_optimizer_template(tmp_path):
     """A grid over ``task`` gives one point per task; the profile's task is the default of the others."""
     from dataclasses import replace
 
-    from mcalc.run import sweep
+    from mcalc.run.grid import GridSpec
+    from mcalc.run.points import expand
 
     profile = get_profile("ci", results_dir=str(tmp_path), task="binary-merged")
-    spec = sweep.GridSpec.from_dict(
+    spec = GridSpec.from_dict(
         {"name": "tasks", "grid": {"task": ["three-class", "binary-biopsied"]}}
     )
-    points = sweep.expand(
-        replace(spec, inputs=()), profile, Path(__file__).parents[1] / "notebooks"
-    )
+    points = expand(replace(spec, inputs=()), profile, Path(__file__).parents[1] / "notebooks")
     assert sorted(p.parameters["task"] for p in points) == ["binary-biopsied", "three-class"]
-    plain = sweep.expand(
-        replace(sweep.GridSpec.from_dict({"name": "o", "grid": {"seed": [0]}}), inputs=()),
+    plain = expand(
+        replace(GridSpec.from_dict({"name": "o", "grid": {"seed": [0]}}), inputs=()),
         profile,
         Path(__file__).parents[1] / "notebooks",
     )

@@ -5,7 +5,7 @@ the injected values between the two), so that ``-p epochs abc`` or ``-p learning
 at once with one line naming the parameter, the value given and the values accepted, instead of a
 traceback minutes later. Sweeps check their grid axes against the same specs
 (:func:`parameter_problem`). A parameter a template declares must have a spec here
-(``tests/test_parameters.py``).
+(``tests/run/test_parameters.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcalc.errors import DataError
+
+__all__ = [
+    "SEED_MAX",
+    "Spec",
+    "MAX_IMAGE_SIZE",
+    "SPECS",
+    "parameter_spec",
+    "parameter_problem",
+    "check_parameters",
+]
 
 SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds both take this range
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from mcalc.errors import DataError
-from mcalc.run.pipeline import Profile
+from mcalc.run.profiles import Profile
 from mcalc.study import CLASSES, DEFAULT_TASK, SPLITS, Task, check_task_classes, get_task
+
+__all__ = ["PAPER_TRAIN_ROIS", "DataCheck", "scaled_validation", "check_counts", "preflight"]
 
 PAPER_TRAIN_ROIS = (
     1546  # the real calcification training split (official), the paper's 200 held out of it

@@ -20,6 +20,20 @@ from pathlib import Path
 from mcalc.records.cache import file_digest
 from mcalc.records.fsio import LOCK_NAME
 
+__all__ = [
+    "KEY_FIELD",
+    "OUTPUTS_FIELD",
+    "CONTENT_SUFFIXES",
+    "data_digest",
+    "inputs_digest",
+    "build_key",
+    "recorded_key",
+    "recorded_outputs",
+    "record_key",
+    "damaged_outputs",
+    "up_to_date",
+]
+
 KEY_FIELD = "build_key"  # under the executed notebook's metadata.mcalc
 OUTPUTS_FIELD = (
     "outputs"  # under metadata.mcalc: {file under results_dir: sha256} as the run wrote them
@@ -40,14 +54,14 @@ def data_digest(data_root: Path) -> str:
     return h.hexdigest()
 
 
-def matching(root: Path, patterns: Iterable[str]) -> list[Path]:
+def _matching(root: Path, patterns: Iterable[str]) -> list[Path]:
     """The files under ``root`` matching any of the glob patterns, sorted and without repeats."""
     return sorted({p for pat in patterns for p in Path(root).glob(pat) if p.is_file()})
 
 
 def inputs_digest(root: Path, patterns: Iterable[str]) -> dict[str, str]:
     """Each file read (matching ``patterns`` under ``root``) with the hash of its bytes."""
-    return {p.relative_to(root).as_posix(): file_digest(p) for p in matching(root, patterns)}
+    return {p.relative_to(root).as_posix(): file_digest(p) for p in _matching(root, patterns)}
 
 
 def build_key(template: Path, parameters: dict, sources: str, data: str, inputs: dict) -> str:
@@ -109,6 +123,6 @@ def up_to_date(notebook: Path, key: str, results_dir: Path, writes: Iterable[str
     and every file it wrote has the digest it recorded."""
     if recorded_key(notebook) != key:
         return False
-    if not all(matching(results_dir, [pattern]) for pattern in writes):
+    if not all(_matching(results_dir, [pattern]) for pattern in writes):
         return False
     return not damaged_outputs(notebook, results_dir, writes)

@@ -22,7 +22,9 @@ from pathlib import Path
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from mcalc.run.pipeline import kernel_manager
+from mcalc.run.runner import kernel_manager
+
+__all__ = ["RESET", "KernelPool"]
 
 #: Run in a warm kernel before each point (``{cwd!r}``: the point's working folder).
 RESET = """\
@@ -103,14 +105,14 @@ class KernelPool(WorkerPlugin):
             taken = None
         km, log, uses = taken or self._start()
         try:
-            reset(km, cwd)
+            _reset(km, cwd)
         except Exception:
             _shutdown(km)
             if taken is None:
                 raise
             km, log, uses = self._start()  # a kernel a point left unusable: a new one
             try:
-                reset(km, cwd)
+                _reset(km, cwd)
             except Exception:
                 _shutdown(km)
                 raise
@@ -140,7 +142,7 @@ class KernelPool(WorkerPlugin):
         self.close()
 
 
-def reset(km, cwd: Path, timeout: float = 120) -> None:
+def _reset(km, cwd: Path, timeout: float = 120) -> None:
     """Run :data:`RESET` in the kernel (a RuntimeError when it fails)."""
     kc = km.blocking_client()
     kc.start_channels()

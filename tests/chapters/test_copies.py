@@ -36,7 +36,9 @@ def _outputs(path: Path) -> tuple[dict[str, str], dict[str, str]]:
 
 @pytest.mark.slow
 def test_the_chapter_shows_what_compare_computes(tmp_path: Path) -> None:
-    from mcalc.run.pipeline import copies_run, execute, get_profile
+    from mcalc.run.pipeline import copies_run
+    from mcalc.run.profiles import get_profile
+    from mcalc.run.runner import execute
 
     profile = replace(
         get_profile("ci"),

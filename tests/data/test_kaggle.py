@@ -348,7 +348,8 @@ def test_ci_notebooks_run_on_a_kaggle_download(tree, tmp_path, monkeypatch):
     """Notebooks 01-02 (CI profile) on a Kaggle-layout download: they run and print the release's label."""
     import nbformat
 
-    from mcalc.run.pipeline import get_profile, run_profile
+    from mcalc.run.pipeline import run_profile
+    from mcalc.run.profiles import get_profile
 
     monkeypatch.chdir(REPO)
     profile = get_profile(

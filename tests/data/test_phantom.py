@@ -709,10 +709,11 @@ def test_a_build_generates_a_damaged_phantom_again_before_keying_anything(
     """`mcalc notebooks` on a phantom data root that no longer matches its manifest generates it
     again first (an intact one, whatever the number of processes that wrote it, is kept)."""
     from mcalc.run import pipeline as pl
+    from mcalc.run.profiles import get_profile
 
     regenerated = []
     monkeypatch.setattr(ph, "_generate", lambda out, config, progress: regenerated.append(out))
-    profile = pl.get_profile("ci", data_root=str(phantom_copy), phantom_scale=SCALE)
+    profile = get_profile("ci", data_root=str(phantom_copy), phantom_scale=SCALE)
     pl._repair_phantom(profile, progress=False)
     assert regenerated == []
     next((phantom_copy / ph.DICOM_ROOT).rglob("*.dcm")).write_bytes(b"an HTML error page")

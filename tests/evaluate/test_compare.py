@@ -252,7 +252,8 @@ def test_cli_prints_the_report_and_writes_its_tables(tmp_path: Path, capsys) -> 
 def test_the_copies_chapter_runs_its_own_phantom_at_a_scaled_hold_out() -> None:
     """Chapter 8 is planned in both profiles: the book's copies scale (or the profile's, if smaller)."""
     from mcalc.chapters.copies import BOOK_SCALE
-    from mcalc.run.pipeline import get_profile, plan
+    from mcalc.run.pipeline import plan
+    from mcalc.run.profiles import get_profile
 
     def copies(profile):
         (run,) = [r for r in plan(profile) if r.template == "08_copies"]

@@ -52,7 +52,7 @@ def test_a_failed_book_build_is_a_build_error_not_bad_data(tmp_path, monkeypatch
     from mcalc.errors import BookBuildError, DataError
     from mcalc.report import book
     from mcalc.run import cli
-    from mcalc.run.pipeline import get_profile
+    from mcalc.run.profiles import get_profile
 
     monkeypatch.setattr(
         book.subprocess, "run", lambda cmd, check: subprocess.CompletedProcess(cmd, 3)

@@ -14,7 +14,7 @@ from mcalc.errors import NotebookFailed
 from mcalc.records.provenance import Provenance
 from mcalc.report import plots
 from mcalc.report.present import ITEM_TAG, RUN_BOX_TAG, RUN_LOG_TAG, myst_escape, present, run_box
-from mcalc.run import pipeline as pl
+from mcalc.run import profiles, runner
 
 PARAMS = {"data_source": "phantom", "data_root": "../data", "seed": 3, "optimizer": "adam"}
 
@@ -187,16 +187,16 @@ def test_a_failing_cell_is_one_line_and_the_kernel_log_is_kept(tmp_path: Path) -
         "# %%\nimport sys\nprint('to the log', file=sys.stderr)\n\n"
         "# %%\nfrom mcalc.errors import DataError\nraise DataError('class MALIGNANT has no ROI\\n in the test split')\n"
     )
-    profile = pl.get_profile("ci", out_dir=str(tmp_path / "out"))
+    profile = profiles.get_profile("ci", out_dir=str(tmp_path / "out"))
     with pytest.raises(NotebookFailed) as failed:
-        pl.execute(pl.NotebookRun("x", "x"), profile, notebook_dir=templates)
+        runner.execute(runner.NotebookRun("x", "x"), profile, notebook_dir=templates)
     message = str(failed.value)
     assert "\n" not in message
     assert message.startswith("notebook x failed in cell [")
     assert "DataError: class MALIGNANT has no ROI in the test split" in message
     assert str(tmp_path / "out" / "x.ipynb") in message
     assert (tmp_path / "out" / "x.ipynb").is_file()
-    assert (tmp_path / "out" / pl.KERNEL_LOG).is_file()
+    assert (tmp_path / "out" / runner.KERNEL_LOG).is_file()
 
 
 def test_the_parameter_check_is_removed_with_the_parameters(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mcalc.errors import DataError
-from mcalc.run import pipeline as pl
+from mcalc.run import runner
 from mcalc.run.parameters import SPECS, check_parameters, parameter_problem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +32,7 @@ def test_every_template_checks_its_parameters_right_after_the_parameters_cell(te
     parameters cell is the one check (papermill injects the given values between the two)."""
     import jupytext
 
-    declared = pl.declared(template, ROOT / "notebooks")
+    declared = runner.declared(template, ROOT / "notebooks")
     assert declared and declared <= set(SPECS), declared - set(SPECS)
     check_parameters(_defaults(template))
     nb = jupytext.read(ROOT / "notebooks" / f"{template}.py")
@@ -108,7 +108,7 @@ def test_papermill_with_a_bad_parameter_stops_at_the_check_naming_it(tmp_path):
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    source = pl.template_to_ipynb(
+    source = runner.template_to_ipynb(
         ROOT / "notebooks" / "04_glcm_baselines.py", tmp_path / "04.ipynb"
     )
     with pytest.raises(PapermillExecutionError) as info:
@@ -116,7 +116,7 @@ def test_papermill_with_a_bad_parameter_stops_at_the_check_naming_it(tmp_path):
             str(source),
             str(tmp_path / "out.ipynb"),
             parameters={"cv_folds": "abc", "results_dir": str(tmp_path / "absent")},
-            kernel_name=pl.KERNELSPEC["name"],
+            kernel_name=runner.KERNELSPEC["name"],
             progress_bar=False,
             cwd=str(tmp_path),
         )

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from mcalc.errors import DataError
-from mcalc.run.pipeline import get_profile
 from mcalc.run.preflight import check_counts, preflight, scaled_validation
+from mcalc.run.profiles import get_profile
 from tests.conftest import shared_tables
 
 CALC = ("calc_case_description_train_set.csv", "calc_case_description_test_set.csv")

@@ -21,13 +21,13 @@ import pytest
 import mcalc.run.pipeline as pl
 import mcalc.run.preflight
 from mcalc.records import cache
-from mcalc.run import rebuild
+from mcalc.run import profiles, rebuild, runner
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeExecutor:
-    """Stands in for pipeline.execute: records what ran, how many at once, and writes the run's files."""
+    """Stands in for runner.execute (as the pipeline calls it): records what ran, how many at once, and writes the run's files."""
 
     def __init__(self, delay: float = 0.0):
         self.ran: list[str] = []
@@ -42,10 +42,10 @@ class FakeExecutor:
             self.running += 1
             self.most = max(self.most, self.running)
         time.sleep(self.delay)
-        template = (pl.find_notebook_dir() / f"{run.template}.py").read_bytes()
+        template = (runner.find_notebook_dir() / f"{run.template}.py").read_bytes()
         content = json.dumps(
             {
-                "params": pl.notebook_parameters(profile, run),
+                "params": runner.notebook_parameters(profile, run),
                 "t": hashlib.sha1(template).hexdigest(),
             },
             sort_keys=True,
@@ -68,11 +68,12 @@ def build(tmp_path, monkeypatch):
     """A build function over a temporary results / output folder, templates copied so tests may edit them."""
     templates = tmp_path / "notebooks"
     shutil.copytree(ROOT / "notebooks", templates)
+    monkeypatch.setattr(runner, "find_notebook_dir", lambda: templates)
     monkeypatch.setattr(pl, "find_notebook_dir", lambda: templates)
     monkeypatch.setattr(pl, "_run_sweeps", lambda *a, **k: None)
     monkeypatch.setattr(pl, "_repair_phantom", lambda *a, **k: None)  # the data root is a stand-in
     monkeypatch.setattr(mcalc.run.preflight, "preflight", lambda profile: (profile, None))
-    profile = pl.get_profile(
+    profile = profiles.get_profile(
         "ci",
         data_root=str(tmp_path / "data"),
         results_dir=str(tmp_path / "results"),
@@ -171,7 +172,7 @@ def test_independent_chapters_run_jobs_at_a_time(build):
 
 def test_waves_follow_what_each_chapter_reads():
     """Whatever writes a file a chapter reads runs in an earlier wave; one wave's chapters write apart."""
-    runs = pl.plan(pl.PROFILES["default"])
+    runs = pl.plan(profiles.PROFILES["default"])
     for run in runs:
         for other in runs:
             written = [w.replace("*", "x") for w in other.writes]
@@ -217,35 +218,6 @@ def test_a_phantom_created_by_the_first_chapter_does_not_rerun_the_next_build(bu
     assert build()[0].ran == []
 
 
-@pytest.mark.slow
-def test_concurrent_executions_run_each_kernel_in_the_output_folder(tmp_path, monkeypatch):
-    """Two notebooks at once (threads) with a relative output folder: each kernel starts there and
-    this process's working directory never moves (papermill's cwd would change it for both)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    templates = tmp_path / "templates"
-    templates.mkdir()
-    for name in ("a", "b"):
-        (templates / f"{name}.py").write_text(
-            '# %% [markdown]\n# # T\n\n# %% tags=["parameters"]\nseed = 0\n\n'
-            "# %%\nimport os\nprint(seed, os.getcwd())\n"
-        )
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(pl, "find_notebook_dir", lambda: templates)
-    profile = pl.get_profile("ci", out_dir="out/nested")
-    with ThreadPoolExecutor(2) as pool:
-        futures = [
-            pool.submit(pl.execute, pl.NotebookRun(n, n, {"seed": i}), profile, templates)
-            for i, n in enumerate("ab")
-        ]
-        paths = [f.result() for f in futures]
-    assert Path.cwd() == tmp_path
-    for i, path in enumerate(paths):
-        nb = nbformat.read(tmp_path / path, as_version=4)
-        printed = [o.text for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-        assert printed == [f"{i} {tmp_path / 'out' / 'nested'}\n"]
-
-
 @pytest.mark.parametrize("damage", ["truncate", "edit"])
 def test_a_damaged_output_reruns_its_writer_not_called_up_to_date(build, capsys, damage):
     """Issue 27.4: an output's digest is recorded with its build key and checked on use: a cut or
@@ -278,7 +250,7 @@ def test_the_provenance_two_chapters_write_is_no_ones_output(build):
 
 def test_a_build_appends_to_the_kernel_log_instead_of_emptying_it(build):
     """Issue 27.14: a run no longer empties the kernel log another run (or the last build) wrote."""
-    log = Path(build.profile.out_dir) / pl.KERNEL_LOG
+    log = Path(build.profile.out_dir) / runner.KERNEL_LOG
     log.parent.mkdir(parents=True)
     log.write_text("the earlier run's TensorFlow lines\n")
     build()

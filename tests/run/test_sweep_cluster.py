@@ -17,8 +17,9 @@ import pytest
 
 from mcalc.records import sweeps
 from mcalc.run import sweep
-from mcalc.run.pipeline import get_profile
-from tests.run.test_sweep import FAKE_TEMPLATE
+from mcalc.run.grid import GridSpec
+from mcalc.run.profiles import get_profile
+from tests.run.helpers import FAKE_TEMPLATE
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -149,7 +150,7 @@ def test_a_sweep_on_a_dask_cluster_without_the_clients_files(tmp_path):
     Path(profile.results_dir).mkdir()
     (Path(profile.results_dir) / "data.txt").write_text("the client's data")
     log, hold = signals / "executions.log", signals / "hold"
-    spec = sweep.GridSpec.from_dict(
+    spec = GridSpec.from_dict(
         {
             "name": "cluster",
             "template": "fake",
