@@ -31,7 +31,8 @@ import pandas as pd
 
 from mcalc import paper
 from mcalc.data.calibration import shipped_tables
-from mcalc.data.curation import CurationResult, read_case_table
+from mcalc.data.curation import CurationResult
+from mcalc.data.tables import read_case_table
 from mcalc.errors import DataError
 from mcalc.evaluate.metrics import Evaluation, cluster_ids, evaluate
 from mcalc.learn.splits import (
