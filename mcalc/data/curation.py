@@ -51,6 +51,16 @@ from mcalc.records.manifest import EXCLUSION_COLUMNS, MANIFEST_COLUMNS, SWAP_COL
 from mcalc.records.provenance import Provenance
 from mcalc.study import CLASSES, SPLITS
 
+__all__ = [
+    "CurationResult",
+    "exclusion_report",
+    "find_layout",
+    "curate",
+    "curation_paths",
+    "write_curation",
+    "data_provenance",
+]
+
 log = logging.getLogger(__name__)
 
 

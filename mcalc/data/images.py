@@ -19,6 +19,28 @@ from pydicom.errors import InvalidDicomError
 
 from mcalc.errors import UnusableImage
 
+__all__ = [
+    "MAX_IMAGE_PIXELS",
+    "GREYSCALE",
+    "check_dicom_image",
+    "read_dicom_image",
+    "DicomHeader",
+    "read_dicom_header",
+    "read_dicom_pixels",
+    "is_binary",
+    "JPEG_SUFFIXES",
+    "FULL_AREA_SLACK",
+    "JpegHeader",
+    "read_jpeg_header",
+    "GREY_MODES",
+    "read_jpeg_pixels",
+    "FILL_VALUE",
+    "FILL_ROWS",
+    "check_jpeg_image",
+    "check_image",
+    "read_image",
+]
+
 #: The size budget of one image: a file declaring more pixels than this is excluded before it is
 #: decoded (the largest CBIS-DDSM mammograms have about 40 million; a few-KB file may declare billions).
 MAX_IMAGE_PIXELS = 80_000_000

@@ -1,4 +1,4 @@
-"""The Kaggle JPEG re-release of CBIS-DDSM ("CBIS-DDSM: Breast Cancer Image Dataset"): layout, reading, writing.
+"""The Kaggle JPEG re-release of CBIS-DDSM ("CBIS-DDSM: Breast Cancer Image Dataset"): layout and reading (the phantom writes it: :mod:`mcalc.data.phantom.writing`).
 
 What the re-release holds (checked against public code that reads it, e.g. DeepMind's dm_nevis
 ``datasets_storage/handlers/ddsm.py`` and the many Kaggle notebooks built on ``dicom_info.csv``):
@@ -46,6 +46,28 @@ from mcalc.data.tables import find_case_tables
 from mcalc.errors import DataError, UnusableImage
 from mcalc.study import KAGGLE_JPEG
 
+__all__ = [
+    "LAYOUT",
+    "DICOM_INFO",
+    "CSV_FOLDER",
+    "JPEG_FOLDER",
+    "ROLES",
+    "ROLE_NAMES",
+    "MASK_TOLERANCE",
+    "MASK_FRACTION",
+    "LAYOUTS_TRIED",
+    "JpegEntry",
+    "KaggleTree",
+    "find_jpeg_dir",
+    "find_tree",
+    "read_dicom_info",
+    "layout_of",
+    "Locator",
+    "is_near_binary",
+    "check_files",
+    "kaggle_layout",
+]
+
 #: Name of the layout (``mcalc phantom --layout``, the manifest's ``CurationResult.layout``, provenance).
 LAYOUT = KAGGLE_JPEG  # this layout's name in the manifest and the provenance
 DICOM_INFO = "dicom_info.csv"
@@ -58,8 +80,6 @@ ROLE_NAMES = {"full": "full mammogram images", "crop": "cropped images", "mask":
 #: its darkest or brightest value (JPEG ringing spreads a 0/255 mask over a few grey levels at edges).
 MASK_TOLERANCE = 0.2
 MASK_FRACTION = 0.98
-#: Quality of the phantom's JPEGs (Pillow's default).
-JPEG_QUALITY = 75
 #: Where the locator looks (named in the message when no image is found at all).
 LAYOUTS_TRIED = (
     "the Kaggle JPEG re-release: jpeg/<SeriesInstanceUID>/<file> as dicom_info.csv lists them",
@@ -493,60 +513,3 @@ def check_files(res: Resolved) -> RowCheck:
 def kaggle_layout(tree: KaggleTree) -> Layout:
     """The Kaggle JPEG re-release as a layout: its locator, its check, where it looks."""
     return Layout(LAYOUT, Locator(tree), check_files, LAYOUTS_TRIED)
-
-
-# ------------------------------------------------------------------------------------- writing
-
-
-def to_8bit(pixels: np.ndarray) -> np.ndarray:
-    """An image as 8-bit grey: 8-bit kept, wider integers min–max scaled to 0–255 (a constant image → 0)."""
-    arr = np.asarray(pixels)
-    if arr.dtype == np.uint8:
-        return arr
-    arr = arr.astype(np.float64)
-    lo, hi = float(arr.min()), float(arr.max())
-    if hi == lo:
-        return np.zeros(arr.shape, dtype=np.uint8)
-    return np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
-
-
-def write_jpeg(path: Path, pixels: np.ndarray, quality: int = JPEG_QUALITY) -> None:
-    """Write an image as an 8-bit greyscale JPEG through Pillow (lossy, like the re-release)."""
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_8bit(pixels), mode="L").save(path, format="JPEG", quality=quality)
-
-
-def phantom_names(series_uid: str, kind: str) -> tuple[str, dict[str, str]]:
-    """Folder (below the root) and file names of one phantom series: 'full' → 1-1.jpg; 'roi' → mask 1-1, crop 1-2."""
-    names = {"full": "1-1.jpg"} if kind == "full" else {"mask": "1-1.jpg", "crop": "1-2.jpg"}
-    return f"{JPEG_FOLDER}/{series_uid}", names
-
-
-def phantom_dicom_info(patients: list[dict]) -> pd.DataFrame:
-    """dicom_info.csv of a phantom planned by :func:`mcalc.data.phantom.plan_phantom` (its disk paths, UIDs, folders)."""
-    rows = []
-    for patient in patients:
-        for image in patient["images"]:
-            files = [(image["folder"], image, "full", image["disk_full"])]
-            for roi in image["rois"]:
-                files += [
-                    (roi["roi_id"], roi, "crop", roi["disk_crop"]),
-                    (roi["roi_id"], roi, "mask", roi["disk_mask"]),
-                ]
-            for folder, owner, role, disk in files:
-                rel = disk.split(f"{JPEG_FOLDER}/", 1)[1]
-                rows.append(
-                    {
-                        "file_path": f"CBIS-DDSM/dicom/{rel.rsplit('.', 1)[0]}.dcm",
-                        "image_path": f"CBIS-DDSM/{JPEG_FOLDER}/{rel}",
-                        "Laterality": image["side"][0],
-                        "PatientID": folder,
-                        "SeriesDescription": ROLE_NAMES[role],
-                        "SeriesInstanceUID": owner["series_uid"],
-                        "StudyInstanceUID": owner["study_uid"],
-                    }
-                )
-    return pd.DataFrame(rows)

@@ -27,6 +27,22 @@ from mcalc.data.images import check_image, is_binary, read_dicom_header, read_di
 from mcalc.data.tables import SERIES_FOLDER
 from mcalc.errors import UnusableImage
 
+__all__ = [
+    "DICOM",
+    "Resolved",
+    "RowCheck",
+    "MaskChoice",
+    "choose_mask",
+    "RowLocator",
+    "Layout",
+    "DICOM_FOLDER",
+    "LAYOUTS_TRIED",
+    "index_dicom_tree",
+    "DicomLocator",
+    "check_files",
+    "dicom_layout",
+]
+
 #: Name of the official DICOM release's layout (either folder layout) in the manifest.
 DICOM = "dicom"
 

@@ -22,6 +22,24 @@ from mcalc.errors import DataError
 from mcalc.records.manifest import MANIFEST_COLUMNS, manifest_frame
 from mcalc.study import CLASSES, SPLITS
 
+__all__ = [
+    "ABNORMALITIES",
+    "TABLE_FILES",
+    "SERIES_FOLDER",
+    "MISSING_STRINGS",
+    "TERM_SYNONYMS",
+    "SPLIT_PREFIX",
+    "ABNORMALITY_PREFIX",
+    "CurationWarning",
+    "abnormality_key",
+    "normalise_terms",
+    "mark_excluded",
+    "add_note",
+    "read_case_table",
+    "find_case_tables",
+    "read_tables",
+]
+
 ABNORMALITIES = ("calc", "mass")
 TABLE_FILES: dict[tuple[str, str], str] = {
     (abn, split): f"{abn}_case_description_{split}_set.csv"

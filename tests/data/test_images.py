@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from mcalc.data import images
 from mcalc.data.images import read_dicom_image
-from mcalc.data.kaggle import write_jpeg
+from mcalc.data.phantom.writing import write_jpeg
 from mcalc.errors import DataError
 from mcalc.learn.preprocessing import load_roi
 

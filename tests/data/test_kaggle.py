@@ -18,6 +18,7 @@ from mcalc.data import phantom as ph
 from mcalc.data.curation import data_provenance
 from mcalc.data.images import MAX_IMAGE_PIXELS, read_image
 from mcalc.data.layouts import Resolved
+from mcalc.data.phantom.writing import write_jpeg
 from mcalc.errors import DataError
 from mcalc.learn.preprocessing import normalize_intensity
 from mcalc.records.provenance import KAGGLE_JPEG_LABEL, Provenance
@@ -188,7 +189,7 @@ def test_content_decides_when_sizes_do_not(tmp_path):
     paths = {}
     for name, pixels in (("full", full), ("a", mask), ("b", full[::-1])):
         paths[name] = str(tmp_path / f"{name}.jpg")
-        kaggle.write_jpeg(Path(paths[name]), pixels)
+        write_jpeg(Path(paths[name]), pixels)
     res = Resolved(
         full=paths["full"], claimed_crop=paths["a"], claimed_mask=paths["b"], claims_known=True
     )
