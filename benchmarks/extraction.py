@@ -19,12 +19,13 @@ NUMBER = 3
 
 def extraction_breakdown(paths: list[str], cfg: BenchConfig, n: int = 32) -> dict:
     """Single-thread cost per image of the CPU steps around the backbone: sha256, DICOM read, preprocessing, cache write."""
-    from mcalc.learn.preprocessing import PreprocessConfig, preprocess_roi, read_dicom_image
+    from mcalc.data.images import read_image
+    from mcalc.learn.preprocessing import PreprocessConfig, preprocess_roi
     from mcalc.records.cache import FeatureCache, file_digest
 
     sample = paths[: max(1, n)]
     pre = PreprocessConfig(image_size=cfg.image_size)
-    preprocess_roi(read_dicom_image(sample[0]), pre)  # warm up TensorFlow's resize kernel
+    preprocess_roi(read_image(sample[0]), pre)  # warm up TensorFlow's resize kernel
     times = {"sha256": 0.0, "dicom_read": 0.0, "preprocess": 0.0, "cache_write": 0.0}
     cache = FeatureCache(cfg.work_dir / "cache-breakdown")
     row = np.zeros(1536, np.float32)
@@ -33,7 +34,7 @@ def extraction_breakdown(paths: list[str], cfg: BenchConfig, n: int = 32) -> dic
         t0 = time.perf_counter()
         file_digest(p)
         t1 = time.perf_counter()
-        img = read_dicom_image(p)
+        img = read_image(p)
         t2 = time.perf_counter()
         preprocess_roi(img, pre)
         t3 = time.perf_counter()

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from mcalc.data.curation import CurationResult, _exclusions, curate, data_provenance, write_curation
+from mcalc.data.curation import (
+    CurationResult,
+    curate,
+    data_provenance,
+    exclusion_report,
+    write_curation,
+)
 from mcalc.errors import DataError
 from mcalc.records.provenance import write_provenance
 from mcalc.records.results import MANIFEST, PROVENANCE
@@ -63,4 +69,4 @@ def with_task(result: CurationResult, task: str | Task, where: str) -> CurationR
         index=list(SPLITS), fill_value=0
     )
     check_task_classes(counts, task, where)
-    return replace(result, manifest=manifest, exclusions=_exclusions(manifest))
+    return replace(result, manifest=manifest, exclusions=exclusion_report(manifest))

@@ -29,6 +29,21 @@ import pandas as pd
 
 from mcalc.errors import DataError
 
+__all__ = [
+    "SPLIT_FILES",
+    "CALIBRATION_COLUMNS",
+    "RENAME",
+    "SPELLING",
+    "LESION_KEY",
+    "SOURCE",
+    "shipped_tables",
+    "normalise_term",
+    "read_split",
+    "parse_layout",
+    "structure",
+    "derive_calibration",
+]
+
 SPLIT_FILES = {
     "train": "calc_case_description_train_set.csv",
     "test": "calc_case_description_test_set.csv",
@@ -98,7 +113,7 @@ def read_split(path: Path, split: str) -> pd.DataFrame:
     return df
 
 
-def joint_counts(df: pd.DataFrame) -> pd.DataFrame:
+def _joint_counts(df: pd.DataFrame) -> pd.DataFrame:
     """Counts per combination of split, pathology and the five descriptors."""
     keys = CALIBRATION_COLUMNS[:-1]
     out = df.groupby(keys).size().rename("count").reset_index()
@@ -143,7 +158,7 @@ def _distribution(values: pd.Series) -> dict[str, int]:
     return {str(int(k)): int(v) for k, v in counts.items()}
 
 
-def patient_layout(group: pd.DataFrame) -> str:
+def _patient_layout(group: pd.DataFrame) -> str:
     """One patient's layout: per breast 'pairs.CC-only.MLO-only' lesions, breasts sorted, joined by '|'."""
     parts = []
     for _, breast in group.groupby("side"):
@@ -155,15 +170,15 @@ def patient_layout(group: pd.DataFrame) -> str:
 
 
 def parse_layout(key: str) -> list[tuple[int, int, int]]:
-    """The breasts of a :func:`patient_layout` key as (pairs, CC-only, MLO-only) lesion counts."""
+    """The breasts of a :func:`_patient_layout` key as (pairs, CC-only, MLO-only) lesion counts."""
     return [tuple(int(v) for v in part.split(".")) for part in key.split("|")]  # type: ignore[misc]
 
 
-def class_structure(df: pd.DataFrame) -> dict:
+def _class_structure(df: pd.DataFrame) -> dict:
     """Per pathology of one split: ROIs, lesions, patients and the histogram of patient layouts."""
     out = {}
     for pathology, sub in df.groupby("pathology"):
-        layouts = sub.groupby("patient_id").apply(patient_layout, include_groups=False)
+        layouts = sub.groupby("patient_id").apply(_patient_layout, include_groups=False)
         lesions = sum(
             n_cc + n_mlo + pairs for key in layouts for pairs, n_cc, n_mlo in parse_layout(key)
         )
@@ -212,7 +227,7 @@ def structure(df: pd.DataFrame) -> dict:
             int(df["patient_id"].str[2:].astype(int).max()),
         ],
         "breast_layout": _breast_layout(df),
-        "by_pathology": class_structure(df),
+        "by_pathology": _class_structure(df),
         "lucent_centered_spelling_fraction": round(float(centered.sum() / max(1, lucent.sum())), 4),
     }
 
@@ -229,4 +244,4 @@ def derive_calibration(tables: dict[str, Path] | None = None) -> tuple[pd.DataFr
         "splits": {split: structure(df) for split, df in frames.items()},
     }
     # a JSON round trip: plain str/int/float/list/dict values, as a reader of a JSON file would get
-    return joint_counts(both), json.loads(json.dumps(info, sort_keys=True))
+    return _joint_counts(both), json.loads(json.dumps(info, sort_keys=True))

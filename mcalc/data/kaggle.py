@@ -1,4 +1,4 @@
-"""The Kaggle JPEG re-release of CBIS-DDSM ("CBIS-DDSM: Breast Cancer Image Dataset"): layout, reading, writing.
+"""The Kaggle JPEG re-release of CBIS-DDSM ("CBIS-DDSM: Breast Cancer Image Dataset"): layout and reading (the phantom writes it: :mod:`mcalc.data.phantom.writing`).
 
 What the re-release holds (checked against public code that reads it, e.g. DeepMind's dm_nevis
 ``datasets_storage/handlers/ddsm.py`` and the many Kaggle notebooks built on ``dicom_info.csv``):
@@ -18,7 +18,7 @@ folder above the file name), as those notebooks do. Accepted variants: ``image_p
 ``<uid>/<file>``, with either slash; header names compared without case, spaces or underscores; ``,`` or
 ``;`` as the separator. Every path is rebuilt as ``<jpeg folder>/<uid>/<file>`` from plain names, so
 nothing outside the data root is ever read. Which ROI file is the crop and which the mask is decided
-by content with the DICOM release's rule (:func:`mcalc.data.curation.choose_mask`: size first, then a
+by content with the DICOM release's rule (:func:`mcalc.data.layouts.choose_mask`: size first, then a
 near-binary test with a tolerance for JPEG ringing); ``SeriesDescription`` only says which one the
 download claims.
 """
@@ -31,23 +31,48 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from mcalc.data.images import (
+    JPEG_SUFFIXES,
+    check_jpeg_image,
+    read_jpeg_header,
+    read_jpeg_pixels,
+)
+from mcalc.data.layouts import Layout, Resolved, RowCheck, choose_mask
+from mcalc.data.tables import find_case_tables
 from mcalc.errors import DataError, UnusableImage
 from mcalc.study import KAGGLE_JPEG
 
-if TYPE_CHECKING:  # curation imports this module: its classes are imported where they are used
-    from mcalc.data.curation import _Resolved, _RowCheck
+__all__ = [
+    "LAYOUT",
+    "DICOM_INFO",
+    "CSV_FOLDER",
+    "JPEG_FOLDER",
+    "ROLES",
+    "ROLE_NAMES",
+    "MASK_TOLERANCE",
+    "MASK_FRACTION",
+    "LAYOUTS_TRIED",
+    "JpegEntry",
+    "KaggleTree",
+    "find_jpeg_dir",
+    "find_tree",
+    "read_dicom_info",
+    "layout_of",
+    "Locator",
+    "is_near_binary",
+    "check_files",
+    "kaggle_layout",
+]
 
 #: Name of the layout (``mcalc phantom --layout``, the manifest's ``CurationResult.layout``, provenance).
 LAYOUT = KAGGLE_JPEG  # this layout's name in the manifest and the provenance
 DICOM_INFO = "dicom_info.csv"
 CSV_FOLDER = "csv"
 JPEG_FOLDER = "jpeg"
-JPEG_SUFFIXES = (".jpg", ".jpeg")
 #: SeriesDescription of dicom_info.csv → the file's role.
 ROLES = {"full mammogram images": "full", "cropped images": "crop", "roi mask images": "mask"}
 ROLE_NAMES = {"full": "full mammogram images", "crop": "cropped images", "mask": "ROI mask images"}
@@ -55,13 +80,6 @@ ROLE_NAMES = {"full": "full mammogram images", "crop": "cropped images", "mask":
 #: its darkest or brightest value (JPEG ringing spreads a 0/255 mask over a few grey levels at edges).
 MASK_TOLERANCE = 0.2
 MASK_FRACTION = 0.98
-#: A crop or mask is cut from (or drawn on) its full mammogram: one declaring more than this many
-#: times the mammogram's pixels is excluded before decoding (crops may be stored finer than a
-#: downsampled mammogram, as the phantom's are, and masks may differ from it by a few pixels).
-FULL_AREA_SLACK = 4
-#: Quality of the phantom's JPEGs (Pillow's default).
-JPEG_QUALITY = 75
-_JPEG_END = b"\xff\xd9"  # the end-of-image marker: a cut file lacks it
 #: Where the locator looks (named in the message when no image is found at all).
 LAYOUTS_TRIED = (
     "the Kaggle JPEG re-release: jpeg/<SeriesInstanceUID>/<file> as dicom_info.csv lists them",
@@ -300,8 +318,6 @@ def _decode_table(path: Path) -> str:
 
 def layout_of(root: Path, abnormality: str = "calcification") -> str:
     """'kaggle-jpeg' when root holds the Kaggle re-release, 'dicom' otherwise (or when it holds no tables)."""
-    from mcalc.data.curation import find_case_tables
-
     try:
         tables = find_case_tables(Path(root), abnormality)
     except DataError:
@@ -333,11 +349,9 @@ class Locator:
         skipped = f" ({len(self.tree.skipped)} rows of it unusable)" if self.tree.skipped else ""
         return f"{what}: series {uid or '?'} not listed in {self.tree.dicom_info}{skipped}"
 
-    def resolve(self, row: dict) -> _Resolved:
+    def resolve(self, row: dict) -> Resolved:
         """Resolve one manifest row's full image, crop and mask to JPEG paths."""
-        from mcalc.data.curation import _Resolved
-
-        out = _Resolved(full="", claimed_crop="", claimed_mask="", claims_known=False)
+        out = Resolved(full="", claimed_crop="", claimed_mask="", claims_known=False)
         full_uid = _series_of(row["full_path"])
         fulls = self.index.get(full_uid, [])
         if not fulls:  # the series UID unknown: the image's folder name, if it names one image
@@ -415,110 +429,6 @@ class Locator:
 # ------------------------------------------------------------------------------------- checking
 
 
-@dataclass(frozen=True)
-class JpegHeader:
-    """What a JPEG file says about itself, or why it cannot be used (reason '' when usable)."""
-
-    path: str
-    reason: str = ""
-    detail: str = ""
-    rows: int = 0
-    columns: int = 0
-    format: str = "JPEG"  # what the file is (Pillow's name): a PNG or GIF may carry a .jpg name
-
-    def note(self) -> str:
-        """A note when the file is not the JPEG its name says ('' when it is)."""
-        if self.format == "JPEG":
-            return ""
-        return f"{Path(self.path).name}: a {self.format} image under a .jpg name (read as it is)"
-
-    def too_large(self, full: JpegHeader | None = None) -> str:
-        """Why the declared size cannot be decoded or cannot be right ('' when it can): over the size
-        budget, or larger than its own full mammogram (checked before any pixel is decoded)."""
-        from mcalc.learn.preprocessing import MAX_IMAGE_PIXELS
-
-        if self.rows * self.columns > MAX_IMAGE_PIXELS:
-            return (
-                f"{self.path} declares {self.rows}x{self.columns} pixels, over the budget of "
-                f"{MAX_IMAGE_PIXELS:,} per image; not decoded"
-            )
-        if (
-            full is not None
-            and self.rows * self.columns > FULL_AREA_SLACK * full.rows * full.columns
-        ):
-            return (
-                f"{self.path} declares {self.rows}x{self.columns} pixels, over {FULL_AREA_SLACK} "
-                f"times its full mammogram {full.path} ({full.rows}x{full.columns}); not decoded"
-            )
-        return ""
-
-
-def read_jpeg_header(path: str, check_end: bool = False) -> JpegHeader:
-    """Size of an image file without decoding it; with check_end, also whether the file is complete."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not os.path.isfile(path):
-        return JpegHeader(path, "missing_file", f"{path} not found")
-    try:
-        with Image.open(path) as im:
-            columns, rows = im.size
-            kind = str(im.format or "unknown")
-    except Image.DecompressionBombError as exc:  # Pillow's own limit, met when opening
-        return JpegHeader(
-            path, "oversized_image", f"{path} declares too many pixels ({exc}); not decoded"
-        )
-    except UnidentifiedImageError:
-        return JpegHeader(path, "not_jpeg", f"{path} is not an image file (not a JPEG)")
-    except Exception as exc:  # noqa: BLE001 - any failure on a damaged file is reported, not raised
-        return JpegHeader(path, "corrupt_jpeg", f"{path}: unreadable ({type(exc).__name__}: {exc})")
-    if check_end and kind == "JPEG":
-        with open(path, "rb") as fh:
-            fh.seek(max(0, os.path.getsize(path) - 64))
-            if _JPEG_END not in fh.read():
-                return JpegHeader(
-                    path, "corrupt_jpeg", f"{path}: truncated (no end-of-image marker)"
-                )
-    return JpegHeader(path, rows=rows, columns=columns, format=kind)
-
-
-GREY_MODES = ("L", "I;16", "I", "F")  # Pillow modes read as they are; any other is converted to "L"
-
-
-def read_jpeg_pixels(path: str) -> np.ndarray | str:
-    """The grey pixels of an image file (decoded in full), or a message saying why they cannot be read."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            pixels = np.asarray(im if im.mode in GREY_MODES else im.convert("L"))
-            kind = im.format
-    except Exception as exc:  # noqa: BLE001 - a damaged file is reported as an exclusion
-        return f"{path}: unreadable pixel data ({type(exc).__name__}: {exc})"
-    if kind == "JPEG" and _fill_rows(pixels) >= FILL_ROWS:
-        return (
-            f"{path}: cut short ({_fill_rows(pixels)} of its {pixels.shape[0]} rows are the "
-            "decoder's grey fill, though the file ends with an end-of-image marker)"
-        )
-    return pixels
-
-
-#: libjpeg fills the rows a cut-short file lacks with mid-grey; this many such rows (one block
-#: height and more) at the bottom of a decoded JPEG mean its data ended early.
-FILL_VALUE = 128
-FILL_ROWS = 8
-
-
-def _fill_rows(pixels: np.ndarray) -> int:
-    """How many whole rows at the bottom of an 8-bit image are the decoder's grey fill."""
-    if pixels.ndim != 2 or pixels.dtype != np.uint8 or pixels.size == 0:
-        return 0
-    fill = np.all(pixels == FILL_VALUE, axis=1)
-    if fill.all():
-        return int(fill.size)
-    return int(fill.size - 1 - np.flatnonzero(~fill)[-1])
-
-
 def is_near_binary(
     pixels: np.ndarray, tolerance: float = MASK_TOLERANCE, fraction: float = MASK_FRACTION
 ) -> bool:
@@ -532,12 +442,9 @@ def is_near_binary(
     return bool(near.mean() >= fraction)
 
 
-def check_files(res: _Resolved) -> _RowCheck:
+def check_files(res: Resolved) -> RowCheck:
     """Check one ROI's JPEGs and decide by content which is the crop and which the mask."""
-    from mcalc.data.curation import _RowCheck, choose_mask
-    from mcalc.learn.preprocessing import check_dicom_image
-
-    out = _RowCheck(crop=res.claimed_crop, mask=res.claimed_mask)
+    out = RowCheck(crop=res.claimed_crop, mask=res.claimed_mask)
     if res.outside:
         out.reason, out.detail = "outside_root", "; ".join(res.outside)
         return out
@@ -589,7 +496,7 @@ def check_files(res: _Resolved) -> _RowCheck:
         else ""
     )
     try:  # the very check the preprocessing applies to the crop
-        _, image_note = check_dicom_image(crop.path)
+        _, image_note = check_jpeg_image(crop.path)
     except UnusableImage as exc:
         out.reason, out.detail = exc.reason, f"cropped image: {exc}"
         return out
@@ -603,107 +510,6 @@ def check_files(res: _Resolved) -> _RowCheck:
     return out
 
 
-# ------------------------------------------------------------------------------------- pixels
-
-
-def check_jpeg_image(path: str | Path) -> tuple[np.ndarray, str]:
-    """The readability check of a JPEG ROI (as preprocessing.check_dicom_image): float32 2-D pixels and a note.
-
-    Bright = dense, as the re-release stores it. Raises :class:`~mcalc.errors.UnusableImage` with the
-    curation's exclusion reason for a file that is missing, not an image, cut short or damaged, not
-    one 2-D image, or constant. The note says when a colour JPEG was read as grey.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise UnusableImage(f"{path}: file not found", "missing_file")
-    try:
-        with Image.open(path) as im:
-            mode = im.mode
-            head = JpegHeader(str(path), rows=im.size[1], columns=im.size[0], format=im.format)
-    except Image.DecompressionBombError as exc:  # Pillow's own limit, met when opening
-        raise UnusableImage(
-            f"{path} declares too many pixels ({exc}); not decoded", "oversized_image"
-        ) from None
-    except UnidentifiedImageError:
-        raise UnusableImage(f"{path} is not an image file (not a JPEG)", "not_jpeg") from None
-    except Exception as exc:  # noqa: BLE001 - any failure on a damaged file is an exclusion
-        raise UnusableImage(
-            f"{path}: unreadable ({type(exc).__name__}: {exc})", "corrupt_jpeg"
-        ) from None
-    if head.too_large():
-        raise UnusableImage(head.too_large(), "oversized_image")
-    data = read_jpeg_pixels(str(path))
-    if isinstance(data, str):
-        raise UnusableImage(data, "corrupt_jpeg")
-    if data.ndim != 2 or data.size == 0:
-        raise UnusableImage(
-            f"{path}: expected one non-empty greyscale image, got shape {data.shape}",
-            "unsupported_image",
-        )
-    img = data.astype(np.float32)
-    if float(img.min()) == float(img.max()):
-        raise UnusableImage(
-            f"{path}: constant image (every pixel = {img.min():g}); nothing to classify",
-            "empty_crop",
-        )
-    notes = [head.note(), "" if mode in GREY_MODES else f"{path.name}: {mode} image read as grey"]
-    return img, "; ".join(n for n in notes if n)
-
-
-# ------------------------------------------------------------------------------------- writing
-
-
-def to_8bit(pixels: np.ndarray) -> np.ndarray:
-    """An image as 8-bit grey: 8-bit kept, wider integers min–max scaled to 0–255 (a constant image → 0)."""
-    arr = np.asarray(pixels)
-    if arr.dtype == np.uint8:
-        return arr
-    arr = arr.astype(np.float64)
-    lo, hi = float(arr.min()), float(arr.max())
-    if hi == lo:
-        return np.zeros(arr.shape, dtype=np.uint8)
-    return np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
-
-
-def write_jpeg(path: Path, pixels: np.ndarray, quality: int = JPEG_QUALITY) -> None:
-    """Write an image as an 8-bit greyscale JPEG through Pillow (lossy, like the re-release)."""
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_8bit(pixels), mode="L").save(path, format="JPEG", quality=quality)
-
-
-def phantom_names(series_uid: str, kind: str) -> tuple[str, dict[str, str]]:
-    """Folder (below the root) and file names of one phantom series: 'full' → 1-1.jpg; 'roi' → mask 1-1, crop 1-2."""
-    names = {"full": "1-1.jpg"} if kind == "full" else {"mask": "1-1.jpg", "crop": "1-2.jpg"}
-    return f"{JPEG_FOLDER}/{series_uid}", names
-
-
-def phantom_dicom_info(patients: list[dict]) -> pd.DataFrame:
-    """dicom_info.csv of a phantom planned by :func:`mcalc.data.phantom.plan_phantom` (its disk paths, UIDs, folders)."""
-    rows = []
-    for patient in patients:
-        for image in patient["images"]:
-            files = [(image["folder"], image, "full", image["disk_full"])]
-            for roi in image["rois"]:
-                files += [
-                    (roi["roi_id"], roi, "crop", roi["disk_crop"]),
-                    (roi["roi_id"], roi, "mask", roi["disk_mask"]),
-                ]
-            for folder, owner, role, disk in files:
-                rel = disk.split(f"{JPEG_FOLDER}/", 1)[1]
-                rows.append(
-                    {
-                        "file_path": f"CBIS-DDSM/dicom/{rel.rsplit('.', 1)[0]}.dcm",
-                        "image_path": f"CBIS-DDSM/{JPEG_FOLDER}/{rel}",
-                        "Laterality": image["side"][0],
-                        "PatientID": folder,
-                        "SeriesDescription": ROLE_NAMES[role],
-                        "SeriesInstanceUID": owner["series_uid"],
-                        "StudyInstanceUID": owner["study_uid"],
-                    }
-                )
-    return pd.DataFrame(rows)
+def kaggle_layout(tree: KaggleTree) -> Layout:
+    """The Kaggle JPEG re-release as a layout: its locator, its check, where it looks."""
+    return Layout(LAYOUT, Locator(tree), check_files, LAYOUTS_TRIED)

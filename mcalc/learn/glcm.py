@@ -120,10 +120,10 @@ def glcm_features(image: np.ndarray, levels: int = GLCM_LEVELS) -> np.ndarray:
 
 
 def _glcm_from_path(path: str, levels: int) -> np.ndarray:
-    """GLCM features of the DICOM at ``path`` (errors name the file)."""
-    from mcalc.learn.preprocessing import read_dicom_image
+    """GLCM features of the image (DICOM or JPEG) at ``path`` (errors name the file)."""
+    from mcalc.data.images import read_image
 
-    image = read_dicom_image(path)
+    image = read_image(path)
     try:
         return glcm_features(image, levels)
     except DataError as exc:

@@ -2,8 +2,9 @@
 
 The steps, for one cropped ROI:
 
-1. :func:`read_dicom_image` reads the DICOM with pydicom, applies the modality LUT
-   (RescaleSlope / RescaleIntercept) and inverts MONOCHROME1 images so that bright = dense.
+1. :func:`mcalc.data.images.read_image` reads the DICOM with pydicom, applies the modality LUT
+   (RescaleSlope / RescaleIntercept) and inverts MONOCHROME1 images so that bright = dense (a JPEG of
+   the Kaggle re-release is read as it is stored, bright = dense).
 2. The crop is min–max normalised to the float range [0, 255] (computed in float64, so 8-, 12- and
    16-bit inputs of the same content give the same result; no quantisation to 8 bits).
 3. :func:`square_stretch` resizes the rectangular crop to ``size × size`` in one step, which is the
@@ -32,7 +33,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mcalc.errors import DataError, UnusableImage
+from mcalc.data.images import read_image
+from mcalc.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,9 +52,6 @@ INTERPOLATIONS = (
 )
 #: Smallest input size InceptionResNetV2 accepts (Keras' ``include_top=False`` minimum).
 MIN_IMAGE_SIZE = 75
-#: The size budget of one image: a file declaring more pixels than this is excluded before it is
-#: decoded (the largest CBIS-DDSM mammograms have about 40 million; a few-KB file may declare billions).
-MAX_IMAGE_PIXELS = 80_000_000
 #: Version of the preprocessing recipe; bump it when the steps change so cached features are rebuilt.
 PREPROCESS_VERSION = 1
 #: Pixel size of the DDSM film digitisers (42–50 µm), used to express speck widths in millimetres.
@@ -83,107 +82,6 @@ class PreprocessConfig:
         items = {k: v for k, v in asdict(self).items() if not (k == "antialias" and v)}
         fields = ";".join(f"{k}={v}" for k, v in sorted(items.items()))
         return f"preprocess-v{PREPROCESS_VERSION};{fields}"
-
-
-#: Photometric interpretations of a greyscale image (MONOCHROME1 is inverted to bright = dense).
-GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
-
-
-def check_dicom_image(path: str | Path) -> tuple[np.ndarray, str]:
-    """The ONE readability check of a ROI image (curation and preprocessing): float32 2-D pixels and a note.
-
-    Reads with pydicom, applies the modality LUT (RescaleSlope / RescaleIntercept) and inverts
-    MONOCHROME1 so that bright = dense. Raises :class:`~mcalc.errors.UnusableImage` (with the
-    curation's exclusion reason) for a file that is missing, not DICOM, damaged, not one greyscale
-    frame, not finite after rescaling or constant. The note is '' or says what was assumed (a colour
-    photometric interpretation with one sample per pixel is read as grey). A ``.jpg`` (the Kaggle
-    JPEG re-release) gets the same checks from :func:`mcalc.data.kaggle.check_jpeg_image`.
-    """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    from mcalc.data import kaggle
-
-    path = Path(path)
-    if path.suffix.lower() in kaggle.JPEG_SUFFIXES:  # the Kaggle JPEG re-release
-        return kaggle.check_jpeg_image(path)
-    try:
-        ds = pydicom.dcmread(path)
-    except FileNotFoundError:
-        raise UnusableImage(f"{path}: file not found", "missing_file") from None
-    except InvalidDicomError as exc:
-        raise UnusableImage(f"{path}: not a DICOM file ({exc})", "not_dicom") from None
-    except Exception as exc:  # pydicom raises assorted errors on damaged headers
-        raise UnusableImage(
-            f"{path}: unreadable DICOM ({type(exc).__name__}: {exc})", "corrupt_dicom"
-        ) from None
-    try:  # the size budget, before any pixel is decoded
-        rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-        declared = rows * columns * int(ds.get("NumberOfFrames", 1) or 1)
-    except Exception as exc:  # a damaged Rows / Columns / NumberOfFrames element
-        raise UnusableImage(
-            f"{path}: unreadable image size ({type(exc).__name__}: {exc})", "corrupt_dicom"
-        ) from None
-    if declared > MAX_IMAGE_PIXELS:
-        raise UnusableImage(
-            f"{path}: declares {rows}x{columns} pixels, over the budget of "
-            f"{MAX_IMAGE_PIXELS:,} per image; not decoded",
-            "oversized_image",
-        )
-    if "PixelData" not in ds:
-        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-            raise UnusableImage(
-                f"{path}: floating-point pixel data is not supported (mammograms store integer pixels)",
-                "unsupported_image",
-            )
-        raise UnusableImage(f"{path}: DICOM has no pixel data", "corrupt_dicom")
-    try:
-        raw = ds.pixel_array
-    except Exception as exc:  # truncated pixel data, unsupported transfer syntax, bad header values
-        raise UnusableImage(
-            f"{path}: cannot decode pixel data ({type(exc).__name__}: {exc})", "corrupt_dicom"
-        ) from None
-    if raw.ndim != 2:
-        raise UnusableImage(
-            f"{path}: expected a single-frame greyscale image, got pixel array of shape {raw.shape} "
-            f"(frames {ds.get('NumberOfFrames', 1)}, samples per pixel {ds.get('SamplesPerPixel', 1)}, "
-            f"bits allocated {ds.get('BitsAllocated', '?')})",
-            "unsupported_image",
-        )
-    if raw.size == 0:
-        raise UnusableImage(f"{path}: empty image (shape {raw.shape})", "empty_crop")
-    from pydicom.pixels import apply_modality_lut
-
-    try:
-        img = np.asarray(apply_modality_lut(raw, ds), dtype=np.float64)
-    except Exception as exc:  # a damaged RescaleSlope / Intercept or LUT
-        raise UnusableImage(
-            f"{path}: cannot apply the modality rescale ({type(exc).__name__}: {exc})",
-            "unsupported_image",
-        ) from None
-    if not np.all(np.isfinite(img)):
-        raise UnusableImage(
-            f"{path}: pixel values are not finite after rescaling (RescaleSlope "
-            f"{ds.get('RescaleSlope', 1)!s}, RescaleIntercept {ds.get('RescaleIntercept', 0)!s})",
-            "unsupported_image",
-        )
-    lo, hi = float(img.min()), float(img.max())
-    if lo == hi:
-        raise UnusableImage(
-            f"{path}: constant image (every pixel = {lo:g}); nothing to classify", "empty_crop"
-        )
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-    note = ""
-    if photometric == "MONOCHROME1":
-        img = (hi + lo) - img
-    elif photometric not in GREYSCALE:
-        note = f"{path.name}: photometric interpretation {photometric} with one sample per pixel, read as grey"
-    return img.astype(np.float32), note
-
-
-def read_dicom_image(path: str | Path) -> np.ndarray:
-    """Read a single-frame greyscale DICOM as float32 2-D, rescaled, with bright = dense (see check_dicom_image)."""
-    return check_dicom_image(path)[0]
 
 
 def normalize_intensity(img: np.ndarray) -> np.ndarray:
@@ -235,8 +133,8 @@ def preprocess_roi(img: np.ndarray, config: PreprocessConfig | None = None) -> n
 
 
 def load_roi(path: str | Path, config: PreprocessConfig | None = None) -> np.ndarray:
-    """Read a ROI DICOM and preprocess it for the network (float32 ``(size, size, 3)``)."""
-    img = read_dicom_image(path)
+    """Read a ROI image (DICOM or JPEG) and preprocess it for the network (float32 ``(size, size, 3)``)."""
+    img = read_image(path)
     try:
         return preprocess_roi(img, config)
     except DataError as exc:

@@ -35,6 +35,17 @@ import pandas as pd
 
 from mcalc.records.fsio import atomic_write, sweep_stale_temporaries, write_new
 
+__all__ = [
+    "file_digest",
+    "cache_key",
+    "array_digest",
+    "cached_table",
+    "FeatureCache",
+    "CachedRows",
+    "load_or_compute",
+    "source_digest",
+]
+
 log = logging.getLogger(__name__)
 _KEY_RE = re.compile(r"^[0-9a-f]{16,128}$")
 _CHUNK = 1 << 20

@@ -31,6 +31,24 @@ from typing import IO
 
 from mcalc.errors import Busy
 
+__all__ = [
+    "LOCK_NAME",
+    "PID_DIGITS",
+    "TEMP_NAME",
+    "LEGACY_TEMP_NAME",
+    "Writer",
+    "atomic_write",
+    "write_new",
+    "write_text",
+    "write_bytes",
+    "write_files",
+    "process_start_time",
+    "sweep_stale_temporaries",
+    "temp_name_length",
+    "name_problem",
+    "exclusive",
+]
+
 #: Lock file of a folder written by one process at a time (see :func:`exclusive`); never data.
 LOCK_NAME = ".mcalc.lock"
 #: Longest process id written into a temporary file's name (Linux allows up to 2**22).

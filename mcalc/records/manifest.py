@@ -12,6 +12,16 @@ import pandas as pd
 
 from mcalc.errors import DataError
 
+__all__ = [
+    "MANIFEST_COLUMNS",
+    "EXCLUSION_COLUMNS",
+    "SWAP_COLUMNS",
+    "INT_COLUMNS",
+    "OPTIONAL_TEXT_COLUMNS",
+    "manifest_frame",
+    "read_manifest",
+]
+
 MANIFEST_COLUMNS: list[str] = [
     "roi_id",
     "split",
@@ -73,10 +83,10 @@ OPTIONAL_TEXT_COLUMNS = (
 def manifest_frame(rows: list[dict]) -> pd.DataFrame:
     """Manifest rows → a frame with the manifest's columns and dtypes."""
     frame = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    return set_dtypes(frame)
+    return _set_dtypes(frame)
 
 
-def set_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+def _set_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
     """The manifest's dtypes: nullable integers, a bool swap flag, integer source lines, text elsewhere."""
     frame = frame.copy()
     for col in INT_COLUMNS:
@@ -112,4 +122,4 @@ def read_manifest(path: Path) -> pd.DataFrame:
             f"in row {int(bad.to_numpy().argmax()) + 2}, expected True or False"
         )
     frame["crop_mask_swapped"] = frame["crop_mask_swapped"] == "True"
-    return set_dtypes(frame)
+    return _set_dtypes(frame)

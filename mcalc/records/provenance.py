@@ -11,6 +11,17 @@ from pathlib import Path
 from mcalc import __version__
 from mcalc.study import KAGGLE_JPEG
 
+__all__ = [
+    "KAGGLE_JPEG_LABEL",
+    "REAL_TABLES",
+    "REAL_TABLES_LABEL",
+    "REAL_TABLES_RESULTS",
+    "Provenance",
+    "write_provenance",
+    "read_provenance",
+    "git_commit",
+]
+
 #: How results on the Kaggle JPEG re-release of CBIS-DDSM are labelled, wherever a label is shown.
 KAGGLE_JPEG_LABEL = "CBIS-DDSM, Kaggle JPEG re-release: 8-bit, lossy"
 #: Data kind of the metadata-only results: the official CBIS-DDSM calc tables shipped with mcalc.

@@ -21,6 +21,24 @@ from mcalc.records.manifest import read_manifest
 from mcalc.records.provenance import Provenance, read_provenance
 from mcalc.study import DEFAULT_TASK, Task, apply_task, get_task
 
+__all__ = [
+    "MANIFEST",
+    "PROVENANCE",
+    "FEATURES",
+    "FEATURES_META",
+    "RUNS",
+    "SENSITIVITY_DIR",
+    "WRITERS",
+    "damaged",
+    "read_json",
+    "write_json",
+    "read_results_provenance",
+    "load_manifest",
+    "usable_under_task",
+    "load_features",
+    "load_study_inputs",
+]
+
 MANIFEST = "manifest.csv"
 PROVENANCE = "provenance.json"
 FEATURES = "features.npz"
@@ -89,7 +107,7 @@ def load_manifest(results_dir: str | Path) -> pd.DataFrame:
     return manifest[manifest["status"] == "ok"].reset_index(drop=True)
 
 
-def task_rows(manifest: pd.DataFrame, task: str | Task = DEFAULT_TASK) -> np.ndarray:
+def _task_rows(manifest: pd.DataFrame, task: str | Task = DEFAULT_TASK) -> np.ndarray:
     """Which usable ROIs a task keeps (a boolean mask); warns how many it leaves out, and why."""
     task = get_task(task)
     kept = (apply_task(manifest, task)["status"] == "ok").to_numpy()
@@ -105,7 +123,7 @@ def task_rows(manifest: pd.DataFrame, task: str | Task = DEFAULT_TASK) -> np.nda
 
 def usable_under_task(manifest: pd.DataFrame, task: str | Task = DEFAULT_TASK) -> pd.DataFrame:
     """The usable ROIs under a task: labels from its classes, the ROIs it leaves out left out (with a warning)."""
-    kept = task_rows(manifest, task)
+    kept = _task_rows(manifest, task)
     return apply_task(manifest, task)[kept].reset_index(drop=True)
 
 
@@ -139,7 +157,7 @@ def load_study_inputs(
     task = get_task(task)
     manifest = load_manifest(results_dir)
     X, meta = load_features(results_dir, manifest)
-    kept = task_rows(manifest, task)
+    kept = _task_rows(manifest, task)
     manifest, X = manifest[kept].reset_index(drop=True), X[kept]
     manifest = usable_under_task(manifest, task)
     if meta["image_size"] != image_size or meta["weights"]["requested"] != weights:

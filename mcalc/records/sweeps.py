@@ -16,6 +16,25 @@ from mcalc.errors import DataError
 from mcalc.records.cache import cache_key
 from mcalc.records.fsio import atomic_write, write_new
 
+__all__ = [
+    "SWEEPS",
+    "INDEX",
+    "TEST_METRICS",
+    "sweep_dir",
+    "record_path",
+    "write_first",
+    "write_replace",
+    "read_record",
+    "record_digest",
+    "sealed",
+    "finished",
+    "store_record",
+    "load_sweep",
+    "load_runs",
+    "grid_axes",
+    "runs_table",
+]
+
 SWEEPS = "sweeps"
 
 
@@ -131,17 +150,17 @@ def load_runs(results_dir: str | Path, name: str, allow_missing: bool = False) -
             low, high = test.get("ci", {}).get(field_) or (None, None)
             row.update({label: test[field_], f"{label} low": low, f"{label} high": high})
         rows.append(row)
-    return pd.DataFrame(rows).astype({m: float for m in metric_columns()})
+    return pd.DataFrame(rows).astype({m: float for m in _metric_columns()})
 
 
-def metric_columns() -> list[str]:
+def _metric_columns() -> list[str]:
     """The metric columns of :func:`load_runs`: each test metric and its interval's bounds."""
     return [c for m in TEST_METRICS for c in (m, f"{m} low", f"{m} high")]
 
 
 def grid_axes(runs: pd.DataFrame) -> list[str]:
     """The axes of a :func:`load_runs` frame that take more than one value."""
-    return [c for c in runs.columns if c not in metric_columns() and runs[c].nunique() > 1]
+    return [c for c in runs.columns if c not in _metric_columns() and runs[c].nunique() > 1]
 
 
 def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -152,7 +171,7 @@ def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
             return "—"
         return f"{value:.3f}" if pd.isna(low) else f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
-    axes = [c for c in runs.columns if c not in metric_columns()]
+    axes = [c for c in runs.columns if c not in _metric_columns()]
     table = pd.DataFrame(
         {m: [cell(*r) for r in runs[[m, f"{m} low", f"{m} high"]].to_numpy()] for m in TEST_METRICS}
     )

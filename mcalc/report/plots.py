@@ -333,7 +333,7 @@ def roi_title(calc_type: object, distribution: object, width: int = 22) -> str:
 
 def sample_grid(manifest: pd.DataFrame, n_per_class: int = 4, seed: int = 0) -> plt.Figure:
     """A grid of cropped ROIs, one row per class."""
-    from mcalc.learn.preprocessing import read_dicom_image
+    from mcalc.data.images import read_image
 
     picks = _pick_per_class(manifest, n_per_class, seed)
     fig, axes = plt.subplots(
@@ -346,7 +346,7 @@ def sample_grid(manifest: pd.DataFrame, n_per_class: int = 4, seed: int = 0) -> 
             ax.axis("off")
             if c < len(rows):
                 row = rows.iloc[c]
-                ax.imshow(read_dicom_image(row["crop_path"]), cmap="gray")
+                ax.imshow(read_image(row["crop_path"]), cmap="gray")
                 ax.set_title(
                     roi_title(row.get("calc_type"), row.get("calc_distribution")),
                     fontsize=MIN_FONTSIZE,
@@ -399,7 +399,8 @@ def figure1(manifest: pd.DataFrame, image_size: int = 299, seed: int = 0) -> plt
     """Figure 1: (a) mammogram with the ROI box, (b) cropped ROI, resized (c) antialiased (default) and (d) point-sampled."""
     from matplotlib.patches import Rectangle
 
-    from mcalc.learn.preprocessing import read_dicom_image, resize_for_display
+    from mcalc.data.images import read_image
+    from mcalc.learn.preprocessing import resize_for_display
 
     picks = _pick_per_class(manifest, 1, seed)
     fig, axes = plt.subplots(len(CLASSES), 4, figsize=(12, 3.2 * len(CLASSES)), squeeze=False)
@@ -409,10 +410,10 @@ def figure1(manifest: pd.DataFrame, image_size: int = 299, seed: int = 0) -> plt
         if cls not in picks:
             continue
         row = picks[cls].iloc[0]
-        full = read_dicom_image(row["full_path"])
-        crop = read_dicom_image(row["crop_path"])
+        full = read_image(row["full_path"])
+        crop = read_image(row["crop_path"])
         axes[r, 0].imshow(full, cmap="gray")
-        mask = read_dicom_image(row["mask_path"])
+        mask = read_image(row["mask_path"])
         if mask.shape == full.shape and mask.max() > mask.min():
             r0, r1, c0, c1 = _bbox(mask > mask.min())
             axes[r, 0].add_patch(

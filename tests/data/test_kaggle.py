@@ -13,11 +13,14 @@ from conftest import curate_quietly
 from PIL import Image
 
 from mcalc.data import curation as cu
-from mcalc.data import kaggle
+from mcalc.data import images, kaggle
 from mcalc.data import phantom as ph
 from mcalc.data.curation import data_provenance
+from mcalc.data.images import MAX_IMAGE_PIXELS, read_image
+from mcalc.data.layouts import Resolved
+from mcalc.data.phantom.writing import write_jpeg
 from mcalc.errors import DataError
-from mcalc.learn.preprocessing import MAX_IMAGE_PIXELS, normalize_intensity, read_dicom_image
+from mcalc.learn.preprocessing import normalize_intensity
 from mcalc.records.provenance import KAGGLE_JPEG_LABEL, Provenance
 from mcalc.run.cli import main as cli_main
 
@@ -147,8 +150,8 @@ def test_crops_equal_up_to_jpeg_loss(curated):
     """Each usable crop read from its JPEG is the DICOM crop to within JPEG loss (0-255 scale)."""
     dicom, jpeg = curated
     for (_, a), (_, b) in zip(dicom.usable().iterrows(), jpeg.usable().iterrows()):
-        x = normalize_intensity(read_dicom_image(a["crop_path"]))
-        y = normalize_intensity(read_dicom_image(b["crop_path"]))
+        x = normalize_intensity(read_image(a["crop_path"]))
+        y = normalize_intensity(read_image(b["crop_path"]))
         assert x.shape == y.shape
         assert float(np.abs(x - y).mean()) < 10.0, a["roi_id"]
         assert np.corrcoef(x.ravel(), y.ravel())[0, 1] > 0.9, a["roi_id"]
@@ -165,7 +168,7 @@ def test_jpeg_masks_are_near_binary_but_not_binary(quality):
     mask = (((yy - 90) / 40.0) ** 2 + ((xx - 70) / 25.0) ** 2 < 1).astype(np.uint8) * 255
     mask[20:30, 120:150] = 255  # a second, thin blob: more edges, more ringing
     ringing = jpeg_bytes(mask, quality)
-    assert not cu.is_binary(ringing)
+    assert not images.is_binary(ringing)
     assert kaggle.is_near_binary(ringing)
 
 
@@ -173,8 +176,8 @@ def test_crops_are_not_near_binary_and_masks_are(curated):
     """Every usable phantom crop, as a JPEG, fails the near-binary test; every mask passes it."""
     usable = curated[1].usable()
     for crop, mask in zip(usable["crop_path"], usable["mask_path"]):
-        assert not kaggle.is_near_binary(kaggle.read_jpeg_pixels(crop)), crop
-        assert kaggle.is_near_binary(kaggle.read_jpeg_pixels(mask)), mask
+        assert not kaggle.is_near_binary(images.read_jpeg_pixels(crop)), crop
+        assert kaggle.is_near_binary(images.read_jpeg_pixels(mask)), mask
 
 
 def test_content_decides_when_sizes_do_not(tmp_path):
@@ -186,8 +189,8 @@ def test_content_decides_when_sizes_do_not(tmp_path):
     paths = {}
     for name, pixels in (("full", full), ("a", mask), ("b", full[::-1])):
         paths[name] = str(tmp_path / f"{name}.jpg")
-        kaggle.write_jpeg(Path(paths[name]), pixels)
-    res = cu._Resolved(
+        write_jpeg(Path(paths[name]), pixels)
+    res = Resolved(
         full=paths["full"], claimed_crop=paths["a"], claimed_mask=paths["b"], claims_known=True
     )
     chk = kaggle.check_files(res)
@@ -311,21 +314,6 @@ def test_no_jpeg_at_all_is_a_clear_error(tree):
         curate_quietly(tree)
 
 
-def test_read_jpeg_image_errors_name_the_file(tmp_path):
-    """read_dicom_image on a .jpg reads it (float32 2-D); missing, not-a-JPEG, constant: DataError."""
-    good = tmp_path / "good.jpg"
-    kaggle.write_jpeg(good, np.arange(64 * 48, dtype=np.uint16).reshape(64, 48))
-    img = read_dicom_image(good)
-    assert img.dtype == np.float32 and img.shape == (64, 48) and img.max() > 200
-    bad = tmp_path / "bad.jpg"
-    bad.write_text("not an image")
-    flat = tmp_path / "flat.jpg"
-    kaggle.write_jpeg(flat, np.full((8, 8), 7, np.uint8))
-    for path in (tmp_path / "absent.jpg", bad, flat):
-        with pytest.raises(DataError, match=path.name):
-            read_dicom_image(path)
-
-
 # ------------------------------------------------------------------------------- provenance
 
 
@@ -392,8 +380,9 @@ def test_a_crop_declaring_a_huge_size_is_excluded_before_decoding(tree, monkeypa
     crop.write_bytes(_set_declared_size(crop.read_bytes(), rows, columns))
     assert crop.stat().st_size < 100_000
     decoded = []
-    real = kaggle.read_jpeg_pixels
-    monkeypatch.setattr(kaggle, "read_jpeg_pixels", lambda p: decoded.append(p) or real(p))
+    real = images.read_jpeg_pixels
+    for module in (kaggle, images):  # the layout's check and the image check both decode through it
+        monkeypatch.setattr(module, "read_jpeg_pixels", lambda p: decoded.append(p) or real(p))
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         row = curate_quietly(tree).manifest.set_index("roi_id").loc[roi]
@@ -402,7 +391,7 @@ def test_a_crop_declaring_a_huge_size_is_excluded_before_decoding(tree, monkeypa
     assert str(crop) not in decoded
     if rows * columns > MAX_IMAGE_PIXELS:  # preprocessing's own check, before decoding
         with pytest.raises(DataError, match="too many pixels|over the budget"):
-            read_dicom_image(crop)
+            read_image(crop)
 
 
 def test_a_crop_cut_short_with_an_end_marker_appended_is_excluded(tree):

@@ -16,9 +16,11 @@ import pytest
 from pydicom.errors import InvalidDicomError
 from scipy import ndimage
 
+from mcalc import study
 from mcalc.data import phantom as ph
 from mcalc.data.calibration import derive_calibration, normalise_term, shipped_tables
 from mcalc.data.curation import curate
+from mcalc.data.phantom import breast, generate, lesions, writing
 from mcalc.errors import DataError
 
 SCALE = 0.03
@@ -31,7 +33,7 @@ def read_table(root: Path, split: str) -> pd.DataFrame:
 
 def all_rows(root: Path) -> pd.DataFrame:
     """Both tables with a split column."""
-    return pd.concat([read_table(root, s).assign(split=s) for s in ph.SPLITS], ignore_index=True)
+    return pd.concat([read_table(root, s).assign(split=s) for s in study.SPLITS], ignore_index=True)
 
 
 def roi_id(row: pd.Series) -> str:
@@ -117,13 +119,13 @@ def test_counts_follow_scale(small):
     out, summary, config = small
     real = ph.load_calibration().groupby(["split", "pathology"])["count"].sum()
     rows = all_rows(out)
-    for split in ph.SPLITS:
+    for split in study.SPLITS:
         got = rows[rows["split"] == split]["pathology"].value_counts()
-        for cls in ph.CLASSES:
+        for cls in study.CLASSES:
             expected = max(1, round(SCALE * int(real[(split, cls)])))
             assert got.get(cls, 0) == expected == summary.counts.loc[split, cls]
     assert summary.n_rois == len(rows)
-    for split in ph.SPLITS:
+    for split in study.SPLITS:
         assert summary.n_patients[split] == rows[rows["split"] == split]["patient_id"].nunique()
         real_patients = ph.load_structure()["splits"][split]["patients"]
         assert abs(summary.n_patients[split] - SCALE * real_patients) <= max(
@@ -141,14 +143,14 @@ def test_tiny_scales_keep_every_class(scale):
         for br in p["breasts"]
         for les in br["lesions"]
     }
-    assert found == {(s, c) for s in ph.SPLITS for c in ph.CLASSES}
+    assert found == {(s, c) for s in study.SPLITS for c in study.CLASSES}
 
 
 def test_full_scale_plan_matches_real_structure():
     """scale 1 plans the real ROI counts with about the real numbers of patients and images."""
     patients = ph.plan_phantom(ph.PhantomConfig(scale=1.0, seed=0))
     stats = ph.load_structure()["splits"]
-    for split in ph.SPLITS:
+    for split in study.SPLITS:
         sub = [p for p in patients if p["split"] == split]
         images = [img for p in sub for img in p["images"]]
         assert sum(len(img["rois"]) for img in images) == stats[split]["rois"]
@@ -163,14 +165,14 @@ def test_phantom_clusters_per_class_like_the_real_tables(tmp_path, scale):
     and on the real ones: equal at scale 1, scaled within a quarter (and 3 patients) below it."""
     patients = ph.plan_phantom(ph.PhantomConfig(scale=scale, seed=4))
     tables = {}
-    for split in ph.SPLITS:
+    for split in study.SPLITS:
         tables[split] = tmp_path / ph.CSV_NAMES[split]
-        ph._write_csv(tables[split], ph._csv_rows(patients, split))
+        writing.write_csv(tables[split], writing.csv_rows(patients, split))
     got = derive_calibration(tables)[1]["splits"]
     real = ph.load_structure()["splits"]
     assert real["test"]["by_pathology"]["BENIGN_WITHOUT_CALLBACK"]["patients"] == 17
-    for split in ph.SPLITS:
-        for cls in ph.CLASSES:
+    for split in study.SPLITS:
+        for cls in study.CLASSES:
             g, r = got[split]["by_pathology"][cls], real[split]["by_pathology"][cls]
             assert g["rois"] == max(1, round(scale * r["rois"]))
             for unit in ("patients", "lesions"):
@@ -217,11 +219,11 @@ def test_crop_and_siblings_look_alike():
         "density": 2,
     }
     cc = ph.lesion_particles(desc, np.random.default_rng(5), "CC")
-    mlo = ph._other_view(
+    mlo = lesions.other_view(
         ph.lesion_particles(desc, np.random.default_rng(5), "MLO"), np.random.default_rng(6)
     )
     assert cc.shape == mlo.shape
-    np.testing.assert_allclose(cc[:, ph._R], mlo[:, ph._R])
+    np.testing.assert_allclose(cc[:, lesions._R], mlo[:, lesions._R])
     assert not np.allclose(cc[:, :4], mlo[:, :4])
 
 
@@ -231,7 +233,7 @@ def test_crop_and_siblings_look_alike():
 def test_tables_have_the_official_schema(small):
     """Official header, quoted trailing newline on every crop path, N/A for missing values."""
     out = small[0]
-    for split in ph.SPLITS:
+    for split in study.SPLITS:
         text = (out / ph.CSV_NAMES[split]).read_text()
         header = next(csv.reader(io.StringIO(text)))
         assert header == ph.CSV_HEADER
@@ -360,10 +362,10 @@ def test_quirks_are_what_is_on_disk(small, quirks):
 
 def test_quirk_count_follows_fraction():
     """At least one quirk of each kind from 20 ROIs on, about the fraction above that, none when disabled."""
-    assert ph._quirk_kinds(19, 0.01) == []
-    assert sorted(set(ph._quirk_kinds(20, 0.01))) == sorted(ph.QUIRK_KINDS)
-    assert len(ph._quirk_kinds(1872, 0.01)) == 19
-    assert ph._quirk_kinds(1872, 0.0) == []
+    assert writing._quirk_kinds(19, 0.01) == []
+    assert sorted(set(writing._quirk_kinds(20, 0.01))) == sorted(ph.QUIRK_KINDS)
+    assert len(writing._quirk_kinds(1872, 0.01)) == 19
+    assert writing._quirk_kinds(1872, 0.0) == []
 
 
 # ------------------------------------------------------------------ determinism, folders, layouts
@@ -478,7 +480,7 @@ def test_parenchyma_brightens_with_density():
         for d in (1, 2, 3, 4)
     ]
     assert means == sorted(means) and means[3] - means[0] > 0.1
-    noise = ph._power_law_noise((256, 256), 3.0, np.random.default_rng(0))
+    noise = breast.power_law_noise((256, 256), 3.0, np.random.default_rng(0))
     spec = np.abs(np.fft.fft2(noise)) ** 2
     f = np.hypot(*np.meshgrid(np.fft.fftfreq(256), np.fft.fftfreq(256), indexing="ij"))
     low, high = spec[(f > 0.02) & (f < 0.04)].mean(), spec[(f > 0.16) & (f < 0.32)].mean()
@@ -579,8 +581,8 @@ def test_curation_reads_the_phantom_like_a_download(small, quirks):
     assert swapped <= set(ok["roi_id"])
     assert set(ok.loc[ok["crop_mask_swapped"].astype(bool), "roi_id"]) == swapped
     counts = ok.groupby(["split", "pathology"]).size()
-    for split in ph.SPLITS:
-        for cls in ph.CLASSES:
+    for split in study.SPLITS:
+        for cls in study.CLASSES:
             assert counts.get((split, cls), 0) >= 1
 
 
@@ -620,7 +622,9 @@ def test_a_damaged_phantom_is_named_and_generated_again_not_called_up_to_date(
     removed or added, or a marker left unfinished: verify names it and ensure_phantom generates the
     data set again (an intact one is kept)."""
     regenerated = []
-    monkeypatch.setattr(ph, "_generate", lambda out, config, progress: regenerated.append(out))
+    monkeypatch.setattr(
+        generate, "_generate", lambda out, config, progress: regenerated.append(out)
+    )
     assert ph.ensure_phantom(phantom_copy, _config(), progress=False) is None
     assert regenerated == []
     dicom = sorted((phantom_copy / ph.DICOM_ROOT).rglob("*.dcm"))[3]
@@ -659,8 +663,8 @@ def test_two_generations_of_one_folder_take_turns(tmp_path, monkeypatch):
         time.sleep(0.3)
         events.append(("end", threading.current_thread().name))
 
-    monkeypatch.setattr(ph, "_generate", slow)
-    monkeypatch.setattr(ph, "_wait_note", said.append)
+    monkeypatch.setattr(generate, "_generate", slow)
+    monkeypatch.setattr(generate, "_wait_note", said.append)
     out = tmp_path / "phantom"
     threads = [
         threading.Thread(target=ph.generate_phantom, args=(out, _config(), False), name=n)
@@ -682,7 +686,7 @@ def test_the_lock_file_does_not_make_a_folder_foreign(tmp_path):
 
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / LOCK_NAME).write_text("")
-    ph._check_out(tmp_path / "p")  # no DataError
+    generate._check_out(tmp_path / "p")  # no DataError
 
 
 @pytest.mark.slow
@@ -712,7 +716,9 @@ def test_a_build_generates_a_damaged_phantom_again_before_keying_anything(
     from mcalc.run.profiles import get_profile
 
     regenerated = []
-    monkeypatch.setattr(ph, "_generate", lambda out, config, progress: regenerated.append(out))
+    monkeypatch.setattr(
+        generate, "_generate", lambda out, config, progress: regenerated.append(out)
+    )
     profile = get_profile("ci", data_root=str(phantom_copy), phantom_scale=SCALE)
     pl._repair_phantom(profile, progress=False)
     assert regenerated == []

@@ -1,4 +1,5 @@
-"""Reliability under bad input: damaged DICOMs, odd pixel formats, faulty downloads, caches, determinism, no pickles.
+"""Reliability under bad input: faulty downloads, caches, determinism, no pickles (damaged DICOMs and odd
+pixel formats: tests/data/test_images.py).
 
 Every bad input must end in a clear DataError naming the file (or row / column / class) or in a
 reported exclusion; nothing is lost silently.
@@ -21,8 +22,9 @@ from hypothesis import strategies as st
 
 from mcalc import study
 from mcalc.data import curation as cu
+from mcalc.data import tables as tb
 from mcalc.errors import DataError
-from mcalc.learn.preprocessing import load_roi, read_dicom_image
+from tests.data.test_images import to_float_pixel_data
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = settings(
@@ -42,127 +44,6 @@ def binary_mask(shape: tuple[int, int] = FULL_SHAPE, on: int = 255, off: int = 0
     mask = np.full(shape, off, np.uint8)
     mask[4:10, 3:9] = on
     return mask
-
-
-@pytest.fixture(scope="module")
-def valid_dicom(tmp_path_factory) -> tuple[Path, bytes, np.ndarray]:
-    """A valid 16-bit DICOM: (folder for variants, its bytes, what read_dicom_image makes of it)."""
-    folder = tmp_path_factory.mktemp("dicom")
-    path = write_dicom(folder / "valid.dcm", texture((16, 12), 0))
-    return folder, path.read_bytes(), read_dicom_image(path)
-
-
-# ------------------------------------------------------------------------------ damaged DICOM files
-
-
-@FAST
-@given(data=st.data())
-def test_truncated_dicom_is_a_data_error(valid_dicom, data):
-    """A DICOM cut at any byte is a DataError naming the file for preprocessing and an exclusion for curation."""
-    folder, raw, _ = valid_dicom
-    cut = data.draw(st.integers(0, len(raw) - 1), label="kept bytes")
-    path = folder / "truncated.dcm"
-    path.write_bytes(raw[:cut])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydicom warns about the broken values it meets on the way
-        with pytest.raises(DataError) as err:
-            read_dicom_image(path)
-        header = cu.read_dicom_header(str(path))
-    assert str(path) in str(err.value)
-    assert header.reason in ("not_dicom", "corrupt_dicom") and str(path) in header.detail
-
-
-@FAST
-@given(data=st.data())
-def test_corrupt_bytes_never_escape_as_another_error(valid_dicom, data):
-    """Random bytes written over a DICOM: a DataError or a finite 2-D image, never another exception type."""
-    folder, raw, _ = valid_dicom
-    start = data.draw(st.integers(0, len(raw) - 1), label="start")
-    junk = data.draw(st.binary(min_size=1, max_size=64), label="junk")
-    damaged = raw[:start] + junk + raw[start + len(junk) :]
-    path = folder / "corrupt.dcm"
-    path.write_bytes(damaged)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            img = read_dicom_image(path)
-        except DataError as exc:
-            assert str(path) in str(exc)
-        else:
-            assert img.ndim == 2 and img.dtype == np.float32 and np.isfinite(img).all()
-        header = cu.read_dicom_header(str(path))  # never raises
-        pixels = cu.read_dicom_pixels(str(path))  # an array or a message, never raises
-    assert isinstance(header, cu.DicomHeader)
-    assert isinstance(pixels, (np.ndarray, str))
-
-
-@pytest.mark.parametrize(
-    "content", [b"", b"<html><body>503 Service Unavailable</body></html>\n", b"\0" * 400]
-)
-def test_non_dicom_file_with_dcm_name(tmp_path, content):
-    """A file that is not DICOM but named .dcm: DataError naming it; curation reports not_dicom."""
-    path = tmp_path / "000001.dcm"
-    path.write_bytes(content)
-    with pytest.raises(DataError, match="not a DICOM") as err:
-        read_dicom_image(path)
-    assert str(path) in str(err.value)
-    header = cu.read_dicom_header(str(path))
-    assert header.reason == "not_dicom" and str(path) in header.detail
-
-
-# ------------------------------------------------------------------------------ pixel formats
-
-
-def test_12_bits_stored_in_16_read_as_stored(tmp_path):
-    """BitsStored 12 in 16 allocated is an ordinary image: the stored values come back."""
-    px = texture(CROP_SHAPE, 1)
-    img = read_dicom_image(write_dicom(tmp_path / "b12.dcm", px, bits_stored=12))
-    np.testing.assert_array_equal(img, px.astype(np.float32))
-    assert load_roi(tmp_path / "b12.dcm").shape == (299, 299, 3)
-
-
-def test_one_bit_pixels_read_exactly(tmp_path):
-    """1-bit pixel data (packed) is unpacked to its 0/1 values, not misread as bytes."""
-    mask = binary_mask(CROP_SHAPE, on=1)
-    path = write_dicom(tmp_path / "bit.dcm", mask, bits_allocated=1)
-    assert pydicom.dcmread(path).BitsAllocated == 1
-    np.testing.assert_array_equal(read_dicom_image(path), mask.astype(np.float32))
-    header = cu.read_dicom_header(str(path))
-    assert header.reason == "" and (header.rows, header.columns) == CROP_SHAPE
-    assert cu.is_binary(cu.read_dicom_pixels(str(path)))
-
-
-def to_float_pixel_data(path: Path) -> Path:
-    """Rewrite a DICOM so that it holds Float Pixel Data instead of integer PixelData."""
-    ds = pydicom.dcmread(path)
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    del ds.PixelData, ds.BitsStored, ds.HighBit, ds.PixelRepresentation
-    ds.BitsAllocated = 32
-    ds.FloatPixelData = np.linspace(0, 1, rows * cols, dtype=np.float32).tobytes()
-    ds.save_as(path)
-    return path
-
-
-def test_float_pixel_data_is_a_clear_error(tmp_path):
-    """Float Pixel Data: preprocessing raises a DataError naming the file; curation excludes such a crop."""
-    path = to_float_pixel_data(write_dicom(tmp_path / "float.dcm", texture(CROP_SHAPE, 2)))
-    with pytest.raises(DataError) as err:
-        read_dicom_image(path)
-    assert str(path) in str(err.value)
-    message = cu.read_dicom_pixels(str(path))
-    assert isinstance(message, str) and str(path) in message
-
-
-def test_monochrome1_crop_inverted_and_all_zero_crop_refused(tmp_path):
-    """MONOCHROME1 is inverted so bright = dense; an all-zero crop is a DataError naming the file."""
-    px = texture(CROP_SHAPE, 3)
-    mono1 = read_dicom_image(write_dicom(tmp_path / "m1.dcm", px, photometric="MONOCHROME1"))
-    mono2 = read_dicom_image(write_dicom(tmp_path / "m2.dcm", px))
-    np.testing.assert_allclose(mono1, mono2.max() + mono2.min() - mono2)
-    zero = write_dicom(tmp_path / "zero.dcm", np.zeros(CROP_SHAPE, np.uint16))
-    with pytest.raises(DataError, match="constant") as err:
-        load_roi(zero)
-    assert str(zero) in str(err.value)
 
 
 # ------------------------------------------------------------------------------ faulty downloads
@@ -238,7 +119,7 @@ def faulty_download(root: Path, faults: list[str | None]) -> None:
             mask_rel,
         ]
         rows += [record, record] if fault == "duplicate" else [record]
-    with open(root / cu.TABLE_FILES[("calc", "train")], "w", newline="") as fh:
+    with open(root / tb.TABLE_FILES[("calc", "train")], "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(CALC_HEADER)
         writer.writerows(rows)
@@ -253,7 +134,7 @@ def test_faulty_download_nothing_lost(tmp_path_factory, faults):
     root = tmp_path_factory.mktemp("download")
     faulty_download(root, faults)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", cu.CurationWarning)
+        warnings.simplefilter("ignore", tb.CurationWarning)
         result = cu.curate(root, progress=False, workers=1)
     m = result.manifest
     assert len(m) == len(faults) + faults.count("duplicate")
@@ -281,7 +162,7 @@ def test_table_missing_any_required_column_names_it(tmp_path_factory, column):
     """Dropping any column of the official calc header is a DataError naming that column and the table."""
     root = tmp_path_factory.mktemp("table")
     header = [h for h in CALC_HEADER if h != column]
-    path = root / cu.TABLE_FILES[("calc", "train")]
+    path = root / tb.TABLE_FILES[("calc", "train")]
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(header)
@@ -383,7 +264,7 @@ def test_phantom_and_curation_deterministic(tmp_path):
         root = tmp_path / name
         ph.generate_phantom(root, ph.PhantomConfig(scale=0.02, seed=11, workers=1), progress=False)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", cu.CurationWarning)
+            warnings.simplefilter("ignore", tb.CurationWarning)
             manifests.append(relative_manifest(cu.curate(root, progress=False, workers=1), root))
         roots.append(root)
     pd.testing.assert_frame_equal(manifests[0], manifests[1])

@@ -74,14 +74,14 @@ def test_glcm_bad_images_raise() -> None:
 
 
 def test_glcm_feature_matrix_reads_dicoms(tmp_path: Path) -> None:
-    from mcalc.learn.preprocessing import read_dicom_image
+    from mcalc.data.images import read_image
 
     images = [noise_image(s) * 16 for s in range(3)] + [striped_image() * 10]
     paths = [write_dicom(tmp_path / f"roi{i}.dcm", img) for i, img in enumerate(images)]
     serial = G.glcm_feature_matrix(paths, workers=1, progress=False)
     assert serial.shape == (4, 14)
     for row, path in zip(serial, paths):
-        np.testing.assert_array_equal(row, G.glcm_features(read_dicom_image(path)))
+        np.testing.assert_array_equal(row, G.glcm_features(read_image(path)))
     np.testing.assert_allclose(serial[0], G.glcm_features(images[0]), rtol=1e-12)
 
 
