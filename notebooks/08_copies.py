@@ -58,7 +58,7 @@ from mcalc.chapters.copies import CopiesConfig, pair_label, run_copies
 from mcalc.evaluate import compare
 from mcalc.learn.model import TrainConfig
 from mcalc.records.results import read_results_provenance
-from mcalc.report import plots
+from mcalc.report import items
 
 config = CopiesConfig(
     results_dir=results_dir,
@@ -86,7 +86,7 @@ print(provenance.label())
 print(copies[["ROI rows read", "usable"]].to_string())
 
 # %%
-plots.show_table(
+items.show_table(
     copies,
     "The two copies of one phantom — ROI rows read, usable, excluded at curation and left out at feature extraction, each copy run through chapters 1–4 in its own results folder",
     provenance,
@@ -100,7 +100,7 @@ plots.show_table(
 # Only the copy should differ here.
 
 # %%
-plots.show_table(
+items.show_table(
     comparison.provenance.rename(columns={"A": "DICOM copy (A)", "B": "Kaggle JPEG copy (B)"}),
     "Provenance of the two runs, item by item, and whether they differ (mcalc compare)",
     provenance,
@@ -116,14 +116,14 @@ plots.show_table(
 
 # %%
 shift = comparison.features
-plots.show_figure(
+items.show_figure(
     compare.shift_figure(shift),
     "Feature shift — how far each ROI's backbone features moved from the DICOM copy to the Kaggle JPEG copy, and how far each lies from its nearest other ROI (both relative to the ROI's feature norm)",
     provenance,
 )
 
 # %%
-plots.show_table(
+items.show_table(
     compare.shift_summary(shift),
     "Feature shift in numbers — the move of each ROI's features between the copies, beside the distance to its nearest other ROI",
     provenance,
@@ -138,7 +138,7 @@ plots.show_table(
 
 # %%
 units = compare.units_text(comparison) or "the patients / lesions / ROIs in the last column"
-plots.show_table(
+items.show_table(
     compare.difference_table(comparison, names=("DICOM", "Kaggle JPEG")),
     f"Table 4 metrics, Kaggle JPEG copy − DICOM copy, per model on the test ROIs both copies hold ({units}): each copy's value and the paired patient-level bootstrap of the difference (95% CI, two-sided p)",
     provenance,
@@ -152,7 +152,7 @@ plots.show_table(
 # the copy changes any verdict, and the differences above show how much room the copy leaves.
 
 # %%
-plots.show_table(
+items.show_table(
     comparison.verdicts.rename(columns={"A": "DICOM copy", "B": "Kaggle JPEG copy"}),
     "Verdicts of the two copies, claim by claim, and whether the copy changes them",
     provenance,
@@ -166,7 +166,7 @@ not_paired = pd.concat(
     ],
     ignore_index=True,
 )
-plots.show_table(
+items.show_table(
     not_paired,
     "Not paired — test ROIs one copy holds and the other does not (or labels differently), and models only one copy holds",
     provenance,
@@ -195,7 +195,7 @@ plots.show_table(
 
 # %%
 n_excluding, n_differences = comparison.n_excluding_zero()
-plots.glue_numbers(
+items.glue_numbers(
     shift_text=compare.shift_sentence(shift),
     difference_text=compare.difference_sentence(comparison),
     verdict_text=compare.verdict_sentence(comparison),
