@@ -43,6 +43,7 @@ from mcalc.run.parameters import check_parameters
 check_parameters(globals())  # each parameter against its spec: one line naming a bad value
 
 # %%
+from mcalc.chapters.inputs import StepInputs
 from mcalc.chapters.training import run_optimizer
 from mcalc.learn.model import TrainConfig
 from mcalc.report import items, plots, tables
@@ -55,17 +56,16 @@ config = TrainConfig(
     seed=seed,
     task=task,
 )
-run = run_optimizer(
-    results_dir=results_dir,
-    image_size=image_size,
-    weights=weights,
-    config=config,
+inputs = StepInputs(
+    results_dir,
+    image_size,
+    weights,
+    config,
     validation_size=validation_size,
     n_boot=n_boot,
-    train_backbone=train_backbone,
     split_seed=split_seed,
-    record=run_record,
 )
+run = run_optimizer(inputs, train_backbone=train_backbone, record=run_record)
 print(run.provenance.label())
 print(run.describe())
 

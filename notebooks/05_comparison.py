@@ -53,6 +53,7 @@ check_parameters(globals())  # each parameter against its spec: one line naming 
 from mcalc import paper
 from mcalc.chapters import selection
 from mcalc.chapters.audits import update_sizes
+from mcalc.chapters.inputs import StepInputs
 from mcalc.evaluate import metadata, plan, verdicts
 from mcalc.evaluate.runs import gather_results
 from mcalc.learn.model import TrainConfig
@@ -61,6 +62,16 @@ from mcalc.report import items, plots, tables
 
 results = gather_results(results_dir)
 print(results.provenance.label())
+inputs = StepInputs(  # chapter 5's own measurements: the paper's head on the official split
+    results_dir,
+    image_size,
+    weights,
+    TrainConfig(
+        learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, seed=seed, task=task
+    ),
+    validation_size=validation_size,
+    n_boot=n_boot,
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -303,15 +314,7 @@ items.show_table(
 
 # %%
 items.show_table(
-    selection.measure_output_change(
-        results_dir,
-        image_size,
-        weights,
-        TrainConfig(
-            learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, seed=seed, task=task
-        ),
-        validation_size=validation_size,
-    ),
+    selection.measure_output_change(inputs),
     f"How far each optimizer moves the head in {epochs} epochs at lr {learning_rate:g}: largest weight change, and change of the predicted probabilities on the test ROIs from those of the same head untrained (total-variation distance)",
     results.provenance,
 )
@@ -356,16 +359,7 @@ items.show_table(
 # %%
 items.show_table(
     selection.measure_selection(
-        results_dir,
-        image_size,
-        weights,
-        TrainConfig(
-            learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, seed=seed, task=task
-        ),
-        validation_size=validation_size,
-        n_seeds=n_seeds,
-        learning_rates=tuple(selection_learning_rates),
-        n_boot=n_boot,
+        inputs, n_seeds=n_seeds, learning_rates=tuple(selection_learning_rates)
     ),
     f"Choosing on the test set: test accuracy without selection, chosen on validation, and chosen on the test set, over 4 optimizers × {len(selection_learning_rates)} learning rates × {n_seeds} seeds × {epochs} epochs, with patient-bootstrap 95% CIs of the procedure",
     results.provenance,

@@ -54,6 +54,7 @@ check_parameters(globals())  # each parameter against its spec: one line naming 
 
 # %%
 from mcalc.chapters.audits import leakage_audit
+from mcalc.chapters.inputs import StepInputs
 from mcalc.evaluate import metadata
 from mcalc.learn.model import TrainConfig
 from mcalc.learn.splits import SPLIT_SCHEMES
@@ -68,12 +69,9 @@ config = TrainConfig(
     task=task,
 )
 audit = leakage_audit(
-    results_dir,
-    image_size,
-    weights,
-    config,
-    validation_size=validation_size,
-    n_boot=n_boot,
+    StepInputs(
+        results_dir, image_size, weights, config, validation_size=validation_size, n_boot=n_boot
+    ),
     n_split_seeds=n_split_seeds,
 )
 print(audit.provenance.label())
