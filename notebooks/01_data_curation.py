@@ -47,7 +47,7 @@ from mcalc import names
 from mcalc.chapters.prepare import prepare_data
 from mcalc.evaluate import metadata
 from mcalc.records.results import read_results_provenance
-from mcalc.report import plots, tables
+from mcalc.report import items, plots, tables
 
 curation = prepare_data(
     data_source,
@@ -73,14 +73,14 @@ print(real.label())
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     metadata.table1(curation, real_rows),
     "Table 1 — Number of ROI images per class: ours from the official CBIS-DDSM tables, the paper's",
     real,
 )
 
 # %%
-plots.show_figure(
+items.show_figure(
     plots.table1_chart(metadata.table1(curation, real_rows)),
     "Table 1 as a chart — ROIs per class in the official CBIS-DDSM tables beside the paper's Table 1, training and test split: the training counts agree, the test counts per class do not",
     real,
@@ -96,7 +96,7 @@ plots.show_figure(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     metadata.structure(real_rows),
     "ROIs, lesions, mammograms and patients per class and split of the official tables",
     real,
@@ -112,19 +112,19 @@ plots.show_table(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     tables.curation_report(curation),
     "Curation report — rows read, usable, excluded and corrected, per split",
     provenance,
 )
 
 # %%
-plots.show_table(
+items.show_table(
     curation.exclusions, "Exclusions — one line per excluded ROI, with its reason", provenance
 )
 
 # %%
-plots.show_table(curation.swaps, "Corrected crop/mask swaps", provenance)
+items.show_table(curation.swaps, "Corrected crop/mask swaps", provenance)
 
 # %% [markdown]
 # ## Your download against the shipped tables
@@ -134,13 +134,13 @@ plots.show_table(curation.swaps, "Corrected crop/mask swaps", provenance)
 
 # %%
 download_check = metadata.check_download(curation, real_rows)
-plots.show_table(
+items.show_table(
     download_check.summary,
     "Records of your tables against the shipped ones, per split",
     real,
     empty=download_check.note,
 )
-plots.show_table(download_check.differences, "Records that differ from the shipped tables", real)
+items.show_table(download_check.differences, "Records that differ from the shipped tables", real)
 
 # %% [markdown]
 # ## The metadata behind the labels
@@ -152,7 +152,7 @@ plots.show_table(download_check.differences, "Records that differ from the shipp
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     metadata.assessment_crosstab(real_rows),
     "Pathology by BI-RADS assessment in the official tables",
     real,
@@ -166,7 +166,7 @@ plots.show_table(
 
 # %%
 reference = metadata.reference_rules(real_rows, n_boot=n_boot, seed=seed)
-plots.show_table(
+items.show_table(
     reference.rule,
     "The BI-RADS assessment rule learned on the official training table: class counts, smoothed probabilities, the rule's class",
     real,
@@ -174,7 +174,7 @@ plots.show_table(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     reference.table(),
     "The BI-RADS assessment rule and the majority class on the official test table, with patient-level 95% CIs (cluster-Wilson for proportions, bootstrap otherwise)",
     real,
@@ -207,7 +207,7 @@ plots.show_table(
 # ```
 
 # %%
-plots.show_figure(
+items.show_figure(
     plots.sample_grid(curation.usable(), n_per_class=4, seed=seed),
     "Sample ROIs — four cropped ROIs per class, as curated",
     provenance,
@@ -218,7 +218,7 @@ plots.show_figure(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     names.data_dictionary(metadata.shipped_tables()),
     "Data dictionary — the columns of the official CBIS-DDSM calcification case-description tables: what each records, its distinct values over both splits and the most frequent",
     real,
@@ -226,7 +226,7 @@ plots.show_table(
 )
 
 # %%
-plots.glue_numbers(
+items.glue_numbers(
     n_rows=len(curation.manifest),
     n_usable=len(curation.usable()),
     n_excluded=len(curation.exclusions),

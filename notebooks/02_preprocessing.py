@@ -41,20 +41,20 @@ from mcalc.learn.model import architecture_summary, build_model
 from mcalc.learn.preprocessing import speck_contrast
 from mcalc.learn.weights import resolve_weights
 from mcalc.records.results import load_manifest, read_results_provenance
-from mcalc.report import plots, tables
+from mcalc.report import items, network, plots, tables
 
 manifest = load_manifest(results_dir)
 weights_info = resolve_weights(weights)
 provenance = read_results_provenance(results_dir).with_weights(weights_info.used, weights_info.note)
-plots.log(provenance.label())  # run messages, in the kernel's log
-plots.log(weights_info.note)  # the full reason
-plots.show_note(plots.weights_sentence(weights_info))
+items.log(provenance.label())  # run messages, in the kernel's log
+items.log(weights_info.note)  # the full reason
+items.show_note(items.weights_sentence(weights_info))
 
 # %% [markdown]
 # ## Figure 1 — mammogram, cropped ROI, resized ROI, per class
 
 # %%
-plots.show_figure(
+items.show_figure(
     plots.figure1(manifest, image_size=image_size, seed=seed),
     f"Figure 1 — (a) full mammogram with the ROI box, (b) the cropped ROI, the ROI resized to {image_size} × {image_size} (c) with antialiased bicubic (the default) and (d) point-sampled cubic, one row per class",
     provenance,
@@ -70,7 +70,7 @@ plots.show_figure(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     speck_contrast(),
     "What each resize filter does to a bright square speck when a 1000-pixel ROI is resized to 299: its smallest and largest peak over eight sub-pixel positions",
     None,
@@ -85,7 +85,7 @@ model = build_model(image_size, weights_info)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     tables.table2(model, image_size),
     "Table 2 — Architecture of the transfer-learning model: ours (read off the built Keras model) and the paper's",
     provenance,
@@ -97,22 +97,22 @@ plots.show_table(
 # Both are drawn from the built Keras model (layer names and output shapes), not redrawn by hand.
 
 # %%
-plots.show_figure(
-    plots.figure2(model),
+items.show_figure(
+    network.figure2(model),
     "Figure 2 — The proposed network: frozen InceptionResNetV2 → Dense(128, ReLU) → Dense(3, softmax), with the output shape of each stage",
     provenance,
 )
 
 # %%
-plots.show_figure(
-    plots.figure3(model),
+items.show_figure(
+    network.figure3(model),
     "Figure 3 — InceptionResNetV2 as built: stem, Inception-ResNet-A/B/C blocks and reduction blocks with their output grids (35 × 35 → 17 × 17 → 8 × 8 at 299 px input)",
     provenance,
 )
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     architecture_summary(model),
     "Layer summary of the end-to-end model (trainable parameters are the head's only)",
     provenance,
@@ -140,7 +140,7 @@ features = compute_features(
 print(f"features: {features.shape[0]} ROIs × {features.shape[1]} dimensions")
 
 # %%
-plots.glue_numbers(
+items.glue_numbers(
     n_rois=features.shape[0], n_dims=features.shape[1], weights_label=provenance.label()
 )
 

@@ -43,9 +43,10 @@ from mcalc.run.parameters import check_parameters
 check_parameters(globals())  # each parameter against its spec: one line naming a bad value
 
 # %%
+from mcalc.chapters.inputs import StepInputs
 from mcalc.chapters.training import run_optimizer
 from mcalc.learn.model import TrainConfig
-from mcalc.report import plots, tables
+from mcalc.report import items, plots, tables
 
 config = TrainConfig(
     optimizer=optimizer,
@@ -55,17 +56,16 @@ config = TrainConfig(
     seed=seed,
     task=task,
 )
-run = run_optimizer(
-    results_dir=results_dir,
-    image_size=image_size,
-    weights=weights,
-    config=config,
+inputs = StepInputs(
+    results_dir,
+    image_size,
+    weights,
+    config,
     validation_size=validation_size,
     n_boot=n_boot,
-    train_backbone=train_backbone,
     split_seed=split_seed,
-    record=run_record,
 )
+run = run_optimizer(inputs, train_backbone=train_backbone, record=run_record)
 print(run.provenance.label())
 print(run.describe())
 
@@ -76,7 +76,7 @@ print(run.describe())
 # the paper plots and tabulates.
 
 # %%
-plots.show_figure(
+items.show_figure(
     plots.training_curves(run.history, title=run.paper_name),
     f"{run.item_lead(run.figure_label)} Output obtained using the {run.paper_name} optimizer: (a) loss function; (b) accuracy; (c) sensitivity at specificity 0.8; training and validation per epoch",
     run.provenance,
@@ -86,7 +86,7 @@ plots.show_figure(
 # ## Table 3 and Table 4 rows for this optimizer, beside the paper's
 
 # %%
-plots.show_table(
+items.show_table(
     tables.without_differences(tables.table3_row(run), run.provenance),
     f"{run.item_lead('Table 3')} Training loss and accuracy after the last epoch, {run.paper_name}: ours and the paper's{tables.difference_words(run.provenance)}."
     + tables.paper_note(run.provenance),
@@ -95,7 +95,7 @@ plots.show_table(
 )
 
 # %%
-plots.show_table(
+items.show_table(
     tables.long_comparison(tables.table4_row(run), run.provenance),
     f"{run.item_lead('Table 4')} Validation and test loss, accuracy (raw and standardised to the paper's test mix), AUC, sensitivity at specificity 0.8 and Brier score with patient-level 95% CIs (cluster-Wilson for proportions, bootstrap otherwise) (and the patients / lesions / ROIs they rest on), {run.paper_name}: ours and the paper's{tables.difference_words(run.provenance)}; AUC pooled as the paper's, macro as its own row."
     + tables.paper_note(run.provenance),
@@ -108,14 +108,14 @@ plots.show_table(
 # Specificity here is TN / (TN + FP), not the paper's Eq. 4.
 
 # %%
-plots.show_table(
+items.show_table(
     run.test.table(),
     f"Test metrics, {run.paper_name} — point estimates, patient-level 95% CIs (cluster-Wilson for proportions, bootstrap otherwise) and the ROIs, lesions and patients each rests on (per class for per-class metrics)",
     run.provenance,
 )
 
 # %%
-plots.show_figure(
+items.show_figure(
     plots.roc_and_confusion(run.test, title=run.paper_name),
     f"ROC curves (one vs rest) and confusion matrix on the test split, {run.paper_name}",
     run.provenance,
@@ -128,7 +128,7 @@ print(f"saved: {run.path.name}; history: {len(run.history)} epochs; test ROIs: {
 # %%
 from mcalc import paper
 
-plots.glue_numbers(
+items.glue_numbers(
     epochs_run=len(run.history),
     n_test=run.test.n,
     test_accuracy=run.test.accuracy,

@@ -44,7 +44,7 @@ check_parameters(globals())  # each parameter against its spec: one line naming 
 # %%
 from mcalc.evaluate import metadata
 from mcalc.evaluate.baselines import run_baselines
-from mcalc.report import plots, tables
+from mcalc.report import items, plots, tables
 
 baselines = run_baselines(
     results_dir=results_dir,
@@ -65,7 +65,7 @@ print(
 )
 
 # %%
-plots.show_table(
+items.show_table(
     tables.baseline_settings(baselines),
     "GLCM settings and the hyper-parameters chosen by patient-grouped inner cross-validation (the test-split models, fitted on the whole training split)",
     baselines.provenance,
@@ -75,7 +75,7 @@ plots.show_table(
 # ## Table 4 — the SVM and k-NN rows, beside the paper's
 
 # %%
-plots.show_table(
+items.show_table(
     tables.long_comparison(tables.baseline_rows(baselines), baselines.provenance),
     f"Table 4 — GLCM + SVM (RBF) and GLCM + k-NN: {folds}-fold patient-grouped cross-validation on the training split and the official test split; per metric ours, its patient-level 95% CI (cluster-Wilson for proportions, bootstrap otherwise), the paper's value (its 10-fold CV){tables.difference_words(baselines.provenance)}, and the patients / lesions / ROIs the intervals rest on; AUC pooled as the paper's (Keras) and macro as its own row."
     + tables.paper_note(baselines.provenance),
@@ -96,14 +96,14 @@ plots.show_table(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     metadata.reference_rules(n_boot=n_boot, seed=seed).table(),
     "Majority-class and assessment-only baselines on the official test table, with patient-level 95% CIs (cluster-Wilson for proportions, bootstrap otherwise)",
     metadata.provenance(),
 )
 
 # %%
-plots.show_figure(
+items.show_figure(
     plots.roc_panel(baselines.test_evaluations()),
     "ROC curves (macro one-vs-rest shown per model) of the baselines on the test split",
     baselines.provenance,
@@ -113,7 +113,7 @@ plots.show_figure(
 from mcalc import paper
 
 svm, knn = (baselines.runs[key].evaluations["test"] for key in ("svm", "knn"))
-plots.glue_numbers(
+items.glue_numbers(
     svm_accuracy=svm.accuracy,
     knn_accuracy=knn.accuracy,
     svm_auc=svm.auc_pooled,

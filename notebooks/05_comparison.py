@@ -53,14 +53,25 @@ check_parameters(globals())  # each parameter against its spec: one line naming 
 from mcalc import paper
 from mcalc.chapters import selection
 from mcalc.chapters.audits import update_sizes
+from mcalc.chapters.inputs import StepInputs
 from mcalc.evaluate import metadata, plan, prose, verdicts
 from mcalc.evaluate.runs import gather_results
 from mcalc.learn.model import TrainConfig
 from mcalc.records import sweeps
-from mcalc.report import plots, tables
+from mcalc.report import items, plots, tables
 
 results = gather_results(results_dir)
 print(results.provenance.label())
+inputs = StepInputs(  # chapter 5's own measurements: the paper's head on the official split
+    results_dir,
+    image_size,
+    weights,
+    TrainConfig(
+        learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, seed=seed, task=task
+    ),
+    validation_size=validation_size,
+    n_boot=n_boot,
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -69,7 +80,7 @@ print("runs found:", ", ".join(results.run_names()))
 # %%
 from IPython.display import Markdown
 
-plots.glue_numbers(plan_hash=plan.plan_hash(), power_note=Markdown(plan.power_note()))
+items.glue_numbers(plan_hash=plan.plan_hash(), power_note=Markdown(plan.power_note()))
 
 # %% [markdown]
 # (analysis-plan)=
@@ -87,7 +98,7 @@ plots.glue_numbers(plan_hash=plan.plan_hash(), power_note=Markdown(plan.power_no
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     plan.plan_table(),
     f"Analysis plan {plan.plan_hash()} — each claim of the paper: quantity, test, margin δ and why, the direction counted as better, the rule for several numbers, and the difference the official test split can detect at 80% power (α 0.05)",
     metadata.provenance(),
@@ -95,7 +106,7 @@ plots.show_table(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     plan.tests_table(),
     "Analysis plan — the tests, in words",
     None,
@@ -103,7 +114,7 @@ plots.show_table(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     plan.plan_details(),
     "Analysis plan — per claim, the quantity judged, why its margin, and the rule for a claim of several numbers",
     None,
@@ -121,7 +132,7 @@ plots.show_table(
 # %%
 seeds = verdicts.seed_runs(results_dir, sweep_name)
 verdict = verdicts.verdict_table(results, seeds)
-plots.show_table(
+items.show_table(
     verdict,
     f"Verdict — each claim of the paper judged by plan {plan.plan_hash()}: reproduced, not reproduced, inconclusive or not testable here, which way, and why",
     results.provenance,
@@ -149,7 +160,7 @@ print(
 
 # %%
 sensitivity = verdicts.sensitivity_table(results, verdicts.sensitivity_runs(results_dir), seeds)
-plots.show_table(
+items.show_table(
     sensitivity,
     "Sensitivity analyses — the value claims under each pre-stated alternative setting, judged by the plan's rules (beside the primary verdict, not instead of it)",
     results.provenance,
@@ -165,14 +176,14 @@ plots.show_table(
 
 # %%
 chance = verdicts.chance_levels(results)
-plots.show_table(
+items.show_table(
     chance,
     "Chance levels — a constant predictor of the training class mix on the official test split, beside ours and the paper's (ADADelta)",
     results.provenance,
 )
 
 # %%
-plots.show_table(
+items.show_table(
     tables.without_differences(tables.table3(results), results.provenance),
     f"Table 3 — Training loss and accuracy per optimizer (KL divergence, lr 1e-4, batch 32): ours and the paper's{tables.difference_words(results.provenance)}."
     + tables.paper_note(results.provenance),
@@ -181,7 +192,7 @@ plots.show_table(
 )
 
 # %%
-plots.show_figure(
+items.show_figure(
     plots.optimizer_panel({run.paper_name: run.history for run in results.cnn.values()}),
     "Figures 4–7 together — training (solid) and validation (dashed) loss, accuracy and sensitivity at specificity 0.8 per epoch for the four optimizers, on the same fixed axes as Figures 4–7",
     results.provenance,
@@ -189,7 +200,7 @@ plots.show_figure(
 )
 
 # %%
-plots.show_table(
+items.show_table(
     tables.long_comparison(tables.table4(results), results.provenance),
     f"Table 4 — Loss, accuracy (raw and standardised to the paper's test mix), AUC, sensitivity at specificity 0.8 and Brier score per model on the official test split: ours, its patient-level 95% CI and the paper's value{tables.difference_words(results.provenance)}. The paper's AUC is Keras' pooled (micro) AUC, set beside ours; the macro one-vs-rest AUC is its own row (not in the paper)."
     + tables.paper_note(results.provenance),
@@ -211,7 +222,7 @@ plots.show_table(
 # exact task and split was found to add. The table after it quotes each source's own words.
 
 # %%
-plots.show_table(
+items.show_table(
     tables.table5(results).drop(columns="task_and_data"),
     "Table 5 — Comparison with existing techniques: the paper's rows (normalised to fractions), two anchors closer to this task, and ours (CBIS-DDSM calcification ROIs, the official test split); each study's task, classes, data and split, as its source states them, are in the next table",
     results.provenance,
@@ -219,7 +230,7 @@ plots.show_table(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     paper.sources_table(),
     "The studies of Table 5 and the anchors, as their sources state them: task, classes, data, split, the quoted words and where they were read",
     None,
@@ -237,7 +248,7 @@ plots.show_table(
 # %%
 binary = tables.binary_comparison(results)
 if len(binary):
-    plots.show_table(
+    items.show_table(
         binary,
         "Table 5b — Benign vs malignant: our runs under the binary task (sensitivity: MALIGNANT at 80% specificity) beside the binary studies of Table 5 and the anchors",
         results.provenance,
@@ -248,7 +259,7 @@ else:
     )
 
 # %%
-plots.show_figure(
+items.show_figure(
     plots.roc_panel(results.test_evaluations()),
     "ROC curves of every model on the official test split (macro-average of the one-vs-rest curves)",
     results.provenance,
@@ -263,7 +274,7 @@ plots.show_figure(
 # always confidently wrong), whose patient-level 95% CI is in Table 4.
 
 # %%
-plots.show_figure(
+items.show_figure(
     plots.reliability_panel(
         {name: ev for name, ev in results.test_evaluations().items() if ev.predictions}
     ),
@@ -295,23 +306,15 @@ step_sizes = (
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     step_sizes,
     "How far one weight moves under a constant gradient with each optimizer's paper settings (lr 1e-4), after 1 step and after 20 epochs of 43 batches",
     None,
 )
 
 # %%
-plots.show_table(
-    selection.measure_output_change(
-        results_dir,
-        image_size,
-        weights,
-        TrainConfig(
-            learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, seed=seed, task=task
-        ),
-        validation_size=validation_size,
-    ),
+items.show_table(
+    selection.measure_output_change(inputs),
     f"How far each optimizer moves the head in {epochs} epochs at lr {learning_rate:g}: largest weight change, and change of the predicted probabilities on the test ROIs from those of the same head untrained (total-variation distance)",
     results.provenance,
 )
@@ -324,7 +327,7 @@ plots.show_table(
 # against the correct definitions, on the confusion matrix of the best network here.
 
 # %%
-plots.show_table(
+items.show_table(
     tables.formula_errata(results),
     "The paper's Eq. 4 and Eq. 5 beside the correct specificity and accuracy, per class, on our test confusion matrix",
     results.provenance,
@@ -354,18 +357,9 @@ plots.show_table(
 # whole choose-then-report procedure over test patients (each resample chooses again).
 
 # %%
-plots.show_table(
+items.show_table(
     selection.measure_selection(
-        results_dir,
-        image_size,
-        weights,
-        TrainConfig(
-            learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, seed=seed, task=task
-        ),
-        validation_size=validation_size,
-        n_seeds=n_seeds,
-        learning_rates=tuple(selection_learning_rates),
-        n_boot=n_boot,
+        inputs, n_seeds=n_seeds, learning_rates=tuple(selection_learning_rates)
     ),
     f"Choosing on the test set: test accuracy without selection, chosen on validation, and chosen on the test set, over 4 optimizers × {len(selection_learning_rates)} learning rates × {n_seeds} seeds × {epochs} epochs, with patient-bootstrap 95% CIs of the procedure",
     results.provenance,
@@ -381,7 +375,7 @@ plots.show_table(
 # found in this book's results are compared here with the frozen run of the same optimizer.
 
 # %%
-plots.show_table(
+items.show_table(
     tables.frozen_vs_finetuned(results),
     "Frozen versus fine-tuned backbone on the test split",
     results.provenance,
@@ -398,14 +392,14 @@ plots.show_table(
 
 # %%
 sweep_runs = sweeps.load_runs(results_dir, sweep_name)
-plots.show_table(
+items.show_table(
     sweeps.runs_table(sweep_runs),
     f"Sweep {sweep_name} — test metrics of every grid point, with patient-level 95% CIs (cluster-Wilson for proportions, bootstrap otherwise)",
     results.provenance,
 )
 
 # %%
-plots.show_figure(
+items.show_figure(
     plots.sweep_axes(sweep_runs, sweeps.grid_axes(sweep_runs)),
     f"Sweep {sweep_name} — test metrics against each grid axis (points: runs with their 95% CIs; line: mean over the other axes)",
     results.provenance,
@@ -420,7 +414,7 @@ plots.show_figure(
 # models in every resample.
 
 # %%
-plots.show_table(
+items.show_table(
     verdicts.baseline_differences(results),
     "Best network − baseline on the official test split: paired patient-level bootstrap of the difference (95% CI, two-sided bootstrap p)",
     results.provenance,
@@ -429,7 +423,7 @@ plots.show_table(
 
 # %%
 best = results.best_cnn()
-plots.glue_numbers(
+items.glue_numbers(
     verdict_summary=prose.verdict_summary(verdict),
     sensitivity_summary=prose.counts_text(sensitivity),
     chance_auc=float(chance.iloc[1, 0]),

@@ -54,10 +54,11 @@ check_parameters(globals())  # each parameter against its spec: one line naming 
 
 # %%
 from mcalc.chapters.audits import leakage_audit
+from mcalc.chapters.inputs import StepInputs
 from mcalc.evaluate import metadata
 from mcalc.learn.model import TrainConfig
 from mcalc.learn.splits import SPLIT_SCHEMES
-from mcalc.report import plots
+from mcalc.report import items, plots
 
 config = TrainConfig(
     optimizer=optimizer,
@@ -68,12 +69,9 @@ config = TrainConfig(
     task=task,
 )
 audit = leakage_audit(
-    results_dir,
-    image_size,
-    weights,
-    config,
-    validation_size=validation_size,
-    n_boot=n_boot,
+    StepInputs(
+        results_dir, image_size, weights, config, validation_size=validation_size, n_boot=n_boot
+    ),
     n_split_seeds=n_split_seeds,
 )
 print(audit.provenance.label())
@@ -83,7 +81,7 @@ from IPython.display import Markdown
 
 from mcalc.evaluate.prose import leakage_sentence
 
-plots.glue_numbers(memoriser_sentence=Markdown(leakage_sentence(audit.repeats)))
+items.glue_numbers(memoriser_sentence=Markdown(leakage_sentence(audit.repeats)))
 
 # %% [markdown]
 # Each row of (b) and (c) is the mean ± SD over the split seeds; the last row is what leakage adds
@@ -94,7 +92,7 @@ plots.glue_numbers(memoriser_sentence=Markdown(leakage_sentence(audit.repeats)))
 # {glue:md}`memoriser_sentence`
 
 # %%
-plots.show_table(
+items.show_table(
     audit.table(),
     f"Leakage audit — test metrics of the same pipeline: ROI-level vs patient-grouped splits of the same pooled data ({n_split_seeds} split seeds each, mean ± SD), the official split for reference, and a 1-nearest-neighbour memoriser",
     audit.provenance,
@@ -102,14 +100,14 @@ plots.show_table(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     metadata.leakage_structure(seed=seed, n_boot=n_boot),
     "Leakage audit — test ROIs of the official tables with a relative in training (presumed same lesion in the other view, same breast, same mammogram, same patient) under each split scheme (first split seed), and the assessment-only rule's test accuracy there (95% patient-level bootstrap CIs)",
     metadata.provenance(),
 )
 
 # %%
-plots.show_figure(
+items.show_figure(
     plots.roc_panel({SPLIT_SCHEMES[k]: v for k, v in audit.evaluations.items()}),
     "Leakage audit — ROC curves (macro one-vs-rest) of the same pipeline under the three split schemes (first split seed)",
     audit.provenance,
@@ -117,7 +115,7 @@ plots.show_figure(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.show_table(
+items.show_table(
     metadata.lesion_matching(),
     "Lesion matching by abnormality id is presumed: breasts whose CC and MLO views hold different numbers of ROIs, and id-matched pairs whose pathologies differ, in the official tables",
     metadata.provenance(),
@@ -126,7 +124,7 @@ plots.show_table(
 # %%
 roi_level, grouped = (audit.mean_test_accuracy(s) for s in ("roi_level", "patient_grouped"))
 gain, gain_low, gain_high = audit.gap("accuracy")
-plots.glue_numbers(
+items.glue_numbers(
     roi_level_accuracy=roi_level,
     grouped_accuracy=grouped,
     leakage_gain=gain,

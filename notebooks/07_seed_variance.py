@@ -34,7 +34,7 @@ check_parameters(globals())  # each parameter against its spec: one line naming 
 from mcalc.chapters.audits import variance_summary
 from mcalc.records import sweeps
 from mcalc.records.results import read_results_provenance
-from mcalc.report import plots
+from mcalc.report import items, plots
 
 runs = sweeps.load_runs(results_dir, sweep_name)
 provenance = read_results_provenance(results_dir)
@@ -47,14 +47,14 @@ print(
 )
 
 # %%
-plots.show_figure(
+items.show_figure(
     plots.seed_spread(runs),
     f"Seed variance — test metrics of each optimizer over {runs['seed'].nunique()} seeds (points: runs; boxes: spread)",
     provenance,
 )
 
 # %%
-plots.show_table(
+items.show_table(
     variance_summary(runs),
     "Seed variance — mean ± SD over seeds per optimizer, a Kruskal–Wallis test of the optimizer effect, and the paper's spread across optimizers",
     provenance,
@@ -65,7 +65,7 @@ from IPython.display import Markdown
 
 from mcalc.evaluate.prose import seed_sentence
 
-plots.glue_numbers(n_runs=len(runs), seed_sentence=Markdown(seed_sentence(runs)))
+items.glue_numbers(n_runs=len(runs), seed_sentence=Markdown(seed_sentence(runs)))
 
 # %% [markdown]
 # ## What this chapter found

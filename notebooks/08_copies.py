@@ -59,7 +59,7 @@ from mcalc.evaluate import compare
 from mcalc.evaluate.shift import shift_figure, shift_sentence, shift_summary
 from mcalc.learn.model import TrainConfig
 from mcalc.records.results import read_results_provenance
-from mcalc.report import plots
+from mcalc.report import items
 
 config = CopiesConfig(
     results_dir=results_dir,
@@ -87,7 +87,7 @@ print(provenance.label())
 print(copies[["ROI rows read", "usable"]].to_string())
 
 # %%
-plots.show_table(
+items.show_table(
     copies,
     "The two copies of one phantom — ROI rows read, usable, excluded at curation and left out at feature extraction, each copy run through chapters 1–4 in its own results folder",
     provenance,
@@ -101,7 +101,7 @@ plots.show_table(
 # Only the copy should differ here.
 
 # %%
-plots.show_table(
+items.show_table(
     comparison.provenance.rename(columns={"A": "DICOM copy (A)", "B": "Kaggle JPEG copy (B)"}),
     "Provenance of the two runs, item by item, and whether they differ (mcalc compare)",
     provenance,
@@ -117,14 +117,14 @@ plots.show_table(
 
 # %%
 shift = comparison.features
-plots.show_figure(
+items.show_figure(
     shift_figure(shift),
     "Feature shift — how far each ROI's backbone features moved from the DICOM copy to the Kaggle JPEG copy, and how far each lies from its nearest other ROI (both relative to the ROI's feature norm)",
     provenance,
 )
 
 # %%
-plots.show_table(
+items.show_table(
     shift_summary(shift),
     "Feature shift in numbers — the move of each ROI's features between the copies, beside the distance to its nearest other ROI",
     provenance,
@@ -139,7 +139,7 @@ plots.show_table(
 
 # %%
 units = compare.units_text(comparison) or "the patients / lesions / ROIs in the last column"
-plots.show_table(
+items.show_table(
     compare.difference_table(comparison, names=("DICOM", "Kaggle JPEG")),
     f"Table 4 metrics, Kaggle JPEG copy − DICOM copy, per model on the test ROIs both copies hold ({units}): each copy's value and the paired patient-level bootstrap of the difference (95% CI, two-sided p)",
     provenance,
@@ -153,7 +153,7 @@ plots.show_table(
 # the copy changes any verdict, and the differences above show how much room the copy leaves.
 
 # %%
-plots.show_table(
+items.show_table(
     comparison.verdicts.rename(columns={"A": "DICOM copy", "B": "Kaggle JPEG copy"}),
     "Verdicts of the two copies, claim by claim, and whether the copy changes them",
     provenance,
@@ -167,7 +167,7 @@ not_paired = pd.concat(
     ],
     ignore_index=True,
 )
-plots.show_table(
+items.show_table(
     not_paired,
     "Not paired — test ROIs one copy holds and the other does not (or labels differently), and models only one copy holds",
     provenance,
@@ -196,7 +196,7 @@ plots.show_table(
 
 # %%
 n_excluding, n_differences = comparison.n_excluding_zero()
-plots.glue_numbers(
+items.glue_numbers(
     shift_text=shift_sentence(shift),
     difference_text=compare.difference_sentence(comparison),
     verdict_text=compare.verdict_sentence(comparison),

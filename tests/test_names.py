@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mcalc import names
-from mcalc.report import plots
+from mcalc.report import styling
 
 
 @pytest.mark.parametrize(
@@ -62,14 +62,14 @@ def test_tables_show_counts_as_integers_metric_names_and_small_values():
             "first step": [1.4e-7, 2e-4],
         }
     )
-    html = plots.table_html(df, "demo")
+    html = styling.table_html(df, "demo")
     assert "AUC (pooled, as the paper)" in html and "AUC, BENIGN" in html
     assert ">50<" in html and "50.000" not in html and ">326<" in html
     assert "69.8%" in html and "0.697531" not in html
     assert "1.4e-07" in html and "0.712" in html
     assert "auc_pooled" not in html and "n_rois" not in html
     gappy = pd.DataFrame({"sensitivity": [0.96, None, 0.85]}, dtype=object)
-    html = plots.table_html(gappy, "demo")
+    html = styling.table_html(gappy, "demo")
     assert "0.960" in html and "0.960000" not in html and "—" in html
 
 

@@ -176,6 +176,7 @@ def two_class_root(make_phantom, tmp_path_factory) -> Path:
 def _study(root: Path, work: Path, task: str, audit: bool = False) -> runs.Results:
     """The study's steps under a task: curation, features, a head, the baselines (and the audit)."""
     from mcalc.chapters.audits import leakage_audit
+    from mcalc.chapters.inputs import StepInputs
     from mcalc.chapters.prepare import prepare_data
     from mcalc.chapters.training import run_optimizer
     from mcalc.evaluate.baselines import run_baselines
@@ -190,14 +191,15 @@ def _study(root: Path, work: Path, task: str, audit: bool = False) -> runs.Resul
         prov = results.read_results_provenance(rd).with_weights(weights.used, weights.note)
         compute_features(results.load_manifest(rd), 75, weights, cache, rd, prov, progress=False)
         config = TrainConfig(epochs=2, task=task)
-        run = run_optimizer(rd, 75, "random", config, validation_size=0.2, n_boot=10)
+        run = run_optimizer(StepInputs(rd, 75, "random", config, validation_size=0.2, n_boot=10))
         assert run.test.classes == ("BENIGN", "MALIGNANT")
         assert run.config["task"] == task
         base = run_baselines(rd, cache, cv_folds=2, n_boot=0, progress=False, task=task)
         assert all(len(r.evaluations["test"].classes) == 2 for r in base.runs.values())
         if audit:
             a = leakage_audit(
-                rd, 75, "random", config, validation_size=0.2, n_boot=0, n_split_seeds=1
+                StepInputs(rd, 75, "random", config, validation_size=0.2, n_boot=0),
+                n_split_seeds=1,
             )
             assert set(a.evaluations) == {"official", "roi_level", "patient_grouped"}
     return runs.gather_results(rd)

@@ -7,21 +7,27 @@ report — other split schemes, other seeds — or examines the paper's optimize
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mcalc import paper
+from mcalc.chapters.inputs import StepInputs
 from mcalc.chapters.training import fit_head
 from mcalc.evaluate.evaluation import Evaluation
 from mcalc.evaluate.metadata import leak_cells
-from mcalc.learn.model import TrainConfig, make_optimizer, quiet_retracing
+from mcalc.learn.model import make_optimizer, quiet_retracing
 from mcalc.learn.splits import SPLIT_SCHEMES, scheme_indices
 from mcalc.records.provenance import Provenance
-from mcalc.records.results import load_study_inputs, read_results_provenance
-from mcalc.study import get_task
+from mcalc.records.results import read_results_provenance
+
+__all__ = [
+    "LeakageAudit",
+    "leakage_audit",
+    "variance_summary",
+    "update_sizes",
+]
 
 # ------------------------------------------------------------------------ 6. the leakage audit
 
@@ -95,15 +101,7 @@ class LeakageAudit:
         return out
 
 
-def leakage_audit(
-    results_dir: str | Path,
-    image_size: int,
-    weights: str,
-    config: TrainConfig,
-    validation_size: int | float = 200,
-    n_boot: int = 1000,
-    n_split_seeds: int = 3,
-) -> LeakageAudit:
+def leakage_audit(inputs: StepInputs, n_split_seeds: int = 3) -> LeakageAudit:
     """Train and evaluate the head under ROI-level and patient-grouped splits of the pooled data (several split seeds), and the official one."""
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
@@ -113,18 +111,16 @@ def leakage_audit(
 
     if n_split_seeds < 1:
         raise ValueError(f"n_split_seeds must be >= 1, got {n_split_seeds}")
-    classes = get_task(config.task).classes
-    manifest, X, y = load_study_inputs(results_dir, image_size, weights, config.task)
+    config, first = inputs.config, inputs.splitting_seed
+    manifest, X, y = inputs.load()
     evaluations, leaks, repeats = {}, {}, []
     for scheme in SPLIT_SCHEMES:
-        seeds = (
-            [config.seed]
-            if scheme == "official"
-            else [config.seed + k for k in range(n_split_seeds)]
-        )
+        seeds = [first] if scheme == "official" else [first + k for k in range(n_split_seeds)]
         for k, split_seed in enumerate(seeds):
-            idx = scheme_indices(manifest, scheme, validation_size, split_seed, classes)
-            _, evals = fit_head(X, y, idx, config, manifest, n_boot=n_boot if k == 0 else 0)
+            idx = scheme_indices(
+                manifest, scheme, inputs.validation_size, split_seed, inputs.classes
+            )
+            _, evals = fit_head(X, y, idx, config, manifest, n_boot=inputs.n_boot if k == 0 else 0)
             ev = evals["test"]
             fit_rows = np.concatenate([idx["train"], idx["validation"]])
             train_rows = manifest.iloc[fit_rows]
@@ -159,7 +155,7 @@ def leakage_audit(
     return LeakageAudit(
         evaluations,
         leak,
-        read_results_provenance(results_dir),
+        read_results_provenance(inputs.results_dir),
         memo_mean,
         rep,
     )

@@ -19,11 +19,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mcalc.chapters.inputs import StepInputs
 from mcalc.data.kaggle import LAYOUT
 from mcalc.learn.model import TrainConfig
 from mcalc.paper import OPTIMIZERS
 from mcalc.records.provenance import Provenance
 from mcalc.study import DEFAULT_TASK
+
+__all__ = [
+    "COPIES",
+    "COPIES_FOLDER",
+    "BOOK_SCALE",
+    "CopiesConfig",
+    "run_copy",
+    "run_copies",
+    "pair_label",
+]
 
 #: The two copies: name (their folders, and A then B in the comparison) → the phantom's layout.
 COPIES = {"dicom": "uid", "kaggle-jpeg": LAYOUT}
@@ -57,6 +68,17 @@ class CopiesConfig:
     def data_root(self, name: str) -> Path:
         """The data root (the phantom's images) of one copy."""
         return Path(self.cache_dir) / COPIES_FOLDER / name
+
+    def step_inputs(self, name: str) -> StepInputs:
+        """The chapter steps' inputs of one copy: its results folder, the head under the copies' seed and task."""
+        return StepInputs(
+            self.results(name),
+            self.image_size,
+            self.weights,
+            replace(self.train, seed=self.seed, task=self.task),
+            validation_size=self.validation_size,
+            n_boot=self.n_boot,
+        )
 
 
 def run_copy(name: str, config: CopiesConfig) -> dict[str, object]:
@@ -99,15 +121,9 @@ def run_copy(name: str, config: CopiesConfig) -> dict[str, object]:
             provenance,
             progress=False,
         )
+        inputs = config.step_inputs(name)
         for optimizer in OPTIMIZERS:
-            run_optimizer(
-                results,
-                config.image_size,
-                config.weights,
-                replace(config.train, optimizer=optimizer, seed=config.seed, task=config.task),
-                validation_size=config.validation_size,
-                n_boot=config.n_boot,
-            )
+            run_optimizer(inputs.with_config(optimizer=optimizer))
         run_baselines(
             results,
             config.cache_dir,

@@ -19,6 +19,12 @@ from mcalc.records.provenance import write_provenance
 from mcalc.records.results import MANIFEST, PROVENANCE
 from mcalc.study import DEFAULT_TASK, SPLITS, Task, apply_task, check_task_classes
 
+__all__ = [
+    "ensure_phantom",
+    "prepare_data",
+    "with_task",
+]
+
 
 def ensure_phantom(
     root: Path, scale: float, seed: int, progress: bool = True, layout: str = "uid"

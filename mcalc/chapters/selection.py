@@ -11,8 +11,10 @@
   probabilities on the test ROIs moved from those of the same head untrained: a per-weight step
   size (``update_sizes``) says how far one weight moves, not how far the predictions do.
 
-All functions take the backbone features ``X``, labels ``y`` and row indices ``idx`` with the keys
-``train``, ``validation`` and ``test`` (as the study's splits give them).
+The measurements take the backbone features ``X``, labels ``y`` and row indices ``idx`` with the keys
+``train``, ``validation`` and ``test`` (as the study's splits give them); chapter 5's steps
+(:func:`measure_selection`, :func:`measure_output_change`) take a results folder's
+:class:`~mcalc.chapters.inputs.StepInputs` and keep their tables under it.
 """
 
 from __future__ import annotations
@@ -25,13 +27,22 @@ import numpy as np
 import pandas as pd
 
 from mcalc.errors import DataError
-from mcalc.learn.splits import official_split
 from mcalc.paper import OPTIMIZERS
-from mcalc.records.results import load_study_inputs
-from mcalc.study import DEFAULT_TASK, get_task
 
 if TYPE_CHECKING:
+    from mcalc.chapters.inputs import StepInputs
     from mcalc.learn.model import TrainConfig
+
+__all__ = [
+    "PAPER_LEARNING_RATES",
+    "OPTIMISM_ROW",
+    "MEASUREMENTS",
+    "selection_runs",
+    "selection_optimism",
+    "head_output_change",
+    "measure_selection",
+    "measure_output_change",
+]
 
 
 def _check_idx(idx: dict[str, np.ndarray]) -> None:
@@ -282,19 +293,6 @@ def head_output_change(
     return pd.DataFrame(rows).set_index("optimizer")
 
 
-def _official_inputs(
-    results_dir: str | Path,
-    image_size: int,
-    weights: str,
-    validation_size: int | float,
-    seed: int,
-    task: str = DEFAULT_TASK,
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Features, labels (under the task) and the official split (validation grouped by patient) of a results folder."""
-    manifest, X, y = load_study_inputs(results_dir, image_size, weights, task)
-    return X, y, official_split(manifest, validation_size, seed, get_task(task).classes)
-
-
 #: Where chapter 5's measurements keep their tables, under the results folder (keyed by content).
 MEASUREMENTS = "measurements"
 
@@ -313,22 +311,17 @@ def _measured(
 
 
 def measure_selection(
-    results_dir: str | Path,
-    image_size: int,
-    weights: str,
-    config: TrainConfig,
-    validation_size: int | float = 200,
+    inputs: StepInputs,
     n_seeds: int = 3,
     learning_rates: tuple[float, ...] | None = PAPER_LEARNING_RATES,
-    n_boot: int = 1000,
 ) -> pd.DataFrame:
     """Chapter 5: the optimism of choosing epoch, optimizer, learning rate and seed on the official
-    test split, with its patient-bootstrap interval."""
-    manifest, X, y = load_study_inputs(results_dir, image_size, weights, config.task)
-    idx = official_split(manifest, validation_size, config.seed, get_task(config.task).classes)
+    test split, with its patient-bootstrap interval (``inputs.n_boot`` resamples)."""
+    config, n_boot = inputs.config, inputs.n_boot
+    manifest, X, y, idx = inputs.official()
     test_patients = manifest.iloc[idx["test"]]["patient_id"].astype(str).to_numpy()
     return _measured(
-        results_dir,
+        inputs.results_dir,
         "selection",
         (X, y, idx),
         (asdict(config), n_seeds, OPTIMIZERS, learning_rates, n_boot),
@@ -342,19 +335,12 @@ def measure_selection(
     )
 
 
-def measure_output_change(
-    results_dir: str | Path,
-    image_size: int,
-    weights: str,
-    config: TrainConfig,
-    validation_size: int | float = 200,
-) -> pd.DataFrame:
+def measure_output_change(inputs: StepInputs) -> pd.DataFrame:
     """Chapter 5: how far each optimizer moves the head's test probabilities at the paper's settings."""
-    X, y, idx = _official_inputs(
-        results_dir, image_size, weights, validation_size, config.seed, config.task
-    )
+    config = inputs.config
+    _, X, y, idx = inputs.official()
     return _measured(
-        results_dir,
+        inputs.results_dir,
         "output_change",
         (X, y, idx),
         (asdict(config), OPTIMIZERS),

@@ -14,15 +14,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mcalc.chapters.inputs import StepInputs
 from mcalc.evaluate.evaluation import Evaluation, evaluate_rows
 from mcalc.evaluate.runs import OptimizerRun
 from mcalc.learn.model import TrainConfig, TrainResult, predict_proba, train_head
-from mcalc.learn.splits import official_split
-from mcalc.records.results import RUNS, load_study_inputs, read_results_provenance, write_json
+from mcalc.records.results import RUNS, read_results_provenance, write_json
 from mcalc.study import get_task
 
 #: The parts of a split every trained head is evaluated on (train: Table 3's training accuracy).
 EVALUATED_PARTS = ("train", "validation", "test")
+
+__all__ = ["EVALUATED_PARTS", "fit_head", "fine_tune_head", "run_optimizer"]
 
 
 def fit_head(
@@ -57,21 +59,19 @@ def fit_head(
 
 
 def fine_tune_head(
+    inputs: StepInputs,
     manifest: pd.DataFrame,
     y: np.ndarray,
     idx: dict[str, np.ndarray],
-    image_size: int,
-    weights: str,
-    config: TrainConfig,
     train_backbone: str,
-    n_boot: int = 1000,
 ) -> tuple[TrainResult, dict[str, Evaluation]]:
     """Fine-tune the backbone ('top' or 'all') with the head on streamed images; evaluate on validation and test."""
     from mcalc.learn.finetune import fine_tune, predict_images
     from mcalc.learn.preprocessing import PreprocessConfig
     from mcalc.learn.weights import resolve_weights
 
-    pre = PreprocessConfig(image_size=image_size)
+    config = inputs.config
+    pre = PreprocessConfig(image_size=inputs.image_size)
     paths = manifest["crop_path"].to_numpy(dtype=str)
     result = fine_tune(
         list(paths[idx["train"]]),
@@ -79,7 +79,7 @@ def fine_tune_head(
         list(paths[idx["validation"]]),
         y[idx["validation"]],
         pre,
-        resolve_weights(weights),
+        resolve_weights(inputs.weights),
         config,
         train_backbone=train_backbone,
         seed=config.seed,
@@ -89,7 +89,7 @@ def fine_tune_head(
             manifest.iloc[idx[part]],
             predict_images(result.model, list(paths[idx[part]]), pre),
             classes=get_task(config.task).classes,
-            n_boot=n_boot,
+            n_boot=inputs.n_boot,
             seed=config.seed,
         )
         for part in EVALUATED_PARTS
@@ -98,30 +98,19 @@ def fine_tune_head(
 
 
 def run_optimizer(
-    results_dir: str | Path,
-    image_size: int,
-    weights: str,
-    config: TrainConfig,
-    validation_size: int | float = 200,
-    n_boot: int = 1000,
-    split_seed: int | None = None,
+    inputs: StepInputs,
     train_backbone: str = "none",
     save: bool = True,
     tag: str = "",
     record: str | Path | None = None,
 ) -> OptimizerRun:
     """Train the paper's head with one optimizer (on cached features, or fine-tuning the backbone); evaluate; save JSON (to ``record`` when given)."""
-    classes = get_task(config.task).classes
-    manifest, X, y = load_study_inputs(results_dir, image_size, weights, config.task)
-    idx = official_split(
-        manifest, validation_size, config.seed if split_seed is None else split_seed, classes
-    )
+    config, results_dir = inputs.config, inputs.results_dir
+    manifest, X, y, idx = inputs.official()
     if train_backbone == "none":
-        result, evals = fit_head(X, y, idx, config, manifest, n_boot=n_boot)
+        result, evals = fit_head(X, y, idx, config, manifest, n_boot=inputs.n_boot)
     else:
-        result, evals = fine_tune_head(
-            manifest, y, idx, image_size, weights, config, train_backbone, n_boot=n_boot
-        )
+        result, evals = fine_tune_head(inputs, manifest, y, idx, train_backbone)
         tag = f"_finetune-{train_backbone}{tag}"
     run = OptimizerRun(
         optimizer=config.optimizer,

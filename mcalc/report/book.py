@@ -14,6 +14,17 @@ from mcalc.records.fsio import LOCK_NAME, exclusive
 from mcalc.records.results import PROVENANCE
 from mcalc.report.checklist import write_page as write_checklist
 
+__all__ = [
+    "PAPER_ITEMS",
+    "EXECUTED",
+    "BOTTOM_LINE",
+    "Profile",
+    "write_bundle",
+    "assemble",
+    "missing_items",
+    "build_book",
+]
+
 #: Captions the book must show, one per table and figure of the paper ("Table 3 — ...").
 PAPER_ITEMS = tuple([f"Table {i}" for i in range(1, 6)] + [f"Figure {i}" for i in range(1, 8)])
 BOOK_FILES = ("_config.yml", "_toc.yml", "_static", "book", "benchmarks/RESULTS.md")
@@ -38,7 +49,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "table"
 
 
-def notebook_tables(executed: Path) -> dict[str, str]:
+def _notebook_tables(executed: Path) -> dict[str, str]:
     """Every table the executed notebooks displayed (``mcalc.table`` output metadata): archive name → CSV."""
     import nbformat
 
@@ -61,7 +72,7 @@ def write_bundle(executed: Path, results_dir: Path) -> Path:
 
     target = Path(executed) / BUNDLE
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, text in notebook_tables(executed).items():
+        for name, text in _notebook_tables(executed).items():
             archive.writestr(name, text)
         results = Path(results_dir)
         if results.is_dir():

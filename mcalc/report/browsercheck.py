@@ -17,6 +17,19 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+__all__ = [
+    "BrowserUnavailable",
+    "PageReport",
+    "find_browser",
+    "why_skipped",
+    "book_pages",
+    "leaks_in",
+    "problems_of",
+    "phone_problems_of",
+    "check_pages",
+    "main",
+]
+
 VIEWPORT = {"width": 1300, "height": 900}  # a laptop browser window
 PHONE = {"width": 390, "height": 844}  # a phone
 #: The intro page(s): their bottom-line box (BOTTOM_LINE) must be on the first screen.
@@ -183,11 +196,11 @@ def problems_of(found: dict, intro: bool = False) -> list[str]:
                 f"(at least {IMAGE_DENSITY:g}× needed)"
             )
     if intro:
-        problems += bottom_line_problems(found)
+        problems += _bottom_line_problems(found)
     return problems
 
 
-def bottom_line_problems(found: dict) -> list[str]:
+def _bottom_line_problems(found: dict) -> list[str]:
     """The intro's bottom-line box must be on the first screen at this width."""
     top, screen = found.get("bottom_line_top"), found["viewport"]
     if top is None:
@@ -211,12 +224,12 @@ def phone_problems_of(found: dict, intro: bool = False) -> list[str]:
         )
     if intro:
         problems += [
-            f"at {found['viewport']['width']} px, {p}" for p in bottom_line_problems(found)
+            f"at {found['viewport']['width']} px, {p}" for p in _bottom_line_problems(found)
         ]
     return problems
 
 
-def is_intro(name: str) -> bool:
+def _is_intro(name: str) -> bool:
     """True for the intro page (by its file name)."""
     return Path(name).name in INTRO_PAGES
 
@@ -245,13 +258,13 @@ def check_pages(
             shot = screenshots / f"{stem}.png"
             page.screenshot(path=str(shot), full_page=True)
             page.screenshot(path=str(screenshots / f"{stem}-first-screen.png"))
-            problems = problems_of(page.evaluate(PAGE_SCRIPT, TOLERANCE_PX), is_intro(name))
+            problems = problems_of(page.evaluate(PAGE_SCRIPT, TOLERANCE_PX), _is_intro(name))
             phone.goto(path.resolve().as_uri(), wait_until="load")
             phone.screenshot(
                 path=str(screenshots / f"{stem}-{PHONE['width']}px.png"), full_page=True
             )
             found = phone.evaluate(PAGE_SCRIPT, TOLERANCE_PX)
-            problems += phone_problems_of(found, is_intro(name)) if found["column"] else []
+            problems += phone_problems_of(found, _is_intro(name)) if found["column"] else []
             reports.append(PageReport(name, str(shot), problems))
         chromium.close()
     return reports

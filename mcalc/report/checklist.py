@@ -22,6 +22,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = [
+    "PAGE",
+    "Item",
+    "ITEMS",
+    "missing_sections",
+    "page",
+    "write_page",
+]
+
 #: The checklist this module walks, as the page names it.
 CHECKLIST = "CLAIM (Checklist for Artificial Intelligence in Medical Imaging, 2020)"
 #: Where the page is written, relative to the book's source folder (beside the executed chapters).
@@ -243,7 +252,7 @@ ITEMS: tuple[Item, ...] = (
 )
 
 
-def headings(path: Path) -> list[str]:
+def _headings(path: Path) -> list[str]:
     """The headings of a Markdown page or a jupytext chapter template (its ``# ##`` markdown lines)."""
     prefix = "# " if Path(path).suffix == ".py" else ""  # a template's markdown lines start "# "
     out = []
@@ -262,7 +271,7 @@ def missing_sections(root: Path, items: tuple[Item, ...] = ITEMS) -> list[str]:
             path = Path(root) / file
             if not path.is_file():
                 missing.append(f"item {item.number}: {file} (no such file)")
-            elif heading and heading not in headings(path):
+            elif heading and heading not in _headings(path):
                 missing.append(f"item {item.number}: {file} § {heading}")
     return missing
 

@@ -1,11 +1,7 @@
-"""Figures and captioned tables of the book: every one carries its caption and its provenance label."""
+"""Figures of the book (data, training curves, ROC, calibration, sweeps); :mod:`mcalc.report.items` shows them with their captions."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import html
-import re
 import textwrap
 
 import matplotlib.pyplot as plt
@@ -13,76 +9,28 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from mcalc import names
-from mcalc.learn.model import find_backbone
-from mcalc.records.provenance import Provenance
 from mcalc.study import CLASSES
+
+__all__ = [
+    "MIN_FONTSIZE",
+    "CURVE_LIMITS",
+    "roi_title",
+    "sample_grid",
+    "table1_chart",
+    "figure1",
+    "curve_limits",
+    "training_curves",
+    "optimizer_panel",
+    "roc_and_confusion",
+    "roc_panel",
+    "seed_spread",
+    "sweep_axes",
+    "reliability_panel",
+]
 
 CLASS_COLOURS = dict(zip(CLASSES, sns.color_palette("colorblind", 3)))
 
 
-#: A caption's paper number: "Table 4 —", "Table 5b —", "Figure 5 —".
-ITEM_LEAD = re.compile(r"^(Table|Figure) (\d+[a-z]?) —")
-ITEM_KEY = re.compile(r"^[a-z][a-z0-9-]*$")  # a glue key that is also a readable Sphinx label
-
-
-def item_key(caption: str, name: str | None = None) -> str:
-    """The glue key of a captioned table / figure: ``name`` if given, else 'table-4' from "Table 4 — …", else a short hash of the caption."""
-    if name is not None:
-        if not ITEM_KEY.match(name):
-            raise ValueError(
-                f"item name {name!r}: lower-case letters, digits and hyphens, a letter first"
-            )
-        return name
-    lead = ITEM_LEAD.match(caption)
-    if lead:
-        return f"{lead[1].lower()}-{lead[2]}"
-    return "item-" + hashlib.sha1(caption.encode()).hexdigest()[:8]
-
-
-def split_lead(caption: str) -> tuple[str, str]:
-    """("Table 4 —", "the rest") for a numbered caption; ("", caption) otherwise."""
-    lead = ITEM_LEAD.match(caption)
-    return (lead[0], caption[lead.end() :].lstrip()) if lead else ("", caption)
-
-
-def caption_html(caption: str, provenance: Provenance | None) -> str:
-    """Bold 'Table N —'/'Figure N —' lead, the caption, and the provenance line."""
-    lead, rest = split_lead(caption)
-    text = (
-        f"<strong>{html.escape(lead)}</strong> {html.escape(rest)}" if lead else html.escape(rest)
-    )
-    prov = f"<br><em>{html.escape(provenance.label())}</em>" if provenance is not None else ""
-    return f"<p class='mcalc-caption'>{text}{prov}</p>"
-
-
-def item_metadata(
-    key: str, caption: str, provenance: Provenance | None, table: dict | None = None
-) -> dict:
-    """An item output's metadata: glued under ``key`` and still displayed (myst-nb), its caption and provenance
-    (:mod:`mcalc.report.present` writes them under it in the book) and, for a table, its CSV record (the results bundle)."""
-    mcalc = {
-        "item": {
-            "key": key,
-            "caption": caption,
-            "provenance": provenance.label() if provenance is not None else "",
-        }
-    }
-    if table is not None:
-        mcalc["table"] = table
-    return {"scrapbook": {"name": key, "mime_prefix": ""}, "mcalc": mcalc}
-
-
-def caption_metadata(key: str) -> dict:
-    """A caption output's metadata: which item it is the caption of."""
-    return {"mcalc": {"caption_of": key}}
-
-
-FIGURE_MAX_WIDTH = 7.5  # inches: a wider figure is shrunk to this (text keeps its size) to stay legible at page width
-DISPLAY_DPI = (
-    100  # CSS px per inch a figure is shown at: 7.5 in → 750 px, about the book's text column
-)
-DISPLAY_DENSITY = 2  # image pixels per CSS px (sharp on high-density screens)
 MIN_FONTSIZE = 10  # pt: no text of a figure smaller, so it reads at the column's width
 #: Fixed y ranges of the per-optimizer curves (Figures 4–7), so that the four figures compare at a glance.
 CURVE_LIMITS = {
@@ -90,219 +38,6 @@ CURVE_LIMITS = {
     "accuracy": (0.0, 1.0),
     "sensitivity_at_specificity": (0.0, 1.0),
 }
-
-
-def readable(name: object) -> object:
-    """A column or index name as a reader should see it ("task_and_data" → "task and data", "auc_pooled" →
-    its display name from :data:`mcalc.names.METRIC_NAMES`)."""
-    return names.column_name(name)
-
-
-def for_reader(df: pd.DataFrame) -> pd.DataFrame:
-    """The table with readable column / index names, and metric identifiers (in a "metric" column or
-    index) as their display names (the numbers untouched)."""
-    out = df.rename(columns=readable)
-    if "metric" in df.columns and not pd.api.types.is_numeric_dtype(df["metric"]):
-        out["metric"] = df["metric"].map(names.metric_name)
-    if df.index.nlevels == 1 and not pd.api.types.is_numeric_dtype(df.index):
-        out.index = df.index.map(names.metric_name)
-    elif "metric" in df.index.names:
-        out = out.rename(index=names.metric_name, level="metric")
-    out.index = out.index.set_names([readable(n) for n in out.index.names])
-    return out
-
-
-def _is_number(value: object) -> bool:
-    """True for an int or float (not a bool, not a string)."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def number_formats(df: pd.DataFrame, precision: int = 3) -> dict:
-    """Per numeric column, how its cells are written (:func:`mcalc.names.number`): counts as integers,
-    shares as percentages, small values in scientific notation."""
-    formats = {}
-    for col in df.columns:
-        values = df[col]
-        if pd.api.types.is_bool_dtype(values):
-            continue
-        if not pd.api.types.is_numeric_dtype(
-            values
-        ):  # numbers with gaps (None) in an object column
-            present = values.dropna()
-            if present.empty or not present.map(_is_number).all():
-                continue
-        count = pd.api.types.is_integer_dtype(values) or names.integral(values.tolist())
-        share = not count and names.is_share(col)
-        formats[col] = functools.partial(
-            names.number, precision=precision, count=count, share=share
-        )
-    return formats
-
-
-def _meaningless_index(df: pd.DataFrame) -> bool:
-    """True for an unnamed 0..n-1 index (nothing a reader needs)."""
-    return isinstance(df.index, pd.RangeIndex) and df.index.name is None
-
-
-def _is_interval(column: object) -> bool:
-    """A column of confidence intervals ("95% CI", or a two-level header ending in it)."""
-    last = column[-1] if isinstance(column, tuple) else column
-    return isinstance(last, str) and re.search(r"\bCI\b", last) is not None
-
-
-def _text_widths(df: pd.DataFrame, long: int = 40) -> dict:
-    """Columns of long text → a minimum width in em (about a quarter of their longest entry, at most 24)."""
-    widths = {}
-    for col in df.columns:
-        if df[col].dtype == object or pd.api.types.is_string_dtype(df[col]):
-            longest = df[col].map(lambda v: len(str(v))).max()
-            if longest > long:
-                widths[readable(col)] = min(24, max(10, round(longest / 4)))
-    return widths
-
-
-def table_html(df: pd.DataFrame, caption: str, precision: int = 3) -> str:
-    """A deterministic HTML rendering of a table (stable for nbval; its element ids from the caption).
-
-    Readable column names, no bare 0..n index, numbers to ``precision`` decimals, and a wrapper that
-    scrolls a wide table inside itself instead of overflowing the page.
-    """
-    uid = hashlib.sha1(caption.encode()).hexdigest()[:8]
-    shown = for_reader(df)
-    formats = number_formats(shown, precision)
-    styler = shown.style.format(precision=precision, na_rep="—").set_uuid(uid)
-    if formats:
-        styler = styler.format(formats, na_rep="—")
-    if _meaningless_index(df):
-        styler = styler.hide(axis="index")
-    widths = _text_widths(df)
-    intervals = [c for c in styler.data.columns if _is_interval(c)]
-    if intervals:  # "[0.333, 0.467]" reads as one value: never broken over two lines
-        styler = styler.set_properties(subset=intervals, **{"white-space": "nowrap"})
-    if widths:  # long text gets a reading width (the table scrolls) rather than a one-word column
-        styler = styler.set_table_styles(
-            {col: [{"selector": "", "props": f"min-width: {em}em"}] for col, em in widths.items()},
-            overwrite=False,
-        )
-    return f"<div class='mcalc-table'>{styler.to_html()}</div>"
-
-
-def show_table(
-    df: pd.DataFrame,
-    caption: str,
-    provenance: Provenance | None = None,
-    precision: int = 3,
-    empty: str = "",
-    name: str | None = None,
-) -> None:
-    """Display a table's caption ("Table N — ...", with the provenance label) and the table; a table without
-    rows shows nothing, or only the sentence ``empty`` (never a captioned "(none)").
-
-    The table is one output, glued (myst-nb) under :func:`item_key` and carrying its caption, provenance
-    and CSV (``mcalc.table``, for the book's results bundle) in its metadata; the caption is its own
-    output. In the book :func:`mcalc.report.present.present` shows them as one numbered, citable figure.
-    """
-    from IPython.display import HTML, display
-
-    if df is None or len(df) == 0:
-        if empty:
-            display(HTML(f"<p class='mcalc-empty'>{html.escape(empty)}</p>"))
-        return
-    key = item_key(caption, name)
-    record = {
-        "caption": caption,
-        "provenance": provenance.label() if provenance is not None else "",
-        "csv": df.to_csv(index=not _meaningless_index(df)),
-    }
-    display(HTML(caption_html(caption, provenance)), metadata=caption_metadata(key))
-    display(
-        HTML(table_html(df, caption, precision)),
-        metadata=item_metadata(key, caption, provenance, record),
-    )
-
-
-#: Where the book explains the data and weights behind its results (relative to an executed chapter).
-PROVENANCE_SECTION = "../intro.html#what-produced-these-pages"
-
-
-def log(message: str) -> None:
-    """A run message for the kernel's log (stderr), never shown in the book."""
-    import sys
-
-    print(message, file=sys.stderr)
-
-
-def weights_sentence(info, link: str = PROVENANCE_SECTION) -> str:
-    """One sentence (HTML) when the backbone is not the ImageNet one that was asked for, else ''."""
-    if info.used == "imagenet" or info.requested == "random":
-        return ""
-    if info.used == "random":
-        what = (
-            "The ImageNet weights of InceptionResNetV2 were not available on this machine, so the "
-            "backbone is randomly initialised (seeded) and its results test the pipeline, not the paper."
-        )
-    else:
-        what = f"The backbone's weights come from {html.escape(info.used.removeprefix('file:'))}."
-    return f"{what} <a href='{html.escape(link)}'>How to use the ImageNet weights</a>."
-
-
-def show_note(text_html: str) -> None:
-    """Display one short sentence (HTML) as a note of the chapter; nothing when it is empty."""
-    from IPython.display import HTML, display
-
-    if text_html:
-        display(HTML(f"<p class='mcalc-note'>{text_html}</p>"))
-
-
-def fit_page(fig: plt.Figure, max_width: float = FIGURE_MAX_WIDTH) -> None:
-    """Shrink a figure wider than ``max_width`` inches (text keeps its point size, so it reads larger)."""
-    import warnings
-
-    width, height = fig.get_size_inches()
-    if width <= max_width:
-        return
-    fig.set_size_inches(max_width, height * max_width / width)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tight_layout's "not compatible" notes on special axes
-        fig.tight_layout()
-
-
-def figure_png(fig: plt.Figure) -> tuple[bytes, int]:
-    """The figure as a PNG at DISPLAY_DENSITY × DISPLAY_DPI, and the width (CSS px) to show it at."""
-    import io
-
-    from PIL import Image as PILImage
-
-    buffer = io.BytesIO()
-    fig.savefig(  # independent of the kernel's matplotlib backend
-        buffer, format="png", dpi=DISPLAY_DPI * DISPLAY_DENSITY, bbox_inches="tight"
-    )
-    data = buffer.getvalue()
-    width = PILImage.open(io.BytesIO(data)).size[0]
-    return data, int(width // DISPLAY_DENSITY)
-
-
-def show_figure(
-    fig: plt.Figure, caption: str, provenance: Provenance | None = None, name: str | None = None
-) -> None:
-    """Display a figure, then its caption ("Figure N — ...") with the provenance label; close the figure.
-
-    The image is one output at twice its displayed resolution (sharp on high-density screens), glued
-    (myst-nb) under :func:`item_key` with its caption and provenance in its metadata; in the book
-    :func:`mcalc.report.present.present` shows them as one numbered, citable figure, the provenance under the
-    caption (once: never inside the image).
-    """
-    from IPython.display import HTML, Image, display
-
-    key = item_key(caption, name)
-    fit_page(fig)
-    data, width = figure_png(fig)
-    plt.close(fig)
-    display(
-        Image(data=data, format="png", width=width),
-        metadata=item_metadata(key, caption, provenance),
-    )
-    display(HTML(caption_html(caption, provenance)), metadata=caption_metadata(key))
 
 
 def _pick_per_class(manifest: pd.DataFrame, n: int, seed: int) -> dict[str, pd.DataFrame]:
@@ -443,137 +178,6 @@ def figure1(manifest: pd.DataFrame, image_size: int = 299, seed: int = 0) -> plt
         axes[r, 3].set_title(
             f"(d) {image_size} × {image_size}\npoint-sampled cubic", fontsize=MIN_FONTSIZE
         )
-    fig.tight_layout()
-    return fig
-
-
-def _shape(layer) -> str:
-    """A layer's output shape without the batch axis, as 'H × W × C'."""
-    shape = tuple(layer.output.shape)[1:]
-    return " × ".join(str(s) for s in shape)
-
-
-def backbone_stages(backbone) -> pd.DataFrame:
-    """InceptionResNetV2's stages (stem, blocks, reductions, pooling) read off the built Keras model.
-
-    A stage ends at a named layer (the branch convolutions inside a block are auto-named, so each stage
-    runs up to its last named layer): stem → mixed_5b; Inception-ResNet-A → last block35_*;
-    Reduction-A → mixed_6a; Inception-ResNet-B → last block17_*; Reduction-B → mixed_7a;
-    Inception-ResNet-C → the layer before conv_7b; the final 1×1 convolution → conv_7b_ac; then pooling.
-    """
-    names = [layer.name for layer in backbone.layers]
-
-    def last(prefix: str) -> int:
-        """Index of the last layer whose name starts with ``prefix``."""
-        return max(i for i, n in enumerate(names) if n.startswith(prefix))
-
-    ends = [
-        ("Stem", names.index("mixed_5b"), None),
-        ("Inception-ResNet-A (block35)", last("block35_"), r"^block35_\d+_mixed$"),
-        ("Reduction-A (mixed_6a)", names.index("mixed_6a"), None),
-        ("Inception-ResNet-B (block17)", last("block17_"), r"^block17_\d+_mixed$"),
-        ("Reduction-B (mixed_7a)", names.index("mixed_7a"), None),
-        ("Inception-ResNet-C (block8)", names.index("conv_7b") - 1, r"^block8_\d+_mixed$"),
-        ("Final 1×1 convolution (conv_7b)", last("conv_7b"), None),
-        ("Global average pooling", len(names) - 1, None),
-    ]
-    rows, begin = [], 0
-    for stage, stop, block in ends:
-        members = names[begin : stop + 1]
-        repeats = sum(bool(re.match(block, n)) for n in members) if block else 0
-        rows.append(
-            {
-                "stage": stage,
-                "layers": len(members),
-                "repeats": repeats,
-                "output": _shape(backbone.layers[stop]),
-            }
-        )
-        begin = stop + 1
-    return pd.DataFrame(rows)
-
-
-def _draw_stack(ax, boxes: list[tuple[str, str]], colours: list) -> None:
-    """Draw labelled boxes top-to-bottom joined by arrows."""
-    n = len(boxes)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, n)
-    ax.axis("off")
-    for i, ((title, sub), colour) in enumerate(zip(boxes, colours)):
-        y = n - i - 0.5
-        ax.add_patch(
-            plt.Rectangle(
-                (0.08, y - 0.32), 0.84, 0.64, facecolor=colour, edgecolor="0.2", linewidth=0.8
-            )
-        )
-        ax.text(0.5, y + 0.09, title, ha="center", va="center", fontsize=11, weight="bold")
-        ax.text(0.5, y - 0.16, sub, ha="center", va="center", fontsize=MIN_FONTSIZE)
-        if i < n - 1:
-            ax.annotate(
-                "",
-                xy=(0.5, y - 0.5),
-                xytext=(0.5, y - 0.32),
-                arrowprops={"arrowstyle": "->", "color": "0.3"},
-            )
-
-
-def figure2(model) -> plt.Figure:
-    """Figure 2: the proposed network (input → frozen backbone → Dense(128, ReLU) → Dense(3, softmax)), from the model."""
-    backbone = find_backbone(model)
-    boxes, colours = [], []
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind == "InputLayer":
-            boxes.append(("Input (grey ROI copied to 3 channels)", _shape(layer)))
-        elif layer is backbone:
-            boxes.append(
-                (
-                    f"InceptionResNetV2, frozen ({layer.count_params():,} parameters)",
-                    f"pooled features {_shape(layer)}",
-                )
-            )
-        elif kind == "Dense":
-            act = layer.get_config()["activation"]
-            boxes.append(
-                (
-                    f"Dense({layer.units}, {act})",
-                    f"{_shape(layer)} · {layer.count_params():,} trainable parameters",
-                )
-            )
-        elif hasattr(layer, "layers"):
-            for sub in layer.layers:
-                if type(sub).__name__ == "Dense":
-                    act = sub.get_config()["activation"]
-                    boxes.append(
-                        (
-                            f"Dense({sub.units}, {act})",
-                            f"{_shape(sub)} · {sub.count_params():,} trainable parameters",
-                        )
-                    )
-        else:
-            continue
-        colours.append("#dbe9f6" if "Inception" in boxes[-1][0] else "#fde3c8")
-    while len(colours) < len(boxes):
-        colours.append("#fde3c8")
-    fig, ax = plt.subplots(figsize=(6, 0.9 * len(boxes) + 0.6))
-    _draw_stack(ax, boxes, colours)
-    fig.tight_layout()
-    return fig
-
-
-def figure3(model) -> plt.Figure:
-    """Figure 3: InceptionResNetV2's stages with their output grids, read off the built backbone."""
-    stages = backbone_stages(find_backbone(model))
-    boxes = [
-        (
-            row.stage + (f" × {row.repeats}" if row.repeats else ""),
-            f"{row.layers} layers → {row.output}",
-        )
-        for row in stages.itertuples()
-    ]
-    palette = sns.color_palette("pastel", len(boxes))
-    fig, ax = plt.subplots(figsize=(6, 0.75 * len(boxes) + 0.6))
-    _draw_stack(ax, boxes, list(palette))
     fig.tight_layout()
     return fig
 
@@ -778,14 +382,6 @@ def sweep_axes(
             ax.set_ylabel(metric if col == 0 else "", fontsize=MIN_FONTSIZE)
     fig.tight_layout()
     return fig
-
-
-def glue_numbers(**values: object) -> None:
-    """Glue a chapter's key numbers (myst-nb) for its prose and its "What this chapter found"; nothing shown here."""
-    from myst_nb import glue
-
-    for name, value in values.items():
-        glue(name, value.item() if hasattr(value, "item") else value, display=False)
 
 
 def reliability_panel(evaluations: dict, n_bins: int = 10) -> plt.Figure:

@@ -10,6 +10,18 @@ from pathlib import Path
 
 from mcalc.records.provenance import git_commit
 
+__all__ = [
+    "RUN_BOX_TAG",
+    "RUN_LOG_TAG",
+    "ITEM_TAG",
+    "versions",
+    "run_box",
+    "myst_escape",
+    "chapter_number",
+    "own_lead",
+    "present",
+]
+
 INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it inserts
 PARAMETERS_TAG = "parameters"  # the template's defaults cell
 RUN_BOX_TAG = "mcalc-this-run"
@@ -92,12 +104,12 @@ def _glued(output) -> bool:
 
 
 def _item(output) -> dict | None:
-    """The caption record of a captioned table / figure output (:func:`mcalc.report.plots.item_metadata`), else None."""
+    """The caption record of a captioned table / figure output (:func:`mcalc.report.items.item_metadata`), else None."""
     return output.get("metadata", {}).get("mcalc", {}).get("item")
 
 
 def _caption_of(output) -> str | None:
-    """The key of the item whose caption this output is (:func:`mcalc.report.plots.caption_metadata`), else None."""
+    """The key of the item whose caption this output is (:func:`mcalc.report.items.caption_metadata`), else None."""
     return output.get("metadata", {}).get("mcalc", {}).get("caption_of")
 
 
@@ -106,7 +118,7 @@ def _stderr(output) -> bool:
     return output.get("output_type") == "stream" and output.get("name") == "stderr"
 
 
-def display_items(cell) -> list[dict]:
+def _display_items(cell) -> list[dict]:
     """The captioned items of a code cell whose outputs are only items and their captions (stderr aside),
     each with its kind ("Table" or "Figure"); else []."""
     outputs = [o for o in cell.get("outputs", []) if not _stderr(o)]
@@ -122,7 +134,7 @@ def _stdout(output) -> bool:
     return output.get("output_type") == "stream" and output.get("name") == "stdout"
 
 
-def printed_only(cell) -> str:
+def _printed_only(cell) -> str:
     """What a code cell printed, when its only outputs (stderr aside) are prints; else ''."""
     outputs = [o for o in cell.get("outputs", []) if not _stderr(o)]
     if outputs and all(_stdout(o) for o in outputs):
@@ -130,7 +142,7 @@ def printed_only(cell) -> str:
     return ""
 
 
-def run_log(texts: list[str]) -> str:
+def _run_log(texts: list[str]) -> str:
     """The chapter's run log: what its cells printed, collapsed (closed until clicked; not a result)."""
     import html
 
@@ -147,7 +159,7 @@ def myst_escape(text: str) -> str:
     return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(text.split()))
 
 
-def item_label(stem: str, key: str) -> str:
+def _item_label(stem: str, key: str) -> str:
     """The Sphinx label of an item of a notebook: '05_comparison-table-4'."""
     return f"{stem}-{key}"
 
@@ -185,10 +197,10 @@ def _kind(output) -> str:
     return "Figure" if "image/png" in output.get("data", {}) else "Table"
 
 
-def glue_figure(item: dict, label: str) -> str:
+def _glue_figure(item: dict, label: str) -> str:
     """A ``glue:figure`` of a glued item: its label, and its caption (bold paper number, or the study's own
     number in ``item["number"]``) and provenance under it."""
-    from mcalc.report.plots import split_lead
+    from mcalc.report.items import split_lead
 
     lead, rest = split_lead(item["caption"])
     if not lead and item.get("number"):
@@ -217,7 +229,7 @@ def present(path: Path, parameters: dict, commit: str | None = None) -> None:
     nb = nbformat.read(path, as_version=4)
     inserted = {RUN_BOX_TAG, ITEM_TAG, RUN_LOG_TAG}
     cells = [c for c in nb.cells if not inserted & set(c.get("metadata", {}).get("tags", []))]
-    from mcalc.report.plots import split_lead
+    from mcalc.report.items import split_lead
 
     nb.cells, first_param, printed = [], None, []
     chapter, counts = chapter_number(Path(path).stem), {}
@@ -226,7 +238,7 @@ def present(path: Path, parameters: dict, commit: str | None = None) -> None:
         if cell.cell_type != "code":
             continue
         tags = _tags(cell)
-        items = display_items(cell)
+        items = _display_items(cell)
         if INJECTED_TAG in tags or PARAMETERS_TAG in tags or CHECK_CALL in cell.source:
             _add(
                 tags, "remove-cell"
@@ -244,11 +256,11 @@ def present(path: Path, parameters: dict, commit: str | None = None) -> None:
                     counts[item["kind"]] = counts.get(item["kind"], 0) + 1
                     item["number"] = own_lead(item["kind"], chapter, counts[item["kind"]])
                 figure = nbformat.v4.new_markdown_cell(
-                    glue_figure(item, item_label(Path(path).stem, item["key"]))
+                    _glue_figure(item, _item_label(Path(path).stem, item["key"]))
                 )
                 figure.metadata["tags"] = [ITEM_TAG]
                 nb.cells.append(figure)
-        elif text := printed_only(
+        elif text := _printed_only(
             cell
         ):  # a run message: into the run log, the code still a click away
             printed.append(text)
@@ -261,7 +273,7 @@ def present(path: Path, parameters: dict, commit: str | None = None) -> None:
         else:
             _add(tags, "hide-input")
     if printed:
-        log = nbformat.v4.new_markdown_cell(run_log(printed))
+        log = nbformat.v4.new_markdown_cell(_run_log(printed))
         log.metadata["tags"] = [RUN_LOG_TAG]
         nb.cells.append(log)
     if first_param is not None:

@@ -9,6 +9,12 @@ from pathlib import Path
 
 from mcalc.records.provenance import read_provenance
 
+__all__ = [
+    "banner_html",
+    "searchable",
+    "setup",
+]
+
 PROVENANCE_FILE = Path("book/executed/provenance.json")
 #: The page and label of the section that says what produced the book (the banner's link).
 PROVENANCE_PAGE = "book/intro"

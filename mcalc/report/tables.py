@@ -28,6 +28,33 @@ if TYPE_CHECKING:
 
     from mcalc.evaluate.baselines import BaselineResults
 
+__all__ = [
+    "METRIC_COLUMNS",
+    "PAPER_METRIC_COLUMNS",
+    "UNITS_COLUMN",
+    "COMPARISON_PARTS",
+    "evaluation_comparison",
+    "testable",
+    "difference_words",
+    "paper_note",
+    "without_differences",
+    "long_comparison",
+    "curation_report",
+    "table2",
+    "table3_row",
+    "table4_row",
+    "cv_folds_run",
+    "cv_text",
+    "baseline_rows",
+    "baseline_settings",
+    "table3",
+    "table4",
+    "table5",
+    "binary_comparison",
+    "frozen_vs_finetuned",
+    "formula_errata",
+]
+
 #: The headline metric columns of Tables 4 and the audits, and the :class:`Evaluation` field of each.
 #: The paper's AUC is Keras' pooled (micro) AUC; scikit-learn's macro AUC is its own column.
 METRIC_COLUMNS = {metric_name(field): field for field in TABLE4_METRICS}
@@ -47,19 +74,19 @@ COMPARISON_PARTS = (OURS, CI, PAPER, DIFFERENCE)
 # ---------------------------------------------------------------------------------------------- cells
 
 
-def units_cell(ev: Evaluation, metric: str = "accuracy") -> str:
+def _units_cell(ev: Evaluation, metric: str = "accuracy") -> str:
     """'151 / 189 / 326': the patients, lesions and ROIs a metric's patient-level interval rests on."""
     n = ev.counts_for(metric)
     return " / ".join("—" if n[k] is None else str(n[k]) for k in ("patients", "lesions", "rois"))
 
 
-def metric_cells(ev: Evaluation) -> dict[str, str]:
+def _metric_cells(ev: Evaluation) -> dict[str, str]:
     """The headline metrics of one evaluation with their CIs, by :data:`METRIC_COLUMNS` column, and
     the patients / lesions / ROIs they rest on."""
     return {
         column: ci_cell(getattr(ev, field), ev.ci.get(field))
         for column, field in METRIC_COLUMNS.items()
-    } | {UNITS_COLUMN: units_cell(ev)}
+    } | {UNITS_COLUMN: _units_cell(ev)}
 
 
 def _number(value: object) -> float:
@@ -67,14 +94,14 @@ def _number(value: object) -> float:
     return np.nan if value is None else float(value)
 
 
-def ci_text(ci: tuple[float, float] | None) -> str | None:
+def _ci_text(ci: tuple[float, float] | None) -> str | None:
     """'[0.690, 0.771]' (None where there is no interval)."""
     if ci is None or any(c is None or np.isnan(c) for c in ci):
         return None
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def comparison_cells(
+def _comparison_cells(
     metric: str,
     ours: float | None,
     paper_value: float | None,
@@ -85,7 +112,7 @@ def comparison_cells(
     o, p = _number(ours), _number(paper_value)
     cells: dict[tuple[str, str], object] = {(metric, OURS): o}
     if with_ci:
-        cells[(metric, CI)] = ci_text(ci)
+        cells[(metric, CI)] = _ci_text(ci)
     return cells | {(metric, PAPER): p, (metric, DIFFERENCE): o - p}
 
 
@@ -94,17 +121,17 @@ def evaluation_comparison(ev: Evaluation | None, paper_row: pd.Series | None) ->
     cells: dict[tuple[str, str], object] = {}
     for column, field in METRIC_COLUMNS.items():
         paper_field = PAPER_METRIC_COLUMNS.get(column)
-        cells |= comparison_cells(
+        cells |= _comparison_cells(
             column,
             None if ev is None else getattr(ev, field),
             None if paper_row is None or paper_field is None else paper_row[paper_field],
             None if ev is None else ev.ci.get(field),
         )
-    return cells | {(UNITS_COLUMN, ""): None if ev is None else units_cell(ev)}
+    return cells | {(UNITS_COLUMN, ""): None if ev is None else _units_cell(ev)}
 
 
-def comparison_frame(rows: dict[str, dict], index_name: str) -> pd.DataFrame:
-    """Rows of :func:`comparison_cells` as a table with two-level column headers (metric → part)."""
+def _comparison_frame(rows: dict[str, dict], index_name: str) -> pd.DataFrame:
+    """Rows of :func:`_comparison_cells` as a table with two-level column headers (metric → part)."""
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.columns = pd.MultiIndex.from_tuples(out.columns, names=["metric", ""])
     out = out.infer_objects()
@@ -117,7 +144,7 @@ def testable(provenance) -> bool:
     return provenance is None or not provenance.is_simulated
 
 
-def simulated_reasons(provenance) -> str:
+def _simulated_reasons(provenance) -> str:
     """'phantom data and a random backbone': why a build cannot bear on the paper ('' when it can)."""
     why = [
         w
@@ -140,7 +167,7 @@ def paper_note(provenance) -> str:
     if testable(provenance):
         return ""
     return (
-        f" Not testable here ({simulated_reasons(provenance)}): our numbers test the pipeline and cannot "
+        f" Not testable here ({_simulated_reasons(provenance)}): our numbers test the pipeline and cannot "
         "bear on the paper's, which are shown for reference only, with no difference taken."
     )
 
@@ -235,15 +262,15 @@ def table3_row(run: OptimizerRun) -> pd.DataFrame:
     last = run.history.iloc[-1]
     t3 = paper.table3()
     p = t3.loc[run.optimizer] if run.optimizer in t3.index else None
-    row = comparison_cells(
+    row = _comparison_cells(
         "training loss", last["loss"], None if p is None else p["training_loss"], with_ci=False
-    ) | comparison_cells(
+    ) | _comparison_cells(
         "training accuracy",
         last["accuracy"],
         None if p is None else p["training_accuracy"],
         with_ci=False,
     )
-    return comparison_frame({run.paper_name: row}, "optimizer")
+    return _comparison_frame({run.paper_name: row}, "optimizer")
 
 
 def table4_row(run: OptimizerRun) -> pd.DataFrame:
@@ -251,11 +278,13 @@ def table4_row(run: OptimizerRun) -> pd.DataFrame:
     t4 = paper.table4()
     p = t4.loc[run.optimizer] if run.optimizer in t4.index else None
     rows = {
-        split: comparison_cells("loss", ev.loss_kl, None if p is None else p["loss"], with_ci=False)
+        split: _comparison_cells(
+            "loss", ev.loss_kl, None if p is None else p["loss"], with_ci=False
+        )
         | evaluation_comparison(ev, p)
         for split, ev in (("validation", run.validation), ("test", run.test))
     }
-    return comparison_frame(rows, f"{run.paper_name}, split")
+    return _comparison_frame(rows, f"{run.paper_name}, split")
 
 
 # ------------------------------------------------------------------------------------ 4. the baselines
@@ -282,7 +311,7 @@ def baseline_rows(baselines: BaselineResults) -> pd.DataFrame:
         for protocol, ev in run.evaluations.items():
             where = cv_text(run) if protocol == "cv" else "official test split"
             rows[f"{run.label}, {where}"] = evaluation_comparison(ev, t4.loc[key])
-    return comparison_frame(rows, "model, evaluation")
+    return _comparison_frame(rows, "model, evaluation")
 
 
 def baseline_settings(baselines: BaselineResults) -> pd.DataFrame:
@@ -320,20 +349,20 @@ def table3(results: Results) -> pd.DataFrame:
         last = run.history.iloc[-1] if run is not None else None
         rows[paper.PAPER_OPTIMIZER_NAMES[opt]] = (
             {("loss function", ""): "Kullback–Leibler divergence"}
-            | comparison_cells(
+            | _comparison_cells(
                 "training loss",
                 None if last is None else last["loss"],
                 t3.loc[opt, "training_loss"],
                 with_ci=False,
             )
-            | comparison_cells(
+            | _comparison_cells(
                 "training accuracy",
                 None if last is None else last["accuracy"],
                 t3.loc[opt, "training_accuracy"],
                 with_ci=False,
             )
         )
-    return comparison_frame(rows, "optimizer")
+    return _comparison_frame(rows, "optimizer")
 
 
 def table4(results: Results) -> pd.DataFrame:
@@ -356,7 +385,7 @@ def table4(results: Results) -> pd.DataFrame:
         else:
             ev, name = run.evaluations["test"], run.label
         loss = ev.loss_kl if ev is not None and isinstance(run, OptimizerRun) else None
-        rows[name] = comparison_cells(
+        rows[name] = _comparison_cells(
             "loss", loss, p["loss"], with_ci=False
         ) | evaluation_comparison(ev, p)
     for key in ("majority", "assessment"):
@@ -365,10 +394,10 @@ def table4(results: Results) -> pd.DataFrame:
             ev = run.evaluations["test"]
             # the row names its data: the phantom's tables give other numbers than the real ones
             data = "phantom's tables" if run.provenance.data == "phantom" else "real tables"
-            rows[f"{run.label}, {data}"] = comparison_cells(
+            rows[f"{run.label}, {data}"] = _comparison_cells(
                 "loss", None, None, with_ci=False
             ) | evaluation_comparison(ev, None)
-    return comparison_frame(rows, "model")
+    return _comparison_frame(rows, "model")
 
 
 def _ours_comparable(results: Results) -> str:
@@ -402,7 +431,7 @@ def table5(results: Results) -> pd.DataFrame:
                 "accuracy": ev.accuracy,
                 "auc": ev.auc_pooled,
                 "sensitivity": ev.sensitivity_at_spec80,
-                "task_and_data": f"CBIS-DDSM calcifications, {task_text(run.config)}, official test split",
+                "task_and_data": f"CBIS-DDSM calcifications, {_task_text(run.config)}, official test split",
                 "comparable with this task": _ours_comparable(results),
             }
         )
@@ -410,7 +439,7 @@ def table5(results: Results) -> pd.DataFrame:
     return out.set_index("article")
 
 
-def task_text(config: dict) -> str:
+def _task_text(config: dict) -> str:
     """A run's task in words, from its recorded configuration (runs from before tasks: three-class)."""
     task = get_task(config.get("task", DEFAULT_TASK))
     return f"{len(task.classes)} classes ({task.name}: {task.description})"
@@ -427,7 +456,7 @@ def binary_comparison(results: Results) -> pd.DataFrame:
             "auc": run.test.auc_macro,
             # the binary studies' quantity: MALIGNANT's sensitivity at 80% specificity (one-vs-rest)
             "sensitivity": run.test.malignant_sensitivity_at_spec80,
-            "task_and_data": f"CBIS-DDSM calcification ROIs, {task_text(run.config)}, official test split; {label}",
+            "task_and_data": f"CBIS-DDSM calcification ROIs, {_task_text(run.config)}, official test split; {label}",
             "comparable with this task": _ours_comparable(results).replace(
                 "not testable here", "no"
             ),
@@ -455,7 +484,7 @@ def frozen_vs_finetuned(results: Results) -> pd.DataFrame:
             if r is None:
                 continue
             rows[label] = {
-                **metric_cells(r.test),
+                **_metric_cells(r.test),
                 "epochs": r.config.get("epochs"),
                 "training time (s)": r.elapsed_s,
             }

@@ -70,3 +70,32 @@ def test_the_chapter_shows_what_compare_computes(tmp_path: Path) -> None:
         "JPEG round trip of the pipeline, not the real copies"
         in (ROOT / "notebooks" / "08_copies.py").read_text()
     )
+
+
+def test_each_copy_runs_the_head_in_its_own_folder_under_the_copies_seed_and_task():
+    """A copy's step inputs: its own results folder, the copies' image size, weights, hold-out and
+    resamples, and the head under the copies' seed and task (whatever the head's own settings say)."""
+    from mcalc.chapters.copies import CopiesConfig
+    from mcalc.learn.model import TrainConfig
+
+    config = CopiesConfig(
+        "results",
+        "cache",
+        seed=3,
+        task="binary-merged",
+        image_size=75,
+        weights="random",
+        train=TrainConfig(epochs=2, seed=0),
+        validation_size=10,
+        n_boot=7,
+    )
+    inputs = config.step_inputs("kaggle-jpeg")
+    assert Path(inputs.results_dir) == Path("results") / "copies" / "kaggle-jpeg"
+    assert (inputs.image_size, inputs.weights, inputs.validation_size, inputs.n_boot) == (
+        75,
+        "random",
+        10,
+        7,
+    )
+    assert inputs.config == replace(config.train, seed=3, task="binary-merged")
+    assert inputs.splitting_seed == 3

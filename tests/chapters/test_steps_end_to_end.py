@@ -10,6 +10,7 @@ import pytest
 
 from mcalc import paper
 from mcalc.chapters import audits
+from mcalc.chapters.inputs import StepInputs
 from mcalc.chapters.prepare import ensure_phantom, prepare_data
 from mcalc.chapters.training import run_optimizer
 from mcalc.errors import DataError
@@ -72,17 +73,16 @@ def test_features_must_match_the_asked_settings(tiny):
     """A run asking for other image size or weights than the saved features is refused with a clear message."""
     results_dir, _, _ = tiny
     with pytest.raises(DataError, match="re-run notebook 02"):
-        run_optimizer(results_dir, image_size=299, weights="random", config=TrainConfig(epochs=1))
+        run_optimizer(StepInputs(results_dir, 299, "random", TrainConfig(epochs=1)))
 
 
 def test_optimizer_runs_are_saved_and_deterministic(tiny):
     """Same parameters and seed give identical metrics; the JSON round trip keeps them."""
     results_dir, _, _ = tiny
     config = TrainConfig(optimizer="adadelta", epochs=2, batch_size=8, seed=3)
-    a = run_optimizer(results_dir, SIZE, "random", config, validation_size=0.2, n_boot=20)
-    b = run_optimizer(
-        results_dir, SIZE, "random", config, validation_size=0.2, n_boot=20, save=False
-    )
+    inputs = StepInputs(results_dir, SIZE, "random", config, validation_size=0.2, n_boot=20)
+    a = run_optimizer(inputs)
+    b = run_optimizer(inputs, save=False)
     assert a.test.to_dict() == b.test.to_dict()
     pd.testing.assert_frame_equal(a.history, b.history)
     again = runs.OptimizerRun.from_dict(json.loads(a.path.read_text()))
@@ -100,12 +100,14 @@ def test_comparison_gathers_runs_and_judges_claims(tiny):
     results_dir, cache, _ = tiny
     for opt in ("adam", "adagrad", "adadelta", "rmsprop"):
         run_optimizer(
-            results_dir,
-            SIZE,
-            "random",
-            TrainConfig(optimizer=opt, epochs=1, batch_size=8),
-            validation_size=0.2,
-            n_boot=10,
+            StepInputs(
+                results_dir,
+                SIZE,
+                "random",
+                TrainConfig(optimizer=opt, epochs=1, batch_size=8),
+                validation_size=0.2,
+                n_boot=10,
+            )
         )
     base = run_baselines(results_dir, cache, cv_folds=3, seed=0, n_boot=10, progress=False)
     assert base.features.shape[1] == 14
@@ -163,7 +165,8 @@ def test_leakage_audit(tiny):
     results_dir, _, _ = tiny
     config = TrainConfig(epochs=1, batch_size=8)
     audit = audits.leakage_audit(
-        results_dir, SIZE, "random", config, validation_size=0.2, n_boot=10, n_split_seeds=2
+        StepInputs(results_dir, SIZE, "random", config, validation_size=0.2, n_boot=10),
+        n_split_seeds=2,
     )
     assert list(audit.evaluations) == list(splits.SPLIT_SCHEMES)
     # the pooled-data schemes are repeated over split seeds; the official split is one fixed split

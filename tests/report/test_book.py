@@ -78,14 +78,14 @@ def test_the_bundle_collects_every_glued_table_and_no_figure(tmp_path, monkeypat
     import pandas as pd
     from conftest import displayed
 
-    from mcalc.report import plots
+    from mcalc.report import items
     from mcalc.report.book import write_bundle
     from mcalc.report.present import present
 
     df = pd.DataFrame({"a": [1.5, 2.5]})
-    table = displayed(monkeypatch, plots.show_table, df, "Table 4 — demo", Provenance("phantom"))
-    other = displayed(monkeypatch, plots.show_table, df, "Exclusions — none", None)
-    figure = displayed(monkeypatch, plots.show_figure, plt.subplots()[0], "Figure 1 — x", None)
+    table = displayed(monkeypatch, items.show_table, df, "Table 4 — demo", Provenance("phantom"))
+    other = displayed(monkeypatch, items.show_table, df, "Exclusions — none", None)
+    figure = displayed(monkeypatch, items.show_figure, plt.subplots()[0], "Figure 1 — x", None)
     cells = [nbformat.v4.new_code_cell("x", outputs=o) for o in (table, other, figure)]
     executed = tmp_path / "executed"
     executed.mkdir()

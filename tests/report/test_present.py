@@ -12,7 +12,7 @@ from conftest import displayed
 
 from mcalc.errors import NotebookFailed
 from mcalc.records.provenance import Provenance
-from mcalc.report import plots
+from mcalc.report import items
 from mcalc.report.present import ITEM_TAG, RUN_BOX_TAG, RUN_LOG_TAG, myst_escape, present, run_box
 from mcalc.run import profiles, runner
 
@@ -27,10 +27,10 @@ def _executed(tmp_path: Path) -> Path:
         nbformat.v4.new_code_cell(
             "# Parameters\nseed = 3", metadata={"tags": ["injected-parameters"]}
         ),
-        nbformat.v4.new_code_cell("plots.show_table(df, 'Table 1 — x')"),
+        nbformat.v4.new_code_cell("items.show_table(df, 'Table 1 — x')"),
         nbformat.v4.new_code_cell("hidden()", metadata={"tags": ["remove-input"]}),
         nbformat.v4.new_code_cell(
-            "plots.glue_numbers(n=3)",
+            "items.glue_numbers(n=3)",
             outputs=[
                 nbformat.v4.new_output(
                     "display_data",
@@ -81,17 +81,17 @@ def _with_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     prov = Provenance(data="phantom")
     df = pd.DataFrame({"a": [1.0, 2.0]})
-    table = displayed(monkeypatch, plots.show_table, df, TRICKY, prov)
+    table = displayed(monkeypatch, items.show_table, df, TRICKY, prov)
     warning = nbformat.v4.new_output("stream", name="stderr", text="UserWarning: x\n")
-    figure = displayed(monkeypatch, plots.show_figure, plt.subplots()[0], "ROC curves — demo", prov)
-    mixed = displayed(monkeypatch, plots.show_table, df, "Table 3 — beside a print", prov)
+    figure = displayed(monkeypatch, items.show_figure, plt.subplots()[0], "ROC curves — demo", prov)
+    mixed = displayed(monkeypatch, items.show_table, df, "Table 3 — beside a print", prov)
     printed = nbformat.v4.new_output("stream", name="stdout", text="runs found: adam\n")
     cells = [
         nbformat.v4.new_markdown_cell("# Title"),
         nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("plots.show_table(...)", outputs=[warning, *table]),
-        nbformat.v4.new_code_cell("plots.show_figure(...)", outputs=figure),
-        nbformat.v4.new_code_cell("print(); plots.show_table(...)", outputs=[printed, *mixed]),
+        nbformat.v4.new_code_cell("items.show_table(...)", outputs=[warning, *table]),
+        nbformat.v4.new_code_cell("items.show_figure(...)", outputs=figure),
+        nbformat.v4.new_code_cell("print(); items.show_table(...)", outputs=[printed, *mixed]),
         nbformat.v4.new_markdown_cell("## The end"),
     ]
     path = tmp_path / "05_comparison.ipynb"
@@ -133,7 +133,7 @@ def test_captioned_items_become_labelled_glue_figures(tmp_path, monkeypatch) -> 
     assert lines[-1] == "```" and lines[3] == "" and lines[5] == ""
     assert lines[4] == "**Table 4 —** " + myst_escape(TRICKY.split(" — ", 1)[1])
     assert lines[6] == f"*{myst_escape(Provenance(data='phantom').label())}*"
-    key = plots.item_key("ROC curves — demo")
+    key = items.item_key("ROC curves — demo")
     assert figure.startswith(f"```{{glue:figure}} {key}\n:name: 05_comparison-{key}\n")
     assert "\n**Figure S5\\.1 —** ROC curves — demo\n" in figure  # the study's own number
 

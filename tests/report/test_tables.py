@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_verdicts import synthetic_results
+from evaluate.test_verdicts import synthetic_results
 
 from mcalc import paper
-from mcalc.report import plots, tables
+from mcalc.report import styling, tables
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_table3_and_rows_compare_in_columns(res) -> None:
     assert r4.loc["test", ("accuracy", "difference")] == pytest.approx(
         run.test.accuracy - paper.table4().loc["rmsprop", "accuracy"]
     )
-    html = plots.table_html(tables.table4(res), "Table 4 — demo")
+    html = styling.table_html(tables.table4(res), "Table 4 — demo")
     assert "95% CI" in html and "difference" in html
 
 
