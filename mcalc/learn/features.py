@@ -241,16 +241,23 @@ def compute_features(
     provenance: Provenance,
     progress: bool = True,
     antialias: bool = True,
+    variant: str = DEFAULT_VARIANT,
 ) -> np.ndarray:
     """Backbone features of every usable ROI (through the content-keyed cache), saved to the results folder.
 
     ``antialias=False`` resizes with the point-sampled cubic (like OpenCV's INTER_CUBIC) instead of
-    the default antialiased bicubic (see :mod:`mcalc.learn.preprocessing`).
+    the default antialiased bicubic (see :mod:`mcalc.learn.preprocessing`). ``variant``: how the
+    backbone runs (see :func:`extract_features`; ``"plain"`` for the Keras model as built).
     """
     config = PreprocessConfig(image_size=image_size, antialias=antialias)
     start = time.perf_counter()
     X = extract_features(
-        list(manifest["crop_path"]), config, weights_info, Path(cache_dir), progress=progress
+        list(manifest["crop_path"]),
+        config,
+        weights_info,
+        Path(cache_dir),
+        progress=progress,
+        variant=variant,
     )
     elapsed = time.perf_counter() - start
     results = Path(results_dir)
@@ -261,6 +268,7 @@ def compute_features(
         {
             "image_size": image_size,
             "antialias": bool(antialias),
+            "backbone": variant,
             "weights": asdict(weights_info),
             "n": int(len(X)),
             "left_out": [str(r) for r in ids[~np.isfinite(X).all(axis=1)]],
