@@ -328,6 +328,16 @@ def render(results: dict) -> list[str]:
     c = bb["ceiling"]
     variant = bb.get("variant", "plain")
     lines += ["", f"## {NUMBER}. Backbone forward throughput", ""]
+    m = results.get("machine", {})
+    if m and results.get("other_cpu_s") is not None and results.get("benchmark_wall_s"):
+        share = results["other_cpu_s"] / (results["benchmark_wall_s"] * m["cores"])
+        lines += [
+            f"Run {results.get('date', '')}, `python benchmarks/run.py{results.get('argv', '')}`, "
+            f"on {m['cores']} cores ({m['cpu']}, {m['device']}); other processes used {share:.0%} of "
+            "the machine meanwhile, so absolute figures are disturbed: read the ratios, each taken "
+            "against the ceiling or plain seconds apart.",
+            "",
+        ]
     lines += table(
         ["quantity", "value"],
         [
