@@ -11,8 +11,11 @@ receptive field rather than to its result, which reorders rounding only (``tests
 test_backbone.py`` bounds the difference); the network's arithmetic otherwise does not change.
 
 :data:`VARIANTS` names the ways to run the backbone: ``plain`` is the Keras model as built
-(:func:`mcalc.learn.model.build_backbone`), ``folded`` the folded clone; :func:`inference_model`
-gives the model of a variant, and :mod:`mcalc.learn.features` keys its cache by the variant.
+(:func:`mcalc.learn.model.build_backbone`), ``folded`` the folded clone, ``xla`` and ``folded+xla``
+the same with ``predict_on_batch`` compiled by XLA (slower on the 2-core CPU of benchmarks/RESULTS.md
+and minutes to compile: kept for other machines). :func:`inference_model` gives the model of a
+variant; :mod:`mcalc.learn.features` runs :data:`DEFAULT_VARIANT` unless told ``"plain"`` and keys
+its cache by the variant. Folding is for a frozen backbone only: fine-tuning keeps the plain model.
 """
 
 from __future__ import annotations
