@@ -153,9 +153,7 @@ def bench_variants(backbone, cfg: BenchConfig) -> dict:
     }
 
 
-def summarize_variants(
-    var: dict, flops_per_image: int, cfg: dict, plain: str | None = None
-) -> list[dict]:
+def summarize_variants(var: dict, flops_per_image: int, cfg: dict) -> list[dict]:
     """Per run: median images/s, % of the ceiling (same rounds), median paired speed-up over plain."""
     import statistics
 
@@ -164,7 +162,7 @@ def summarize_variants(
     ceiling_flops *= cfg["conv_batch"]
     # the ceiling of a round: the faster of its two calls (before and after the round's variants)
     ceilings = [ceiling_flops / min(r["ceiling"], r["ceiling_after"]) for r in rounds]
-    plain = plain or f"plain@{cfg['batch_size']}"
+    plain = f"plain@{cfg['batch_size']}"
     out = []
     for run in var["runs"]:
         batch = int(run.split("@")[1])
@@ -184,7 +182,7 @@ def summarize_variants(
     return out
 
 
-def bench_backbone(backbone, cfg: BenchConfig, threads: bool = False) -> dict:
+def bench_backbone(backbone, cfg: BenchConfig) -> dict:
     """Section 1: backbone throughput, its FLOPs per image and the fraction of the convolution ceiling, every variant."""
     from mcalc.learn.backbone import DEFAULT_VARIANT, inference_model
 
@@ -202,97 +200,7 @@ def bench_backbone(backbone, cfg: BenchConfig, threads: bool = False) -> dict:
         "ceiling": ceiling,
         "fraction_of_ceiling": achieved / ceiling["flops_per_s"],
         "variants": variants,
-        "threads": bench_threads(cfg) if threads else None,
     }
-
-
-#: (intra-op, inter-op) thread pools the thread sweep tries; 0 is TensorFlow's default (every core).
-THREAD_SETTINGS = ((0, 0), (2, 1), (1, 2), (1, 1))
-
-
-def thread_probe(cfg: BenchConfig, intra: int, inter: int) -> dict:
-    """In this (fresh) process: plain and the default variant at ``intra``/``inter`` threads, against the ceiling at the same."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(int(intra))
-    tf.config.threading.set_inter_op_parallelism_threads(int(inter))
-    from mcalc.learn.backbone import DEFAULT_VARIANT, inference_model
-    from mcalc.learn.model import build_backbone
-    from mcalc.learn.weights import resolve_weights
-
-    plain = build_backbone(cfg.image_size, resolve_weights("random"), cfg.seed)
-    models = {"plain": plain, DEFAULT_VARIANT: inference_model(plain, DEFAULT_VARIANT)}
-    batch = _random_batch(cfg, cfg.batch_size)
-    ceiling = conv_ceiling_fn(cfg)
-    ceiling()
-    for model in models.values():
-        model.predict_on_batch(batch)
-    rounds = []
-    for _ in range(cfg.repeats):
-        times = {"ceiling": _timed(ceiling)}
-        for name, model in models.items():
-            times[f"{name}@{cfg.batch_size}"] = _timed(lambda m=model: m.predict_on_batch(batch))
-        times["ceiling_after"] = _timed(ceiling)
-        rounds.append(times)
-    return {
-        "intra": intra,
-        "inter": inter,
-        "runs": [f"{name}@{cfg.batch_size}" for name in models],
-        "rounds": rounds,
-        "flops_per_image": count_flops(plain),
-    }
-
-
-def bench_threads(cfg: BenchConfig) -> list[dict]:
-    """:func:`thread_probe` for every setting of :data:`THREAD_SETTINGS`, each in its own process (TensorFlow fixes its pools at start)."""
-    import json
-    import os
-    import subprocess
-    import sys
-    from dataclasses import asdict
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
-    }
-
-    config = {k: v for k, v in asdict(cfg).items() if isinstance(v, int | float | str)}
-    out = []
-    for intra, inter in THREAD_SETTINGS:
-        code = (
-            "import json, sys; from benchmarks.backbone import thread_probe; "
-            "from benchmarks.config import BenchConfig; "
-            f"r = thread_probe(BenchConfig(**json.loads(sys.argv[1])), {intra}, {inter}); "
-            "print('RESULT ' + json.dumps(r))"
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", code, json.dumps(config)],
-            capture_output=True,
-            text=True,
-            cwd=root,
-            env=env,
-        )
-        line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
-        if done.returncode or not line:
-            raise RuntimeError(f"thread probe {intra}/{inter} failed: {done.stderr[-2000:]}")
-        out.append(json.loads(line[-1][len("RESULT ") :]))
-    return out
-
-
-def _thread_rows(threads: list[dict], cfg: dict) -> list[list[str]]:
-    """Rows of the thread-settings table."""
-    rows = []
-    for probe in threads:
-        cells = [f"{probe['intra'] or 'default'} / {probe['inter'] or 'default'}"]
-        for s in summarize_variants(probe, probe["flops_per_image"], cfg, plain=probe["runs"][0]):
-            lo, hi = s["fraction_range"]
-            cells.append(
-                f"{s['images_per_s']:.2f} img/s, {s['fraction_of_ceiling']:.0%} ({lo:.0%}–{hi:.0%})"
-            )
-        rows.append(cells)
-    return rows
 
 
 def _variant_rows(bb: dict, cfg: dict) -> list[list[str]]:
@@ -398,21 +306,5 @@ def render(results: dict) -> list[str]:
             "(`mcalc.learn.backbone`); feature difference on the same random batch against plain, over "
             "the largest feature; prepare = folding (a model clone) or cloning, first call = tracing "
             "(and XLA compilation).",
-        ]
-    if bb.get("threads"):
-        runs = bb["threads"][0]["runs"]
-        lines += ["", "### Thread pools (intra-op / inter-op), one process each", ""]
-        lines += table(
-            [
-                "threads",
-                *(f"{r.replace('@', ', batch ')}: images/s, % of ceiling (range)" for r in runs),
-            ],
-            _thread_rows(bb["threads"], results["config"]),
-        )
-        lines += [
-            "",
-            "TensorFlow fixes its thread pools when it starts, so each setting runs in a fresh process "
-            "that times its own ceiling (at the same threads) in the same rounds; compare the "
-            "percentages, the images/s of different processes were taken minutes apart.",
         ]
     return lines

@@ -66,11 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-size", type=int, help="backbone batch of sections 1, 3 and 4 (default 32)"
     )
-    p.add_argument(
-        "--threads",
-        action="store_true",
-        help="section 1 also tries thread-pool settings, one process each",
-    )
     p.add_argument("--repeats", type=int, help="timed repeats of each measurement (default 5)")
     p.add_argument(
         "--book-scales", type=float, nargs="+", help="phantom scales of the book section"
@@ -100,7 +95,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def run(cfg: BenchConfig, sections: list[str], threads: bool = False) -> dict:
+def run(cfg: BenchConfig, sections: list[str]) -> dict:
     """Run the chosen sections in their published order; raw results."""
     results: dict = {
         "machine": machine_info(),
@@ -122,7 +117,7 @@ def run(cfg: BenchConfig, sections: list[str], threads: bool = False) -> dict:
     bare = None
     if "backbone" in sections:
         print("[bench] 1. backbone throughput", file=sys.stderr, flush=True)
-        results["backbone"] = backbone.bench_backbone(model, cfg, threads=threads)
+        results["backbone"] = backbone.bench_backbone(model, cfg)
         bare = results["backbone"]["images_per_s"]
     if "data" in sections:
         print("[bench] 2. phantom + curate", file=sys.stderr, flush=True)
@@ -178,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.book and "book" not in sections:
         sections.append("book")
     start, busy0, own0 = time.perf_counter(), busy_cpu_s(), own_cpu_s()
-    results = run(cfg, sections, threads=args.threads)
+    results = run(cfg, sections)
     wall = time.perf_counter() - start
     other = None if busy0 is None else max(0.0, (busy_cpu_s() - busy0) - (own_cpu_s() - own0))
     results.update(
