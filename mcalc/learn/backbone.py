@@ -14,8 +14,9 @@ test_backbone.py`` bounds the difference); the network's arithmetic otherwise do
 (:func:`mcalc.learn.model.build_backbone`), ``folded`` the folded clone, ``xla`` and ``folded+xla``
 the same with ``predict_on_batch`` compiled by XLA (slower on the 2-core CPU of benchmarks/RESULTS.md
 and minutes to compile: kept for other machines). :func:`inference_model` gives the model of a
-variant; :mod:`mcalc.learn.features` runs :data:`DEFAULT_VARIANT` unless told ``"plain"`` and keys
-its cache by the variant. Folding is for a frozen backbone only: fine-tuning keeps the plain model.
+variant; :func:`mcalc.learn.features.compute_features` (the book) runs :data:`DEFAULT_VARIANT`
+unless told ``"plain"``, ``extract_features`` the plain model unless told otherwise (so a model a
+caller passes runs as passed), and the cache is keyed by the variant. Folding is for a frozen backbone only: fine-tuning keeps the plain model.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 #: The ways to run the backbone for features: the Keras model as built, or batch norm folded.
 VARIANTS = ("plain", "folded", "xla", "folded+xla")
-#: The variant feature extraction uses unless told otherwise (see benchmarks/RESULTS.md, section 1).
+#: The variant the book's feature extraction (compute_features) uses unless told otherwise (see benchmarks/RESULTS.md, section 1).
 DEFAULT_VARIANT = "folded"
 #: The attribute marking a model made by :func:`inference_model` with its variant.
 _VARIANT_ATTR = "_mcalc_backbone_variant"

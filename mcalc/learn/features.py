@@ -112,7 +112,7 @@ def extract_features(
     seed: int = 0,
     backbone: keras.Model | None = None,
     workers: int | None = None,
-    variant: str = DEFAULT_VARIANT,
+    variant: str = "plain",
 ) -> np.ndarray:
     """Backbone features (N, 1536) of the ROI DICOMs at ``paths``, cached per image by content.
 
@@ -125,10 +125,11 @@ def extract_features(
     is NaN (never cached) and one :class:`~mcalc.errors.ExclusionWarning` names it with the reason;
     DataError only when no ROI at all can be used.
 
-    ``variant`` (:data:`mcalc.learn.backbone.VARIANTS`) is how the backbone runs: ``"plain"`` is the
-    Keras model as built; the default folds batch normalisation into the convolutions, the same
-    features up to float32 rounding (:mod:`mcalc.learn.backbone`) and faster. A ``backbone`` already
-    made by :func:`~mcalc.learn.backbone.inference_model` runs as its own variant. Every variant but
+    ``variant`` (:data:`mcalc.learn.backbone.VARIANTS`) is how the backbone runs: ``"plain"`` (the
+    default here) is the Keras model as given or built; ``"folded"`` (what :func:`compute_features`,
+    the book's path, runs) folds batch normalisation into the convolutions, the same features up to
+    float32 rounding (:mod:`mcalc.learn.backbone`) and faster. A ``backbone`` already made by
+    :func:`~mcalc.learn.backbone.inference_model` runs as its own variant. Every variant but
     plain adds its name to the cache key, so rows of different arithmetic never mix in one result
     (plain keys are those of earlier versions).
     """
@@ -247,7 +248,8 @@ def compute_features(
 
     ``antialias=False`` resizes with the point-sampled cubic (like OpenCV's INTER_CUBIC) instead of
     the default antialiased bicubic (see :mod:`mcalc.learn.preprocessing`). ``variant``: how the
-    backbone runs (see :func:`extract_features`; ``"plain"`` for the Keras model as built).
+    backbone runs, batch norm folded by default (see :func:`extract_features`; ``"plain"`` for the
+    Keras model as built).
     """
     config = PreprocessConfig(image_size=image_size, antialias=antialias)
     start = time.perf_counter()
