@@ -4,7 +4,8 @@ Sections, numbered as published in RESULTS.md (``--only`` picks some; ``--book``
 one module each in this folder:
 
 1. ``backbone``   — InceptionResNetV2 forward throughput on random tensors, and the same as a fraction
-   of the machine's dense-convolution ceiling (a large Conv2D timed in TensorFlow);
+   of the machine's dense-convolution ceiling (a large Conv2D timed in TensorFlow), for each way of
+   running it (:data:`mcalc.learn.backbone.VARIANTS`: plain Keras, XLA, batch norm folded, both);
 2. ``data``       — ``mcalc phantom`` and ``mcalc curate`` as subprocesses: ROIs/s and peak RSS;
 3. ``extraction`` — :func:`mcalc.learn.features.extract_features` end to end on the phantom (DICOM read, crop,
    resize, backbone, cache writes) against the bare backbone's throughput;
@@ -63,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="phantom scale of the data and extraction sections (default 0.25)",
     )
     p.add_argument(
+        "--batch-size", type=int, help="backbone batch of sections 1, 3 and 4 (default 32)"
+    )
+    p.add_argument("--repeats", type=int, help="timed repeats of each measurement (default 5)")
+    p.add_argument(
         "--book-scales", type=float, nargs="+", help="phantom scales of the book section"
     )
     p.add_argument(
@@ -81,6 +86,8 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
     cfg = BenchConfig(**QUICK) if args.quick else BenchConfig()
     overrides = {
         "scale": args.scale,
+        "batch_size": args.batch_size,
+        "repeats": args.repeats,
         "weights": args.weights,
         "work_dir": args.work_dir,
         "book_scales": tuple(args.book_scales) if args.book_scales else None,
@@ -102,6 +109,11 @@ def run(cfg: BenchConfig, sections: list[str]) -> dict:
 
         weights = resolve_weights(cfg.weights)
         model = build_backbone(cfg.image_size, weights, cfg.seed)
+    fast = None  # the backbone as feature extraction runs it (sections 3 and 4 compare with it)
+    if {"extraction", "training"} & set(sections):
+        from mcalc.learn.backbone import DEFAULT_VARIANT, inference_model
+
+        fast = inference_model(model, DEFAULT_VARIANT)
     bare = None
     if "backbone" in sections:
         print("[bench] 1. backbone throughput", file=sys.stderr, flush=True)
@@ -111,10 +123,10 @@ def run(cfg: BenchConfig, sections: list[str]) -> dict:
         print("[bench] 2. phantom + curate", file=sys.stderr, flush=True)
         results["data"] = data.bench_data(cfg)
     if bare is None and {"extraction", "training"} & set(sections):
-        bare = backbone.bare_throughput(model, cfg)["images_per_s"]
+        bare = backbone.bare_throughput(fast, cfg)["images_per_s"]
     if "extraction" in sections:
         print("[bench] 3. end-to-end feature extraction", file=sys.stderr, flush=True)
-        results["extraction"] = extraction.bench_extraction(model, weights, bare, cfg)
+        results["extraction"] = extraction.bench_extraction(fast, weights, bare, cfg)
     if "training" in sections:
         print("[bench] 4. cached vs naive head training", file=sys.stderr, flush=True)
         if results.get("extraction"):

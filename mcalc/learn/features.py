@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mcalc.errors import DataError, ExclusionWarning
+from mcalc.learn.backbone import DEFAULT_VARIANT, VARIANTS, backbone_variant, inference_model
 from mcalc.learn.model import N_FEATURES, build_backbone, compute_device
 from mcalc.learn.preprocessing import PreprocessConfig, load_roi
 from mcalc.learn.weights import WeightsInfo
@@ -111,6 +112,7 @@ def extract_features(
     seed: int = 0,
     backbone: keras.Model | None = None,
     workers: int | None = None,
+    variant: str = "plain",
 ) -> np.ndarray:
     """Backbone features (N, 1536) of the ROI DICOMs at ``paths``, cached per image by content.
 
@@ -122,11 +124,21 @@ def extract_features(
     some row is missing. A ROI whose file cannot be read or preprocessed never aborts the run: its row
     is NaN (never cached) and one :class:`~mcalc.errors.ExclusionWarning` names it with the reason;
     DataError only when no ROI at all can be used.
+
+    ``variant`` (:data:`mcalc.learn.backbone.VARIANTS`) is how the backbone runs: ``"plain"`` (the
+    default here) is the Keras model as given or built; ``"folded"`` (what :func:`compute_features`,
+    the book's path, runs) folds batch normalisation into the convolutions, the same features up to
+    float32 rounding (:mod:`mcalc.learn.backbone`) and faster. A ``backbone`` already made by
+    :func:`~mcalc.learn.backbone.inference_model` runs as its own variant. Every variant but
+    plain adds its name to the cache key, so rows of different arithmetic never mix in one result
+    (plain keys are those of earlier versions).
     """
     import keras
     import tensorflow as tf
     from tqdm.auto import tqdm
 
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown backbone variant {variant!r}; valid: {', '.join(VARIANTS)}")
     paths = [str(p) for p in paths]
     memo: dict = {}
     digests = []
@@ -141,8 +153,11 @@ def extract_features(
         raise DataError(f"no ROI image could be read: {'; '.join(list(problems.values())[:3])}")
     identity = weights.identity(seed)
     versions = f"keras={keras.__version__};tf={tf.__version__}"
+    if backbone is not None and backbone_variant(backbone) is not None:
+        variant = backbone_variant(backbone)
+    how = () if variant == "plain" else (f"backbone={variant}",)
     keys = [
-        cache_key(f"features-v{FEATURES_VERSION}", d, preprocess.key(), identity, versions)
+        cache_key(f"features-v{FEATURES_VERSION}", d, preprocess.key(), identity, versions, *how)
         for d in digests
     ]
     meta = {
@@ -150,6 +165,7 @@ def extract_features(
         "weights": identity,
         "weights_used": weights.used,
         "versions": versions,
+        "backbone": variant,
     }
     workers = int(workers or min(8, os.cpu_count() or 1))
 
@@ -164,7 +180,13 @@ def extract_features(
             raise ValueError(
                 f"backbone input {model.input_shape} does not match image_size {preprocess.image_size}"
             )
-        log.info("extracting features of %d images on %s", len(missing), compute_device())
+        model = inference_model(model, variant)
+        log.info(
+            "extracting features of %d images on %s (backbone: %s)",
+            len(missing),
+            compute_device(),
+            variant,
+        )
         batches = [missing[i : i + batch_size] for i in range(0, len(missing), batch_size)]
         bar = tqdm(total=len(missing), desc="features", unit="img", disable=not progress)
         try:
@@ -220,16 +242,24 @@ def compute_features(
     provenance: Provenance,
     progress: bool = True,
     antialias: bool = True,
+    variant: str = DEFAULT_VARIANT,
 ) -> np.ndarray:
     """Backbone features of every usable ROI (through the content-keyed cache), saved to the results folder.
 
     ``antialias=False`` resizes with the point-sampled cubic (like OpenCV's INTER_CUBIC) instead of
-    the default antialiased bicubic (see :mod:`mcalc.learn.preprocessing`).
+    the default antialiased bicubic (see :mod:`mcalc.learn.preprocessing`). ``variant``: how the
+    backbone runs, batch norm folded by default (see :func:`extract_features`; ``"plain"`` for the
+    Keras model as built).
     """
     config = PreprocessConfig(image_size=image_size, antialias=antialias)
     start = time.perf_counter()
     X = extract_features(
-        list(manifest["crop_path"]), config, weights_info, Path(cache_dir), progress=progress
+        list(manifest["crop_path"]),
+        config,
+        weights_info,
+        Path(cache_dir),
+        progress=progress,
+        variant=variant,
     )
     elapsed = time.perf_counter() - start
     results = Path(results_dir)
@@ -240,6 +270,7 @@ def compute_features(
         {
             "image_size": image_size,
             "antialias": bool(antialias),
+            "backbone": variant,
             "weights": asdict(weights_info),
             "n": int(len(X)),
             "left_out": [str(r) for r in ids[~np.isfinite(X).all(axis=1)]],

@@ -1,0 +1,149 @@
+"""Tests for mcalc.learn.backbone: batch norm folded into the convolutions (and XLA) gives the plain
+Keras model's features within float32 rounding, and the feature cache keeps the variants apart."""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import numpy as np
+import pytest
+from conftest import textured_rois
+
+from mcalc.learn import backbone as B
+from mcalc.learn import features as Fe
+from mcalc.learn.model import build_backbone
+from mcalc.learn.preprocessing import PreprocessConfig
+from mcalc.learn.weights import resolve_weights
+
+SIZE = 75
+#: Largest |fast − plain| feature difference allowed, relative to the largest |plain| feature:
+#: float32 reassociation only (the kernel is scaled before the sum instead of the sum after it).
+TOLERANCE = 1e-4
+
+
+def randomize_batchnorm(model: keras.Model, seed: int = 0) -> None:
+    """Give every BatchNormalization non-trivial statistics and offsets (a fresh one has mean 0, variance 1)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = int(layer.moving_mean.shape[0])
+            layer.moving_mean.assign(rng.normal(0, 0.5, c).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c).astype(np.float32))
+            if layer.center:
+                layer.beta.assign(rng.normal(0, 0.2, c).astype(np.float32))
+            if layer.scale:
+                layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
+
+
+def relative_difference(fast: np.ndarray, plain: np.ndarray) -> float:
+    """max |fast − plain| over the largest |plain|."""
+    return float(np.abs(fast - plain).max() / np.abs(plain).max())
+
+
+def images(n: int = 4, seed: int = 1) -> np.ndarray:
+    """Seeded random images in the backbone's input range."""
+    return np.random.default_rng(seed).uniform(-1, 1, (n, SIZE, SIZE, 3)).astype(np.float32)
+
+
+def small_model(scale: bool = False) -> keras.Model:
+    """Conv → BN → relu twice (the second conv also feeding a side branch, so not folded), pooled to 1536."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization(scale=scale)(x)
+    x = keras.layers.Activation("relu")(x)
+    shared = keras.layers.Conv2D(8, 3, use_bias=False)(x)
+    x = keras.layers.BatchNormalization(scale=scale)(shared)
+    x = keras.layers.Add()([keras.layers.Activation("relu")(x), shared])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(Fe.N_FEATURES)(x))
+    randomize_batchnorm(model, seed=2)
+    return model
+
+
+@pytest.fixture(scope="module")
+def backbone() -> keras.Model:
+    """A 75-px InceptionResNetV2 with seeded random weights and random batch-norm statistics."""
+    model = build_backbone(SIZE, resolve_weights("random"), seed=0)
+    randomize_batchnorm(model)
+    return model
+
+
+@pytest.mark.parametrize("scale", [False, True])
+def test_folding_a_small_model_keeps_its_outputs(scale):
+    """Only a conv whose sole consumer is a batch norm is folded; outputs equal within the tolerance."""
+    model = small_model(scale)
+    pairs = B.foldable_pairs(model)
+    assert len(pairs) == 1  # the shared conv feeds the Add too: left as it is
+    folded = B.fold_batchnorm(model)
+    kinds = [type(layer).__name__ for layer in folded.layers]
+    assert kinds.count("BatchNormalization") == 1 and kinds.count("FoldedBatchNorm") == 1
+    x = images()
+    plain = np.asarray(model.predict_on_batch(x))
+    assert relative_difference(np.asarray(folded.predict_on_batch(x)), plain) <= TOLERANCE
+
+
+def test_unknown_variant_is_refused():
+    """A misspelt variant names the valid ones."""
+    with pytest.raises(ValueError, match="plain, folded"):
+        B.inference_model(small_model(), "fold")
+
+
+@pytest.mark.slow
+def test_folded_backbone_gives_the_plain_features(backbone):
+    """Every conv block of InceptionResNetV2 folds; the features equal plain ones within the tolerance."""
+    n_bn = sum(isinstance(layer, keras.layers.BatchNormalization) for layer in backbone.layers)
+    assert len(B.foldable_pairs(backbone)) == n_bn == 204
+    folded = B.inference_model(backbone, "folded")
+    assert B.backbone_variant(folded) == "folded" and B.inference_model(folded) is folded
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    assert [layer.name for layer in folded.layers[1:]] == [
+        layer.name for layer in backbone.layers[1:]
+    ]
+    x = images()
+    plain = np.asarray(backbone.predict_on_batch(x))
+    fast = np.asarray(folded.predict_on_batch(x))
+    assert fast.shape == plain.shape == (4, Fe.N_FEATURES)
+    assert relative_difference(fast, plain) <= TOLERANCE
+    assert np.abs(plain).max() > 0.1  # features of a real scale, not all zero
+
+
+@pytest.mark.slow
+def test_folded_and_compiled_backbone_gives_the_plain_features(backbone):
+    """Folding and XLA together: still the plain features within the tolerance."""
+    x = images()
+    plain = np.asarray(backbone.predict_on_batch(x))
+    fast = B.inference_model(backbone, "folded+xla")
+    assert fast.jit_compile
+    assert relative_difference(np.asarray(fast.predict_on_batch(x)), plain) <= TOLERANCE
+
+
+def test_cache_keys_keep_the_variants_apart(tmp_path, caplog):
+    """Plain and folded rows never mix in the cache; a prepared backbone is keyed by its own variant."""
+    paths, _ = textured_rois(tmp_path / "rois", 4, 3, lambda i: (40 + i, 50))
+    model = small_model()
+
+    def extract(**kwargs) -> np.ndarray:
+        """extract_features of the four ROIs into one cache."""
+        return Fe.extract_features(
+            paths,
+            PreprocessConfig(SIZE),
+            resolve_weights("random"),
+            tmp_path / "cache",
+            batch_size=4,
+            progress=False,
+            **kwargs,
+        )
+
+    caplog.set_level(logging.INFO, logger="mcalc.learn.features")
+    plain = extract(backbone=model, variant="plain")
+    folded = extract(backbone=model, variant="folded")
+    assert "0 rows from cache, 4 computed" in caplog.text.split("backbone: folded")[-1]
+    assert relative_difference(folded, plain) <= TOLERANCE
+    caplog.clear()
+    again = extract(backbone=B.inference_model(model, "folded"), variant="plain")
+    assert "4 rows from cache, 0 computed" in caplog.text
+    np.testing.assert_array_equal(again, folded)
+    with pytest.raises(ValueError, match="unknown backbone variant"):
+        extract(backbone=model, variant="fast")
