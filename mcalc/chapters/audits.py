@@ -21,7 +21,7 @@ from mcalc.learn.model import TrainConfig, make_optimizer, quiet_retracing
 from mcalc.learn.splits import SPLIT_SCHEMES, scheme_indices
 from mcalc.records.provenance import Provenance
 from mcalc.records.results import load_study_inputs, read_results_provenance
-from mcalc.study import get_task
+from mcalc.study import N_BOOT, get_task
 
 # ------------------------------------------------------------------------ 6. the leakage audit
 
@@ -100,8 +100,8 @@ def leakage_audit(
     image_size: int,
     weights: str,
     config: TrainConfig,
-    validation_size: int | float = 200,
-    n_boot: int = 1000,
+    validation_size: int | float = paper.VALIDATION_SIZE,
+    n_boot: int = N_BOOT,
     n_split_seeds: int = 3,
 ) -> LeakageAudit:
     """Train and evaluate the head under ROI-level and patient-grouped splits of the pooled data (several split seeds), and the official one."""

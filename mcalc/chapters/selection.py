@@ -26,9 +26,9 @@ import pandas as pd
 
 from mcalc.errors import DataError
 from mcalc.learn.splits import official_split
-from mcalc.paper import OPTIMIZERS
+from mcalc.paper import OPTIMIZERS, SEARCH_LEARNING_RATES, VALIDATION_SIZE
 from mcalc.records.results import load_study_inputs
-from mcalc.study import DEFAULT_TASK, get_task
+from mcalc.study import DEFAULT_TASK, N_BOOT, get_task
 
 if TYPE_CHECKING:
     from mcalc.learn.model import TrainConfig
@@ -42,7 +42,7 @@ def _check_idx(idx: dict[str, np.ndarray]) -> None:
 
 
 #: The learning rates the paper's search covered (§2.4: tuned from 1e-2 to 1e-5), searched with the optimizers.
-PAPER_LEARNING_RATES = (1e-2, 1e-3, 1e-4, 1e-5)
+PAPER_LEARNING_RATES = SEARCH_LEARNING_RATES
 
 
 def _correct_per_epoch(test: tuple[np.ndarray, np.ndarray], into: list[str]) -> object:
@@ -134,7 +134,7 @@ def selection_optimism(
     runs: pd.DataFrame,
     test_patients: np.ndarray | None = None,
     test_labels: np.ndarray | None = None,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Test accuracy without selection, chosen on validation, and chosen on the test set; the optimism.
@@ -316,10 +316,10 @@ def measure_selection(
     image_size: int,
     weights: str,
     config: TrainConfig,
-    validation_size: int | float = 200,
+    validation_size: int | float = VALIDATION_SIZE,
     n_seeds: int = 3,
     learning_rates: tuple[float, ...] | None = PAPER_LEARNING_RATES,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
 ) -> pd.DataFrame:
     """Chapter 5: the optimism of choosing epoch, optimizer, learning rate and seed on the official
     test split, with its patient-bootstrap interval."""
@@ -346,7 +346,7 @@ def measure_output_change(
     image_size: int,
     weights: str,
     config: TrainConfig,
-    validation_size: int | float = 200,
+    validation_size: int | float = VALIDATION_SIZE,
 ) -> pd.DataFrame:
     """Chapter 5: how far each optimizer moves the head's test probabilities at the paper's settings."""
     X, y, idx = _official_inputs(

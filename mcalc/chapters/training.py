@@ -18,8 +18,9 @@ from mcalc.evaluate.metrics import Evaluation, evaluate_rows
 from mcalc.evaluate.runs import OptimizerRun
 from mcalc.learn.model import TrainConfig, TrainResult, predict_proba, train_head
 from mcalc.learn.splits import official_split
+from mcalc.paper import VALIDATION_SIZE
 from mcalc.records.results import RUNS, load_study_inputs, read_results_provenance, write_json
-from mcalc.study import get_task
+from mcalc.study import N_BOOT, get_task
 
 #: The parts of a split every trained head is evaluated on (train: Table 3's training accuracy).
 EVALUATED_PARTS = ("train", "validation", "test")
@@ -31,7 +32,7 @@ def fit_head(
     idx: dict[str, np.ndarray],
     config: TrainConfig,
     manifest: pd.DataFrame,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
 ) -> tuple[TrainResult, dict[str, Evaluation]]:
     """Train the head on idx['train'] (validating on idx['validation']); evaluate on train, validation
     and test with patient-level CIs (``manifest``: the rows of ``X``, for patient and lesion ids)."""
@@ -64,7 +65,7 @@ def fine_tune_head(
     weights: str,
     config: TrainConfig,
     train_backbone: str,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
 ) -> tuple[TrainResult, dict[str, Evaluation]]:
     """Fine-tune the backbone ('top' or 'all') with the head on streamed images; evaluate on validation and test."""
     from mcalc.learn.finetune import fine_tune, predict_images
@@ -102,8 +103,8 @@ def run_optimizer(
     image_size: int,
     weights: str,
     config: TrainConfig,
-    validation_size: int | float = 200,
-    n_boot: int = 1000,
+    validation_size: int | float = VALIDATION_SIZE,
+    n_boot: int = N_BOOT,
     split_seed: int | None = None,
     train_backbone: str = "none",
     save: bool = True,

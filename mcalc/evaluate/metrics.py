@@ -64,7 +64,7 @@ from sklearn.metrics import (
 )
 
 from mcalc.errors import DataError
-from mcalc.study import CLASSES
+from mcalc.study import CLASSES, N_BOOT
 
 #: Bootstrap interval methods accepted by :func:`evaluate` (scipy names, lower case).
 CI_METHODS = ("percentile", "bca", "basic")
@@ -716,7 +716,7 @@ def evaluate(
     y_true: np.ndarray,
     proba: np.ndarray,
     classes: Sequence[str] = CLASSES,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     confidence: float = 0.95,
     method: str = "percentile",
@@ -869,7 +869,7 @@ def _predictions(
 def evaluate_rows(
     rows: pd.DataFrame,
     proba: np.ndarray,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     classes: Sequence[str] = CLASSES,
 ) -> Evaluation:
@@ -953,7 +953,7 @@ def cluster_bootstrap(
     codes: np.ndarray,
     y: np.ndarray,
     n_classes: int,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     confidence: float = 0.95,
     method: str = "percentile",
@@ -1019,7 +1019,7 @@ def cluster_bootstrap(
 def bootstrap_ci(
     y: np.ndarray,
     proba: np.ndarray,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     confidence: float = 0.95,
     method: str = "percentile",
@@ -1071,7 +1071,7 @@ def paired_difference(
     proba_b: np.ndarray,
     classes: Sequence[str] = CLASSES,
     metrics: Sequence[str] = ("accuracy", "auc_pooled", "auc_macro", "sensitivity_at_spec80"),
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     confidence: float = 0.95,
     method: str = "percentile",

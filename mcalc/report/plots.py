@@ -15,6 +15,7 @@ import seaborn as sns
 
 from mcalc import names
 from mcalc.learn.model import find_backbone
+from mcalc.paper import IMAGE_SIZE
 from mcalc.records.provenance import Provenance
 from mcalc.study import CLASSES
 
@@ -395,7 +396,7 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
 
 
-def figure1(manifest: pd.DataFrame, image_size: int = 299, seed: int = 0) -> plt.Figure:
+def figure1(manifest: pd.DataFrame, image_size: int = IMAGE_SIZE, seed: int = 0) -> plt.Figure:
     """Figure 1: (a) mammogram with the ROI box, (b) cropped ROI, resized (c) antialiased (default) and (d) point-sampled."""
     from matplotlib.patches import Rectangle
 

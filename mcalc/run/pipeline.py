@@ -13,9 +13,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mcalc.errors import DataError, NotebookFailed
-from mcalc.paper import OPTIMIZERS, PAPER_OPTIMIZER_NAMES
+from mcalc.paper import (
+    BATCH_SIZE,
+    EPOCHS,
+    IMAGE_SIZE,
+    LEARNING_RATE,
+    OPTIMIZERS,
+    PAPER_OPTIMIZER_NAMES,
+    SEARCH_LEARNING_RATES,
+    VALIDATION_SIZE,
+)
 from mcalc.records.results import SENSITIVITY_DIR
-from mcalc.study import DEFAULT_TASK, get_task
+from mcalc.study import DEFAULT_TASK, N_BOOT, get_task
 
 NOTEBOOK_DIR = Path("notebooks")
 FIRST_TEMPLATE = "01_data_curation.py"
@@ -48,20 +57,20 @@ class Profile:
     task: str = (
         DEFAULT_TASK  # mcalc.study.TASKS: three-class (the paper), binary-merged, binary-biopsied
     )
-    image_size: int = 299
+    image_size: int = IMAGE_SIZE
     weights: str = "auto"
-    epochs: int = 20
-    batch_size: int = 32
-    learning_rate: float = 1e-4
+    epochs: int = EPOCHS
+    batch_size: int = BATCH_SIZE
+    learning_rate: float = LEARNING_RATE
     #: ROIs held out for validation at the real size (an int), or a fraction of the training split (< 1)
-    validation_size: int | float = 200
-    n_boot: int = 1000
+    validation_size: int | float = VALIDATION_SIZE
+    n_boot: int = N_BOOT
     cv_folds: int = 10
     n_seeds: int = 5
     #: split seeds per scheme of chapter 6's leakage audit (≥ 2 for an interval on the gap)
     n_split_seeds: int = 10
     #: learning rates of chapter 5's test-selection search (the paper's: 1e-2 to 1e-5)
-    selection_learning_rates: tuple[float, ...] = (1e-2, 1e-3, 1e-4, 1e-5)
+    selection_learning_rates: tuple[float, ...] = SEARCH_LEARNING_RATES
     results_dir: str = "results"
     cache_dir: str = "cache"
     out_dir: str = "book/executed"

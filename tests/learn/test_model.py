@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from conftest import textured_rois, write_dicom
 
+from mcalc import paper
 from mcalc.errors import DataError, WeightsUnavailable
 from mcalc.learn import features as Fe
 from mcalc.learn import model as M
@@ -21,7 +22,7 @@ from mcalc.learn.preprocessing import PreprocessConfig, load_roi
 
 IMAGE_SIZE = 75
 
-# The paper's optimizer settings (§2.4 and §3.1–3.4), written out independently of mcalc.learn.model.
+# The paper's optimizer settings (§2.4 and §3.1–3.4), written out independently of mcalc.paper.
 PAPER = {
     "adam": {"learning_rate": 1e-4, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
     "adagrad": {"learning_rate": 1e-4, "initial_accumulator_value": 0.1, "epsilon": 1e-7},
@@ -66,7 +67,7 @@ def test_optimizer_settings_equal_paper(name: str) -> None:
     config = M.make_optimizer(name).get_config()
     for key, value in PAPER[name].items():
         assert config[key] == pytest.approx(value, rel=1e-6), (name, key)
-    assert dict(M.PAPER_OPTIMIZER_SETTINGS[name]) == PAPER[name]
+    assert dict(paper.PAPER_OPTIMIZER_SETTINGS[name]) == PAPER[name]
 
 
 def test_optimizer_overrides_and_unknown_name() -> None:
