@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import textured_rois, write_dicom
+from conftest import BACKBONE_SIZE, textured_rois, write_dicom
 
 from mcalc import paper
 from mcalc.errors import DataError, WeightsUnavailable
@@ -20,7 +20,7 @@ from mcalc.learn import model as M
 from mcalc.learn import weights as W
 from mcalc.learn.preprocessing import PreprocessConfig, load_roi
 
-IMAGE_SIZE = 75
+IMAGE_SIZE = BACKBONE_SIZE  # the shared ``backbone`` fixture's (tests/conftest.py)
 
 # The paper's optimizer settings (§2.4 and §3.1–3.4), written out independently of mcalc.paper.
 PAPER = {
@@ -29,17 +29,6 @@ PAPER = {
     "adadelta": {"learning_rate": 1e-4, "rho": 0.95, "epsilon": 1e-7},
     "rmsprop": {"learning_rate": 1e-4, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7},
 }
-
-
-@pytest.fixture(scope="module")
-def random_weights() -> W.WeightsInfo:
-    return W.resolve_weights("random")
-
-
-@pytest.fixture(scope="module")
-def backbone(random_weights: W.WeightsInfo):
-    """One randomly initialised 75-px backbone shared by the module (building it takes seconds)."""
-    return M.build_backbone(IMAGE_SIZE, random_weights, seed=0)
 
 
 @pytest.fixture(scope="module")
