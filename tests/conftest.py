@@ -231,7 +231,35 @@ def ci_executed(output: str) -> tuple[Path | None, Path | None, str]:
 #: A test asking for ``backbone`` / ``shared_backbone`` is marked ``backbone`` without being listed.
 #: ``MCALC_TEST_CAUSES=FILE pytest ...`` appends to FILE each test that started a kernel or built a
 #: backbone in the test process, to check this table against.
-SLOW_BECAUSE: dict[str, dict[str, tuple[str, ...]]] = {}
+SLOW_BECAUSE: dict[str, dict[str, tuple[str, ...]]] = {
+    "chapters/test_steps_end_to_end.py": {"*": ("backbone",)},  # its phantom's features
+    "test_study.py": {
+        "test_two_class_data_set_runs_end_to_end_under_both_binary_tasks": ("backbone",),
+        "test_binary_biopsied_on_three_class_data_reports_its_exclusions": ("backbone",),
+    },
+    "data/test_kaggle.py": {"test_ci_notebooks_run_on_a_kaggle_download": ("kernel", "backbone")},
+    "report/test_present.py": {
+        "test_a_failing_cell_is_one_line_and_the_kernel_log_is_kept": ("kernel",)
+    },
+    "run/test_parameters.py": {
+        "test_papermill_with_a_bad_parameter_stops_at_the_check_naming_it": ("kernel",)
+    },
+    "run/test_rebuild.py": {
+        "test_concurrent_executions_run_each_kernel_in_the_output_folder": ("kernel",)
+    },
+    "run/test_sweep.py": {
+        "test_serial_sweep_resumes_retries_once_and_lists_failures": ("kernel",),
+        "test_a_sweep_is_shown_as_a_table_and_a_figure_of_each_axis": ("kernel",),
+        "test_local_cluster_survives_a_killed_worker_and_runs_a_duplicate_once": (
+            "kernel",
+            "cluster",
+        ),
+        "test_dask_sweep_of_the_optimizer_template_gives_the_serial_numbers": ("kernel", "cluster"),
+        "test_a_damaged_record_is_run_again_and_force_runs_every_point": ("kernel",),
+        "test_a_serial_sweep_keeps_one_warm_kernel_and_each_point_starts_clean": ("kernel",),
+    },
+    "run/test_sweep_cluster.py": {"*": ("kernel",)},
+}
 
 #: Markers that make a test slow (``make units`` leaves out -m "not slow").
 SLOW_CAUSES = ("backbone", "kernel", "cluster")
