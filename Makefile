@@ -1,6 +1,6 @@
 # mcalc — two commands on a fresh machine with Python 3.11:
 #   make book   builds the whole book on the embedded default (the offline phantom)
-#   make test   runs the unit tests, then every notebook on a tiny phantom under nbval
+#   make test   runs every notebook on a tiny phantom, the unit tests, then the notebooks under nbval
 # Both create (or reuse) the virtual environment .venv themselves.
 # For contributors: make units (fast tests, seconds), make units-all (every unit test),
 # make lint (ruff check + format check + lint-imports, the stages import only downward; .ci/run runs it before make test).
@@ -23,9 +23,13 @@ venv: $(STAMP)
 book: $(STAMP)
 	$(PY) -m mcalc book --profile default
 
-test: units-all papermill-override nbval book-ci book-check
+# The CI notebooks first: unit tests that only check what a notebook shows read those executions
+# (tests/conftest.py ci_executed, when up to date with the sources) instead of running it again.
+test: notebooks-ci units-all papermill-override nbval book-ci book-check
 
-# The fast unit tests: everything not marked slow (no backbone built, nothing trained).
+# The fast unit tests: everything not marked slow (no backbone built, no kernel started, nothing trained).
+# What makes a test slow has its own marker (pyproject.toml): e.g. -m "not kernel" leaves out the tests
+# that start a Jupyter kernel, -m backbone runs only those that use the InceptionResNetV2 backbone.
 units: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"
 

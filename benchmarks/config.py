@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mcalc.paper import BATCH_SIZE, EPOCHS, IMAGE_SIZE
+
 GB = 1e9
 
 # Targets printed beside the figures.
@@ -18,17 +20,17 @@ TARGET_EXTRACTION_RATIO = 0.85
 class BenchConfig:
     """Sizes of every measurement (the defaults are the paper's setting on the default data)."""
 
-    image_size: int = 299
-    batch_size: int = 32
+    image_size: int = IMAGE_SIZE
+    batch_size: int = BATCH_SIZE
     repeats: int = 5
     conv_hw: int = 35
     conv_channels: int = 256
-    conv_batch: int = 32
+    conv_batch: int = BATCH_SIZE  # the dense-convolution ceiling at the backbone's batch
     conv_kernel: int = 3
     subset_train: int = 32
     subset_val: int = 8
     measured_epochs: int = 3
-    epochs: int = 20
+    epochs: int = EPOCHS
     full_scale: float = 1.0
     scale: float = 0.25
     book_scales: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)

@@ -11,6 +11,7 @@ import numpy as np
 from benchmarks.config import BenchConfig
 from benchmarks.markdown import fmt_s, table
 from benchmarks.measure import epoch_timer
+from mcalc.paper import VALIDATION_SIZE
 
 NUMBER = 4
 
@@ -31,7 +32,7 @@ def full_sizes(cfg: BenchConfig) -> dict:
     if features is not None:
         n_all, source = len(features), f"{cfg.features} ({len(features)} cached feature rows)"
     n_train_split = round(n_all * rois["train"] / (rois["train"] + rois["test"]))
-    n_val = 200 if n_train_split >= 1000 else max(1, round(0.2 * n_train_split))
+    n_val = VALIDATION_SIZE if n_train_split >= 1000 else max(1, round(0.2 * n_train_split))
     return {
         "n_all": n_all,
         "n_train": n_train_split - n_val,

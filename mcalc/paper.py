@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from types import MappingProxyType
 
 import pandas as pd
 
@@ -20,6 +21,39 @@ PAPER_OPTIMIZER_NAMES = dict(zip(OPTIMIZERS, ("ADAM", "ADAGrad", "ADADelta", "RM
 FIGURE_OF_OPTIMIZER = {opt: f"Figure {i}" for i, opt in enumerate(OPTIMIZERS, start=4)}
 #: The learning rate of every network the paper reports (§2.4, §3.1–3.4).
 LEARNING_RATE = 1e-4
+#: The mini-batch size of its training (§2.4, Table 3).
+BATCH_SIZE = 32
+#: Training epochs per optimizer (§2.4, Figures 4–7).
+EPOCHS = 20
+#: The backbone's input side in pixels: ROIs are resized to 299 × 299 × 3 (§2.2, Table 2).
+IMAGE_SIZE = 299
+#: ROIs of the training split held out for validation (the paper's 1547 train, 200 validation, 326 test).
+VALIDATION_SIZE = 200
+#: The learning rates of the paper's search (§2.4), from which it reports 1e-4.
+SEARCH_LEARNING_RATES = (1e-2, 1e-3, 1e-4, 1e-5)
+
+#: Each optimizer's settings (§2.4, §3.1–3.4: learning rate 1e-4 for all four; the rest are Keras'
+#: defaults, which the paper does not change), by mcalc's names.
+PAPER_OPTIMIZER_SETTINGS: MappingProxyType = MappingProxyType(
+    {
+        "adam": MappingProxyType(
+            {"learning_rate": LEARNING_RATE, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+        ),
+        "adagrad": MappingProxyType(
+            {
+                "learning_rate": LEARNING_RATE,
+                "initial_accumulator_value": 0.1,
+                "epsilon": 1e-7,
+            }
+        ),
+        "adadelta": MappingProxyType(
+            {"learning_rate": LEARNING_RATE, "rho": 0.95, "epsilon": 1e-7}
+        ),
+        "rmsprop": MappingProxyType(
+            {"learning_rate": LEARNING_RATE, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7}
+        ),
+    }
+)
 #: The order in which the paper's tables list the classes (Table 1).
 PAPER_CLASS_ORDER = ("BENIGN_WITHOUT_CALLBACK", "BENIGN", "MALIGNANT")
 

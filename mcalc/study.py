@@ -120,6 +120,9 @@ def check_task_classes(counts: pd.DataFrame, task: str | Task, where: str) -> No
 
 
 SPLITS = ("train", "test")  # the official CBIS-DDSM splits, in this order
+#: Bootstrap resamples behind every interval the study reports: the study's choice, not the paper's
+#: (the paper reports no intervals). Every ``n_boot`` default and the default profile take this.
+N_BOOT = 1000
 KAGGLE_JPEG = (
     "kaggle-jpeg"  # the release code of the Kaggle JPEG re-release ("" is the DICOM release)
 )

@@ -158,3 +158,175 @@ def displayed(monkeypatch: pytest.MonkeyPatch, show: Callable, *args, **kwargs) 
     monkeypatch.setattr(IPython.display, "display", record)
     show(*args, **kwargs)
     return outputs
+
+
+#: The backbone's input side in the tests: the smallest InceptionResNetV2 accepts (the fastest).
+BACKBONE_SIZE = 75
+
+
+@pytest.fixture(scope="session")
+def random_weights():
+    """The backbone's "random" weights (no file: a seeded initialisation), resolved once."""
+    from mcalc.learn.weights import resolve_weights
+
+    return resolve_weights("random")
+
+
+@pytest.fixture(scope="session")
+def shared_backbone(random_weights):
+    """The one InceptionResNetV2 a test session builds (per xdist worker): 75 px, random weights, seed 0,
+    with a copy of its initial weights. Building one takes seconds; use the ``backbone`` fixture."""
+    from mcalc.learn.model import build_backbone
+
+    backbone = build_backbone(BACKBONE_SIZE, random_weights, seed=0)
+    return backbone, backbone.get_weights()
+
+
+@pytest.fixture
+def backbone(shared_backbone):
+    """The shared backbone as built: its initial weights, frozen (a test that fine-tunes it changes both
+    in place, and build_model leaves them as it finds them but for freezing)."""
+    from mcalc.learn.finetune import set_backbone_trainable
+
+    model, initial = shared_backbone
+    set_backbone_trainable(model, "none")
+    model.set_weights(initial)
+    return model
+
+
+def ci_executed(output: str) -> tuple[Path | None, Path | None, str]:
+    """The CI profile's executed notebook ``output`` and its results folder, when ``make notebooks-ci``
+    (which ``make test`` runs before the unit tests) left it up to date with the sources now: its
+    recorded build key is the one these sources, parameters and data give, and the files it wrote
+    are as it wrote them. Else (None, None, why), for the caller to execute its own or skip.
+
+    A test that only checks what a notebook shows reads that execution instead of running the
+    notebook again; the build key makes a stale one (an edit since) count as absent.
+    """
+    import contextlib
+
+    from mcalc.records.cache import source_digest
+    from mcalc.run import pipeline as pl
+    from mcalc.run.rebuild import data_digest, up_to_date
+
+    with contextlib.chdir(REPO):  # the profile's folders are relative to the repository
+        profile = pl.get_profile("ci")
+        (run,) = [r for r in pl.plan(profile) if r.output == output]
+        notebook = Path(profile.out_dir) / f"{output}.ipynb"
+        if not notebook.is_file():
+            return None, None, f"{notebook} is absent (make notebooks-ci writes it)"
+        context = pl.BuildContext(source_digest(), data_digest(Path(profile.data_root)))
+        key = pl.execution_key(run, profile, context)
+        if not up_to_date(notebook, key, Path(profile.results_dir), run.writes):
+            return None, None, f"{notebook} is not up to date with the sources (make notebooks-ci)"
+        return REPO / notebook, REPO / profile.results_dir, ""
+
+
+# --------------------------------------------------------------------------------------------------
+# What makes a test slow: markers (registered in pyproject.toml)
+
+#: The causes a test's fixtures do not tell, by file (relative to tests/) and test name ("*": every
+#: test of the file): ``backbone`` (builds an InceptionResNetV2, e.g. through compute_features, or
+#: trains on one), ``kernel`` (starts a Jupyter kernel: papermill, a book build, a notebook sweep).
+#: A test asking for ``backbone`` / ``shared_backbone`` is marked ``backbone`` without being listed.
+#: ``MCALC_TEST_CAUSES=FILE pytest ...`` appends to FILE each test that started a kernel or built a
+#: backbone in the test process, to check this table against.
+SLOW_BECAUSE: dict[str, dict[str, tuple[str, ...]]] = {
+    "chapters/test_steps_end_to_end.py": {"*": ("backbone",)},  # its phantom's features
+    "test_study.py": {
+        "test_two_class_data_set_runs_end_to_end_under_both_binary_tasks": ("backbone",),
+        "test_binary_biopsied_on_three_class_data_reports_its_exclusions": ("backbone",),
+    },
+    "data/test_kaggle.py": {"test_ci_notebooks_run_on_a_kaggle_download": ("kernel", "backbone")},
+    "report/test_present.py": {
+        "test_a_failing_cell_is_one_line_and_the_kernel_log_is_kept": ("kernel",)
+    },
+    "run/test_parameters.py": {
+        "test_papermill_with_a_bad_parameter_stops_at_the_check_naming_it": ("kernel",)
+    },
+    "run/test_rebuild.py": {
+        "test_concurrent_executions_run_each_kernel_in_the_output_folder": ("kernel",)
+    },
+    "run/test_sweep.py": {
+        "test_serial_sweep_resumes_retries_once_and_lists_failures": ("kernel",),
+        "test_a_sweep_is_shown_as_a_table_and_a_figure_of_each_axis": ("kernel",),
+        "test_local_cluster_survives_a_killed_worker_and_runs_a_duplicate_once": (
+            "kernel",
+            "cluster",
+        ),
+        "test_dask_sweep_of_the_optimizer_template_gives_the_serial_numbers": ("kernel", "cluster"),
+        "test_a_damaged_record_is_run_again_and_force_runs_every_point": ("kernel",),
+        "test_a_serial_sweep_keeps_one_warm_kernel_and_each_point_starts_clean": ("kernel",),
+    },
+    "run/test_sweep_cluster.py": {"*": ("kernel",)},
+}
+
+#: Markers that make a test slow (``make units`` leaves out -m "not slow").
+SLOW_CAUSES = ("backbone", "kernel", "cluster")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects (pytest's own hook)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with what makes it slow, and every such test ``slow``."""
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        if {"backbone", "shared_backbone"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.backbone)
+        try:
+            where = Path(str(item.path)).resolve().relative_to(tests).as_posix()
+        except ValueError:
+            where = ""
+        name = getattr(item, "originalname", item.name)
+        for test, causes in SLOW_BECAUSE.get(where, {}).items():
+            if test in ("*", name):
+                for cause in causes:
+                    item.add_marker(getattr(pytest.mark, cause))
+        if any(item.get_closest_marker(cause) for cause in SLOW_CAUSES):
+            item.add_marker(pytest.mark.slow)
+
+
+_RECORD: dict = {}  # MCALC_TEST_CAUSES: the file, the running test, what it started
+
+
+def _record_causes() -> None:
+    """Count kernel starts and backbone builds in this process, by the test running (its setup included)."""
+    import keras
+    from jupyter_client.manager import KernelManager
+
+    pre_start, build = KernelManager._async_pre_start_kernel, keras.applications.InceptionResNetV2
+
+    async def counted_pre_start(self, **kw):
+        _RECORD["seen"].add("kernel")
+        return await pre_start(self, **kw)
+
+    def counted_build(*args, **kw):
+        _RECORD["seen"].add("backbone")
+        return build(*args, **kw)
+
+    KernelManager._async_pre_start_kernel = counted_pre_start
+    keras.applications.InceptionResNetV2 = counted_build
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With MCALC_TEST_CAUSES=FILE: record what each test starts (see SLOW_BECAUSE)."""
+    import os
+
+    if os.environ.get("MCALC_TEST_CAUSES"):
+        _RECORD.update(file=os.environ["MCALC_TEST_CAUSES"], seen=set())
+        _record_causes()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    """Write down what the test started (setup, call and teardown), and whether its markers say so."""
+    if not _RECORD:
+        return (yield)
+    _RECORD["seen"] = set()
+    try:
+        return (yield)
+    finally:
+        marked = {c for c in SLOW_CAUSES if item.get_closest_marker(c)}
+        with open(_RECORD["file"], "a", encoding="utf-8") as fh:
+            for cause in sorted(_RECORD["seen"]):
+                flag = "" if cause in marked else "  UNMARKED"
+                fh.write(f"{item.nodeid} {cause}{flag}\n")

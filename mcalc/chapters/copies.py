@@ -22,9 +22,9 @@ import pandas as pd
 from mcalc.chapters.inputs import StepInputs
 from mcalc.data.kaggle import LAYOUT
 from mcalc.learn.model import TrainConfig
-from mcalc.paper import OPTIMIZERS
+from mcalc.paper import IMAGE_SIZE, OPTIMIZERS, VALIDATION_SIZE
 from mcalc.records.provenance import Provenance
-from mcalc.study import DEFAULT_TASK
+from mcalc.study import DEFAULT_TASK, N_BOOT
 
 __all__ = [
     "COPIES",
@@ -54,11 +54,11 @@ class CopiesConfig:
     scale: float = BOOK_SCALE
     seed: int = 0
     task: str = DEFAULT_TASK
-    image_size: int = 299
+    image_size: int = IMAGE_SIZE
     weights: str = "auto"
     train: TrainConfig = field(default_factory=TrainConfig)
-    validation_size: int | float = 50
-    n_boot: int = 1000
+    validation_size: int | float = round(VALIDATION_SIZE * BOOK_SCALE)
+    n_boot: int = N_BOOT
     cv_folds: int = 10
 
     def results(self, name: str) -> Path:

@@ -53,7 +53,7 @@ def _check_idx(idx: dict[str, np.ndarray]) -> None:
 
 
 #: The learning rates the paper's search covered (§2.4: tuned from 1e-2 to 1e-5), searched with the optimizers.
-PAPER_LEARNING_RATES = (1e-2, 1e-3, 1e-4, 1e-5)
+PAPER_LEARNING_RATES = SEARCH_LEARNING_RATES
 
 
 def _correct_per_epoch(test: tuple[np.ndarray, np.ndarray], into: list[str]) -> object:
@@ -145,7 +145,7 @@ def selection_optimism(
     runs: pd.DataFrame,
     test_patients: np.ndarray | None = None,
     test_labels: np.ndarray | None = None,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Test accuracy without selection, chosen on validation, and chosen on the test set; the optimism.

@@ -33,7 +33,7 @@ def fit_head(
     idx: dict[str, np.ndarray],
     config: TrainConfig,
     manifest: pd.DataFrame,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
 ) -> tuple[TrainResult, dict[str, Evaluation]]:
     """Train the head on idx['train'] (validating on idx['validation']); evaluate on train, validation
     and test with patient-level CIs (``manifest``: the rows of ``X``, for patient and lesion ids)."""

@@ -59,7 +59,7 @@ from mcalc.records.results import (
     usable_under_task,
     write_json,
 )
-from mcalc.study import CLASSES, DEFAULT_TASK, Task, get_task
+from mcalc.study import CLASSES, DEFAULT_TASK, N_BOOT, Task, get_task
 
 __all__ = [
     "TuningConfig",
@@ -407,7 +407,7 @@ def run_baselines(
     cv_folds: int = 10,
     levels: int = GLCM_LEVELS,
     seed: int = 0,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     progress: bool = True,
     task: str | Task = DEFAULT_TASK,
     tuning: TuningConfig | None = None,

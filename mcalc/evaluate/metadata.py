@@ -45,7 +45,7 @@ from mcalc.learn.splits import (
 )
 from mcalc.names import ci_cell
 from mcalc.records.provenance import REAL_TABLES, Provenance
-from mcalc.study import CLASSES, SPLITS
+from mcalc.study import CLASSES, N_BOOT, SPLITS
 
 __all__ = [
     "RECORD_FIELDS",
@@ -239,7 +239,7 @@ class ReferenceRules:
 
 
 def reference_rules(
-    rows: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0
+    rows: pd.DataFrame | None = None, n_boot: int = N_BOOT, seed: int = 0
 ) -> ReferenceRules:
     """The majority class and the assessment rule, learned on the official training table, evaluated on the test table."""
     rows = read_real_tables() if rows is None else rows
@@ -282,7 +282,7 @@ def leak_cells(report: dict) -> dict[str, str | int]:
 
 
 def leakage_structure(
-    rows: pd.DataFrame | None = None, seed: int = 0, n_boot: int = 1000
+    rows: pd.DataFrame | None = None, seed: int = 0, n_boot: int = N_BOOT
 ) -> pd.DataFrame:
     """Per split scheme: test ROIs with a relative in training, and the assessment rule's test accuracy there."""
     rows = read_real_tables() if rows is None else rows

@@ -33,7 +33,7 @@ from sklearn.metrics import (
 )
 
 from mcalc.errors import DataError
-from mcalc.study import CLASSES
+from mcalc.study import CLASSES, N_BOOT
 
 __all__ = [
     "check_labels",

@@ -182,8 +182,9 @@ def data_free_judgements() -> dict[str, Judgement]:
         per_class["accuracy_correct"],
         "one-vs-rest accuracy on the assessment rule's real test confusion matrix",
     )
-    steps = 20 * 43
-    ratio = weight_travel("adadelta", steps, 1e-4) / weight_travel("adam", steps, 1e-4)
+    steps = paper.EPOCHS * 43
+    lr = paper.LEARNING_RATE
+    ratio = weight_travel("adadelta", steps, lr) / weight_travel("adam", steps, lr)
     out["adadelta_step"] = judge_step_ratio(ratio)
     for s in paper.TABLE5_SOURCES:
         out[f"table5_{s.key}"] = judge_attribution(s)

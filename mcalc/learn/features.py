@@ -26,6 +26,7 @@ from mcalc.learn.backbone import DEFAULT_VARIANT, VARIANTS, backbone_variant, in
 from mcalc.learn.model import N_FEATURES, build_backbone, compute_device
 from mcalc.learn.preprocessing import PreprocessConfig, load_roi
 from mcalc.learn.weights import WeightsInfo
+from mcalc.paper import BATCH_SIZE
 from mcalc.records.cache import FeatureCache, cache_key, file_digest, load_or_compute
 from mcalc.records.fsio import atomic_write
 from mcalc.records.provenance import Provenance, write_provenance
@@ -107,7 +108,7 @@ def extract_features(
     preprocess: PreprocessConfig,
     weights: WeightsInfo,
     cache_dir: Path,
-    batch_size: int = 32,
+    batch_size: int = BATCH_SIZE,
     progress: bool = True,
     seed: int = 0,
     backbone: keras.Model | None = None,

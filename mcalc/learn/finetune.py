@@ -37,6 +37,7 @@ from mcalc.learn.model import (
 )
 from mcalc.learn.preprocessing import PreprocessConfig, load_roi
 from mcalc.learn.weights import WeightsInfo
+from mcalc.paper import BATCH_SIZE
 
 if TYPE_CHECKING:
     import keras
@@ -120,7 +121,7 @@ def image_dataset(
     paths: Sequence[str],
     labels: np.ndarray | None,
     preprocess: PreprocessConfig,
-    batch_size: int = 32,
+    batch_size: int = BATCH_SIZE,
     shuffle_seed: int | None = None,
     epochs: int = 1,
     parallel: int | None = None,
@@ -291,7 +292,10 @@ def fine_tune(
 
 
 def predict_images(
-    model: keras.Model, paths: Sequence[str], preprocess: PreprocessConfig, batch_size: int = 32
+    model: keras.Model,
+    paths: Sequence[str],
+    preprocess: PreprocessConfig,
+    batch_size: int = BATCH_SIZE,
 ) -> np.ndarray:
     """Class probabilities (N, 3) of an end-to-end model for the ROI DICOMs at ``paths`` (streamed, in order)."""
     import tensorflow as tf

@@ -24,7 +24,6 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,7 +32,7 @@ import pandas as pd
 from mcalc.errors import DataError, WeightsUnavailable
 from mcalc.learn.preprocessing import MIN_IMAGE_SIZE
 from mcalc.learn.weights import IMAGENET_NOTOP_FILE, WeightsInfo
-from mcalc.paper import LEARNING_RATE, OPTIMIZERS
+from mcalc.paper import BATCH_SIZE, EPOCHS, LEARNING_RATE, OPTIMIZERS, PAPER_OPTIMIZER_SETTINGS
 from mcalc.study import CLASSES, DEFAULT_TASK, get_task
 
 if TYPE_CHECKING:
@@ -42,28 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-
-#: Hyper-parameters reported in §2.4 and §3.1–3.4 (learning rate 1e-4 for all four).
-PAPER_OPTIMIZER_SETTINGS: MappingProxyType = MappingProxyType(
-    {
-        "adam": MappingProxyType(
-            {"learning_rate": LEARNING_RATE, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
-        ),
-        "adagrad": MappingProxyType(
-            {
-                "learning_rate": LEARNING_RATE,
-                "initial_accumulator_value": 0.1,
-                "epsilon": 1e-7,
-            }
-        ),
-        "adadelta": MappingProxyType(
-            {"learning_rate": LEARNING_RATE, "rho": 0.95, "epsilon": 1e-7}
-        ),
-        "rmsprop": MappingProxyType(
-            {"learning_rate": LEARNING_RATE, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7}
-        ),
-    }
-)
 
 #: Width of InceptionResNetV2's average-pooled output.
 N_FEATURES = 1536
@@ -108,8 +85,8 @@ class TrainConfig:
 
     optimizer: str = "adam"
     learning_rate: float = LEARNING_RATE
-    batch_size: int = 32
-    epochs: int = 20
+    batch_size: int = BATCH_SIZE
+    epochs: int = EPOCHS
     seed: int = 0
     hidden_units: int = 128
     optimizer_kwargs: dict = field(default_factory=dict)

@@ -62,7 +62,7 @@ DDSM_PIXEL_MM = 0.05
 class PreprocessConfig:
     """How a ROI is turned into a network input: output side length, interpolation method, antialiasing."""
 
-    image_size: int = 299
+    image_size: int = IMAGE_SIZE
     interpolation: str = "bicubic"
     antialias: bool = (
         True  # False: point-sampled like OpenCV's INTER_CUBIC (aliases when shrinking)
@@ -142,7 +142,7 @@ def load_roi(path: str | Path, config: PreprocessConfig | None = None) -> np.nda
 
 
 def resize_for_display(
-    img: np.ndarray, size: int = 299, interpolation: str = "bicubic", antialias: bool = True
+    img: np.ndarray, size: int = IMAGE_SIZE, interpolation: str = "bicubic", antialias: bool = True
 ) -> np.ndarray:
     """One-channel ``size × size`` version of a ROI for display (Figure 1c, 1d), float32 in [0, 1]."""
     grey = normalize_intensity(img)
@@ -153,7 +153,7 @@ def resize_for_display(
 def speck_contrast(
     widths_px: tuple[int, ...] = (1, 2, 4, 8),
     roi_side: int = 1000,
-    size: int = 299,
+    size: int = IMAGE_SIZE,
     offsets: int = 8,
     pixel_mm: float = DDSM_PIXEL_MM,
 ) -> pd.DataFrame:

@@ -38,6 +38,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from mcalc.errors import DataError
+from mcalc.paper import VALIDATION_SIZE
 from mcalc.study import CLASSES
 
 #: Number of shuffled StratifiedGroupKFold seeds tried per fold count by the grouped splits.
@@ -187,7 +188,7 @@ def _finish(
 
 def validation_split(
     manifest_train: pd.DataFrame,
-    n_val: int | float = 200,
+    n_val: int | float = VALIDATION_SIZE,
     seed: int = 0,
     classes: Sequence[str] = CLASSES,
 ) -> tuple[np.ndarray, np.ndarray]:

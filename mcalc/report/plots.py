@@ -130,7 +130,7 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
 
 
-def figure1(manifest: pd.DataFrame, image_size: int = 299, seed: int = 0) -> plt.Figure:
+def figure1(manifest: pd.DataFrame, image_size: int = IMAGE_SIZE, seed: int = 0) -> plt.Figure:
     """Figure 1: (a) mammogram with the ROI box, (b) cropped ROI, resized (c) antialiased (default) and (d) point-sampled."""
     from matplotlib.patches import Rectangle
 

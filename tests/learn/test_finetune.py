@@ -5,16 +5,15 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from conftest import textured_rois
+from conftest import BACKBONE_SIZE, textured_rois
 
 from mcalc.errors import DataError
 from mcalc.learn import features as Fe
 from mcalc.learn import finetune as FT
 from mcalc.learn import model as M
-from mcalc.learn import weights as W
 from mcalc.learn.preprocessing import PreprocessConfig, load_roi
 
-IMAGE_SIZE = 75
+IMAGE_SIZE = BACKBONE_SIZE  # the shared ``backbone`` fixture's (tests/conftest.py)
 PRE = PreprocessConfig(image_size=IMAGE_SIZE)
 HEAD_PARAMS = 1536 * 128 + 128 + 128 * 3 + 3
 HISTORY_COLUMNS = [
@@ -34,26 +33,6 @@ HISTORY_COLUMNS = [
 def rois(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], np.ndarray]:
     """12 small rectangular ROI DICOMs of three textures, with labels 0, 1, 2, 0, ..."""
     return textured_rois(tmp_path_factory.mktemp("rois"), 12, 11, lambda i: (30 + 2 * i, 44 - i))
-
-
-@pytest.fixture(scope="module")
-def random_weights() -> W.WeightsInfo:
-    return W.resolve_weights("random")
-
-
-@pytest.fixture(scope="module")
-def shared_backbone(random_weights: W.WeightsInfo):
-    """One randomly initialised 75-px backbone and its initial weights (building one takes seconds)."""
-    backbone = M.build_backbone(IMAGE_SIZE, random_weights, seed=0)
-    return backbone, backbone.get_weights()
-
-
-@pytest.fixture
-def backbone(shared_backbone):
-    """The shared backbone, reset to its initial weights (fine-tuning changes them in place)."""
-    model, initial = shared_backbone
-    model.set_weights(initial)
-    return model
 
 
 def weights_by_layer(backbone) -> dict[str, list[np.ndarray]]:

@@ -11,34 +11,24 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import textured_rois, write_dicom
+from conftest import BACKBONE_SIZE, textured_rois, write_dicom
 
+from mcalc import paper
 from mcalc.errors import DataError, WeightsUnavailable
 from mcalc.learn import features as Fe
 from mcalc.learn import model as M
 from mcalc.learn import weights as W
 from mcalc.learn.preprocessing import PreprocessConfig, load_roi
 
-IMAGE_SIZE = 75
+IMAGE_SIZE = BACKBONE_SIZE  # the shared ``backbone`` fixture's (tests/conftest.py)
 
-# The paper's optimizer settings (§2.4 and §3.1–3.4), written out independently of mcalc.learn.model.
+# The paper's optimizer settings (§2.4 and §3.1–3.4), written out independently of mcalc.paper.
 PAPER = {
     "adam": {"learning_rate": 1e-4, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
     "adagrad": {"learning_rate": 1e-4, "initial_accumulator_value": 0.1, "epsilon": 1e-7},
     "adadelta": {"learning_rate": 1e-4, "rho": 0.95, "epsilon": 1e-7},
     "rmsprop": {"learning_rate": 1e-4, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7},
 }
-
-
-@pytest.fixture(scope="module")
-def random_weights() -> W.WeightsInfo:
-    return W.resolve_weights("random")
-
-
-@pytest.fixture(scope="module")
-def backbone(random_weights: W.WeightsInfo):
-    """One randomly initialised 75-px backbone shared by the module (building it takes seconds)."""
-    return M.build_backbone(IMAGE_SIZE, random_weights, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +56,7 @@ def test_optimizer_settings_equal_paper(name: str) -> None:
     config = M.make_optimizer(name).get_config()
     for key, value in PAPER[name].items():
         assert config[key] == pytest.approx(value, rel=1e-6), (name, key)
-    assert dict(M.PAPER_OPTIMIZER_SETTINGS[name]) == PAPER[name]
+    assert dict(paper.PAPER_OPTIMIZER_SETTINGS[name]) == PAPER[name]
 
 
 def test_optimizer_overrides_and_unknown_name() -> None:
