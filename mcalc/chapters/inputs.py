@@ -16,8 +16,9 @@ import pandas as pd
 
 from mcalc.learn.model import TrainConfig
 from mcalc.learn.splits import official_split
+from mcalc.paper import VALIDATION_SIZE
 from mcalc.records.results import load_study_inputs
-from mcalc.study import get_task
+from mcalc.study import N_BOOT, get_task
 
 __all__ = ["StepInputs"]
 
@@ -32,8 +33,8 @@ class StepInputs:
     image_size: int
     weights: str
     config: TrainConfig = field(default_factory=TrainConfig)
-    validation_size: int | float = 200
-    n_boot: int = 1000
+    validation_size: int | float = VALIDATION_SIZE
+    n_boot: int = N_BOOT
     split_seed: int | None = None
 
     @property

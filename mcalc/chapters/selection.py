@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from mcalc.errors import DataError
-from mcalc.paper import OPTIMIZERS
+from mcalc.paper import OPTIMIZERS, SEARCH_LEARNING_RATES
+from mcalc.study import N_BOOT
 
 if TYPE_CHECKING:
     from mcalc.chapters.inputs import StepInputs

@@ -19,7 +19,7 @@ from mcalc.evaluate.evaluation import Evaluation, evaluate_rows
 from mcalc.evaluate.runs import OptimizerRun
 from mcalc.learn.model import TrainConfig, TrainResult, predict_proba, train_head
 from mcalc.records.results import RUNS, read_results_provenance, write_json
-from mcalc.study import get_task
+from mcalc.study import N_BOOT, get_task
 
 #: The parts of a split every trained head is evaluated on (train: Table 3's training accuracy).
 EVALUATED_PARTS = ("train", "validation", "test")

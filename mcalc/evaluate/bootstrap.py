@@ -47,7 +47,7 @@ from mcalc.evaluate.metrics import (
     task_classes,
     to_labels,
 )
-from mcalc.study import CLASSES
+from mcalc.study import CLASSES, N_BOOT
 
 __all__ = [
     "CI_METHODS",
@@ -234,7 +234,7 @@ def cluster_bootstrap(
     codes: np.ndarray,
     y: np.ndarray,
     n_classes: int,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     confidence: float = 0.95,
     method: str = "percentile",
@@ -300,7 +300,7 @@ def cluster_bootstrap(
 def bootstrap_ci(
     y: np.ndarray,
     proba: np.ndarray,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     confidence: float = 0.95,
     method: str = "percentile",
@@ -352,7 +352,7 @@ def paired_difference(
     proba_b: np.ndarray,
     classes: Sequence[str] = CLASSES,
     metrics: Sequence[str] = ("accuracy", "auc_pooled", "auc_macro", "sensitivity_at_spec80"),
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     confidence: float = 0.95,
     method: str = "percentile",

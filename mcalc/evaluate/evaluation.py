@@ -38,7 +38,7 @@ from mcalc.evaluate.metrics import (
     roc_curves,
     to_labels,
 )
-from mcalc.study import CLASSES
+from mcalc.study import CLASSES, N_BOOT
 
 __all__ = [
     "Evaluation",
@@ -228,7 +228,7 @@ def evaluate(
     y_true: np.ndarray,
     proba: np.ndarray,
     classes: Sequence[str] = CLASSES,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     confidence: float = 0.95,
     method: str = "percentile",
@@ -350,7 +350,7 @@ def _predictions(
 def evaluate_rows(
     rows: pd.DataFrame,
     proba: np.ndarray,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     classes: Sequence[str] = CLASSES,
 ) -> Evaluation:

@@ -33,7 +33,7 @@ from sklearn.metrics import (
 )
 
 from mcalc.errors import DataError
-from mcalc.study import CLASSES, N_BOOT
+from mcalc.study import CLASSES
 
 __all__ = [
     "check_labels",

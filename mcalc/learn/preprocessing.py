@@ -35,6 +35,7 @@ import numpy as np
 
 from mcalc.data.images import read_image
 from mcalc.errors import DataError
+from mcalc.paper import IMAGE_SIZE
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from mcalc.paper import IMAGE_SIZE
 from mcalc.study import CLASSES
 
 __all__ = [

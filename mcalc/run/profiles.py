@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from mcalc.study import DEFAULT_TASK, get_task
+from mcalc.paper import BATCH_SIZE, EPOCHS, IMAGE_SIZE, LEARNING_RATE, VALIDATION_SIZE
+from mcalc.study import DEFAULT_TASK, N_BOOT, get_task
 
 __all__ = ["SweepSection", "Profile", "PROFILES", "get_profile"]
 
@@ -32,14 +33,14 @@ class Profile:
     task: str = (
         DEFAULT_TASK  # mcalc.study.TASKS: three-class (the paper), binary-merged, binary-biopsied
     )
-    image_size: int = 299
+    image_size: int = IMAGE_SIZE
     weights: str = "auto"
-    epochs: int = 20
-    batch_size: int = 32
-    learning_rate: float = 1e-4
+    epochs: int = EPOCHS
+    batch_size: int = BATCH_SIZE
+    learning_rate: float = LEARNING_RATE
     #: ROIs held out for validation at the real size (an int), or a fraction of the training split (< 1)
-    validation_size: int | float = 200
-    n_boot: int = 1000
+    validation_size: int | float = VALIDATION_SIZE
+    n_boot: int = N_BOOT
     cv_folds: int = 10
     n_seeds: int = 5
     #: split seeds per scheme of chapter 6's leakage audit (≥ 2 for an interval on the gap)

@@ -8,13 +8,12 @@ from mcalc.learn.model import find_backbone
 from mcalc.report import network
 
 
-@pytest.fixture(scope="module")
-def paper_model():
-    """The paper's end-to-end model at the smallest input size, random weights."""
+@pytest.fixture
+def paper_model(backbone, random_weights):
+    """The paper's end-to-end model at the smallest input size, random weights (the shared backbone)."""
     from mcalc.learn.model import build_model
-    from mcalc.learn.weights import resolve_weights
 
-    return build_model(75, resolve_weights("random"))
+    return build_model(backbone.input_shape[1], random_weights, backbone=backbone)
 
 
 @pytest.mark.slow
