@@ -207,10 +207,11 @@ def ci_executed(output: str) -> tuple[Path | None, Path | None, str]:
 
     from mcalc.records.cache import source_digest
     from mcalc.run import pipeline as pl
+    from mcalc.run.profiles import get_profile
     from mcalc.run.rebuild import data_digest, up_to_date
 
     with contextlib.chdir(REPO):  # the profile's folders are relative to the repository
-        profile = pl.get_profile("ci")
+        profile = get_profile("ci")
         (run,) = [r for r in pl.plan(profile) if r.output == output]
         notebook = Path(profile.out_dir) / f"{output}.ipynb"
         if not notebook.is_file():

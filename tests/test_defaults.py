@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mcalc import paper, study
-from mcalc.run import pipeline
+from mcalc.run import pipeline, profiles, runner
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 TEMPLATES = sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.py"))
@@ -38,9 +38,9 @@ PAPER = {
 PYTHON_DEFAULTS = {
     "optimizer": "mcalc.learn.model:TrainConfig.optimizer",
     "resize_antialias": "mcalc.learn.preprocessing:PreprocessConfig.antialias",
-    "glcm_levels": "mcalc.evaluate.baselines:GLCM_LEVELS",
+    "glcm_levels": "mcalc.learn.glcm:GLCM_LEVELS",
     "train_backbone": "mcalc.chapters.training:run_optimizer.train_backbone",
-    "split_seed": "mcalc.chapters.training:run_optimizer.split_seed",
+    "split_seed": "mcalc.chapters.inputs:StepInputs.split_seed",
 }
 #: Parameters with no counterpart anywhere, and why.
 NO_COUNTERPART = {
@@ -98,7 +98,7 @@ def counterpart(where: str) -> object:
 
 def expected(template: str) -> dict[str, list[tuple[object, str]]]:
     """For each parameter a template may declare: the values it must equal, each with where it lives."""
-    profile = pipeline.get_profile("default")
+    profile = profiles.get_profile("default")
     runs = [r for r in pipeline.plan(profile) if r.template == template]
     run = (
         runs[0] if runs else None
@@ -153,7 +153,7 @@ def mismatches(template: str, text: str) -> list[str]:
 
 
 def test_every_template_found() -> None:
-    assert len(TEMPLATES) >= 8 and TEMPLATES[0] == pipeline.FIRST_TEMPLATE.removesuffix(".py")
+    assert len(TEMPLATES) >= 8 and TEMPLATES[0] == runner.FIRST_TEMPLATE.removesuffix(".py")
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
@@ -164,7 +164,7 @@ def test_parameters_cell_agrees_with_the_sources(template: str) -> None:
 
 def test_the_default_profile_takes_the_papers_settings() -> None:
     """The profile's defaults are the paper's and the study's (the notebooks are checked against both)."""
-    profile = pipeline.get_profile("default")
+    profile = profiles.get_profile("default")
     for name, constant in PAPER.items():
         want = getattr(paper, constant)
         got = getattr(profile, name)

@@ -85,7 +85,7 @@ def run_copy(name: str, config: CopiesConfig) -> dict[str, object]:
     """Curate, extract and train one copy as chapters 1–4 do; what it used (its exclusions counted)."""
     from mcalc.chapters.prepare import prepare_data
     from mcalc.chapters.training import run_optimizer
-    from mcalc.data.tables import CurationWarning
+    from mcalc.data.case_tables import CurationWarning
     from mcalc.errors import ExclusionWarning
     from mcalc.evaluate.baselines import run_baselines
     from mcalc.evaluate.compare import copy_label

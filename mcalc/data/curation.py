@@ -5,7 +5,7 @@ One manifest row per ROI of the tables, whatever happens to it: ``status`` is ``
 images were not opened (``check_images=False``: only the tables are parsed and the paths resolved by
 name; a row whose files are not found keeps ``unchecked`` and says so in ``note``).
 
-This module orchestrates: the tables are read by :mod:`mcalc.data.tables`; the files are found and
+This module orchestrates: the tables are read by :mod:`mcalc.data.case_tables`; the files are found and
 checked by the download's layout (:mod:`mcalc.data.layouts`: the DICOM release, by UID paths or the
 NBIA downloader's series folders; :mod:`mcalc.data.kaggle`: the Kaggle JPEG re-release, detected by
 its ``jpeg/`` folder, 8-bit lossy pixels, labelled as such); every image is read by
@@ -37,14 +37,14 @@ from pathlib import Path
 import pandas as pd
 
 from mcalc.data import kaggle
-from mcalc.data.layouts import Layout, dicom_layout
-from mcalc.data.tables import (
+from mcalc.data.case_tables import (
     CurationWarning,
     add_note,
     find_case_tables,
     mark_excluded,
     read_tables,
 )
+from mcalc.data.layouts import Layout, dicom_layout
 from mcalc.errors import DataError
 from mcalc.records.fsio import write_files
 from mcalc.records.manifest import EXCLUSION_COLUMNS, MANIFEST_COLUMNS, SWAP_COLUMNS, manifest_frame

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mcalc.data.case_tables import find_case_tables
 from mcalc.data.images import (
     JPEG_SUFFIXES,
     check_jpeg_image,
@@ -42,7 +43,6 @@ from mcalc.data.images import (
     read_jpeg_pixels,
 )
 from mcalc.data.layouts import Layout, Resolved, RowCheck, choose_mask
-from mcalc.data.tables import find_case_tables
 from mcalc.errors import DataError, UnusableImage
 from mcalc.study import KAGGLE_JPEG
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from mcalc.data.case_tables import SERIES_FOLDER
 from mcalc.data.images import check_image, is_binary, read_dicom_header, read_dicom_pixels
-from mcalc.data.tables import SERIES_FOLDER
 from mcalc.errors import UnusableImage
 
 __all__ = [

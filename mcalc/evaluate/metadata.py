@@ -31,8 +31,8 @@ import pandas as pd
 
 from mcalc import paper
 from mcalc.data.calibration import shipped_tables
+from mcalc.data.case_tables import read_case_table
 from mcalc.data.curation import CurationResult
-from mcalc.data.tables import read_case_table
 from mcalc.errors import DataError
 from mcalc.evaluate.clusters import cluster_ids
 from mcalc.evaluate.evaluation import Evaluation, evaluate

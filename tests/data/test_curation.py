@@ -15,11 +15,11 @@ import pytest
 from conftest import curate_quietly, shared_tables, write_dicom
 
 from mcalc import study
+from mcalc.data import case_tables as tb
 from mcalc.data import curation as cu
-from mcalc.data import tables as tb
 from mcalc.errors import DataError
 from mcalc.records import manifest as mf
-from tests.data.test_tables import table_row, write_table
+from tests.data.test_case_tables import table_row, write_table
 
 FULL_SHAPE = (40, 32)
 CROP_SHAPE = (10, 8)

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mcalc import study
+from mcalc.data import case_tables as tb
 from mcalc.data import curation as cu
-from mcalc.data import tables as tb
 from mcalc.errors import DataError
 from tests.data.test_images import to_float_pixel_data
 

@@ -1,4 +1,4 @@
-"""Tests of mcalc.data.tables: the official case-description tables, parsed into manifest rows."""
+"""Tests of mcalc.data.case_tables: the official case-description tables, parsed into manifest rows."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from conftest import CALC_HEADER as HEADER
 from conftest import curate_quietly, shared_tables
 
 from mcalc import study
+from mcalc.data import case_tables as tb
 from mcalc.data import curation as cu
-from mcalc.data import tables as tb
 from mcalc.errors import DataError
 
 
