@@ -29,6 +29,7 @@ __all__ = [
     "copies_run",
     "seed_sweep",
     "BuildContext",
+    "execution_key",
     "prepare_inputs",
     "owned_outputs",
     "check_only",
@@ -201,7 +202,7 @@ class BuildContext:
     data: str
 
 
-def _execution_key(run: NotebookRun, profile: Profile, context: BuildContext) -> str:
+def execution_key(run: NotebookRun, profile: Profile, context: BuildContext) -> str:
     """The content key of one planned execution (see mcalc.run.rebuild), from the files as they are now."""
     from mcalc.run.rebuild import build_key, inputs_digest
 
@@ -371,7 +372,7 @@ def _run_profile(
         """Execute one notebook and record its key; its time."""
         start = time.perf_counter()
         path = execute(run, profile, progress=progress and alone)
-        after = _execution_key(run, profile, context())
+        after = execution_key(run, profile, context())
         outputs = inputs_digest(Path(profile.results_dir), owned_outputs(run))  # checked on use
         record_key(
             path, after, outputs
@@ -383,7 +384,7 @@ def _run_profile(
         _run_sweeps(batch, profile, swept, say, progress, force)
         todo, now = [], context()
         for run in batch:
-            key = _execution_key(run, profile, now)
+            key = execution_key(run, profile, now)
             output = Path(profile.out_dir) / f"{run.output}.ipynb"
             damaged = damaged_outputs(output, Path(profile.results_dir), run.writes)
             if damaged and not force:
