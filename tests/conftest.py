@@ -52,9 +52,10 @@ def shared_tables() -> Path:
 def curate_quietly(root: Path, **kwargs):
     """mcalc.data.curation.curate() without a progress bar, its exclusion warnings swallowed."""
     from mcalc.data import curation
+    from mcalc.data.case_tables import CurationWarning
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", curation.CurationWarning)
+        warnings.simplefilter("ignore", CurationWarning)
         return curation.curate(root, progress=False, **kwargs)
 
 

@@ -1,7 +1,7 @@
 """A sweep's records on disk: one JSON per point under ``<results_dir>/sweeps/<name>/``, sealed by a digest,
 and the index of the sweep's latest run; read back as the finished points and a table of their metrics.
 
-:mod:`mcalc.run.sweep` writes them (it runs the points); chapters 5 and 7 read them from here.
+:mod:`mcalc.run.points` writes them (it runs each point of a sweep); chapters 5 and 7 read them from here.
 """
 
 from __future__ import annotations
