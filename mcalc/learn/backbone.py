@@ -162,6 +162,12 @@ def inference_model(model: keras.Model, variant: str = DEFAULT_VARIANT) -> keras
         out.trainable = False
     if variant.endswith("xla"):
         out.jit_compile = True
+        if not out.jit_compile:
+            log.warning(
+                "Keras declined XLA for the %s backbone (deterministic ops are on after training, "
+                "or a layer cannot compile): it runs uncompiled",
+                variant,
+            )
         out.make_predict_function(force=True)
     setattr(out, _VARIANT_ATTR, variant)
     return out

@@ -109,14 +109,31 @@ def test_folded_backbone_gives_the_plain_features(backbone):
     assert np.abs(plain).max() > 0.1  # features of a real scale, not all zero
 
 
+@pytest.fixture
+def op_determinism():
+    """TensorFlow's deterministic-ops switch, restored after the test (training switches it on for the process)."""
+    from tensorflow.python.framework import config
+
+    was_on = config.is_op_determinism_enabled()
+    yield config
+    (config.enable_op_determinism if was_on else config.disable_op_determinism)()
+
+
 @pytest.mark.slow
-def test_folded_and_compiled_backbone_gives_the_plain_features(backbone):
-    """Folding and XLA together: still the plain features within the tolerance."""
+def test_folded_and_compiled_backbone_gives_the_plain_features(backbone, op_determinism, caplog):
+    """Folding and XLA together: still the plain features; under deterministic ops Keras declines XLA, and says so."""
     x = images()
     plain = np.asarray(backbone.predict_on_batch(x))
+    op_determinism.disable_op_determinism()
     fast = B.inference_model(backbone, "folded+xla")
     assert fast.jit_compile
     assert relative_difference(np.asarray(fast.predict_on_batch(x)), plain) <= TOLERANCE
+    op_determinism.enable_op_determinism()
+    with caplog.at_level(logging.WARNING, logger=B.__name__):
+        declined = B.inference_model(backbone, "folded+xla")
+    assert not declined.jit_compile
+    assert "declined XLA" in caplog.text
+    assert relative_difference(np.asarray(declined.predict_on_batch(x)), plain) <= TOLERANCE
 
 
 def test_cache_keys_keep_the_variants_apart(tmp_path, caplog):
