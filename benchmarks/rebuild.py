@@ -90,7 +90,7 @@ def book_command(profile: profiles.Profile) -> list[str]:
         "--profile",
         profile.name,
         "--data-root",
-        profile.data_root,
+        profile.data_folder(),
         "--results-dir",
         profile.results_dir,
         "--cache-dir",

@@ -48,7 +48,7 @@ def prepare(work: Path, scale: float, image_size: int):
     )
     prepare_data(
         "phantom",
-        Path(profile.data_root),
+        Path(profile.data_folder()),
         phantom_scale=scale,
         seed=0,
         results_dir=Path(profile.results_dir),

@@ -217,7 +217,7 @@ def ci_executed(output: str) -> tuple[Path | None, Path | None, str]:
         notebook = Path(profile.out_dir) / f"{output}.ipynb"
         if not notebook.is_file():
             return None, None, f"{notebook} is absent (make notebooks-ci writes it)"
-        context = pl.BuildContext(source_digest(), data_digest(Path(profile.data_root)))
+        context = pl.BuildContext(source_digest(), data_digest(Path(profile.data_folder())))
         key = pl.execution_key(run, profile, context)
         if not up_to_date(notebook, key, Path(profile.results_dir), run.writes):
             return None, None, f"{notebook} is not up to date with the sources (make notebooks-ci)"

@@ -106,6 +106,10 @@ def expected(template: str) -> dict[str, list[tuple[object, str]]]:
     out: dict[str, list[tuple[object, str]]] = {}
     for name, value in profile.parameters().items():
         out.setdefault(name, []).append((value, f"the default profile's {name}"))
+    # the profile gives the phantom's folder it derives; the notebook's literal is the field's default
+    out["data_root"] = [
+        (profile.data_root, "the default profile's data_root (empty: the phantom's folder)")
+    ]
     for name, value in (run.parameters if run else {}).items():
         out[name] = [(value, f"the default build's run {run.output} (mcalc.run.pipeline.plan)")]
     overridden = set(run.parameters) if run else set()

@@ -14,6 +14,7 @@ from mcalc.data.curation import (
     exclusion_report,
     write_curation,
 )
+from mcalc.data.phantom.store import PHANTOM_STORE, phantom_folder
 from mcalc.errors import DataError
 from mcalc.records.provenance import write_provenance
 from mcalc.records.results import MANIFEST, PROVENANCE
@@ -48,8 +49,13 @@ def prepare_data(
     layout: str = "uid",
 ) -> CurationResult:
     """Curate the data (generating the phantom first when asked, in ``layout``) under a task (its labels;
-    the ROIs it leaves out recorded as exclusions) and write the manifest and provenance."""
+    the ROIs it leaves out recorded as exclusions) and write the manifest and provenance; an empty
+    ``data_root`` for the phantom is its own folder under ``data/phantom`` (one per layout, scale and seed)."""
     root = Path(data_root)
+    if data_source == "phantom" and not str(data_root):
+        root = phantom_folder(PHANTOM_STORE, phantom_scale, seed, layout)
+    if data_source == "cbis-ddsm" and not str(data_root):
+        raise DataError("data_source 'cbis-ddsm' needs data_root: the folder of your download")
     if data_source == "phantom":
         ensure_phantom(root, phantom_scale, seed, progress=progress, layout=layout)
     elif data_source == "cbis-ddsm":

@@ -21,10 +21,10 @@ Only aggregate figures leave this module, never rows of the tables.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mcalc.errors import DataError
@@ -40,6 +40,7 @@ __all__ = [
     "normalise_term",
     "read_split",
     "parse_layout",
+    "breast_lesions",
     "structure",
     "derive_calibration",
 ]
@@ -120,35 +121,36 @@ def _joint_counts(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(keys, kind="mergesort").reset_index(drop=True)[CALIBRATION_COLUMNS]
 
 
-def _breast_lesions(group: pd.DataFrame) -> tuple[int, int]:
-    """(lesions, lesions seen in both views) of one breast: CC/MLO rows matched by their descriptors."""
-    cc = Counter(map(tuple, group.loc[group["view"] == "CC", LESION_KEY].to_numpy().tolist()))
-    mlo = Counter(map(tuple, group.loc[group["view"] == "MLO", LESION_KEY].to_numpy().tolist()))
-    pairs = sum((cc & mlo).values())
-    return len(group) - pairs, pairs
+def breast_lesions(df: pd.DataFrame) -> pd.DataFrame:
+    """Per breast (patient_id, side): its ROIs, lesions and lesions seen in both views, with its CC and MLO rows.
+
+    A CC row and an MLO row of one breast with the same descriptors (``LESION_KEY``) are one lesion seen
+    twice; rows are matched one to one, so a breast's pairs are, per descriptor set, the smaller of its
+    CC and MLO counts.
+    """
+    breast = ["patient_id", "side"]
+    views = (
+        df.groupby([*breast, *LESION_KEY, "view"]).size().unstack("view", fill_value=0)
+    ).reindex(columns=["CC", "MLO"], fill_value=0)
+    pairs = np.minimum(views["CC"], views["MLO"]).groupby(level=breast).sum()
+    rows = views.groupby(level=breast).sum()
+    out = pd.DataFrame({"rois": rows["CC"] + rows["MLO"], "cc": rows["CC"], "mlo": rows["MLO"]})
+    out["pairs"] = pairs.reindex(out.index, fill_value=0)
+    out["lesions"] = out["rois"] - out["pairs"]
+    return out
 
 
-def _breast_layout(df: pd.DataFrame) -> dict:
+def _breast_layout(breasts: pd.DataFrame) -> dict:
     """How lesions sit in breasts: single-view breasts, pairs per two-view breast, singles in those."""
-    sv_views: Counter = Counter()
-    sv_lesions: list[int] = []
-    bv_pairs: list[int] = []
-    bv_singles = 0
-    for _, group in df.groupby(["patient_id", "side"]):
-        views = set(group["view"])
-        lesions, pairs = _breast_lesions(group)
-        if len(views) == 1:
-            sv_views[next(iter(views))] += 1
-            sv_lesions.append(lesions)
-        else:
-            bv_pairs.append(pairs)
-            bv_singles += lesions - pairs
+    single = (breasts["cc"] == 0) | (breasts["mlo"] == 0)
+    sv, bv = breasts[single], breasts[~single]
+    sv_views = {"CC": int((sv["cc"] > 0).sum()), "MLO": int((sv["mlo"] > 0).sum())}
     return {
-        "single_view_breasts": {v: int(sv_views.get(v, 0)) for v in ("CC", "MLO")},
-        "lesions_per_single_view_breast": _distribution(pd.Series(sv_lesions, dtype=int)),
-        "pairs_per_two_view_breast": _distribution(pd.Series(bv_pairs, dtype=int)),
-        "single_view_lesions_in_two_view_breasts": int(bv_singles),
-        "single_view_lesions_in_single_view_breasts": int(sum(sv_lesions)),
+        "single_view_breasts": sv_views,
+        "lesions_per_single_view_breast": _distribution(sv["lesions"].astype(int)),
+        "pairs_per_two_view_breast": _distribution(bv["pairs"].astype(int)),
+        "single_view_lesions_in_two_view_breasts": int((bv["lesions"] - bv["pairs"]).sum()),
+        "single_view_lesions_in_single_view_breasts": int(sv["lesions"].sum()),
     }
 
 
@@ -158,19 +160,20 @@ def _distribution(values: pd.Series) -> dict[str, int]:
     return {str(int(k)): int(v) for k, v in counts.items()}
 
 
-def _patient_layout(group: pd.DataFrame) -> str:
-    """One patient's layout: per breast 'pairs.CC-only.MLO-only' lesions, breasts sorted, joined by '|'."""
-    parts = []
-    for _, breast in group.groupby("side"):
-        lesions, pairs = _breast_lesions(breast)
-        n_cc = int((breast["view"] == "CC").sum()) - pairs
-        n_mlo = int((breast["view"] == "MLO").sum()) - pairs
-        parts.append(f"{pairs}.{n_cc}.{n_mlo}")
-    return "|".join(sorted(parts))
+def _patient_layouts(breasts: pd.DataFrame) -> pd.Series:
+    """Each patient's layout: per breast 'pairs.CC-only.MLO-only' lesions, breasts sorted, joined by '|'."""
+    parts = (
+        breasts["pairs"].astype(str)
+        + "."
+        + (breasts["cc"] - breasts["pairs"]).astype(str)
+        + "."
+        + (breasts["mlo"] - breasts["pairs"]).astype(str)
+    )
+    return parts.groupby(level="patient_id").agg(lambda p: "|".join(sorted(p)))
 
 
 def parse_layout(key: str) -> list[tuple[int, int, int]]:
-    """The breasts of a :func:`_patient_layout` key as (pairs, CC-only, MLO-only) lesion counts."""
+    """The breasts of a :func:`_patient_layouts` key as (pairs, CC-only, MLO-only) lesion counts."""
     return [tuple(int(v) for v in part.split(".")) for part in key.split("|")]  # type: ignore[misc]
 
 
@@ -178,7 +181,7 @@ def _class_structure(df: pd.DataFrame) -> dict:
     """Per pathology of one split: ROIs, lesions, patients and the histogram of patient layouts."""
     out = {}
     for pathology, sub in df.groupby("pathology"):
-        layouts = sub.groupby("patient_id").apply(_patient_layout, include_groups=False)
+        layouts = _patient_layouts(breast_lesions(sub))
         lesions = sum(
             n_cc + n_mlo + pairs for key in layouts for pairs, n_cc, n_mlo in parse_layout(key)
         )
@@ -193,17 +196,16 @@ def _class_structure(df: pd.DataFrame) -> dict:
 
 def structure(df: pd.DataFrame) -> dict:
     """Patient/breast/image/lesion structure statistics of one split."""
-    breasts = df.groupby(["patient_id", "side"])
-    lesions = breasts.apply(_breast_lesions, include_groups=False)
-    n_lesions = lesions.map(lambda t: t[0])
-    n_pairs = lesions.map(lambda t: t[1])
+    breasts = breast_lesions(df)
+    n_lesions, n_pairs = breasts["lesions"], breasts["pairs"]
     images = df.groupby(["patient_id", "side", "view"]).size()
     per_patient = images.groupby(level="patient_id").size()
     sides = df.groupby("patient_id")["side"].nunique()
     pairs_by_path: dict[str, float] = {}
     for pathology, sub in df.groupby("pathology"):
-        lp = sub.groupby(["patient_id", "side"]).apply(_breast_lesions, include_groups=False)
-        pairs_by_path[str(pathology)] = round(2 * sum(t[1] for t in lp) / len(sub), 4)
+        pairs_by_path[str(pathology)] = round(
+            2 * int(breast_lesions(sub)["pairs"].sum()) / len(sub), 4
+        )
     n_single_cc = int((df["view"] == "CC").sum() - n_pairs.sum())
     n_single_mlo = int((df["view"] == "MLO").sum() - n_pairs.sum())
     lucent = df["calc_type"].str.contains("LUCENT_CENTER", regex=False)
@@ -211,7 +213,7 @@ def structure(df: pd.DataFrame) -> dict:
     return {
         "rois": int(len(df)),
         "patients": int(df["patient_id"].nunique()),
-        "breasts": int(breasts.ngroups),
+        "breasts": int(len(breasts)),
         "images": int(len(images)),
         "bilateral_patient_fraction": round(float((sides == 2).mean()), 4),
         "lesions": int(n_lesions.sum()),
@@ -226,7 +228,7 @@ def structure(df: pd.DataFrame) -> dict:
             int(df["patient_id"].str[2:].astype(int).min()),
             int(df["patient_id"].str[2:].astype(int).max()),
         ],
-        "breast_layout": _breast_layout(df),
+        "breast_layout": _breast_layout(breasts),
         "by_pathology": _class_structure(df),
         "lucent_centered_spelling_fraction": round(float(centered.sum() / max(1, lucent.sum())), 4),
     }

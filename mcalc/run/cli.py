@@ -113,7 +113,8 @@ def _add_profile_args(p: argparse.ArgumentParser) -> None:
         "--data-source", choices=["phantom", "cbis-ddsm"], help="override the profile's data source"
     )
     p.add_argument(
-        "--data-root", help="folder of the data (a CBIS-DDSM download, or where the phantom goes)"
+        "--data-root",
+        help="folder of the data: a CBIS-DDSM download (the phantom goes to data/phantom/<layout>-scale<s>-seed<n> unless given)",
     )
     p.add_argument("--scale", type=_scale, help="phantom scale (1 = the real CBIS-DDSM calc sizes)")
     p.add_argument(

@@ -108,6 +108,8 @@ def _profile_from(args: argparse.Namespace):
     from mcalc.run.runner import find_notebook_dir
 
     find_notebook_dir()  # DataError up front when the templates cannot be found
+    if args.data_source == "cbis-ddsm" and not args.data_root:
+        raise DataError("--data-source cbis-ddsm needs --data-root: the folder of your download")
     if args.data_source == "cbis-ddsm" and args.data_root and not Path(args.data_root).is_dir():
         raise DataError(f"--data-root {args.data_root} is not a folder (a CBIS-DDSM download)")
     for flag in ("results_dir", "cache_dir", "out_dir"):

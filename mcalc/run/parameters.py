@@ -155,7 +155,7 @@ MAX_IMAGE_SIZE = 2048
 #: imported only when a template declares the parameter).
 SPECS: dict[str, Callable[[], Spec]] = {
     "data_source": lambda: Spec("choice", choices=("phantom", "cbis-ddsm")),
-    "data_root": lambda: Spec("text"),
+    "data_root": lambda: Spec("text", empty=True),  # "": the phantom's own folder
     "results_dir": lambda: Spec("text"),
     "cache_dir": lambda: Spec("text"),
     "run_record": lambda: Spec("text", optional=True, empty=True),

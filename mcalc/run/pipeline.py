@@ -278,7 +278,7 @@ def _repair_phantom(profile: Profile, progress: bool) -> None:
     before any key is computed, so that no execution is called up to date on damaged data."""
     from mcalc.data.phantom import PhantomConfig, ensure_phantom, verify_phantom
 
-    root = Path(profile.data_root)
+    root = Path(profile.data_folder())
     if profile.data_source != "phantom" or not (root / "phantom.json").is_file():
         return  # chapter 1 generates an absent phantom
     config = PhantomConfig(scale=profile.phantom_scale, seed=profile.seed)
@@ -362,7 +362,7 @@ def _run_profile(
 
     def context() -> BuildContext:
         """The shared part of the keys, now (notebook 01 may create the phantom in the data root)."""
-        return BuildContext(sources, data_digest(Path(profile.data_root)))
+        return BuildContext(sources, data_digest(Path(profile.data_folder())))
 
     timings: dict[str, tuple[Path, float]] = {}
     swept: set[str] = set()

@@ -68,6 +68,10 @@ def preflight(profile: Profile) -> tuple[Profile, DataCheck | None]:
         return profile, None
     from mcalc.data.curation import curate
 
+    if not profile.data_root:
+        raise DataError(
+            "the data source cbis-ddsm needs a data root: the folder of your download (--data-root)"
+        )
     root = Path(profile.data_root)
     if not root.is_dir():
         raise DataError(f"data root {root} is not a folder")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from mcalc.data.phantom.store import PHANTOM_STORE, phantom_folder
 from mcalc.paper import BATCH_SIZE, EPOCHS, IMAGE_SIZE, LEARNING_RATE, VALIDATION_SIZE
 from mcalc.study import DEFAULT_TASK, N_BOOT, get_task
 
@@ -27,8 +28,11 @@ class Profile:
 
     name: str
     data_source: str = "phantom"  # "phantom" or "cbis-ddsm"
-    data_root: str = "data/phantom"
+    #: the folder of a CBIS-DDSM download; empty for the phantom: its own folder under phantom_store
+    data_root: str = ""
     phantom_scale: float = 1.0
+    #: where the phantoms are written, one folder per layout, scale and seed (each kept for later builds)
+    phantom_store: str = PHANTOM_STORE
     seed: int = 0
     task: str = (
         DEFAULT_TASK  # mcalc.study.TASKS: three-class (the paper), binary-merged, binary-biopsied
@@ -58,11 +62,17 @@ class Profile:
             return max(1, round(self.validation_size * self.phantom_scale))
         return self.validation_size
 
+    def data_folder(self) -> str:
+        """The data root the notebooks read: ``data_root``, or the phantom's folder for this scale and seed."""
+        if self.data_root or self.data_source != "phantom":
+            return self.data_root
+        return str(phantom_folder(self.phantom_store, self.phantom_scale, self.seed))
+
     def parameters(self) -> dict:
         """Every value this profile gives the notebooks; each execution receives those its template declares."""
         return {
             "data_source": self.data_source,
-            "data_root": self.data_root,
+            "data_root": self.data_folder(),
             "phantom_scale": self.phantom_scale,
             "seed": self.seed,
             "task": self.task,
@@ -86,7 +96,7 @@ PROFILES = {
     # CI and nbval: a tiny phantom, small images, few epochs. Each notebook runs in seconds.
     "ci": Profile(
         name="ci",
-        data_root="build/ci/data/phantom",
+        phantom_store="build/ci/data/phantom",
         phantom_scale=0.05,
         image_size=75,
         epochs=3,

@@ -88,7 +88,7 @@ def notebook_parameters(
     names = declared(run.template) if names is None else set(names)
     params = {k: v for k, v in {**profile.parameters(), **run.parameters}.items() if k in names}
     for key in ("data_root", "results_dir", "cache_dir"):
-        if key in params:
+        if params.get(key):  # "" (the phantom's own folder, a data root not given) stays ""
             params[key] = relative_to_output(params[key], profile.out_dir)
     return params
 

@@ -58,7 +58,7 @@ def test_every_template_checks_its_parameters_right_after_the_parameters_cell(te
         ("weights", "weights.txt", "not a weights spec"),
         ("phantom_scale", 0, "not > 0"),
         ("resize_antialias", "yes", "True or False"),
-        ("data_root", "", "not a non-empty text"),
+        ("results_dir", "", "not a non-empty text"),
         ("selection_learning_rates", [], "not a non-empty list"),
         ("selection_learning_rates", "1e-3", "not a non-empty list"),
         ("selection_learning_rates", [1e-3, math.nan], "not finite at nan"),

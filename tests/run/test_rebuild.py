@@ -151,7 +151,7 @@ def test_a_missing_output_reruns_the_chapter_that_writes_it(build):
 
 def test_a_changed_data_root_reruns_everything(build):
     build()
-    data = Path(build.profile.data_root)
+    data = Path(build.profile.data_folder())
     data.mkdir()
     (data / "calc_case_description_test_set.csv").write_text("a,b\n1,2\n")
     assert len(build()[0].ran) == len(pl.plan(build.profile))
@@ -210,8 +210,8 @@ def test_a_phantom_created_by_the_first_chapter_does_not_rerun_the_next_build(bu
 
         def __call__(self, run, profile, notebook_dir=None, progress=False):
             if run.output.startswith("01_"):
-                Path(profile.data_root).mkdir(exist_ok=True)
-                (Path(profile.data_root) / "phantom.json").write_text("{}")
+                Path(profile.data_folder()).mkdir(exist_ok=True)
+                (Path(profile.data_folder()) / "phantom.json").write_text("{}")
             return super().__call__(run, profile, notebook_dir, progress)
 
     build(MakesPhantom())

@@ -26,7 +26,8 @@ The package's modules: :mod:`~mcalc.data.phantom.config` (settings, names, calib
 :mod:`~mcalc.data.phantom.breast` (parenchyma), :mod:`~mcalc.data.phantom.lesions` (calcifications),
 :mod:`~mcalc.data.phantom.plan` (patients, lesions, file names), :mod:`~mcalc.data.phantom.render` (one
 patient's images), :mod:`~mcalc.data.phantom.writing` (DICOM, JPEG, CSVs, quirks) and
-:mod:`~mcalc.data.phantom.generate` (the whole phantom: generate, ensure, verify).
+:mod:`~mcalc.data.phantom.generate` (the whole phantom: generate, ensure, verify) and
+:mod:`~mcalc.data.phantom.store` (one folder per layout, scale and seed; the digest of the code that writes it).
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ from mcalc.data.phantom.plan import (
 from mcalc.data.phantom.render import (
     render_patient,
 )
+from mcalc.data.phantom.store import (
+    PHANTOM_STORE,
+    generator_code,
+    phantom_folder,
+)
 
 __all__ = [
     "CSV_HEADER",
@@ -76,6 +82,7 @@ __all__ = [
     "LAYOUTS",
     "MAX_SCALE",
     "OWNED_NAMES",
+    "PHANTOM_STORE",
     "PHANTOM_VERSION",
     "PhantomConfig",
     "PhantomSummary",
@@ -86,11 +93,13 @@ __all__ = [
     "ensure_phantom",
     "estimate_bytes",
     "generate_phantom",
+    "generator_code",
     "lesion_particles",
     "load_calibration",
     "load_structure",
     "parenchyma",
     "phantom_files",
+    "phantom_folder",
     "plan_phantom",
     "render_patient",
     "render_roi",

@@ -26,6 +26,7 @@ from mcalc.data.phantom.config import (
     load_calibration,
 )
 from mcalc.data.phantom.plan import plan_phantom, target_counts
+from mcalc.data.phantom.store import generator_code
 from mcalc.data.phantom.writing import (
     csv_rows,
     generate_patient,
@@ -138,6 +139,7 @@ def _marker(config: PhantomConfig, complete: bool, extra: dict | None = None) ->
         "mcalc_version": __version__,
         "seed": config.seed,
         "config": asdict(config),
+        "code": generator_code(),
         "complete": complete,
         **(extra or {}),
     }
@@ -169,6 +171,8 @@ def verify_phantom(out: Path, config: PhantomConfig | None = None) -> str | None
 
     The manifest is phantom.json's ``files``: the digest of every file as generation left it; a file
     missing, added, cut short or rewritten since (a damaged copy, two writers interleaved) is named.
+    With ``config``, the phantom must also have been written by this mcalc's phantom code
+    (:func:`~mcalc.data.phantom.store.generator_code`): one phantom per (layout, scale, seed, code).
     """
     marker = Path(out) / "phantom.json"
     try:
@@ -181,6 +185,11 @@ def verify_phantom(out: Path, config: PhantomConfig | None = None) -> str | None
         asdict(config)
     ):
         return f"{marker} records another configuration"
+    if config is not None and meta.get("code") != generator_code():
+        return (
+            f"{marker} was written by other phantom code (sha256 {str(meta.get('code'))[:12]}, "
+            f"this mcalc's {generator_code()[:12]})"
+        )
     recorded = meta.get("files")
     if not isinstance(recorded, dict) or not recorded:
         return f"{marker} records no file digests (made by an older mcalc)"

@@ -9,9 +9,15 @@ import pandas as pd
 from pydicom.uid import UID
 
 from mcalc.data import kaggle
-from mcalc.data.calibration import derive_calibration, parse_layout
+from mcalc.data.calibration import parse_layout
 from mcalc.data.kaggle import JPEG_FOLDER
-from mcalc.data.phantom.config import DICOM_ROOT, SPLIT_PREFIX, PhantomConfig
+from mcalc.data.phantom.config import (
+    DICOM_ROOT,
+    SPLIT_PREFIX,
+    PhantomConfig,
+    load_calibration,
+    load_structure,
+)
 from mcalc.study import CLASSES, SPLITS
 
 __all__ = [
@@ -185,10 +191,8 @@ def plan_phantom(
     config: PhantomConfig, calibration: pd.DataFrame | None = None, stats: dict | None = None
 ) -> list[dict]:
     """Every patient of the phantom with breasts, images, ROIs, descriptors, file names and seeds."""
-    if calibration is None or stats is None:
-        derived = derive_calibration()
-        calibration = derived[0] if calibration is None else calibration
-        stats = derived[1] if stats is None else stats
+    calibration = load_calibration() if calibration is None else calibration
+    stats = load_structure() if stats is None else stats
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0]))
     patients = []
     for split in SPLITS:
