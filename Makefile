@@ -35,7 +35,7 @@ units: $(STAMP)
 
 # Every unit test, the slow ones included (what make test runs), on every core: one test file per
 # worker at a time (--dist loadfile), so a module's shared fixtures are built once.
-XDIST := -n auto --dist loadfile
+XDIST := -n auto --dist loadfile --durations=20
 units-all: $(STAMP)
 	$(PY) -m pytest tests $(XDIST)
 
