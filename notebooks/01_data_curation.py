@@ -29,9 +29,7 @@
 
 # %% tags=["parameters"]
 data_source = "phantom"  # "phantom" (generated offline) or "cbis-ddsm" (your download)
-data_root = (
-    ""  # the folder of your download; empty for the phantom: data/phantom/<layout>-scale<s>-seed<n>
-)
+data_root = ""  # your download's folder; "" for the phantom: data/phantom/uid-scale<s>-seed<n>
 phantom_scale = 1.0  # 1.0 gives the real sizes: 1546 + 326 calcification ROIs
 seed = 0
 task = "three-class"  # three-class (the paper), binary-merged or binary-biopsied
