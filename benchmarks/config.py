@@ -15,6 +15,9 @@ TARGET_RSS_BYTES = 4 * GB
 TARGET_SPEEDUP = 50.0
 TARGET_EXTRACTION_RATIO = 0.85
 
+#: TensorFlow thread-pool settings section 1 compares, (intra-op, inter-op) threads; 0 is TensorFlow's default.
+THREAD_SETTINGS: tuple[tuple[int, int], ...] = ((0, 0), (2, 1), (1, 2), (2, 2))
+
 
 @dataclass
 class BenchConfig:
@@ -34,6 +37,7 @@ class BenchConfig:
     full_scale: float = 1.0
     scale: float = 0.25
     book_scales: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+    thread_settings: tuple[tuple[int, int], ...] = THREAD_SETTINGS
     weights: str = "random"
     seed: int = 0
     work_dir: Path = Path("build/bench")
@@ -58,4 +62,5 @@ QUICK = {
     "full_scale": 0.02,
     "scale": 0.02,
     "book_scales": (0.02,),
+    "thread_settings": THREAD_SETTINGS[:2],
 }

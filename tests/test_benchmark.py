@@ -186,3 +186,80 @@ def test_the_rebuild_section_survives_a_rewrite_of_results_md(tmp_path):
     kept = rebuild.kept_section(md)
     assert kept.startswith(f"\n\n{rebuild.MARKER}") and "**Rebuild**" in kept
     assert "old tables" not in kept
+
+
+def _setting(intra: int, inter: int, backbone_s: list[float], ceiling_s: list[float]) -> dict:
+    """Raw figures of one thread-pool setting's process: batch 4, 1 GFLOP an image, 2 GFLOP a ceiling call."""
+    return {
+        "intra": intra,
+        "inter": inter,
+        "started": "10:00:00",
+        "wall_s": 60.0,
+        "ok": True,
+        "variant": "folded",
+        "batch": 4,
+        "flops_per_image": 10**9,
+        "ceiling_flops_per_call": 2 * 10**9,
+        "rounds": [
+            {"ceiling": c, "backbone": b, "ceiling_after": c + 0.5}
+            for b, c in zip(backbone_s, ceiling_s)
+        ],
+    }
+
+
+def test_thread_settings_are_configured_once_with_the_default_first():
+    """The settings list lives in config.py, starts with TensorFlow's default; --quick runs a prefix of it."""
+    from benchmarks import config
+
+    assert config.THREAD_SETTINGS[0] == (0, 0) and len(set(config.THREAD_SETTINGS)) == 4
+    assert config.BenchConfig().thread_settings == config.THREAD_SETTINGS
+    quick = config.QUICK["thread_settings"]
+    assert quick == config.THREAD_SETTINGS[: len(quick)]
+
+
+def test_thread_setting_summary_is_the_ideal_over_the_measured_time_per_round():
+    """Per round: images/s = batch / time; fraction = FLOPs · rate / (the faster ceiling call's FLOP/s)."""
+    from benchmarks import threads
+
+    s = threads.summarize_setting(_setting(0, 0, [2.0, 4.0, 1.0], [1.0, 2.0, 1.0]))
+    # ceilings 2, 1, 2 GFLOP/s; rates 2, 1, 4 images/s; fractions 1.0, 1.0, 2.0
+    assert s["images_per_s"] == 2.0 and s["fraction_of_ceiling"] == 1.0
+    assert s["fraction_range"] == (1.0, 2.0) and s["rounds"] == 3
+
+
+def test_thread_settings_reading_names_the_fastest_by_fraction_of_the_ceiling():
+    """The generated reading compares fractions of the ceiling; images/s are divided by the default's."""
+    from benchmarks import threads
+
+    th = {
+        "settings": [
+            _setting(0, 0, [2.0, 2.0], [1.0, 1.0]),  # 2 images/s, fraction 1.0
+            _setting(2, 1, [1.0, 1.0], [0.5, 0.5]),  # 4 images/s, ceiling 4 GFLOP/s: fraction 1.0
+            _setting(1, 2, [1.0, 1.0], [1.0, 1.0]),  # 4 images/s, fraction 2.0
+            {
+                "intra": 2,
+                "inter": 2,
+                "started": "10:03:00",
+                "wall_s": 5.0,
+                "ok": False,
+                "error": "exit 1: boom",
+            },
+        ]
+    }
+    summaries = threads.summarize_threads(th)
+    assert [s["setting"] for s in summaries] == [(0, 0), (2, 1), (1, 2)]
+    assert [s["ratio_to_default"] for s in summaries] == [1.0, 2.0, 2.0]
+    text = threads.reading(summaries)
+    assert text.startswith("Fastest by % of the ceiling: intra 1 / inter 2, at 200%")
+    assert "against the default's 100%: 2.00× the default's fraction" in text
+    lines = threads.render({"threads": th})
+    assert "### Thread-pool settings" in lines
+    rows = [line for line in lines if line.startswith("| ")]
+    assert rows[1].startswith(
+        "| TensorFlow's default (intra 0 / inter 0) | 2.00 | 100% (100%–100%) | 1.00× |"
+    )
+    assert rows[4].startswith("| intra 2 / inter 2 | — | failed: exit 1: boom |")
+    assert lines[-1].startswith("Reading (generated from this run): Fastest")
+    alone = threads.reading(threads.summarize_threads({"settings": th["settings"][:2]}))
+    assert "no other setting beat the default: the next, intra 2 / inter 1, reached 100%" in alone
+    assert threads.render({}) == []
