@@ -13,7 +13,8 @@ one module each in this folder:
 4. ``training``   — head training on cached features against a naive frozen-backbone ``model.fit`` on
    images, four optimizers, with a check that both give the same head weights (the naive path is
    measured on a subset and extrapolated);
-5. ``book``       — wall time and peak RSS of the whole book at several phantom scales.
+5. ``book``       — wall time and peak RSS of the whole book at several phantom scales, and where the
+   time went (each notebook, the sweep points, the phantom's generation, the rest).
 
 Run from the repository root: ``python benchmarks/run.py [--quick] [--only ...] [--book] [--write]``.
 Generated data go to ``build/bench/``; raw figures to ``benchmarks/results/`` (not committed).
