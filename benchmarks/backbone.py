@@ -1,5 +1,5 @@
 """Section 1: InceptionResNetV2 forward throughput on random tensors, and its fraction of the
-machine's dense-convolution ceiling (one large Conv2D timed in TensorFlow)."""
+machine's dense-convolution ceiling (one large Conv2D timed in TensorFlow); thread pools in threads.py."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from benchmarks import threads
 from benchmarks.config import BenchConfig
 from benchmarks.markdown import table
 from benchmarks.measure import median_time
@@ -183,7 +184,7 @@ def summarize_variants(var: dict, flops_per_image: int, cfg: dict) -> list[dict]
 
 
 def bench_backbone(backbone, cfg: BenchConfig) -> dict:
-    """Section 1: backbone throughput, its FLOPs per image and the fraction of the convolution ceiling, every variant."""
+    """Section 1: throughput, FLOPs per image, fraction of the ceiling; every variant, every thread-pool setting."""
     from mcalc.learn.backbone import DEFAULT_VARIANT, inference_model
 
     flops = count_flops(backbone)
@@ -200,6 +201,7 @@ def bench_backbone(backbone, cfg: BenchConfig) -> dict:
         "ceiling": ceiling,
         "fraction_of_ceiling": achieved / ceiling["flops_per_s"],
         "variants": variants,
+        "threads": threads.bench_threads(cfg),
     }
 
 
@@ -307,4 +309,4 @@ def render(results: dict) -> list[str]:
             "the largest feature; prepare = folding (a model clone) or cloning, first call = tracing "
             "(and XLA compilation).",
         ]
-    return lines
+    return lines + threads.render(bb)

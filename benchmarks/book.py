@@ -1,20 +1,27 @@
-"""Section 5 (``--book``): wall time and peak RSS of the whole book at several phantom scales."""
+"""Section 5 (``--book``): wall time and peak RSS of the whole book at several phantom scales, and where
+the time went (each executed notebook, the sweep points, the phantom's generation, the rest)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
 
 from benchmarks.config import BenchConfig
 from benchmarks.markdown import fmt_gb, fmt_s, table
 from benchmarks.measure import run_measured, tail
+from benchmarks.rebuild import notebook_durations
 
 NUMBER = 5
-
+#: The book script's own clock readings (seconds since the epoch), written beside the scale's folders.
+STAGES = "stages.json"
 
 _BOOK_SCRIPT = """
-import sys
+import json, sys, time
+clock = {"script_start": time.time()}
 from dataclasses import replace
 from pathlib import Path
 from mcalc.report.book import assemble, build_book
@@ -24,9 +31,82 @@ scale, work = float(sys.argv[1]), Path(sys.argv[2])
 profile = replace(get_profile("default", phantom_scale=scale), name=f"bench-{scale:g}",
                   data_root=str(work / "data" / "phantom"), results_dir=str(work / "results"),
                   cache_dir=str(work / "cache"), out_dir=str(work / "executed"))
+clock["imported"] = time.time()
 run_profile(profile)
+clock["run_profile_end"] = time.time()
 print("book:", build_book(profile, source=assemble(profile, work / "book")))
+clock["build_book_end"] = time.time()
+(work / "stages.json").write_text(json.dumps(clock))
 """
+
+
+def _span(path: Path) -> tuple[float, float] | None:
+    """(start, end) of an executed notebook, seconds since the epoch, as papermill recorded them."""
+    meta = json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
+    if not (meta.get("start_time") and meta.get("end_time")):
+        return None
+    return tuple(datetime.fromisoformat(meta[k]).timestamp() for k in ("start_time", "end_time"))
+
+
+def union_s(spans: list[tuple[float, float]]) -> float:
+    """Seconds covered by at least one of the (start, end) spans (overlaps counted once)."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def phantom_seconds(root: Path, window: tuple[float, float] | None) -> float | None:
+    """Seconds the phantom's generation held its folder: from the folder's lock file, written when the
+    generation takes the folder, to ``phantom.json``, the finished marker written last; None when
+    either is missing, the phantom is unfinished, or the two fall outside ``window`` (notebook 01)."""
+    from mcalc.records.fsio import LOCK_NAME
+
+    lock, marker = root / LOCK_NAME, root / "phantom.json"
+    if not (lock.is_file() and marker.is_file()) or not json.loads(marker.read_text()).get(
+        "complete"
+    ):
+        return None
+    start, end = lock.stat().st_mtime, marker.stat().st_mtime
+    if end < start or (window and not (window[0] - 1 <= start and end <= window[1] + 1)):
+        return None
+    return end - start
+
+
+def stage_times(work: Path) -> dict:
+    """Where one scale's time went, read from its folders after the run (see :func:`render_stages`)."""
+    executed = work / "executed"
+    spans = {p.stem: _span(p) for p in sorted(executed.glob("*.ipynb"))}
+    spans = {k: v for k, v in spans.items() if v}
+    durations = notebook_durations(executed)
+    order = sorted(durations, key=lambda k: spans.get(k, (float("inf"),))[0])
+    sweeps, all_spans = [], list(spans.values())
+    for folder in sorted((work / "results" / "sweeps").glob("*/notebooks")):
+        points = notebook_durations(folder)
+        point_spans = [s for s in map(_span, sorted(folder.glob("*.ipynb"))) if s]
+        all_spans += point_spans
+        sweeps.append(
+            {
+                "name": folder.parent.name,
+                "points": len(points),
+                "seconds": sum(points.values()),
+                "start": min((s[0] for s in point_spans), default=None),
+                "busy_s": union_s(point_spans),
+            }
+        )
+    clock_path = work / STAGES
+    clock = json.loads(clock_path.read_text()) if clock_path.is_file() else {}
+    first = next((k for k in order if k.startswith("01_")), None)
+    return {
+        "notebook_s": {k: durations[k] for k in order},
+        "notebook_start": {k: spans[k][0] for k in order if k in spans},
+        "sweeps": sweeps,
+        "busy_s": union_s(all_spans),
+        "phantom_s": phantom_seconds(work / "data" / "phantom", spans.get(first)),
+        "clock": clock,
+    }
 
 
 def bench_book(cfg: BenchConfig) -> dict:
@@ -39,14 +119,76 @@ def bench_book(cfg: BenchConfig) -> dict:
             [sys.executable, "-c", _BOOK_SCRIPT, f"{scale:g}", str(work)],
             cfg.work_dir / "logs" / f"book-{scale:g}.log",
         )
+        stages = stage_times(work)
         rows.append(
             {
                 "scale": scale,
                 **asdict(cost),
                 "error": "" if cost.returncode == 0 else tail(cost.log),
+                "stages": stages,
             }
         )
+        print(
+            f"[bench] book at scale {scale:g}: {fmt_s(cost.wall_s)}, notebooks and sweep points "
+            f"{fmt_s(stages['busy_s'])}, phantom generation "
+            f"{'not recorded' if stages['phantom_s'] is None else fmt_s(stages['phantom_s'])}",
+            file=sys.stderr,
+            flush=True,
+        )
     return {"rows": rows}
+
+
+def kept_phantom_s(row: dict) -> float | None:
+    """The cold book with the phantom already written, computed from the same run: wall − its generation."""
+    phantom = (row.get("stages") or {}).get("phantom_s")
+    return None if phantom is None or row.get("returncode") else row["wall_s"] - phantom
+
+
+def stage_rows(row: dict) -> list[list[str]]:
+    """Rows of the per-stage table of one scale: each notebook and sweep, then the rest, then the wall time."""
+    st, clock = row["stages"], row["stages"].get("clock", {})
+    t0 = clock.get("script_start")
+    stages = []  # (start, what, seconds)
+    for name, seconds in st["notebook_s"].items():
+        what = f"`{name}`"
+        if name.startswith("01_") and st.get("phantom_s") is not None:
+            what += f" (of which phantom generation {fmt_s(st['phantom_s'])})"
+        stages.append((st["notebook_start"].get(name), what, fmt_s(seconds)))
+    for sw in st["sweeps"]:
+        what = f"sweep `{sw['name']}`: {sw['points']} points, one kernel each"
+        seconds = f"{fmt_s(sw['seconds'])} (over {fmt_s(sw['busy_s'])} of wall time)"
+        stages.append((sw.get("start"), what, seconds))
+    rows = []
+    for start, what, seconds in sorted(
+        stages, key=lambda s: float("inf") if s[0] is None else s[0]
+    ):
+        at = "—" if t0 is None or start is None else f"{(start - t0) / 60:.1f} min"
+        rows.append([what, at, seconds])
+    rest = row["wall_s"] - st["busy_s"]
+    rows.append(["notebooks and sweep points, overlaps counted once", "", fmt_s(st["busy_s"])])
+    rows.append(
+        ["the rest (wall − the line above): start-up, preflight, the book build", "", fmt_s(rest)]
+    )
+    if {"script_start", "imported", "run_profile_end", "build_book_end"} <= set(clock):
+        parts = {
+            "interpreter start-up and exit (outside the book script)": row["wall_s"]
+            - (clock["build_book_end"] - clock["script_start"]),
+            "the book script's imports": clock["imported"] - clock["script_start"],
+            "`run_profile` outside the notebooks (preflight, build keys, sweep set-up)": (
+                clock["run_profile_end"] - clock["imported"]
+            )
+            - st["busy_s"],
+            "the Jupyter Book build (`build_book`)": clock["build_book_end"]
+            - clock["run_profile_end"],
+        }
+        rows += [[f"in the rest: {k}", "", fmt_s(v)] for k, v in parts.items()]
+    rows.append(["wall (the whole subprocess)", "", fmt_s(row["wall_s"])])
+    return rows
+
+
+def _cell(value: float | None) -> str:
+    """Seconds formatted, or a dash."""
+    return "—" if value is None else fmt_s(value)
 
 
 def render(results: dict) -> list[str]:
@@ -57,11 +199,21 @@ def render(results: dict) -> list[str]:
     lines: list[str] = []
     lines += ["", f"## {NUMBER}. The whole book (`default` profile) by phantom scale", ""]
     lines += table(
-        ["scale", "wall", "peak RSS, process tree", "peak RSS, largest process", "status"],
+        [
+            "scale",
+            "wall, cold",
+            "phantom generation",
+            "with the phantom kept (computed: wall − generation)",
+            "peak RSS, process tree",
+            "peak RSS, largest process",
+            "status",
+        ],
         [
             [
                 f"{r['scale']:g}",
                 fmt_s(r["wall_s"]),
+                _cell((r.get("stages") or {}).get("phantom_s")),
+                _cell(kept_phantom_s(r)),
                 fmt_gb(r["peak_tree_rss_bytes"]),
                 fmt_gb(r["peak_rss_bytes"]),
                 "ok" if r["returncode"] == 0 else f"failed: {r['error'][:200]}",
@@ -71,7 +223,23 @@ def render(results: dict) -> list[str]:
     )
     lines += [
         "",
-        "Each scale in fresh data / results / cache folders (nothing shared, so the scale-1 row "
-        "includes phantom generation and feature extraction).",
+        "Each scale in fresh data / results / cache folders (nothing shared, so every row includes "
+        "phantom generation and feature extraction). Phantom generation: from the phantom folder's "
+        "lock file, written when notebook 01 takes the folder to generate it, to its `phantom.json`, "
+        "the last file written (file times of the same run). *With the phantom kept* is computed "
+        "from the same run, not measured: a later build of the same scale, seed and code keeps the "
+        "phantom (it checks the kept files' digests instead, which this figure does not count).",
     ]
+    staged = [r for r in bk["rows"] if r.get("stages") and r["returncode"] == 0]
+    if staged:
+        big = max(staged, key=lambda r: r["scale"])
+        lines += ["", f"### Where the time went, scale {big['scale']:g}", ""]
+        lines += table(["stage", "started (after the script's start)", "seconds"], stage_rows(big))
+        lines += [
+            "",
+            "Each notebook's and sweep point's own execution time, as papermill recorded it in the "
+            "executed notebook; notebooks of one wave run side by side (two at a time on two cores), "
+            "so their seconds add up to more than the time they took together: the rest is the wall "
+            "time less the time during which at least one notebook or sweep point was executing.",
+        ]
     return lines

@@ -15,20 +15,42 @@ from benchmarks.markdown import fmt_gb, fmt_s, table, verdict
 SECTION_MODULES = (backbone, data, extraction, training, book)
 
 
+def book_target(results: dict, full_book: dict | None) -> list[str]:
+    """The whole-book row: the fully cold wall time (its verdict) and, beside it, the same run with the phantom kept."""
+    name = (
+        f"whole book, default data (scale 1), cold, ≤ {TARGET_BOOK_S / 60:g} min "
+        "on an idle 2-core machine"
+    )
+    if not full_book:
+        return [name, "not measured (run with `--book`)", "n/a"]
+    ok = full_book["returncode"] == 0
+    text = f"cold {fmt_s(full_book['wall_s'])}" + ("" if ok else " (failed)")
+    kept = book.kept_phantom_s(full_book)
+    text += (
+        "; with the phantom kept: not recorded"
+        if kept is None
+        else f"; with the phantom kept: {fmt_s(kept)} (computed from the same run, no verdict)"
+    )
+    m = results.get("machine") or {}
+    if m.get("cores") not in (None, 2):
+        text += f"; measured on {m['cores']} cores"
+    if (
+        results.get("other_cpu_s") is not None
+        and results.get("benchmark_wall_s")
+        and m.get("cores")
+    ):
+        share = results["other_cpu_s"] / (results["benchmark_wall_s"] * m["cores"])
+        if share > 0.1:
+            text += f"; the machine was not idle ({share:.0%} used by other processes)"
+    return [name, text, verdict(ok and full_book["wall_s"] <= TARGET_BOOK_S)]
+
+
 def targets(results: dict) -> list[list[str]]:
     """Rows of the targets table: target, measured, verdict."""
     book_rows = (results.get("book") or {}).get("rows", [])
     full_book = next((r for r in book_rows if r["scale"] == 1.0), None)
-    rows = []
+    rows = [book_target(results, full_book)]
     if full_book:
-        ok = full_book["returncode"] == 0
-        rows.append(
-            [
-                "whole book, default data (scale 1) ≤ 10 min",
-                fmt_s(full_book["wall_s"]) + ("" if ok else " (failed)"),
-                verdict(ok and full_book["wall_s"] <= TARGET_BOOK_S),
-            ]
-        )
         rows.append(
             [
                 "peak RSS of the book ≤ 4 GB",
@@ -37,13 +59,6 @@ def targets(results: dict) -> list[list[str]]:
             ]
         )
     else:
-        rows.append(
-            [
-                "whole book, default data (scale 1) ≤ 10 min",
-                "not measured (run with `--book`)",
-                "n/a",
-            ]
-        )
         steps = []
         if results.get("data"):
             d = results["data"]

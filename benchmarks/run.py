@@ -5,14 +5,16 @@ one module each in this folder:
 
 1. ``backbone``   — InceptionResNetV2 forward throughput on random tensors, and the same as a fraction
    of the machine's dense-convolution ceiling (a large Conv2D timed in TensorFlow), for each way of
-   running it (:data:`mcalc.learn.backbone.VARIANTS`: plain Keras, XLA, batch norm folded, both);
+   running it (:data:`mcalc.learn.backbone.VARIANTS`: plain Keras, XLA, batch norm folded, both), and
+   for each of TensorFlow's thread-pool settings (``threads``, one process each);
 2. ``data``       — ``mcalc phantom`` and ``mcalc curate`` as subprocesses: ROIs/s and peak RSS;
 3. ``extraction`` — :func:`mcalc.learn.features.extract_features` end to end on the phantom (DICOM read, crop,
    resize, backbone, cache writes) against the bare backbone's throughput;
 4. ``training``   — head training on cached features against a naive frozen-backbone ``model.fit`` on
    images, four optimizers, with a check that both give the same head weights (the naive path is
    measured on a subset and extrapolated);
-5. ``book``       — wall time and peak RSS of the whole book at several phantom scales.
+5. ``book``       — wall time and peak RSS of the whole book at several phantom scales, and where the
+   time went (each notebook, the sweep points, the phantom's generation, the rest).
 
 Run from the repository root: ``python benchmarks/run.py [--quick] [--only ...] [--book] [--write]``.
 Generated data go to ``build/bench/``; raw figures to ``benchmarks/results/`` (not committed).
