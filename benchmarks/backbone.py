@@ -1,5 +1,5 @@
 """Section 1: InceptionResNetV2 forward throughput on random tensors, and its fraction of the
-machine's dense-convolution ceiling (one large Conv2D timed in TensorFlow); thread pools in threads.py."""
+machine's dense-convolution ceiling (one large Conv2D timed in TensorFlow); thread pools: threads.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 
-from benchmarks import threads
 from benchmarks.config import BenchConfig
 from benchmarks.markdown import table
 from benchmarks.measure import median_time
@@ -201,7 +200,6 @@ def bench_backbone(backbone, cfg: BenchConfig) -> dict:
         "ceiling": ceiling,
         "fraction_of_ceiling": achieved / ceiling["flops_per_s"],
         "variants": variants,
-        "threads": threads.bench_threads(cfg),
     }
 
 
@@ -309,4 +307,4 @@ def render(results: dict) -> list[str]:
             "the largest feature; prepare = folding (a model clone) or cloning, first call = tracing "
             "(and XLA compilation).",
         ]
-    return lines + threads.render(bb)
+    return lines

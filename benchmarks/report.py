@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks import backbone, book, data, extraction, training
+from benchmarks import backbone, book, data, extraction, threads, training
 from benchmarks.config import (
     TARGET_BOOK_S,
     TARGET_EXTRACTION_RATIO,
@@ -138,4 +138,6 @@ def render(results: dict) -> str:
 
     for section in SECTION_MODULES:
         lines += section.render(results)
+        if section is backbone:
+            lines += threads.render(results)  # section 1's thread pools (their own module)
     return "\n".join(lines) + "\n"

@@ -32,7 +32,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the benchmarks package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import backbone, book, data, extraction, rebuild, training
+from benchmarks import backbone, book, data, extraction, rebuild, threads, training
 from benchmarks.config import QUICK, BenchConfig
 from benchmarks.measure import busy_cpu_s, machine_info, own_cpu_s
 from benchmarks.report import render
@@ -120,6 +120,7 @@ def run(cfg: BenchConfig, sections: list[str]) -> dict:
     if "backbone" in sections:
         print("[bench] 1. backbone throughput", file=sys.stderr, flush=True)
         results["backbone"] = backbone.bench_backbone(model, cfg)
+        results["backbone"]["threads"] = threads.bench_threads(cfg)
         bare = results["backbone"]["images_per_s"]
     if "data" in sections:
         print("[bench] 2. phantom + curate", file=sys.stderr, flush=True)

@@ -183,9 +183,9 @@ def reading(summaries: list[dict]) -> str:
     )
 
 
-def render(bb: dict) -> list[str]:
+def render(results: dict) -> list[str]:
     """The thread-pool subsection of section 1 (nothing when it was not run)."""
-    th = bb.get("threads")
+    th = results.get("backbone", {}).get("threads")
     if not th:
         return []
     summaries = {s["setting"]: s for s in summarize_threads(th)}

@@ -252,7 +252,7 @@ def test_thread_settings_reading_names_the_fastest_by_fraction_of_the_ceiling():
     text = threads.reading(summaries)
     assert text.startswith("Fastest by % of the ceiling: intra 1 / inter 2, at 200%")
     assert "against the default's 100%: 2.00× the default's fraction" in text
-    lines = threads.render({"threads": th})
+    lines = threads.render({"backbone": {"threads": th}})
     assert "### Thread-pool settings" in lines
     rows = [line for line in lines if line.startswith("| ")]
     assert rows[1].startswith(
