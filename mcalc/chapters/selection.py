@@ -57,25 +57,6 @@ def _check_idx(idx: dict[str, np.ndarray]) -> None:
 PAPER_LEARNING_RATES = SEARCH_LEARNING_RATES
 
 
-def _correct_per_epoch(test: tuple[np.ndarray, np.ndarray], into: list[str]) -> object:
-    """A Keras callback appending, after every epoch, which test ROIs the head gets right ('0101…')."""
-    import keras
-
-    from mcalc.learn.model import predict_proba
-
-    X_test, y_test = np.asarray(test[0], dtype=np.float32), np.asarray(test[1])
-
-    class Correct(keras.callbacks.Callback):
-        """Per-ROI correctness on the test ROIs after every epoch."""
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            """Record this epoch's right and wrong test ROIs."""
-            hit = predict_proba(self.model, X_test).argmax(axis=1) == y_test
-            into.append("".join("1" if h else "0" for h in hit))
-
-    return Correct()
-
-
 def selection_runs(
     X: np.ndarray,
     y: np.ndarray,
@@ -91,50 +72,31 @@ def selection_runs(
     ``learning_rates`` defaults to the configuration's alone; :data:`PAPER_LEARNING_RATES` is the
     paper's search.
     """
-    from mcalc.learn.model import (
-        ONE_CALL_PER_EPOCH,
-        batches_per_epoch,
-        build_head,
-        compile_model,
-        fit_epochs,
-        make_deterministic,
-    )
+    from mcalc.learn.stacked import train_heads_side_by_side
 
     _check_idx(idx)
     if n_seeds < 1:
         raise ValueError(f"n_seeds must be >= 1, got {n_seeds}")
     rates = (config.learning_rate,) if learning_rates is None else tuple(learning_rates)
     tr, va, te = idx["train"], idx["validation"], idx["test"]
-    frames = []
-    for opt in optimizers:
-        for lr in rates:
-            for s in range(n_seeds):
-                cfg = replace(config, optimizer=opt, learning_rate=float(lr), seed=config.seed + s)
-                make_deterministic(cfg.seed)  # as train_head: the same head, the same batches
-                head = compile_model(
-                    build_head(X.shape[1], cfg.hidden_units, cfg.n_classes, cfg.seed),
-                    cfg,
-                    steps_per_execution=batches_per_epoch(len(tr), cfg.batch_size)
-                    if ONE_CALL_PER_EPOCH
-                    else 1,
-                )
-                correct: list[str] = []
-                result = fit_epochs(
-                    head,
-                    X[tr],
-                    y[tr],
-                    X[va],
-                    y[va],
-                    cfg,
-                    test=(X[te], y[te]),
-                    callbacks=[_correct_per_epoch((X[te], y[te]), correct)],
-                )
-                history = result.history[["epoch", "val_accuracy", "test_accuracy"]]
-                frames.append(
-                    history.assign(
-                        optimizer=opt, learning_rate=float(lr), seed=cfg.seed, test_correct=correct
-                    )
-                )
+    configs = [
+        replace(config, optimizer=opt, learning_rate=float(lr), seed=config.seed + s)
+        for opt in optimizers
+        for lr in rates
+        for s in range(n_seeds)
+    ]
+    runs = train_heads_side_by_side(
+        X[tr], y[tr], X[va], y[va], configs, test=(X[te], y[te])
+    )  # each head's weights and accuracies are those of its own train_head run (tested)
+    frames = [
+        run.history[["epoch", "val_accuracy", "test_accuracy"]].assign(
+            optimizer=run.config.optimizer,
+            learning_rate=float(run.config.learning_rate),
+            seed=run.config.seed,
+            test_correct=run.history["test_correct"],
+        )
+        for run in runs
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
