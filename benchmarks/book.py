@@ -10,7 +10,7 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-from benchmarks.config import BenchConfig
+from benchmarks.config import TARGET_BOOK_S, BenchConfig
 from benchmarks.markdown import fmt_gb, fmt_s, table
 from benchmarks.measure import run_measured, tail
 from benchmarks.rebuild import notebook_durations
@@ -75,6 +75,115 @@ def phantom_seconds(root: Path, window: tuple[float, float] | None) -> float | N
     return end - start
 
 
+def backbone_rows(cache: Path) -> int:
+    """Backbone feature rows in a feature cache: one ``<2 hex>/<key>.npz`` file per ROI the backbone saw
+    (a cold build starts from an empty cache, so this counts its forward passes; the GLCM rows live in
+    a subfolder and are not counted)."""
+    return sum(1 for _ in cache.glob("[0-9a-f][0-9a-f]/*.npz")) if cache.is_dir() else 0
+
+
+def floor_s(results: dict, row: dict | None) -> float | None:
+    """The backbone's forwards of a cold book at the ceiling, in seconds (see :func:`floor_rows`)."""
+    rows_seen = ((row or {}).get("stages") or {}).get("backbone_rows")
+    bb = results.get("backbone") or {}
+    ceiling = (bb.get("ceiling") or {}).get("flops_per_s")
+    if not rows_seen or not bb.get("flops_per_image") or not ceiling:
+        return None
+    return rows_seen * bb["flops_per_image"] / ceiling
+
+
+def floor_rows(results: dict, row: dict) -> list[list[str]] | None:
+    """The floor of one cold book: its backbone forwards at the machine's dense-convolution ceiling
+    (section 1's FLOPs per image and ceiling, the same run), beside the target; None without them."""
+    at_ceiling = floor_s(results, row)
+    if at_ceiling is None:
+        return None
+    bb = results["backbone"]
+    rows = [
+        [
+            "backbone forward passes in the cold build (feature rows written to the empty cache)",
+            f"{row['stages']['backbone_rows']:,}",
+        ],
+        ["FLOPs per forward pass (section 1)", f"{bb['flops_per_image'] / 1e9:.2f} GFLOP"],
+        [
+            "the machine's dense-convolution ceiling (section 1)",
+            f"{bb['ceiling']['flops_per_s'] / 1e9:.1f} GFLOP/s",
+        ],
+        [
+            "**the backbone alone at 100% of the ceiling** (passes × FLOPs / ceiling)",
+            fmt_s(at_ceiling),
+        ],
+    ]
+    if bb.get("fraction_of_ceiling"):
+        rows.append(
+            [
+                f"the backbone alone at the {bb['fraction_of_ceiling']:.0%} of the ceiling it reached "
+                "in section 1",
+                fmt_s(at_ceiling / bb["fraction_of_ceiling"]),
+            ]
+        )
+    if row["stages"].get("phantom_s") is not None:
+        rows.append(["phantom generation (this run)", fmt_s(row["stages"]["phantom_s"])])
+    rows.append(["target: the whole cold book", fmt_s(TARGET_BOOK_S)])
+    rows.append(["measured: the whole cold book", fmt_s(row["wall_s"])])
+    return rows
+
+
+def floor_sentence(results: dict, row: dict) -> str:
+    """The floor's reading, generated from its figures."""
+    at_ceiling = floor_s(results, row)
+    n = row["stages"]["backbone_rows"]
+    if at_ceiling is None:
+        return ""
+    if at_ceiling > TARGET_BOOK_S:
+        verdict = (
+            f"more than the {fmt_s(TARGET_BOOK_S)} target by {fmt_s(at_ceiling - TARGET_BOOK_S)}: "
+            "on this machine a cold book that extracts these features cannot meet it, whatever the "
+            "rest costs"
+        )
+    else:
+        verdict = (
+            f"{at_ceiling / TARGET_BOOK_S:.0%} of the {fmt_s(TARGET_BOOK_S)} target, leaving "
+            f"{fmt_s(TARGET_BOOK_S - at_ceiling)} for everything else"
+        )
+    return (
+        f"The backbone must see every ROI of a cold build once ({n:,} passes here: the phantom's "
+        f"usable ROIs and chapter 8's two copies). At 100% of the machine's dense-convolution "
+        f"ceiling those passes alone take {fmt_s(at_ceiling)}, {verdict}. The whole cold book took "
+        f"{fmt_s(row['wall_s'])}, {row['wall_s'] / at_ceiling:.1f}× that floor."
+    )
+
+
+def sweep_kernels(records: Path) -> dict | None:
+    """How a sweep's points ran, from their records: ``warm`` points (in a kept kernel, reset between
+    points), ``kernels`` (kernels started: one per warm kernel's first point, one per fresh point);
+    None without records."""
+    kernels = [
+        json.loads(p.read_text()).get("kernel") or {} for p in sorted(records.glob("*.json"))
+    ]
+    if not kernels:
+        return None
+    warm = [k for k in kernels if k.get("warm")]
+    started = sum(1 for k in warm if k.get("points_before") == 0) + len(kernels) - len(warm)
+    return {"warm": len(warm), "kernels": started}
+
+
+def sweep_label(sweep: dict) -> str:
+    """The per-stage table's words for a sweep: its points and the kernels they ran in."""
+    k = sweep.get("kernels")
+    if k is None:
+        how = "kernels not recorded"
+    elif k["warm"] == 0:
+        how = "one fresh kernel each"
+    elif k["warm"] == sweep["points"]:
+        how = (
+            f"in {k['kernels']} warm kernel{'s' if k['kernels'] != 1 else ''}, reset between points"
+        )
+    else:
+        how = f"{k['warm']} in warm kernels, reset between points; {k['kernels']} kernels started"
+    return f"sweep `{sweep['name']}`: {sweep['points']} points, {how}"
+
+
 def stage_times(work: Path) -> dict:
     """Where one scale's time went, read from its folders after the run (see :func:`render_stages`)."""
     executed = work / "executed"
@@ -91,6 +200,7 @@ def stage_times(work: Path) -> dict:
             {
                 "name": folder.parent.name,
                 "points": len(points),
+                "kernels": sweep_kernels(folder.parent / "records"),
                 "seconds": sum(points.values()),
                 "start": min((s[0] for s in point_spans), default=None),
                 "busy_s": union_s(point_spans),
@@ -105,6 +215,7 @@ def stage_times(work: Path) -> dict:
         "sweeps": sweeps,
         "busy_s": union_s(all_spans),
         "phantom_s": phantom_seconds(work / "data" / "phantom", spans.get(first)),
+        "backbone_rows": backbone_rows(work / "cache"),
         "clock": clock,
     }
 
@@ -155,7 +266,7 @@ def stage_rows(row: dict) -> list[list[str]]:
             what += f" (of which phantom generation {fmt_s(st['phantom_s'])})"
         stages.append((st["notebook_start"].get(name), what, fmt_s(seconds)))
     for sw in st["sweeps"]:
-        what = f"sweep `{sw['name']}`: {sw['points']} points, one kernel each"
+        what = sweep_label(sw)
         seconds = f"{fmt_s(sw['seconds'])} (over {fmt_s(sw['busy_s'])} of wall time)"
         stages.append((sw.get("start"), what, seconds))
     rows = []
@@ -242,4 +353,9 @@ def render(results: dict) -> list[str]:
             "so their seconds add up to more than the time they took together: the rest is the wall "
             "time less the time during which at least one notebook or sweep point was executing.",
         ]
+        floor = floor_rows(results, big)
+        if floor:
+            lines += ["", f"### The floor of a cold book, scale {big['scale']:g}", ""]
+            lines += table(["quantity", "value"], floor)
+            lines += ["", floor_sentence(results, big)]
     return lines

@@ -296,6 +296,14 @@ def test_stage_times_read_the_notebooks_sweeps_phantom_and_clock(tmp_path):
     points = work / "results" / "sweeps" / "seeds" / "notebooks"
     _executed(points / "p1.ipynb", t0 + 165, 20)
     _executed(points / "p2.ipynb", t0 + 170, 20)
+    records = points.parent / "records"
+    records.mkdir()
+    for name, before in (
+        ("p1", 0),
+        ("p2", 1),
+    ):  # both points in one warm kernel, one after the other
+        kernel = {"warm": True, "points_before": before}
+        (records / f"{name}.json").write_text(json.dumps({"kernel": kernel}))
     phantom = work / "data" / "phantom"
     phantom.mkdir(parents=True)
     (phantom / ".mcalc.lock").write_text("pid 1\n")
@@ -312,7 +320,14 @@ def test_stage_times_read_the_notebooks_sweeps_phantom_and_clock(tmp_path):
     st = book.stage_times(work)
     assert list(st["notebook_s"]) == ["01_data_curation", "02_preprocessing", "03_a", "03_b"]
     assert st["sweeps"] == [
-        {"name": "seeds", "points": 2, "seconds": 40.0, "start": t0 + 165, "busy_s": 25.0}
+        {
+            "name": "seeds",
+            "points": 2,
+            "kernels": {"warm": 2, "kernels": 1},
+            "seconds": 40.0,
+            "start": t0 + 165,
+            "busy_s": 25.0,
+        }
     ]
     assert st["busy_s"] == 50 + 100 + 25 + 40 and st["phantom_s"] == 30.0
     row = {"scale": 1.0, "wall_s": 270.0, "returncode": 0, "stages": st}
@@ -321,7 +336,7 @@ def test_stage_times_read_the_notebooks_sweeps_phantom_and_clock(tmp_path):
     assert [r[0] for r in rows[:5]] == [
         "`01_data_curation` (of which phantom generation 30.0 s)",
         "`02_preprocessing`",
-        "sweep `seeds`: 2 points, one kernel each",
+        "sweep `seeds`: 2 points, in 1 warm kernel, reset between points",
         "`03_a`",
         "`03_b`",
     ]
@@ -341,6 +356,23 @@ def test_stage_times_read_the_notebooks_sweeps_phantom_and_clock(tmp_path):
         phantom / ".mcalc.lock", (t0 + 1, t0 + 1)
     )  # before notebook 01 started: not its generation
     assert book.stage_times(work)["phantom_s"] is None
+
+
+def test_sweep_label_says_how_the_points_ran(tmp_path):
+    """Warm kernels, fresh kernels, a mix, or no records: each said as it was."""
+    sweep = {"name": "s", "points": 3}
+    assert book.sweep_kernels(tmp_path) is None
+    assert book.sweep_label(sweep | {"kernels": None}).endswith("kernels not recorded")
+    for name, kernel in (("a", {"warm": False}), ("b", {"warm": True, "points_before": 0})):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"kernel": kernel}))
+    (tmp_path / "c.json").write_text(json.dumps({"kernel": {"warm": True, "points_before": 1}}))
+    mixed = book.sweep_kernels(tmp_path)
+    assert mixed == {"warm": 2, "kernels": 2}
+    assert book.sweep_label(sweep | {"kernels": mixed}) == (
+        "sweep `s`: 3 points, 2 in warm kernels, reset between points; 2 kernels started"
+    )
+    fresh = {"warm": 0, "kernels": 3}
+    assert book.sweep_label(sweep | {"kernels": fresh}).endswith("3 points, one fresh kernel each")
 
 
 def _book_row(scale: float, wall_s: float, phantom_s: float | None, returncode: int = 0) -> dict:
@@ -396,3 +428,45 @@ def test_book_section_renders_the_stage_table_of_the_largest_scale():
     assert "### Where the time went, scale 0.5" in lines
     assert "| wall (the whole subprocess) |  | 3.3 min |" in text
     assert book.render({}) == []
+
+
+def test_the_floor_is_the_backbone_passes_at_the_ceiling_and_is_said_from_its_figures(tmp_path):
+    """Feature rows of an empty cache count the passes (GLCM rows in their subfolder do not); the
+    floor is passes × FLOPs / ceiling, in the target row, the section, and the bottom line."""
+    for key in ("ab" + "0" * 62, "ab" + "1" * 62, "cd" + "2" * 62):
+        (tmp_path / key[:2]).mkdir(exist_ok=True)
+        (tmp_path / key[:2] / f"{key}.npz").write_bytes(b"")
+    (tmp_path / "glcm" / "ef").mkdir(parents=True)
+    (tmp_path / "glcm" / "ef" / ("ef" * 32 + ".npz")).write_bytes(b"")
+    assert book.backbone_rows(tmp_path) == 3 and book.backbone_rows(tmp_path / "none") == 0
+
+    row = _book_row(1.0, 900.0, 30.0)
+    row["stages"]["backbone_rows"] = 3000
+    backbone = {"flops_per_image": 20e9, "ceiling": {"flops_per_s": 150e9}}
+    results = {"machine": {"cores": 2}, "book": {"rows": [row]}, "backbone": backbone}
+    assert book.floor_s(results, row) == pytest.approx(400.0)  # 3000 × 20 GFLOP / 150 GFLOP/s
+    assert book.floor_s({"book": results["book"]}, row) is None  # section 1 not run
+    assert (
+        "its floor, the backbone's passes at the machine's ceiling: 6.7 min"
+        in (report.targets(results)[0][1])
+    )
+    sentence = book.floor_sentence(results, row)
+    assert "alone take 6.7 min, more than the 6.0 min target by 40.0 s" in sentence
+    assert sentence.endswith("The whole cold book took 15.0 min, 2.2× that floor.")
+    text = "\n".join(book.render(results))
+    assert "### The floor of a cold book, scale 1" in text
+    assert (
+        "| backbone forward passes in the cold build (feature rows written to the empty cache) | 3,000 |"
+        in text
+    )
+    row["stages"]["backbone_rows"] = 1500  # 200 s: within the target
+    assert "56% of the 6.0 min target, leaving 2.7 min" in book.floor_sentence(results, row)
+
+    line = report.bottom_line(results, report.targets(results))
+    assert line.startswith("**Bottom line:** 1 of 2 targets met. Missed: whole book: cold 15.0 min")
+    assert "against ≤ 6 min, where the backbone's passes alone take 3.3 min" in line
+    row["wall_s"] = 300.0
+    assert report.bottom_line(results, report.targets(results)) == (
+        "**Bottom line:** 2 of 2 targets met."
+    )
+    assert "no target was measured" in report.bottom_line({}, [["x", "y", "n/a"]])
