@@ -14,11 +14,12 @@ import pandas as pd
 
 from mcalc import paper
 from mcalc.chapters.inputs import StepInputs
-from mcalc.chapters.training import fit_head
+from mcalc.chapters.training import evaluate_head
 from mcalc.evaluate.evaluation import Evaluation
 from mcalc.evaluate.metadata import leak_cells
 from mcalc.learn.model import make_optimizer, quiet_retracing
 from mcalc.learn.splits import SPLIT_SCHEMES, scheme_indices
+from mcalc.learn.stacked import train_heads_side_by_side
 from mcalc.records.provenance import Provenance
 from mcalc.records.results import read_results_provenance
 
@@ -113,41 +114,55 @@ def leakage_audit(inputs: StepInputs, n_split_seeds: int = 3) -> LeakageAudit:
         raise ValueError(f"n_split_seeds must be >= 1, got {n_split_seeds}")
     config, first = inputs.config, inputs.splitting_seed
     manifest, X, y = inputs.load()
+    splits = [
+        (
+            scheme,
+            k,
+            split_seed,
+            scheme_indices(manifest, scheme, inputs.validation_size, split_seed, inputs.classes),
+        )
+        for scheme in SPLIT_SCHEMES
+        for k, split_seed in enumerate(
+            [first] if scheme == "official" else [first + k for k in range(n_split_seeds)]
+        )
+    ]
+    # Every split's head at once, each on its own training rows: the weights of train_head on each
+    # split alone (mcalc.learn.stacked; validation data never changes a head's weights).
+    heads = train_heads_side_by_side(
+        X, y, None, None, [config] * len(splits), train_rows=[s[3]["train"] for s in splits]
+    )
     evaluations, leaks, repeats = {}, {}, []
-    for scheme in SPLIT_SCHEMES:
-        seeds = [first] if scheme == "official" else [first + k for k in range(n_split_seeds)]
-        for k, split_seed in enumerate(seeds):
-            idx = scheme_indices(
-                manifest, scheme, inputs.validation_size, split_seed, inputs.classes
-            )
-            _, evals = fit_head(X, y, idx, config, manifest, n_boot=inputs.n_boot if k == 0 else 0)
-            ev = evals["test"]
-            fit_rows = np.concatenate([idx["train"], idx["validation"]])
-            train_rows = manifest.iloc[fit_rows]
-            test_rows = manifest.iloc[idx["test"]]
-            # A pure memoriser: the nearest training ROI's label. It gains most when a sibling view is in training.
-            nn = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=1)).fit(
-                X[fit_rows], y[fit_rows]
-            )
-            memo = float((nn.predict(X[idx["test"]]) == y[idx["test"]]).mean())
-            report = leakage_report(train_rows, test_rows)
-            repeats.append(
-                {
-                    "scheme": scheme,
-                    "split seed": split_seed,
-                    "test ROIs": ev.n,
-                    "accuracy": ev.accuracy,
-                    "AUC": ev.auc_pooled,
-                    "1-NN accuracy on the features": memo,
-                    "presumed same lesion, other view, in training": report[
-                        "frac_same_lesion_other_view"
-                    ],
-                }
-            )
-            if k:
-                continue
-            evaluations[scheme] = ev
-            leaks[SPLIT_SCHEMES[scheme]] = leak_cells(report)
+    for (scheme, k, split_seed, idx), head in zip(splits, heads):
+        evals = evaluate_head(
+            head.model, X, idx, config, manifest, n_boot=inputs.n_boot if k == 0 else 0
+        )
+        ev = evals["test"]
+        fit_rows = np.concatenate([idx["train"], idx["validation"]])
+        train_rows = manifest.iloc[fit_rows]
+        test_rows = manifest.iloc[idx["test"]]
+        # A pure memoriser: the nearest training ROI's label. It gains most when a sibling view is in training.
+        nn = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=1)).fit(
+            X[fit_rows], y[fit_rows]
+        )
+        memo = float((nn.predict(X[idx["test"]]) == y[idx["test"]]).mean())
+        report = leakage_report(train_rows, test_rows)
+        repeats.append(
+            {
+                "scheme": scheme,
+                "split seed": split_seed,
+                "test ROIs": ev.n,
+                "accuracy": ev.accuracy,
+                "AUC": ev.auc_pooled,
+                "1-NN accuracy on the features": memo,
+                "presumed same lesion, other view, in training": report[
+                    "frac_same_lesion_other_view"
+                ],
+            }
+        )
+        if k:
+            continue
+        evaluations[scheme] = ev
+        leaks[SPLIT_SCHEMES[scheme]] = leak_cells(report)
     leak = pd.DataFrame(leaks).T
     leak.index.name = "split scheme"
     rep = pd.DataFrame(repeats)

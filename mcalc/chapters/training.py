@@ -24,7 +24,7 @@ from mcalc.study import N_BOOT, get_task
 #: The parts of a split every trained head is evaluated on (train: Table 3's training accuracy).
 EVALUATED_PARTS = ("train", "validation", "test")
 
-__all__ = ["EVALUATED_PARTS", "fit_head", "fine_tune_head", "run_optimizer"]
+__all__ = ["EVALUATED_PARTS", "fit_head", "evaluate_head", "fine_tune_head", "run_optimizer"]
 
 
 def fit_head(
@@ -45,17 +45,28 @@ def fit_head(
         config,
         test=(X[idx["test"]], y[idx["test"]]),  # test accuracy per epoch, for chapter 5's selection
     )
-    evals = {
+    return result, evaluate_head(result.model, X, idx, config, manifest, n_boot)
+
+
+def evaluate_head(
+    model: object,
+    X: np.ndarray,
+    idx: dict[str, np.ndarray],
+    config: TrainConfig,
+    manifest: pd.DataFrame,
+    n_boot: int = N_BOOT,
+) -> dict[str, Evaluation]:
+    """A trained head's evaluations on train, validation and test, with patient-level CIs."""
+    return {
         part: evaluate_rows(
             manifest.iloc[idx[part]],
-            predict_proba(result.model, X[idx[part]]),
+            predict_proba(model, X[idx[part]]),
             classes=get_task(config.task).classes,
             n_boot=n_boot,
             seed=config.seed,
         )
         for part in EVALUATED_PARTS
     }
-    return result, evals
 
 
 def fine_tune_head(

@@ -1,12 +1,14 @@
 """Many heads trained side by side: one compiled step updates every head, each on its own batches.
 
-Chapter 5's test-selection measurement trains the head once per optimizer, learning rate and seed
-(80 trainings at the paper's search). Trained one after another, each pays Keras' tracing and its
-per-step overhead for a 200,000-weight head; :func:`train_heads_side_by_side` builds every head and
-its optimizer as :func:`~mcalc.learn.model.train_head` does, then takes each training step for all of
-them in one compiled call. The heads share no weights and the summed loss gives each head the gradient
-of its own loss, so each head's weights and per-epoch accuracies are those of its own
-:func:`~mcalc.learn.model.train_head` run (tests/learn/test_stacked.py compares them).
+Chapter 5's test-selection search trains the head once per optimizer, learning rate and seed (80
+trainings at the paper's search) and chapter 6's leakage audit once per split scheme and split seed
+(21). Trained one after another, each pays Keras' tracing and its per-step overhead for a
+200,000-weight head; :func:`train_heads_side_by_side` builds every head and its optimizer as
+:func:`~mcalc.learn.model.train_head` does, then takes each training step for all of them in one
+compiled call, each head on its own batches (of the same rows, or of its own rows). The heads share
+no weights and the summed loss gives each head the gradient of its own loss, so each head's weights
+and per-epoch accuracies are those of its own :func:`~mcalc.learn.model.train_head` run
+(tests/learn/test_stacked.py compares them).
 """
 
 from __future__ import annotations
@@ -73,14 +75,19 @@ def train_heads_side_by_side(
     y_val: np.ndarray | None,
     configs: Sequence[TrainConfig],
     test: tuple[np.ndarray, np.ndarray] | None = None,
+    train_rows: Sequence[np.ndarray] | None = None,
 ) -> list[SideBySideRun]:
-    """Train one head per configuration on the same features, all in one compiled step per batch.
+    """Train one head per configuration, all in one compiled step per batch.
 
     Each head starts from :func:`~mcalc.learn.model.build_head` with its seed, takes its optimizer from
     :func:`~mcalc.learn.model.make_optimizer` and its batch order from
     :func:`~mcalc.learn.model.epoch_orders` with its seed: what :func:`~mcalc.learn.model.train_head`
     gives it. The configurations may differ in optimizer, learning rate, optimizer settings and seed,
     not in :data:`SHARED_SETTINGS`.
+
+    Every head trains on all of ``X_train`` unless ``train_rows`` gives each its own rows of it (one
+    array per configuration, of any lengths: a head whose epoch has fewer batches sits out the
+    steps after its last batch). The validation and test data, when given, are every head's.
     """
     import keras
     import tensorflow as tf
@@ -95,6 +102,12 @@ def train_heads_side_by_side(
         raise DataError(
             f"training inputs and labels must be non-empty and of equal length, got {len(X)} and {len(Y)}"
         )
+    rows = [np.arange(len(X))] * len(configs) if train_rows is None else list(train_rows)
+    if len(rows) != len(configs):
+        raise ValueError(f"{len(rows)} row sets for {len(configs)} configurations")
+    rows = [np.asarray(r, dtype=np.int64) for r in rows]
+    if any(len(r) == 0 or r.min() < 0 or r.max() >= len(X) for r in rows):
+        raise DataError(f"every head needs training rows within the {len(X)} rows of X_train")
     heads, optimizers = [], []
     for config in configs:
         make_deterministic(config.seed)
@@ -108,21 +121,31 @@ def train_heads_side_by_side(
     loss = keras.losses.KLDivergence()
     X_t, Y_t = tf.constant(X), tf.constant(Y)
 
-    @tf.function(input_signature=[tf.TensorSpec((len(heads), None), tf.int64)])
-    def step(rows: tf.Tensor) -> None:
-        """One batch for every head: head i takes rows[i] and the gradient of its own loss."""
+    signature = [[tf.TensorSpec((None,), tf.int64)] * len(heads)]
+
+    @tf.function(input_signature=signature)
+    def step(batches: list[tf.Tensor]) -> None:
+        """One batch for every head: head i takes rows batches[i] and the gradient of its own loss;
+        a head with an empty batch (its epoch is over) is left as it is."""
         with tf.GradientTape() as tape:
             losses = [
-                loss(tf.gather(Y_t, rows[i]), head(tf.gather(X_t, rows[i]), training=True))
-                for i, head in enumerate(heads)
+                loss(tf.gather(Y_t, batch), head(tf.gather(X_t, batch), training=True))
+                for batch, head in zip(batches, heads)
             ]
             total = tf.add_n(losses)
         variables = [head.trainable_variables for head in heads]
         gradients = tape.gradient(total, [v for vs in variables for v in vs])
         at = 0
-        for optimizer, vs in zip(optimizers, variables):
-            optimizer.apply_gradients(zip(gradients[at : at + len(vs)], vs))
+        for batch, optimizer, vs in zip(batches, optimizers, variables):
+            grads = gradients[at : at + len(vs)]
             at += len(vs)
+
+            def apply(optimizer=optimizer, grads=grads, vs=vs) -> tf.Tensor:
+                """This head's optimizer step."""
+                optimizer.apply_gradients(zip(grads, vs))
+                return tf.constant(True)
+
+            tf.cond(tf.size(batch) > 0, apply, lambda: tf.constant(False))
 
     @tf.function
     def classes(inputs: tf.Tensor) -> tf.Tensor:
@@ -134,14 +157,16 @@ def train_heads_side_by_side(
         for name, part in (("val", (X_val, y_val)), ("test", test))
         if part is not None and part[0] is not None and part[1] is not None
     }
-    orders = np.stack(
-        [np.stack(epoch_orders(len(X), c.epochs, c.seed)) for c in configs], axis=1
-    )  # (epochs, heads, rows)
+    orders = [
+        [r[order] for order in epoch_orders(len(r), c.epochs, c.seed)]
+        for r, c in zip(rows, configs)
+    ]  # per head, per epoch: its training rows in the epoch's order
     records: list[list[dict]] = [[] for _ in configs]
     size = int(first.batch_size)
-    for epoch, order in enumerate(orders, start=1):
-        for b in range(batches_per_epoch(len(X), size)):
-            step(tf.constant(order[:, b * size : (b + 1) * size]))
+    n_batches = max(batches_per_epoch(len(r), size) for r in rows)
+    for epoch in range(1, int(first.epochs) + 1):
+        for b in range(n_batches):
+            step([tf.constant(o[epoch - 1][b * size : (b + 1) * size]) for o in orders])
         hits = {name: classes(x).numpy() == y for name, (x, y) in evaluated.items()}
         for i, record in enumerate(records):
             row: dict = {"epoch": epoch}

@@ -74,3 +74,30 @@ def test_bad_features_are_a_data_error():
         train_heads_side_by_side(X[:, :, None], y, None, None, config)
     with pytest.raises(DataError, match="equal length"):
         train_heads_side_by_side(X, y[:-1], None, None, config)
+
+
+@pytest.mark.slow
+def test_heads_on_their_own_rows_equal_train_head_on_those_rows():
+    """Each head its own training rows of one feature matrix, of different lengths (so different
+    batches per epoch, one head's epoch ending two steps before another's): each head's weights are
+    those of train_head on its rows alone."""
+    X, y = _data()
+    rows = [np.arange(0, 100), np.arange(30, 150, 2), np.arange(149, 80, -1)]  # 100, 60, 69 rows
+    configs = [M.TrainConfig(batch_size=16, epochs=2, seed=s) for s in (0, 1, 2)]
+    configs[1] = replace(configs[1], optimizer="rmsprop", learning_rate=1e-2)
+    runs = train_heads_side_by_side(X, y, None, None, configs, train_rows=rows)
+    for run, r in zip(runs, rows):
+        alone = M.train_head(X[r], y[r], None, None, run.config)
+        for a, b in zip(alone.model.get_weights(), run.model.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_row_sets_must_match_the_heads_and_lie_within_the_features():
+    X, y = _data(40)
+    config = [M.TrainConfig(batch_size=8, epochs=1)] * 2
+    with pytest.raises(ValueError, match="1 row sets for 2 configurations"):
+        train_heads_side_by_side(X, y, None, None, config, train_rows=[np.arange(5)])
+    with pytest.raises(DataError, match="within the 40 rows"):
+        train_heads_side_by_side(X, y, None, None, config, train_rows=[np.arange(5), [39, 40]])
+    with pytest.raises(DataError, match="within the 40 rows"):
+        train_heads_side_by_side(X, y, None, None, config, train_rows=[np.arange(5), []])
