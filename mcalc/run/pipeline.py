@@ -117,6 +117,7 @@ def plan(profile: Profile) -> list[NotebookRun]:
             {"n_split_seeds": profile.n_split_seeds},
             reads=study,
             wave=2,
+            long=True,
         ),
         NotebookRun(
             "07_seed_variance",
@@ -144,6 +145,7 @@ def copies_run(profile: Profile) -> NotebookRun:
         {"copies_scale": scale, "validation_size": validation},
         writes=(f"{COPIES_FOLDER}/*/runs/baseline_svm.json",),
         wave=2,
+        long=True,
     )
 
 
@@ -398,6 +400,7 @@ def _run_profile(
                 book.update()
             else:
                 todo.append(run)
+        todo.sort(key=lambda r: not r.long)  # the long ones first (stable: else in plan order)
         alone = jobs == 1 or len(todo) == 1
         with ThreadPoolExecutor(max_workers=min(jobs, len(todo) or 1)) as pool:
             futures = {run.output: pool.submit(one, run, alone) for run in todo}

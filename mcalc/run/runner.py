@@ -54,6 +54,7 @@ class NotebookRun:
         str, ...
     ] = ()  # glob patterns under results_dir it must leave (else it runs again)
     wave: int = 0  # executions of one wave are independent of each other: they may run concurrently
+    long: bool = False  # among the longest of its wave: started before the others, so that no long one runs alone at the end
 
 
 def find_notebook_dir() -> Path:

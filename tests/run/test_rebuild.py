@@ -166,6 +166,9 @@ def test_independent_chapters_run_jobs_at_a_time(build):
         "02_preprocessing",
     ]  # before the chapters reading them
     assert two.ran[-1] == "05_comparison"  # after the chapters it reads
+    long = [r.output for r in pl.plan(profiles.PROFILES["ci"]) if r.long]
+    assert sorted(long) == ["06_leakage_audit", "08_copies"]
+    assert sorted(two.ran[2 : 2 + len(long)]) == long  # the wave's longest start first
     one, _ = build(FakeExecutor(delay=0.05), jobs=1, force=True)
     assert one.most == 1
 
