@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SHARED_SETTINGS", "SideBySideRun", "train_heads_side_by_side"]
 
-#: Settings every head trained side by side must share (the batches' shapes and the epochs).
-SHARED_SETTINGS = ("batch_size", "epochs", "hidden_units", "task")
+#: Settings every head trained side by side must share: one step is one batch of every head, one
+#: epoch every head's, and one set of one-hot labels every head's.
+SHARED_SETTINGS = ("batch_size", "epochs", "task")
 
 
 @dataclass

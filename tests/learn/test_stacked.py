@@ -79,12 +79,13 @@ def test_bad_features_are_a_data_error():
 @pytest.mark.slow
 def test_heads_on_their_own_rows_equal_train_head_on_those_rows():
     """Each head its own training rows of one feature matrix, of different lengths (so different
-    batches per epoch, one head's epoch ending two steps before another's): each head's weights are
-    those of train_head on its rows alone."""
+    batches per epoch, one head's epoch ending two steps before another's; one head narrower): each
+    head's weights are those of train_head on its rows alone."""
     X, y = _data()
     rows = [np.arange(0, 100), np.arange(30, 150, 2), np.arange(149, 80, -1)]  # 100, 60, 69 rows
     configs = [M.TrainConfig(batch_size=16, epochs=2, seed=s) for s in (0, 1, 2)]
     configs[1] = replace(configs[1], optimizer="rmsprop", learning_rate=1e-2)
+    configs[2] = replace(configs[2], hidden_units=16)  # heads of their own widths
     runs = train_heads_side_by_side(X, y, None, None, configs, train_rows=rows)
     for run, r in zip(runs, rows):
         alone = M.train_head(X[r], y[r], None, None, run.config)
