@@ -140,14 +140,15 @@ def targets(results: dict) -> list[list[str]]:
 def render(results: dict) -> str:
     """The markdown report of ``results``."""
     m, cfg = results["machine"], results["config"]
+    rows = targets(results)
     lines = [
+        bottom_line(results, rows),
+        "",
         f"Measured {results['date']} with `python benchmarks/run.py{results['argv']}` "
         f"({'quick sizes' if results['quick'] else 'full sizes'}; backbone weights: {cfg['weights']}, "
         "which does not change any cost).",
         "",
     ]
-    rows = targets(results)
-    lines += [bottom_line(results, rows), ""]
     lines += table(
         ["machine", ""],
         [

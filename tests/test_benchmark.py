@@ -470,3 +470,20 @@ def test_the_floor_is_the_backbone_passes_at_the_ceiling_and_is_said_from_its_fi
         "**Bottom line:** 2 of 2 targets met."
     )
     assert "no target was measured" in report.bottom_line({}, [["x", "y", "n/a"]])
+
+
+def test_the_report_opens_with_its_bottom_line():
+    """A reader's first line is the verdict, before the run's command line and the machine."""
+    machine = {"cpu": "x", "cores": 2, "ram_gb": 8, "device": "CPU"}
+    machine |= {"tensorflow": "2", "keras": "3", "python": "3.11"}
+    results = {
+        "machine": machine,
+        "config": {"weights": "random"},
+        "date": "2026-12-03",
+        "argv": " --only book",
+        "quick": False,
+        "book": {"rows": [_book_row(1.0, 900.0, 30.0)]},
+    }
+    lines = report.render(results).splitlines()
+    assert lines[0].startswith("**Bottom line:** 1 of 2 targets met. Missed: whole book: cold 15.0")
+    assert lines[2].startswith("Measured 2026-12-03 with `python benchmarks/run.py --only book`")
