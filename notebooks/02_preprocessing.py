@@ -36,8 +36,9 @@ from mcalc.run.parameters import check_parameters
 check_parameters(globals())  # each parameter against its spec: one line naming a bad value
 
 # %%
+from mcalc.learn.architecture import architecture_summary
 from mcalc.learn.features import compute_features
-from mcalc.learn.model import architecture_summary, build_model
+from mcalc.learn.model import build_model
 from mcalc.learn.preprocessing import speck_contrast
 from mcalc.learn.weights import resolve_weights
 from mcalc.records.results import load_manifest, read_results_provenance

@@ -28,6 +28,9 @@ __all__ = [
     "read_dicom_header",
     "read_dicom_pixels",
     "is_binary",
+    "MASK_TOLERANCE",
+    "MASK_FRACTION",
+    "is_near_binary",
     "JPEG_SUFFIXES",
     "FULL_AREA_SLACK",
     "JpegHeader",
@@ -221,6 +224,25 @@ def is_binary(pixels: np.ndarray) -> bool:
         return True
     rest = flat[flat != flat[0]]
     return rest.size == 0 or bool((rest == rest[0]).all())
+
+
+#: A JPEG mask is near-binary: this share of its pixels lies within MASK_TOLERANCE × (max − min) of
+#: its darkest or brightest value (JPEG ringing spreads a 0/255 mask over a few grey levels at edges).
+MASK_TOLERANCE = 0.2
+MASK_FRACTION = 0.98
+
+
+def is_near_binary(
+    pixels: np.ndarray, tolerance: float = MASK_TOLERANCE, fraction: float = MASK_FRACTION
+) -> bool:
+    """True when an image is a mask up to JPEG loss: nearly all pixels close to its darkest or brightest value."""
+    flat = np.asarray(pixels, dtype=np.float64).ravel()
+    if flat.size == 0:
+        return True
+    lo, hi = float(flat.min()), float(flat.max())
+    band = tolerance * (hi - lo)
+    near = (flat - lo <= band) | (hi - flat <= band)
+    return bool(near.mean() >= fraction)
 
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")

@@ -39,6 +39,7 @@ from mcalc.data.case_tables import find_case_tables
 from mcalc.data.images import (
     JPEG_SUFFIXES,
     check_jpeg_image,
+    is_near_binary,
     read_jpeg_header,
     read_jpeg_pixels,
 )
@@ -53,8 +54,6 @@ __all__ = [
     "JPEG_FOLDER",
     "ROLES",
     "ROLE_NAMES",
-    "MASK_TOLERANCE",
-    "MASK_FRACTION",
     "LAYOUTS_TRIED",
     "JpegEntry",
     "KaggleTree",
@@ -63,7 +62,6 @@ __all__ = [
     "read_dicom_info",
     "layout_of",
     "Locator",
-    "is_near_binary",
     "check_files",
     "kaggle_layout",
 ]
@@ -76,10 +74,6 @@ JPEG_FOLDER = "jpeg"
 #: SeriesDescription of dicom_info.csv → the file's role.
 ROLES = {"full mammogram images": "full", "cropped images": "crop", "roi mask images": "mask"}
 ROLE_NAMES = {"full": "full mammogram images", "crop": "cropped images", "mask": "ROI mask images"}
-#: A JPEG mask is near-binary: this share of its pixels lies within MASK_TOLERANCE × (max − min) of
-#: its darkest or brightest value (JPEG ringing spreads a 0/255 mask over a few grey levels at edges).
-MASK_TOLERANCE = 0.2
-MASK_FRACTION = 0.98
 #: Where the locator looks (named in the message when no image is found at all).
 LAYOUTS_TRIED = (
     "the Kaggle JPEG re-release: jpeg/<SeriesInstanceUID>/<file> as dicom_info.csv lists them",
@@ -427,19 +421,6 @@ class Locator:
 
 
 # ------------------------------------------------------------------------------------- checking
-
-
-def is_near_binary(
-    pixels: np.ndarray, tolerance: float = MASK_TOLERANCE, fraction: float = MASK_FRACTION
-) -> bool:
-    """True when an image is a mask up to JPEG loss: nearly all pixels close to its darkest or brightest value."""
-    flat = np.asarray(pixels, dtype=np.float64).ravel()
-    if flat.size == 0:
-        return True
-    lo, hi = float(flat.min()), float(flat.max())
-    band = tolerance * (hi - lo)
-    near = (flat - lo <= band) | (hi - flat <= band)
-    return bool(near.mean() >= fraction)
 
 
 def check_files(res: Resolved) -> RowCheck:

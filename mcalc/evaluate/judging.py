@@ -30,6 +30,7 @@ from scipy.stats import kruskal, norm
 
 from mcalc import paper
 from mcalc.evaluate import plan
+from mcalc.evaluate.power import ALPHA
 
 __all__ = [
     "REPRODUCED",
@@ -37,7 +38,6 @@ __all__ = [
     "INCONCLUSIVE",
     "NOT_TESTABLE",
     "OUTCOMES",
-    "ALPHA",
     "TOST_CONFIDENCE",
     "CLAIM_METRIC",
     "Judgement",
@@ -68,9 +68,6 @@ NOT_TESTABLE = "not testable here"
 
 #: The four outcomes of a verdict.
 OUTCOMES = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE)
-
-
-ALPHA = plan.ALPHA
 
 
 #: The confidence of the intervals of an equivalence test at α (two one-sided tests).

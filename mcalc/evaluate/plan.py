@@ -3,7 +3,7 @@
 Each :class:`Claim` states the paper's words and where they are, the quantity judged, the paper's
 value, the test, the margin δ and why that δ, the direction that counts as better, the rule for a
 claim made of several numbers, and the minimum difference the official test split can detect (80%
-power, two-sided α 0.05) on its patient / lesion / ROI structure (:func:`power_design`, computed from
+power, two-sided α 0.05) on its patient / lesion / ROI structure (:func:`mcalc.evaluate.power.power_design`, computed from
 the shipped case-description tables, so the same in every build). :func:`plan_hash` is the content
 hash of the plan; every run record carries it (:mod:`mcalc.records.results`), so a verdict on real data can
 show which plan judged it. :mod:`mcalc.evaluate.verdicts` applies the plan.
@@ -17,17 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 
-import numpy as np
 import pandas as pd
-from scipy.stats import norm
+
+from mcalc.evaluate.power import ALPHA, POWER, mdd_auc, mdd_paired, mdd_proportion, power_design
 
 __all__ = [
-    "ALPHA",
-    "POWER",
     "VALUE_MARGIN",
     "VALUE_MARGIN_WHY",
     "TRAINING_MARGIN",
@@ -44,8 +40,6 @@ __all__ = [
     "LEVEL_AND_SPREAD",
     "TESTS",
     "Claim",
-    "Design",
-    "power_design",
     "claims",
     "claim",
     "plan_hash",
@@ -55,10 +49,6 @@ __all__ = [
     "power_note",
 ]
 
-#: Two-sided significance level of every test of the plan (each one-sided test of TOST at α too).
-ALPHA = 0.05
-#: Power at which the minimum detectable difference is stated.
-POWER = 0.80
 #: The margin of the value claims (accuracy, AUC, sensitivity): see :data:`VALUE_MARGIN_WHY`.
 VALUE_MARGIN = 0.05
 VALUE_MARGIN_WHY = (
@@ -149,86 +139,6 @@ class Claim:
     multiplicity: str  # the rule for a claim of several numbers ("—" for one number)
     mdd: float | None  # minimum detectable difference at 80% power, α 0.05 (None: exact or n/a)
     shown: str  # where the book shows the evidence (a MyST reference)
-
-
-# ------------------------------------------------------------------------------------------ power
-
-
-@dataclass(frozen=True)
-class Design:
-    """The official test split's structure and the design effect of its patient clustering."""
-
-    n_rois: int
-    n_lesions: int
-    n_patients: int
-    design_effect: (
-        float  # variance of an accuracy under patient clustering / under independent ROIs
-    )
-    n_train_rois: int
-
-    @property
-    def n_effective(self) -> float:
-        """ROIs' worth of independent information: ROIs / design effect."""
-        return self.n_rois / self.design_effect
-
-
-def _cluster_design_effect(correct: np.ndarray, clusters: np.ndarray) -> float:
-    """Kish's design effect of a mean of 0/1 outcomes: cluster-robust variance / binomial variance."""
-    x = np.asarray(correct, dtype=float)
-    n, p = len(x), float(np.mean(x))
-    iid = p * (1 - p) / n
-    sums = pd.Series(x - p).groupby(np.asarray(clusters)).sum().to_numpy()
-    robust = float((sums**2).sum()) / n**2
-    return robust / iid if iid > 0 else 1.0
-
-
-@lru_cache(maxsize=1)
-def power_design() -> Design:
-    """The official test split's ROIs, lesions and patients (shipped tables), and its design effect.
-
-    The design effect is measured on the one real prediction every build has: the BI-RADS
-    assessment rule (learned on the official training table) on the official test table.
-    """
-    from mcalc.evaluate.clusters import cluster_ids
-    from mcalc.evaluate.metadata import assessment_rule, read_real_tables
-
-    rows = read_real_tables()
-    train, test = rows[rows["split"] == "train"], rows[rows["split"] == "test"]
-    patients, lesions = cluster_ids(test)
-    proba = assessment_rule(train, test)
-    correct = proba.argmax(axis=1) == test["label"].to_numpy(dtype=int)
-    return Design(
-        n_rois=len(test),
-        n_lesions=len(set(lesions)),
-        n_patients=len(set(patients)),
-        design_effect=_cluster_design_effect(correct, patients),
-        n_train_rois=len(train),
-    )
-
-
-def _z_sum(alpha: float = ALPHA, power: float = POWER) -> float:
-    """z(1 − α/2) + z(power): the detectable difference in standard errors."""
-    return float(norm.ppf(1 - alpha / 2) + norm.ppf(power))
-
-
-def _mdd_proportion(p: float, n_effective: float) -> float:
-    """Minimum detectable difference of a proportion near ``p`` (accuracy, sensitivity)."""
-    return _z_sum() * math.sqrt(p * (1 - p) / n_effective)
-
-
-def _mdd_paired(p_a: float, p_b: float, n_effective: float) -> float:
-    """Minimum detectable difference of two accuracies on the same ROIs (errors taken as independent)."""
-    p10, p01 = p_a * (1 - p_b), (1 - p_a) * p_b
-    return _z_sum() * math.sqrt((p10 + p01 - (p10 - p01) ** 2) / n_effective)
-
-
-def _mdd_auc(auc: float, n_pos: float, n_neg: float) -> float:
-    """Minimum detectable difference of an AUC (Hanley and McNeil's standard error)."""
-    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
-    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (
-        n_pos * n_neg
-    )
-    return _z_sum() * math.sqrt(var)
 
 
 # ------------------------------------------------------------------------------------------ claims
@@ -349,7 +259,7 @@ def claims() -> tuple[Claim, ...]:
             VALUE_MARGIN_WHY,
             HIGHER,
             "—",
-            round(_mdd_proportion(0.94, n_eff), 3),
+            round(mdd_proportion(0.94, n_eff), 3),
             "{ref}`Table 4 <05_comparison-table-4>`",
         ),
         Claim(
@@ -365,7 +275,7 @@ def claims() -> tuple[Claim, ...]:
             HIGHER,
             "—",
             round(
-                _mdd_auc(0.96, d.n_rois / d.design_effect, (k - 1) * d.n_rois / d.design_effect), 3
+                mdd_auc(0.96, d.n_rois / d.design_effect, (k - 1) * d.n_rois / d.design_effect), 3
             ),
             "{ref}`Table 4 <05_comparison-table-4>`",
         ),
@@ -381,7 +291,7 @@ def claims() -> tuple[Claim, ...]:
             VALUE_MARGIN_WHY,
             HIGHER,
             "—",
-            round(_mdd_proportion(0.97, n_eff), 3),
+            round(mdd_proportion(0.97, n_eff), 3),
             "{ref}`Table 4 <05_comparison-table-4>`",
         ),
         Claim(
@@ -414,7 +324,7 @@ def claims() -> tuple[Claim, ...]:
             HIGHER,
             "against both baselines (intersection–union, no correction): all reproduced → "
             "reproduced; any not reproduced → not reproduced",
-            round(_mdd_paired(0.94, 0.91, n_eff), 3),
+            round(mdd_paired(0.94, 0.91, n_eff), 3),
             "{ref}`paired differences <05_comparison-paired>`",
         ),
         Claim(
@@ -429,7 +339,7 @@ def claims() -> tuple[Claim, ...]:
             VALUE_MARGIN_WHY,
             HIGHER,
             "level and spread must both hold; level: all four optimizers (intersection–union)",
-            round(_mdd_paired(0.93, 0.93, n_eff), 3),
+            round(mdd_paired(0.93, 0.93, n_eff), 3),
             "{ref}`Table 4 <05_comparison-table-4>`, chapter 7",
         ),
     )

@@ -12,7 +12,6 @@ from scipy.stats import kruskal
 
 from mcalc.evaluate import plan
 from mcalc.evaluate.judging import (
-    ALPHA,
     INCONCLUSIVE,
     NOT_REPRODUCED,
     NOT_TESTABLE,
@@ -20,6 +19,7 @@ from mcalc.evaluate.judging import (
     REPRODUCED,
     expected_range,
 )
+from mcalc.evaluate.power import ALPHA
 
 __all__ = [
     "counts_text",

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from mcalc.errors import DataError, UnusableImage
+from mcalc.learn.architecture import TOP_STAGE_AFTER, find_backbone
 from mcalc.learn.model import (
     N_CLASSES,
-    TOP_STAGE_AFTER,
     TrainConfig,
     TrainResult,
     build_backbone,
@@ -30,7 +30,6 @@ from mcalc.learn.model import (
     compile_model,
     compute_device,
     epoch_orders,
-    find_backbone,
     make_deterministic,
     one_hot,
     ordered_history,

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from mcalc.learn.model import find_backbone
+from mcalc.learn.architecture import find_backbone
 from mcalc.report.plots import MIN_FONTSIZE
 
 __all__ = [

@@ -19,7 +19,7 @@ from mcalc.data.curation import CurationResult
 from mcalc.evaluate.errata import paper_formula_errata
 from mcalc.evaluate.evaluation import Evaluation
 from mcalc.evaluate.runs import BaselineRun, OptimizerRun, Results
-from mcalc.learn.model import head_layers
+from mcalc.learn.architecture import head_layers
 from mcalc.names import TABLE4_METRICS, ci_cell, metric_name
 from mcalc.study import DEFAULT_TASK, get_task
 

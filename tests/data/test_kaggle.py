@@ -169,15 +169,15 @@ def test_jpeg_masks_are_near_binary_but_not_binary(quality):
     mask[20:30, 120:150] = 255  # a second, thin blob: more edges, more ringing
     ringing = jpeg_bytes(mask, quality)
     assert not images.is_binary(ringing)
-    assert kaggle.is_near_binary(ringing)
+    assert images.is_near_binary(ringing)
 
 
 def test_crops_are_not_near_binary_and_masks_are(curated):
     """Every usable phantom crop, as a JPEG, fails the near-binary test; every mask passes it."""
     usable = curated[1].usable()
     for crop, mask in zip(usable["crop_path"], usable["mask_path"]):
-        assert not kaggle.is_near_binary(images.read_jpeg_pixels(crop)), crop
-        assert kaggle.is_near_binary(images.read_jpeg_pixels(mask)), mask
+        assert not images.is_near_binary(images.read_jpeg_pixels(crop)), crop
+        assert images.is_near_binary(images.read_jpeg_pixels(mask)), mask
 
 
 def test_content_decides_when_sizes_do_not(tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mcalc.evaluate import plan
+from mcalc.evaluate import plan, power
 
 
 def test_plan_hash_is_stable_and_changes_with_the_plan(monkeypatch) -> None:
@@ -13,7 +13,7 @@ def test_plan_hash_is_stable_and_changes_with_the_plan(monkeypatch) -> None:
 
 
 def test_plan_states_power_from_the_real_test_split() -> None:
-    d = plan.power_design()
+    d = power.power_design()
     assert (d.n_rois, d.n_lesions, d.n_patients) == (326, 189, 151)
     assert d.design_effect > 1  # patients cluster their ROIs
     mdd = {c.claim_id: c.mdd for c in plan.claims()}

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mcalc.evaluate import judging as J
-from mcalc.evaluate import plan
+from mcalc.evaluate import plan, power
 from mcalc.evaluate import verdicts as V
 
 # ------------------------------------------------------------------------------ data-free claims
@@ -132,7 +132,7 @@ def test_methods_page_states_the_plan_s_power_and_chance_numbers() -> None:
     from pathlib import Path
 
     text = " ".join((Path(__file__).parents[2] / "book" / "methods.md").read_text().split())
-    d = plan.power_design()
+    d = power.power_design()
     for claim_id in ("accuracy", "auc", "beats_classical"):
         assert f"about {plan.claim(claim_id).mdd:.3f}" in text, claim_id
     assert f"about {d.design_effect:.1f}-fold" in text

@@ -18,6 +18,7 @@ from mcalc.errors import DataError, WeightsUnavailable
 from mcalc.learn import features as Fe
 from mcalc.learn import model as M
 from mcalc.learn import weights as W
+from mcalc.learn.architecture import architecture_summary
 from mcalc.learn.preprocessing import PreprocessConfig, load_roi
 
 IMAGE_SIZE = BACKBONE_SIZE  # the shared ``backbone`` fixture's (tests/conftest.py)
@@ -96,7 +97,7 @@ def test_backbone_random_75(backbone) -> None:
 def test_end_to_end_model_and_summary(backbone, random_weights) -> None:
     model = M.build_model(IMAGE_SIZE, random_weights, backbone=backbone)
     assert model.output_shape == (None, 3)
-    table = M.architecture_summary(model)
+    table = architecture_summary(model)
     assert list(table.columns) == [
         "layer",
         "type",

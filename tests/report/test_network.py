@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcalc.learn.model import find_backbone
+from mcalc.learn.architecture import find_backbone
 from mcalc.report import network
 
 
