@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from benchmarks.config import BenchConfig
-from benchmarks.markdown import table
+from benchmarks.markdown import commands, table
 from benchmarks.measure import median_time
 
 NUMBER = 1
@@ -240,7 +240,7 @@ def render(results: dict) -> list[str]:
     if m and results.get("other_cpu_s") is not None and results.get("benchmark_wall_s"):
         share = results["other_cpu_s"] / (results["benchmark_wall_s"] * m["cores"])
         lines += [
-            f"Run {results.get('date', '')}, `python benchmarks/run.py{results.get('argv', '')}`, "
+            f"Run {results.get('date', '')}, {commands(results.get('argv', ''))}, "
             f"on {m['cores']} cores ({m['cpu']}, {m['device']}); other processes used {share:.0%} of "
             "the machine meanwhile, so absolute figures are disturbed: read the ratios, each taken "
             "against the ceiling or plain seconds apart.",

@@ -31,3 +31,21 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
         "|" + "|".join("---" for _ in header) + "|",
         *("| " + " | ".join(str(c) for c in r) + " |" for r in rows),
     ]
+
+
+#: How a merged run's command lines are joined in its ``argv`` (:func:`benchmarks.run.merge_results`).
+MERGE_SEPARATOR = "`, then (`--merge`) `python benchmarks/run.py"
+
+
+def commands(argv: str) -> str:
+    """The run's command line(s), as markdown: merged runs in order, a repeated one said once with its count."""
+    runs: list[list] = []
+    for part in argv.split(MERGE_SEPARATOR):
+        if runs and runs[-1][0] == part:
+            runs[-1][1] += 1
+        else:
+            runs.append([part, 1])
+    said = [
+        f"`python benchmarks/run.py{part}`" + (f" ({n} runs)" if n > 1 else "") for part, n in runs
+    ]
+    return ", then (`--merge`) ".join(said)

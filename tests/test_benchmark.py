@@ -14,7 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import backbone, book, measure, report, run
+from benchmarks import (
+    backbone,
+    book,
+    data,
+    extraction,
+    markdown,
+    measure,
+    report,
+    run,
+    threads,
+    training,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,6 +128,11 @@ def test_merge_keeps_other_sections_and_replaces_book_rows_by_scale():
         and "--book --write" in merged["argv"]
     )
     assert merged["date"] == "d1"
+    twice = run.merge_results(merged, new, ["book"])
+    assert markdown.commands(twice["argv"]) == (
+        "`python benchmarks/run.py --book --write`, then (`--merge`) "
+        "`python benchmarks/run.py --only book --book-scales 0.1` (2 runs)"
+    )
     only_backbone = run.merge_results(
         prior, {"argv": "", "backbone": {"images_per_s": 12.0}}, ["backbone"]
     )
@@ -402,17 +418,17 @@ def test_book_target_judges_the_cold_book_and_shows_the_kept_phantom_beside_it()
 
     assert TARGET_BOOK_S == 360
     results = {"machine": {"cores": 2}, "book": {"rows": [_book_row(1.0, 380.0, 40.0)]}}
-    name, measured, verdict = report.targets(results)[0]
+    name, measured, verdict = report.targets(results)[0].row()
     assert name.startswith("whole book, default data (scale 1), cold, ≤ 6 min")
     assert measured.startswith("cold 6.3 min; with the phantom kept: 5.7 min (computed")
     assert verdict == "MISS"
     results["book"]["rows"] = [_book_row(1.0, 350.0, None)]
-    _, measured, verdict = report.targets(results)[0]
+    _, measured, verdict = report.targets(results)[0].row()
     assert "with the phantom kept: not recorded" in measured and verdict == "PASS"
     results["book"]["rows"] = [_book_row(1.0, 350.0, 40.0, returncode=1)]
-    assert report.targets(results)[0][2] == "MISS"
+    assert report.targets(results)[0].verdict == "MISS"
     results["book"]["rows"] = [_book_row(0.1, 100.0, 10.0)]
-    assert report.targets(results)[0][1:] == ["not measured (run with `--book`)", "n/a"]
+    assert report.targets(results)[0].row()[1:] == ["not measured (run with `--book`)", "n/a"]
 
 
 def test_book_section_renders_the_stage_table_of_the_largest_scale():
@@ -448,7 +464,7 @@ def test_the_floor_is_the_backbone_passes_at_the_ceiling_and_is_said_from_its_fi
     assert book.floor_s({"book": results["book"]}, row) is None  # section 1 not run
     assert (
         "its floor, the backbone's passes at the machine's ceiling: 6.7 min"
-        in (report.targets(results)[0][1])
+        in report.targets(results)[0].measured
     )
     sentence = book.floor_sentence(results, row)
     assert "alone take 6.7 min, more than the 6.0 min target by 40.0 s" in sentence
@@ -462,14 +478,12 @@ def test_the_floor_is_the_backbone_passes_at_the_ceiling_and_is_said_from_its_fi
     row["stages"]["backbone_rows"] = 1500  # 200 s: within the target
     assert "56% of the 6.0 min target, leaving 2.7 min" in book.floor_sentence(results, row)
 
-    line = report.bottom_line(results, report.targets(results))
+    line = report.bottom_line(report.targets(results))
     assert line.startswith("**Bottom line:** 1 of 2 targets met. Missed: whole book: cold 15.0 min")
     assert "against ≤ 6 min, where the backbone's passes alone take 3.3 min" in line
     row["wall_s"] = 300.0
-    assert report.bottom_line(results, report.targets(results)) == (
-        "**Bottom line:** 2 of 2 targets met."
-    )
-    assert "no target was measured" in report.bottom_line({}, [["x", "y", "n/a"]])
+    assert report.bottom_line(report.targets(results)) == ("**Bottom line:** 2 of 2 targets met.")
+    assert "no target was measured" in report.bottom_line([report.Target("x", "y", "n/a")])
 
 
 def test_the_report_opens_with_its_bottom_line():
@@ -487,3 +501,57 @@ def test_the_report_opens_with_its_bottom_line():
     lines = report.render(results).splitlines()
     assert lines[0].startswith("**Bottom line:** 1 of 2 targets met. Missed: whole book: cold 15.0")
     assert lines[2].startswith("Measured 2026-12-03 with `python benchmarks/run.py --only book`")
+
+
+def test_the_bottom_line_says_each_missed_target_from_its_own_parts():
+    """Subject, figure and threshold come from each target's fields, not from its rendered cells."""
+    results = {
+        "training": {"speedup": 40.0, "same_weights": True, "full": {"epochs": 20}},
+        "extraction": {"ratio": 0.7, "process_peak_rss_bytes": 5e9},
+    }
+    rows = report.targets(results)
+    assert [t.subject for t in rows if t.judged] == [
+        "peak RSS of benchmark process (backbone, extraction)",
+        "cached path",
+        "end-to-end extraction",
+    ]
+    assert report.bottom_line(rows) == (
+        "**Bottom line:** 0 of 3 targets met. Missed: peak RSS of benchmark process (backbone, "
+        "extraction): 5.00 GB against ≤ 4 GB; cached path: 40× against ≥ 50×; end-to-end "
+        "extraction: 70% against ≥ 85%."
+    )
+    results["training"] |= {"speedup": 60.0, "same_weights": False}
+    results["extraction"] |= {"ratio": 0.9, "process_peak_rss_bytes": 1e9}
+    assert report.bottom_line(report.targets(results)) == (
+        "**Bottom line:** 2 of 3 targets met. Missed: cached path: 60× with different weights "
+        "against ≥ 50×."
+    )
+
+
+def test_extraction_and_training_are_measured_before_the_backbone_variants(monkeypatch, tmp_path):
+    """Section 1 leaves its variants' models in the process: sections 3 and 4 run before it."""
+    import mcalc.learn.backbone as mb
+    import mcalc.learn.model as mm
+    import mcalc.learn.weights as mw
+
+    calls: list[str] = []
+    monkeypatch.setattr(mw, "resolve_weights", lambda spec: "w")
+    monkeypatch.setattr(mm, "build_backbone", lambda *a: "model")
+    monkeypatch.setattr(mb, "inference_model", lambda model, variant: "fast")
+    monkeypatch.setattr(backbone, "bare_throughput", lambda *a: {"images_per_s": 1.0})
+    for module, name, section in (
+        (data, "bench_data", "data"),
+        (extraction, "bench_extraction", "extraction"),
+        (training, "bench_training", "training"),
+        (backbone, "bench_backbone", "backbone"),
+        (threads, "bench_threads", "threads"),
+    ):
+        monkeypatch.setattr(
+            module,
+            name,
+            lambda *a, section=section: calls.append(section) or {"images_per_s": 2.0},
+        )
+    cfg = run.BenchConfig(work_dir=tmp_path)
+    results = run.run(cfg, ["backbone", "data", "extraction", "training"])
+    assert calls == ["data", "extraction", "training", "backbone", "threads"]
+    assert set(results) >= {"backbone", "data", "extraction", "training"}
