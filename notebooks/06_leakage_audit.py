@@ -13,24 +13,16 @@
 # %% [markdown]
 # # Beyond the paper: a leakage audit
 #
-# Whether the paper evaluated on the official, patient-disjoint split is not settled: its training
-# counts match the official table, its test class counts do not (see the methods). Many studies
-# do not use a patient-disjoint split: they pool the ROIs and split them at random, which puts the CC and MLO views of one
-# lesion, and other lesions of the same patient, on both sides. This chapter is about that general
-# lesson, not about the paper. Its clean contrast is between two splits of the **same pooled data**
-# (official train and test together): (b) a random ROI-level 80/20 split and (c) a patient-grouped
-# 80/20 split, each repeated over several split seeds, with the same pipeline (cached backbone
-# features, the paper's head and optimizer settings). The official split (a) is shown for reference
-# only: its test set is a different one, so its gap to (b) would mix a change of test set with leakage.
+# Many studies pool the ROIs and split them at random, which puts the CC and MLO views of one lesion,
+# and other lesions of the same patient, on both sides of the split. How much does that change what
+# this pipeline measures? {glue:md}`leakage_answer` {glue:md}`memoriser_sentence`
 #
-# Matching the two views of a lesion relies on `abnormality id`, which CBIS-DDSM numbers per image:
-# the match is presumed. On the official tables some breasts hold different numbers of ROIs in CC and
-# MLO (38 of 565 two-view breasts in training, 5 of 123 in test), and a few id-matched pairs differ in
-# pathology (3 of 690 in training, 0 of 137 in test); the last table counts them
-# on the official tables. The audit also reports, per scheme, the BI-RADS assessment rule (a property
-# of the labels, see the methods). The metrics come from the data this run used; the leakage counts,
-# the rule and the lesion matching need no pixel and come from the official CBIS-DDSM tables shipped
-# with mcalc, split exactly as the audit splits its ROIs.
+# The contrast is between two splits of the **same pooled data** (official train and test together):
+# (b) a random ROI-level 80/20 split and (c) a patient-grouped 80/20 split, each repeated over several
+# split seeds, with the same pipeline (cached backbone features, the paper's head and optimizer
+# settings). This is a general lesson, not a finding about the paper: whether the paper evaluated on
+# the official, patient-disjoint split is not settled (its training counts match the official table,
+# its test class counts do not; see the methods). The official split (a) is shown for reference only.
 
 # %% tags=["parameters"]
 seed = 0
@@ -79,17 +71,30 @@ print(audit.provenance.label())
 # %%
 from IPython.display import Markdown
 
-from mcalc.evaluate.prose import leakage_sentence
+from mcalc.evaluate.prose import leakage_gap_sentence, leakage_sentence
 
-items.glue_numbers(memoriser_sentence=Markdown(leakage_sentence(audit.repeats)))
+roi_level, grouped = (audit.mean_test_accuracy(s) for s in ("roi_level", "patient_grouped"))
+items.glue_numbers(
+    leakage_answer=Markdown(
+        leakage_gap_sentence(roi_level, grouped, audit.gap("accuracy"), n_split_seeds)
+    ),
+    memoriser_sentence=Markdown(leakage_sentence(audit.repeats)),
+)
 
 # %% [markdown]
-# Each row of (b) and (c) is the mean ± SD over the split seeds; the last row is what leakage adds
+# ## How the audit is read
+#
+# The official split (a) has a different test set, so its gap to (b) would mix a change of test set
+# with leakage. Each row of (b) and (c) is the mean ± SD over the split seeds; the last row is what leakage adds
 # on the same pooled data, with its 95% interval over the split seeds (Welch's t interval of the
 # difference of the two means; it says how much the gap depends on which split was drawn). The last
 # column is a pure memoriser — the label of the nearest training ROI in backbone-feature space —
 # which can only gain from a split that leaves the other view of a lesion in training.
-# {glue:md}`memoriser_sentence`
+#
+# The second table counts, per scheme, the test ROIs with a relative in training and reports the
+# BI-RADS assessment rule there (a property of the labels, see the methods). The metrics come from the
+# data this run used; the leakage counts, the rule and the lesion matching need no pixel and come from
+# the official CBIS-DDSM tables shipped with mcalc, split exactly as the audit splits its ROIs.
 
 # %%
 items.show_table(
@@ -113,6 +118,13 @@ items.show_figure(
     audit.provenance,
 )
 
+# %% [markdown]
+# Matching the two views of a lesion relies on `abnormality id`, which CBIS-DDSM numbers per image:
+# the match is presumed. On the official tables some breasts hold different numbers of ROIs in CC and
+# MLO (38 of 565 two-view breasts in training, 5 of 123 in test), and a few id-matched pairs differ in
+# pathology (3 of 690 in training, 0 of 137 in test); the table below counts them on the official
+# tables.
+
 # %%
 # NBVAL_CHECK_OUTPUT
 items.show_table(
@@ -121,25 +133,10 @@ items.show_table(
     metadata.provenance(),
 )
 
-# %%
-roi_level, grouped = (audit.mean_test_accuracy(s) for s in ("roi_level", "patient_grouped"))
-gain, gain_low, gain_high = audit.gap("accuracy")
-items.glue_numbers(
-    roi_level_accuracy=roi_level,
-    grouped_accuracy=grouped,
-    leakage_gain=gain,
-    leakage_gain_low=gain_low,
-    leakage_gain_high=gain_high,
-    n_split_seeds_run=n_split_seeds,
-)
-
 # %% [markdown]
 # ## What this chapter found
 #
-# - On the same pooled data and pipeline, a ROI-level split gives a mean test accuracy of
-#   {glue:text}`roi_level_accuracy:.3f` and a patient-grouped split {glue:text}`grouped_accuracy:.3f`
-#   ({glue:text}`n_split_seeds_run` split seeds each): a difference of {glue:text}`leakage_gain:+.3f`
-#   (95% CI over split seeds {glue:text}`leakage_gain_low:+.3f` to {glue:text}`leakage_gain_high:+.3f`).
+# - {glue:md}`leakage_answer`
 # - {glue:md}`memoriser_sentence`
 # - The official tables show how much a ROI-level split leaks (the other view of a presumed same
 #   lesion, the same breast, the same patient); the official split is patient-disjoint and leaks none.

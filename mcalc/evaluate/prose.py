@@ -28,6 +28,7 @@ __all__ = [
     "bottom_line",
     "write_bottom_line",
     "leakage_sentence",
+    "leakage_gap_sentence",
     "seed_sentence",
 ]
 
@@ -136,6 +137,31 @@ def leakage_sentence(repeats: pd.DataFrame) -> str:
         f"{verdict}: a ROI-level split instead of a patient-grouped one changes the 1-NN memoriser's "
         f"mean test accuracy by {memo:+.3f} and the head's by {head:+.3f}."
     )
+
+
+def leakage_gap_sentence(
+    roi_level: float, grouped: float, gap: tuple[float, float, float], n_split_seeds: int
+) -> str:
+    """Chapter 6's answer: the head's mean test accuracy under a ROI-level and a patient-grouped split of
+    the same pooled data, their difference and its interval over the split seeds, in words that follow them."""
+    diff, low, high = gap
+    if not (np.isfinite(roi_level) and np.isfinite(grouped) and np.isfinite(diff)):
+        return "Both split schemes are needed to say what leakage adds."
+    if abs(diff) < 0.0005:
+        how = "the same mean test accuracy as"
+    else:
+        how = f"a {'higher' if diff > 0 else 'lower'} mean test accuracy than"
+    seeds = f"{n_split_seeds} split seed{'s' if n_split_seeds != 1 else ''} each"
+    text = (
+        f"On the same pooled data, a ROI-level split gives the head {how} a patient-grouped one: "
+        f"{roi_level:.3f} against {grouped:.3f} ({seeds}), a difference of {diff:+.3f}"
+    )
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return text + " (one split seed: no interval over the seeds)."
+    if low == high:
+        return text + " (the same on every split seed)."
+    zero = "excludes" if low > 0 or high < 0 else "includes"
+    return text + f" (95% CI over the split seeds {low:+.3f} to {high:+.3f}, which {zero} zero)."
 
 
 def seed_sentence(runs: pd.DataFrame, metric: str = "accuracy") -> str:

@@ -38,6 +38,22 @@ def test_leakage_sentence_follows_the_numbers() -> None:
     assert "+0.050" in P.leakage_sentence(repeats(0.01, 0.05))
 
 
+def test_leakage_gap_sentence_follows_the_numbers() -> None:
+    s = P.leakage_gap_sentence(0.71, 0.64, (0.07, 0.03, 0.11), 10)
+    assert s.startswith("On the same pooled data, a ROI-level split gives the head a higher mean")
+    assert "0.710 against 0.640 (10 split seeds each), a difference of +0.070" in s
+    assert s.endswith("(95% CI over the split seeds +0.030 to +0.110, which excludes zero).")
+    s = P.leakage_gap_sentence(0.60, 0.62, (-0.02, -0.05, 0.01), 3)
+    assert "a lower mean test accuracy than" in s and "which includes zero" in s
+    assert "the same mean test accuracy as" in P.leakage_gap_sentence(
+        0.6, 0.6, (0.0, -0.01, 0.01), 2
+    )
+    assert "one split seed: no interval" in P.leakage_gap_sentence(
+        0.7, 0.6, (0.1, float("nan"), float("nan")), 1
+    )
+    assert "needed" in P.leakage_gap_sentence(float("nan"), 0.6, (float("nan"),) * 3, 0)
+
+
 def test_seed_sentence_compares_like_with_like_and_follows_the_test() -> None:
     same = seed_frame(dict.fromkeys(("A", "B", "C", "D"), 0.7), spread=0.05, n=5)
     s = P.seed_sentence(same)
