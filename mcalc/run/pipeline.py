@@ -1,6 +1,6 @@
 """The book's build: the plan of a profile's notebook runs (templates, parameters, what each reads and
-writes, in waves) and :func:`run_profile`, which executes them, rebuilding only what changed
-(keys: :mod:`mcalc.run.rebuild`; one execution: :mod:`mcalc.run.runner`)."""
+writes, in waves, a self-contained chapter apart) and :func:`run_profile`, which executes them, rebuilding
+only what changed (keys: :mod:`mcalc.run.rebuild`; one execution: :mod:`mcalc.run.runner`)."""
 
 from __future__ import annotations
 
@@ -134,7 +134,8 @@ def plan(profile: Profile) -> list[NotebookRun]:
 
 def copies_run(profile: Profile) -> NotebookRun:
     """Chapter 8: its own phantom, written in both layouts, at the profile's phantom scale or the book's
-    copies scale (the smaller), its validation hold-out scaled to it; it reads nothing of the other chapters."""
+    copies scale (the smaller), its validation hold-out scaled to it; it reads nothing of the data root
+    nor of the other chapters, and none reads its records: it runs apart, from the build's start."""
     from mcalc.chapters.copies import BOOK_SCALE, COPIES_FOLDER
 
     scale = min(profile.phantom_scale, BOOK_SCALE)
@@ -144,8 +145,8 @@ def copies_run(profile: Profile) -> NotebookRun:
         "08_copies",
         {"copies_scale": scale, "validation_size": validation},
         writes=(f"{COPIES_FOLDER}/*/runs/baseline_svm.json",),
-        wave=2,
         long=True,
+        apart=True,
     )
 
 
@@ -214,7 +215,7 @@ def execution_key(run: NotebookRun, profile: Profile, context: BuildContext) -> 
         find_notebook_dir() / f"{run.template}.py",
         parameters,
         context.sources,
-        context.data,
+        "" if run.apart else context.data,  # an execution apart reads nothing of the data root
         inputs,
     )
 
@@ -381,35 +382,61 @@ def _run_profile(
         )  # what a next build computes, the data root as this left it
         return path, time.perf_counter() - start
 
-    for wave in sorted({r.wave for r in runs}):
-        batch = [r for r in runs if r.wave == wave]
-        _run_sweeps(batch, profile, swept, say, progress, force)
-        todo, now = [], context()
-        for run in batch:
-            key = execution_key(run, profile, now)
-            output = Path(profile.out_dir) / f"{run.output}.ipynb"
-            damaged = damaged_outputs(output, Path(profile.results_dir), run.writes)
-            if damaged and not force:
+    def needed(run: NotebookRun, now: BuildContext) -> bool:
+        """Whether ``run`` must execute (else it is reported up to date and counted)."""
+        key = execution_key(run, profile, now)
+        output = Path(profile.out_dir) / f"{run.output}.ipynb"
+        damaged = damaged_outputs(output, Path(profile.results_dir), run.writes)
+        if damaged and not force:
+            say(
+                f"[mcalc] {run.output}: its output {', '.join(damaged)} changed since it was "
+                "written (damaged or edited): re-running it"
+            )
+        if not force and up_to_date(output, key, Path(profile.results_dir), run.writes):
+            say(f"[mcalc] {run.output}: up to date (key {key[:12]}) -> {output}")
+            timings[run.output] = (output, 0.0)
+            book.update()
+            return False
+        return True
+
+    def collect(futures: dict) -> None:
+        """Wait for the submitted executions, in order, and report each."""
+        for name, future in futures.items():
+            path, elapsed = future.result()
+            book.set_postfix_str(name)
+            book.update()
+            say(f"[mcalc] {name}: {elapsed:.1f} s -> {path}")
+            timings[name] = (path, elapsed)
+
+    # One pool for the whole build: the executions apart start first and hold their workers while the
+    # waves run on the others (each wave waits for its own executions, never for those apart).
+    apart = [r for r in runs if r.apart]
+    waves = [r for r in runs if not r.apart]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        now = context()
+        todo = sorted((r for r in apart if needed(r, now)), key=lambda r: not r.long)
+        beside = {run.output: pool.submit(one, run, False) for run in todo}
+        try:
+            for wave in sorted({r.wave for r in waves}):
+                batch = [r for r in waves if r.wave == wave]
+                _run_sweeps(batch, profile, swept, say, progress, force)
+                now = context()
+                todo = [r for r in batch if needed(r, now)]
+                todo.sort(
+                    key=lambda r: not r.long
+                )  # the long ones first (stable: else in plan order)
+                alone = (jobs == 1 or len(todo) == 1) and not beside
+                collect({run.output: pool.submit(one, run, alone) for run in todo})
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)  # nothing more starts
+            running = [name for name, future in beside.items() if not future.done()]
+            if running:
                 say(
-                    f"[mcalc] {run.output}: its output {', '.join(damaged)} changed since it was "
-                    "written (damaged or edited): re-running it"
+                    f"[mcalc] stopping: the error follows once {', '.join(running)} (run apart, "
+                    "already started) has finished"
                 )
-            if not force and up_to_date(output, key, Path(profile.results_dir), run.writes):
-                say(f"[mcalc] {run.output}: up to date (key {key[:12]}) -> {output}")
-                timings[run.output] = (output, 0.0)
-                book.update()
-            else:
-                todo.append(run)
-        todo.sort(key=lambda r: not r.long)  # the long ones first (stable: else in plan order)
-        alone = jobs == 1 or len(todo) == 1
-        with ThreadPoolExecutor(max_workers=min(jobs, len(todo) or 1)) as pool:
-            futures = {run.output: pool.submit(one, run, alone) for run in todo}
-            for name, future in futures.items():
-                path, elapsed = future.result()
-                book.set_postfix_str(name)
-                book.update()
-                say(f"[mcalc] {name}: {elapsed:.1f} s -> {path}")
-                timings[name] = (path, elapsed)
+            raise
+        collect(beside)
     book.close()
     if any(elapsed for _, elapsed in timings.values()):
         say(f"[mcalc] kernel output (TensorFlow, absl, ipykernel) in {log}")

@@ -20,6 +20,7 @@ import pytest
 
 import mcalc.run.pipeline as pl
 import mcalc.run.preflight
+from mcalc.errors import NotebookFailed
 from mcalc.records import cache
 from mcalc.run import profiles, rebuild, runner
 
@@ -154,23 +155,67 @@ def test_a_changed_data_root_reruns_everything(build):
     data = Path(build.profile.data_folder())
     data.mkdir()
     (data / "calc_case_description_test_set.csv").write_text("a,b\n1,2\n")
-    assert len(build()[0].ran) == len(pl.plan(build.profile))
+    apart = [r.output for r in pl.plan(build.profile) if r.apart]
+    assert apart == ["08_copies"]  # it reads nothing of the data root
+    assert sorted(build()[0].ran) == sorted(r.output for r in pl.plan(build.profile) if not r.apart)
     assert build()[0].ran == []
 
 
 def test_independent_chapters_run_jobs_at_a_time(build):
     two, _ = build(FakeExecutor(delay=0.2), jobs=2)
     assert two.most == 2
-    assert two.ran[:2] == [
+    assert two.ran[:3] == [
+        "08_copies",  # apart: from the build's start
         "01_data_curation",
         "02_preprocessing",
     ]  # before the chapters reading them
     assert two.ran[-1] == "05_comparison"  # after the chapters it reads
-    long = [r.output for r in pl.plan(profiles.PROFILES["ci"]) if r.long]
-    assert sorted(long) == ["06_leakage_audit", "08_copies"]
-    assert sorted(two.ran[2 : 2 + len(long)]) == long  # the wave's longest start first
+    long = [r.output for r in pl.plan(profiles.PROFILES["ci"]) if r.long and not r.apart]
+    assert long == ["06_leakage_audit"]
+    assert two.ran[3] == "06_leakage_audit"  # the wave's longest starts first
     one, _ = build(FakeExecutor(delay=0.05), jobs=1, force=True)
     assert one.most == 1
+
+
+class Timed(FakeExecutor):
+    """Records when each execution starts and ends; chapter 8 takes ``apart_s``, the others ``delay``."""
+
+    def __init__(self, delay: float, apart_s: float, fail: str = ""):
+        super().__init__(0.0)
+        self.wait, self.apart_s, self.fail, self.times = delay, apart_s, fail, {}
+
+    def __call__(self, run, profile, notebook_dir=None, progress=False):
+        start = time.perf_counter()
+        if run.output == self.fail:
+            raise NotebookFailed(f"{run.output}: a cell failed")
+        time.sleep(self.apart_s if run.apart else self.wait)
+        out = super().__call__(run, profile, notebook_dir, progress)
+        self.times[run.output] = (start, time.perf_counter())
+        return out
+
+
+def test_an_execution_apart_runs_beside_the_waves_and_the_build_waits_for_it(build):
+    """Chapter 8 reads nothing of the others: it starts first and no wave waits for it; the build
+    ends after it; a failing wave says what it still waits for before the error."""
+    timed = Timed(delay=0.02, apart_s=1.0)
+    build(timed, jobs=2)
+    apart_start, apart_end = timed.times["08_copies"]
+    waves = {k: v for k, v in timed.times.items() if k != "08_copies"}
+    assert min(start for start, _ in waves.values()) < apart_end  # the waves did not wait for it
+    assert timed.times["02_preprocessing"][0] < apart_end
+    assert len(timed.ran) == len(pl.plan(build.profile))
+
+
+def test_a_failing_wave_says_it_waits_for_the_execution_apart(build, capsys):
+    timed = Timed(delay=0.02, apart_s=1.0, fail="02_preprocessing")
+    with pytest.raises(NotebookFailed, match="02_preprocessing"):
+        build(timed, jobs=2)
+    out = capsys.readouterr().out
+    assert (
+        "stopping: the error follows once 08_copies (run apart, already started) has finished"
+        in out
+    )
+    assert "03_optimizer_adam" not in timed.ran  # nothing after the failing wave started
 
 
 def test_waves_follow_what_each_chapter_reads():
@@ -183,6 +228,9 @@ def test_waves_follow_what_each_chapter_reads():
                 assert other.wave < run.wave, (other.output, run.output)
             if other is not run and other.wave == run.wave:
                 assert not any(fnmatch(w, r) for w in written for r in run.writes)
+            if other.apart and other is not run:  # apart: reads no one's output, no one reads its
+                assert not other.reads
+                assert not any(fnmatch(w, r) for w in written for r in run.reads)
 
 
 def test_the_key_is_recorded_in_the_executed_notebook(tmp_path):
