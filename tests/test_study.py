@@ -173,8 +173,9 @@ def two_class_root(make_phantom, tmp_path_factory) -> Path:
     return root
 
 
-def _study(root: Path, work: Path, task: str, audit: bool = False) -> runs.Results:
-    """The study's steps under a task: curation, features, a head, the baselines (and the audit)."""
+def _study(root: Path, work: Path, task: str, cache: Path, audit: bool = False) -> runs.Results:
+    """The study's steps under a task: curation, features, a head, the baselines (and the audit);
+    ``cache`` (content-keyed) may be shared by tasks on the same images."""
     from mcalc.chapters.audits import leakage_audit
     from mcalc.chapters.inputs import StepInputs
     from mcalc.chapters.prepare import prepare_data
@@ -183,7 +184,7 @@ def _study(root: Path, work: Path, task: str, audit: bool = False) -> runs.Resul
     from mcalc.learn.features import compute_features
     from mcalc.learn.weights import resolve_weights
 
-    rd, cache = work / "results", work / "cache"
+    rd = work / "results"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepare_data("cbis-ddsm", root, results_dir=rd, progress=False, task=task)
@@ -211,8 +212,11 @@ def test_two_class_data_set_runs_end_to_end_under_both_binary_tasks(two_class_ro
 
     with pytest.raises(DataError, match="--task binary-biopsied or --task binary-merged"):
         prepare_data("cbis-ddsm", two_class_root, results_dir=tmp_path / "r3", progress=False)
+    cache = (
+        tmp_path / "cache"
+    )  # the same images under both tasks: the second reads the first's features
     for task in ("binary-merged", "binary-biopsied"):
-        res = _study(two_class_root, tmp_path / task, task, audit=task == "binary-biopsied")
+        res = _study(two_class_root, tmp_path / task, task, cache, audit=task == "binary-biopsied")
         table = tables.binary_comparison(res)
         ours = table[table.index.str.startswith("This study")]
         assert len(ours) == 1 and task in ours["task_and_data"].item()

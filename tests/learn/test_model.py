@@ -441,7 +441,7 @@ if sys.argv[1] == "unguarded":
 rng = np.random.default_rng(4)
 X, y = rng.normal(0, 1, (24, 16)).astype(np.float32), np.arange(24) % 3
 level = logging.getLogger("tensorflow").level
-for seed in range(8):  # TensorFlow warns from the sixth trace on
+for seed in range(6):  # TensorFlow warns from the sixth trace on (once per process)
     cfg = M.TrainConfig(epochs=2, batch_size=8, seed=seed)
     M.train_head(X[:18], y[:18], X[18:], y[18:], cfg, test=(X[18:], y[18:]))
 assert logging.getLogger("tensorflow").level == level, "logger level not restored"
