@@ -14,7 +14,6 @@ import warnings
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,23 +39,6 @@ log = logging.getLogger(__name__)
 
 #: Version of the feature recipe; bump it when extraction changes so cached features are rebuilt.
 FEATURES_VERSION = 1
-#: The environment variable through which a build names, for its kernels, the lock file of its backbone:
-#: chapters running side by side take turns at the backbone's passes (on the same cores two at once
-#: gain nothing, and each holds about 2 GB).
-BACKBONE_LOCK_ENV = "MCALC_BACKBONE_LOCK"
-
-
-@contextmanager
-def backbone_turn() -> Iterator[None]:
-    """Hold the build's backbone lock for the block, where a build named one (:data:`BACKBONE_LOCK_ENV`)."""
-    path = os.environ.get(BACKBONE_LOCK_ENV)
-    if not path:
-        yield
-        return
-    from filelock import FileLock
-
-    with FileLock(path):
-        yield
 
 
 def _load_or_reason(path: str, preprocess: PreprocessConfig) -> np.ndarray | str:
@@ -189,12 +171,7 @@ def extract_features(
     workers = int(workers or min(8, os.cpu_count() or 1))
 
     def compute(missing: list[int]) -> Iterator[tuple[list[int], np.ndarray]]:
-        """Yield (indices, features) batch by batch for the rows missing from the cache, in the backbone's turn."""
-        with backbone_turn():
-            yield from passes(missing)
-
-    def passes(missing: list[int]) -> Iterator[tuple[list[int], np.ndarray]]:
-        """The backbone over the missing rows, batch by batch."""
+        """Yield (indices, features) batch by batch for the rows missing from the cache."""
         model = (
             backbone
             if backbone is not None

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcalc.errors import DataError, NotebookFailed
-from mcalc.learn.features import BACKBONE_LOCK_ENV
 from mcalc.run.profiles import Profile
 
 __all__ = [
@@ -121,14 +120,10 @@ def retitle(path: Path, title: str) -> None:
 
 
 KERNEL_LOG = "kernel.log"  # beside the executed notebooks: the kernels' stdout / stderr (TensorFlow, absl, ipykernel)
-#: Beside the executed notebooks: the lock by which a build's kernels take turns at the backbone
-#: (:func:`mcalc.learn.features.backbone_turn`).
-BACKBONE_LOCK = ".backbone.lock"
 
 
-def kernel_manager(log: Path, cwd: Path | None = None, env: dict[str, str] | None = None):
-    """A kernel manager whose kernel writes its stdout and stderr to ``log`` (appended), run in ``cwd`` if given,
-    with ``env`` added to its environment.
+def kernel_manager(log: Path, cwd: Path | None = None):
+    """A kernel manager whose kernel writes its stdout and stderr to ``log`` (appended), run in ``cwd`` if given.
 
     The kernel's working directory is set at its launch, not by changing this process's (papermill's
     ``cwd``), so that notebooks may execute concurrently in threads.
@@ -144,17 +139,13 @@ def kernel_manager(log: Path, cwd: Path | None = None, env: dict[str, str] | Non
                 kw.update(stdout=stream, stderr=stream)
                 if cwd is not None:
                     kw["cwd"] = str(cwd)
-                if env:
-                    kw["env"] = {**(kw.get("env") or os.environ), **env}
                 await super()._async_launch_kernel(kernel_cmd, **kw)
 
     return _LoggingKernelManager(kernel_name=KERNELSPEC["name"])
 
 
 @contextmanager
-def logged_kernel(
-    log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> Iterator:
+def logged_kernel(log: Path, cwd: Path | None = None) -> Iterator:
     """A :func:`kernel_manager` for one papermill execution, its kernel shut down afterwards.
 
     papermill leaves running the kernel of a manager it is given: without this, every execution
@@ -162,7 +153,7 @@ def logged_kernel(
     """
     from jupyter_core.utils import run_sync
 
-    km = kernel_manager(log, cwd, env)
+    km = kernel_manager(log, cwd)
     try:
         yield km
     finally:
@@ -204,8 +195,7 @@ def execute(
         )
         parameters = notebook_parameters(profile, run, declared(run.template, templates))
         try:
-            turns = {BACKBONE_LOCK_ENV: str((out_dir / BACKBONE_LOCK).resolve())}
-            with logged_kernel(log.resolve(), out_dir.resolve(), turns) as km:
+            with logged_kernel(log.resolve(), out_dir.resolve()) as km:
                 papermill.execute_notebook(
                     str(source),
                     str(output),
