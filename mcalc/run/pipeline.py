@@ -135,7 +135,7 @@ def plan(profile: Profile) -> list[NotebookRun]:
 def copies_run(profile: Profile) -> NotebookRun:
     """Chapter 8: its own phantom, written in both layouts, at the profile's phantom scale or the book's
     copies scale (the smaller), its validation hold-out scaled to it; it reads nothing of the data root
-    nor of the other chapters, and none reads its records: it runs apart, from the build's start."""
+    nor of the other chapters, and none reads its records: it runs apart, from the start of its wave."""
     from mcalc.chapters.copies import BOOK_SCALE, COPIES_FOLDER
 
     scale = min(profile.phantom_scale, BOOK_SCALE)
@@ -145,6 +145,7 @@ def copies_run(profile: Profile) -> NotebookRun:
         "08_copies",
         {"copies_scale": scale, "validation_size": validation},
         writes=(f"{COPIES_FOLDER}/*/runs/baseline_svm.json",),
+        wave=2,
         long=True,
         apart=True,
     )
@@ -408,25 +409,22 @@ def _run_profile(
             say(f"[mcalc] {name}: {elapsed:.1f} s -> {path}")
             timings[name] = (path, elapsed)
 
-    # One pool for the whole build: the executions apart start first and hold their workers while the
-    # waves run on the others (each wave waits for its own executions, never for those apart).
-    apart = [r for r in runs if r.apart]
-    waves = [r for r in runs if not r.apart]
+    # One pool for the whole build. An execution apart starts with its wave, first, and holds its
+    # worker while that wave and the later ones run on the others: no wave waits for it, the build's
+    # end does. (It starts with its wave, not before: beside chapter 2 a second backbone would hold
+    # its memory too, over the book's 4 GB.)
+    beside: dict = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        now = context()
-        todo = sorted((r for r in apart if needed(r, now)), key=lambda r: not r.long)
-        beside = {run.output: pool.submit(one, run, False) for run in todo}
         try:
-            for wave in sorted({r.wave for r in waves}):
-                batch = [r for r in waves if r.wave == wave]
+            for wave in sorted({r.wave for r in runs}):
+                batch = [r for r in runs if r.wave == wave]
                 _run_sweeps(batch, profile, swept, say, progress, force)
                 now = context()
                 todo = [r for r in batch if needed(r, now)]
-                todo.sort(
-                    key=lambda r: not r.long
-                )  # the long ones first (stable: else in plan order)
+                todo.sort(key=lambda r: (not r.apart, not r.long))  # apart, then long, first
                 alone = (jobs == 1 or len(todo) == 1) and not beside
-                collect({run.output: pool.submit(one, run, alone) for run in todo})
+                beside |= {r.output: pool.submit(one, r, False) for r in todo if r.apart}
+                collect({r.output: pool.submit(one, r, alone) for r in todo if not r.apart})
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)  # nothing more starts
             running = [name for name, future in beside.items() if not future.done()]

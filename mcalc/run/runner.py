@@ -55,7 +55,7 @@ class NotebookRun:
     ] = ()  # glob patterns under results_dir it must leave (else it runs again)
     wave: int = 0  # executions of one wave are independent of each other: they may run concurrently
     long: bool = False  # among the longest of its wave: started before the others, so that no long one runs alone at the end
-    apart: bool = False  # reads nothing of the data root nor of other executions, and none reads its outputs: it runs beside the waves, from the build's start
+    apart: bool = False  # reads nothing of the data root nor of other executions, and none reads its outputs: it starts with its wave and no later wave waits for it
 
 
 def find_notebook_dir() -> Path:
