@@ -71,13 +71,10 @@ print(audit.provenance.label())
 # %%
 from IPython.display import Markdown
 
-from mcalc.evaluate.prose import leakage_gap_sentence, leakage_sentence
+from mcalc.evaluate.prose import leakage_sentence
 
-roi_level, grouped = (audit.mean_test_accuracy(s) for s in ("roi_level", "patient_grouped"))
 items.glue_numbers(
-    leakage_answer=Markdown(
-        leakage_gap_sentence(roi_level, grouped, audit.gap("accuracy"), n_split_seeds)
-    ),
+    leakage_answer=Markdown(audit.answer()),
     memoriser_sentence=Markdown(leakage_sentence(audit.repeats)),
 )
 

@@ -52,6 +52,22 @@ class LeakageAudit:
         """The mean test accuracy of one split scheme over its split seeds (NaN when it was not run)."""
         return float(self.repeats.loc[self.repeats["scheme"] == scheme, "accuracy"].mean())
 
+    def answer(self) -> str:
+        """The chapter's answer, generated from the repeats: the two schemes' mean test accuracies, their
+        difference and its interval over the split seeds that ran (:func:`~mcalc.evaluate.prose.leakage_gap_sentence`)."""
+        from mcalc.evaluate.prose import leakage_gap_sentence
+
+        if self.repeats.empty:
+            return leakage_gap_sentence(float("nan"), float("nan"), (float("nan"),) * 3, 0)
+        counts = self.repeats["scheme"].value_counts()
+        seeds = int(min(counts.get("roi_level", 0), counts.get("patient_grouped", 0)))
+        return leakage_gap_sentence(
+            self.mean_test_accuracy("roi_level"),
+            self.mean_test_accuracy("patient_grouped"),
+            self.gap("accuracy"),
+            seeds,
+        )
+
     def gap(self, metric: str = "accuracy", confidence: float = 0.95) -> tuple[float, float, float]:
         """What leakage adds: mean ROI-level − mean patient-grouped ``metric`` over the split seeds, and
         the Welch t interval of that difference (NaN bounds with fewer than two seeds per scheme)."""

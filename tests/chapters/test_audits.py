@@ -50,3 +50,18 @@ def test_gap_without_enough_seeds_has_no_interval():
     assert diff == pytest.approx(0.05) and math.isnan(lo) and math.isnan(hi)
     row = audit([0.75], [0.70]).table().iloc[-1]
     assert row["accuracy"] == "+0.050"
+
+
+def test_the_answer_is_said_from_the_repeats():
+    """Chapter 6's first sentence: both means, the gap and its interval, and the seeds that ran."""
+    rng = np.random.default_rng(1)
+    roi, grouped = list(0.72 + 0.01 * rng.normal(size=6)), list(0.70 + 0.01 * rng.normal(size=6))
+    a = audit(roi, grouped)
+    diff, lo, hi = a.gap()
+    text = a.answer()
+    assert f"{np.mean(roi):.3f} against {np.mean(grouped):.3f} (6 split seeds each)" in text
+    assert f"a difference of {diff:+.3f}" in text and f"{lo:+.3f} to {hi:+.3f}" in text
+    assert "a lower mean test accuracy than" in audit(grouped, roi).answer()
+    assert "one split seed" in audit([0.75], [0.70]).answer()
+    empty = LeakageAudit({}, pd.DataFrame(), Provenance(data="phantom"))
+    assert empty.answer() == "Both split schemes are needed to say what leakage adds."
