@@ -48,14 +48,14 @@ def count_flops(model) -> int:
     return total
 
 
-def conv_ceiling_fn(cfg: BenchConfig):
-    """A callable running the ceiling's convolution once (see :func:`conv_ceiling`)."""
+def conv_ceiling_fn(cfg: BenchConfig, dtype: str = "float32"):
+    """A callable running the ceiling's convolution once in ``dtype`` (see :func:`conv_ceiling`)."""
     import tensorflow as tf
 
     k, c, hw, n = cfg.conv_kernel, cfg.conv_channels, cfg.conv_hw, cfg.conv_batch
     rng = np.random.default_rng(cfg.seed)
-    x = tf.constant(rng.standard_normal((n, hw, hw, c), dtype=np.float32))
-    w = tf.constant((rng.standard_normal((k, k, c, c)) / np.sqrt(k * k * c)).astype(np.float32))
+    x = tf.cast(rng.standard_normal((n, hw, hw, c), dtype=np.float32), dtype)
+    w = tf.cast((rng.standard_normal((k, k, c, c)) / np.sqrt(k * k * c)).astype(np.float32), dtype)
     conv = tf.function(lambda: tf.reduce_sum(tf.nn.conv2d(x, w, strides=1, padding="SAME")))
     return lambda: conv().numpy()
 
@@ -113,8 +113,12 @@ def variant_runs(cfg: BenchConfig) -> list[tuple[str, int]]:
 
 
 def bench_variants(backbone, cfg: BenchConfig) -> dict:
-    """Every variant (and batch) timed in interleaved rounds with the ceiling; paired ratios to plain, feature differences."""
-    from mcalc.learn.backbone import inference_model
+    """Every variant (and batch) timed in interleaved rounds with the ceiling; paired ratios to plain, feature differences.
+
+    A reduced-precision variant (bfloat16) is also timed against the ceiling's convolution in its
+    own arithmetic (``ceiling_bf16``), so its share of a ceiling compares like with like.
+    """
+    from mcalc.learn.backbone import REDUCED_PRECISION, inference_model
 
     models, prepare_s, first_s, diff = {}, {}, {}, {}
     runs = variant_runs(cfg)
@@ -131,17 +135,20 @@ def bench_variants(backbone, cfg: BenchConfig) -> dict:
         first_s[f"{variant}@{b}"] = time.perf_counter() - start
         if b == cfg.batch_size:
             diff[variant] = float(np.abs(out - reference).max()) / scale
-    ceiling = conv_ceiling_fn(cfg)
-    ceiling()
+    ceilings = {"ceiling": conv_ceiling_fn(cfg)}
+    if any(v in REDUCED_PRECISION for v, _ in runs):  # their own arithmetic's ceiling, same rounds
+        ceilings["ceiling_bf16"] = conv_ceiling_fn(cfg, "bfloat16")
+    for fn in ceilings.values():
+        fn()
     rounds: list[dict] = []
     for _ in range(cfg.repeats):
-        times = {"ceiling": _timed(ceiling)}
+        times = {name: _timed(fn) for name, fn in ceilings.items()}
         for variant, b in runs:
             model, batch = models[variant], batches[b]
             start = time.perf_counter()
             model.predict_on_batch(batch)
             times[f"{variant}@{b}"] = time.perf_counter() - start
-        times["ceiling_after"] = _timed(ceiling)
+        times.update({f"{name}_after": _timed(fn) for name, fn in ceilings.items()})
         rounds.append(times)
     return {
         "runs": [f"{v}@{b}" for v, b in runs],
@@ -157,21 +164,30 @@ def summarize_variants(var: dict, flops_per_image: int, cfg: dict) -> list[dict]
     """Per run: median images/s, % of the ceiling (same rounds), median paired speed-up over plain."""
     import statistics
 
+    from mcalc.learn.backbone import REDUCED_PRECISION
+
     rounds = var["rounds"]
     ceiling_flops = 2 * cfg["conv_hw"] ** 2 * cfg["conv_kernel"] ** 2 * cfg["conv_channels"] ** 2
     ceiling_flops *= cfg["conv_batch"]
-    # the ceiling of a round: the faster of its two calls (before and after the round's variants)
-    ceilings = [ceiling_flops / min(r["ceiling"], r["ceiling_after"]) for r in rounds]
+
+    def ceilings(name: str) -> list[float]:
+        """A ceiling's FLOP/s per round: the faster of its two calls (before and after the round's variants)."""
+        return [ceiling_flops / min(r[name], r[f"{name}_after"]) for r in rounds]
+
     plain = f"plain@{cfg['batch_size']}"
     out = []
     for run in var["runs"]:
         batch = int(run.split("@")[1])
+        reduced = run.split("@")[0] in REDUCED_PRECISION and "ceiling_bf16" in rounds[0]
         rates = [batch / r[run] for r in rounds]
-        fractions = [flops_per_image * rate / c for rate, c in zip(rates, ceilings)]
+        own = ceilings("ceiling_bf16" if reduced else "ceiling")
+        fractions = [flops_per_image * rate / c for rate, c in zip(rates, own)]
         speedups = [(r[plain] / int(plain.split("@")[1])) / (r[run] / batch) for r in rounds]
         out.append(
             {
                 "run": run,
+                "ceiling": "bfloat16" if reduced else "float32",
+                "ceiling_flops_per_s": statistics.median(own),
                 "images_per_s": statistics.median(rates),
                 "fraction_of_ceiling": statistics.median(fractions),
                 "fraction_range": (min(fractions), max(fractions)),
@@ -218,7 +234,12 @@ def _variant_rows(bb: dict, cfg: dict) -> list[list[str]]:
             [
                 s["run"].replace("@", ", batch "),
                 f"{s['images_per_s']:.2f}",
-                f"{s['fraction_of_ceiling']:.0%} ({lo:.0%}–{hi:.0%})",
+                f"{s['fraction_of_ceiling']:.0%} ({lo:.0%}–{hi:.0%})"
+                + (
+                    f" of the bfloat16 ceiling ({s['ceiling_flops_per_s'] / 1e9:.0f} GFLOP/s)"
+                    if s.get("ceiling") == "bfloat16"
+                    else ""
+                ),
                 f"{s['speedup_vs_plain']:.2f}× ({slo:.2f}–{shi:.2f})",
                 "—" if diff is None else f"{diff:.1e}",
                 f"{var['prepare_s'][variant]:.1f} s + {first:.1f} s",
@@ -303,8 +324,10 @@ def render(results: dict) -> list[str]:
             "speed-up over plain is the median of per-round ratios. `plain`: the Keras model's "
             "`predict_on_batch` as built (a `tf.function`, no XLA on a CPU); `xla`: the same with "
             "`jit_compile=True`; `folded`: batch normalisation folded into the convolutions "
-            "(`mcalc.learn.backbone`); feature difference on the same random batch against plain, over "
-            "the largest feature; prepare = folding (a model clone) or cloning, first call = tracing "
-            "(and XLA compilation).",
+            "(`mcalc.learn.backbone`); `folded+bf16`: the folded model computing in bfloat16 (opt-in, "
+            "never the book's default: not float32's features), its share taken of the same "
+            "convolution timed in bfloat16 in the same rounds; feature difference on the same random "
+            "batch against plain, over the largest feature; prepare = folding (a model clone) or "
+            "cloning, first call = tracing (and XLA compilation).",
         ]
     return lines

@@ -92,6 +92,23 @@ def floor_s(results: dict, row: dict | None) -> float | None:
     return rows_seen * bb["flops_per_image"] / ceiling
 
 
+def reduced_precision_s(results: dict, row: dict | None) -> tuple[str, float] | None:
+    """(variant, seconds): the cold book's backbone passes at the speed section 1 measured for the
+    opt-in bfloat16 variant (None when it was not measured)."""
+    from benchmarks.backbone import summarize_variants
+    from mcalc.learn.backbone import REDUCED_PRECISION
+
+    rows_seen = ((row or {}).get("stages") or {}).get("backbone_rows")
+    bb = results.get("backbone") or {}
+    if not rows_seen or not bb.get("variants") or not results.get("config"):
+        return None
+    for s in summarize_variants(bb["variants"], bb["flops_per_image"], results["config"]):
+        variant = s["run"].split("@")[0]
+        if variant in REDUCED_PRECISION and s["images_per_s"] > 0:
+            return variant, rows_seen / s["images_per_s"]
+    return None
+
+
 def floor_rows(results: dict, row: dict) -> list[list[str]] | None:
     """The floor of one cold book: its backbone forwards at the machine's dense-convolution ceiling
     (section 1's FLOPs per image and ceiling, the same run), beside the target; None without them."""
@@ -110,7 +127,7 @@ def floor_rows(results: dict, row: dict) -> list[list[str]] | None:
             f"{bb['ceiling']['flops_per_s'] / 1e9:.1f} GFLOP/s",
         ],
         [
-            "**the backbone alone at 100% of the ceiling** (passes × FLOPs / ceiling)",
+            "**the backbone alone at 100% of the ceiling** (passes × FLOPs / ceiling, float32)",
             fmt_s(at_ceiling),
         ],
     ]
@@ -120,6 +137,15 @@ def floor_rows(results: dict, row: dict) -> list[list[str]] | None:
                 f"the backbone alone at the {bb['fraction_of_ceiling']:.0%} of the ceiling it reached "
                 "in section 1",
                 fmt_s(at_ceiling / bb["fraction_of_ceiling"]),
+            ]
+        )
+    reduced = reduced_precision_s(results, row)
+    if reduced is not None:
+        rows.append(
+            [
+                f"the backbone alone at the speed of the opt-in `{reduced[0]}` variant (section 1; "
+                "bfloat16 arithmetic, not the book's float32 features)",
+                fmt_s(reduced[1]),
             ]
         )
     if row["stages"].get("phantom_s") is not None:
@@ -146,12 +172,22 @@ def floor_sentence(results: dict, row: dict) -> str:
             f"{at_ceiling / TARGET_BOOK_S:.0%} of the {fmt_s(TARGET_BOOK_S)} target, leaving "
             f"{fmt_s(TARGET_BOOK_S - at_ceiling)} for everything else"
         )
-    return (
+    text = (
         f"The backbone must see every ROI of a cold build once ({n:,} passes here: the phantom's "
-        f"usable ROIs and chapter 8's two copies). At 100% of the machine's dense-convolution "
+        f"usable ROIs and chapter 8's two copies). At 100% of the machine's float32 dense-convolution "
         f"ceiling those passes alone take {fmt_s(at_ceiling)}, {verdict}. The whole cold book took "
         f"{fmt_s(row['wall_s'])}, {row['wall_s'] / at_ceiling:.1f}× that floor."
     )
+    reduced = reduced_precision_s(results, row)
+    if reduced is not None:
+        variant, seconds = reduced
+        text += (
+            f" In bfloat16 (`{variant}`, opt-in: its features are within a stated tolerance of "
+            f"float32's, not equal to them, so the book keeps float32) the same passes would take "
+            f"{fmt_s(seconds)} at the speed section 1 measured, {at_ceiling / seconds:.1f}× faster "
+            "than the float32 floor."
+        )
+    return text
 
 
 def sweep_kernels(records: Path) -> dict | None:

@@ -5,7 +5,8 @@ one module each in this folder:
 
 1. ``backbone``   — InceptionResNetV2 forward throughput on random tensors, and the same as a fraction
    of the machine's dense-convolution ceiling (a large Conv2D timed in TensorFlow), for each way of
-   running it (:data:`mcalc.learn.backbone.VARIANTS`: plain Keras, XLA, batch norm folded, both), and
+   running it (:data:`mcalc.learn.backbone.VARIANTS`: plain Keras, XLA, batch norm folded, both, and
+   the opt-in bfloat16 folded model against the same convolution in bfloat16), and
    for each of TensorFlow's thread-pool settings (``threads``, one process each);
 2. ``data``       — ``mcalc phantom`` and ``mcalc curate`` as subprocesses: ROIs/s and peak RSS;
 3. ``extraction`` — :func:`mcalc.learn.features.extract_features` end to end on the phantom (DICOM read, crop,

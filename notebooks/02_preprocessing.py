@@ -26,6 +26,9 @@ seed = 0
 image_size = 299  # the paper: 299 (the backbone accepts 75 and more)
 weights = "auto"  # "auto", "imagenet", "random" or a path to an .h5 file
 resize_antialias = True  # False: point-sampled cubic, like OpenCV's INTER_CUBIC (see the methods)
+backbone_variant = (
+    "folded"  # float32; "folded+bf16": opt-in bfloat16, faster, not float32's features
+)
 results_dir = "results"
 cache_dir = "cache"
 
@@ -134,7 +137,9 @@ features = compute_features(
     results_dir=results_dir,
     provenance=provenance,
     antialias=resize_antialias,
+    variant=backbone_variant,
 )
+items.show_note(items.backbone_sentence(backbone_variant))
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -35,6 +35,9 @@ seed = 0
 task = "three-class"  # three-class (the paper), binary-merged or binary-biopsied
 image_size = 299
 weights = "auto"
+backbone_variant = (
+    "folded"  # float32; "folded+bf16": opt-in bfloat16, faster, not float32's features
+)
 results_dir = "results"
 cache_dir = "cache"
 n_boot = 1000
@@ -69,6 +72,7 @@ config = CopiesConfig(
     task=task,
     image_size=image_size,
     weights=weights,
+    backbone_variant=backbone_variant,
     train=TrainConfig(
         learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, seed=seed, task=task
     ),

@@ -223,6 +223,72 @@ def _setting(intra: int, inter: int, backbone_s: list[float], ceiling_s: list[fl
     }
 
 
+def _variants(plain_s: float, bf16_s: float) -> dict:
+    """Section 1's raw variant figures: plain and the bfloat16 variant at batch 32, two rounds; the
+    ceiling's call is 2 FLOP, 0.01 s in float32 and 0.0025 s in bfloat16 (200 and 800 FLOP/s)."""
+    rounds = [
+        {
+            "ceiling": 0.01,
+            "ceiling_bf16": 0.0025,
+            "plain@32": plain_s,
+            "folded+bf16@32": bf16_s,
+            "ceiling_after": 0.02,
+            "ceiling_bf16_after": 0.005,
+        }
+    ] * 2
+    return {
+        "runs": ["plain@32", "folded+bf16@32"],
+        "prepare_s": {"plain": 0.0, "folded+bf16": 1.0},
+        "first_call_s": {"plain@32": 1.0, "folded+bf16@32": 2.0},
+        "max_abs_diff_rel": {"plain": 0.0, "folded+bf16": 0.006},
+        "feature_scale": 1.0,
+        "rounds": rounds,
+    }
+
+
+SMALL_CONV = {"conv_hw": 1, "conv_kernel": 1, "conv_channels": 1, "conv_batch": 1, "batch_size": 32}
+
+
+def test_a_bfloat16_variant_is_measured_against_the_bfloat16_ceiling():
+    """Plain's share is of the float32 ceiling, the bfloat16 variant's of the same convolution in
+    bfloat16 (same rounds); the table says which; the speed-up is still paired against plain."""
+    out = {s["run"]: s for s in backbone.summarize_variants(_variants(3.2, 0.8), 10, SMALL_CONV)}
+    # plain: 10 images/s × 10 FLOP = 100 FLOP/s of a 200 FLOP/s ceiling
+    assert out["plain@32"]["ceiling"] == "float32"
+    assert out["plain@32"]["fraction_of_ceiling"] == pytest.approx(0.5)
+    # bf16: 40 images/s × 10 FLOP = 400 FLOP/s of the 800 FLOP/s bfloat16 ceiling, 4× plain
+    bf16 = out["folded+bf16@32"]
+    assert bf16["ceiling"] == "bfloat16" and bf16["fraction_of_ceiling"] == pytest.approx(0.5)
+    assert bf16["speedup_vs_plain"] == pytest.approx(4.0)
+    rows = backbone._variant_rows(
+        {"variants": _variants(3.2, 0.8), "flops_per_image": 10}, SMALL_CONV
+    )
+    assert rows[0][2] == "50% (50%–50%)"
+    assert rows[1][2] == "50% (50%–50%) of the bfloat16 ceiling (0 GFLOP/s)"
+    assert rows[1][4] == "6.0e-03"
+
+
+def test_the_floor_says_what_the_opt_in_bfloat16_variant_would_take():
+    """The floor stays float32's (the book's arithmetic); the bfloat16 variant's time for the same
+    passes is a row and a sentence of its own, from section 1's measured speed."""
+    row = _book_row(1.0, 900.0, 30.0)
+    row["stages"]["backbone_rows"] = 3000
+    bb = {
+        "flops_per_image": 10,
+        "ceiling": {"flops_per_s": 200.0},
+        "variants": _variants(3.2, 0.8),
+    }
+    results = {"book": {"rows": [row]}, "backbone": bb, "config": SMALL_CONV}
+    assert book.reduced_precision_s(results, row) == ("folded+bf16", pytest.approx(75.0))
+    assert book.reduced_precision_s({"book": results["book"]}, row) is None
+    text = "\n".join(book.render(results))
+    assert "| the backbone alone at the speed of the opt-in `folded+bf16` variant" in text
+    sentence = book.floor_sentence(results, row)
+    assert (
+        "the same passes would take 75.0 s at the speed section 1 measured, 2.0× faster" in sentence
+    )
+
+
 def test_thread_settings_are_configured_once_with_the_default_first():
     """The settings list lives in config.py, starts with TensorFlow's default; --quick runs a prefix of it."""
     from benchmarks import config

@@ -21,6 +21,7 @@ import pandas as pd
 
 from mcalc.chapters.inputs import StepInputs
 from mcalc.data.kaggle import LAYOUT
+from mcalc.learn.backbone import DEFAULT_VARIANT
 from mcalc.learn.model import TrainConfig
 from mcalc.paper import IMAGE_SIZE, OPTIMIZERS, VALIDATION_SIZE
 from mcalc.records.provenance import Provenance
@@ -56,6 +57,7 @@ class CopiesConfig:
     task: str = DEFAULT_TASK
     image_size: int = IMAGE_SIZE
     weights: str = "auto"
+    backbone_variant: str = DEFAULT_VARIANT
     train: TrainConfig = field(default_factory=TrainConfig)
     validation_size: int | float = round(VALIDATION_SIZE * BOOK_SCALE)
     n_boot: int = N_BOOT
@@ -120,6 +122,7 @@ def run_copy(name: str, config: CopiesConfig) -> dict[str, object]:
             results,
             provenance,
             progress=False,
+            variant=config.backbone_variant,
         )
         inputs = config.step_inputs(name)
         for optimizer in OPTIMIZERS:

@@ -13,7 +13,11 @@ test_backbone.py`` bounds the difference); the network's arithmetic otherwise do
 :data:`VARIANTS` names the ways to run the backbone: ``plain`` is the Keras model as built
 (:func:`mcalc.learn.model.build_backbone`), ``folded`` the folded clone, ``xla`` and ``folded+xla``
 the same with ``predict_on_batch`` compiled by XLA (slower on the 2-core CPU of benchmarks/RESULTS.md
-and minutes to compile: kept for other machines). :func:`inference_model` gives the model of a
+and minutes to compile: kept for other machines). ``folded+bf16`` is the folded clone computing in
+bfloat16 (Keras' ``mixed_bfloat16`` policy: float32 weights, bfloat16 arithmetic, float32 features
+out): on a CPU with bfloat16 matrix units (AMX, AVX512-BF16) several times faster, but a different
+arithmetic, its features within :data:`BF16_TOLERANCE` of float32's, not equal to them; it is
+opt-in (:data:`REDUCED_PRECISION`), never the default, because the paper's numbers come from float32. :func:`inference_model` gives the model of a
 variant; :func:`mcalc.learn.features.compute_features` (the book) runs :data:`DEFAULT_VARIANT`
 unless told ``"plain"``, ``extract_features`` the plain model unless told otherwise (so a model a
 caller passes runs as passed), and the cache is keyed by the variant. Folding is for a frozen backbone only: fine-tuning keeps the plain model.
@@ -32,7 +36,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: The ways to run the backbone for features: the Keras model as built, or batch norm folded.
-VARIANTS = ("plain", "folded", "xla", "folded+xla")
+VARIANTS = ("plain", "folded", "xla", "folded+xla", "folded+bf16")
+#: The variants whose arithmetic is not float32's (their features differ beyond rounding): opt-in only.
+REDUCED_PRECISION = ("folded+bf16",)
+#: Largest |bf16 − plain| feature difference over the largest |plain| feature a bfloat16 variant is held
+#: to: bfloat16 keeps 8 significant bits (a relative rounding of 2⁻⁹ ≈ 0.2 % per operation), so its
+#: features carry errors of a few tenths of a percent of their scale (0.7 % measured on the 299-px backbone).
+BF16_TOLERANCE = 2e-2
 #: The variant the book's feature extraction (compute_features) uses unless told otherwise (see benchmarks/RESULTS.md, section 1).
 DEFAULT_VARIANT = "folded"
 #: The attribute marking a model made by :func:`inference_model` with its variant.
@@ -87,7 +97,7 @@ def folded_weights(
     return (kernel * s).astype(np.float32), ((bias - mean) * s + beta).astype(np.float32)
 
 
-def _identity_layer(name: str) -> keras.layers.Layer:
+def _identity_layer(name: str, dtype: object = None) -> keras.layers.Layer:
     """A layer passing its input through that takes a batch norm's call arguments (``training``, ``mask``)."""
     import keras
 
@@ -102,25 +112,38 @@ def _identity_layer(name: str) -> keras.layers.Layer:
             """The input's shape."""
             return input_shape
 
-    return FoldedBatchNorm(name=name)
+    return FoldedBatchNorm(name=name, dtype=dtype)
 
 
-def fold_batchnorm(model: keras.Model) -> keras.Model:
-    """A frozen inference clone of ``model`` with each Conv2D → BatchNormalization pair one biased Conv2D."""
+def fold_batchnorm(model: keras.Model, bfloat16: bool = False) -> keras.Model:
+    """A frozen inference clone of ``model`` with each Conv2D → BatchNormalization pair one biased Conv2D.
+
+    ``bfloat16``: every layer but the last computes under Keras' ``mixed_bfloat16`` policy (float32
+    weights cast to bfloat16 at each call); the last computes in float32, so the output is float32.
+    """
     import keras
 
     pairs = foldable_pairs(model)
     folded_bns = set(pairs.values())
+    last = model.layers[-1].name
 
     made: dict[str, keras.layers.Layer] = {}
+
+    def policy(name: str) -> keras.DTypePolicy | None:
+        """The clone's dtype policy for a layer (None: the original's)."""
+        if not bfloat16:
+            return None
+        return keras.DTypePolicy("float32" if name == last else "mixed_bfloat16")
 
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
         """The layer's copy: a biased conv for a folded conv, an Identity for a folded batch norm."""
         config = layer.get_config()
         if layer.name in pairs:
             config["use_bias"] = True
+        if policy(layer.name) is not None:
+            config["dtype"] = policy(layer.name)
         made[layer.name] = (
-            _identity_layer(layer.name)
+            _identity_layer(layer.name, policy(layer.name))
             if layer.name in folded_bns
             else layer.__class__.from_config(config)
         )
@@ -134,7 +157,11 @@ def fold_batchnorm(model: keras.Model) -> keras.Model:
         elif name not in folded_bns:
             new.set_weights(old.get_weights())
     clone_.trainable = False
-    log.info("backbone: %d batch normalisations folded into their convolutions", len(pairs))
+    log.info(
+        "backbone: %d batch normalisations folded into their convolutions%s",
+        len(pairs),
+        ", computing in bfloat16" if bfloat16 else "",
+    )
     return clone_
 
 
@@ -155,7 +182,7 @@ def inference_model(model: keras.Model, variant: str = DEFAULT_VARIANT) -> keras
     import keras
 
     if variant.startswith("folded"):
-        out = fold_batchnorm(model)
+        out = fold_batchnorm(model, bfloat16=variant.endswith("bf16"))
     else:
         out = keras.models.clone_model(model)
         out.set_weights(model.get_weights())

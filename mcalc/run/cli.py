@@ -100,6 +100,7 @@ def _weights(text: str) -> str:
 
 def _add_profile_args(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that execute notebooks."""
+    from mcalc.learn.backbone import VARIANTS
     from mcalc.run.profiles import PROFILES
     from mcalc.study import TASKS
 
@@ -130,6 +131,13 @@ def _add_profile_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--image-size", type=_image_size, help="backbone input size (the paper: 299; at least 75)"
+    )
+    p.add_argument(
+        "--backbone",
+        choices=VARIANTS,
+        help="how the frozen backbone runs: folded (the default: batch norm folded, float32's "
+        "features), plain, xla, folded+xla, or folded+bf16 (opt-in bfloat16 arithmetic: faster on CPUs "
+        "with AMX or AVX512-BF16, features within 2%% of float32's, not equal to them)",
     )
     p.add_argument(
         "--results-dir",

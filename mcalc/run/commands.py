@@ -123,6 +123,7 @@ def _profile_from(args: argparse.Namespace):
         phantom_scale=args.scale,
         weights=args.weights,
         image_size=args.image_size,
+        backbone_variant=args.backbone,
         results_dir=args.results_dir,
         cache_dir=args.cache_dir,
         out_dir=args.out_dir,

@@ -167,6 +167,7 @@ SPECS: dict[str, Callable[[], Spec]] = {
     "task": _choice("mcalc.study", "TASKS"),
     "image_size": _image_size_spec,
     "weights": lambda: Spec("weights"),
+    "backbone_variant": _choice("mcalc.learn.backbone", "VARIANTS"),
     "resize_antialias": lambda: Spec("flag"),
     "optimizer": _choice("mcalc.paper", "OPTIMIZERS", fold_case=True),
     "learning_rate": lambda: Spec("number", low=0),

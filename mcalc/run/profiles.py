@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from mcalc.data.phantom.store import PHANTOM_STORE, phantom_folder
+from mcalc.learn.backbone import DEFAULT_VARIANT
 from mcalc.paper import BATCH_SIZE, EPOCHS, IMAGE_SIZE, LEARNING_RATE, VALIDATION_SIZE
 from mcalc.study import DEFAULT_TASK, N_BOOT, get_task
 
@@ -39,6 +40,9 @@ class Profile:
     )
     image_size: int = IMAGE_SIZE
     weights: str = "auto"
+    #: how the frozen backbone runs (mcalc.learn.backbone.VARIANTS): float32 folded by default;
+    #: "folded+bf16" is the opt-in bfloat16 arithmetic (faster, features not float32's)
+    backbone_variant: str = DEFAULT_VARIANT
     epochs: int = EPOCHS
     batch_size: int = BATCH_SIZE
     learning_rate: float = LEARNING_RATE
@@ -78,6 +82,7 @@ class Profile:
             "task": self.task,
             "image_size": self.image_size,
             "weights": self.weights,
+            "backbone_variant": self.backbone_variant,
             "results_dir": self.results_dir,
             "cache_dir": self.cache_dir,
             "n_boot": self.n_boot,

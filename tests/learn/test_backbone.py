@@ -1,5 +1,6 @@
 """Tests for mcalc.learn.backbone: batch norm folded into the convolutions (and XLA) gives the plain
-Keras model's features within float32 rounding, and the feature cache keeps the variants apart."""
+Keras model's features within float32 rounding, the opt-in bfloat16 variant within its own stated
+tolerance, and the feature cache keeps the variants apart."""
 
 from __future__ import annotations
 
@@ -84,6 +85,22 @@ def test_folding_a_small_model_keeps_its_outputs(scale):
     assert relative_difference(np.asarray(folded.predict_on_batch(x)), plain) <= TOLERANCE
 
 
+def test_bfloat16_folding_of_a_small_model_is_within_its_own_tolerance():
+    """The bfloat16 clone computes in bfloat16 (every layer but the last), returns float32, and its
+    outputs differ from float32's beyond rounding but within BF16_TOLERANCE."""
+    model = small_model(scale=True)
+    fast = B.inference_model(model, "folded+bf16")
+    assert B.backbone_variant(fast) == "folded+bf16" and "folded+bf16" in B.REDUCED_PRECISION
+    policies = {layer.name: layer.dtype_policy.name for layer in fast.layers[1:]}
+    assert policies.pop(fast.layers[-1].name) == "float32"
+    assert set(policies.values()) == {"mixed_bfloat16"}
+    x = images()
+    out = np.asarray(fast.predict_on_batch(x))
+    assert out.dtype == np.float32
+    diff = relative_difference(out, np.asarray(model.predict_on_batch(x)))
+    assert TOLERANCE < diff <= B.BF16_TOLERANCE
+
+
 def test_unknown_variant_is_refused():
     """A misspelt variant names the valid ones."""
     with pytest.raises(ValueError, match="plain, folded"):
@@ -107,6 +124,19 @@ def test_folded_backbone_gives_the_plain_features(backbone):
     assert fast.shape == plain.shape == (4, Fe.N_FEATURES)
     assert relative_difference(fast, plain) <= TOLERANCE
     assert np.abs(plain).max() > 0.1  # features of a real scale, not all zero
+
+
+@pytest.mark.slow
+def test_bfloat16_backbone_gives_features_within_its_tolerance(backbone):
+    """InceptionResNetV2 folded and in bfloat16: float32 features within BF16_TOLERANCE of plain's
+    (a different arithmetic: beyond float32 rounding), never the default variant."""
+    assert B.DEFAULT_VARIANT not in B.REDUCED_PRECISION
+    fast = B.inference_model(backbone, "folded+bf16")
+    x = images()
+    out = np.asarray(fast.predict_on_batch(x))
+    assert out.dtype == np.float32 and out.shape == (4, Fe.N_FEATURES)
+    diff = relative_difference(out, np.asarray(backbone.predict_on_batch(x)))
+    assert TOLERANCE < diff <= B.BF16_TOLERANCE
 
 
 @pytest.fixture
@@ -137,7 +167,7 @@ def test_folded_and_compiled_backbone_gives_the_plain_features(backbone, op_dete
 
 
 def test_cache_keys_keep_the_variants_apart(tmp_path, caplog):
-    """Plain and folded rows never mix in the cache; a prepared backbone is keyed by its own variant."""
+    """Plain, folded and bfloat16 rows never mix in the cache; a prepared backbone is keyed by its own variant."""
     paths, _ = textured_rois(tmp_path / "rois", 4, 3, lambda i: (40 + i, 50))
     model = small_model()
 
@@ -162,5 +192,9 @@ def test_cache_keys_keep_the_variants_apart(tmp_path, caplog):
     again = extract(backbone=B.inference_model(model, "folded"), variant="plain")
     assert "4 rows from cache, 0 computed" in caplog.text
     np.testing.assert_array_equal(again, folded)
+    caplog.clear()
+    reduced = extract(backbone=model, variant="folded+bf16")
+    assert "0 rows from cache, 4 computed" in caplog.text
+    assert TOLERANCE < relative_difference(reduced, plain) <= B.BF16_TOLERANCE
     with pytest.raises(ValueError, match="unknown backbone variant"):
         extract(backbone=model, variant="fast")

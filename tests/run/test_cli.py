@@ -146,6 +146,24 @@ def test_notebooks_bad_numbers(capsys, flag, value):
     assert_one_line_error(code, err, value)
 
 
+def test_notebooks_unknown_backbone_variant(capsys):
+    """A misspelt --backbone: one line naming the valid variants, exit 2, before any notebook runs."""
+    code, err = run_cli(["notebooks", "--profile", "ci", "--backbone", "bf16"], capsys)
+    assert_one_line_error(code, err, "folded+bf16")
+
+
+def test_the_backbone_option_reaches_every_notebook_that_declares_it():
+    """--backbone folded+bf16 is the profile's variant, given to chapters 2 and 8 as a parameter."""
+    from mcalc.run.commands import _profile_from
+
+    args = build_parser().parse_args(["notebooks", "--profile", "ci", "--backbone", "folded+bf16"])
+    profile = _profile_from(args)
+    assert profile.backbone_variant == "folded+bf16"
+    assert profile.parameters()["backbone_variant"] == "folded+bf16"
+    default = _profile_from(build_parser().parse_args(["notebooks", "--profile", "ci"]))
+    assert default.backbone_variant == "folded"
+
+
 @pytest.mark.parametrize("where", ["under_a_file", "a_folder", "read_only"])
 def test_curate_unwritable_out_is_refused_before_curating(tmp_path, capsys, monkeypatch, where):
     """--out below a file, naming a folder, or in a place that cannot be written: one line, exit 2, early."""
