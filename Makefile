@@ -38,14 +38,19 @@ units: $(STAMP)
 XDIST := -n auto --dist loadfile --durations=20
 units-all: $(STAMP)
 	$(PY) -m pytest tests $(XDIST)
+	$(DONE)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mcalc tests benchmarks notebooks
 	$(VENV)/bin/ruff format --check mcalc tests benchmarks notebooks
 	$(VENV)/bin/lint-imports
 
+# Each step of make test says when it ended (CI's log then shows where the minutes went).
+DONE = @echo "[make] $@ done at $$(date +%T)"
+
 notebooks-ci: $(STAMP)
 	$(PY) -m mcalc notebooks --profile ci
+	$(DONE)
 
 # The README's re-run recipe: one template, other parameters, straight through papermill.
 # TF_CPP_MIN_LOG_LEVEL=3 (logging only, same results): the kernel echoes TensorFlow's C++ log to the
@@ -56,12 +61,15 @@ papermill-override: notebooks-ci
 	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/papermill --cwd . build/ci/03_optimizer.ipynb build/ci/03_optimizer_override.ipynb \
 		-p optimizer rmsprop -p learning_rate 1e-3 -p epochs 5 \
 		-p results_dir build/ci/results -p image_size 75 -p validation_size 0.2 -p n_boot 50
+	$(DONE)
 
 nbval: notebooks-ci papermill-override
 	$(PY) -m pytest -p no:cacheprovider $(XDIST) --nbval-lax --nbval-current-env --nbval-cell-timeout=900 build/ci/notebooks
+	$(DONE)
 
 book-ci: notebooks-ci
 	$(PY) -m mcalc book --profile ci --no-execute
+	$(DONE)
 
 # Every page of the CI book in headless Chromium at 1300 and 390 px: nothing wider than the text column (nor,
 # on the phone, than the screen), no code or parameters shown by default, a banner of at most two lines, the
@@ -70,6 +78,7 @@ book-ci: notebooks-ci
 # widths in build/ci/screenshots (skipped, with the reason, where no browser can be had).
 book-check: book-ci
 	$(PY) -m mcalc.report.browsercheck build/ci/book/_build/html --screenshots build/ci/screenshots
+	$(DONE)
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/run.py

@@ -153,10 +153,36 @@ def summarize_threads(th: dict) -> list[dict]:
     return out
 
 
-def reading(summaries: list[dict]) -> str:
-    """A sentence on which setting was fastest by fraction of the ceiling, and by how much over the default."""
+def machine_wide(summary: dict, cores: int | None) -> bool:
+    """Whether a setting's ceiling is the machine's: its intra-op pool is TensorFlow's default (0) or
+    has every core (a smaller pool also measures its ceiling on fewer threads)."""
+    intra = summary["setting"][0]
+    return cores is None or intra == 0 or intra >= cores
+
+
+def reading(summaries: list[dict], cores: int | None = None) -> str:
+    """A sentence on which setting was fastest by fraction of the ceiling, and by how much over the
+    default; settings with fewer intra-op threads than ``cores`` are set apart (their ceiling is not
+    the machine's, so their fraction is not comparable)."""
     if not summaries:
         return "No setting ran."
+    apart = [s for s in summaries if not machine_wide(s, cores)]
+    text = _reading([s for s in summaries if machine_wide(s, cores)])
+    for s in apart:
+        ratio = s.get("ratio_to_default")
+        text += (
+            f" Not compared: {label(*s['setting'])} reached {s['fraction_of_ceiling']:.0%} of a "
+            f"ceiling measured on {s['setting'][0]} intra-op thread(s), fewer than the machine's "
+            f"{cores} cores, so its fraction is not the machine's"
+            + (f"; in images/s it ran {ratio:.2f}× the default." if ratio is not None else ".")
+        )
+    return text
+
+
+def _reading(summaries: list[dict]) -> str:
+    """The reading over settings whose fractions are comparable."""
+    if not summaries:
+        return "No setting with the machine's ceiling ran."
     best = max(summaries, key=lambda s: s["fraction_of_ceiling"])
     default = next((s for s in summaries if s["setting"] == (0, 0)), None)
     text = (
@@ -231,7 +257,8 @@ def render(results: dict) -> list[str]:
         "the % of the ceiling, whose two parts are taken seconds apart within each process, is the "
         "comparable figure.",
         "",
-        f"Reading (generated from this run): {reading(list(summaries.values()))}",
+        "Reading (generated from this run): "
+        + reading(list(summaries.values()), (results.get("machine") or {}).get("cores")),
     ]
     return lines
 

@@ -139,7 +139,8 @@ features = compute_features(
     antialias=resize_antialias,
     variant=backbone_variant,
 )
-items.show_note(items.backbone_sentence(backbone_variant))
+provenance = read_results_provenance(results_dir)  # now naming the backbone's arithmetic
+items.show_note(provenance.precision_sentence())
 
 # %%
 # NBVAL_CHECK_OUTPUT

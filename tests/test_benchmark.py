@@ -344,6 +344,20 @@ def test_thread_settings_reading_names_the_fastest_by_fraction_of_the_ceiling():
     assert lines[-1].startswith("Reading (generated from this run): Fastest")
     alone = threads.reading(threads.summarize_threads({"settings": th["settings"][:2]}))
     assert "no other setting beat the default: the next, intra 2 / inter 1, reached 100%" in alone
+    # on 2 cores, intra 1's ceiling ran on one thread: set apart, not named fastest
+    two_cores = threads.reading(summaries, cores=2)
+    assert two_cores.startswith(
+        "Fastest by % of the ceiling: TensorFlow's default (intra 0 / inter 0), at 100% of its "
+        "process's ceiling; "
+        "no other setting beat the default: the next, intra 2 / inter 1, reached 100%"
+    )
+    assert two_cores.endswith(
+        "Not compared: intra 1 / inter 2 reached 200% of a ceiling measured on 1 intra-op "
+        "thread(s), fewer than the machine's 2 cores, so its fraction is not the machine's; in "
+        "images/s it ran 2.00× the default."
+    )
+    rendered = threads.render({"backbone": {"threads": th}, "machine": {"cores": 2}})
+    assert rendered[-1] == f"Reading (generated from this run): {two_cores}"
     assert threads.render({}) == []
 
 

@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 
 #: The ways to run the backbone for features: the Keras model as built, or batch norm folded.
 VARIANTS = ("plain", "folded", "xla", "folded+xla", "folded+bf16")
-#: The variants whose arithmetic is not float32's (their features differ beyond rounding): opt-in only.
-REDUCED_PRECISION = ("folded+bf16",)
+#: The arithmetic of each variant whose features are not float32's (they differ beyond rounding): opt-in only.
+REDUCED_PRECISION = {"folded+bf16": "bfloat16"}
 #: Largest |bf16 − plain| feature difference over the largest |plain| feature a bfloat16 variant is held
 #: to: bfloat16 keeps 8 significant bits (a relative rounding of 2⁻⁹ ≈ 0.2 % per operation), so its
 #: features carry errors of a few tenths of a percent of their scale (0.7 % measured on the 299-px backbone).
@@ -165,6 +165,28 @@ def fold_batchnorm(model: keras.Model, bfloat16: bool = False) -> keras.Model:
     return clone_
 
 
+def precision(variant: str) -> str:
+    """The arithmetic a variant's features come from: "float32", or a reduced precision's name."""
+    return REDUCED_PRECISION.get(variant, "float32")
+
+
+def native_bfloat16() -> bool | None:
+    """Whether this machine computes bfloat16 natively: a GPU, or a CPU whose oneDNN has bfloat16
+    instructions (AVX512-BF16, AMX); None when TensorFlow cannot say."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return True
+    try:
+        from tensorflow.python.util import _pywrap_utils
+
+        return bool(
+            _pywrap_utils.IsDataTypeSupportedByOneDNNOnThisCPU(tf.bfloat16.as_datatype_enum)
+        )
+    except (ImportError, AttributeError, TypeError):
+        return None
+
+
 def backbone_variant(model: keras.Model) -> str | None:
     """The variant a model made by :func:`inference_model` runs (None for any other model)."""
     return getattr(model, _VARIANT_ATTR, None)
@@ -181,6 +203,12 @@ def inference_model(model: keras.Model, variant: str = DEFAULT_VARIANT) -> keras
         return model
     import keras
 
+    if variant in REDUCED_PRECISION and native_bfloat16() is False:
+        log.warning(
+            "the %s backbone computes in bfloat16, which this CPU has no instructions for "
+            "(AVX512-BF16 or AMX): it may run slower than float32 here",
+            variant,
+        )
     if variant.startswith("folded"):
         out = fold_batchnorm(model, bfloat16=variant.endswith("bf16"))
     else:

@@ -14,7 +14,7 @@ import warnings
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,13 @@ import numpy as np
 import pandas as pd
 
 from mcalc.errors import DataError, ExclusionWarning
-from mcalc.learn.backbone import DEFAULT_VARIANT, VARIANTS, backbone_variant, inference_model
+from mcalc.learn.backbone import (
+    DEFAULT_VARIANT,
+    VARIANTS,
+    backbone_variant,
+    inference_model,
+    precision,
+)
 from mcalc.learn.model import N_FEATURES, build_backbone, compute_device
 from mcalc.learn.preprocessing import PreprocessConfig, load_roi
 from mcalc.learn.weights import WeightsInfo
@@ -253,6 +259,8 @@ def compute_features(
     Keras model as built).
     """
     config = PreprocessConfig(image_size=image_size, antialias=antialias)
+    # every later result's label names the backbone's arithmetic
+    provenance = replace(provenance, backbone_precision=precision(variant))
     start = time.perf_counter()
     X = extract_features(
         list(manifest["crop_path"]),

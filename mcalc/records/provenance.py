@@ -46,6 +46,23 @@ class Provenance:
     #: "" (the DICOM release, in either folder layout) or "kaggle-jpeg" (mcalc.study.KAGGLE_JPEG)
     release: str = ""
     python: str = field(default_factory=platform.python_version)
+    #: the backbone's arithmetic: "float32" (the paper's) or "bfloat16" (the opt-in variant of
+    #: mcalc.learn.backbone.REDUCED_PRECISION); records written before it existed read as float32
+    backbone_precision: str = "float32"
+
+    @property
+    def is_reduced_precision(self) -> bool:
+        """True when the backbone's features were computed in an arithmetic other than float32."""
+        return self.weights != "n/a" and self.backbone_precision != "float32"
+
+    def precision_sentence(self) -> str:
+        """One sentence naming a reduced-precision backbone (empty for float32)."""
+        if not self.is_reduced_precision:
+            return ""
+        return (
+            f"The backbone computed in {self.backbone_precision} (chosen for this build), not "
+            "float32 like the paper: its features differ from float32's beyond rounding."
+        )
 
     @property
     def is_simulated(self) -> bool:
@@ -74,6 +91,8 @@ class Provenance:
             "imagenet": "ImageNet-pretrained InceptionResNetV2",
             "random": "RANDOMLY initialised InceptionResNetV2 (ImageNet weights unavailable)",
         }.get(self.weights, f"InceptionResNetV2 weights from {self.weights}")
+        if self.is_reduced_precision:
+            weights += f", computed in {self.backbone_precision}"
         return f"Data: {data} · Backbone: {weights}"
 
     def banner(self) -> str:
@@ -98,11 +117,12 @@ class Provenance:
                 "with a randomly initialised backbone, not ImageNet weights"
             )
         else:
-            return release
+            return " ".join(s for s in (release, self.precision_sentence()) if s)
         return (
             f"{simulated}: they test the pipeline, not the paper's numbers. Results labelled "
             f"“{REAL_TABLES_LABEL}” ({REAL_TABLES_RESULTS}) are real: computed in every build "
-            "from the official tables shipped with mcalc." + (f" {release}" if release else "")
+            "from the official tables shipped with mcalc."
+            + "".join(f" {s}" for s in (release, self.precision_sentence()) if s)
         )
 
     def headline(self) -> str:
@@ -116,6 +136,8 @@ class Provenance:
             if on
         ]
         jpeg = " Images: the Kaggle JPEG re-release (8-bit, lossy)." if self.is_kaggle_jpeg else ""
+        if self.is_reduced_precision:
+            jpeg += f" Backbone in {self.backbone_precision}, not float32."
         if not simulated:
             return jpeg.strip()
         return (

@@ -24,7 +24,6 @@ __all__ = [
     "show_table",
     "log",
     "weights_sentence",
-    "backbone_sentence",
     "show_note",
     "show_figure",
     "glue_numbers",
@@ -155,20 +154,6 @@ def weights_sentence(info, link: str = PROVENANCE_SECTION) -> str:
     else:
         what = f"The backbone's weights come from {html.escape(info.used.removeprefix('file:'))}."
     return f"{what} <a href='{html.escape(link)}'>How to use the ImageNet weights</a>."
-
-
-def backbone_sentence(variant: str) -> str:
-    """One sentence (HTML) when the backbone ran in a reduced precision (an opt-in variant), else ''."""
-    from mcalc.learn.backbone import BF16_TOLERANCE, REDUCED_PRECISION
-
-    if variant not in REDUCED_PRECISION:
-        return ""
-    return (
-        f"The backbone ran in bfloat16 (<code>{html.escape(variant)}</code>, chosen for this build, "
-        "not the default): faster, but its features differ from float32's by up to "
-        f"{BF16_TOLERANCE:.0%} of their scale, so every later number comes from a different "
-        "arithmetic than the paper's float32."
-    )
 
 
 def show_note(text_html: str) -> None:

@@ -101,6 +101,18 @@ def test_bfloat16_folding_of_a_small_model_is_within_its_own_tolerance():
     assert TOLERANCE < diff <= B.BF16_TOLERANCE
 
 
+def test_bfloat16_on_a_cpu_without_its_instructions_says_it_may_be_slower(monkeypatch, caplog):
+    """Where TensorFlow reports no native bfloat16 the variant still runs, with a warning; where it
+    has them (or cannot say), nothing is said."""
+    assert B.native_bfloat16() in (True, False, None)
+    for native, warned in ((False, True), (True, False), (None, False)):
+        monkeypatch.setattr(B, "native_bfloat16", lambda native=native: native)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=B.__name__):
+            B.inference_model(small_model(), "folded+bf16")
+        assert ("no instructions" in caplog.text) is warned
+
+
 def test_unknown_variant_is_refused():
     """A misspelt variant names the valid ones."""
     with pytest.raises(ValueError, match="plain, folded"):
@@ -198,3 +210,25 @@ def test_cache_keys_keep_the_variants_apart(tmp_path, caplog):
     assert TOLERANCE < relative_difference(reduced, plain) <= B.BF16_TOLERANCE
     with pytest.raises(ValueError, match="unknown backbone variant"):
         extract(backbone=model, variant="fast")
+
+
+@pytest.mark.parametrize("variant, precision", [("folded", "float32"), ("folded+bf16", "bfloat16")])
+def test_compute_features_records_the_backbones_arithmetic(
+    tmp_path, monkeypatch, variant, precision
+):
+    """The results' provenance (every later label and the book's banner) and the features' record
+    name the variant and its arithmetic."""
+    import json
+
+    import pandas as pd
+
+    from mcalc.records.provenance import Provenance, read_provenance
+
+    monkeypatch.setattr(Fe, "extract_features", lambda *a, **k: np.zeros((2, Fe.N_FEATURES)))
+    manifest = pd.DataFrame({"crop_path": ["a.dcm", "b.dcm"], "roi_id": ["r1", "r2"]})
+    prov = Provenance(data="phantom").with_weights("random")
+    Fe.compute_features(
+        manifest, SIZE, resolve_weights("random"), tmp_path / "c", tmp_path, prov, variant=variant
+    )
+    assert read_provenance(tmp_path / "provenance.json").backbone_precision == precision
+    assert json.loads((tmp_path / "features.json").read_text())["backbone"] == variant

@@ -125,9 +125,6 @@ def test_missing_weights_are_one_sentence_and_a_link_the_reason_in_the_kernel_lo
     assert "gaierror" not in sentence and "/root/" not in sentence and sentence.count(". ") <= 1
     assert items.weights_sentence(WeightsInfo("imagenet", "imagenet", "x", "y", "ok")) == ""
     assert items.weights_sentence(WeightsInfo("random", "random", None, None, "asked")) == ""
-    assert items.backbone_sentence("folded") == items.backbone_sentence("plain") == ""
-    bf16 = items.backbone_sentence("folded+bf16")
-    assert "bfloat16" in bf16 and "2% of their scale" in bf16 and "not the default" in bf16
     items.log(fallback.note)
     out = capsys.readouterr()
     assert "gaierror" in out.err and out.out == ""
