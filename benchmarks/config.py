@@ -14,6 +14,7 @@ TARGET_BOOK_S = 360.0  # the whole book, cold, scale 1, on an idle 2-core machin
 TARGET_RSS_BYTES = 4 * GB
 TARGET_SPEEDUP = 50.0
 TARGET_EXTRACTION_RATIO = 0.85
+TARGET_BACKBONE_FRACTION = 0.85  # the book's backbone variant, of the float32 ceiling (issue 25)
 
 #: TensorFlow thread-pool settings section 1 compares, (intra-op, inter-op) threads; 0 is TensorFlow's default.
 THREAD_SETTINGS: tuple[tuple[int, int], ...] = ((0, 0), (2, 1), (1, 2), (2, 2))

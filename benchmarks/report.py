@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from benchmarks import backbone, book, data, extraction, threads, training
 from benchmarks.config import (
     GB,
+    TARGET_BACKBONE_FRACTION,
     TARGET_BOOK_S,
     TARGET_EXTRACTION_RATIO,
     TARGET_RSS_BYTES,
@@ -172,7 +173,39 @@ def targets(results: dict) -> list[Target]:
         )
     else:
         rows.append(Target(name, "not measured", "n/a"))
+    rows.append(backbone_target(results))
     return rows
+
+
+def backbone_target(results: dict) -> Target:
+    """The backbone's row: the book's variant as a share of the float32 ceiling, judged on the
+    interleaved rounds of section 1 (each taken seconds from its ceiling), with their range."""
+    goal = f"≥ {TARGET_BACKBONE_FRACTION:.0%}"
+    name = (
+        f"backbone (the book's variant, float32) {goal} of the machine's dense-convolution ceiling"
+    )
+    bb = results.get("backbone") or {}
+    run = f"{bb.get('variant')}@{(results.get('config') or {}).get('batch_size')}"
+    rounds = {}
+    if bb.get("variants") and run in bb["variants"]["runs"]:
+        rounds = next(
+            s
+            for s in backbone.summarize_variants(
+                bb["variants"], bb["flops_per_image"], results["config"]
+            )
+            if s["run"] == run
+        )
+    if not rounds:
+        return Target(name, "not measured (section 1's rounds)", "n/a")
+    lo, hi = rounds["fraction_range"]
+    figure = f"{rounds['fraction_of_ceiling']:.0%}"
+    measured = (
+        f"{figure} (median of {len(bb['variants']['rounds'])} rounds; range {lo:.0%}–{hi:.0%})"
+    )
+    if bb.get("fraction_of_ceiling"):
+        measured += f"; {bb['fraction_of_ceiling']:.0%} in the single measurement of section 1"
+    ok = rounds["fraction_of_ceiling"] >= TARGET_BACKBONE_FRACTION
+    return Target(name, measured, verdict(ok), "backbone", figure, goal)
 
 
 def render(results: dict) -> str:

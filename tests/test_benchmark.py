@@ -268,6 +268,23 @@ def test_a_bfloat16_variant_is_measured_against_the_bfloat16_ceiling():
     assert rows[1][4] == "6.0e-03"
 
 
+def test_the_backbone_target_judges_the_books_variant_on_the_interleaved_rounds():
+    """The book's variant's median share of the float32 ceiling over section 1's rounds is judged
+    against 85%, its range and the single measurement beside it; without rounds: n/a."""
+    var = _variants(3.2, 0.8)
+    var["runs"] = ["plain@32", "folded@32"]
+    var["rounds"] = [{**r, "folded@32": 1.6} for r in var["rounds"]]  # 20 images/s: 100%
+    bb = {"variant": "folded", "flops_per_image": 10, "variants": var, "fraction_of_ceiling": 0.9}
+    target = report.backbone_target({"backbone": bb, "config": SMALL_CONV})
+    assert target.verdict == "PASS" and target.figure == "100%"
+    assert target.measured == (
+        "100% (median of 2 rounds; range 100%–100%); 90% in the single measurement of section 1"
+    )
+    var["rounds"] = [{**r, "folded@32": 3.2} for r in var["rounds"]]  # 10 images/s: 50%
+    assert report.backbone_target({"backbone": bb, "config": SMALL_CONV}).verdict == "MISS"
+    assert report.backbone_target({}).verdict == "n/a"
+
+
 def test_the_floor_says_what_the_opt_in_bfloat16_variant_would_take():
     """The floor stays float32's (the book's arithmetic); the bfloat16 variant's time for the same
     passes is a row and a sentence of its own, from section 1's measured speed."""
