@@ -125,7 +125,8 @@ items.show_table(
 # %% [markdown]
 # ## Backbone features, computed once and cached
 #
-# The cache is keyed by the content of each DICOM file, the preprocessing and the weights, so a
+# The cache is keyed by the content of each DICOM file, the preprocessing, the weights and how the
+# backbone runs (float32 by default; a bfloat16 `backbone_variant` is named on every label), so a
 # later chapter (or a re-run) reuses it, and a changed input recomputes only its own row.
 
 # %%

@@ -8,7 +8,7 @@ way the validation ROIs are held out of the official training split, grouped by 
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from mcalc.chapters.inputs import StepInputs
 from mcalc.evaluate.evaluation import Evaluation, evaluate_rows
 from mcalc.evaluate.runs import OptimizerRun
 from mcalc.learn.model import TrainConfig, TrainResult, predict_proba, train_head
+from mcalc.records.provenance import Provenance
 from mcalc.records.results import RUNS, read_results_provenance, write_json
 from mcalc.study import N_BOOT, get_task
 
@@ -108,6 +109,13 @@ def fine_tune_head(
     return result, evals
 
 
+def _run_provenance(results_dir: str | Path, train_backbone: str) -> Provenance:
+    """The results' provenance for one head run: a fine-tuned backbone runs the plain float32 model,
+    whatever arithmetic the cached features came from."""
+    prov = read_results_provenance(results_dir)
+    return prov if train_backbone == "none" else replace(prov, backbone_precision="float32")
+
+
 def run_optimizer(
     inputs: StepInputs,
     train_backbone: str = "none",
@@ -130,7 +138,7 @@ def run_optimizer(
         validation=evals["validation"],
         test=evals["test"],
         train=evals["train"],
-        provenance=read_results_provenance(results_dir),
+        provenance=_run_provenance(results_dir, train_backbone),
         split_sizes={k: int(len(v)) for k, v in idx.items()},
         elapsed_s=round(result.elapsed_s, 3),
     )

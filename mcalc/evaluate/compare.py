@@ -231,6 +231,8 @@ def _provenance_table(a: Run, b: Run, task_a: str, task_b: str) -> pd.DataFrame:
             "weights file sha256": (weights.get("sha256") or "—")[:16],
             "task": task,
             "image size": meta.get("image_size", "—"),
+            "backbone": meta.get("backbone", "not recorded"),
+            "backbone arithmetic": prov.backbone_precision,
             "network settings": _settings(run.results),
             "analysis plan": ", ".join(
                 sorted(

@@ -15,7 +15,7 @@ test_backbone.py`` bounds the difference); the network's arithmetic otherwise do
 the same with ``predict_on_batch`` compiled by XLA (slower on the 2-core CPU of benchmarks/RESULTS.md
 and minutes to compile: kept for other machines). ``folded+bf16`` is the folded clone computing in
 bfloat16 (Keras' ``mixed_bfloat16`` policy: float32 weights, bfloat16 arithmetic, float32 features
-out): on a CPU with bfloat16 matrix units (AMX, AVX512-BF16) several times faster, but a different
+out): on a CPU with bfloat16 matrix units (AMX, AVX512-BF16) about 2.5× faster, but a different
 arithmetic, its features within :data:`BF16_TOLERANCE` of float32's, not equal to them; it is
 opt-in (:data:`REDUCED_PRECISION`), never the default, because the paper's numbers come from float32. :func:`inference_model` gives the model of a
 variant; :func:`mcalc.learn.features.compute_features` (the book) runs :data:`DEFAULT_VARIANT`
@@ -41,7 +41,7 @@ VARIANTS = ("plain", "folded", "xla", "folded+xla", "folded+bf16")
 REDUCED_PRECISION = {"folded+bf16": "bfloat16"}
 #: Largest |bf16 − plain| feature difference over the largest |plain| feature a bfloat16 variant is held
 #: to: bfloat16 keeps 8 significant bits (a relative rounding of 2⁻⁹ ≈ 0.2 % per operation), so its
-#: features carry errors of a few tenths of a percent of their scale (0.7 % measured on the 299-px backbone).
+#: features carry errors of a few tenths of a percent of their scale (0.6–0.7 % measured on the 299-px backbone).
 BF16_TOLERANCE = 2e-2
 #: The variant the book's feature extraction (compute_features) uses unless told otherwise (see benchmarks/RESULTS.md, section 1).
 DEFAULT_VARIANT = "folded"
@@ -175,8 +175,11 @@ def native_bfloat16() -> bool | None:
     instructions (AVX512-BF16, AMX); None when TensorFlow cannot say."""
     import tensorflow as tf
 
-    if tf.config.list_physical_devices("GPU"):
-        return True
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:  # bfloat16 units from Ampere (compute capability 8.0) on
+        details = tf.config.experimental.get_device_details(gpus[0])
+        capability = details.get("compute_capability")
+        return None if capability is None else tuple(capability) >= (8, 0)
     try:
         from tensorflow.python.util import _pywrap_utils
 
@@ -210,7 +213,7 @@ def inference_model(model: keras.Model, variant: str = DEFAULT_VARIANT) -> keras
             variant,
         )
     if variant.startswith("folded"):
-        out = fold_batchnorm(model, bfloat16=variant.endswith("bf16"))
+        out = fold_batchnorm(model, bfloat16=precision(variant) == "bfloat16")
     else:
         out = keras.models.clone_model(model)
         out.set_weights(model.get_weights())

@@ -29,7 +29,7 @@ from mcalc.learn.backbone import (
     inference_model,
     precision,
 )
-from mcalc.learn.model import N_FEATURES, build_backbone, compute_device
+from mcalc.learn.model import N_FEATURES, build_backbone, compute_device, float32_everywhere
 from mcalc.learn.preprocessing import PreprocessConfig, load_roi
 from mcalc.learn.weights import WeightsInfo
 from mcalc.paper import BATCH_SIZE
@@ -178,6 +178,7 @@ def extract_features(
 
     def compute(missing: list[int]) -> Iterator[tuple[list[int], np.ndarray]]:
         """Yield (indices, features) batch by batch for the rows missing from the cache."""
+        float32_everywhere()  # a float32 variant's features are float32's on a GPU too
         model = (
             backbone
             if backbone is not None
@@ -280,6 +281,7 @@ def compute_features(
             "image_size": image_size,
             "antialias": bool(antialias),
             "backbone": variant,
+            "backbone_precision": precision(variant),
             "weights": asdict(weights_info),
             "n": int(len(X)),
             "left_out": [str(r) for r in ids[~np.isfinite(X).all(axis=1)]],

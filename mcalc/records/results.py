@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,19 @@ def read_results_provenance(results_dir: str | Path) -> Provenance:
         raise damaged(Path(results_dir) / PROVENANCE, exc, WRITERS[PROVENANCE]) from None
     if prov is None:
         raise DataError(f"no {PROVENANCE} in {results_dir}: run notebook 01 (data curation) first")
-    return prov
+    return _with_features_precision(prov, Path(results_dir) / FEATURES_META)
+
+
+def _with_features_precision(prov: Provenance, meta: Path) -> Provenance:
+    """``prov`` naming the arithmetic the results' features were computed in, as their own record
+    says (it outlives a re-run of notebook 01, which rewrites the provenance)."""
+    try:
+        precision = json.loads(meta.read_text()).get("backbone_precision")
+    except (OSError, ValueError, AttributeError):
+        return (
+            prov  # no features yet (or an unreadable record, reported where the features are read)
+        )
+    return replace(prov, backbone_precision=precision) if isinstance(precision, str) else prov
 
 
 def load_manifest(results_dir: str | Path) -> pd.DataFrame:

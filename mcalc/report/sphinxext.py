@@ -1,5 +1,5 @@
-"""Sphinx extension: a one-line provenance banner on every page when the results came from the phantom or
-random weights, linking the intro's "what produced these pages"; and a search index of what a reader
+"""Sphinx extension: a one-line provenance banner on every page when the results came from the phantom,
+random weights or a bfloat16 backbone (or the Kaggle JPEG images), linking the intro's "what produced these pages"; and a search index of what a reader
 sees (no hidden code, no run log)."""
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def _weights(text: str) -> str:
 
 def _add_profile_args(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that execute notebooks."""
-    from mcalc.learn.backbone import VARIANTS
+    from mcalc.learn.backbone import BF16_TOLERANCE, DEFAULT_VARIANT, REDUCED_PRECISION, VARIANTS
     from mcalc.run.profiles import PROFILES
     from mcalc.study import TASKS
 
@@ -135,9 +135,13 @@ def _add_profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backbone",
         choices=VARIANTS,
-        help="how the frozen backbone runs: folded (the default: batch norm folded, float32's "
-        "features), plain, xla, folded+xla, or folded+bf16 (opt-in bfloat16 arithmetic: faster on CPUs "
-        "with AMX or AVX512-BF16, features within 2%% of float32's, not equal to them)",
+        help=f"how the frozen backbone runs: {DEFAULT_VARIANT} (the default: float32's features), "
+        f"or one of {', '.join(v for v in VARIANTS if v != DEFAULT_VARIANT)}; "
+        + ", ".join(
+            f"{v} computes in {p} (opt-in: faster where the hardware has it, features within "
+            f"{BF16_TOLERANCE:.0%} of float32's, not equal to them)".replace("%", "%%")
+            for v, p in REDUCED_PRECISION.items()
+        ),
     )
     p.add_argument(
         "--results-dir",

@@ -36,3 +36,24 @@ def test_with_config_changes_the_head_only_and_the_inputs_are_frozen():
     assert dataclasses.replace(other, config=inputs.config) == inputs
     with pytest.raises(dataclasses.FrozenInstanceError):
         inputs.n_boot = 10
+
+
+def test_a_fine_tuned_run_is_labelled_float32_whatever_the_cached_features_were(tmp_path):
+    """Head runs on cached bfloat16 features carry bfloat16; a fine-tuned backbone runs the plain
+    float32 model, and its run says so."""
+    import json
+
+    from mcalc.chapters.training import _run_provenance
+    from mcalc.records.provenance import Provenance, write_provenance
+
+    write_provenance(
+        Provenance(data="phantom").with_weights("random"), tmp_path / "provenance.json"
+    )
+    (tmp_path / "features.json").write_text(json.dumps({"backbone_precision": "bfloat16"}))
+    assert _run_provenance(tmp_path, "none").backbone_precision == "bfloat16"
+    assert _run_provenance(tmp_path, "top").backbone_precision == "float32"
+    assert (
+        _run_provenance(tmp_path, "all")
+        .label()
+        .endswith("InceptionResNetV2 (ImageNet weights unavailable)")
+    )

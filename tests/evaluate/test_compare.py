@@ -268,3 +268,16 @@ def test_the_copies_chapter_runs_its_own_phantom_at_a_scaled_hold_out() -> None:
     template = (root / "notebooks" / "08_copies.py").read_text()
     assert "JPEG round trip of the pipeline, not the real copies" in template
     assert "mcalc compare results-dicom results-kaggle" in template
+
+
+def test_the_backbones_arithmetic_is_a_provenance_item(tmp_path: Path) -> None:
+    """A bfloat16 run beside a float32 one: the comparison names the variant and the arithmetic, so a
+    feature shift is not put down to the data alone."""
+    a = write_run(tmp_path / "a")
+    b = write_run(tmp_path / "b")
+    (b / "features.json").write_text(
+        json.dumps({"image_size": 299, "backbone": "folded+bf16", "backbone_precision": "bfloat16"})
+    )
+    differs = C.compare_runs(a, b).provenance.query("differs")
+    assert differs.loc["backbone arithmetic", ["A", "B"]].tolist() == ["float32", "bfloat16"]
+    assert differs.loc["backbone", "B"] == "folded+bf16"

@@ -465,3 +465,12 @@ def test_new_heads_print_no_retracing_warning(mode) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert ("retracing" in done.stdout + done.stderr) == (mode == "unguarded")
+
+
+def test_training_and_extraction_compute_in_float32_on_every_device():
+    """TensorFloat-32 (TensorFlow's default on Ampere GPUs) is off once a run is made deterministic."""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_tensor_float_32_execution(True)
+    M.make_deterministic(0)
+    assert not tf.config.experimental.tensor_float_32_execution_enabled()

@@ -74,3 +74,21 @@ def test_a_damaged_manifest_names_the_curation(folder):
     path.write_text("roi_id,split,pati")
     with pytest.raises(DataError, match=rf"{path} is damaged .*re-run notebook 01_data_curation"):
         rs.load_manifest(folder)
+
+
+def test_the_results_provenance_names_the_arithmetic_of_their_features(tmp_path):
+    """The features' own record says their arithmetic, so a notebook 01 re-run that rewrites the
+    provenance (without it) does not turn a bfloat16 build back into float32; no record: as written."""
+    import json
+
+    from mcalc.records.provenance import Provenance, write_provenance
+    from mcalc.records.results import read_results_provenance
+
+    write_provenance(
+        Provenance(data="phantom").with_weights("random"), tmp_path / "provenance.json"
+    )
+    assert read_results_provenance(tmp_path).backbone_precision == "float32"
+    (tmp_path / "features.json").write_text(json.dumps({"backbone_precision": "bfloat16"}))
+    assert read_results_provenance(tmp_path).backbone_precision == "bfloat16"
+    (tmp_path / "features.json").write_text("[1, 2]")  # not a record: the provenance as written
+    assert read_results_provenance(tmp_path).backbone_precision == "float32"

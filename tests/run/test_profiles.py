@@ -33,3 +33,15 @@ def test_get_profile_overrides_and_rejects_unknown():
     assert prof.weights == "random" and prof.image_size == 299
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("nope")
+
+
+def test_the_backbone_variant_reaches_the_two_chapters_that_compute_features():
+    """Chapters 2 and 8 (the two that run the backbone) receive the profile's variant; no other
+    template declares it."""
+    prof = get_profile("default", backbone_variant="folded+bf16")
+    given = {
+        r.name: notebook_parameters(prof, r).get("backbone_variant")
+        for r in plan(prof)
+        if "backbone_variant" in notebook_parameters(prof, r)
+    }
+    assert given == {"02_preprocessing": "folded+bf16", "08_copies": "folded+bf16"}
