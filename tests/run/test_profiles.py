@@ -40,7 +40,7 @@ def test_the_backbone_variant_reaches_the_two_chapters_that_compute_features():
     template declares it."""
     prof = get_profile("default", backbone_variant="folded+bf16")
     given = {
-        r.name: notebook_parameters(prof, r).get("backbone_variant")
+        r.output: notebook_parameters(prof, r).get("backbone_variant")
         for r in plan(prof)
         if "backbone_variant" in notebook_parameters(prof, r)
     }
