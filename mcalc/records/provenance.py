@@ -126,22 +126,31 @@ class Provenance:
         )
 
     def headline(self) -> str:
-        """The banner's one line: what is simulated and what that means (empty when nothing is)."""
+        """The banner's one line: what is simulated and what that means (empty when nothing is).
+
+        A reduced-precision backbone is named in the same few words (the banner fits two lines on a
+        phone): "a random bfloat16 backbone", "phantom images (backbone in bfloat16)", or a
+        sentence of its own when nothing is simulated.
+        """
+        reduced = self.backbone_precision if self.is_reduced_precision else ""
+        random = f"a random {reduced} backbone" if reduced else "a random backbone"
         simulated = [
             name
             for name, on in (
                 ("phantom images", self.data == "phantom"),
-                ("a random backbone", self.weights == "random"),
+                (random, self.weights == "random"),
             )
             if on
         ]
         jpeg = " Images: the Kaggle JPEG re-release (8-bit, lossy)." if self.is_kaggle_jpeg else ""
-        if self.is_reduced_precision:
-            jpeg += f" Backbone in {self.backbone_precision}, not float32."
         if not simulated:
-            return jpeg.strip()
+            own = f" Backbone in {reduced}, not float32 like the paper." if reduced else ""
+            return (jpeg + own).strip()
+        built = " and ".join(simulated)
+        if reduced and self.weights != "random":
+            built += f" (backbone in {reduced})"
         return (
-            f"Built on {' and '.join(simulated)}: results test the pipeline, not the paper; "
+            f"Built on {built}: results test the pipeline, not the paper; "
             "those from the real CBIS-DDSM tables are real." + jpeg
         )
 

@@ -29,10 +29,14 @@ def test_a_reduced_precision_backbone_is_named_in_label_headline_and_banner():
     bf16 = replace(real, backbone_precision="bfloat16")
     assert bf16.is_reduced_precision and not bf16.is_simulated
     assert bf16.label().endswith("ImageNet-pretrained InceptionResNetV2, computed in bfloat16")
-    assert bf16.headline() == "Backbone in bfloat16, not float32."
+    assert bf16.headline() == "Backbone in bfloat16, not float32 like the paper."
     assert bf16.banner() == bf16.precision_sentence() and "not float32" in bf16.banner()
     phantom = replace(bf16, data="phantom")
-    assert phantom.headline().endswith("Backbone in bfloat16, not float32.")
+    assert phantom.headline().startswith("Built on phantom images (backbone in bfloat16): ")
+    offline = replace(phantom, weights="random")
+    assert offline.headline().startswith(
+        "Built on phantom images and a random bfloat16 backbone: results test the pipeline"
+    )
     assert phantom.banner().endswith(bf16.precision_sentence())
     assert real.precision_sentence() == real.headline() == real.banner() == ""
     old = {k: v for k, v in real.to_dict().items() if k != "backbone_precision"}
