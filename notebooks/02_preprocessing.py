@@ -26,9 +26,7 @@ seed = 0
 image_size = 299  # the paper: 299 (the backbone accepts 75 and more)
 weights = "auto"  # "auto", "imagenet", "random" or a path to an .h5 file
 resize_antialias = True  # False: point-sampled cubic, like OpenCV's INTER_CUBIC (see the methods)
-backbone_variant = (
-    "folded"  # float32; "folded+bf16": opt-in bfloat16, faster, not float32's features
-)
+backbone_variant = "folded"  # or "folded+bf16": opt-in bfloat16, faster, not float32's features
 results_dir = "results"
 cache_dir = "cache"
 

@@ -35,9 +35,7 @@ seed = 0
 task = "three-class"  # three-class (the paper), binary-merged or binary-biopsied
 image_size = 299
 weights = "auto"
-backbone_variant = (
-    "folded"  # float32; "folded+bf16": opt-in bfloat16, faster, not float32's features
-)
+backbone_variant = "folded"  # or "folded+bf16": opt-in bfloat16, faster, not float32's features
 results_dir = "results"
 cache_dir = "cache"
 n_boot = 1000

@@ -133,12 +133,12 @@ class Provenance:
         sentence of its own when nothing is simulated.
         """
         reduced = self.backbone_precision if self.is_reduced_precision else ""
-        random = f"a random {reduced} backbone" if reduced else "a random backbone"
+        backbone = f"a random {reduced} backbone" if reduced else "a random backbone"
         simulated = [
             name
             for name, on in (
                 ("phantom images", self.data == "phantom"),
-                (random, self.weights == "random"),
+                (backbone, self.weights == "random"),
             )
             if on
         ]

@@ -99,12 +99,10 @@ def read_results_provenance(results_dir: str | Path) -> Provenance:
 def _with_features_precision(prov: Provenance, meta: Path) -> Provenance:
     """``prov`` naming the arithmetic the results' features were computed in, as their own record
     says (it outlives a re-run of notebook 01, which rewrites the provenance)."""
-    try:
+    try:  # no features yet, or an unreadable record (reported where the features are read): as written
         precision = json.loads(meta.read_text()).get("backbone_precision")
     except (OSError, ValueError, AttributeError):
-        return (
-            prov  # no features yet (or an unreadable record, reported where the features are read)
-        )
+        return prov
     return replace(prov, backbone_precision=precision) if isinstance(precision, str) else prov
 
 

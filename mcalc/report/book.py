@@ -11,7 +11,8 @@ from typing import Protocol
 
 from mcalc.errors import BookBuildError
 from mcalc.records.fsio import LOCK_NAME, exclusive
-from mcalc.records.results import PROVENANCE
+from mcalc.records.provenance import write_provenance
+from mcalc.records.results import PROVENANCE, read_results_provenance
 from mcalc.report.checklist import write_page as write_checklist
 
 __all__ = [
@@ -131,9 +132,10 @@ def _build_book(profile: Profile, source: Path | None) -> Path:
             else assemble(profile, Path("build") / profile.name / "book")
         )
     source = Path(source)
-    provenance = Path(profile.results_dir) / PROVENANCE
-    if provenance.is_file():
-        shutil.copy2(provenance, source / EXECUTED / PROVENANCE)
+    if (Path(profile.results_dir) / PROVENANCE).is_file():  # as the results read it (the banner's)
+        write_provenance(
+            read_results_provenance(profile.results_dir), source / EXECUTED / PROVENANCE
+        )
     write_bundle(source / EXECUTED, Path(profile.results_dir))
     bottom = source / EXECUTED / BOTTOM_LINE
     if not bottom.is_file():  # the intro includes it; chapter 5 writes it

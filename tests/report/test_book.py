@@ -116,3 +116,35 @@ def test_the_search_index_sees_no_hidden_code_and_no_run_log():
     assert "accuracy of the head" in text
     assert "secret_code" not in text and "saved:" not in text
     assert "secret_code" in page.astext()  # the page itself keeps its code
+
+
+def test_the_books_provenance_is_the_results_as_read_naming_the_features_arithmetic(
+    tmp_path, monkeypatch
+):
+    """The banner's record is the results' provenance as every chapter reads it: a provenance.json
+    rewritten by notebook 01 (float32) still gives a bfloat16 banner when the features say so."""
+    import json
+    import subprocess
+
+    import pytest
+
+    from mcalc.errors import BookBuildError
+    from mcalc.records.provenance import read_provenance
+    from mcalc.report import book
+    from mcalc.run.profiles import get_profile
+
+    results = tmp_path / "results"
+    write_provenance(Provenance(data="phantom").with_weights("random"), results / "provenance.json")
+    (results / "features.json").write_text(json.dumps({"backbone_precision": "bfloat16"}))
+    monkeypatch.setattr(
+        book.subprocess, "run", lambda cmd, check: subprocess.CompletedProcess(cmd, 3)
+    )
+    profile = get_profile("ci", results_dir=str(results), out_dir=str(tmp_path / "notebooks"))
+    (tmp_path / "src" / book.EXECUTED).mkdir(parents=True)
+    with pytest.raises(
+        BookBuildError
+    ):  # the build itself is stubbed out; the record is written first
+        book.build_book(profile, source=tmp_path / "src")
+    written = read_provenance(tmp_path / "src" / book.EXECUTED / "provenance.json")
+    assert written.backbone_precision == "bfloat16"
+    assert "random bfloat16 backbone" in written.headline()
